@@ -1,0 +1,29 @@
+# `make demo` and `make test` set everything up themselves: a virtual environment in .venv,
+# torch (the release pinned below, which pip takes from the local wheel cache when it has it),
+# then stylelift and its dependencies.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.stylelift-installed
+
+.PHONY: demo test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/stylelift generate --seeds 0-7 --trunc 0.7 --outdir out/demo
+	@echo "images in out/demo/ (grid.png shows all of them)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

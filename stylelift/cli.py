@@ -1,0 +1,160 @@
+"""The `stylelift` command: parse, call the library, report. No math here."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from .errors import StyleliftError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Lift photos into the latent space of StyleGAN generators and edit them there.",
+)
+
+DEFAULT_NETWORK = "random-stylegan2-256"
+
+NetworkOpt = Annotated[
+    str,
+    typer.Option("--network", "-n", help="Network file (NVIDIA .pkl, rosinality .pt, stylelift .pt), URL, or known name."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn expected errors into one red line on stderr and exit code 1 (130 on Ctrl-C)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (StyleliftError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
+    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise typer.BadParameter(f"cannot read {part!r} in {what} {text!r}; use e.g. 0,3,5-9")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise typer.BadParameter(f"range {part!r} in {what} runs backwards")
+        out.extend(range(lo, hi + 1))
+    return out
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise typer.BadParameter(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail("--device cuda asked for, but torch sees no CUDA GPU on this machine")
+    return device
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+@app.command()
+@user_errors
+def generate(
+    network: NetworkOpt = DEFAULT_NETWORK,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention).")] = None,
+    latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
+    trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).")] = 1.0,
+    trunc_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only the first N ws.")] = None,
+    noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
+    class_idx: Annotated[Optional[int], typer.Option("--class", help="Class label (conditional networks).")] = None,
+    outdir: Annotated[Path, typer.Option(help="Where to write the images.")] = Path("out"),
+    grid: Annotated[bool, typer.Option(help="Also write grid.png with all images.")] = True,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Render images from seeds or from a latent file: seed0000.png, ... (and grid.png)."""
+    from . import generation
+    from .models import load_generator
+
+    if noise_mode not in ("const", "random", "none"):
+        raise typer.BadParameter(f"--noise-mode must be const, random or none, not {noise_mode!r}")
+    if (seeds is None) == (latents is None):
+        if latents is None:
+            seeds = "0-7"
+        else:
+            raise typer.BadParameter("give --seeds or --latents, not both")
+    seed_list = parse_int_list(seeds) if seeds is not None else None
+    dev = resolve_device(device)
+    G = load_generator(network, device=dev)
+    outdir.mkdir(parents=True, exist_ok=True)
+    if seed_list is not None:
+        images = generation.generate_from_seeds(
+            G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode, class_idx=class_idx, device=dev
+        )
+        names = [f"seed{s:04d}.png" for s in seed_list]
+    else:
+        images = generation.generate_from_latent_file(G, latents, noise_mode=noise_mode, device=dev)
+        names = [f"{latents.stem}{i:02d}.png" for i in range(len(images))]
+    generation.write_images(images, [outdir / n for n in names], grid_path=outdir / "grid.png" if grid else None)
+    typer.echo(f"wrote {len(images)} image{'s' * (len(images) != 1)} to {outdir}/")
+
+
+@app.command()
+@user_errors
+def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) -> None:
+    """Print a network's format, resolution, latent sizes, mapping depth and channel widths."""
+    from .models import describe_generator, load_generator
+
+    G = load_generator(network)
+    for key, value in describe_generator(G).items():
+        typer.echo(f"{key:>18}: {value}")
+
+
+@app.command()
+@user_errors
+def convert(
+    source: Annotated[str, typer.Argument(help="Network file in any supported format, or a name.")],
+    dest: Annotated[Path, typer.Argument(help="Output file (stylelift format, e.g. ffhq.stylelift.pt).")],
+    overwrite: Annotated[bool, typer.Option(help="Replace DEST if it exists.")] = False,
+) -> None:
+    """Write any supported network file in stylelift's own format (config + weights, no code)."""
+    from .models import load_generator, network_id, save_generator
+
+    if dest.exists() and not overwrite:
+        fail(f"{dest} exists; pass --overwrite to replace it")
+    G = load_generator(source)
+    save_generator(G, dest)
+    typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
+
+
+def run() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,91 @@
+"""Rendering seeds and stored latents, following NVIDIA's generate.py conventions exactly."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .images import make_grid, save_image, to_uint8
+from .latents import load_latents
+
+
+def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
+    """NVIDIA's convention: `np.random.RandomState(seed).randn(1, z_dim)` (float64)."""
+    return np.random.RandomState(seed).randn(1, z_dim)
+
+
+def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
+    """One-hot label [1, c_dim] for conditional networks; None for unconditional ones."""
+    if G.c_dim == 0:
+        if class_idx is not None:
+            raise InputError("this network is unconditional; drop --class")
+        return None
+    if class_idx is None:
+        raise InputError(f"this network is conditional ({G.c_dim} classes); pass --class 0..{G.c_dim - 1}")
+    if not 0 <= class_idx < G.c_dim:
+        raise InputError(f"--class {class_idx} is out of range 0..{G.c_dim - 1}")
+    c = torch.zeros([1, G.c_dim], device=device)
+    c[:, class_idx] = 1
+    return c
+
+
+@torch.inference_mode()
+def generate_from_seeds(
+    G,
+    seeds: Sequence[int],
+    *,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: Optional[int] = None,
+    noise_mode: str = "const",
+    class_idx: Optional[int] = None,
+    device="cpu",
+) -> list[np.ndarray]:
+    """uint8 HWC images, one per seed; rendered one at a time, as generate.py does, so pixels match it."""
+    if truncation_cutoff is not None and not 0 <= truncation_cutoff <= G.num_ws:
+        raise InputError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
+    c = class_label(G, class_idx, device)
+    images = []
+    for seed in seeds:
+        z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
+        img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+        images.append(to_uint8(img)[0])
+    return images
+
+
+@torch.inference_mode()
+def generate_from_latent_file(G, path: os.PathLike, *, noise_mode: str = "const", device="cpu") -> list[np.ndarray]:
+    """Render each w of a latent file (NVIDIA's --projected-w); stored noise maps are used when present."""
+    latents = load_latents(path)
+    latents.check_fits(G.num_ws, G.w_dim, name=Path(path).name)
+    noises = stored_noises(G, latents.noises, device) if latents.noises else None
+    images = []
+    for w in torch.from_numpy(latents.w).to(device):
+        img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
+        images.append(to_uint8(img)[0])
+    return images
+
+
+def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor]:
+    layers = G.synthesis.noise_layers()
+    if sorted(noises) != list(range(len(layers))):
+        raise InputError(f"latent file has noise maps {sorted(noises)}, but this network has {len(layers)} noise inputs")
+    out = []
+    for k, layer in enumerate(layers):
+        t = torch.from_numpy(noises[k]).to(device)
+        r = layer.resolution
+        if t.shape[-2:] != (r, r):
+            raise InputError(f"noise map {k} is {list(t.shape)}, but layer {k} works at {r}x{r}")
+        out.append(t.reshape(-1, 1, r, r) if t.ndim > 2 else t)
+    return out
+
+
+def write_images(images: list[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
+    for img, path in zip(images, paths):
+        save_image(img, path)
+    if grid_path is not None and len(images) > 1:
+        save_image(make_grid(images), grid_path)

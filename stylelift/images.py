@@ -1,0 +1,53 @@
+"""Images at the edges: model tensors (float RGB NCHW in [-1, 1]) <-> uint8 HWC arrays and files."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C], rounding as NVIDIA's generate.py does."""
+    if img.ndim != 4:
+        raise ValueError(f"expected an image batch [N, C, H, W], got shape {tuple(img.shape)}")
+    x = (img.detach().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.cpu().numpy()
+
+
+def to_pil(array: np.ndarray) -> Image.Image:
+    """uint8 HWC (C = 1 or 3) -> PIL image."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        return Image.fromarray(array[:, :, 0], "L")
+    return Image.fromarray(array, "RGB")
+
+
+def save_image(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a uint8 HWC image atomically (temporary file, then rename); the format follows the suffix."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        to_pil(array).save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 0) -> np.ndarray:
+    """Tile equally sized uint8 HWC images into one (row-major), `cols` wide (default: near-square)."""
+    if not images:
+        raise ValueError("no images to tile")
+    h, w, c = images[0].shape
+    cols = cols or math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    grid = np.zeros([rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c], dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, q = divmod(i, cols)
+        grid[r * (h + pad) : r * (h + pad) + h, q * (w + pad) : q * (w + pad) + w] = im
+    return grid

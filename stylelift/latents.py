@@ -1,0 +1,79 @@
+"""The latent file: `.npz` with `w [N, num_ws, w_dim]` (what NVIDIA's generate.py --projected-w
+reads), optional noise maps `noise_<k>`, and `meta` (a JSON string)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass
+class LatentFile:
+    w: np.ndarray  # [N, num_ws, w_dim] float32
+    noises: dict[int, np.ndarray] = field(default_factory=dict)  # noise layer index -> map
+    meta: dict = field(default_factory=dict)
+
+    def check_fits(self, num_ws: int, w_dim: int, *, name: str = "latent file") -> None:
+        if self.w.ndim != 3 or self.w.shape[1:] != (num_ws, w_dim):
+            raise InputError(
+                f"{name} holds w of shape {list(self.w.shape)}, but this network needs [N, {num_ws}, {w_dim}]"
+            )
+
+
+def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
+    """Write atomically: the file appears complete or not at all."""
+    path = Path(path)
+    arrays = {"w": np.asarray(latents.w, dtype=np.float32)}
+    for k, v in latents.noises.items():
+        arrays[f"noise_{k}"] = np.asarray(v, dtype=np.float32)
+    arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(buf.getvalue())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_latents(path: str | os.PathLike) -> LatentFile:
+    """Read a latent file; never unpickles (allow_pickle=False). Bad files raise InputError."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no latent file {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "w" not in data.files:
+                raise InputError(f"{path.name} has no 'w' array (keys: {', '.join(data.files) or 'none'})")
+            w = np.asarray(data["w"], dtype=np.float32)
+            noises = {}
+            for key in data.files:
+                if key.startswith("noise_") and key[6:].isdigit():
+                    noises[int(key[6:])] = np.asarray(data[key], dtype=np.float32)
+            meta: dict = {}
+            if "meta" in data.files:
+                try:
+                    meta = json.loads(str(data["meta"]))
+                except json.JSONDecodeError:
+                    meta = {}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{path.name} is not a readable .npz latent file ({e})") from None
+    if w.ndim == 2:  # a single [num_ws, w_dim] code
+        w = w[None]
+    if w.ndim != 3:
+        raise InputError(f"{path.name}: 'w' must be [N, num_ws, w_dim], got shape {list(w.shape)}")
+    if not np.isfinite(w).all():
+        raise InputError(f"{path.name}: 'w' contains NaN or infinite values")
+    return LatentFile(w=w, noises=noises, meta=meta)

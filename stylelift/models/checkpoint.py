@@ -1,0 +1,235 @@
+"""One entry point for every network file: `load_generator(path_or_name)`.
+
+Formats, told apart by their first bytes, never by the file name:
+- stylelift's own: a `torch.save` zip holding `{"format": FORMAT_TAG, "config", "state_dict", "meta"}`,
+  read with `torch.load(weights_only=True)`: plain data and tensors, no code;
+- rosinality `.pt` (zip or legacy torch file): `stylelift.models.rosinality`;
+- any other pickle: NVIDIA PyTorch or TensorFlow network pickles, read by a restricted
+  unpickler (`stylelift.models.nvidia`) that refuses every global outside its allow-list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+
+from ..errors import CheckpointError
+from .raw import RawNetwork
+from .stylegan2 import Generator, StyleGAN2Config
+
+log = logging.getLogger(__name__)
+
+FORMAT_TAG = "stylelift-network"
+FORMAT_VERSION = 1
+W_AVG_SAMPLES = 10_000
+W_AVG_SEED = 0
+
+# Magic bytes of the legacy (pre-zip) torch.save format: PROTO 2, LONG1 of 10 bytes, the magic number.
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+class NetworkNotFoundError(FileNotFoundError):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks known by name.
+
+
+def _random_stylegan2(resolution: int) -> Callable[[], RawNetwork]:
+    """A randomly initialised StyleGAN2 (fixed seed): for demos, tests and benchmarks, not faces."""
+
+    def build() -> RawNetwork:
+        cfg = StyleGAN2Config(img_resolution=resolution, channel_base=min(32768, 512 * resolution // 2), mapping_layers=8)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(resolution)
+            G = Generator(cfg)
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.data.fill_(0.1)
+            state = G.state_dict()
+        raw = RawNetwork(cfg, state, format="builtin", has_w_avg=False, info={"note": "random weights (no training)"})
+        return raw
+
+    return build
+
+
+NAMED_NETWORKS: dict[str, Callable[[], RawNetwork]] = {
+    f"random-stylegan2-{r}": _random_stylegan2(r) for r in (64, 256, 1024)
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def sniff_format(path: Path) -> str:
+    """'torch-zip', 'torch-legacy' or 'pickle', from the file's first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_TORCH_MAGIC))
+    if not head:
+        raise CheckpointError(f"{path.name} is empty")
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head == _LEGACY_TORCH_MAGIC:
+        return "torch-legacy"
+    if head[:1] == b"\x80" or head[:1] in b"(}]":
+        return "pickle"
+    raise CheckpointError(f"{path.name} is not a network file stylelift knows (not a pickle or a torch file)")
+
+
+def _is_stylelift_zip(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            return bool(pkl) and FORMAT_TAG.encode() in zf.read(pkl[0])
+    except (zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"{path.name} is a damaged zip/torch file ({e})") from None
+
+
+def read_stylelift(path: Path) -> RawNetwork:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types on corrupt input; report them as one line
+        raise CheckpointError(f"cannot read {path.name}: {_one_line(e)}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
+        raise CheckpointError(f"{path.name} is not a stylelift network file")
+    if data.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path.name} has stylelift format version {data.get('version')}; this stylelift reads {FORMAT_VERSION}")
+    if data.get("architecture") != "stylegan2":
+        raise CheckpointError(f"{path.name}: unknown architecture {data.get('architecture')!r}")
+    try:
+        cfg = StyleGAN2Config.from_dict(data["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path.name} has a bad config: {_one_line(e)}") from None
+    state = data.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path.name} has no valid state_dict")
+    meta = data.get("meta") or {}
+    return RawNetwork(cfg, state, format="stylelift", has_w_avg="mapping.w_avg" in state, info=dict(meta))
+
+
+def read_network(path: Path) -> RawNetwork:
+    """Read any supported file into a RawNetwork (no torch module yet)."""
+    kind = sniff_format(path)
+    if kind == "torch-zip" and _is_stylelift_zip(path):
+        return read_stylelift(path)
+    if kind in ("torch-zip", "torch-legacy"):
+        from .rosinality import read_rosinality
+
+        return read_rosinality(path)
+    from .nvidia import read_nvidia_pickle
+
+    return read_nvidia_pickle(path)
+
+
+def build_generator(raw: RawNetwork, *, name: str) -> Generator:
+    """Build the module, load its weights strictly, fill in w_avg if the file lacked it."""
+    G = Generator(raw.config)
+    state = dict(raw.state_dict)
+    if not raw.has_w_avg:
+        state["mapping.w_avg"] = torch.zeros([raw.config.w_dim])
+    try:
+        G.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{name}: weights do not fit the network they describe ({_one_line(e)})") from None
+    G.eval().requires_grad_(False)
+    if not raw.has_w_avg:
+        G.mapping.w_avg.copy_(estimate_w_avg(G))
+    G.source = name
+    G.source_format = raw.format
+    G.source_info = raw.info
+    return G
+
+
+@torch.no_grad()
+def estimate_w_avg(G: Generator, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batch: int = 1000) -> torch.Tensor:
+    """Mean of the mapped w of `n` z drawn with a fixed seed (labels: uniform one-hot)."""
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros([G.w_dim], dtype=torch.float64)
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        z = torch.randn([m, G.z_dim], generator=gen)
+        c = None
+        if G.c_dim > 0:
+            c = torch.nn.functional.one_hot(torch.randint(G.c_dim, [m], generator=gen), G.c_dim).float()
+        w = G.mapping(z.to(G.mapping.w_avg.device), c)[:, 0]
+        total += w.double().sum(0).cpu()
+    return (total / n).float()
+
+
+def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> Generator:
+    """Load a generator from a file (any supported format) or a known name, frozen, in eval mode.
+
+    Raises NetworkNotFoundError for a missing file, CheckpointError (UnsafeCheckpointError for a
+    pickle that asks to run code) for a file that cannot be read safely.
+    """
+    key = str(path_or_name)
+    if key in NAMED_NETWORKS:
+        G = build_generator(NAMED_NETWORKS[key](), name=key)
+        G.source_format = "builtin"
+        return G.to(device)
+    if key.startswith(("http://", "https://")):
+        from .download import cached_download
+
+        path = cached_download(key)
+    else:
+        path = Path(key).expanduser()
+    if not path.exists():
+        names = ", ".join(sorted(NAMED_NETWORKS))
+        raise NetworkNotFoundError(f"no network file {key} (known names: {names})")
+    if path.is_dir():
+        raise CheckpointError(f"{key} is a folder, not a network file")
+    raw = read_network(path)
+    return build_generator(raw, name=path.name).to(device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing stylelift's own format
+
+
+def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
+    """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
+    info.update(meta or {})
+    data = {
+        "format": FORMAT_TAG,
+        "version": FORMAT_VERSION,
+        "architecture": "stylegan2",
+        "config": G.config.to_dict(),
+        "state_dict": state,
+        "meta": json.loads(json.dumps(info, default=str)),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def network_id(G: Generator) -> str:
+    """A short fingerprint of the weights and config: the same network gives the same id in any format."""
+    cached = getattr(G, "_network_id", None)
+    if cached:
+        return cached
+    h = hashlib.sha256(json.dumps(G.config.to_dict(), sort_keys=True).encode())
+    for k, v in sorted(G.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    G._network_id = f"stylegan2-{h.hexdigest()[:16]}"
+    return G._network_id
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

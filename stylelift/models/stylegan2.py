@@ -1,0 +1,469 @@
+"""StyleGAN2 generator (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN").
+
+A pure-torch port written to reproduce NVIDIA's stylegan2-ada-pytorch networks bit for bit on
+the CPU: the order of floating-point operations in the inference path follows the reference
+implementation (its reference, non-CUDA code path), so the same weights and the same w give the
+same image. Parameter names follow NVIDIA's (`mapping.fc0.weight`, `synthesis.b8.conv0.affine.bias`,
+...), so a state dict from an NVIDIA pickle loads with `load_state_dict(strict=True)`.
+
+Stored weights are unscaled; the equalised-learning-rate gain is applied at run time, as in the
+paper. Constant sub-expressions of the weights (gain-scaled dense weights, the FIR filter) are
+cached after the first call when the generator is in eval mode and its weights do not require
+gradients; that changes no bits and saves work in the projector's inner loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ARCHITECTURES = ("orig", "skip", "resnet")
+NOISE_MODES = ("const", "random", "none")
+LRELU_GAIN = math.sqrt(2)
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config:
+    """Everything needed to rebuild a StyleGAN2 generator; saved next to its weights."""
+
+    z_dim: int = 512
+    c_dim: int = 0
+    w_dim: int = 512
+    img_resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    mapping_layer_features: Optional[int] = None  # hidden width of the mapping MLP; None = w_dim
+    embed_features: Optional[int] = None  # label embedding width; None = w_dim (when c_dim > 0)
+    channel_base: int = 32768
+    channel_max: int = 512
+    channels: Optional[tuple[int, ...]] = None  # per block resolution 4, 8, ...; overrides base/max
+    architecture: str = "skip"
+    resample_filter: tuple[int, ...] = (1, 3, 3, 1)
+    conv_clamp: Optional[float] = None
+    use_noise: bool = True
+    num_fp16_res: int = 0  # recorded for information; stylelift always computes in float32
+
+    def __post_init__(self):
+        log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else -1
+        if log2 != int(log2) or not 2 <= log2 <= 10:
+            raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {self.img_resolution}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        for name in ("z_dim", "w_dim", "img_channels", "mapping_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+            if len(self.channels) != len(self.block_resolutions) or min(self.channels) < 1:
+                raise ValueError(
+                    f"channels must list {len(self.block_resolutions)} positive widths "
+                    f"(one per block resolution), got {self.channels}"
+                )
+        object.__setattr__(self, "resample_filter", tuple(self.resample_filter))
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    @property
+    def block_channels(self) -> dict[int, int]:
+        if self.channels is not None:
+            return dict(zip(self.block_resolutions, self.channels))
+        return {r: min(self.channel_base // r, self.channel_max) for r in self.block_resolutions}
+
+    @property
+    def num_ws(self) -> int:
+        # Two convs per block (one in the 4x4 block) plus the last toRGB.
+        return 2 * len(self.block_resolutions)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels) if self.channels is not None else None
+        d["resample_filter"] = list(self.resample_filter)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StyleGAN2Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown StyleGAN2 config keys: {sorted(unknown)}")
+        d = dict(d)
+        if d.get("channels") is not None:
+            d["channels"] = tuple(d["channels"])
+        if "resample_filter" in d:
+            d["resample_filter"] = tuple(d["resample_filter"])
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------
+# Primitive ops. Each follows the operation order of NVIDIA's reference (non-CUDA) kernels.
+
+
+def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Pixel norm of the input latent: x / sqrt(mean(x^2) + eps)."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def bias_act(x: Tensor, b: Optional[Tensor], *, lrelu: bool, gain: float = 1.0, clamp: Optional[float] = None) -> Tensor:
+    """Add a bias along dim 1, optionally leaky-ReLU (slope 0.2), scale by `gain`, clamp to +-clamp."""
+    if b is not None:
+        x = x + b.reshape([-1 if i == 1 else 1 for i in range(x.ndim)])
+    if lrelu:
+        x = F.leaky_relu(x, 0.2)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def fir_filter_2d(taps: tuple[int, ...]) -> Tensor:
+    """The separable low-pass filter as a normalised 2-D kernel, e.g. [1,3,3,1] -> 4x4 summing to 1."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = f.ger(f)
+    return f / f.sum()
+
+
+def upfirdn2d(x: Tensor, f: Tensor, *, up: int = 1, pad: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> Tensor:
+    """Upsample by inserting zeros, pad (x0, x1, y0, y1; negative crops), then FIR-filter per channel.
+
+    `f` is the normalised 2-D kernel; it is scaled by `gain` (up**2 keeps the mean when upsampling).
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    px0, px1, py0, py1 = pad
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    kernel = _depthwise_kernel(f, gain, c, x.dtype)
+    return F.conv2d(x, kernel, groups=c)
+
+
+def _depthwise_kernel(f: Tensor, gain: float, channels: int, dtype: torch.dtype) -> Tensor:
+    f = f * (gain ** (f.ndim / 2))
+    f = f.to(dtype).flip([0, 1])
+    return f[None, None].repeat(channels, 1, 1, 1)
+
+
+def upsample2d(x: Tensor, f: Tensor) -> Tensor:
+    """2x upsampling with the FIR filter (used on the skip image and in the resnet shortcut)."""
+    k = f.shape[-1]
+    p0, p1 = (k + 1) // 2, (k - 2) // 2
+    return upfirdn2d(x, f, up=2, pad=(p0, p1, p0, p1), gain=4)
+
+
+def conv_up2(x: Tensor, weight: Tensor, f: Tensor, groups: int = 1) -> Tensor:
+    """A 3x3 (or kxk) conv that doubles the resolution: a stride-2 transposed conv, then the FIR filter.
+
+    `weight` is [O, I/groups, k, k] in conv2d layout; no spatial flip (NVIDIA's and rosinality's
+    PyTorch weights agree on this).
+    """
+    o, i, kh, kw = weight.shape
+    if groups == 1:
+        w = weight.transpose(0, 1)
+    else:
+        w = weight.reshape(groups, o // groups, i, kh, kw).transpose(1, 2).reshape(groups * i, o // groups, kh, kw)
+    x = F.conv_transpose2d(x, w, stride=2, groups=groups)
+    fk = f.shape[-1]
+    p0 = (fk + 1) // 2 - (kw - 1) + kw // 2
+    p1 = (fk - 2) // 2 - (kw - 2) + kw // 2
+    return upfirdn2d(x, f, pad=(p0, p1, p0, p1), gain=4)
+
+
+def modulated_conv2d(
+    x: Tensor,  # [N, I, H, W]
+    weight: Tensor,  # [O, I, k, k]
+    styles: Tensor,  # [N, I]
+    *,
+    demodulate: bool = True,
+    up: bool = False,
+    filter_2d: Optional[Tensor] = None,
+) -> Tensor:
+    """Modulate the weights by the styles, demodulate, and convolve each sample with its own weights.
+
+    Run as one grouped convolution over the batch, as the reference does at inference.
+    """
+    n = x.shape[0]
+    o, i, kh, kw = weight.shape
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, i, kh, kw)
+    if up:
+        x = conv_up2(x, w, filter_2d, groups=n)
+    else:
+        x = F.conv2d(x, w, padding=kw // 2, groups=n)
+    return x.reshape(n, -1, *x.shape[2:])
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+
+
+class FullyConnected(nn.Module):
+    """Dense layer with equalised learning rate: weight * lr_mul / sqrt(fan_in), bias * lr_mul."""
+
+    def __init__(self, in_features: int, out_features: int, *, lrelu: bool = False, lr_multiplier: float = 1.0, bias_init: float = 0.0):
+        super().__init__()
+        self.in_features, self.out_features, self.lrelu = in_features, out_features, lrelu
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
+        self.weight_gain = lr_multiplier / np.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias.to(x.dtype)
+        if self.bias_gain != 1:
+            b = b * self.bias_gain
+        if not self.lrelu:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, lrelu=True, gain=LRELU_GAIN)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, lrelu={self.lrelu}, lr_mul={self.bias_gain:g}"
+
+
+class MappingNetwork(nn.Module):
+    """z (and label c) -> w, broadcast to [N, num_ws, w_dim], with truncation toward w_avg."""
+
+    def __init__(self, cfg: StyleGAN2Config):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
+        hidden = cfg.mapping_layer_features or cfg.w_dim
+        embed = (cfg.embed_features or cfg.w_dim) if cfg.c_dim > 0 else 0
+        if cfg.c_dim > 0:
+            self.embed = FullyConnected(cfg.c_dim, embed)
+        features = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        for idx in range(cfg.mapping_layers):
+            layer = FullyConnected(features[idx], features[idx + 1], lrelu=True, lr_multiplier=cfg.mapping_lr_multiplier)
+            setattr(self, f"fc{idx}", layer)
+        self.num_layers = cfg.mapping_layers
+        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+
+    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
+        x = None
+        if self.z_dim > 0:
+            x = normalize_2nd_moment(z.to(torch.float32))
+        if self.c_dim > 0:
+            y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            x = torch.cat([x, y], dim=1) if x is not None else y
+        for idx in range(self.num_layers):
+            x = getattr(self, f"fc{idx}")(x)
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
+        if truncation_psi != 1:
+            if truncation_cutoff is None:
+                x = self.w_avg.lerp(x, truncation_psi)
+            else:
+                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
+        return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 conv (optionally upsampling 2x) + per-pixel noise + bias + leaky ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool, use_noise: bool, conv_clamp: Optional[float]):
+        super().__init__()
+        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.up, self.use_noise, self.conv_clamp = up, use_noise, conv_clamp
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+
+    def forward(self, x: Tensor, w: Tensor, filter_2d: Tensor, *, noise_mode: str = "const", noise: Optional[Tensor] = None, gain: float = 1) -> Tensor:
+        styles = self.affine(w)
+        if self.use_noise:
+            if noise is not None:  # [N, 1, r, r] or [r, r]: an explicit map (the projector's)
+                noise = noise * self.noise_strength
+            elif noise_mode == "random":
+                noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            elif noise_mode == "const":
+                noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight, styles, up=self.up, filter_2d=filter_2d)
+        if self.use_noise and noise is not None:
+            x = x.add_(noise)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias.to(x.dtype), lrelu=True, gain=LRELU_GAIN * gain, clamp=clamp)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels} -> {self.out_channels} @ {self.resolution}px, up={self.up}, noise={self.use_noise}"
+
+
+class ToRGB(nn.Module):
+    """Modulated 1x1 conv to RGB, without demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, *, conv_clamp: Optional[float]):
+        super().__init__()
+        self.in_channels, self.out_channels, self.conv_clamp = in_channels, out_channels, conv_clamp
+        self.affine = FullyConnected(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / np.sqrt(in_channels)
+
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        return bias_act(x, self.bias.to(x.dtype), lrelu=False, clamp=self.conv_clamp)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels} -> {self.out_channels}"
+
+
+class Skip(nn.Module):
+    """The resnet shortcut: 1x1 conv (no bias) and 2x FIR upsampling, scaled by sqrt(1/2)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.weight_gain = 1 / np.sqrt(in_channels)
+
+    def forward(self, x: Tensor, filter_2d: Tensor, gain: float) -> Tensor:
+        w = self.weight * self.weight_gain
+        x = F.conv2d(x, w.to(x.dtype))
+        x = upsample2d(x, filter_2d)
+        return x * gain if gain != 1 else x
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: [const | conv0 (up)] -> conv1 -> [toRGB], plus the skip image or the resnet shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, resolution: int, cfg: StyleGAN2Config):
+        super().__init__()
+        self.in_channels, self.resolution, self.architecture = in_channels, resolution, cfg.architecture
+        is_last = resolution == cfg.img_resolution
+        kw = dict(use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp)
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, up=True, **kw)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution, up=False, **kw)
+        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_torgb = 1 if (is_last or cfg.architecture == "skip") else 0
+        if self.num_torgb:
+            self.torgb = ToRGB(out_channels, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp)
+        if in_channels != 0 and cfg.architecture == "resnet":
+            self.skip = Skip(in_channels, out_channels)
+
+    def forward(self, x: Optional[Tensor], img: Optional[Tensor], ws: Tensor, filter_2d: Tensor, *, noise_mode: str, noises: list) -> tuple[Tensor, Tensor]:
+        w_iter = iter(ws.unbind(1))
+        n_iter = iter(noises)
+        if self.in_channels == 0:
+            x = self.const.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(w_iter), filter_2d, noise_mode=noise_mode, noise=next(n_iter))
+        elif self.architecture == "resnet":
+            y = self.skip(x, filter_2d, gain=np.sqrt(0.5))
+            x = self.conv0(x, next(w_iter), filter_2d, noise_mode=noise_mode, noise=next(n_iter))
+            x = self.conv1(x, next(w_iter), filter_2d, noise_mode=noise_mode, noise=next(n_iter), gain=np.sqrt(0.5))
+            x = y.add_(x)
+        else:
+            x = self.conv0(x, next(w_iter), filter_2d, noise_mode=noise_mode, noise=next(n_iter))
+            x = self.conv1(x, next(w_iter), filter_2d, noise_mode=noise_mode, noise=next(n_iter))
+        if img is not None:
+            img = upsample2d(img, filter_2d)
+        if self.num_torgb:
+            y = self.torgb(x, next(w_iter)).to(torch.float32)
+            img = img.add_(y) if img is not None else y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R], roughly in [-1, 1]."""
+
+    def __init__(self, cfg: StyleGAN2Config):
+        super().__init__()
+        self.w_dim, self.img_resolution, self.img_channels = cfg.w_dim, cfg.img_resolution, cfg.img_channels
+        self.block_resolutions = cfg.block_resolutions
+        channels = cfg.block_channels
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            in_ch = channels[res // 2] if res > 4 else 0
+            block = SynthesisBlock(in_ch, channels[res], res, cfg)
+            setattr(self, f"b{res}", block)
+            self.num_ws += block.num_conv
+        self.num_ws += 1  # the last toRGB
+        self.register_buffer("filter_2d", fir_filter_2d(cfg.resample_filter), persistent=False)
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{res}") for res in self.block_resolutions]
+
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The conv layers in ws order (noise index k = position in this list)."""
+        layers = []
+        for block in self.blocks():
+            layers += [block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1]
+        return layers
+
+    def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
+        check_ws(ws, self.num_ws, self.w_dim)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        n_layers = len(self.noise_layers())
+        if noises is None:
+            noises = [None] * n_layers
+        elif len(noises) != n_layers:
+            raise ValueError(f"expected {n_layers} noise maps, got {len(noises)}")
+        ws = ws.to(torch.float32)
+        x = img = None
+        w_idx = n_idx = 0
+        for block in self.blocks():
+            block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+            block_noises = noises[n_idx : n_idx + block.num_conv]
+            x, img = block(x, img, block_ws, self.filter_2d, noise_mode=noise_mode, noises=block_noises)
+            w_idx += block.num_conv
+            n_idx += block.num_conv
+        return img
+
+
+def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
+    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
+        shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
+        raise ValueError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: `mapping(z, c) -> ws`, `synthesis(ws) -> img`, `G(z, c) = synthesis(mapping(z, c))`."""
+
+    def __init__(self, cfg: StyleGAN2Config):
+        super().__init__()
+        self.config = cfg
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.synthesis = SynthesisNetwork(cfg)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(cfg)
+
+    @property
+    def w_avg(self) -> Tensor:
+        return self.mapping.w_avg
+
+    @property
+    def layer_resolutions(self) -> list[int]:
+        """The resolution each ws index acts at (for coarse/middle/fine style ranges)."""
+        res = []
+        for block in self.synthesis.blocks():
+            res += [block.resolution] * block.num_conv
+        return res + [self.img_resolution]
+
+    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"resolution={c.img_resolution}, num_ws={self.num_ws}, w_dim={c.w_dim}, architecture={c.architecture}"
