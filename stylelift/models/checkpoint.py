@@ -200,6 +200,7 @@ def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optiona
     path = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
+    info = {k: v for k, v in info.items() if v is not None}
     info.update(meta or {})
     data = {
         "format": FORMAT_TAG,

@@ -69,7 +69,7 @@ def cached_download(
             raise DownloadError(f"download of {url} has sha256 {digest.hexdigest()}, expected {sha256}")
         os.replace(tmp, dest)
     except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
+        reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
         raise DownloadError(f"cannot download {url}: {reason}") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,0 +1,101 @@
+import zipfile
+
+import pytest
+import torch
+
+from conftest import tiny_generator
+from stylelift import CheckpointError, load_generator, network_id, save_generator
+from stylelift.models.checkpoint import FORMAT_TAG, NetworkNotFoundError, estimate_w_avg, sniff_format
+
+
+@pytest.mark.parametrize("overrides", [{}, dict(architecture="resnet", conv_clamp=0.5), dict(architecture="orig", c_dim=3)])
+def test_own_format_round_trip_gives_identical_outputs(tmp_path, overrides):
+    G = tiny_generator(**overrides)
+    path = tmp_path / "net.stylelift.pt"
+    save_generator(G, path)
+    H = load_generator(path)
+    assert H.config == G.config
+    assert H.source_format == "stylelift"
+    z = torch.randn(2, G.z_dim)
+    c = torch.eye(3)[:2] if G.c_dim else None
+    assert torch.equal(H(z, c, truncation_psi=0.6), G(z, c, truncation_psi=0.6))
+    assert network_id(H) == network_id(G)
+    assert not any(p.requires_grad for p in H.parameters()) and not H.training
+
+
+def test_own_format_holds_no_code_and_loads_with_weights_only(tmp_path):
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(), path)
+    data = torch.load(path, weights_only=True)
+    assert data["format"] == FORMAT_TAG and isinstance(data["config"], dict)
+    assert all(isinstance(v, torch.Tensor) for v in data["state_dict"].values())
+
+
+def test_network_id_changes_with_the_weights():
+    assert network_id(tiny_generator(seed=0)) != network_id(tiny_generator(seed=1))
+
+
+def test_save_replaces_atomically_and_leaves_no_temporary_files(tmp_path):
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(seed=0), path)
+    save_generator(tiny_generator(seed=1), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.pt"]
+    assert network_id(load_generator(path)) == network_id(tiny_generator(seed=1))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty"),
+        (b"hello, not a network", "not a network file"),
+        (b"PK\x03\x04garbage", "damaged"),
+    ],
+)
+def test_garbage_files_are_a_one_line_checkpoint_error(tmp_path, content, message):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_generator(path)
+
+
+def test_truncated_own_file_is_a_checkpoint_error(tmp_path):
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_generator(path)
+
+
+def test_own_file_with_mismatched_weights_is_refused(tmp_path):
+    path = tmp_path / "net.pt"
+    G = tiny_generator()
+    save_generator(G, path)
+    data = torch.load(path, weights_only=True)
+    data["config"]["img_resolution"] = 32
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_generator(path)
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(NetworkNotFoundError, match="no network file"):
+        load_generator(tmp_path / "nope.pkl")
+    with pytest.raises(CheckpointError, match="folder"):
+        load_generator(tmp_path)
+
+
+def test_sniffing_looks_at_bytes_not_names(tmp_path):
+    path = tmp_path / "looks_like.pkl"
+    save_generator(tiny_generator(), path)
+    assert sniff_format(path) == "torch-zip"
+    assert zipfile.is_zipfile(path)
+    assert load_generator(path).source_format == "stylelift"
+
+
+def test_w_avg_estimate_is_the_mean_of_mapped_samples_and_reproducible():
+    G = tiny_generator()
+    a = estimate_w_avg(G, n=2000, seed=3)
+    assert torch.equal(a, estimate_w_avg(G, n=2000, seed=3))
+    z = torch.randn(20000, G.z_dim)
+    assert torch.allclose(a, G.mapping(z)[:, 0].mean(0), atol=0.05 * G.mapping(z)[:, 0].std())

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from stylelift import InputError, LatentFile, load_latents, save_latents
+
+
+def test_round_trip_with_noise_and_meta(tmp_path):
+    lf = LatentFile(w=np.random.randn(2, 6, 16).astype(np.float32), noises={0: np.ones([4, 4]), 1: np.zeros([8, 8])}, meta={"seed": 3})
+    save_latents(tmp_path / "a.npz", lf)
+    back = load_latents(tmp_path / "a.npz")
+    assert np.array_equal(back.w, lf.w) and back.meta == {"seed": 3} and sorted(back.noises) == [0, 1]
+
+
+def test_nvidia_style_file_with_only_w_loads(tmp_path):
+    np.savez(tmp_path / "projected_w.npz", w=np.zeros([1, 18, 512], np.float32))
+    assert load_latents(tmp_path / "projected_w.npz").w.shape == (1, 18, 512)
+
+
+def test_pickled_object_arrays_are_never_unpickled(tmp_path):
+    np.savez(tmp_path / "evil.npz", w=np.array([object()], dtype=object))
+    with pytest.raises(InputError):
+        load_latents(tmp_path / "evil.npz")
+
+
+@pytest.mark.parametrize(
+    "arrays, match",
+    [({"x": np.zeros(3)}, "no 'w'"), ({"w": np.zeros(3)}, "shape"), ({"w": np.full([1, 2, 3], np.nan)}, "NaN")],
+)
+def test_bad_contents(tmp_path, arrays, match):
+    np.savez(tmp_path / "b.npz", **arrays)
+    with pytest.raises(InputError, match=match):
+        load_latents(tmp_path / "b.npz")
+
+
+def test_not_an_npz(tmp_path):
+    (tmp_path / "c.npz").write_text("hello")
+    with pytest.raises(InputError, match="not a readable"):
+        load_latents(tmp_path / "c.npz")
+
+
+def test_check_fits():
+    with pytest.raises(InputError, match=r"needs \[N, 18, 512\]"):
+        LatentFile(w=np.zeros([1, 14, 512])).check_fits(18, 512)

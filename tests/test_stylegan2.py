@@ -1,0 +1,196 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import tiny_config, tiny_generator
+from stylelift.models.stylegan2 import (
+    Generator,
+    StyleGAN2Config,
+    fir_filter_2d,
+    modulated_conv2d,
+    upfirdn2d,
+    upsample2d,
+)
+
+
+@pytest.mark.parametrize("architecture", ["orig", "skip", "resnet"])
+@pytest.mark.parametrize("resolution", [4, 8, 32])
+def test_output_shape_and_num_ws_for_every_architecture_and_resolution(architecture, resolution):
+    G = tiny_generator(architecture=architecture, img_resolution=resolution)
+    assert G.num_ws == 2 * int(math.log2(resolution)) - 2 == G.config.num_ws
+    z = torch.randn(3, G.z_dim)
+    ws = G.mapping(z)
+    assert ws.shape == (3, G.num_ws, G.w_dim)
+    img = G.synthesis(ws)
+    assert img.shape == (3, 3, resolution, resolution)
+    assert torch.isfinite(img).all()
+
+
+def test_num_ws_is_18_at_1024_and_channels_follow_base_and_max():
+    cfg = StyleGAN2Config(img_resolution=1024)
+    assert cfg.num_ws == 18
+    assert cfg.block_channels == {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64, 1024: 32}
+    assert StyleGAN2Config(img_resolution=64, channel_base=16384).block_channels[64] == 256
+
+
+def test_explicit_channel_widths_override_base():
+    G = tiny_generator(channels=(8, 6, 4))
+    assert G.synthesis.b16.conv1.weight.shape == (4, 4, 3, 3)
+    assert G.synthesis.b8.conv0.weight.shape == (6, 8, 3, 3)
+    assert G(torch.randn(1, 16)).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("bad", [dict(img_resolution=48), dict(img_resolution=2048), dict(architecture="fancy"), dict(channels=(4, 4))])
+def test_bad_configs_are_refused(bad):
+    with pytest.raises(ValueError):
+        tiny_config(**bad)
+
+
+def test_config_round_trips_through_dict():
+    cfg = tiny_config(channels=(8, 6, 4), conv_clamp=256.0, architecture="resnet", c_dim=3)
+    assert StyleGAN2Config.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown"):
+        StyleGAN2Config.from_dict({**cfg.to_dict(), "surprise": 1})
+
+
+def test_const_noise_is_deterministic_and_random_noise_is_not(G):
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    a, b = G.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const")
+    assert torch.equal(a, b)
+    r1, r2 = G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="random")
+    assert not torch.equal(r1, r2)
+    none = G.synthesis(ws, noise_mode="none")
+    assert (none - a).abs().max() > 1e-3  # noise strengths are non-zero in the fixture
+
+
+def test_explicit_noise_maps_equal_to_the_constants_reproduce_const_mode(G):
+    ws = G.mapping(torch.randn(1, G.z_dim))
+    noises = [layer.noise_const.clone() for layer in G.synthesis.noise_layers()]
+    assert torch.equal(G.synthesis(ws, noises=noises), G.synthesis(ws, noise_mode="const"))
+    with pytest.raises(ValueError, match="noise maps"):
+        G.synthesis(ws, noises=noises[:-1])
+
+
+def test_truncation_arithmetic(G):
+    z = torch.randn(2, G.z_dim)
+    ws = G.mapping(z)
+    assert torch.allclose(G.mapping(z, truncation_psi=0), G.w_avg.expand_as(ws))
+    half = G.mapping(z, truncation_psi=0.5)
+    assert torch.allclose(half, G.w_avg + 0.5 * (ws - G.w_avg), atol=1e-6)
+    cut = G.mapping(z, truncation_psi=0.5, truncation_cutoff=3)
+    assert torch.allclose(cut[:, :3], half[:, :3]) and torch.equal(cut[:, 3:], ws[:, 3:])
+
+
+def test_w_is_broadcast_to_all_layers_and_generator_equals_mapping_then_synthesis(G):
+    z = torch.randn(2, G.z_dim)
+    ws = G.mapping(z)
+    assert torch.equal(ws, ws[:, :1].expand_as(ws))
+    assert torch.equal(G(z, truncation_psi=0.7), G.synthesis(G.mapping(z, truncation_psi=0.7)))
+
+
+def test_mapping_normalises_z_so_its_scale_does_not_matter(G):
+    z = torch.randn(2, G.z_dim)
+    assert torch.allclose(G.mapping(z), G.mapping(z * 7.0), atol=1e-5)
+
+
+def test_w_plus_layers_act_independently(G):
+    ws = G.mapping(torch.randn(1, G.z_dim))
+    other = ws.clone()
+    other[:, -1] += 1.0  # the last toRGB style only changes colours, the others stay
+    assert not torch.equal(G.synthesis(ws), G.synthesis(other))
+
+
+def test_conditional_network_needs_and_uses_the_label():
+    G = tiny_generator(c_dim=4)
+    z = torch.randn(1, G.z_dim)
+    c0, c1 = F.one_hot(torch.tensor([0]), 4).float(), F.one_hot(torch.tensor([1]), 4).float()
+    assert not torch.allclose(G(z, c0), G(z, c1))
+    assert "mapping.embed.weight" in G.state_dict()
+
+
+def test_conv_clamp_bounds_the_pre_activation_outputs():
+    G = tiny_generator(conv_clamp=0.05)
+    img = G(torch.randn(2, G.z_dim))
+    # The skip image is a sum of clamped toRGB outputs: at most 0.05 per block.
+    assert img.abs().max() <= 0.05 * len(G.config.block_resolutions) + 1e-6
+
+
+def test_bad_ws_shape_is_a_clear_error(G):
+    with pytest.raises(ValueError, match=r"ws must have shape \[N, 6, 16\]"):
+        G.synthesis(torch.zeros(1, 5, 16))
+
+
+def test_synthesis_is_differentiable_in_ws_and_noise(G):
+    ws = G.mapping(torch.randn(1, G.z_dim)).requires_grad_(True)
+    noises = [layer.noise_const.clone().requires_grad_(True) for layer in G.synthesis.noise_layers()]
+    G.synthesis(ws, noises=noises).square().mean().backward()
+    assert ws.grad.abs().sum() > 0 and all(n.grad is not None and n.grad.abs().sum() > 0 for n in noises)
+
+
+# --- the primitives against naive implementations -----------------------------------------------
+
+
+def naive_upfirdn(x: np.ndarray, f: np.ndarray, up: int, pad, gain: float) -> np.ndarray:
+    n, c, h, w = x.shape
+    u = np.zeros([n, c, h * up, w * up], x.dtype)
+    u[:, :, ::up, ::up] = x
+    px0, px1, py0, py1 = pad
+    u = np.pad(u, [(0, 0), (0, 0), (py0, py1), (px0, px1)])
+    k = f * gain
+    kh, kw = k.shape
+    out = np.zeros([n, c, u.shape[2] - kh + 1, u.shape[3] - kw + 1])
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            # true convolution: flipped kernel
+            out[:, :, i, j] = (u[:, :, i : i + kh, j : j + kw] * k[::-1, ::-1]).sum(axis=(2, 3))
+    return out
+
+
+def test_fir_filter_is_normalised_outer_product():
+    f = fir_filter_2d((1, 3, 3, 1))
+    assert f.shape == (4, 4) and abs(f.sum().item() - 1) < 1e-7
+    assert torch.allclose(f[0], torch.tensor([1, 3, 3, 1]) / 64.0)
+
+
+def test_upfirdn2d_matches_a_naive_loop():
+    x = torch.randn(1, 2, 5, 6)
+    f = torch.rand(4, 4)
+    ours = upfirdn2d(x, f, up=2, pad=(2, 1, 2, 1), gain=4)
+    ref = naive_upfirdn(x.numpy().astype(np.float64), f.numpy().astype(np.float64), 2, (2, 1, 2, 1), 4)
+    assert ours.shape == (1, 2, 10, 12)
+    assert np.abs(ours.numpy() - ref).max() < 1e-5
+
+
+def test_upsample2d_of_a_constant_is_constant_inside():
+    x = torch.full([1, 1, 6, 6], 2.0)
+    y = upsample2d(x, fir_filter_2d((1, 3, 3, 1)))
+    assert y.shape == (1, 1, 12, 12)
+    assert torch.allclose(y[:, :, 2:-2, 2:-2], torch.full_like(y[:, :, 2:-2, 2:-2], 2.0))
+
+
+def test_fused_modulated_conv_equals_scaling_activations_then_demodulating():
+    torch.manual_seed(1)
+    x, weight, styles = torch.randn(3, 4, 8, 8), torch.randn(5, 4, 3, 3), torch.randn(3, 4)
+    fused = modulated_conv2d(x, weight, styles)
+    y = F.conv2d(x * styles[:, :, None, None], weight, padding=1)
+    d = ((weight[None] * styles[:, None, :, None, None]).square().sum([2, 3, 4]) + 1e-8).rsqrt()
+    assert torch.allclose(fused, y * d[:, :, None, None], atol=1e-5)
+    # demodulation makes each output feature map's weights unit-norm: scale-invariant in styles
+    assert torch.allclose(modulated_conv2d(x, weight, styles * 10), fused, atol=1e-5)
+
+
+def test_upsampling_modulated_conv_equals_transposed_conv_then_blur():
+    torch.manual_seed(2)
+    x, weight, styles = torch.randn(2, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(2, 4)
+    f = fir_filter_2d((1, 3, 3, 1))
+    out = modulated_conv2d(x, weight, styles, up=True, filter_2d=f)
+    assert out.shape == (2, 3, 10, 10)
+    for i in range(2):
+        w = weight * styles[i][None, :, None, None]
+        w = w * (w.square().sum([1, 2, 3], keepdim=True) + 1e-8).rsqrt()
+        y = F.conv_transpose2d(x[i : i + 1], w.transpose(0, 1), stride=2)  # 11x11
+        y = upfirdn2d(y, f, pad=(1, 1, 1, 1), gain=4)
+        assert torch.allclose(out[i : i + 1], y, atol=1e-5)
