@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
+import numpy as np
 import typer
 
 from .errors import StyleliftError
@@ -151,6 +152,81 @@ def convert(
     G = load_generator(source)
     save_generator(G, dest)
     typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def expand_photos(items: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> photo paths, in order, without repeats."""
+    import glob
+
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(Path(p) for p in glob.glob(item))
+            if not matches:
+                typer.secho(f"error: no photo matches {item}", fg=typer.colors.RED, err=True)
+            out += matches
+        else:
+            out.append(path)
+    return list(dict.fromkeys(out))
+
+
+@app.command()
+@user_errors
+def align(
+    photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
+    size: Annotated[int, typer.Option(help="Side of the aligned square in pixels.")] = 1024,
+    outdir: Annotated[Path, typer.Option(help="Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
+    face_index: Annotated[Optional[int], typer.Option(help="Which face, 0 = the largest.")] = None,
+    all_faces: Annotated[bool, typer.Option("--all-faces", help="Write every face as NAME_face<K>.png.")] = False,
+    cnn: Annotated[bool, typer.Option("--cnn", help="Use dlib's CNN face detector (slower, finds more faces).")] = False,
+) -> None:
+    """Crop faces the way FFHQ was made (dlib landmarks), one file per face."""
+    import json
+
+    from .align import align_faces
+    from .images import load_photo, save_image
+
+    if size < 16:
+        raise typer.BadParameter("--size must be at least 16")
+    if all_faces and face_index is not None:
+        raise typer.BadParameter("give --face-index or --all-faces, not both")
+    paths = expand_photos(photos)
+    if not paths:
+        fail("no photos given")
+    outdir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in paths:
+        try:
+            image = load_photo(path)
+            faces = align_faces(image, size=size, cnn=cnn, name=path.name, only=None if all_faces else (face_index or 0))
+        except (StyleliftError, FileNotFoundError) as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        for k, face in enumerate(faces):
+            stem = f"{path.stem}_face{k}" if all_faces else path.stem
+            save_image(np.asarray(face.image), outdir / f"{stem}.png")
+            write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
+        typer.echo(f"{path.name}: {len(faces)} face{'s' * (len(faces) != 1)} -> {outdir}/")
+    if failed:
+        raise typer.Exit(1)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def run() -> None:

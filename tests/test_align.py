@@ -1,0 +1,161 @@
+"""Alignment on the public-domain astronaut photo (examples/) and variants of it made here."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylelift.align import CANONICAL_EYE_LEFT, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, face_landmarks, paste_back
+from stylelift.errors import InputError
+from stylelift.images import load_photo
+
+dlib = pytest.importorskip("dlib")
+PHOTO = Path(__file__).parents[1] / "examples" / "astronaut.png"
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return Image.open(PHOTO).convert("RGB")
+
+
+def eye_centres(image):
+    boxes = detect_faces(image)
+    assert boxes, "the aligned image must still contain a detectable face"
+    lm = face_landmarks(image, boxes[0][0])
+    return lm[36:42].mean(0) / image.size[0], lm[42:48].mean(0) / image.size[0]
+
+
+def assert_canonical(face):
+    left, right = eye_centres(face.image)
+    assert np.abs(left - CANONICAL_EYE_LEFT).max() < 0.03, left
+    assert np.abs(right - CANONICAL_EYE_RIGHT).max() < 0.03, right
+
+
+def test_aligned_face_has_eyes_at_ffhq_positions_and_is_detected_again(photo):
+    face = align_face(photo, size=SIZE)
+    assert face.image.size == (SIZE, SIZE) and face.landmarks.shape == (68, 2)
+    assert_canonical(face)
+
+
+def test_paste_back_of_the_unedited_face_reproduces_the_photo(photo):
+    face = align_face(photo, size=1024)
+    pasted = np.asarray(paste_back(face.image, face, photo), dtype=np.float64)
+    original = np.asarray(photo, dtype=np.float64)
+    x0, y0, x1, y1 = face.box
+    assert np.abs(pasted - original)[y0:y1, x0:x1].mean() <= 3.0
+    # Outside the crop square nothing changes.
+    from PIL import ImageDraw
+
+    inside = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(inside).polygon([tuple(p) for p in face.quad + 0.5], fill=255, outline=255)
+    outside = np.asarray(inside.filter(__import__("PIL.ImageFilter").ImageFilter.MaxFilter(5))) == 0
+    assert np.array_equal(pasted[outside], original[outside])
+
+
+def test_paste_back_shows_an_edit_inside_only(photo):
+    face = align_face(photo, size=SIZE)
+    edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))
+    pasted = np.asarray(paste_back(edited, face, photo))
+    cx, cy = face.quad.mean(0).astype(int)
+    assert tuple(pasted[cy, cx]) == (255, 0, 0)
+    assert tuple(pasted[2, 2]) == tuple(np.asarray(photo)[2, 2])
+
+
+def rotated_with_exif(photo, tmp_path):
+    # Store the photo turned on its side, with EXIF orientation 6 ("rotate 90 CW to view").
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "exif.jpg"
+    photo.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+    return path
+
+
+def with_alpha(photo, tmp_path):
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(Image.new("L", photo.size, 255))
+    path = tmp_path / "alpha.png"
+    rgba.save(path)
+    return path
+
+
+def grayscale(photo, tmp_path):
+    path = tmp_path / "gray.png"
+    photo.convert("L").save(path)
+    return path
+
+
+def sixteen_bit(photo, tmp_path):
+    a = np.asarray(photo.convert("L"), dtype=np.uint16) * 257
+    path = tmp_path / "deep.png"
+    Image.fromarray(a).save(path)
+    assert Image.open(path).mode.startswith("I")
+    return path
+
+
+def very_large(photo, tmp_path):
+    path = tmp_path / "large.png"
+    photo.resize((6000, 6000), Image.Resampling.BICUBIC).save(path, compress_level=1)
+    return path
+
+
+def small(photo, tmp_path):
+    path = tmp_path / "small.png"
+    photo.resize((200, 200), Image.Resampling.LANCZOS).save(path)
+    return path
+
+
+@pytest.mark.parametrize("make", [rotated_with_exif, with_alpha, grayscale, sixteen_bit, very_large, small])
+def test_every_input_kind_aligns(photo, tmp_path, make):
+    image = load_photo(make(photo, tmp_path))
+    assert image.mode == "RGB"
+    face = align_face(image, size=SIZE, name=make.__name__)
+    assert_canonical(face)
+
+
+def test_sixteen_bit_values_are_scaled_not_clipped(photo, tmp_path):
+    image = np.asarray(load_photo(sixteen_bit(photo, tmp_path)))
+    assert np.abs(image[..., 0].astype(int) - np.asarray(photo.convert("L"))).max() <= 1
+
+
+def test_no_face_is_a_clear_error():
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 255, [300, 300, 3], dtype=np.uint8))
+    with pytest.raises(NoFaceError, match="no face found in noise.png"):
+        align_face(noise, name="noise.png")
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "x.jpg").write_text("not an image")
+    with pytest.raises(InputError, match="not a readable image"):
+        load_photo(tmp_path / "x.jpg")
+    with pytest.raises(FileNotFoundError):
+        load_photo(tmp_path / "missing.jpg")
+
+
+def test_face_index_picks_faces_largest_first(photo):
+    head = photo.crop((100, 0, 350, 250))  # the astronaut's head only
+    two = Image.new("RGB", (600, 300))
+    two.paste(head.resize((180, 180)), (360, 60))
+    two.paste(head, (0, 0))
+    first, second = align_face(two, size=64, face_index=0), align_face(two, size=64, face_index=1)
+    assert first.box[0] < 300 <= second.box[0]
+    with pytest.raises(InputError, match="face index 5"):
+        align_face(two, size=64, face_index=5)
+
+
+def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    (tmp_path / "broken.jpg").write_text("nope")
+    Image.fromarray(np.zeros([120, 120, 3], np.uint8)).save(tmp_path / "blank.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["align", str(PHOTO), str(tmp_path / "broken.jpg"), str(tmp_path / "blank.png"), "--size", "64", "--outdir", str(out)])
+    assert r.exit_code == 1
+    assert "no face found in blank.png" in r.output and "broken.jpg is not a readable image" in r.output
+    assert "Traceback" not in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
+    assert Image.open(out / "astronaut.png").size == (64, 64)
