@@ -1,0 +1,258 @@
+"""rosinality/stylegan2-pytorch checkpoints (`.pt`), read without unsafe `torch.load`.
+
+Two layouts: training checkpoints `{g, d, g_ema, g_optim, d_optim, args, ada_aug_p}` (`args` is
+an `argparse.Namespace`) and converted ones `{g_ema, latent_avg, ...}`; a bare `g_ema` state
+dict is read too. The file is first scanned with `safe_pickle.scan` (a clear refusal for any
+global outside a short list), then loaded with `torch.load(weights_only=True)`, which admits
+plain containers and tensors plus, here, `argparse.Namespace`.
+
+rosinality's generator is always the 'skip' architecture, unconditional, with z_dim = w_dim; its
+mapping learning-rate multiplier (0.01) is not stored. Widths and depths come from tensor shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError, StyleliftError
+from . import safe_pickle
+from .nvidia import check_shapes, taps_from_kernel, to_float32
+from .raw import RawNetwork
+from .safe_pickle import AllowList
+from .stylegan2 import StyleGAN2Config
+
+MAPPING_LR_MULTIPLIER = 0.01  # rosinality's default `lr_mlp`; not saved in checkpoints
+
+# What a rosinality checkpoint's pickle may name (checked by the scan; torch.load enforces its own list).
+ROSINALITY_PICKLE = AllowList(
+    globals={
+        **{("torch", name): None for name in safe_pickle.TORCH_STORAGE_TYPES},
+        ("torch._utils", "_rebuild_tensor_v2"): None,
+        ("torch._utils", "_rebuild_parameter"): None,
+        ("torch._utils", "_rebuild_parameter_with_state"): None,
+        ("collections", "OrderedDict"): None,
+        ("argparse", "Namespace"): None,
+        ("torch", "device"): None,
+        ("builtins", "set"): None,
+        ("_codecs", "encode"): None,
+    },
+    buildable=frozenset({("argparse", "Namespace")}),
+    dict_like=frozenset({("collections", "OrderedDict")}),
+    persistent_ids=True,
+)
+
+
+def read_rosinality(path: Path) -> RawNetwork:
+    """Read a rosinality StyleGAN2 `.pt` checkpoint (its `g_ema` generator).
+
+    Raises FileNotFoundError, UnsafeCheckpointError (the file asks to run code) or CheckpointError.
+    """
+    path = Path(path)
+    source = path.name
+    ckpt = _load(path)
+    try:
+        return _convert(source, ckpt)
+    except StyleliftError:
+        raise
+    except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(f"{source}: unexpected checkpoint layout ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _load(path: Path) -> Any:
+    source = path.name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
+    if size == 0:
+        raise CheckpointError(f"cannot read {source}: the file is empty")
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip:
+        _scan_zip(path, source, size)
+    else:
+        _scan_legacy(path, source, size)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:
+            raise safe_pickle.refusal(source, found.group(1)) from None
+        raise CheckpointError(f"cannot read {source}: {_first_line(e)}") from None
+    except Exception as e:  # torch raises many types on corrupt input; report them as one line
+        raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _scan_zip(path: Path, source: str, size: int) -> None:
+    """Scan the pickle of a zip-format torch.save file."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            if len(names) != 1:
+                raise CheckpointError(f"cannot read {source}: a zip file, but not one torch.save wrote")
+            if zf.getinfo(names[0]).file_size > 2 * size + (1 << 20):
+                raise CheckpointError(f"cannot read {source}: its pickle claims to be far larger than the file")
+            data = zf.read(names[0])
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        if isinstance(e, StyleliftError):
+            raise
+        raise CheckpointError(f"cannot read {source}: a damaged zip file ({_first_line(e)})") from None
+    safe_pickle.scan(io.BytesIO(data), 0, len(data), source, ROSINALITY_PICKLE)
+
+
+def _scan_legacy(path: Path, source: str, size: int) -> None:
+    """Scan the pickles of a legacy torch.save stream: magic, protocol, system info, data, keys."""
+    plain = safe_pickle.PLAIN_DATA
+    with open(path, "rb") as f:
+        pos = 0
+        for allow in (plain, plain, plain, ROSINALITY_PICKLE, plain):
+            pos = safe_pickle.scan(f, pos, size, source, allow)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversion
+
+
+def _convert(source: str, ckpt: Any) -> RawNetwork:
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{source} is a torch file but not a rosinality checkpoint (it holds a {type(ckpt).__name__})")
+    args = ckpt.get("args")
+    args = vars(args) if isinstance(args, argparse.Namespace) else {}
+    if args.get("arch", "stylegan2") != "stylegan2":
+        raise CheckpointError(f"{source}: rosinality architecture {str(args['arch'])[:20]!r} is not supported (only stylegan2)")
+    if isinstance(ckpt.get("g_ema"), dict):
+        sd = ckpt["g_ema"]
+    elif "input.input" in ckpt:
+        sd = ckpt  # a bare generator state dict
+    else:
+        keys = [str(k)[:30] for k in list(ckpt)[:8]]
+        raise CheckpointError(f"{source} is a torch file but not a rosinality StyleGAN2 checkpoint: no 'g_ema' (keys: {keys})")
+    if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
+        raise CheckpointError(f"{source}: g_ema is not a state dict of tensors")
+
+    left = dict(sd)
+    cfg = _config(source, left)
+    state = _rename(source, cfg, left)
+    latent_avg = ckpt.get("latent_avg")
+    if isinstance(latent_avg, Tensor):
+        if latent_avg.numel() != cfg.w_dim:
+            raise CheckpointError(f"{source}: latent_avg has shape {list(latent_avg.shape)}, expected [{cfg.w_dim}]")
+        state["mapping.w_avg"] = latent_avg.reshape(cfg.w_dim)
+    state = {k: to_float32(v.detach()).clone() for k, v in state.items()}  # detached from the file's memory map
+    check_shapes(source, cfg, {k: tuple(v.shape) for k, v in state.items()})
+
+    info = {
+        "source": "rosinality/stylegan2-pytorch",
+        "checkpoint": "training" if "g_optim" in ckpt else "converted",
+        "checkpoint_keys": sorted(str(k) for k in ckpt)[:16],
+    }
+    info.update({k: v for k, v in args.items() if k in ("size", "channel_multiplier", "latent", "n_mlp", "iter", "batch") and isinstance(v, (int, float))})
+    if isinstance(ckpt.get("ada_aug_p"), float):
+        info["ada_aug_p"] = ckpt["ada_aug_p"]
+    return RawNetwork(cfg, state, format="rosinality", has_w_avg="mapping.w_avg" in state, info=info)
+
+
+def _shape(source: str, sd: dict[str, Tensor], name: str) -> tuple[int, ...]:
+    if name not in sd:
+        raise CheckpointError(f"{source}: tensor {name} is missing from g_ema")
+    return tuple(sd[name].shape)
+
+
+def _config(source: str, sd: dict[str, Tensor]) -> StyleGAN2Config:
+    styles = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
+    if not styles or styles != list(range(1, len(styles) + 1)):
+        raise CheckpointError(f"{source}: the mapping network (style.1 ... style.n) is missing or misnumbered")
+    n_blocks = sum(1 for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k))
+    resolution = 2 ** (n_blocks + 2)
+    z_dim = _shape(source, sd, "style.1.weight")[1]
+    w_dim = _shape(source, sd, f"style.{len(styles)}.weight")[0]
+    hidden = _shape(source, sd, "style.1.weight")[0] if len(styles) > 1 else None
+    channels = [_shape(source, sd, "conv1.conv.weight")[1]]
+    channels += [_shape(source, sd, f"convs.{2 * i + 1}.conv.weight")[1] for i in range(n_blocks)]
+    resample_filter = (1, 3, 3, 1)
+    if "convs.0.conv.blur.kernel" in sd:
+        resample_filter = taps_from_kernel(source, sd["convs.0.conv.blur.kernel"])
+    try:
+        return StyleGAN2Config(
+            z_dim=z_dim,
+            w_dim=w_dim,
+            img_resolution=resolution,
+            mapping_layers=len(styles),
+            mapping_lr_multiplier=MAPPING_LR_MULTIPLIER,
+            mapping_layer_features=hidden if hidden != w_dim else None,
+            channel_max=max(channels),
+            channels=tuple(channels),
+            architecture="skip",
+            resample_filter=resample_filter,
+        )
+    except ValueError as e:
+        raise CheckpointError(f"{source}: unsupported generator settings ({_first_line(e)})") from None
+
+
+def _rename(source: str, cfg: StyleGAN2Config, left: dict[str, Tensor]) -> dict[str, Tensor]:
+    """rosinality names -> stylelift names; `left` is consumed and must end up empty."""
+    state: dict[str, Tensor] = {}
+
+    def take(name: str) -> Tensor:
+        if name not in left:
+            raise CheckpointError(f"{source}: tensor {name} is missing from g_ema")
+        return left.pop(name)
+
+    def squeeze0(name: str) -> Tensor:  # the leading batch dimension of rosinality's conv weights
+        t = take(name)
+        if t.ndim == 0 or t.shape[0] != 1:
+            raise CheckpointError(f"{source}: {name} has shape {list(t.shape)}; expected a leading 1")
+        return t[0]
+
+    def styled_conv(src: str, dst: str, noise: int, r: int) -> None:
+        state[f"{dst}.weight"] = squeeze0(f"{src}.conv.weight")
+        state[f"{dst}.affine.weight"] = take(f"{src}.conv.modulation.weight")
+        state[f"{dst}.affine.bias"] = take(f"{src}.conv.modulation.bias")
+        state[f"{dst}.bias"] = take(f"{src}.activate.bias")
+        state[f"{dst}.noise_strength"] = take(f"{src}.noise.weight").reshape([])
+        state[f"{dst}.noise_const"] = take(f"noises.noise_{noise}").reshape(r, r)
+
+    def to_rgb(src: str, dst: str) -> None:
+        state[f"{dst}.weight"] = squeeze0(f"{src}.conv.weight")
+        state[f"{dst}.affine.weight"] = take(f"{src}.conv.modulation.weight")
+        state[f"{dst}.affine.bias"] = take(f"{src}.conv.modulation.bias")
+        state[f"{dst}.bias"] = take(f"{src}.bias").reshape(-1)
+
+    for j in range(cfg.mapping_layers):
+        state[f"mapping.fc{j}.weight"] = take(f"style.{j + 1}.weight")
+        state[f"mapping.fc{j}.bias"] = take(f"style.{j + 1}.bias")
+    state["synthesis.b4.const"] = squeeze0("input.input")
+    styled_conv("conv1", "synthesis.b4.conv1", 0, 4)
+    to_rgb("to_rgb1", "synthesis.b4.torgb")
+    for i, r in enumerate(cfg.block_resolutions[1:]):
+        k = int(math.log2(r))
+        styled_conv(f"convs.{2 * i}", f"synthesis.b{r}.conv0", 2 * k - 5, r)
+        styled_conv(f"convs.{2 * i + 1}", f"synthesis.b{r}.conv1", 2 * k - 4, r)
+        to_rgb(f"to_rgbs.{i}", f"synthesis.b{r}.torgb")
+    derived = [k for k in left if k.endswith((".blur.kernel", ".upsample.kernel"))]  # the FIR filter, rebuilt from the config
+    for k in derived:
+        del left[k]
+    if left:
+        raise CheckpointError(f"{source}: unexpected tensors in g_ema: {', '.join(sorted(left)[:3])}")
+    return state
