@@ -156,15 +156,27 @@ def haar_synthesis_matrix() -> Tensor:
     return torch.tensor(rows) / 2
 
 
+def exported_band_order(channels: int) -> list[int]:
+    """Where each channel of stylelift's sub-band-major order sits in the exported network's order.
+
+    The exported network stores LL of all C channels first, then (LH, HL, HH) of channel 0, of
+    channel 1, ... (channel C + 3c + k is high band k of channel c). stylelift stores the four
+    bands one after the other (channel jC + c is band j of channel c), so each band is a slice.
+    """
+    order = list(range(channels))
+    for band in range(3):
+        order += [channels + 3 * c + band for c in range(channels)]
+    return order
+
+
 class InverseHaarDWT(nn.Module):
     """One level of the inverse 2-D Haar DWT: [N, 4C, H, W] sub-bands -> [N, C, 2H, 2W].
 
-    Input channels are in MobileStyleGAN's order: LL of all C channels first, then (LH, HL, HH)
-    for channel 0, for channel 1, ... (channel C + 3c + k is high band k of channel c).
-
-    A fixed linear mix of the 4 sub-bands gives the 4 pixels of each 2x2 output cell, and
-    `pixel_shuffle(2)` puts them in place: the same result as the pair of grouped transposed convs
-    per direction that the exported graph uses, at a fraction of the cost.
+    Input channel jC + c is sub-band j (LL, LH, HL, HH) of channel c. A fixed linear mix of the 4
+    sub-bands gives the 4 pixels of each 2x2 output cell, which are then interleaved (what
+    `pixel_shuffle(2)` does): the same result as the pairs of grouped transposed convs the exported
+    graph uses, at a fraction of the cost. Computed on channels-last memory, where a pixel's
+    sub-bands are one contiguous row, and returned channels-last.
     """
 
     def __init__(self):
@@ -174,13 +186,19 @@ class InverseHaarDWT(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         n, c4, h, w = x.shape
         c = c4 // 4
-        bands = torch.cat([x[:, :c].unsqueeze(2), x[:, c:].reshape(n, c, 3, h, w)], dim=2)  # [N, C, 4, H, W]
-        cells = torch.einsum("ij,ncjhw->ncihw", self.mix.to(x.dtype), bands)  # [N, C, 4 (a, b), H, W]
-        return F.pixel_shuffle(cells.reshape(n, c4, h, w), 2)
+        bands = x.permute(0, 2, 3, 1).reshape(n * h * w, 4, c)  # a view of channels-last memory
+        cells = torch.matmul(self.mix.to(x.dtype), bands)  # [NHW, 4 (a, b), C]
+        cells = cells.view(n, h, w, 2, 2, c).transpose(2, 3)  # [N, H, a, W, b, C]
+        return cells.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
 
 
 # ----------------------------------------------------------------------------------------------
-# Layers
+# Layers. Feature maps are [N, C, H, W] tensors in channels-last memory, where a depthwise conv is
+# fast and a 1x1 conv is a plain matrix product over the pixels.
+
+
+def channels_last(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 class StyleAffine(nn.Module):
@@ -204,10 +222,26 @@ class StyleAffine(nn.Module):
         return f"{self.w_dim} -> {self.channels}, gain={self.gain:.4g}"
 
 
+def pointwise_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """A 1x1 conv with its own weights per sample: x [N, I, H, W], weight [N, O, I] -> [N, O, H, W].
+
+    One batched matrix product over the pixels of channels-last memory (output channels-last).
+    """
+    n, i, h, w = x.shape
+    pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, i)  # a view when x is channels-last
+    if bias is None:
+        y = torch.bmm(pixels, weight.transpose(1, 2))
+    else:
+        y = torch.baddbmm(bias.view(1, 1, -1), pixels, weight.transpose(1, 2))
+    return y.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+
 class ModulatedConv2d(nn.Module):
     """Dense modulated conv: scale the input channels by the style, then convolve.
 
-    `weight` already holds the (fixed) demodulation; `demodulate` records whether it was applied.
+    `weight` already holds the (fixed) demodulation; `demodulate` records whether there was one.
+    A 1x1 conv applies the style to its weights instead of its input (same arithmetic, one pass
+    over the image fewer).
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int, *, demodulate: bool):
@@ -216,10 +250,12 @@ class ModulatedConv2d(nn.Module):
         self.affine = StyleAffine(w_dim, in_channels, gain=1 / math.sqrt(in_channels * kernel_size**2))
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
 
-    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+    def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         styles = self.affine(w)  # [N, I]
+        if self.kernel_size == 1:
+            return pointwise_conv(x, self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1), bias)
         x = x * styles[:, :, None, None]
-        return F.conv2d(x, self.weight, padding=self.kernel_size // 2)
+        return channels_last(F.conv2d(x, self.weight, bias, padding=self.kernel_size // 2))
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, {self.kernel_size}x{self.kernel_size}, demodulated={self.demodulate}"
@@ -229,8 +265,8 @@ class ModulatedDWConv2d(nn.Module):
     """Modulated depthwise-separable conv: style scale, depthwise kxk conv, pointwise 1x1 conv.
 
     The style scales each input channel; a depthwise conv acts on each channel alone, so the scale
-    passes through it and is applied to the pointwise weights instead (per sample), which is the
-    same arithmetic with one pass over the image fewer. `weight_permute` holds the demodulation.
+    passes through it and is applied to the pointwise weights instead (per sample): the same
+    arithmetic with one pass over the image fewer. `weight_permute` holds the demodulation.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int):
@@ -242,25 +278,12 @@ class ModulatedDWConv2d(nn.Module):
 
     def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
         styles = self.affine(w)  # [N, I]
-        x = F.conv2d(x, self.weight_dw, padding=self.kernel_size // 2, groups=self.in_channels)
+        x = F.conv2d(channels_last(x), self.weight_dw, padding=self.kernel_size // 2, groups=self.in_channels)
         weight = self.weight_permute.unsqueeze(0) * styles.unsqueeze(1)  # [N, O, I]
         return pointwise_conv(x, weight, bias)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, depthwise {self.kernel_size}x{self.kernel_size} + pointwise"
-
-
-def pointwise_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """A 1x1 conv with its own weights per sample: x [N, I, H, W], weight [N, O, I] -> [N, O, H, W].
-
-    Run as one batched matrix product over the pixels.
-    """
-    n, i, h, w = x.shape
-    o = weight.shape[1]
-    y = torch.bmm(weight, x.reshape(n, i, h * w))  # [N, O, HW]
-    if bias is not None:
-        y = y + bias.reshape(1, o, 1)
-    return y.reshape(n, o, h, w)
 
 
 class StyledConv2d(nn.Module):
@@ -277,16 +300,21 @@ class StyledConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x = self.conv(x, w)
-        x = x + self.noise_const + self.bias[:, None, None]
-        return F.leaky_relu(x, self.slope)
+        x = self.conv(x, w, self.bias)
+        # In place: a conv's backward does not need its output, and leaky ReLU's (slope > 0) needs only its own.
+        x = x.add_(self.noise_const)
+        return F.leaky_relu_(x, self.slope)
 
     def extra_repr(self) -> str:
         return f"at {self.resolution}px, leaky ReLU {self.slope:g}"
 
 
 class IDWTUpsample(nn.Module):
-    """Double the resolution: style-scale the 4C channels, read them as Haar sub-bands, inverse DWT."""
+    """Double the resolution: style-scale the 4C channels, read them as Haar sub-bands, inverse DWT.
+
+    Channel jC + c is sub-band j (LL, LH, HL, HH) of output channel c (the importer reorders the
+    exported network's channels into this order; see `exported_band_order`).
+    """
 
     def __init__(self, in_channels: int, w_dim: int):
         super().__init__()
@@ -302,7 +330,10 @@ class IDWTUpsample(nn.Module):
 
 
 class MultichannelImage(nn.Module):
-    """The frequency head: a modulated 1x1 conv (no demodulation) to the 4 Haar sub-bands x RGB, plus a bias."""
+    """The frequency head: a modulated 1x1 conv (no demodulation) to the 4 Haar sub-bands x RGB, plus a bias.
+
+    Output channel jC + c is sub-band j of colour c, as `InverseHaarDWT` reads them.
+    """
 
     def __init__(self, in_channels: int, img_channels: int, w_dim: int):
         super().__init__()
@@ -310,11 +341,13 @@ class MultichannelImage(nn.Module):
         self.bias = nn.Parameter(torch.zeros([4 * img_channels]))
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        return self.conv(x, w) + self.bias[:, None, None]
+        return self.conv(x, w, self.bias)
 
 
 class MobileSynthesisBlock(nn.Module):
     """One resolution: wavelet up-sampling, then two modulated depthwise-separable convs."""
+
+    num_ws = 3
 
     def __init__(self, in_channels: int, out_channels: int, resolution: int, cfg: MobileStyleGANConfig):
         super().__init__()
@@ -322,8 +355,6 @@ class MobileSynthesisBlock(nn.Module):
         self.up = IDWTUpsample(in_channels, cfg.w_dim)
         self.conv1 = StyledConv2d(in_channels // 4, out_channels, cfg.w_dim, resolution, cfg, depthwise=True)
         self.conv2 = StyledConv2d(out_channels, out_channels, cfg.w_dim, resolution, cfg, depthwise=True)
-
-    num_ws = 3
 
     def forward(self, x: Tensor, ws: list[Tensor]) -> Tensor:  # ws: 3 x [N, w_dim]
         x = self.up(x, ws[0])
@@ -375,12 +406,12 @@ class MobileSynthesisNetwork(nn.Module):
         x = self.conv1(x, w[0])
         for i, block in enumerate(self.blocks()):
             x = block(x, w[1 + 3 * i : 4 + 3 * i])
-        bands = self.to_img(x, w[-1])  # [N, 4 x img_channels, R/2, R/2]
+        bands = self.to_img(x, w[-1])  # [N, 4 x img_channels, R/2, R/2], sub-band-major
         if out_res == self.img_resolution // 2:
             # The LL band of an orthonormal Haar DWT is twice the mean of each 2x2 cell, so LL / 2 is
             # exactly the full image area-downsampled by 2.
-            return bands[:, : self.img_channels] * 0.5
-        return self.idwt(bands)
+            return (bands[:, : self.img_channels] * 0.5).contiguous()
+        return self.idwt(bands).contiguous()
 
 
 class MobileMappingNetwork(nn.Module):
@@ -784,6 +815,19 @@ def _import_synthesis(g: IRGraph, cfg_kw: dict) -> dict[str, Tensor]:
     if g.producer(result).output_shape()[-1] != 2 * res[-1]:
         walk.fail(result, "the output is not twice the size of the last features")
 
+    # Sub-band channels into stylelift's band-major order (see `exported_band_order`): the rows of
+    # the layer making them, of its bias, and of the style affine scaling them.
+    prev = "synthesis.conv1"
+    for r, c_in in zip(res[1:], channels[:-1]):
+        order = exported_band_order(c_in // 4)
+        weight = f"{prev}.conv.weight" if prev == "synthesis.conv1" else f"{prev}.conv.weight_permute"
+        for key in (weight, f"{prev}.bias", f"synthesis.b{r}.up.affine.weight", f"synthesis.b{r}.up.affine.bias"):
+            state[key] = state[key][order]
+        prev = f"synthesis.b{r}.conv2"
+    order = exported_band_order(img_channels)
+    for key in ("synthesis.to_img.conv.weight", "synthesis.to_img.bias"):
+        state[key] = state[key][order]
+
     if len(slopes) != 1:
         raise IRFormatError(f"{g.name}: the convs disagree on the leaky ReLU slope: {slopes}")
     cfg_kw.update(channels=tuple(channels), const_resolution=res[0], kernel_size=k, lrelu_slope=slopes.pop(), img_channels=img_channels)
@@ -804,3 +848,114 @@ def import_mobilestylegan(mapping_xml: Union[str, os.PathLike], synthesis_xml: U
     cfg_kw = {k: float(str(np.float32(v))) if isinstance(v, float) else v for k, v in cfg_kw.items()}
     cfg = MobileStyleGANConfig(**cfg_kw)
     return cfg, state
+
+
+# ----------------------------------------------------------------------------------------------
+# Finding the wheel's files, converting once, caching
+
+
+def wheel_files() -> dict[str, Path]:
+    """The IR files inside the installed `random-face` wheel, found through its file list (never imported)."""
+    from .checkpoint import NetworkNotFoundError
+
+    hint = f"MobileStyleGAN's weights come in the PyPI wheel {WHEEL}=={WHEEL_VERSION}; install it with: {PIP_COMMAND}"
+    try:
+        listed = importlib.metadata.files(WHEEL) or []
+    except importlib.metadata.PackageNotFoundError:
+        raise NetworkNotFoundError(f"{WHEEL} is not installed. {hint}") from None
+    wanted = {f"{net}.{ext}": None for net in ("MappingNetwork", "SynthesisNetwork") for ext in ("xml", "bin")}
+    for entry in listed:
+        if entry.parent.name == "data" and entry.name in wanted:
+            wanted[entry.name] = Path(entry.locate())
+    missing = [name for name, path in wanted.items() if path is None or not path.is_file()]
+    if missing:
+        raise NetworkNotFoundError(f"the installed {WHEEL} lacks {', '.join(missing)}. {hint}")
+    return wanted
+
+
+def source_digest(files: dict[str, Path]) -> str:
+    """sha256 over the names and contents of the source files: the cache key."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0")
+        with open(files[name], "rb") as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def convert_mobilestylegan(files: dict[str, Path]) -> MobileStyleGAN:
+    """Build the module from the IR files and compute its w_avg (10,000 mapped z, fixed seed)."""
+    from .checkpoint import estimate_w_avg
+
+    cfg, state = import_mobilestylegan(files["MappingNetwork.xml"], files["SynthesisNetwork.xml"])
+    G = MobileStyleGAN(cfg)
+    state["mapping.w_avg"] = torch.zeros([cfg.w_dim])
+    G.load_state_dict(state, strict=True)
+    G.eval().requires_grad_(False)
+    G.mapping.w_avg.copy_(estimate_w_avg(G))
+    return G
+
+
+def _save_cache(G: MobileStyleGAN, path: Path, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "config": G.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()},
+        "meta": meta,
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)  # atomic: a reader sees the old file, no file, or the whole new one
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_cache(path: Path, digest: str) -> Optional[MobileStyleGAN]:
+    """The cached network, or None when the file is missing, unreadable or for other sources."""
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("format") != CACHE_FORMAT or data.get("version") != CACHE_VERSION or data["meta"]["source sha256"] != digest:
+            return None
+        G = MobileStyleGAN(MobileStyleGANConfig.from_dict(data["config"]))
+        G.load_state_dict(data["state_dict"], strict=True)
+    except Exception as e:  # a damaged cache file is rebuilt, not fatal
+        log.warning("ignoring the unreadable cache file %s (%s)", path, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return None
+    return G
+
+
+def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyleGAN:
+    """MobileStyleGAN FFHQ 1024 from the installed `random-face` wheel, frozen, in eval mode.
+
+    The first call converts the IR files (about a second) and writes the result to
+    `cache_dir()/mobilestylegan/`, named by the sha256 of the source files; later calls load that.
+    Raises NetworkNotFoundError (saying which pip command to run) when the wheel is missing.
+    """
+    from .download import cache_dir
+
+    files = wheel_files()
+    digest = source_digest(files)
+    path = cache_dir() / "mobilestylegan" / f"{SOURCE_NAME}-{digest[:16]}.pt"
+    G = _load_cache(path, digest)
+    if G is None:
+        log.info("converting MobileStyleGAN from %s (once; cached at %s)", files["SynthesisNetwork.xml"].parent, path)
+        G = convert_mobilestylegan(files)
+        meta = {"source sha256": digest, "source": f"{WHEEL}=={WHEEL_VERSION}", "files": sorted(files)}
+        _save_cache(G, path, meta)
+    G.eval().requires_grad_(False)
+    G.source = SOURCE_NAME
+    G.source_format = "openvino-ir"
+    G.source_info = {
+        "model": "MobileStyleGAN (Belousov 2021), FFHQ",
+        "weights": f"PyPI wheel {WHEEL}=={WHEEL_VERSION} (OpenVINO IR v10), converted by stylelift",
+        "licence": "non-commercial use (derived from StyleGAN2 and FFHQ)",
+        "source sha256": digest[:16],
+        "converted weights": str(path),
+    }
+    return G.to(device)

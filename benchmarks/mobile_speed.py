@@ -1,0 +1,108 @@
+"""Speed of the torch MobileStyleGAN on the CPU, next to OpenVINO's forward time in the same run.
+
+    python benchmarks/mobile_speed.py [--repeats 5] [--batches 1 4] [--threads N] [--compile]
+
+Times the synthesis network (ws -> image) at 1024 px and at out_res=512 (the LL sub-band), batch 1
+and 4: forward without gradients, and forward + backward to ws (what a projector step costs;
+the weights are frozen). Each time is the median of `--repeats` runs after one warm-up run. When
+the `openvino` package is installed, the IR files are run there too (fp32, same threads), at the
+same batch sizes. The load average before and after is printed: other processes on the machine
+slow every number alike, so compare numbers from one run only.
+
+Needs the random-face wheel: pip install --no-deps random-face==2021.7.21.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from stylelift.models.mobilestylegan import load_mobilestylegan, wheel_files
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up: first-call allocations, oneDNN kernel selection, compilation
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def torch_times(G, batch: int, out_res, repeats: int, seed: int = 0) -> tuple[float, float]:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn([batch, G.z_dim], generator=gen), truncation_psi=0.7)
+
+    def forward():
+        with torch.no_grad():
+            G.synthesis(ws, out_res=out_res)
+
+    def forward_backward():
+        w = ws.clone().requires_grad_(True)
+        G.synthesis(w, out_res=out_res).square().mean().backward()
+
+    return median_ms(forward, repeats), median_ms(forward_backward, repeats)
+
+
+def openvino_forward_ms(batch: int, repeats: int, threads: int) -> float | None:
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    core = ov.Core()
+    model = core.read_model(str(wheel_files()["SynthesisNetwork.xml"]))
+    if batch != 1:
+        model.reshape({model.inputs[0].get_any_name(): [batch, 512]})
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
+    request = compiled.create_infer_request()
+    w = np.random.RandomState(0).randn(batch, 512).astype(np.float32)
+    return median_ms(lambda: request.infer({0: w}), repeats)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile(G.synthesis)")
+    ap.add_argument("--no-backward", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    G = load_mobilestylegan()
+    variants = [("torch", G)]
+    if args.compile:
+        from stylelift.models.mobilestylegan import compile_synthesis
+
+        variants.append(("torch.compile", compile_synthesis(G)))
+    rows = []
+    for batch in args.batches:
+        ov_ms = openvino_forward_ms(batch, args.repeats, args.threads)
+        for name, net in variants:
+            for out_res in (None, G.img_resolution // 2):
+                fwd, fwd_bwd = torch_times(net, batch, out_res, args.repeats)
+                rows.append((name, out_res or G.img_resolution, batch, fwd, fwd_bwd, ov_ms))
+                print(f"{name:14s} {out_res or G.img_resolution:5d}px batch {batch}: forward {fwd:7.0f} ms, "
+                      f"forward+backward {fwd_bwd:7.0f} ms", file=sys.stderr)
+    load_after = os.getloadavg()[0]
+    print(f"\nCPU, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}; "
+          f"load average {load_before:.1f} before, {load_after:.1f} after (cores: {os.cpu_count()})\n")
+    print("| net | output | batch | forward ms | forward+backward ms | OpenVINO fp32 forward ms (1024) | torch / OpenVINO |")
+    print("|---|---|---|---|---|---|---|")
+    for name, res, batch, fwd, fwd_bwd, ov_ms in rows:
+        ov = f"{ov_ms:.0f}" if ov_ms is not None else "not installed"
+        ratio = f"{fwd / ov_ms:.2f}" if ov_ms is not None else "-"
+        print(f"| {name} | {res} | {batch} | {fwd:.0f} | {fwd_bwd:.0f} | {ov} | {ratio} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
