@@ -488,15 +488,17 @@ def rosinality_training_checkpoint(G: Generator) -> dict:
     cfg = G.config
     g = rosinality_state_dict(random_generator(cfg, seed=99))
     d = OrderedDict([("convs.0.0.weight", torch.randn(4, 3, 1, 1)), ("final_linear.1.bias", torch.zeros(1))])
-    params = [torch.nn.Parameter(t.clone()) for t in list(g.values())[:3]]
-    optim = torch.optim.Adam(params, lr=0.002, betas=(0.0, 0.99))
-    sum(p.sum() for p in params).backward()
-    optim.step()
+    # An Adam state dict as torch.optim writes it (built by hand: a real optimizer step costs seconds to warm up).
+    optim = dict(
+        state={i: dict(step=torch.tensor(1.0), exp_avg=torch.randn_like(t), exp_avg_sq=torch.rand_like(t)) for i, t in enumerate(list(g.values())[:3])},
+        param_groups=[dict(lr=0.002, betas=(0.0, 0.99), eps=1e-8, weight_decay=0, amsgrad=False, maximize=False,
+                           foreach=None, capturable=False, differentiable=False, fused=None, params=[0, 1, 2])],
+    )  # fmt: skip
     args = argparse.Namespace(path="/data/lmdb", arch="stylegan2", iter=800000, batch=16, n_sample=64, size=cfg.img_resolution,
                               r1=10.0, path_regularize=2.0, mixing=0.9, ckpt=None, lr=0.002, channel_multiplier=2,
                               wandb=False, local_rank=0, augment=True, augment_p=0.0, ada_target=0.6, ada_length=500000,
                               ada_every=256, n_mlp=cfg.mapping_layers, latent=cfg.w_dim, distributed=False)  # fmt: skip
-    return dict(g=g, d=d, g_ema=rosinality_state_dict(G), g_optim=optim.state_dict(), d_optim=optim.state_dict(), args=args, ada_aug_p=0.125)
+    return dict(g=g, d=d, g_ema=rosinality_state_dict(G), g_optim=optim, d_optim=optim, args=args, ada_aug_p=0.125)
 
 
 def rosinality_converted_checkpoint(G: Generator) -> dict:
@@ -604,7 +606,7 @@ def hostile_corpus(marker: Path) -> dict[str, tuple[bytes, str]]:
         ),
         "storage_bytes_payload_exec": (
             pickle.dumps(Reduce(torch.storage._load_from_bytes, legacy_storage_bytes(Reduce(exec, py))), protocol=4),
-            "builtins.exec",
+            "__builtin__.exec",  # torch.save writes protocol 2, which keeps Python 2's module names
         ),
         "stack_global_computed_name": (
             b"\x80\x04" + op_call(op_global("_codecs", "encode"), op_str("os"), op_str("latin1"))

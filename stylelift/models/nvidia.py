@@ -162,6 +162,12 @@ def _int(source: str, value: Any, what: str, *, minimum: int = 0) -> int:
     return int(value)
 
 
+def _informational(value: Any, default: int) -> int:
+    """A setting recorded for information only (the explicit widths decide): never worth refusing a file."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
+    return int(value) if ok else default
+
+
 def _number(source: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
         raise CheckpointError(f"{source}: {what} is {str(value)[:40]!r}, not a number")
@@ -341,14 +347,14 @@ def _pytorch_config(source: str, G: PersistentObject, modules: dict[str, Persist
             mapping_lr_multiplier=lr_multiplier,
             mapping_layer_features=hidden if hidden != w_dim else None,
             embed_features=embed if embed != w_dim else None,
-            channel_base=_int(source, synthesis_kwargs.get("channel_base", 32768), "channel_base", minimum=1),
-            channel_max=_int(source, synthesis_kwargs.get("channel_max", 512), "channel_max", minimum=1),
+            channel_base=_informational(synthesis_kwargs.get("channel_base"), 32768) or 32768,
+            channel_max=_informational(synthesis_kwargs.get("channel_max"), 512) or 512,
             channels=tuple(shape(f"{b}.conv1.weight")[0] for b in blocks),
             architecture=architecture,
             resample_filter=resample_filter,
             conv_clamp=None if conv_clamp is None else _number(source, conv_clamp, "conv_clamp"),
             use_noise=bool(use_noise),
-            num_fp16_res=_int(source, num_fp16_res, "num_fp16_res"),
+            num_fp16_res=_informational(num_fp16_res, 0),
         )
     except ValueError as e:
         if isinstance(e, StyleliftError):
@@ -519,14 +525,14 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
             mapping_lr_multiplier=_number(source, kwargs.get("mapping_lrmul", 0.01), "mapping_lrmul"),
             mapping_layer_features=hidden if hidden != w_dim else None,
             embed_features=embed if embed != w_dim else None,
-            channel_base=2 * _int(source, kwargs.get("fmap_base", 16384), "fmap_base", minimum=1),
-            channel_max=_int(source, kwargs.get("fmap_max", 512), "fmap_max", minimum=1),
+            channel_base=2 * (_informational(kwargs.get("fmap_base"), 16384) or 16384),
+            channel_max=_informational(kwargs.get("fmap_max"), 512) or 512,
             channels=tuple(channels),
             architecture=architecture,
             resample_filter=tuple(_int(source, t, "a resample_kernel tap") for t in kernel),
             conv_clamp=None if conv_clamp is None else _number(source, conv_clamp, "conv_clamp"),
             use_noise=bool(use_noise),
-            num_fp16_res=_int(source, kwargs.get("num_fp16_res", 0), "num_fp16_res"),
+            num_fp16_res=_informational(kwargs.get("num_fp16_res"), 0),
         )
     except ValueError as e:
         if isinstance(e, StyleliftError):

@@ -40,10 +40,17 @@ ROSINALITY_PICKLE = AllowList(
         ("torch._utils", "_rebuild_tensor_v2"): None,
         ("torch._utils", "_rebuild_parameter"): None,
         ("torch._utils", "_rebuild_parameter_with_state"): None,
+        ("torch", "UntypedStorage"): None,
+        ("torch._utils", "_rebuild_tensor_v3"): None,
+        **{("torch", str(dtype).removeprefix("torch.")): None for dtype in safe_pickle.TORCH_STORAGE_TYPES.values()},
+        ("torch", "Size"): None,
+        ("torch", "device"): None,
         ("collections", "OrderedDict"): None,
         ("argparse", "Namespace"): None,
-        ("torch", "device"): None,
         ("builtins", "set"): None,
+        ("builtins", "frozenset"): None,
+        ("__builtin__", "set"): None,  # protocol 2 (torch.save's) keeps Python 2's module names
+        ("__builtin__", "frozenset"): None,
         ("_codecs", "encode"): None,
     },
     buildable=frozenset({("argparse", "Namespace")}),
@@ -88,10 +95,15 @@ def _load(path: Path) -> Any:
     if size == 0:
         raise CheckpointError(f"cannot read {source}: the file is empty")
     is_zip = zipfile.is_zipfile(path)
-    if is_zip:
-        _scan_zip(path, source, size)
-    else:
-        _scan_legacy(path, source, size)
+    try:
+        if is_zip:
+            _scan_zip(path, source, size)
+        else:
+            _scan_legacy(path, source, size)
+    except StyleliftError:
+        raise
+    except OSError as e:
+        raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)

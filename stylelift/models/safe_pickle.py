@@ -44,6 +44,7 @@ from ..errors import CheckpointError, StyleliftError, UnsafeCheckpointError
 HIGHEST_PROTOCOL = 5
 MAX_NESTING = 100  # containers within containers; NVIDIA's pickles need about 30
 MAX_STACK = 100_000  # items on the unpickler's stack at once
+MAX_OPS = 5_000_000  # opcodes in one pickle (each may allocate an object); real network pickles use < 200k
 MAX_INT_BYTES = 1024  # LONG4 / text LONG; real files hold no integer above 2**64
 MAX_LINE = 1 << 20  # one text argument of a protocol-0 opcode
 MAX_NDIM = 32
@@ -61,6 +62,14 @@ def _corrupt(source: str, why: str) -> CheckpointError:
     return CheckpointError(f"cannot read {source}: {why}")
 
 
+class _Malformed(Exception):
+    """Raised by the recording functions below; `_load_one` turns it into a CheckpointError naming the file."""
+
+
+class _Trick(Exception):
+    """Raised when a record is asked to do what no real file asks (BUILD on it); becomes a refusal."""
+
+
 # ----------------------------------------------------------------------------------------------
 # Records: what the allowed globals build instead of live objects.
 
@@ -71,7 +80,7 @@ class _Record:
     __slots__ = ()
 
     def __setstate__(self, state):
-        raise UnsafeCheckpointError(f"refusing to load: it asks to run code (BUILD on {type(self).__name__})")
+        raise _Trick(f"BUILD/__setstate__ on {type(self).__name__}")
 
     def __reduce__(self):
         raise TypeError(f"{type(self).__name__} records are not meant to be pickled again")
@@ -139,9 +148,9 @@ class ArrayRecord(_Record):
 
     def __setstate__(self, state):
         if self.array is not None:
-            raise CheckpointError("a numpy array was restored twice")
+            raise _Malformed("a numpy array was restored twice")
         if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise CheckpointError("bad numpy array state")
+            raise _Malformed("bad numpy array state")
         if len(state) == 5:
             state = state[1:]
         shape, dtype, fortran, raw = state
@@ -160,12 +169,12 @@ class _DtypeRecord(_Record):
     def __setstate__(self, state):
         # (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
         if not isinstance(state, tuple) or len(state) < 5 or any(s is not None for s in state[2:5]):
-            raise CheckpointError("unsupported numpy dtype state (only plain numeric dtypes are read)")
+            raise _Malformed("unsupported numpy dtype state (only plain numeric dtypes are read)")
         order = state[1]
         if order in ("<", ">"):
             self.dtype = self.dtype.newbyteorder(order)
         elif order not in ("|", "="):
-            raise CheckpointError(f"bad numpy byte order {order!r}")
+            raise _Malformed(f"bad numpy byte order {order!r}")
 
 
 class TFNetwork:
@@ -180,9 +189,9 @@ class TFNetwork:
 
     def __setstate__(self, state):
         if getattr(self, "state", None) is not None:
-            raise CheckpointError("a TensorFlow network was restored twice")
+            raise _Malformed("a TensorFlow network was restored twice")
         if not isinstance(state, dict):
-            raise CheckpointError("a TensorFlow network without a state dict")
+            raise _Malformed("a TensorFlow network without a state dict")
         self.state = state
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -212,12 +221,12 @@ _NDARRAY = _Marker("numpy.ndarray")
 def _persistent_obj(meta) -> PersistentObject:
     """Replaces `torch_utils.persistence._reconstruct_persistent_obj`; `module_src` is never run."""
     if not isinstance(meta, dict):
-        raise CheckpointError("a persistent object without its meta dict")
+        raise _Malformed("a persistent object without its meta dict")
     if meta.get("type") != "class":
-        raise CheckpointError(f"unsupported persistent object type {str(meta.get('type'))[:40]!r}")
+        raise _Malformed(f"unsupported persistent object type {str(meta.get('type'))[:40]!r}")
     class_name, state, src = meta.get("class_name"), meta.get("state"), meta.get("module_src", "")
     if not isinstance(class_name, str) or not isinstance(state, dict) or not isinstance(src, str):
-        raise CheckpointError("a persistent object with a malformed meta dict")
+        raise _Malformed("a persistent object with a malformed meta dict")
     version = meta.get("version")
     return PersistentObject(class_name, version if isinstance(version, int) else -1, state, src)
 
@@ -228,29 +237,29 @@ def _is_int(x) -> bool:
 
 def _int_tuple(x, what: str) -> tuple[int, ...]:
     if not isinstance(x, (tuple, list)) or len(x) > MAX_NDIM or not all(_is_int(v) and v >= 0 for v in x):
-        raise CheckpointError(f"bad tensor {what}")
+        raise _Malformed(f"bad tensor {what}")
     return tuple(x)
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None) -> TensorRecord:
     """Replaces `torch._utils._rebuild_tensor_v2`; checks that the view stays inside its storage."""
     if not isinstance(storage, LegacyStorage):
-        raise CheckpointError("a tensor without a storage")
+        raise _Malformed("a tensor without a storage")
     shape, strides = _int_tuple(size, "shape"), _int_tuple(stride, "strides")
     if len(shape) != len(strides) or not _is_int(storage_offset) or storage_offset < 0:
-        raise CheckpointError("bad tensor layout")
+        raise _Malformed("bad tensor layout")
     numel = math.prod(shape)
     if numel:
         last = storage_offset + sum((n - 1) * s for n, s in zip(shape, strides))
         if last >= storage.numel or numel > storage.numel:
-            raise CheckpointError(f"a tensor of shape {list(shape)} does not fit its storage of {storage.numel} elements")
+            raise _Malformed(f"a tensor of shape {list(shape)} does not fit its storage of {storage.numel} elements")
     return TensorRecord(storage, storage_offset, shape, strides)
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=None) -> TensorRecord:
     """Replaces `torch._utils._rebuild_parameter[_with_state]`: a parameter is its tensor."""
     if not isinstance(data, TensorRecord):
-        raise CheckpointError("a parameter without a tensor")
+        raise _Malformed("a parameter without a tensor")
     return data
 
 
@@ -260,27 +269,27 @@ _NUMPY_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248]|c(8|16))")
 def _numpy_dtype(spec, align=False, copy=True) -> _DtypeRecord:
     """Replaces `numpy.dtype`, for plain numeric dtypes only (no objects, records or subarrays)."""
     if not isinstance(spec, str) or not _NUMPY_DTYPE.fullmatch(spec):
-        raise CheckpointError(f"unsupported numpy dtype {str(spec)[:20]!r}")
+        raise _Malformed(f"unsupported numpy dtype {str(spec)[:20]!r}")
     return _DtypeRecord(np.dtype(spec))
 
 
 def _array_from_bytes(raw, dtype, shape, order: str) -> np.ndarray:
     if not isinstance(dtype, _DtypeRecord):
-        raise CheckpointError("a numpy array without a dtype")
+        raise _Malformed("a numpy array without a dtype")
     if isinstance(raw, str):  # Python 2 pickles store the data as a latin-1 str
         raw = raw.encode("latin-1")
     if not isinstance(raw, (bytes, bytearray)):
-        raise CheckpointError("a numpy array whose data is not raw bytes (object arrays are not read)")
+        raise _Malformed("a numpy array whose data is not raw bytes (object arrays are not read)")
     shape = _int_tuple(shape, "shape")
     if math.prod(shape) * dtype.dtype.itemsize != len(raw):
-        raise CheckpointError(f"a numpy array of shape {list(shape)} with {len(raw)} bytes of data")
+        raise _Malformed(f"a numpy array of shape {list(shape)} with {len(raw)} bytes of data")
     return np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order=order)
 
 
 def _numpy_reconstruct(cls, shape, typecode) -> ArrayRecord:
     """Replaces `numpy.core.multiarray._reconstruct`: an empty record that BUILD then fills."""
     if cls is not _NDARRAY:
-        raise CheckpointError("numpy _reconstruct of something other than an ndarray")
+        raise _Malformed("numpy _reconstruct of something other than an ndarray")
     return ArrayRecord()
 
 
@@ -292,14 +301,14 @@ def _numpy_frombuffer(buffer, dtype, shape, order) -> ArrayRecord:
 def _numpy_scalar(dtype, data=None):
     """Replaces `numpy.core.multiarray.scalar`: a numeric scalar, returned as a Python number."""
     if not isinstance(dtype, _DtypeRecord) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
-        raise CheckpointError("a malformed numpy scalar")
+        raise _Malformed("a malformed numpy scalar")
     return np.frombuffer(data, dtype=dtype.dtype, count=1)[0].item()
 
 
 def _latin1_encode(text, encoding="utf-8"):
     """Replaces `_codecs.encode`, which protocol-2 pickles use for bytes: latin-1 only."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise CheckpointError("unexpected use of _codecs.encode")
+        raise _Malformed("unexpected use of _codecs.encode")
     return text.encode("latin-1")
 
 
@@ -328,12 +337,12 @@ class _PendingStorage:
 def _storage_persistent_id(pid) -> _PendingStorage:
     # ('storage', storage_type, key, location, numel, view_metadata)
     if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"):
-        raise CheckpointError("unsupported persistent id in tensor storage bytes")
+        raise _Malformed("unsupported persistent id in tensor storage bytes")
     _, kind, key, location, numel, view = pid
     if not isinstance(kind, _Marker) or kind.dtype is None or not isinstance(key, str) or not isinstance(location, str):
-        raise CheckpointError("malformed storage id in tensor storage bytes")
+        raise _Malformed("malformed storage id in tensor storage bytes")
     if not _is_int(numel) or numel < 0 or view is not None:
-        raise CheckpointError("unsupported storage view in tensor storage bytes")
+        raise _Malformed("unsupported storage view in tensor storage bytes")
     return _PendingStorage(kind.dtype, key, numel, location)
 
 
@@ -619,6 +628,8 @@ class _Scanner:
                 raise self._truncated()
             self.pos += 1
             self.ops += 1
+            if self.ops > MAX_OPS:
+                raise self._limit(f"more than {MAX_OPS} opcodes")
             op = code2op.get(byte.decode("latin-1"))
             if op is None:
                 raise _corrupt(self.source, f"not a pickle, or a corrupt one (unknown opcode 0x{byte[0]:02x} at byte {at})")
@@ -774,6 +785,10 @@ def _load_one(f: BinaryIO, start: int, end: int, source: str, allow: AllowList, 
         obj = SafeUnpickler(f, source=source, allow=allow, persistent_load=persistent_load).load()
     except StyleliftError:
         raise
+    except _Malformed as e:
+        raise _corrupt(source, str(e)) from None
+    except _Trick as e:
+        raise refusal(source, str(e)) from None
     except RecursionError:
         raise _corrupt(source, "data nested too deeply") from None
     except Exception as e:  # a malformed pickle can raise nearly anything; report it as one line
