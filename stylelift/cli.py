@@ -218,6 +218,46 @@ def align(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def project(
+    photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    space: Annotated[str, typer.Option(help="w (one w for all layers) or w+ (one w per layer).")] = "w+",
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
+    noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
+    loss: Annotated[str, typer.Option(help="auto, or weighted terms such as lpips=1,mse=0.1 (see --help of the terms).")] = "auto",
+    perceptual_weights: Annotated[Optional[Path], typer.Option(help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
+    init: Annotated[str, typer.Option(help="avg, or a latent .npz to start from.")] = "avg",
+    do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
+    paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,
+    outdir: Annotated[Path, typer.Option(help="Where to write the results.")] = Path("projected"),
+    video: Annotated[bool, typer.Option("--video/--no-video", help="Write NAME_proj.mp4 of the optimisation.")] = True,
+    batch_size: Annotated[int, typer.Option(help="Photos optimised together.")] = 1,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the optimisation's random streams.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Redo photos that already have results.")] = False,
+) -> None:
+    """Find the latent code (and noise maps) whose image looks like each photo."""
+    from .projector.run import ProjectJob, run_project_job
+
+    if space not in ("w", "w+"):
+        raise typer.BadParameter("--space must be w or w+")
+    if steps < 1 or batch_size < 1:
+        raise typer.BadParameter("--steps and --batch-size must be at least 1")
+    paths = expand_photos(photos)
+    if not paths:
+        fail("no photos given")
+    job = ProjectJob(
+        network=network, space=space, steps=steps, optimize_noise=noise, loss=loss, perceptual_weights=perceptual_weights,
+        init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
+        device=resolve_device(device), seed=seed, overwrite=overwrite,
+    )
+    failures = run_project_job(job, paths, report=lambda msg, error=False: typer.secho(msg, fg=typer.colors.RED if error else None, err=error))
+    if failures:
+        raise typer.Exit(1)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     import os
 

@@ -87,3 +87,23 @@ def to_rgb(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, im)
     return im.convert("RGB")
+
+
+def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: int = 30) -> None:
+    """Write frames (uint8 HWC, same size) as mp4 (H.264 via imageio-ffmpeg) or gif, atomically."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        if path.suffix.lower() == ".gif":
+            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+        else:
+            h, w = frames[0].shape[:2]
+            pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 wants even sizes
+            with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1, ffmpeg_log_level="error") as writer:
+                for frame in frames:
+                    writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -25,3 +25,7 @@ def tiny_generator(seed: int = 0, **overrides) -> Generator:
 @pytest.fixture
 def G():
     return tiny_generator()
+
+
+# Tiny networks run fastest on one thread, and two threads fight when the machine is busy.
+torch.set_num_threads(1)

@@ -1,0 +1,72 @@
+"""What `stylelift project` writes for each photo, and how it tells a photo is already done.
+
+NAME.npz (w, noise maps, meta), NAME_target.png, NAME_proj.png, NAME_proj.mp4 (target | projection
+during the optimisation), NAME_pasted.png (with paste-back), NAME_metrics.json. Every file is
+written to a temporary name and renamed; the metrics file is written last, so its presence marks
+a finished photo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PIL import Image
+
+from ..images import save_image, write_video
+from ..latents import LatentFile, save_latents
+
+
+@dataclass(frozen=True)
+class ProjectionFiles:
+    outdir: Path
+    stem: str
+
+    def path(self, suffix: str) -> Path:
+        return self.outdir / f"{self.stem}{suffix}"
+
+    @property
+    def latent(self) -> Path:
+        return self.path(".npz")
+
+    @property
+    def metrics(self) -> Path:
+        return self.path("_metrics.json")
+
+    def done(self) -> bool:
+        return self.latent.exists() and self.metrics.exists()
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_projection(
+    files: ProjectionFiles,
+    *,
+    latents: LatentFile,
+    target: np.ndarray,
+    projection: np.ndarray,
+    frames: Optional[list[np.ndarray]],
+    pasted: Optional[Image.Image],
+    metrics: dict,
+    fps: int = 30,
+) -> None:
+    files.outdir.mkdir(parents=True, exist_ok=True)
+    save_latents(files.latent, latents)
+    save_image(target, files.path("_target.png"))
+    save_image(projection, files.path("_proj.png"))
+    if frames:
+        write_video(files.path("_proj.mp4"), frames, fps=fps)
+    if pasted is not None:
+        save_image(np.asarray(pasted), files.path("_pasted.png"))
+    write_json(files.metrics, metrics)

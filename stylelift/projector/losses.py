@@ -1,0 +1,276 @@
+"""The projector's distance terms, by name, combined with weights: `lpips=1,mse=0.1`.
+
+Every term is built once per projection from the target images (so target features are computed
+once) and then maps synthesised images [N, 3, R, R] in [-1, 1] to a per-sample distance [N].
+Per-sample (never batch-averaged) values keep a batch of N photos independent: each photo's
+gradient is the one it would get alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16 weights, as named in torch's cache
+
+
+class MissingWeightsError(InputError):
+    pass
+
+
+@dataclass
+class LossContext:
+    device: torch.device
+    perceptual_weights: Optional[Path] = None  # torchvision VGG16 state dict (ImageNet)
+
+
+Term = Callable[[Tensor], Tensor]  # synth [N, 3, R, R] -> [N]
+Builder = Callable[[Tensor, LossContext], Term]  # (target [N, 3, R, R], context) -> term
+
+REGISTRY: dict[str, Builder] = {}
+
+
+def register(name: str):
+    def wrap(builder: Builder) -> Builder:
+        REGISTRY[name] = builder
+        return builder
+
+    return wrap
+
+
+def parse_loss_spec(spec: str) -> dict[str, float]:
+    """'lpips=1,mse=0.1' -> {'lpips': 1.0, 'mse': 0.1}; a bare name has weight 1."""
+    weights: dict[str, float] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        name = name.strip()
+        if name not in REGISTRY:
+            raise InputError(f"unknown loss term {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        try:
+            weights[name] = float(value) if value else 1.0
+        except ValueError:
+            raise InputError(f"loss weight for {name!r} must be a number, got {value!r}") from None
+    if not weights:
+        raise InputError("the loss needs at least one term, e.g. mse=1")
+    return weights
+
+
+class CombinedLoss:
+    """Weighted sum of named terms; `last` holds each term's batch mean from the latest call."""
+
+    def __init__(self, weights: dict[str, float], target: Tensor, ctx: LossContext):
+        self.weights = weights
+        self.terms = {name: REGISTRY[name](target, ctx) for name in weights}
+        self.last: dict[str, float] = {}
+
+    def __call__(self, synth: Tensor) -> Tensor:  # -> [N]
+        total = 0.0
+        for name, term in self.terms.items():
+            value = term(synth)
+            self.last[name] = float(value.detach().mean())
+            total = total + self.weights[name] * value
+        return total
+
+    def __repr__(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.weights.items())
+
+
+# ----------------------------------------------------------------------------------------------
+# Pixel terms
+
+
+@register("mse")
+def _mse(target: Tensor, ctx: LossContext) -> Term:
+    return lambda synth: (synth - target).square().mean(dim=[1, 2, 3])
+
+
+@register("l1")
+def _l1(target: Tensor, ctx: LossContext) -> Term:
+    return lambda synth: (synth - target).abs().mean(dim=[1, 2, 3])
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5, device=None) -> Tensor:
+    x = torch.arange(size, dtype=torch.float32, device=device) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003
+
+
+def _ssim_parts(x: Tensor, y: Tensor, window: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sample SSIM and contrast-structure term for images in [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+    ch = x.shape[1]
+    k = window.numel()
+    wx = window.reshape(1, 1, 1, k).repeat(ch, 1, 1, 1)
+    wy = window.reshape(1, 1, k, 1).repeat(ch, 1, 1, 1)
+
+    def blur(t: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(t, wx, groups=ch), wy, groups=ch)
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(y * y) - mu_y**2
+    sxy = blur(x * y) - mu_x * mu_y
+    cs = (2 * sxy + c2) / (sxx + syy + c2)
+    ssim = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1) * cs
+    return ssim.mean(dim=[1, 2, 3]), cs.mean(dim=[1, 2, 3])
+
+
+def ssim(x: Tensor, y: Tensor) -> Tensor:
+    """Single-scale SSIM per sample for images in [-1, 1] (11x11 Gaussian window, sigma 1.5)."""
+    window = _gaussian_window(min(11, x.shape[-1]), 1.5, x.device)
+    return _ssim_parts((x + 1) / 2, (y + 1) / 2, window)[0]
+
+
+def ms_ssim(x: Tensor, y: Tensor) -> Tensor:
+    """Multi-scale SSIM per sample for images in [-1, 1]; as many of the 5 scales as the size allows."""
+    x, y = (x + 1) / 2, (y + 1) / 2
+    window = _gaussian_window(min(11, x.shape[-1]), 1.5, x.device)
+    scales = max(1, min(5, int(math.log2(x.shape[-1] / window.numel())) + 1))
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=x.device)
+    weights = weights / weights.sum()
+    values = []
+    for i in range(scales):
+        s, cs = _ssim_parts(x, y, window)
+        values.append(torch.relu(s if i == scales - 1 else cs))
+        if i < scales - 1:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+    stacked = torch.stack(values, dim=1).clamp_min(1e-8)  # [N, scales]
+    return torch.prod(stacked ** weights, dim=1)
+
+
+@register("ms-ssim")
+def _ms_ssim(target: Tensor, ctx: LossContext) -> Term:
+    return lambda synth: 1 - ms_ssim(synth, target)
+
+
+# ----------------------------------------------------------------------------------------------
+# Perceptual terms on ImageNet VGG16 (need weights that cannot be downloaded at run time here)
+
+
+def find_vgg16_weights(explicit: Optional[Path]) -> Path:
+    if explicit is not None:
+        if not Path(explicit).is_file():
+            raise MissingWeightsError(f"--perceptual-weights {explicit}: no such file")
+        return Path(explicit)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    if cached.is_file():
+        return cached
+    raise MissingWeightsError(
+        f"the lpips/vgg16 losses need torchvision's ImageNet VGG16 weights: put {VGG16_FILE} in "
+        f"{cached.parent}/ or pass --perceptual-weights PATH (or use --loss auto for the offline losses)"
+    )
+
+
+def vgg16_weights_available(explicit: Optional[Path] = None) -> bool:
+    try:
+        find_vgg16_weights(explicit)
+        return True
+    except MissingWeightsError:
+        return False
+
+
+def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise MissingWeightsError(f"cannot read VGG16 weights {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(state, dict) or "features.0.weight" not in state:
+        raise MissingWeightsError(f"{path} is not a torchvision VGG16 state dict (no features.0.weight)")
+    return state
+
+
+VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
+
+
+class VGG16Features(nn.Module):
+    """torchvision VGG16 conv layers, returning the five LPIPS/NVIDIA feature maps."""
+
+    MEAN = (0.485, 0.456, 0.406)
+    STD = (0.229, 0.224, 0.225)
+
+    def __init__(self, state: dict[str, Tensor]):
+        super().__init__()
+        import torchvision
+
+        features = torchvision.models.vgg16(weights=None).features[:30]
+        features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < 30})
+        self.features = features.eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(self.MEAN).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(self.STD).reshape(1, 3, 1, 1))
+
+    def forward(self, img: Tensor) -> list[Tensor]:  # img in [-1, 1]
+        x = ((img + 1) / 2 - self.mean) / self.std
+        outs = []
+        for lo, hi in VGG_SLICES:
+            for layer in self.features[lo:hi]:
+                x = layer(x)
+            outs.append(x)
+        return outs
+
+
+def _unit(t: Tensor) -> Tensor:
+    return t / (t.square().sum(dim=1, keepdim=True) + 1e-10).sqrt()
+
+
+@register("vgg16")
+def _vgg16(target: Tensor, ctx: LossContext) -> Term:
+    """NVIDIA-style: squared distance of channel-normalised VGG16 features, summed over layers."""
+    net = VGG16Features(_load_vgg16_state(find_vgg16_weights(ctx.perceptual_weights))).to(ctx.device)
+    with torch.no_grad():
+        target_feats = [_unit(f) for f in net(target)]
+
+    def term(synth: Tensor) -> Tensor:
+        return sum((_unit(f) - t).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), target_feats))
+
+    return term
+
+
+@register("lpips")
+def _lpips(target: Tensor, ctx: LossContext) -> Term:
+    """The lpips package's VGG LPIPS (its learned linear layers), backbone loaded from local weights."""
+    model = load_lpips(ctx)
+    return lambda synth: model(synth, target).reshape(-1)
+
+
+def load_lpips(ctx: LossContext) -> nn.Module:
+    """lpips.LPIPS(net='vgg') with its backbone filled from local torchvision VGG16 weights."""
+    import lpips
+
+    state = _load_vgg16_state(find_vgg16_weights(ctx.perceptual_weights))
+    model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    backbone = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        if parts[0] != "features" or int(parts[1]) >= 30:
+            continue
+        idx = int(parts[1])
+        slice_no = next(i for i, (lo, hi) in enumerate(VGG_SLICES) if lo <= idx < hi) + 1
+        backbone[f"slice{slice_no}.{idx}.{parts[2]}"] = v
+    model.net.load_state_dict(backbone)
+    return model.eval().requires_grad_(False).to(ctx.device)
+
+
+def lpips_available(explicit: Optional[Path] = None) -> bool:
+    try:
+        import lpips  # noqa: F401
+    except ImportError:
+        return False
+    return vgg16_weights_available(explicit)

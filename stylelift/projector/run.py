@@ -1,0 +1,193 @@
+"""`stylelift project` for many photos: prepare targets, project in batches, write the files.
+
+A photo that fails (unreadable, no face) is reported in one line and the others still get done.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import __version__
+from ..errors import InputError, StyleliftError
+from ..images import load_photo, make_grid, to_uint8
+from ..latents import LatentFile, load_latents
+from .files import ProjectionFiles, write_projection
+from .losses import LossContext, load_lpips, lpips_available
+from .metrics import projection_metrics
+from .project import ProjectionOptions, project
+
+log = logging.getLogger(__name__)
+
+OFFLINE_LOSS = "mse=1,ms-ssim=1"  # the best term mix needing no downloaded weights (see README)
+VIDEO_FRAMES = 100
+
+
+@dataclass
+class ProjectJob:
+    network: str
+    space: str = "w+"
+    steps: int = 1000
+    optimize_noise: bool = True
+    loss: str = "auto"
+    perceptual_weights: Optional[Path] = None
+    init: str = "avg"
+    align: bool = True
+    paste_back: bool = False
+    outdir: Path = Path("projected")
+    video: bool = True
+    batch_size: int = 1
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+    overwrite: bool = False
+
+
+@dataclass
+class Prepared:
+    path: Path
+    files: ProjectionFiles
+    target: np.ndarray  # uint8 HWC at the network's resolution
+    photo: Image.Image
+    face: Optional[object]  # AlignedFace when aligned
+
+
+def resolve_loss(spec: str, perceptual_weights: Optional[Path]) -> str:
+    if spec != "auto":
+        return spec
+    return "lpips=1" if lpips_available(perceptual_weights) else OFFLINE_LOSS
+
+
+def centre_crop(photo: Image.Image, size: int) -> Image.Image:
+    w, h = photo.size
+    side = min(w, h)
+    box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+    return photo.crop(box).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
+    photo = load_photo(path)
+    face = None
+    if job.align:
+        from ..align import align_face
+
+        face = align_face(photo, size=resolution, name=path.name)
+        image = face.image
+    else:
+        image = centre_crop(photo, resolution)
+    return Prepared(path, ProjectionFiles(job.outdir, path.stem), np.asarray(image), photo, face)
+
+
+def _init_latents(job: ProjectJob, G) -> Optional[torch.Tensor]:
+    if job.init == "avg":
+        return None
+    path = Path(job.init)
+    if path.suffix.lower() != ".npz":
+        raise InputError(f"--init must be 'avg' or a latent .npz file, got {job.init}")
+    latents = load_latents(path)
+    latents.check_fits(G.num_ws, G.w_dim, name=path.name)
+    return torch.from_numpy(latents.w[:1])
+
+
+def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None]) -> int:
+    """Project every photo; returns the number that failed."""
+    from ..models import load_generator, network_id
+
+    G = load_generator(job.network, device=job.device)
+    loss = resolve_loss(job.loss, job.perceptual_weights)
+    init = _init_latents(job, G)
+    report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
+    todo, failures = [], 0
+    for path in paths:
+        files = ProjectionFiles(job.outdir, path.stem)
+        if files.done() and not job.overwrite:
+            report(f"{path.name}: already done (use --overwrite to redo)")
+            continue
+        try:
+            todo.append(prepare(path, job, G.img_resolution))
+        except (StyleliftError, FileNotFoundError) as e:
+            report(f"error: {e}", error=True)
+            failures += 1
+    meta_base = {
+        "network": getattr(G, "source", job.network),
+        "network_id": network_id(G),
+        "space": job.space,
+        "steps": job.steps,
+        "loss": loss,
+        "seed": job.seed,
+        "noise_optimized": job.optimize_noise,
+        "stylelift": __version__,
+        "resolution": G.img_resolution,
+    }
+    for start in range(0, len(todo), job.batch_size):
+        batch = todo[start : start + job.batch_size]
+        try:
+            _project_batch(G, batch, job, loss, init, meta_base)
+        except KeyboardInterrupt:
+            raise
+        except StyleliftError as e:
+            for item in batch:
+                report(f"error: {item.path.name}: {e}", error=True)
+            failures += len(batch)
+            continue
+        for item in batch:
+            report(f"{item.path.name}: done -> {item.files.latent}")
+    return failures
+
+
+def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    device = job.device
+    target = torch.from_numpy(np.stack([p.target for p in batch])).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+    frames: list[list[np.ndarray]] = [[] for _ in batch]
+    every = max(1, job.steps // VIDEO_FRAMES)
+    options = ProjectionOptions()
+    working = min(options.working_resolution, G.img_resolution)
+    target_small = torch.nn.functional.interpolate(target, size=(working, working), mode="area") if working < G.img_resolution else target
+    target_small_u8 = to_uint8(target_small)
+    names = ", ".join(p.path.name for p in batch)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[terms]}"), transient=True) as bar:
+        task = bar.add_task(names[:40], total=job.steps, terms="")
+
+        def callback(step: int, synth: torch.Tensor, record: dict) -> None:
+            terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr"))
+            bar.update(task, advance=1, terms=terms)
+            if job.video and (step % every == 0 or step == job.steps - 1):
+                synth_u8 = to_uint8(synth)
+                for i in range(len(batch)):
+                    frames[i].append(np.concatenate([target_small_u8[i], synth_u8[i]], axis=1))
+
+        result = project(
+            G, target, space=job.space, steps=job.steps, init=init, optimize_noise=job.optimize_noise, loss=loss,
+            device=device, seed=job.seed, options=options, perceptual_weights=job.perceptual_weights, callback=callback,
+        )
+
+    lpips_model = load_lpips(LossContext(device, job.perceptual_weights)) if lpips_available(job.perceptual_weights) else None
+    images_u8 = to_uint8(result.image)
+    for i, item in enumerate(batch):
+        noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
+        meta = dict(meta_base, photo=item.path.name, final_loss=float(result.final_loss[i]))
+        if item.face is not None:
+            meta["alignment"] = item.face.transform_meta()
+        latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
+        one_target = target[i : i + 1]
+        metrics = projection_metrics(one_target, result.image[i : i + 1], item.target, images_u8[i], lpips_model=lpips_model)
+        metrics.update(steps=job.steps, loss=loss, space=job.space)
+        pasted = None
+        if job.paste_back:
+            if item.face is None:
+                raise InputError("--paste-back needs --align")
+            from ..align import paste_back
+
+            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
+        write_projection(
+            item.files, latents=latents, target=item.target, projection=images_u8[i],
+            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
+        )

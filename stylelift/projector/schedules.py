@@ -1,0 +1,50 @@
+"""Pure schedule and regulariser functions of the projector (NVIDIA's projector, ../REFERENCE §3)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def lr_at(step: int, steps: int, *, lr: float = 0.1, rampup: float = 0.05, rampdown: float = 0.25) -> float:
+    """Learning rate: linear ramp-up over the first `rampup` of the run, cosine ramp-down over the last `rampdown`."""
+    t = step / steps
+    ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    if rampup > 0:
+        ramp *= min(1.0, t / rampup)
+    return lr * ramp
+
+
+def w_noise_scale_at(step: int, steps: int, *, w_std: float, initial: float = 0.05, ramp: float = 0.75) -> float:
+    """Std of the noise added to w each step: decays quadratically to 0 at `ramp` of the run."""
+    t = step / steps
+    return w_std * initial * max(0.0, 1.0 - t / ramp) ** 2
+
+
+def noise_regularization(noises: list[Tensor]) -> Tensor:
+    """Per-sample sum of squared autocorrelations (shift 1, both axes) over a 2x pyramid of each map.
+
+    noises: maps [N, 1, r, r]. Returns [N]. Pushes the optimised noise to stay white, so it cannot
+    smuggle image content.
+    """
+    total = 0.0
+    for noise in noises:
+        while True:
+            total = total + (noise * torch.roll(noise, shifts=1, dims=3)).mean(dim=[1, 2, 3]) ** 2
+            total = total + (noise * torch.roll(noise, shifts=1, dims=2)).mean(dim=[1, 2, 3]) ** 2
+            if noise.shape[2] <= 8:
+                break
+            noise = F.avg_pool2d(noise, kernel_size=2)
+    return total
+
+
+@torch.no_grad()
+def normalize_noises_(noises: list[Tensor]) -> None:
+    """In place: each sample's map to zero mean and unit variance."""
+    for noise in noises:
+        noise -= noise.mean(dim=[1, 2, 3], keepdim=True)
+        noise *= noise.square().mean(dim=[1, 2, 3], keepdim=True).rsqrt()
