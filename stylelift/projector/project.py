@@ -155,7 +155,7 @@ def project(
     device = torch.device(device)
     if G.w_avg.device != device:
         raise InputError(f"the generator is on {G.w_avg.device}, but projection was asked on {device}")
-    target = _check_target(G, target).to(device)
+    target = _check_target(G, target).detach().to(device)
     n = target.shape[0]
     working = options.working_resolution or G.img_resolution
     working = min(working, G.img_resolution)

@@ -1,0 +1,220 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import tiny_generator
+from stylelift import load_latents, save_generator
+from stylelift.cli import app
+from stylelift.errors import InputError
+from stylelift.generation import stored_noises
+from stylelift.projector import ProjectionOptions, parse_loss_spec, project
+from stylelift.projector.losses import MissingWeightsError, ms_ssim, ssim
+from stylelift.projector.metrics import psnr
+from stylelift.projector.schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
+
+FAST = ProjectionOptions(working_resolution=0)
+
+
+# --- schedules and regularisers -----------------------------------------------------------------
+
+
+def test_lr_ramps_up_then_down_with_a_cosine():
+    assert lr_at(0, 1000) == 0
+    assert lr_at(25, 1000) == pytest.approx(0.05)  # half-way up the 5% ramp
+    assert lr_at(500, 1000) == pytest.approx(0.1)
+    assert lr_at(875, 1000) == pytest.approx(0.05)  # half-way down the 25% cosine
+    assert lr_at(999, 1000) < 1e-4
+
+
+def test_w_noise_decays_quadratically_to_zero_at_three_quarters():
+    assert w_noise_scale_at(0, 100, w_std=2.0) == pytest.approx(0.1)
+    assert w_noise_scale_at(375, 1000, w_std=1.0) == pytest.approx(0.05 * 0.25)
+    assert w_noise_scale_at(750, 1000, w_std=1.0) == 0
+
+
+def test_noise_regularization_is_zero_for_uncorrelated_and_large_for_smooth_noise():
+    torch.manual_seed(0)
+    white = torch.randn(2, 1, 64, 64)
+    smooth = torch.nn.functional.interpolate(torch.randn(2, 1, 8, 8), size=64, mode="bilinear")
+    normalize_noises_([smooth])
+    w, s = noise_regularization([white]), noise_regularization([smooth])
+    assert w.shape == (2,) and (w < 1e-3).all() and (s > 0.5).all()
+
+
+def test_normalize_noises_gives_zero_mean_unit_variance_per_sample():
+    x = torch.randn(3, 1, 8, 8) * torch.tensor([1.0, 5.0, 0.1]).reshape(3, 1, 1, 1) + 4
+    normalize_noises_([x])
+    assert torch.allclose(x.mean(dim=[1, 2, 3]), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(x.square().mean(dim=[1, 2, 3]), torch.ones(3), atol=1e-4)
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+
+def test_loss_spec_parsing():
+    assert parse_loss_spec("mse=1, ms-ssim=0.5,l1") == {"mse": 1.0, "ms-ssim": 0.5, "l1": 1.0}
+    with pytest.raises(InputError, match="unknown loss"):
+        parse_loss_spec("mse,fancy=2")
+    with pytest.raises(InputError, match="number"):
+        parse_loss_spec("mse=abc")
+
+
+def test_ssim_and_ms_ssim_are_one_for_identical_images_and_fall_with_noise():
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-4)
+    assert torch.allclose(ms_ssim(x, x), torch.ones(2), atol=1e-4)
+    y = (x + 0.5 * torch.randn_like(x)).clamp(-1, 1)
+    assert (ms_ssim(x, y) < 0.9).all() and (ssim(x, y) < 0.9).all()
+
+
+def test_lpips_without_imagenet_weights_says_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    G = tiny_generator()
+    with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):
+        project(G, torch.zeros(1, 3, 16, 16), steps=1, loss="lpips")
+
+
+@pytest.mark.parametrize("term", ["lpips", "vgg16"])
+def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, term):
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path / "vgg.pth"
+    torch.save(torchvision.models.vgg16(weights=None).state_dict(), path)  # stand-in for ImageNet weights
+    G = tiny_generator(img_resolution=32)
+    target = G.synthesis(G.mapping(torch.randn(1, G.z_dim)))
+    r = project(G, target, steps=3, loss=f"{term}=1", perceptual_weights=path, options=FAST)
+    assert len(r.history) == 3 and math.isfinite(r.history[-1][term]) and r.history[0][term] > 0
+
+
+# --- the projector --------------------------------------------------------------------------------
+
+
+def generated_target(G, seed=5, n=1):
+    torch.manual_seed(seed)
+    ws = G.mapping(torch.randn(n, G.z_dim), truncation_psi=0.7)
+    return ws, G.synthesis(ws)
+
+
+def test_w_plus_projection_recovers_a_generated_image():
+    G = tiny_generator()
+    _, target = generated_target(G)
+    r = project(G, target, space="w+", steps=300, optimize_noise=False, loss="mse", options=FAST)
+    assert float(psnr(r.image, target)[0]) > 28
+    assert r.history[-1]["loss"] < r.history[0]["loss"] / 20
+
+
+def test_w_projection_recovers_an_image_made_from_one_w():
+    G = tiny_generator()
+    _, target = generated_target(G)
+    r = project(G, target, space="w", steps=150, optimize_noise=False, loss="mse", options=FAST)
+    assert torch.equal(r.ws, r.ws[:, :1].expand_as(r.ws))  # one w for every layer
+    assert float(psnr(r.image, target)[0]) > 30
+
+
+def test_saved_latent_and_noise_rerender_the_reconstruction_exactly(tmp_path):
+    G = tiny_generator()
+    _, target = generated_target(G)
+    r = project(G, target, steps=20, loss="mse", options=FAST)
+    assert r.noises is not None and len(r.noises) == len(G.synthesis.noise_layers())
+    again = G.synthesis(r.ws, noises=r.noises)
+    assert torch.equal(again, r.image)
+
+
+def test_a_batch_gives_what_one_by_one_gives():
+    G = tiny_generator()
+    _, targets = generated_target(G, n=3)
+    batch = project(G, targets, steps=15, loss="mse=1,ms-ssim=0.5", seed=3, options=FAST)
+    alone = project(G, targets[1:2], steps=15, loss="mse=1,ms-ssim=0.5", seed=3, options=FAST)
+    assert (batch.ws[1:2] - alone.ws).abs().max() < 1e-4
+    assert (batch.image[1:2] - alone.image).abs().max() < 1e-4
+
+
+def test_the_generator_is_not_modified():
+    G = tiny_generator()
+    G.synthesis.b8.conv1.weight.requires_grad_(True)
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    _, target = generated_target(G)
+    project(G, target, steps=5, loss="mse", options=FAST)
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    assert G.synthesis.b8.conv1.weight.requires_grad and not G.synthesis.b8.conv0.weight.requires_grad
+    assert G.synthesis.b8.conv1.weight.grad is None
+
+
+def test_init_from_latents_and_bad_shapes():
+    G = tiny_generator()
+    ws, target = generated_target(G)
+    r = project(G, target, steps=1, init=ws, optimize_noise=False, loss="mse", options=ProjectionOptions(lr=0.0, working_resolution=0))
+    assert torch.allclose(r.ws, ws, atol=1e-6)
+    with pytest.raises(InputError, match="init latents"):
+        project(G, target, steps=1, init=torch.zeros(1, 5, G.w_dim))
+    with pytest.raises(InputError, match="target must be"):
+        project(G, torch.zeros(1, 1, 16, 16), steps=1)
+    with pytest.raises(InputError, match="space"):
+        project(G, target, steps=1, space="z")
+
+
+def test_loss_is_computed_at_the_working_resolution():
+    G = tiny_generator(img_resolution=32)
+    _, target = generated_target(G)
+    seen = []
+    project(G, target, steps=2, loss="mse", options=ProjectionOptions(working_resolution=16), callback=lambda s, img, rec: seen.append(img.shape))
+    assert seen == [(1, 3, 16, 16)] * 2
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    _, target = generated_target(G, n=2)
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i, img in enumerate((target.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()):
+        Image.fromarray(img).resize((40, 40)).save(d / f"p{i}.png")
+    (d / "broken.png").write_text("not a png")
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["project", *map(str, args)])
+
+
+def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
+    out = photo_dir / "out"
+    args = (photo_dir / "photos", "--network", photo_dir / "net.pt", "--steps", "12", "--no-align", "--outdir", out, "--loss", "mse", "--batch-size", "2")
+    r = run(*args)
+    assert r.exit_code == 1, r.output  # broken.png failed, the others were done
+    assert "broken.png is not a readable image" in r.output and "Traceback" not in r.output
+    for stem in ("p0", "p1"):
+        for suffix in (".npz", "_target.png", "_proj.png", "_proj.mp4", "_metrics.json"):
+            assert (out / f"{stem}{suffix}").exists(), stem + suffix
+    lf = load_latents(out / "p0.npz")
+    assert lf.w.shape == (1, 6, 16) and lf.meta["steps"] == 12 and lf.meta["loss"] == "mse" and lf.meta["seed"] == 0
+    G = tiny_generator()
+    image = G.synthesis(torch.from_numpy(lf.w), noises=stored_noises(G, lf.noises, "cpu"))
+    saved = np.asarray(Image.open(out / "p0_proj.png"))
+    assert np.array_equal((image.permute(0, 2, 3, 1)[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy(), saved)
+    import json
+
+    metrics = json.loads((out / "p0_metrics.json").read_text())
+    assert metrics["psnr"] > 5 and "ssim" in metrics
+    mtime = (out / "p0.npz").stat().st_mtime_ns
+    r = run(*args)
+    assert "already done" in r.output and (out / "p0.npz").stat().st_mtime_ns == mtime
+    r = run(*args, "--overwrite")
+    assert (out / "p0.npz").stat().st_mtime_ns != mtime
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_project_command_bad_inputs(photo_dir):
+    r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--init", photo_dir / "nope.npz", "--no-align")
+    assert r.exit_code == 1 and "nope.npz" in r.output and "Traceback" not in r.output
+    r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--loss", "fancy", "--no-align")
+    assert r.exit_code == 1 and "unknown loss" in r.output
