@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copyreg
 import io
 import math
 import os
@@ -203,11 +202,15 @@ class Persistent:
 MODULE_SRC = "# stands in for the source of training/networks.py that NVIDIA's pickles carry\n"
 
 
-def torch_module_state(params: dict, buffers: dict, children: dict, attrs: dict, init_kwargs: Optional[dict] = None, non_persistent=()) -> dict:
+def torch_module_state(
+    params: dict, buffers: dict, children: dict, attrs: dict, init_kwargs: Optional[dict] = None, non_persistent=()
+) -> dict:
     """A torch module's `__dict__` as a persistent class pickles it."""
     state = dict(
         training=False,
-        _parameters=OrderedDict((k, None if v is None else torch.nn.Parameter(v.clone(), requires_grad=False)) for k, v in params.items()),
+        _parameters=OrderedDict(
+            (k, None if v is None else torch.nn.Parameter(v.clone(), requires_grad=False)) for k, v in params.items()
+        ),
         _buffers=OrderedDict((k, v.clone()) for k, v in buffers.items()),
         _non_persistent_buffers_set=set(non_persistent),
         _backward_hooks=OrderedDict(),
@@ -222,14 +225,18 @@ def torch_module_state(params: dict, buffers: dict, children: dict, attrs: dict,
     return state
 
 
-def nvidia_pytorch_generator(G: Generator, *, flavor: str = "ada", module_src: str = MODULE_SRC, w_avg: bool = True) -> Persistent:
+def nvidia_pytorch_generator(
+    G: Generator, *, flavor: str = "ada", module_src: str = MODULE_SRC, w_avg: bool = True
+) -> Persistent:
     """G as stylegan2-ada-pytorch (`flavor='ada'`) or stylegan3's networks_stylegan2 (`'sg3'`) pickles it."""
     cfg, sd = G.config, G.state_dict()
     sg3 = flavor == "sg3"
     filt = fir_filter_2d(cfg.resample_filter)
 
     def module(class_name, params=None, buffers=None, children=None, attrs=None, **kw):
-        return Persistent(class_name, torch_module_state(params or {}, buffers or {}, children or {}, attrs or {}, **kw), module_src)
+        return Persistent(
+            class_name, torch_module_state(params or {}, buffers or {}, children or {}, attrs or {}, **kw), module_src
+        )
 
     def fc(name, in_features, lr=1.0, activation="linear"):
         attrs = dict(in_features=in_features, out_features=sd[f"{name}.weight"].shape[0]) if sg3 else {}
@@ -244,7 +251,15 @@ def nvidia_pytorch_generator(G: Generator, *, flavor: str = "ada", module_src: s
             params["noise_strength"] = sd[f"{name}.noise_strength"]
         params["bias"] = sd[f"{name}.bias"]
         attrs = dict(in_channels=in_ch, out_channels=out_ch, w_dim=cfg.w_dim) if sg3 else {}
-        attrs.update(resolution=r, up=up, use_noise=cfg.use_noise, activation="lrelu", conv_clamp=cfg.conv_clamp, padding=1, act_gain=np.float64(np.sqrt(2)))
+        attrs.update(
+            resolution=r,
+            up=up,
+            use_noise=cfg.use_noise,
+            activation="lrelu",
+            conv_clamp=cfg.conv_clamp,
+            padding=1,
+            act_gain=np.float64(np.sqrt(2)),
+        )
         return module("SynthesisLayer", params, buffers, {"affine": fc(f"{name}.affine", cfg.w_dim)}, attrs)
 
     def torgb(name, in_ch):
@@ -267,8 +282,18 @@ def nvidia_pytorch_generator(G: Generator, *, flavor: str = "ada", module_src: s
         if is_last or cfg.architecture == "skip":
             children["torgb"] = torgb(f"{name}.torgb", ch[r])
         if in_ch and cfg.architecture == "resnet":
-            skip_attrs = dict(activation="linear", up=2, down=1, conv_clamp=None, padding=0, weight_gain=np.float64(1 / np.sqrt(in_ch)), act_gain=1.0)
-            children["skip"] = module("Conv2dLayer", {"weight": sd[f"{name}.skip.weight"], "bias": None}, {"resample_filter": filt}, attrs=skip_attrs)
+            skip_attrs = dict(
+                activation="linear",
+                up=2,
+                down=1,
+                conv_clamp=None,
+                padding=0,
+                weight_gain=np.float64(1 / np.sqrt(in_ch)),
+                act_gain=1.0,
+            )
+            children["skip"] = module(
+                "Conv2dLayer", {"weight": sd[f"{name}.skip.weight"], "bias": None}, {"resample_filter": filt}, attrs=skip_attrs
+            )
         attrs = dict(in_channels=in_ch, w_dim=cfg.w_dim, resolution=r, img_channels=cfg.img_channels, is_last=is_last,
                      architecture=cfg.architecture, use_fp16=r >= fp16_from, channels_last=False)  # fmt: skip
         if sg3:
@@ -333,13 +358,20 @@ def write_nvidia_pytorch(path: Path, G: Generator, *, flavor: str = "ada", proto
 
 def stylegan3_snapshot() -> dict:
     """An NVIDIA pickle whose G_ema is a StyleGAN3 generator (input layer, L0_36_512-style layers)."""
+
     def m(class_name, params=None, children=None, attrs=None):
         return Persistent(class_name, torch_module_state(params or {}, {}, children or {}, attrs or {}), MODULE_SRC)
 
     inp = m("SynthesisInput", {"weight": torch.randn(8, 8)}, attrs={"size": np.array([36, 36])})
     syn = m("SynthesisNetwork", children={"input": inp, "L0_36_8": m("SynthesisLayer", {"weight": torch.randn(8, 8, 3, 3)})})
-    mapping = m("MappingNetwork", children={"fc0": m("FullyConnectedLayer", {"weight": torch.randn(8, 8), "bias": torch.zeros(8)})})
-    G = m("Generator", children={"synthesis": syn, "mapping": mapping}, attrs=dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3))
+    mapping = m(
+        "MappingNetwork", children={"fc0": m("FullyConnectedLayer", {"weight": torch.randn(8, 8), "bias": torch.zeros(8)})}
+    )
+    G = m(
+        "Generator",
+        children={"synthesis": syn, "mapping": mapping},
+        attrs=dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3),
+    )
     return dict(G=G, D=m("Discriminator"), G_ema=G, augment_pipe=None, training_set_kwargs=None)
 
 
@@ -407,7 +439,9 @@ def tf_static_kwargs(cfg: StyleGAN2Config, version: int) -> dict:
     return kw
 
 
-def tf_network(name: str, func: str, variables: dict, static_kwargs: dict, components: Optional[dict] = None, version: int = 4) -> Network:
+def tf_network(
+    name: str, func: str, variables: dict, static_kwargs: dict, components: Optional[dict] = None, version: int = 4
+) -> Network:
     state = dict(
         version=version,
         name=name,
@@ -418,22 +452,38 @@ def tf_network(name: str, func: str, variables: dict, static_kwargs: dict, compo
         variables=list(variables.items()),
     )
     if version >= 5:
-        state.update(input_shapes=[[None, 512]], output_shapes=[[None, 3, 16, 16]], input_names=["latents_in"], output_names=["images_out"])
+        state.update(
+            input_shapes=[[None, 512]], output_shapes=[[None, 3, 16, 16]], input_names=["latents_in"], output_names=["images_out"]
+        )
     return Network(state)
 
 
-def nvidia_tf_networks(G: Generator, *, version: int = 4, label: str = "embed", static_kwargs: Optional[dict] = None, synthesis_func: Optional[str] = None) -> tuple:
+def nvidia_tf_networks(
+    G: Generator,
+    *,
+    version: int = 4,
+    label: str = "embed",
+    static_kwargs: Optional[dict] = None,
+    synthesis_func: Optional[str] = None,
+) -> tuple:
     """(G, D, Gs) as NVIDIA's TF training pickles them; Gs holds `G`'s weights, G other ones."""
+
     def gs_like(gen: Generator, name: str) -> Network:
         v = tf_variables(gen, label=label)
         kw = static_kwargs if static_kwargs is not None else tf_static_kwargs(gen.config, version)
         top = {k: v.pop(k) for k in ("dlatent_avg", "lod")}
-        mapping = tf_network("G_mapping", "G_mapping", {k[8:]: x for k, x in v.items() if k.startswith("mapping/")}, kw, version=version)
+        mapping = tf_network(
+            "G_mapping", "G_mapping", {k[8:]: x for k, x in v.items() if k.startswith("mapping/")}, kw, version=version
+        )
         func = synthesis_func or ("G_synthesis" if version >= 5 else "G_synthesis_stylegan2")
-        synthesis = tf_network("G_synthesis", func, {k[10:]: x for k, x in v.items() if k.startswith("synthesis/")}, kw, version=version)
+        synthesis = tf_network(
+            "G_synthesis", func, {k[10:]: x for k, x in v.items() if k.startswith("synthesis/")}, kw, version=version
+        )
         return tf_network(name, "G_main", top, kw, {"mapping": mapping, "synthesis": synthesis}, version=version)
 
-    D = tf_network("D", "D_stylegan2", {"Output/weight": np.ones([4, 1], np.float32)}, {"resolution": G.img_resolution}, version=version)
+    D = tf_network(
+        "D", "D_stylegan2", {"Output/weight": np.ones([4, 1], np.float32)}, {"resolution": G.img_resolution}, version=version
+    )
     return gs_like(random_generator(G.config, seed=99), "G"), D, gs_like(G, "Gs")
 
 
@@ -577,31 +627,62 @@ def hostile_corpus(marker: Path) -> dict[str, tuple[bytes, str]]:
         "builtins_eval": (proto2(op_call(op_global("builtins", "eval"), op_str(py))), "builtins.eval"),
         "builtins_exec": (pickle.dumps(Reduce(exec, py), protocol=3), "builtins.exec"),
         "builtins_getattr": (
-            proto2(op_call(op_call(op_global("builtins", "getattr"), op_call(op_global("importlib", "import_module"), op_str("os")), op_str("system")), op_str(sh))),
+            proto2(
+                op_call(
+                    op_call(
+                        op_global("builtins", "getattr"),
+                        op_call(op_global("importlib", "import_module"), op_str("os")),
+                        op_str("system"),
+                    ),
+                    op_str(sh),
+                )
+            ),
             "builtins.getattr",
         ),
         "builtins_import": (
-            proto2(op_call(op_global("builtins", "__import__"), op_str("os")) + b"q\x000" + op_call(op_call(op_global("builtins", "getattr"), b"h\x00", op_str("system")), op_str(sh))),
+            proto2(
+                op_call(op_global("builtins", "__import__"), op_str("os"))
+                + b"q\x000"
+                + op_call(op_call(op_global("builtins", "getattr"), b"h\x00", op_str("system")), op_str(sh))
+            ),
             "builtins.__import__",
         ),
         "importlib": (proto2(op_call(op_global("importlib", "import_module"), op_str("os"))), "importlib.import_module"),
-        "subprocess_popen": (proto2(op_call(op_global("subprocess", "Popen"), op_list(op_str("touch"), op_str(m)))), "subprocess.Popen"),
-        "subprocess_check_output": (pickle.dumps(Reduce(__import__("subprocess").check_output, ["touch", m]), protocol=4), "subprocess.check_output"),
+        "subprocess_popen": (
+            proto2(op_call(op_global("subprocess", "Popen"), op_list(op_str("touch"), op_str(m)))),
+            "subprocess.Popen",
+        ),
+        "subprocess_check_output": (
+            pickle.dumps(Reduce(__import__("subprocess").check_output, ["touch", m]), protocol=4),
+            "subprocess.check_output",
+        ),
         "pickle_loads_nested": (proto2(op_call(op_global("pickle", "loads"), op_bytes(os_system))), "pickle.loads"),
         "torch_load": (proto2(op_call(op_global("torch", "load"), op_str(m + ".pt"))), "torch.load"),
         "numpy_load": (proto2(op_call(op_global("numpy", "load"), op_str(m + ".npy"))), "numpy.load"),
         "pty_spawn": (proto2(op_call(op_global("pty", "spawn"), op_str("sh"))), "pty.spawn"),
         "sys_modules": (proto2(op_global("sys", "modules") + op_str("os") + op_str("x") + b"s"), "sys.modules"),
         "copyreg_reconstructor": (
-            proto2(op_call(op_global("copyreg", "_reconstructor"), op_global("subprocess", "Popen"), op_global("builtins", "object"), b"N")),
+            proto2(
+                op_call(
+                    op_global("copyreg", "_reconstructor"),
+                    op_global("subprocess", "Popen"),
+                    op_global("builtins", "object"),
+                    b"N",
+                )
+            ),
             "copyreg._reconstructor",
         ),
-        "functools_partial": (proto2(op_call(op_call(op_global("functools", "partial"), op_global("os", "system"), op_str(sh)))), "functools.partial"),
+        "functools_partial": (
+            proto2(op_call(op_call(op_global("functools", "partial"), op_global("os", "system"), op_str(sh)))),
+            "functools.partial",
+        ),
         "inst_opcode": (b"(S'" + sh.encode() + b"'\nios\nsystem\n.", "os.system"),
         "inst_opcode_allowed_name": (b"(icollections\nOrderedDict\n.", "collections.OrderedDict"),
         "obj_opcode": (b"\x80\x02(" + op_global("os", "system") + op_str(sh) + b"o.", "os.system"),
         "storage_bytes_payload": (
-            proto2(op_call(op_global("torch.storage", "_load_from_bytes"), op_bytes(legacy_storage_bytes(Reduce(os.system, sh))))),
+            proto2(
+                op_call(op_global("torch.storage", "_load_from_bytes"), op_bytes(legacy_storage_bytes(Reduce(os.system, sh))))
+            ),
             "posix.system",
         ),
         "storage_bytes_payload_exec": (
@@ -609,8 +690,13 @@ def hostile_corpus(marker: Path) -> dict[str, tuple[bytes, str]]:
             "__builtin__.exec",  # torch.save writes protocol 2, which keeps Python 2's module names
         ),
         "stack_global_computed_name": (
-            b"\x80\x04" + op_call(op_global("_codecs", "encode"), op_str("os"), op_str("latin1"))
-            + op_call(op_global("_codecs", "encode"), op_str("system"), op_str("latin1")) + b"\x93" + b"(" + op_str(sh) + b"tR.",
+            b"\x80\x04"
+            + op_call(op_global("_codecs", "encode"), op_str("os"), op_str("latin1"))
+            + op_call(op_global("_codecs", "encode"), op_str("system"), op_str("latin1"))
+            + b"\x93"
+            + b"("
+            + op_str(sh)
+            + b"tR.",
             "a global whose name is computed, not written in the file",
         ),  # fmt: skip
         "build_on_ordered_dict": (

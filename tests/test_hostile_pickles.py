@@ -13,11 +13,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import pickle_fixtures as pf
 import pytest
 import torch
-
-import pickle_fixtures as pf
 from pickle_fixtures import one_thread  # noqa: F401 (autouse fixture)
+
 from stylelift.errors import CheckpointError, UnsafeCheckpointError
 from stylelift.models import safe_pickle
 from stylelift.models.nvidia import read_nvidia_pickle
@@ -61,8 +61,12 @@ def test_payload_in_the_storage_of_an_otherwise_valid_network_is_refused(tmp_pat
     """Storage bytes are checked as the pickle is read, even those of networks stylelift skips (D)."""
     marker = tmp_path / "ran"
     snapshot = pf.nvidia_pytorch_snapshot(pf.random_generator(pf.tiny_config()))
-    evil_storage = pf.Reduce(torch.storage._load_from_bytes, pf.legacy_storage_bytes(pf.Reduce(os.system, pf.touch_command(marker))))
-    snapshot["D"].state["_parameters"]["weight"] = pf.Reduce(torch._utils._rebuild_tensor_v2, evil_storage, 0, (1,), (1,), False, OrderedDict())
+    evil_storage = pf.Reduce(
+        torch.storage._load_from_bytes, pf.legacy_storage_bytes(pf.Reduce(os.system, pf.touch_command(marker)))
+    )
+    snapshot["D"].state["_parameters"]["weight"] = pf.Reduce(
+        torch._utils._rebuild_tensor_v2, evil_storage, 0, (1,), (1,), False, OrderedDict()
+    )
     path = pf.dump(snapshot, tmp_path / "network.pkl")
     with pytest.raises(UnsafeCheckpointError) as e:
         read_nvidia_pickle(path)
@@ -92,7 +96,9 @@ def storage_record(t: torch.Tensor) -> safe_pickle.TensorRecord:
 
 
 @pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.uint8, torch.bool])
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.uint8, torch.bool]
+)
 def test_storage_bytes_decode_exactly_as_torch_weights_only_load(dtype):
     t = (torch.randn(3, 5) * 10).to(dtype)
     data = pf.legacy_storage_bytes(t._typed_storage())
@@ -104,7 +110,13 @@ def test_storage_bytes_decode_exactly_as_torch_weights_only_load(dtype):
 
 @pytest.mark.parametrize(
     "make",
-    [lambda t: t, lambda t: t.t(), lambda t: t[1:, 2:], lambda t: t[:, ::2], lambda t: t.reshape(1, 3, 2, 2).to(memory_format=torch.channels_last)],
+    [
+        lambda t: t,
+        lambda t: t.t(),
+        lambda t: t[1:, 2:],
+        lambda t: t[:, ::2],
+        lambda t: t.reshape(1, 3, 2, 2).to(memory_format=torch.channels_last),
+    ],
     ids=["contiguous", "transposed", "offset", "strided", "channels_last"],
 )
 def test_tensor_views_are_rebuilt_exactly(make):
@@ -115,18 +127,24 @@ def test_tensor_views_are_rebuilt_exactly(make):
     assert torch.equal(out, t) and out.is_contiguous()
 
 
+def test_storages_saved_from_the_gpu_are_read_to_the_cpu():
+    values = torch.arange(4, dtype=torch.float32)
+    data = torch_legacy_stream(4, values.numpy().tobytes(), storage_type=torch.cuda.FloatStorage, location="cuda:0")
+    storage = safe_pickle._legacy_storage(data, source="x")
+    assert storage.location == "cuda:0" and torch.equal(storage.tensor(), values)
+
+
 # ----------------------------------------------------------------------------------------------
 # Memory bombs, deep nesting, runaway stacks
 
 
-def torch_legacy_stream(numel_claimed: int, data: bytes) -> bytes:
-    """A legacy torch.save stream for one float storage whose header claims `numel_claimed` elements."""
-
+def torch_legacy_stream(numel_claimed: int, data: bytes, storage_type=torch.FloatStorage, location="cpu") -> bytes:
+    """A legacy torch.save stream for one storage whose header claims `numel_claimed` elements."""
     storage = object()
 
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "k", "cpu", numel_claimed, None) if obj is storage else None
+            return ("storage", storage_type, "k", location, numel_claimed, None) if obj is storage else None
 
     main = io.BytesIO()
     Pickler(main, protocol=2).dump(storage)
@@ -157,9 +175,17 @@ BOMBS = {
     "long4_of_a_gigabyte": (b"\x80\x02\x8b" + struct.pack("<i", 1 << 30) + b"\x00" * 16 + b".", "an integer of 1073741824 bytes"),
     "text_long_of_100k_digits": (b"L" + b"9" * 100_000 + b"L\n.", "an integer of 100001 digits"),
     "memo_index_of_4g": (b"\x80\x02]r\xff\xff\xff\xff.", "memo index 4294967295"),
-    "numpy_array_of_4tb": (pickle.dumps(NumpyReduce((1, (10**12,), np.dtype("f4"), False, b"\0" * 4)), protocol=3), "a numpy array of shape [1000000000000] with 4 bytes"),
+    "numpy_array_of_4tb": (
+        pickle.dumps(NumpyReduce((1, (10**12,), np.dtype("f4"), False, b"\0" * 4)), protocol=3),
+        "a numpy array of shape [1000000000000] with 4 bytes",
+    ),
     "tensor_view_beyond_storage": (
-        pickle.dumps(pf.Reduce(torch._utils._rebuild_tensor_v2, torch.ones(1)._typed_storage(), 0, (10**6, 10**6), (0, 0), False, OrderedDict()), protocol=4),
+        pickle.dumps(
+            pf.Reduce(
+                torch._utils._rebuild_tensor_v2, torch.ones(1)._typed_storage(), 0, (10**6, 10**6), (0, 0), False, OrderedDict()
+            ),
+            protocol=4,
+        ),
         "does not fit its storage of 1 elements",
     ),
     "storage_header_of_a_terabyte": (
@@ -203,7 +229,9 @@ def test_nesting_built_top_down_is_a_clean_error_not_a_crash(tmp_path):
 
 def test_many_views_of_one_storage_cannot_multiply_memory(tmp_path):
     big = torch.zeros(100_000)._typed_storage()
-    views = {f"w{i}": pf.Reduce(torch._utils._rebuild_tensor_v2, big, 0, (100_000,), (1,), False, OrderedDict()) for i in range(50)}
+    views = {
+        f"w{i}": pf.Reduce(torch._utils._rebuild_tensor_v2, big, 0, (100_000,), (1,), False, OrderedDict()) for i in range(50)
+    }
     data = pickle.dumps(views, protocol=4)
     records = safe_pickle.loads(data, "views.pkl")
     budget = safe_pickle.TensorBudget(2 * len(data), "views.pkl")

@@ -1,16 +1,13 @@
 """NVIDIA network pickles (PyTorch and TensorFlow): read back exactly, refuse what is not StyleGAN2."""
 
-import math
-import pickle
-
 import numpy as np
+import pickle_fixtures as pf
 import pytest
 import torch
-
-import pickle_fixtures as pf
 from pickle_fixtures import one_thread  # noqa: F401 (autouse fixture)
+
 from stylelift import load_generator
-from stylelift.errors import CheckpointError, UnsafeCheckpointError
+from stylelift.errors import CheckpointError
 from stylelift.models.nvidia import expected_shapes, read_nvidia_pickle
 from stylelift.models.stylegan2 import Generator
 
@@ -44,7 +41,9 @@ def one_line(e: pytest.ExceptionInfo) -> str:
 # PyTorch pickles
 
 
-@pytest.mark.parametrize("overrides", [*CONFIGS.values(), dict(img_resolution=4, channels=(8,)), dict(architecture="resnet", c_dim=2)])
+@pytest.mark.parametrize(
+    "overrides", [*CONFIGS.values(), dict(img_resolution=4, channels=(8,)), dict(architecture="resnet", c_dim=2)]
+)
 def test_expected_shapes_are_those_of_the_generator(overrides):
     G = Generator(pf.tiny_config(**overrides))
     assert expected_shapes(G.config) == {k: tuple(v.shape) for k, v in G.state_dict().items()}
@@ -100,7 +99,10 @@ def test_stylegan3_generator_is_refused_in_one_line(tmp_path):
     path = pf.dump(pf.stylegan3_snapshot(), tmp_path / "sg3.pkl")
     with pytest.raises(CheckpointError) as e:
         read_nvidia_pickle(path)
-    assert one_line(e) == "sg3.pkl holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 generators only"
+    assert (
+        one_line(e)
+        == "sg3.pkl holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 generators only"
+    )
 
 
 def test_pickle_without_g_ema_or_with_another_class_is_refused(tmp_path):
@@ -198,6 +200,9 @@ def test_stylegan_v1_and_progressive_growing_tensorflow_networks_are_refused(tmp
     assert one_line(e).startswith("karras2019.pkl is a StyleGAN (v1) TensorFlow pickle (network version 3)")
     path = pf.write_nvidia_tf(tmp_path / "config-d.pkl", G, synthesis_func="G_synthesis_stylegan_revised")
     with pytest.raises(CheckpointError, match="'G_synthesis_stylegan_revised' is not supported"):
+        read_nvidia_pickle(path)
+    path = pf.write_nvidia_tf(tmp_path / "config-a.pkl", G, synthesis_func="G_synthesis")  # StyleGAN v1 in StyleGAN2's code
+    with pytest.raises(CheckpointError, match=r"is a StyleGAN \(v1\) TensorFlow network \(G_style"):
         read_nvidia_pickle(path)
 
 

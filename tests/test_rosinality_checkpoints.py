@@ -3,11 +3,11 @@
 import argparse
 import zipfile
 
+import pickle_fixtures as pf
 import pytest
 import torch
-
-import pickle_fixtures as pf
 from pickle_fixtures import one_thread  # noqa: F401 (autouse fixture)
+
 from stylelift import load_generator
 from stylelift.errors import CheckpointError, UnsafeCheckpointError
 from stylelift.models.rosinality import read_rosinality
@@ -34,7 +34,9 @@ def test_training_checkpoint_round_trip_gives_identical_images(tmp_path, legacy)
     assert raw.info["checkpoint"] == "training" and raw.info["iter"] == 800000 and raw.info["ada_aug_p"] == 0.125
 
 
-@pytest.mark.parametrize("overrides", [{}, dict(img_resolution=32, channels=(12, 12, 10, 6), mapping_layers=3), dict(resample_filter=(1, 2, 1))])
+@pytest.mark.parametrize(
+    "overrides", [{}, dict(img_resolution=32, channels=(12, 12, 10, 6), mapping_layers=3), dict(resample_filter=(1, 2, 1))]
+)
 def test_converted_checkpoint_round_trip_keeps_latent_avg(tmp_path, overrides):
     G = pf.random_generator(pf.rosinality_config(**overrides))
     raw = read_rosinality(pf.write_torch(tmp_path / "ffhq.pt", pf.rosinality_converted_checkpoint(G)))

@@ -109,7 +109,11 @@ def check_shapes(source: str, cfg: StyleGAN2Config, shapes: Mapping[str, tuple[i
     expected = expected_shapes(cfg)
     missing = [k for k in expected if k not in shapes and k != "mapping.w_avg"]
     extra = [k for k in shapes if k not in expected]
-    wrong = [f"{k} {list(shapes[k])} (expected {list(expected[k])})" for k in shapes if k in expected and tuple(shapes[k]) != expected[k]]
+    wrong = [
+        f"{k} {list(shapes[k])} (expected {list(expected[k])})"
+        for k in shapes
+        if k in expected and tuple(shapes[k]) != expected[k]
+    ]
     problems = []
     if missing:
         problems.append(f"missing {_some(missing)}")
@@ -196,8 +200,7 @@ def _read_pytorch(source: str, data: dict, file_size: int) -> RawNetwork:
     G = data.get("G_ema")
     if not isinstance(G, PersistentObject):
         raise CheckpointError(
-            f"{source} is a pickle but not an NVIDIA PyTorch network pickle: no 'G_ema' network "
-            f"(found {_describe(data)})"
+            f"{source} is a pickle but not an NVIDIA PyTorch network pickle: no 'G_ema' network (found {_describe(data)})"
         )
     modules = _module_tree(source, G)
     _refuse_other_generators(source, G, modules)
@@ -255,7 +258,9 @@ def _module_tensors(source: str, modules: dict[str, PersistentObject]) -> dict[s
             if not isinstance(entries, dict):
                 raise CheckpointError(f"{source}: module {prefix or 'G_ema'} has malformed {group}")
             for name, record in entries.items():
-                if record is None or (group == "_buffers" and isinstance(non_persistent, (set, frozenset)) and name in non_persistent):
+                if record is None or (
+                    group == "_buffers" and isinstance(non_persistent, (set, frozenset)) and name in non_persistent
+                ):
                     continue
                 full = f"{prefix}.{name}" if prefix else str(name)
                 if not isinstance(record, TensorRecord):
@@ -273,7 +278,9 @@ def _refuse_other_generators(source: str, G: PersistentObject, modules: dict[str
         raise CheckpointError(f"{source}: G_ema is a {G.class_name[:60]!r}, not a StyleGAN2 generator stylelift knows")
 
 
-def _pytorch_config(source: str, G: PersistentObject, modules: dict[str, PersistentObject], records: dict[str, TensorRecord]) -> StyleGAN2Config:
+def _pytorch_config(
+    source: str, G: PersistentObject, modules: dict[str, PersistentObject], records: dict[str, TensorRecord]
+) -> StyleGAN2Config:
     kwargs = G.state.get("_init_kwargs")
     kwargs = kwargs if isinstance(kwargs, dict) else {}
     synthesis_kwargs = kwargs.get("synthesis_kwargs") if isinstance(kwargs.get("synthesis_kwargs"), dict) else {}
@@ -308,7 +315,9 @@ def _pytorch_config(source: str, G: PersistentObject, modules: dict[str, Persist
     if n_mapping == 0 or attr("mapping", "num_layers", n_mapping) != n_mapping:
         raise CheckpointError(f"{source}: the mapping network's layers are missing or misnumbered")
     fc = [f"mapping.fc{i}" for i in range(n_mapping)]
-    lr_multiplier = same([_number(source, attr(m, "bias_gain"), f"{m}.bias_gain") for m in fc], "the mapping learning-rate multiplier")
+    lr_multiplier = same(
+        [_number(source, attr(m, "bias_gain"), f"{m}.bias_gain") for m in fc], "the mapping learning-rate multiplier"
+    )
     activation = same([attr(m, "activation", "lrelu") for m in fc], "the mapping activation")
     hidden = shape("mapping.fc0.weight")[0] if n_mapping > 1 else None
     embed = shape("mapping.embed.weight")[0] if c_dim > 0 else None
@@ -395,10 +404,17 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         raise CheckpointError(f"{source}: the TensorFlow network Gs has no static_kwargs or components")
     unknown = sorted(str(k) for k in kwargs if k not in _TF_KWARGS and k not in _TF_KWARGS_IGNORED)
     if unknown:
-        raise CheckpointError(f"{source}: unknown TensorFlow network setting {unknown[0]!r}; stylelift cannot tell how it changes the network")
+        raise CheckpointError(
+            f"{source}: unknown TensorFlow network setting {unknown[0]!r}; stylelift cannot tell how it changes the network"
+        )
     synthesis = components.get("synthesis")
     synthesis_func = synthesis.get("build_func_name") if isinstance(synthesis, TFNetwork) else None
     synthesis_func = kwargs.get("synthesis_func", synthesis_func)
+    if Gs.get("build_func_name") == "G_style" or (version == 4 and synthesis_func == "G_synthesis"):
+        raise CheckpointError(
+            f"{source} is a StyleGAN (v1) TensorFlow network (G_style, saved by the StyleGAN2 code); "
+            "stylelift reads StyleGAN2 networks only"
+        )
     if synthesis_func not in _TF_SYNTHESIS_FUNCS:
         raise CheckpointError(
             f"{source}: TensorFlow synthesis network {str(synthesis_func)[:40]!r} is not supported "
@@ -492,12 +508,17 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
         raise CheckpointError(f"{source}: resolution {resolution} is not a power of two")
     if any(name.startswith("synthesis/ToRGB_lod") for name in v) or "synthesis/lod" in v:
         raise CheckpointError(f"{source}: a progressive-growing StyleGAN2 network (configs A-D) is not supported")
-    if f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v:
+    if (
+        f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v
+        or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v
+    ):
         raise CheckpointError(f"{source}: the synthesis variables do not match resolution={resolution}")
     const_channels = shape("synthesis/4x4/Const/const")[1]
     channels = [shape("synthesis/4x4/Conv/weight")[3]] + [shape(f"synthesis/{r}x{r}/Conv1/weight")[3] for r in resolutions[1:]]
     if const_channels != channels[0]:
-        raise CheckpointError(f"{source}: a constant input of {const_channels} channels feeding {channels[0]} (fmap_const) is not supported")
+        raise CheckpointError(
+            f"{source}: a constant input of {const_channels} channels feeding {channels[0]} (fmap_const) is not supported"
+        )
 
     architecture = kwargs.get("architecture", "skip")
     has_skip = "synthesis/8x8/Skip/weight" in v

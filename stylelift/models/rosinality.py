@@ -179,7 +179,13 @@ def _convert(source: str, ckpt: Any) -> RawNetwork:
         "checkpoint": "training" if "g_optim" in ckpt else "converted",
         "checkpoint_keys": sorted(str(k) for k in ckpt)[:16],
     }
-    info.update({k: v for k, v in args.items() if k in ("size", "channel_multiplier", "latent", "n_mlp", "iter", "batch") and isinstance(v, (int, float))})
+    info.update(
+        {
+            k: v
+            for k, v in args.items()
+            if k in ("size", "channel_multiplier", "latent", "n_mlp", "iter", "batch") and isinstance(v, (int, float))
+        }
+    )
     if isinstance(ckpt.get("ada_aug_p"), float):
         info["ada_aug_p"] = ckpt["ada_aug_p"]
     return RawNetwork(cfg, state, format="rosinality", has_w_avg="mapping.w_avg" in state, info=info)

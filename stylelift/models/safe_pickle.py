@@ -82,9 +82,6 @@ class _Record:
     def __setstate__(self, state):
         raise _Trick(f"BUILD/__setstate__ on {type(self).__name__}")
 
-    def __reduce__(self):
-        raise TypeError(f"{type(self).__name__} records are not meant to be pickled again")
-
 
 class PersistentObject(_Record):
     """A `torch_utils.persistence` object: its class name and `__dict__`, never its code."""
@@ -241,7 +238,9 @@ def _int_tuple(x, what: str) -> tuple[int, ...]:
     return tuple(x)
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None) -> TensorRecord:
+def _rebuild_tensor(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+) -> TensorRecord:
     """Replaces `torch._utils._rebuild_tensor_v2`; checks that the view stays inside its storage."""
     if not isinstance(storage, LegacyStorage):
         raise _Malformed("a tensor without a storage")
@@ -250,7 +249,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, 
         raise _Malformed("bad tensor layout")
     numel = math.prod(shape)
     if numel:
-        last = storage_offset + sum((n - 1) * s for n, s in zip(shape, strides))
+        last = storage_offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True))
         if last >= storage.numel or numel > storage.numel:
             raise _Malformed(f"a tensor of shape {list(shape)} does not fit its storage of {storage.numel} elements")
     return TensorRecord(storage, storage_offset, shape, strides)
@@ -445,8 +444,12 @@ NETWORK_PICKLES = AllowList(
 
 PLAIN_DATA = AllowList(globals={})
 
-LEGACY_STORAGE = AllowList(
-    globals={("torch", name): _Marker(f"torch.{name}", dtype) for name, dtype in TORCH_STORAGE_TYPES.items()},
+LEGACY_STORAGE = AllowList(  # CUDA storages too: only their dtype is used, the data is read to the CPU
+    globals={
+        (module, name): _Marker(f"{module}.{name}", dtype)
+        for module in ("torch", "torch.cuda")
+        for name, dtype in TORCH_STORAGE_TYPES.items()
+    },
     persistent_ids=True,
 )
 
@@ -722,7 +725,9 @@ class _Scanner:
             raise _corrupt(self.source, "the pickle refers to out-of-band buffers it does not contain")
         elif name == "STOP":
             if len(self.stack) != 1 or self.marks:
-                raise _corrupt(self.source, f"a malformed pickle (it ends at byte {self.pos} with {len(self.stack)} items on the stack)")
+                raise _corrupt(
+                    self.source, f"a malformed pickle (it ends at byte {self.pos} with {len(self.stack)} items on the stack)"
+                )
             return True
         else:  # every opcode of protocols 0-5 is handled above
             raise _corrupt(self.source, f"unsupported opcode {name}")
