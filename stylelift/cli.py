@@ -274,3 +274,6 @@ def run() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+from . import cli_editing  # noqa: E402,F401  (registers the editing commands on `app`)

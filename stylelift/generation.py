@@ -89,3 +89,45 @@ def write_images(images: list[np.ndarray], paths: Sequence[Path], *, grid_path: 
         save_image(img, path)
     if grid_path is not None and len(images) > 1:
         save_image(make_grid(images), grid_path)
+
+
+def is_seed(item: str) -> bool:
+    return item.isdigit()
+
+
+def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, device="cpu") -> torch.Tensor:
+    """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item.
+
+    A latent file contributes its first latent; a file made for another network is refused.
+    """
+    from .models import network_id
+
+    out = []
+    for item in items:
+        if is_seed(item):
+            z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
+            with torch.no_grad():
+                out.append(G.mapping(z, None, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float())
+            continue
+        path = Path(item)
+        if not path.exists():
+            raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
+        latents = load_latents(path)
+        latents.check_fits(G.num_ws, G.w_dim, name=path.name)
+        made_for = latents.meta.get("network_id")
+        if made_for and made_for != network_id(G):
+            raise InputError(f"{path.name} was made for network {made_for}, not this one ({network_id(G)})")
+        out.append(torch.from_numpy(latents.w[:1]).to(device))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def render_ws(G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None) -> list[np.ndarray]:
+    """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time.
+
+    `noises` (one map [1, 1, r, r] per noise layer, e.g. a projection's) are shared by all images.
+    """
+    images = []
+    for start in range(0, ws.shape[0], batch_size):
+        images.extend(to_uint8(G.synthesis(ws[start : start + batch_size], noise_mode=noise_mode, noises=noises)))
+    return images

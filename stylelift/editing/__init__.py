@@ -1,0 +1,25 @@
+"""What users do with latents: truncation, style mixing, interpolation, attribute directions."""
+
+from .directions import Direction, apply_direction, condition, fit_boundary, load_direction, pca_directions, save_direction, sefa
+from .interpolation import interpolation_path, lerp, slerp
+from .layers import parse_layers, style_ranges
+from .mixing import mix_styles, mixing_grid, truncate
+
+__all__ = [
+    "Direction",
+    "apply_direction",
+    "condition",
+    "fit_boundary",
+    "interpolation_path",
+    "lerp",
+    "load_direction",
+    "mix_styles",
+    "mixing_grid",
+    "parse_layers",
+    "pca_directions",
+    "save_direction",
+    "sefa",
+    "slerp",
+    "style_ranges",
+    "truncate",
+]

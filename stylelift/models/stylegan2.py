@@ -409,6 +409,19 @@ class SynthesisNetwork(nn.Module):
             layers += [block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1]
         return layers
 
+    def style_affine_weights(self) -> list[Tensor]:
+        """For each ws index, the weights [C, w_dim] of the affines that read it (stacked)."""
+        per_ws: list[list[Tensor]] = [[] for _ in range(self.num_ws)]
+        w_idx = 0
+        for block in self.blocks():
+            layers = [block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1]
+            if block.num_torgb:
+                layers.append(block.torgb)
+            for offset, layer in enumerate(layers):
+                per_ws[w_idx + offset].append(layer.affine.weight * layer.affine.weight_gain)
+            w_idx += block.num_conv
+        return [torch.cat(ws, dim=0) for ws in per_ws]
+
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
         check_ws(ws, self.num_ws, self.w_dim)
         if noise_mode not in NOISE_MODES:
@@ -454,11 +467,12 @@ class Generator(nn.Module):
 
     @property
     def layer_resolutions(self) -> list[int]:
-        """The resolution each ws index acts at (for coarse/middle/fine style ranges)."""
-        res = []
-        for block in self.synthesis.blocks():
-            res += [block.resolution] * block.num_conv
-        return res + [self.img_resolution]
+        """The resolution each ws index belongs to (for coarse/middle/fine style ranges).
+
+        Block r reads ws[2k-2] (conv1) and ws[2k-1] (toRGB, and the next block's conv0), k = log2(r) - 1:
+        two ws per block, so ws 0-1 are 4x4, 2-3 are 8x8, ... (StyleGAN paper, REFERENCE §4).
+        """
+        return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

@@ -175,7 +175,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
         noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
         meta = dict(meta_base, photo=item.path.name, final_loss=float(result.final_loss[i]))
         if item.face is not None:
-            meta["alignment"] = item.face.transform_meta()
+            meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
         latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
         one_target = target[i : i + 1]
         metrics = projection_metrics(one_target, result.image[i : i + 1], item.target, images_u8[i], lpips_model=lpips_model)

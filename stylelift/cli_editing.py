@@ -1,0 +1,292 @@
+"""Editing commands of the `stylelift` CLI: truncation-sweep, mix, interpolate, edit, directions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from .cli import DEFAULT_NETWORK, DeviceOpt, NetworkOpt, app, fail, parse_int_list, resolve_device, user_errors
+
+directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
+app.add_typer(directions_app, name="directions")
+
+TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).")]
+BatchOpt = Annotated[int, typer.Option(help="Images rendered per network call.")]
+
+
+def parse_range(text: str, *, what: str) -> list[float]:
+    """'-3:3:7' -> 7 values from -3 to 3; '0.5' or '0,0.5,1' -> those values."""
+    try:
+        if ":" in text:
+            lo, hi, n = text.split(":")
+            if int(n) < 1:
+                raise ValueError
+            return [float(v) for v in np.linspace(float(lo), float(hi), int(n))]
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"cannot read {what} {text!r}; use START:STOP:COUNT or a comma list") from None
+
+
+def split_items(text: str) -> list[str]:
+    """'1,2,a.npz,5-7' -> ['1', '2', 'a.npz', '5', '6', '7']."""
+    items: list[str] = []
+    for part in text.split(","):
+        part = part.strip()
+        if part and part.replace("-", "").isdigit() and "-" in part.strip("-"):
+            items += [str(s) for s in parse_int_list(part)]
+        elif part:
+            items.append(part)
+    return items
+
+
+def load(network: str, device: str):
+    from .models import load_generator
+
+    dev = resolve_device(device)
+    return load_generator(network, device=dev), dev
+
+
+def save_output(images: list[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
+    from .images import make_grid, save_image, write_video
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() in (".mp4", ".gif"):
+        write_video(out, images, fps=fps)
+    else:
+        save_image(make_grid(images, cols=cols), out)
+    typer.echo(f"wrote {out}")
+
+
+@app.command("truncation-sweep")
+@user_errors
+def truncation_sweep(
+    network: NetworkOpt = DEFAULT_NETWORK,
+    seeds: Annotated[str, typer.Option(help="Seeds, one row each.")] = "0-3",
+    psi: Annotated[str, typer.Option(help="psi values START:STOP:COUNT, one column each.")] = "-1:1:9",
+    trunc_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only the first N ws.")] = None,
+    out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("truncation.png"),
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The StyleGAN paper's truncation figure: seeds down, psi across."""
+    import torch
+
+    from .editing import truncate
+    from .generation import latents_for_items, render_ws
+
+    G, dev = load(network, device)
+    psis = parse_range(psi, what="--psi")
+    ws = latents_for_items(G, [str(s) for s in parse_int_list(seeds)], device=dev)
+    grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
+    save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
+
+
+@app.command()
+@user_errors
+def mix(
+    rows: Annotated[str, typer.Option(help="Row sources: seeds and/or latent files, e.g. 1,2,a.npz.")],
+    cols: Annotated[str, typer.Option(help="Column sources: seeds and/or latent files.")],
+    styles: Annotated[str, typer.Option(help="Layers taken from the column source: coarse, middle, fine, or 0-3,8.")] = "coarse",
+    network: NetworkOpt = DEFAULT_NETWORK,
+    trunc: TruncOpt = 1.0,
+    out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("mix.png"),
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Style-mixing grid: sources on the top row and left column, each cell mixes its row and column."""
+    from .editing import mixing_grid, parse_layers
+    from .generation import latents_for_items, render_ws
+
+    G, dev = load(network, device)
+    layers = parse_layers(styles, G.layer_resolutions)
+    row_ws = latents_for_items(G, split_items(rows), truncation_psi=trunc, device=dev)
+    col_ws = latents_for_items(G, split_items(cols), truncation_psi=trunc, device=dev)
+    cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
+    row_imgs = render_ws(G, row_ws, batch_size=batch_size)
+    col_imgs = render_ws(G, col_ws, batch_size=batch_size)
+    blank = np.full_like(cells[0], 255)
+    tiles = [blank] + col_imgs
+    for i, row_img in enumerate(row_imgs):
+        tiles += [row_img] + cells[i * len(col_imgs) : (i + 1) * len(col_imgs)]
+    save_output(tiles, out, cols=len(col_imgs) + 1)
+
+
+@app.command()
+@user_errors
+def interpolate(
+    items: Annotated[list[str], typer.Argument(help="Two or more seeds and/or latent files.")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    frames: Annotated[int, typer.Option(help="Frames in all.")] = 60,
+    fps: Annotated[int, typer.Option(help="Frames per second of the video.")] = 30,
+    space: Annotated[str, typer.Option(help="w (lerp of ws) or z (slerp of z, seeds only).")] = "w",
+    loop: Annotated[bool, typer.Option("--loop", help="Return to the first item at the end.")] = False,
+    easing: Annotated[str, typer.Option(help="linear or smooth.")] = "linear",
+    grid: Annotated[bool, typer.Option("--grid", help="Write a still strip of the frames instead of a video.")] = False,
+    trunc: TruncOpt = 1.0,
+    out: Annotated[Path, typer.Option(help=".mp4 or .gif (or .png with --grid).")] = Path("interpolation.mp4"),
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+) -> None:
+    """A video (or strip) moving through the given latents in order."""
+    import torch
+
+    from .editing import interpolation_path
+    from .generation import is_seed, latents_for_items, render_ws, z_from_seed
+
+    if len(items) < 2:
+        raise typer.BadParameter("give at least two seeds or latent files")
+    if space not in ("w", "z") or easing not in ("linear", "smooth"):
+        raise typer.BadParameter("--space must be w or z, --easing linear or smooth")
+    if frames < 2:
+        raise typer.BadParameter("--frames must be at least 2")
+    if not grid and out.suffix.lower() not in (".mp4", ".gif"):
+        raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
+    G, dev = load(network, device)
+    if space == "z":
+        if not all(is_seed(i) for i in items):
+            fail("--space z needs seeds; latent files live in W (use --space w)")
+        zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
+        path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
+        with torch.no_grad():
+            ws = torch.cat([G.mapping(path_z[i : i + batch_size].to(dev), None, truncation_psi=trunc) for i in range(0, frames, batch_size)])
+    else:
+        keys = latents_for_items(G, items, truncation_psi=trunc, device=dev)
+        ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
+    images = render_ws(G, ws, batch_size=batch_size)
+    if grid:
+        save_output(images, out if out.suffix.lower() not in (".mp4", ".gif") else out.with_suffix(".png"), cols=len(images))
+    else:
+        save_output(images, out, fps=fps)
+
+
+@app.command()
+@user_errors
+def edit(
+    item: Annotated[str, typer.Argument(help="A latent file (from project) or a seed.")],
+    direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
+    strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
+    layers: Annotated[Optional[str], typer.Option(help="Apply only on these layers: coarse, middle, fine, 0-7, ...")] = None,
+    network: NetworkOpt = DEFAULT_NETWORK,
+    trunc: TruncOpt = 1.0,
+    paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
+    photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
+    out: Annotated[Path, typer.Option(help="grid .png, or .mp4/.gif for a video.")] = Path("edit.png"),
+    fps: Annotated[int, typer.Option(help="Frames per second of a video.")] = 10,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Move a latent along an attribute direction at several strengths."""
+    import torch
+
+    from .editing import apply_direction, parse_layers
+    from .editing.shipped import resolve_direction
+    from .generation import is_seed, latents_for_items, render_ws, stored_noises
+    from .latents import load_latents
+
+    G, dev = load(network, device)
+    d = resolve_direction(direction, G)
+    strengths = parse_range(strength, what="--strength")
+    layer_idx = parse_layers(layers, G.layer_resolutions) if layers else None
+    ws = latents_for_items(G, [item], truncation_psi=trunc, device=dev)
+    edited = torch.cat([apply_direction(ws, d.vector, s, layer_idx) for s in strengths])
+    latents = None if is_seed(item) else load_latents(item)
+    noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None
+    images = render_ws(G, edited, batch_size=batch_size, noises=noises)
+    if paste_back:
+        images = pasted_images(images, latents, photo, item)
+    save_output(images, out, cols=len(images), fps=fps)
+
+
+def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item: str) -> list[np.ndarray]:
+    from PIL import Image
+
+    from .align import AlignedFace, paste_back
+    from .images import load_photo
+
+    align = (latents.meta.get("alignment") if latents is not None else None) or None
+    if align is None:
+        fail(f"--paste-back needs a latent file made by `stylelift project` with alignment; {item} has none")
+    photo_path = photo or Path(align.get("photo_path", ""))
+    if not photo_path or not Path(photo_path).is_file():
+        fail("--paste-back: pass the original photo with --photo PATH")
+    original = load_photo(photo_path)
+    face = AlignedFace(image=None, landmarks=np.zeros([68, 2]), quad=np.array(align["quad"], dtype=np.float64), box=tuple(align["box"]), source_size=tuple(align["source_size"]))
+    return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
+
+
+# ----------------------------------------------------------------------------------------------
+# directions
+
+
+@directions_app.command("learn")
+@user_errors
+def directions_learn(
+    attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier), or any name with --labels.")],
+    out: Annotated[Path, typer.Option(help="Direction file to write (.npy, with a .json sidecar).")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    samples: Annotated[int, typer.Option(help="Latents to sample and label.")] = 1000,
+    labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
+    condition_on: Annotated[Optional[Path], typer.Option("--condition", help="Remove the component along this direction (.npy).")] = None,
+    trunc: TruncOpt = 1.0,
+    seed: Annotated[int, typer.Option(help="First seed of the sampled latents.")] = 0,
+    batch_size: BatchOpt = 8,
+    device: DeviceOpt = "auto",
+) -> None:
+    """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
+    from .editing.learn import learn_direction
+
+    G, dev = load(network, device)
+    d = learn_direction(
+        G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
+        truncation_psi=trunc, first_seed=seed, batch_size=batch_size, device=dev, progress=typer.echo,
+    )
+    from .editing import save_direction
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_direction(out, d)
+    typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples)")
+
+
+@directions_app.command("sefa")
+@user_errors
+def directions_sefa(
+    outdir: Annotated[Path, typer.Option(help="Folder for sefa_00.npy, ...")] = Path("directions"),
+    network: NetworkOpt = DEFAULT_NETWORK,
+    layers: Annotated[Optional[str], typer.Option(help="Layers whose affines to factorise (default all).")] = None,
+    k: Annotated[int, typer.Option(help="How many directions.")] = 10,
+) -> None:
+    """Closed-form factorisation of the style affine weights (SeFa)."""
+    from .editing import Direction, parse_layers, save_direction, sefa
+    from .models import network_id
+
+    G, _ = load(network, "cpu")
+    idx = parse_layers(layers, G.layer_resolutions) if layers else None
+    vecs, values = sefa(G, layers=idx, k=k)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for i, (v, ev) in enumerate(zip(vecs, values)):
+        save_direction(outdir / f"sefa_{i:02d}.npy", Direction(v[None], {"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": idx}))
+    typer.echo(f"wrote {len(vecs)} directions to {outdir}/")
+
+
+@directions_app.command("pca")
+@user_errors
+def directions_pca(
+    outdir: Annotated[Path, typer.Option(help="Folder for pca_00.npy, ...")] = Path("directions"),
+    network: NetworkOpt = DEFAULT_NETWORK,
+    samples: Annotated[int, typer.Option(help="Sampled w.")] = 10_000,
+    k: Annotated[int, typer.Option(help="How many components.")] = 10,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Principal components of sampled w (GANSpace)."""
+    from .editing import Direction, pca_directions, save_direction
+    from .models import network_id
+
+    G, _ = load(network, "cpu")
+    vecs, var = pca_directions(G, samples=samples, k=k, seed=seed)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for i, (v, ev) in enumerate(zip(vecs, var)):
+        save_direction(outdir / f"pca_{i:02d}.npy", Direction(v[None], {"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples}))
+    typer.echo(f"wrote {len(vecs)} directions to {outdir}/")

@@ -1,0 +1,169 @@
+"""Edit directions in W: saved as InterFaceGAN boundaries (`.npy` [1, w_dim]) with a JSON sidecar.
+
+Ways to get one:
+- `fit_boundary`: a linear classifier on labelled w (InterFaceGAN, Shen et al. 2020); the unit
+  normal of its hyperplane is the direction, its held-out accuracy says how linear the attribute is;
+- `condition`: remove the component along another direction (InterFaceGAN's conditional edit);
+- `sefa`: closed-form factorisation of the style affine weights (Shen & Zhou 2021);
+- `pca_directions`: principal components of sampled w (GANSpace, Härkönen et al. 2020).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+
+
+@dataclass
+class Direction:
+    vector: np.ndarray  # [1, w_dim], unit length
+    meta: dict = field(default_factory=dict)  # network id, method, attribute, accuracy, ...
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def save_direction(path: str | os.PathLike, direction: Direction) -> None:
+    """Write DIR.npy and DIR.json atomically."""
+    path = Path(path)
+    vec = np.asarray(direction.vector, dtype=np.float32).reshape(1, -1)
+    for target, write in ((path, lambda p: np.save(p, vec)), (_sidecar(path), lambda p: p.write_text(json.dumps(direction.meta, indent=2, sort_keys=True, default=str) + "\n"))):
+        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:
+    """Read an InterFaceGAN-style boundary `.npy` ([1, w_dim] or [w_dim]) and its sidecar, if any."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no direction file {path}")
+    try:
+        vec = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise InputError(f"{path.name} is not a readable .npy direction ({e})") from None
+    if vec.ndim == 1:
+        vec = vec[None]
+    if vec.ndim != 2 or vec.shape[0] != 1 or not np.issubdtype(vec.dtype, np.floating):
+        raise InputError(f"{path.name} must hold a float array [1, w_dim], got {vec.dtype} {list(vec.shape)}")
+    if w_dim is not None and vec.shape[1] != w_dim:
+        raise InputError(f"{path.name} is a direction in {vec.shape[1]}-D, but this network's w has {w_dim} dimensions")
+    norm = float(np.linalg.norm(vec))
+    if not np.isfinite(norm) or norm == 0:
+        raise InputError(f"{path.name} is a zero or non-finite vector")
+    meta = {}
+    if _sidecar(path).exists():
+        try:
+            meta = json.loads(_sidecar(path).read_text())
+        except json.JSONDecodeError:
+            meta = {}
+    return Direction(vec.astype(np.float32) / norm, meta)
+
+
+def apply_direction(ws: Tensor, direction: Tensor | np.ndarray, strength: float, layers: Optional[Sequence[int]] = None) -> Tensor:
+    """ws + strength * direction on `layers` (all when None). ws [N, num_ws, w_dim]."""
+    d = torch.as_tensor(np.asarray(direction) if not isinstance(direction, Tensor) else direction, dtype=ws.dtype, device=ws.device).reshape(-1)
+    if d.numel() != ws.shape[-1]:
+        raise InputError(f"direction has {d.numel()} dimensions, ws have {ws.shape[-1]}")
+    out = ws.clone()
+    idx = slice(None) if layers is None else torch.as_tensor(list(layers), dtype=torch.long, device=ws.device)
+    out[:, idx] += strength * d
+    return out
+
+
+def condition(primary: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """primary with its component along `other` removed, renormalised (both [1, w_dim])."""
+    p, o = primary.reshape(-1).astype(np.float64), other.reshape(-1).astype(np.float64)
+    o = o / np.linalg.norm(o)
+    p = p - (p @ o) * o
+    n = np.linalg.norm(p)
+    if n < 1e-8:
+        raise InputError("the two directions are parallel: nothing is left after conditioning")
+    return (p / n).astype(np.float32)[None]
+
+
+def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Logistic regression on w -> binary label; returns (unit normal [1, w_dim], held-out accuracy).
+
+    The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    y = np.asarray(labels).astype(np.float64).reshape(-1)
+    if w.ndim != 2 or w.shape[0] != y.shape[0]:
+        raise InputError(f"need w [N, w_dim] and N labels, got {list(w.shape)} and {y.shape[0]}")
+    if not set(np.unique(y)) <= {0.0, 1.0} or len(np.unique(y)) < 2:
+        raise InputError("labels must be 0/1 with both classes present")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    n_test = int(round(len(y) * holdout))
+    test, train = order[:n_test], order[n_test:]
+    mean = w[train].mean(0)
+    x = torch.from_numpy(w[train] - mean)
+    t = torch.from_numpy(y[train])
+    coef = torch.zeros(w.shape[1], dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([coef, bias], max_iter=500, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ coef + bias, t) + l2 * coef.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    c, b = coef.detach().numpy(), float(bias.detach())
+    if n_test:
+        pred = ((w[test] - mean) @ c + b) > 0
+        accuracy = float((pred == (y[test] > 0.5)).mean())
+    else:
+        accuracy = float("nan")
+    return (c / np.linalg.norm(c)).astype(np.float32)[None], accuracy
+
+
+def style_affine_weights(G, layers: Optional[Sequence[int]] = None) -> list[Tensor]:
+    """The affine (w -> style) weight matrices [C_i, w_dim] of the chosen ws indices."""
+    weights = G.synthesis.style_affine_weights()
+    if layers is None:
+        return weights
+    return [weights[i] for i in layers]
+
+
+def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k eigenvectors of A^T A for the stacked, column-normalised affine weights A.
+
+    Returns (directions [k, w_dim] unit rows, eigenvalues [k]). Moving w along them changes the
+    styles of the chosen layers the most.
+    """
+    mats = [m.detach().double().cpu() for m in style_affine_weights(G, layers)]
+    a = torch.cat(mats, dim=0)  # [sum C_i, w_dim]
+    a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    values, vectors = torch.linalg.eigh(a.T @ a)
+    order = torch.argsort(values, descending=True)[:k]
+    return vectors[:, order].T.float().numpy(), values[order].float().numpy()
+
+
+@torch.no_grad()
+def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Principal directions of mapped w (GANSpace): (directions [k, w_dim], explained variance [k])."""
+    gen = torch.Generator().manual_seed(seed)
+    ws = []
+    for start in range(0, samples, 1000):
+        z = torch.randn([min(1000, samples - start), G.z_dim], generator=gen).to(G.w_avg.device)
+        ws.append(G.mapping(z)[:, 0].double().cpu())
+    w = torch.cat(ws)
+    w = w - w.mean(0)
+    _, s, vt = torch.linalg.svd(w, full_matrices=False)
+    return vt[:k].float().numpy(), (s[:k] ** 2 / (samples - 1)).float().numpy()

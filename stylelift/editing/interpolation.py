@@ -1,0 +1,71 @@
+"""Paths through latent space: lerp in W/W+, slerp in Z, with easing and loops."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+EASINGS = ("linear", "smooth")
+
+
+def ease(t: Tensor, easing: str) -> Tensor:
+    if easing == "linear":
+        return t
+    if easing == "smooth":
+        return t * t * (3 - 2 * t)  # smoothstep: zero speed at each key
+    raise ValueError(f"easing must be one of {EASINGS}, got {easing!r}")
+
+
+def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """a, b [...]; t [T] -> [T, ...]."""
+    t = t.reshape([-1] + [1] * a.ndim)
+    return a + (b - a) * t
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation along the last dim, with the norm interpolated linearly.
+
+    For equal norms the norm is kept exactly; nearly parallel vectors fall back to lerp.
+    """
+    t = t.reshape([-1] + [1] * a.ndim)
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    ua, ub = a / na, b / nb
+    dot = (ua * ub).sum(-1, keepdim=True).clamp(-1, 1)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    small = so.abs() < 1e-6
+    wa = torch.where(small, 1 - t, torch.sin((1 - t) * omega) / torch.where(small, torch.ones_like(so), so))
+    wb = torch.where(small, t, torch.sin(t * omega) / torch.where(small, torch.ones_like(so), so))
+    direction = wa * ua + wb * ub
+    direction = direction / direction.norm(dim=-1, keepdim=True)
+    return direction * (na + (nb - na) * t)
+
+
+def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:
+    """keys [K, ...] -> [frames, ...] through every key in order (and back to the first with `loop`).
+
+    Without a loop the first frame is keys[0] and the last is keys[-1], exactly.
+    """
+    if keys.shape[0] < 2:
+        raise ValueError("interpolation needs at least two keys")
+    if frames < 2:
+        raise ValueError("interpolation needs at least two frames")
+    if loop:
+        keys = torch.cat([keys, keys[:1]])
+    segments = keys.shape[0] - 1
+    # Position of each frame along the path, in segments; a loop leaves out the repeated end.
+    pos = torch.arange(frames, dtype=torch.float64) * segments / (frames if loop else frames - 1)
+    seg = pos.floor().long().clamp(max=segments - 1)
+    local = (pos - seg).float()
+    out = []
+    for i in range(frames):
+        s = int(seg[i])
+        t = ease(local[i : i + 1], easing)
+        fn = slerp if spherical else lerp
+        frame = fn(keys[s], keys[s + 1], t)[0]
+        if t.item() == 0:
+            frame = keys[s].clone()
+        elif t.item() == 1:
+            frame = keys[s + 1].clone()
+        out.append(frame)
+    return torch.stack(out)

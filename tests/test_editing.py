@@ -1,0 +1,236 @@
+import json
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import tiny_generator
+from stylelift import LatentFile, network_id, save_generator, save_latents
+from stylelift.cli import app
+from stylelift.editing import (
+    Direction,
+    apply_direction,
+    condition,
+    fit_boundary,
+    interpolation_path,
+    load_direction,
+    mixing_grid,
+    parse_layers,
+    pca_directions,
+    save_direction,
+    sefa,
+    slerp,
+    style_ranges,
+    truncate,
+)
+from stylelift.errors import InputError
+from stylelift.generation import latents_for_items
+from stylelift.images import to_uint8
+from stylelift.models import Generator, StyleGAN2Config
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def net(tmp_path):
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    return tmp_path / "net.pt"
+
+
+# --- layers and mixing ----------------------------------------------------------------------------
+
+
+def test_coarse_middle_fine_of_an_18_ws_network():
+    G = Generator(StyleGAN2Config(z_dim=8, w_dim=8, img_resolution=1024, channel_base=1024, channel_max=4, mapping_layers=1))
+    assert G.num_ws == 18
+    ranges = style_ranges(G.layer_resolutions)
+    assert ranges == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6, 7], "fine": list(range(8, 18))}
+    assert parse_layers("coarse,9-10", G.layer_resolutions) == [0, 1, 2, 3, 9, 10]
+
+
+def test_layer_names_follow_the_network_not_a_fixed_18():
+    G = tiny_generator(img_resolution=32)  # 8 ws: 4,4,8,8,16,16,32,32
+    assert style_ranges(G.layer_resolutions) == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6, 7], "fine": []}
+
+
+@pytest.mark.parametrize("spec, match", [("hair", "unknown layer"), ("0-99", "outside"), ("3-1", "outside")])
+def test_bad_layer_specs(spec, match):
+    with pytest.raises(InputError, match=match):
+        parse_layers(spec, [4, 4, 8, 8])
+
+
+def test_mixing_grid_takes_the_named_layers_from_the_column():
+    rows, cols = torch.randn(2, 6, 4), torch.randn(3, 6, 4)
+    grid = mixing_grid(rows, cols, [1, 2])
+    assert grid.shape == (6, 6, 4)
+    for i in range(2):
+        for j in range(3):
+            cell = grid[i * 3 + j]
+            assert torch.equal(cell[[1, 2]], cols[j, [1, 2]])
+            assert torch.equal(cell[[0, 3, 4, 5]], rows[i, [0, 3, 4, 5]])
+
+
+def test_truncation_on_the_first_layers_only():
+    ws, avg = torch.randn(1, 6, 4), torch.randn(4)
+    out = truncate(ws, avg, 0.5, cutoff=2)
+    assert torch.allclose(out[:, :2], avg + 0.5 * (ws[:, :2] - avg)) and torch.equal(out[:, 2:], ws[:, 2:])
+
+
+def tiles(path, size, rows, cols):
+    grid = np.asarray(Image.open(path))
+    assert grid.shape[:2] == (rows * size, cols * size)
+    return [[grid[r * size : (r + 1) * size, c * size : (c + 1) * size] for c in range(cols)] for r in range(rows)]
+
+
+def test_mix_command_puts_each_mixed_image_in_its_cell(tmp_path, net):
+    G = tiny_generator()
+    src = G.mapping(torch.randn(1, G.z_dim))
+    save_latents(tmp_path / "a.npz", LatentFile(w=src.numpy(), meta={"network_id": network_id(G)}))
+    out = tmp_path / "mix.png"
+    r = invoke("mix", "--rows", "1,2", "--cols", f"{tmp_path / 'a.npz'},5", "--styles", "middle", "--network", net, "--out", out, "--batch-size", "3")
+    assert r.exit_code == 0, r.output
+    t = tiles(out, 16, 3, 3)
+    rows = latents_for_items(G, ["1", "2"])
+    cols = torch.cat([src, latents_for_items(G, ["5"])])
+    middle = style_ranges(G.layer_resolutions)["middle"]
+    assert middle == [4, 5]
+    for i in range(2):
+        assert np.array_equal(t[i + 1][0], to_uint8(G.synthesis(rows[i : i + 1]))[0])
+        for j in range(2):
+            mixed = rows[i : i + 1].clone()
+            mixed[:, middle] = cols[j : j + 1, middle]
+            assert np.array_equal(t[i + 1][j + 1], to_uint8(G.synthesis(mixed))[0]), (i, j)
+    assert np.array_equal(t[0][1], to_uint8(G.synthesis(src))[0])
+
+
+# --- interpolation --------------------------------------------------------------------------------
+
+
+def test_interpolation_starts_and_ends_exactly_on_the_keys():
+    keys = torch.randn(3, 6, 4)
+    path = interpolation_path(keys, 11, easing="smooth")
+    assert path.shape == (11, 6, 4)
+    assert torch.equal(path[0], keys[0]) and torch.equal(path[5], keys[1]) and torch.equal(path[-1], keys[2])
+    looped = interpolation_path(keys, 12, loop=True)
+    assert torch.equal(looped[0], keys[0]) and torch.equal(looped[4], keys[1]) and torch.equal(looped[8], keys[2])
+
+
+def test_slerp_keeps_the_norm_and_hits_the_ends():
+    a, b = torch.randn(512), torch.randn(512)
+    b = b / b.norm() * a.norm()
+    t = torch.linspace(0, 1, 9)
+    path = slerp(a, b, t)
+    assert torch.allclose(path.norm(dim=-1), a.norm().expand(9), rtol=1e-5)
+    assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
+
+
+def test_interpolate_command_writes_a_video_with_the_right_frames(tmp_path, net):
+    out = tmp_path / "v.mp4"
+    r = invoke("interpolate", "1", "2", "3", "--network", net, "--frames", "9", "--out", out, "--space", "z")
+    assert r.exit_code == 0, r.output
+    reader = imageio.get_reader(out)
+    assert reader.count_frames() == 9 and reader.get_meta_data()["size"] == (16, 16)
+    r = invoke("interpolate", "1", "2", "--network", net, "--frames", "5", "--grid", "--out", tmp_path / "s.png")
+    assert r.exit_code == 0 and Image.open(tmp_path / "s.png").size == (80, 16)
+    r = invoke("interpolate", "1", str(tmp_path / "nope.npz"), "--network", net, "--out", out)
+    assert r.exit_code == 1 and "neither a seed nor" in r.output
+
+
+# --- directions -----------------------------------------------------------------------------------
+
+
+def test_fit_boundary_recovers_a_linear_attribute():
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=32)
+    true /= np.linalg.norm(true)
+    w = rng.normal(size=(600, 32))
+    labels = (w @ true + 0.1 * rng.normal(size=600) > 0).astype(float)
+    normal, accuracy = fit_boundary(w, labels)
+    assert normal.shape == (1, 32) and abs(np.linalg.norm(normal) - 1) < 1e-5
+    assert float(normal[0] @ true) > 0.9 and accuracy > 0.9
+
+
+def test_condition_removes_the_other_component():
+    a, b = np.random.randn(1, 16), np.random.randn(1, 16)
+    c = condition(a, b)
+    assert abs(float(c[0] @ (b[0] / np.linalg.norm(b)))) < 1e-6 and abs(np.linalg.norm(c) - 1) < 1e-6
+
+
+def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, 16]) * 3, {"attribute": "age"}))
+    d = load_direction(tmp_path / "d.npy", w_dim=16)
+    assert abs(np.linalg.norm(d.vector) - 1) < 1e-6 and d.meta["attribute"] == "age"
+    assert json.loads((tmp_path / "d.json").read_text())["attribute"] == "age"
+    with pytest.raises(InputError, match="512"):
+        load_direction(tmp_path / "d.npy", w_dim=512)
+    np.save(tmp_path / "z.npy", np.zeros([1, 16]))
+    with pytest.raises(InputError, match="zero"):
+        load_direction(tmp_path / "z.npy")
+
+
+def test_apply_direction_on_chosen_layers():
+    ws = torch.zeros(1, 6, 4)
+    out = apply_direction(ws, np.array([[1.0, 0, 0, 0]]), 2.0, layers=[0, 5])
+    assert out[0, 0, 0] == 2 and out[0, 5, 0] == 2 and out[0, 1:5].abs().sum() == 0
+
+
+def test_sefa_and_pca_give_orthonormal_directions():
+    G = tiny_generator()
+    vecs, values = sefa(G, k=5)
+    assert vecs.shape == (5, G.w_dim) and np.allclose(vecs @ vecs.T, np.eye(5), atol=1e-5)
+    assert np.all(np.diff(values) <= 1e-6)
+    pcs, var = pca_directions(G, samples=500, k=4)
+    assert np.allclose(pcs @ pcs.T, np.eye(4), atol=1e-5) and np.all(np.diff(var) <= 1e-6)
+
+
+def test_learn_from_a_labels_csv_finds_the_hidden_rule(tmp_path, net):
+    G = tiny_generator()
+    seeds = [str(s) for s in range(200)]
+    w = latents_for_items(G, seeds)[:, 0].numpy()
+    rule = np.random.default_rng(1).normal(size=G.w_dim)
+    score = (w - w.mean(0)) @ rule
+    (tmp_path / "labels.csv").write_text("seed,label\n" + "".join(f"{s},{float(v > 0)}\n" for s, v in zip(seeds, score)))
+    out = tmp_path / "dir.npy"
+    r = invoke("directions", "learn", "--attribute", "custom", "--labels", tmp_path / "labels.csv", "--network", net, "--out", out)
+    assert r.exit_code == 0, r.output
+    d = load_direction(out, w_dim=G.w_dim)
+    assert d.meta["accuracy"] >= 0.85 and d.meta["network_id"] == network_id(G)
+    cos = float(d.vector[0] @ rule / np.linalg.norm(rule))
+    assert cos > 0.6
+
+
+def test_edit_command_and_its_bad_inputs(tmp_path, net):
+    G = tiny_generator()
+    save_direction(tmp_path / "d.npy", Direction(np.random.randn(1, G.w_dim), {"network_id": network_id(G)}))
+    r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "-2:2:5", "--layers", "0-3", "--network", net, "--out", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "e.png", 16, 1, 5)
+    ws = latents_for_items(G, ["3"])
+    assert np.array_equal(t[0][2], to_uint8(G.synthesis(ws))[0])  # strength 0 = the original
+    save_direction(tmp_path / "other.npy", Direction(np.random.randn(1, G.w_dim), {"network_id": "stylegan2-somewhere-else"}))
+    save_latents(tmp_path / "bad.npz", LatentFile(w=np.zeros([1, 18, 512], np.float32)))
+    cases = [
+        (["--direction", tmp_path / "other.npy"], "made for network"),
+        (["--direction", tmp_path / "d.npy", "--layers", "hair"], "unknown layer"),
+        (["--direction", "age"], "direction"),
+    ]
+    for extra, text in cases:
+        r = invoke("edit", "3", "--network", net, "--out", tmp_path / "x.png", *extra)
+        assert r.exit_code == 1 and text in r.output and "Traceback" not in r.output, (extra, r.output)
+    r = invoke("edit", tmp_path / "bad.npz", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
+    assert r.exit_code == 1 and "needs [N, 6, 16]" in r.output
+
+
+def test_truncation_sweep_grid(tmp_path, net):
+    r = invoke("truncation-sweep", "--seeds", "0-1", "--psi", "-1:1:3", "--network", net, "--out", tmp_path / "t.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "t.png", 16, 2, 3)
+    G = tiny_generator()
+    assert np.array_equal(t[1][1], to_uint8(G.synthesis(G.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1)))[0])  # psi 0 = w_avg
