@@ -1,6 +1,7 @@
 # `make demo` and `make test` set everything up themselves: a virtual environment in .venv,
 # torch (the release pinned below, which pip takes from the local wheel cache when it has it),
-# then stylelift and its dependencies.
+# then stylelift and its dependencies, then the bundled face generator's weights: the
+# `random-face` wheel, installed without its own dependencies (its code is never imported).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,6 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps random-face==2021.7.21.1
 	touch $(STAMP)
 
 demo: $(STAMP)

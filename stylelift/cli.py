@@ -21,7 +21,7 @@ app = typer.Typer(
     help="Lift photos into the latent space of StyleGAN generators and edit them there.",
 )
 
-DEFAULT_NETWORK = "random-stylegan2-256"
+DEFAULT_NETWORK = "mobile-ffhq"  # the bundled offline face generator
 
 NetworkOpt = Annotated[
     str,

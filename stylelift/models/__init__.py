@@ -1,6 +1,6 @@
 """Generators, checkpoint formats, and (later) encoders and perceptual networks."""
 
-from .checkpoint import NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
+from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
 from .stylegan2 import Generator, StyleGAN2Config
 
 
@@ -8,18 +8,20 @@ def describe_generator(G) -> dict:
     """Facts about a loaded generator, for `stylelift info`."""
     cfg = G.config
     channels = cfg.block_channels
+    arch = f"StyleGAN2 ({cfg.architecture})" if isinstance(G, Generator) else type(G).__name__
     facts = {
         "source": getattr(G, "source", "?"),
         "format": getattr(G, "source_format", "?"),
-        "architecture": f"StyleGAN2 ({cfg.architecture})",
-        "resolution": f"{cfg.img_resolution}x{cfg.img_resolution}, {cfg.img_channels} channels",
-        "z_dim / w_dim": f"{cfg.z_dim} / {cfg.w_dim}",
-        "c_dim": cfg.c_dim,
+        "architecture": arch,
+        "resolution": f"{G.img_resolution}x{G.img_resolution}, {G.img_channels} channels",
+        "z_dim / w_dim": f"{G.z_dim} / {G.w_dim}",
+        "c_dim": G.c_dim,
         "num_ws": G.num_ws,
-        "mapping": f"{cfg.mapping_layers} layers, lr multiplier {cfg.mapping_lr_multiplier:g}",
+        "mapping": f"{cfg.mapping_layers} layers"
+        + (f", lr multiplier {cfg.mapping_lr_multiplier:g}" if hasattr(cfg, "mapping_lr_multiplier") else ""),
         "channels": ", ".join(f"{r}:{c}" for r, c in channels.items()),
-        "conv_clamp": cfg.conv_clamp,
-        "noise inputs": len(G.synthesis.noise_layers()) if cfg.use_noise else 0,
+        "conv_clamp": getattr(cfg, "conv_clamp", None),
+        "noise inputs": len(G.synthesis.noise_layers()),
         "parameters": f"{sum(p.numel() for p in G.parameters()):,}",
         "network id": network_id(G),
     }
@@ -31,6 +33,7 @@ def describe_generator(G) -> dict:
 __all__ = [
     "Generator",
     "StyleGAN2Config",
+    "BUNDLED_NETWORK",
     "NAMED_NETWORKS",
     "describe_generator",
     "estimate_w_avg",

@@ -61,6 +61,8 @@ def _random_stylegan2(resolution: int) -> Callable[[], RawNetwork]:
     return build
 
 
+BUNDLED_NETWORK = "mobile-ffhq"  # MobileStyleGAN FFHQ 1024 from the random-face wheel (stylelift.models.mobilestylegan)
+
 NAMED_NETWORKS: dict[str, Callable[[], RawNetwork]] = {
     f"random-stylegan2-{r}": _random_stylegan2(r) for r in (64, 256, 1024)
 }
@@ -172,6 +174,10 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
     pickle that asks to run code) for a file that cannot be read safely.
     """
     key = str(path_or_name)
+    if key == BUNDLED_NETWORK:
+        from .mobilestylegan import load_mobilestylegan
+
+        return load_mobilestylegan(device=device)
     if key in NAMED_NETWORKS:
         G = build_generator(NAMED_NETWORKS[key](), name=key)
         G.source_format = "builtin"
@@ -183,7 +189,7 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
     else:
         path = Path(key).expanduser()
     if not path.exists():
-        names = ", ".join(sorted(NAMED_NETWORKS))
+        names = ", ".join([BUNDLED_NETWORK] + sorted(NAMED_NETWORKS))
         raise NetworkNotFoundError(f"no network file {key} (known names: {names})")
     if path.is_dir():
         raise CheckpointError(f"{key} is a folder, not a network file")
@@ -227,7 +233,8 @@ def network_id(G: Generator) -> str:
     for k, v in sorted(G.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    G._network_id = f"stylegan2-{h.hexdigest()[:16]}"
+    family = "mobilestylegan" if type(G).__name__ == "MobileStyleGAN" else "stylegan2"
+    G._network_id = f"{family}-{h.hexdigest()[:16]}"
     return G._network_id
 
 
