@@ -1,0 +1,72 @@
+"""Do the shipped directions do what they say? (bundled network, offline age/gender classifier)
+
+For N random faces, render each at strengths -3..3 along the direction and classify every image.
+age: share of faces whose predicted age rises monotonically (non-decreasing, and higher at +3 than
+at -3), share whose predicted gender flips anywhere along the way. gender: share whose P(male)
+rises monotonically end to end and crosses 0.5, and the mean age change.
+
+    python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from stylelift import load_generator
+from stylelift.editing import apply_direction
+from stylelift.editing.shipped import resolve_direction
+from stylelift.generation import latents_for_items, render_ws
+from stylelift.models.attributes import classify
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--network", default="mobile-ffhq")
+    ap.add_argument("--faces", type=int, default=100)
+    ap.add_argument("--first-seed", type=int, default=100_000, help="seeds not used when learning the directions")
+    ap.add_argument("--strengths", default="-3:3:7")
+    ap.add_argument("--trunc", type=float, default=0.7)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    lo, hi, n = args.strengths.split(":")
+    strengths = np.linspace(float(lo), float(hi), int(n))
+
+    G = load_generator(args.network, device=args.device)
+    seeds = [str(s) for s in range(args.first_seed, args.first_seed + args.faces)]
+    ws = latents_for_items(G, seeds, truncation_psi=args.trunc, device=args.device)
+    print(f"network {G.source}, {args.faces} faces (seeds {seeds[0]}..{seeds[-1]}, psi {args.trunc}), strengths {list(strengths)}")
+    for name in ("age", "gender"):
+        d = resolve_direction(name, G)
+        t0 = time.perf_counter()
+        ages, males = np.full([args.faces, len(strengths)], np.nan), np.full([args.faces, len(strengths)], np.nan)
+        for i in range(args.faces):
+            edited = torch.cat([apply_direction(ws[i : i + 1], d.vector, float(s)) for s in strengths])
+            for j, image in enumerate(render_ws(G, edited, batch_size=len(strengths))):
+                a = classify(image)
+                if a is not None:
+                    ages[i, j], males[i, j] = a.age, a.male
+        ok = ~np.isnan(ages).any(axis=1)
+        a, m = ages[ok], males[ok]
+        gender_flip = ((m > 0.5) != (m[:, :1] > 0.5)).any(axis=1)
+        if name == "age":
+            rising = (np.diff(a, axis=1) >= 0).all(axis=1) & (a[:, -1] > a[:, 0])
+            print(f"\nage direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned), {ok.sum()} faces found at every strength, {time.perf_counter() - t0:.0f} s")
+            print(f"  predicted age rises monotonically: {rising.mean():.1%}   (target >= 90%)")
+            print(f"  predicted gender flips:            {gender_flip.mean():.1%}   (target <= 10%)")
+            print(f"  mean predicted age per strength:   {np.round(a.mean(0), 1).tolist()}")
+        else:
+            rising = (np.diff(m, axis=1) >= 0).all(axis=1) & (m[:, -1] > m[:, 0])
+            crosses = (m[:, 0] < 0.5) & (m[:, -1] > 0.5)
+            print(f"\ngender direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned), {ok.sum()} faces, {time.perf_counter() - t0:.0f} s")
+            print(f"  P(male) rises monotonically:       {rising.mean():.1%}")
+            print(f"  gender changes from female to male: {crosses.mean():.1%}")
+            print(f"  mean |age change| -3 -> +3:         {np.abs(a[:, -1] - a[:, 0]).mean():.1f} years")
+            print(f"  mean P(male) per strength:         {np.round(m.mean(0), 2).tolist()}")
+
+
+if __name__ == "__main__":
+    main()

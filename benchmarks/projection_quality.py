@@ -1,0 +1,84 @@
+"""Projection quality on the bundled network (CPU by default).
+
+(a) images the network generated itself (known ws): PSNR at the working resolution after K steps,
+    for W+ and W; (b) real photos (aligned): PSNR, SSIM and dlib's face-descriptor distance of the
+    projection to the target (< 0.6 = the same person by dlib's convention).
+
+    python benchmarks/projection_quality.py [--steps 500] [--samples 3] [--loss mse=1,ms-ssim=1] [PHOTO ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stylelift import load_generator
+from stylelift.align import align_face
+from stylelift.images import load_photo, to_uint8
+from stylelift.projector import ProjectionOptions, project
+from stylelift.projector.losses import ssim
+from stylelift.projector.metrics import face_distance, psnr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("photos", nargs="*", type=Path, default=[ROOT / "examples" / "astronaut.png"])
+    ap.add_argument("--network", default="mobile-ffhq")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--samples", type=int, default=3, help="generated images to project back")
+    ap.add_argument("--loss", default="mse=1,ms-ssim=1")
+    ap.add_argument("--working-resolution", type=int, default=256)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    G = load_generator(args.network, device=args.device)
+    opts = ProjectionOptions(working_resolution=args.working_resolution)
+    R = args.working_resolution
+
+    def small(img):
+        return F.interpolate(img, size=(R, R), mode="area") if img.shape[-1] > R else img
+
+    print(f"network {G.source}, loss {args.loss}, {args.steps} steps, working resolution {R}, device {args.device}")
+    print("\n(a) generated images (known ws)")
+    print(f"{'space':6} {'sample':>6} {'PSNR@work':>10} {'steps to 30dB':>14} {'s/step':>7}")
+    with torch.no_grad():
+        z = torch.from_numpy(np.random.RandomState(1234).randn(args.samples, G.z_dim)).float().to(args.device)
+        targets = G.synthesis(G.mapping(z, truncation_psi=0.7))
+    for space in ("w+", "w"):
+        for i in range(args.samples):
+            reached = []
+
+            def cb(step, synth, rec, t=small(targets[i : i + 1])):
+                if not reached and float(psnr(synth, t)[0]) >= 30:
+                    reached.append(step + 1)
+
+            t0 = time.perf_counter()
+            r = project(G, targets[i : i + 1], space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device, callback=cb)
+            dt = (time.perf_counter() - t0) / args.steps
+            p = float(psnr(small(r.image), small(targets[i : i + 1]))[0])
+            print(f"{space:6} {i:>6} {p:>10.2f} {reached[0] if reached else '-':>14} {dt:>7.3f}")
+
+    print("\n(b) real photos")
+    print(f"{'photo':24} {'space':6} {'PSNR':>6} {'SSIM':>6} {'dlib dist':>9} {'same person':>11}")
+    for path in args.photos:
+        face = align_face(load_photo(path), size=G.img_resolution, name=path.name)
+        target = torch.from_numpy(np.asarray(face.image)).permute(2, 0, 1)[None].float().to(args.device) / 127.5 - 1
+        for space in ("w+", "w"):
+            r = project(G, target, space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device)
+            d = face_distance(np.asarray(face.image), to_uint8(r.image)[0])
+            print(
+                f"{path.name:24} {space:6} {float(psnr(r.image, target)[0]):>6.2f} {float(ssim(r.image, target)[0]):>6.3f} "
+                f"{d if d is None else round(d, 3)!s:>9} {str(d is not None and d < 0.6):>11}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Projector speed: seconds per step and images per second for batch 1, 4 and 8.
+
+    python benchmarks/projection_speed.py [--network mobile-ffhq|FILE] [--device cpu|cuda] [--steps 5]
+
+Each configuration runs a few warm-up steps, then `--steps` timed steps (median of per-step
+times). The loss is the offline default; the working resolution is 256 as in NVIDIA's projector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from stylelift import load_generator
+from stylelift.projector import ProjectionOptions, project
+from stylelift.projector.run import OFFLINE_LOSS
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--network", default="mobile-ffhq")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batches", default="1,4,8")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--loss", default=OFFLINE_LOSS)
+    ap.add_argument("--space", default="w+")
+    args = ap.parse_args()
+
+    G = load_generator(args.network, device=args.device)
+    print(f"network {G.source} ({G.img_resolution}px), device {args.device}, torch threads {torch.get_num_threads()}, loss {args.loss}")
+    print(f"{'batch':>5} {'s/step':>8} {'images/s (per step)':>20} {'vs batch 1':>10}")
+    base = None
+    for n in (int(b) for b in args.batches.split(",")):
+        with torch.no_grad():
+            target = G.synthesis(G.mapping(torch.randn(n, G.z_dim, device=args.device), truncation_psi=0.7))
+        times = []
+        last = [time.perf_counter()]
+
+        def cb(step, synth, rec):
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            now = time.perf_counter()
+            times.append(now - last[0])
+            last[0] = now
+
+        last[0] = time.perf_counter()
+        project(G, target, space=args.space, steps=args.steps + 2, loss=args.loss, options=ProjectionOptions(), device=args.device, callback=cb)
+        per_step = statistics.median(times[2:])
+        ips = n / per_step
+        base = base or ips
+        print(f"{n:>5} {per_step:>8.3f} {ips:>20.2f} {ips / base:>10.2f}x")
+
+
+if __name__ == "__main__":
+    main()
