@@ -20,7 +20,7 @@ from stylelift import load_generator
 from stylelift.editing import apply_direction
 from stylelift.editing.shipped import resolve_direction
 from stylelift.generation import latents_for_items, render_ws
-from stylelift.models.attributes import classify
+from stylelift.models.attributes import CLASSIFY_SIZE, classify
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
         ages, males = np.full([args.faces, len(strengths)], np.nan), np.full([args.faces, len(strengths)], np.nan)
         for i in range(args.faces):
             edited = torch.cat([apply_direction(ws[i : i + 1], d.vector, float(s)) for s in strengths])
-            for j, image in enumerate(render_ws(G, edited, batch_size=len(strengths))):
+            for j, image in enumerate(render_ws(G, edited, batch_size=len(strengths), max_resolution=CLASSIFY_SIZE)):
                 a = classify(image)
                 if a is not None:
                     ages[i, j], males[i, j] = a.age, a.male

@@ -122,12 +122,19 @@ def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, t
 
 
 @torch.inference_mode()
-def render_ws(G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None) -> list[np.ndarray]:
+def render_ws(
+    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None, max_resolution: Optional[int] = None
+) -> list[np.ndarray]:
     """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time.
 
     `noises` (one map [1, 1, r, r] per noise layer, e.g. a projection's) are shared by all images.
+    `max_resolution` asks for a smaller native output where the network has one (else full size).
     """
+    kwargs = {}
+    offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]
+    if offered:
+        kwargs["out_res"] = min(offered)
     images = []
     for start in range(0, ws.shape[0], batch_size):
-        images.extend(to_uint8(G.synthesis(ws[start : start + batch_size], noise_mode=noise_mode, noises=noises)))
+        images.extend(to_uint8(G.synthesis(ws[start : start + batch_size], noise_mode=noise_mode, noises=noises, **kwargs)))
     return images

@@ -75,13 +75,13 @@ def learn_direction(
     else:
         if attribute not in ("age", "gender"):
             raise InputError(f"the offline classifier knows age and gender, not {attribute!r}; pass --labels CSV")
-        from ..models.attributes import classify
+        from ..models.attributes import CLASSIFY_SIZE, classify
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
         ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, device=device)
         kept_ws, scores = [], []
         for start in range(0, len(seeds), batch_size):
-            images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size)
+            images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
             for j, image in enumerate(images):
                 a = classify(image)
                 if a is None:
