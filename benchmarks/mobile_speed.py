@@ -6,8 +6,12 @@ Times the synthesis network (ws -> image) at 1024 px and at out_res=512 (the LL 
 and 4: forward without gradients, and forward + backward to ws (what a projector step costs;
 the weights are frozen). Each time is the median of `--repeats` runs after one warm-up run. When
 the `openvino` package is installed, the IR files are run there too (fp32, same threads), at the
-same batch sizes. The load average before and after is printed: other processes on the machine
-slow every number alike, so compare numbers from one run only.
+same batch sizes, taking turns with the torch runs. The load average before and after is printed:
+other processes on the machine slow every number, so compare numbers within one run only.
+
+Large tensors cost page faults on first touch; `THP_MEM_ALLOC_ENABLE=1` in the environment (read
+when torch starts) makes torch back them with huge pages, which is much faster on some machines.
+Its setting is printed with the results.
 
 Needs the random-face wheel: pip install --no-deps random-face==2021.7.21.1
 """
@@ -26,17 +30,21 @@ import torch
 from stylelift.models.mobilestylegan import load_mobilestylegan, wheel_files
 
 
-def median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call allocations, oneDNN kernel selection, compilation
-    times = []
+def median_ms(fns: dict, repeats: int) -> dict:
+    """Median wall time of each function in ms, the functions taking turns (so that a change in the
+    machine's load hits all of them alike); one warm-up call each first."""
+    for fn in fns.values():
+        fn()  # warm-up: first-call allocations, oneDNN kernel selection, compilation
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
-def torch_times(G, batch: int, out_res, repeats: int, seed: int = 0) -> tuple[float, float]:
+def torch_steps(G, batch: int, out_res, seed: int = 0) -> tuple:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         ws = G.mapping(torch.randn([batch, G.z_dim], generator=gen), truncation_psi=0.7)
@@ -49,10 +57,11 @@ def torch_times(G, batch: int, out_res, repeats: int, seed: int = 0) -> tuple[fl
         w = ws.clone().requires_grad_(True)
         G.synthesis(w, out_res=out_res).square().mean().backward()
 
-    return median_ms(forward, repeats), median_ms(forward_backward, repeats)
+    return forward, forward_backward
 
 
-def openvino_forward_ms(batch: int, repeats: int, threads: int) -> float | None:
+def openvino_step(batch: int, threads: int):
+    """OpenVINO's forward of the synthesis IR (fp32), or None when openvino is not installed."""
     try:
         import openvino as ov
     except ImportError:
@@ -64,7 +73,7 @@ def openvino_forward_ms(batch: int, repeats: int, threads: int) -> float | None:
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads})
     request = compiled.create_infer_request()
     w = np.random.RandomState(0).randn(batch, 512).astype(np.float32)
-    return median_ms(lambda: request.infer({0: w}), repeats)
+    return lambda: request.infer({0: w})
 
 
 def main(argv=None) -> int:
@@ -85,17 +94,25 @@ def main(argv=None) -> int:
         variants.append(("torch.compile", compile_synthesis(G)))
     rows = []
     for batch in args.batches:
-        ov_ms = openvino_forward_ms(batch, args.repeats, args.threads)
+        ov = openvino_step(batch, args.threads)
         for name, net in variants:
             for out_res in (None, G.img_resolution // 2):
-                fwd, fwd_bwd = torch_times(net, batch, out_res, args.repeats)
+                forward, forward_backward = torch_steps(net, batch, out_res)
+                fns = {"forward": forward}
+                if not args.no_backward:
+                    fns["forward+backward"] = forward_backward
+                if ov is not None:
+                    fns["openvino"] = ov
+                ms = median_ms(fns, args.repeats)
+                fwd, fwd_bwd, ov_ms = ms["forward"], ms.get("forward+backward", float("nan")), ms.get("openvino")
                 rows.append((name, out_res or G.img_resolution, batch, fwd, fwd_bwd, ov_ms))
                 print(f"{name:14s} {out_res or G.img_resolution:5d}px batch {batch}: forward {fwd:7.0f} ms, "
-                      f"forward+backward {fwd_bwd:7.0f} ms", file=sys.stderr)
+                      f"forward+backward {fwd_bwd:7.0f} ms, OpenVINO {ov_ms or float('nan'):7.0f} ms", file=sys.stderr)
     load_after = os.getloadavg()[0]
     print(f"\nCPU, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}; "
-          f"load average {load_before:.1f} before, {load_after:.1f} after (cores: {os.cpu_count()})\n")
-    print("| net | output | batch | forward ms | forward+backward ms | OpenVINO fp32 forward ms (1024) | torch / OpenVINO |")
+          f"load average {load_before:.1f} before, {load_after:.1f} after (cores: {os.cpu_count()}); "
+          f"THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')}\n")
+    print("| net | output | batch | forward ms | forward+backward ms | OpenVINO fp32 forward ms (1024) | torch forward / OpenVINO |")
     print("|---|---|---|---|---|---|---|")
     for name, res, batch, fwd, fwd_bwd, ov_ms in rows:
         ov = f"{ov_ms:.0f}" if ov_ms is not None else "not installed"

@@ -169,36 +169,73 @@ def exported_band_order(channels: int) -> list[int]:
     return order
 
 
+def _haar_synthesis(bands: Tensor) -> Tensor:
+    """[N, 4C, H, W] band-major sub-bands -> [N, C, 2H, 2W] image, both channels-last.
+
+    Separable butterflies: along the height, r_a = LL +- LH and q_a = HL +- HH (a = 0, 1); along
+    the width, pixel (a, b) = (r_a +- q_a) / 2, written straight into its place in the output.
+    """
+    n, c4, h, w = bands.shape
+    c = c4 // 4
+    ll, lh, hl, hh = bands.permute(0, 2, 3, 1).reshape(n, h, w, 4, c).unbind(3)  # views of channels-last memory
+    out = bands.new_empty([n, h, 2, w, 2, c])  # [N, H, a, W, b, C] = channels-last [N, C, 2H, 2W]
+    for a, (r, q) in enumerate(((ll + lh, hl + hh), (ll - lh, hl - hh))):
+        torch.add(r, q, out=out[:, :, a, :, 0])
+        torch.sub(r, q, out=out[:, :, a, :, 1])
+    return out.mul_(0.5).view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+
+
+def _haar_analysis(img: Tensor) -> Tensor:
+    """The forward Haar DWT, [N, C, 2H, 2W] -> [N, 4C, H, W] band-major, both channels-last.
+
+    The inverse DWT is orthonormal, so this is also its adjoint: the backward pass of `_haar_synthesis`.
+    """
+    n, c, h2, w2 = img.shape
+    h, w = h2 // 2, w2 // 2
+    cells = img.permute(0, 2, 3, 1).reshape(n, h, 2, w, 2, c)  # a view when img is channels-last
+    out = img.new_empty([n, h, w, 4, c])
+    (p0, m0), (p1, m1) = [(cells[:, :, a, :, 0] + cells[:, :, a, :, 1], cells[:, :, a, :, 0] - cells[:, :, a, :, 1]) for a in (0, 1)]
+    torch.add(p0, p1, out=out[:, :, :, 0])  # LL
+    torch.sub(p0, p1, out=out[:, :, :, 1])  # LH
+    torch.add(m0, m1, out=out[:, :, :, 2])  # HL
+    torch.sub(m0, m1, out=out[:, :, :, 3])  # HH
+    return out.mul_(0.5).view(n, h, w, 4 * c).permute(0, 3, 1, 2)
+
+
+class _InverseHaarDWTFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, bands: Tensor) -> Tensor:
+        return _haar_synthesis(bands)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _haar_analysis(grad)
+
+
 class InverseHaarDWT(nn.Module):
     """One level of the inverse 2-D Haar DWT: [N, 4C, H, W] sub-bands -> [N, C, 2H, 2W].
 
-    Input channel jC + c is sub-band j (LL, LH, HL, HH) of channel c. A fixed linear mix of the 4
-    sub-bands gives the 4 pixels of each 2x2 output cell, which are then interleaved (what
-    `pixel_shuffle(2)` does): the same result as the pairs of grouped transposed convs the exported
-    graph uses, at a fraction of the cost. Computed on channels-last memory, where a pixel's
-    sub-bands are one contiguous row, and returned channels-last.
+    Input channel jC + c is sub-band j (LL, LH, HL, HH) of channel c. Each 2x2 output cell is a
+    fixed linear mix of the 4 sub-bands at one position (`haar_synthesis_matrix`), put in place
+    as `pixel_shuffle(2)` would: the same result as the pairs of grouped transposed convs the
+    exported graph uses, at a fraction of the cost. Computed as two butterflies on channels-last
+    memory (a pixel's sub-bands are one contiguous row) and returned channels-last; the backward
+    pass is the forward Haar DWT, the transform being orthonormal.
     """
 
-    def __init__(self):
-        super().__init__()
-        self.register_buffer("mix", haar_synthesis_matrix(), persistent=False)
-
     def forward(self, x: Tensor) -> Tensor:
-        n, c4, h, w = x.shape
-        c = c4 // 4
-        bands = x.permute(0, 2, 3, 1).reshape(n * h * w, 4, c)  # a view of channels-last memory
-        cells = torch.matmul(self.mix.to(x.dtype), bands)  # [NHW, 4 (a, b), C]
-        cells = cells.view(n, h, w, 2, 2, c).transpose(2, 3)  # [N, H, a, W, b, C]
-        return cells.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+        if x.shape[1] % 4:
+            raise ValueError(f"the inverse DWT needs 4 sub-bands per channel, got {x.shape[1]} channels")
+        return _InverseHaarDWTFunction.apply(channels_last(x))
+
+
+def channels_last(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------------------
 # Layers. Feature maps are [N, C, H, W] tensors in channels-last memory, where a depthwise conv is
 # fast and a 1x1 conv is a plain matrix product over the pixels.
-
-
-def channels_last(x: Tensor) -> Tensor:
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 class StyleAffine(nn.Module):
@@ -222,10 +259,19 @@ class StyleAffine(nn.Module):
         return f"{self.w_dim} -> {self.channels}, gain={self.gain:.4g}"
 
 
-def pointwise_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
-    """A 1x1 conv with its own weights per sample: x [N, I, H, W], weight [N, O, I] -> [N, O, H, W].
+def pointwise_conv(
+    x: Tensor,  # [N, I, H, W]
+    weight: Tensor,  # [N, O, I]: its own weights per sample
+    bias: Optional[Tensor] = None,  # [O]
+    *,
+    noise: Optional[Tensor] = None,  # [H, W]: added to every output channel
+    slope: Optional[float] = None,  # then leaky ReLU with this slope
+) -> Tensor:
+    """A 1x1 conv, optionally followed by + noise map and leaky ReLU: [N, O, H, W] (channels-last).
 
-    One batched matrix product over the pixels of channels-last memory (output channels-last).
+    One batched matrix product over the pixels of channels-last memory; the bias rides along in it,
+    and the noise and the activation are applied in place on the product (on the [N, HW, O] result
+    itself, not a view of it, so autograd needs no copies: neither op's backward reads its input).
     """
     n, i, h, w = x.shape
     pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, i)  # a view when x is channels-last
@@ -233,6 +279,10 @@ def pointwise_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> 
         y = torch.bmm(pixels, weight.transpose(1, 2))
     else:
         y = torch.baddbmm(bias.view(1, 1, -1), pixels, weight.transpose(1, 2))
+    if noise is not None:
+        y.add_(noise.reshape(1, h * w, 1))
+    if slope is not None:
+        F.leaky_relu_(y, slope)
     return y.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
@@ -250,12 +300,18 @@ class ModulatedConv2d(nn.Module):
         self.affine = StyleAffine(w_dim, in_channels, gain=1 / math.sqrt(in_channels * kernel_size**2))
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
 
-    def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None, *, noise: Optional[Tensor] = None, slope: Optional[float] = None) -> Tensor:
+        """Adds `bias`, then `noise`, then applies leaky ReLU with `slope`, when given."""
         styles = self.affine(w)  # [N, I]
         if self.kernel_size == 1:
-            return pointwise_conv(x, self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1), bias)
-        x = x * styles[:, :, None, None]
-        return channels_last(F.conv2d(x, self.weight, bias, padding=self.kernel_size // 2))
+            weight = self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)  # [N, O, I]
+            return pointwise_conv(x, weight, bias, noise=noise, slope=slope)
+        x = F.conv2d(x * styles[:, :, None, None], self.weight, bias, padding=self.kernel_size // 2)
+        if noise is not None:
+            x = x + noise
+        if slope is not None:
+            x = F.leaky_relu(x, slope)
+        return channels_last(x)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, {self.kernel_size}x{self.kernel_size}, demodulated={self.demodulate}"
@@ -276,11 +332,12 @@ class ModulatedDWConv2d(nn.Module):
         self.weight_dw = nn.Parameter(torch.randn([in_channels, 1, kernel_size, kernel_size]))
         self.weight_permute = nn.Parameter(torch.randn([out_channels, in_channels]) / math.sqrt(in_channels))
 
-    def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None, **fused) -> Tensor:
+        """`bias` and `fused` (noise, slope) are applied after the pointwise conv, see `pointwise_conv`."""
         styles = self.affine(w)  # [N, I]
         x = F.conv2d(channels_last(x), self.weight_dw, padding=self.kernel_size // 2, groups=self.in_channels)
         weight = self.weight_permute.unsqueeze(0) * styles.unsqueeze(1)  # [N, O, I]
-        return pointwise_conv(x, weight, bias)
+        return pointwise_conv(x, weight, bias, **fused)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, depthwise {self.kernel_size}x{self.kernel_size} + pointwise"
@@ -300,10 +357,7 @@ class StyledConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        x = self.conv(x, w, self.bias)
-        # In place: a conv's backward does not need its output, and leaky ReLU's (slope > 0) needs only its own.
-        x = x.add_(self.noise_const)
-        return F.leaky_relu_(x, self.slope)
+        return self.conv(x, w, self.bias, noise=self.noise_const, slope=self.slope)
 
     def extra_repr(self) -> str:
         return f"at {self.resolution}px, leaky ReLU {self.slope:g}"
