@@ -259,30 +259,72 @@ class StyleAffine(nn.Module):
         return f"{self.w_dim} -> {self.channels}, gain={self.gain:.4g}"
 
 
-def pointwise_conv(
+class _ModulatedPointwiseFunction(torch.autograd.Function):
+    """y = act(x @ (W * s)^T + bias + noise) over the pixels, with a backward pass written for it.
+
+    Autograd of the plain expression would run two large matrix products backwards (one for the
+    input, one for the per-sample weights W * s). Here one suffices: with u = x * s (the modulated
+    input that the conv sees), dL/du = g @ W; then dL/dx = dL/du * s and dL/ds = sum over pixels of
+    dL/du * x, both elementwise.
+    """
+
+    @staticmethod
+    def forward(ctx, pixels, styles, weight, bias, noise, slope):
+        # pixels [N, P, I], styles [N, I], weight [O, I], bias [O] | None, noise [P] | None -> [N, P, O]
+        modulated = (weight.unsqueeze(0) * styles.unsqueeze(1)).transpose(1, 2)  # [N, I, O]
+        if bias is None:
+            y = torch.bmm(pixels, modulated)
+        else:
+            y = torch.baddbmm(bias.view(1, 1, -1), pixels, modulated)
+        if noise is not None:
+            y.add_(noise.view(1, -1, 1))
+        if slope is not None:
+            F.leaky_relu_(y, slope)
+        ctx.slope = slope
+        ctx.save_for_backward(pixels, styles, weight, y if slope is not None else None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        pixels, styles, weight, y = ctx.saved_tensors
+        if ctx.slope is not None:  # leaky ReLU's derivative, read from its output (same sign as its input)
+            grad = torch.ops.aten.leaky_relu_backward(grad, y, ctx.slope, True)
+        need_x, need_s, need_w, need_b, need_noise = ctx.needs_input_grad[:5]
+        grad_x = grad_s = grad_w = grad_b = grad_noise = None
+        if need_x or need_s:
+            grad_u = torch.matmul(grad, weight)  # [N, P, I]: gradient at the modulated input
+            if need_s:
+                grad_s = torch.linalg.vecdot(grad_u, pixels, dim=1)  # [N, I]
+            if need_x:
+                grad_x = grad_u.mul_(styles.unsqueeze(1))
+        if need_w:
+            grad_w = (torch.bmm(grad.transpose(1, 2), pixels) * styles.unsqueeze(1)).sum(0)
+        if need_b:
+            grad_b = grad.sum((0, 1))
+        if need_noise:
+            grad_noise = grad.sum((0, 2))
+        return grad_x, grad_s, grad_w, grad_b, grad_noise, None
+
+
+def modulated_pointwise_conv(
     x: Tensor,  # [N, I, H, W]
-    weight: Tensor,  # [N, O, I]: its own weights per sample
+    styles: Tensor,  # [N, I]: scales the input channels
+    weight: Tensor,  # [O, I]
     bias: Optional[Tensor] = None,  # [O]
     *,
     noise: Optional[Tensor] = None,  # [H, W]: added to every output channel
     slope: Optional[float] = None,  # then leaky ReLU with this slope
 ) -> Tensor:
-    """A 1x1 conv, optionally followed by + noise map and leaky ReLU: [N, O, H, W] (channels-last).
+    """A modulated 1x1 conv, optionally + bias, + noise map, leaky ReLU: [N, O, H, W] channels-last.
 
-    One batched matrix product over the pixels of channels-last memory; the bias rides along in it,
-    and the noise and the activation are applied in place on the product (on the [N, HW, O] result
-    itself, not a view of it, so autograd needs no copies: neither op's backward reads its input).
+    The style is applied to the weights, not the image (per sample: W * s), and the conv is one
+    batched matrix product over the pixels of channels-last memory, with the bias riding along in it
+    and the noise and the activation applied in place on the product.
     """
     n, i, h, w = x.shape
     pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, i)  # a view when x is channels-last
-    if bias is None:
-        y = torch.bmm(pixels, weight.transpose(1, 2))
-    else:
-        y = torch.baddbmm(bias.view(1, 1, -1), pixels, weight.transpose(1, 2))
-    if noise is not None:
-        y.add_(noise.reshape(1, h * w, 1))
-    if slope is not None:
-        F.leaky_relu_(y, slope)
+    noise = noise.reshape(h * w) if noise is not None else None
+    y = _ModulatedPointwiseFunction.apply(pixels, styles, weight, bias, noise, slope)
     return y.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
@@ -304,8 +346,7 @@ class ModulatedConv2d(nn.Module):
         """Adds `bias`, then `noise`, then applies leaky ReLU with `slope`, when given."""
         styles = self.affine(w)  # [N, I]
         if self.kernel_size == 1:
-            weight = self.weight[:, :, 0, 0].unsqueeze(0) * styles.unsqueeze(1)  # [N, O, I]
-            return pointwise_conv(x, weight, bias, noise=noise, slope=slope)
+            return modulated_pointwise_conv(x, styles, self.weight[:, :, 0, 0], bias, noise=noise, slope=slope)
         x = F.conv2d(x * styles[:, :, None, None], self.weight, bias, padding=self.kernel_size // 2)
         if noise is not None:
             x = x + noise
@@ -333,11 +374,10 @@ class ModulatedDWConv2d(nn.Module):
         self.weight_permute = nn.Parameter(torch.randn([out_channels, in_channels]) / math.sqrt(in_channels))
 
     def forward(self, x: Tensor, w: Tensor, bias: Optional[Tensor] = None, **fused) -> Tensor:
-        """`bias` and `fused` (noise, slope) are applied after the pointwise conv, see `pointwise_conv`."""
+        """`bias` and `fused` (noise, slope) are applied after the pointwise conv, see `modulated_pointwise_conv`."""
         styles = self.affine(w)  # [N, I]
         x = F.conv2d(channels_last(x), self.weight_dw, padding=self.kernel_size // 2, groups=self.in_channels)
-        weight = self.weight_permute.unsqueeze(0) * styles.unsqueeze(1)  # [N, O, I]
-        return pointwise_conv(x, weight, bias, **fused)
+        return modulated_pointwise_conv(x, styles, self.weight_permute, bias, **fused)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, depthwise {self.kernel_size}x{self.kernel_size} + pointwise"
