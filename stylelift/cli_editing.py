@@ -290,3 +290,101 @@ def directions_pca(
     for i, (v, ev) in enumerate(zip(vecs, var)):
         save_direction(outdir / f"pca_{i:02d}.npy", Direction(v[None], {"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples}))
     typer.echo(f"wrote {len(vecs)} directions to {outdir}/")
+
+
+# ----------------------------------------------------------------------------------------------
+# encoder
+
+encoder_app = typer.Typer(no_args_is_help=True, help="A ResNet encoder that guesses W+ latents in one pass.")
+app.add_typer(encoder_app, name="encoder")
+
+
+@encoder_app.command("train")
+@user_errors
+def encoder_train(
+    out: Annotated[Path, typer.Option(help="Encoder checkpoint to write (also written every --checkpoint-every steps).")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    steps: Annotated[int, typer.Option(help="Training steps in all (a resumed run continues to this count).")] = 20_000,
+    batch_size: Annotated[int, typer.Option(help="Generated images per step.")] = 8,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    backbone: Annotated[str, typer.Option(help="resnet18 or resnet34.")] = "resnet18",
+    input_resolution: Annotated[int, typer.Option(help="Encoder input size.")] = 256,
+    image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the sampled training latents.")] = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train an encoder on images the network generates (known latents): latent MSE + image loss."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .encoder_training import EncoderTrainOptions, train_encoder
+    from .models.encoder import load_encoder, new_encoder
+
+    G, dev = load(network, device)
+    state = None
+    if resume:
+        encoder, state = load_encoder(out, G=G, device=dev)
+        typer.echo(f"resuming {out} at step {state.get('step', 0)}")
+    else:
+        if out.exists():
+            fail(f"{out} exists; pass --resume to continue it or choose another --out")
+        encoder = new_encoder(G, backbone=backbone, input_resolution=input_resolution)
+    opts = EncoderTrainOptions(
+        steps=steps, batch_size=batch_size, lr=lr, image_loss=image_loss if image_loss != "none" else "mse",
+        image_weight=0.0 if image_loss == "none" else 1.0, checkpoint_every=checkpoint_every, seed=seed,
+        render_resolution=encoder.config.input_resolution,
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = int(state.get("step", 0)) if state else 0
+    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[terms]}")) as bar:
+        task = bar.add_task("train", total=steps, completed=start, terms="")
+        train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(task, completed=step, terms=" ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
+    typer.echo(f"wrote {out}")
+
+
+@encoder_app.command("run")
+@user_errors
+def encoder_run(
+    photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
+    encoder_path: Annotated[Path, typer.Option("--encoder", help="Encoder checkpoint.")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
+    outdir: Annotated[Path, typer.Option(help="Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
+    device: DeviceOpt = "auto",
+) -> None:
+    """One pass of the encoder per photo: a latent file and its image."""
+    import torch
+
+    from .cli import expand_photos
+    from .errors import StyleliftError
+    from .images import save_image, to_uint8
+    from .latents import LatentFile, save_latents
+    from .models import network_id
+    from .models.encoder import load_encoder
+    from .projector.run import ProjectJob, prepare
+
+    G, dev = load(network, device)
+    encoder, _ = load_encoder(encoder_path, G=G, device=dev)
+    outdir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
+    for path in expand_photos(photos):
+        try:
+            item = prepare(path, job, G.img_resolution)
+        except (StyleliftError, FileNotFoundError) as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        target = torch.from_numpy(item.target.copy()).permute(2, 0, 1)[None].float().to(dev) / 127.5 - 1
+        with torch.no_grad():
+            ws = encoder(target)
+            image = G.synthesis(ws)
+        meta = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "photo": path.name}
+        if item.face is not None:
+            meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
+        save_latents(outdir / f"{path.stem}.npz", LatentFile(w=ws.cpu().numpy(), meta=meta))
+        save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")
+        typer.echo(f"{path.name}: -> {outdir / (path.stem + '.npz')}")
+    if failed:
+        raise typer.Exit(1)

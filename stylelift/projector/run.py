@@ -83,12 +83,17 @@ def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
     return Prepared(path, ProjectionFiles(job.outdir, path.stem), np.asarray(image), photo, face)
 
 
-def _init_latents(job: ProjectJob, G) -> Optional[torch.Tensor]:
+def _init_latents(job: ProjectJob, G):
+    """None (w_avg), a ws tensor [1, num_ws, w_dim] from a latent file, or an Encoder."""
     if job.init == "avg":
         return None
     path = Path(job.init)
+    if path.suffix.lower() == ".pt":
+        from ..models.encoder import load_encoder
+
+        return load_encoder(path, G=G, device=job.device)[0]
     if path.suffix.lower() != ".npz":
-        raise InputError(f"--init must be 'avg' or a latent .npz file, got {job.init}")
+        raise InputError(f"--init must be avg, a latent .npz or an encoder .pt, got {job.init}")
     latents = load_latents(path)
     latents.check_fits(G.num_ws, G.w_dim, name=path.name)
     return torch.from_numpy(latents.w[:1])
@@ -164,6 +169,9 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
                 for i in range(len(batch)):
                     frames[i].append(np.concatenate([target_small_u8[i], synth_u8[i]], axis=1))
 
+        if isinstance(init, torch.nn.Module):  # an encoder: its guess for each photo
+            with torch.no_grad():
+                init = init(target)
         result = project(
             G, target, space=job.space, steps=job.steps, init=init, optimize_noise=job.optimize_noise, loss=loss,
             device=device, seed=job.seed, options=options, perceptual_weights=job.perceptual_weights, callback=callback,

@@ -1,0 +1,145 @@
+"""Training the ResNet encoder on the fly, on images the generator makes from known latents.
+
+Each step samples z, maps it (random truncation, and style mixing for diversity), renders the
+image with random noise, and asks the encoder for the ws back. The loss is the latent MSE
+(in units of the network's w spread) plus an image reconstruction term: the image rendered from
+the predicted ws against the true image, with any of the projector's distance terms (`mse`, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .models.encoder import Encoder, save_encoder
+from .projector.losses import LossContext, REGISTRY, parse_loss_spec
+from .projector.project import w_statistics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncoderTrainOptions:
+    steps: int = 20_000
+    batch_size: int = 8
+    lr: float = 1e-4
+    latent_weight: float = 1.0
+    image_weight: float = 1.0
+    image_loss: str = "mse"  # projector distance terms for the image reconstruction
+    truncation: tuple[float, float] = (0.5, 1.0)  # psi drawn uniformly from this range
+    mixing_prob: float = 0.5
+    render_resolution: int = 256
+    checkpoint_every: int = 500
+    seed: int = 0
+
+
+def sample_batch(G, n: int, opts: EncoderTrainOptions, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(true ws [n, num_ws, w_dim], images [n, C, R, R] at the render resolution)."""
+    device = G.w_avg.device
+    z = torch.randn([2, n, G.z_dim], generator=gen).to(device)
+    lo, hi = opts.truncation
+    psi = (lo + (hi - lo) * torch.rand([n, 1, 1], generator=gen)).to(device)
+    with torch.no_grad():
+        ws = G.mapping(z[0], None)
+        if opts.mixing_prob > 0:
+            other = G.mapping(z[1], None)
+            cut = torch.randint(1, G.num_ws, [n], generator=gen)
+            mix = torch.rand([n], generator=gen) < opts.mixing_prob
+            take = (torch.arange(G.num_ws)[None] >= cut[:, None]) & mix[:, None]
+            ws = torch.where(take[..., None].to(device), other, ws)
+        ws = G.w_avg.lerp(ws, psi)
+        noises = [torch.randn([n, 1, l.resolution, l.resolution], generator=gen).to(device) for l in G.synthesis.noise_layers()] or None
+        images = render_small(G, ws, noises, opts.render_resolution)
+    return ws, images
+
+
+def render_small(G, ws: Tensor, noises, resolution: int) -> Tensor:
+    offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if resolution <= r < G.img_resolution]
+    img = G.synthesis(ws, noises=noises, out_res=min(offered)) if offered else G.synthesis(ws, noises=noises)
+    return F.interpolate(img, size=(resolution, resolution), mode="area") if img.shape[-1] > resolution else img
+
+
+def train_encoder(
+    G,
+    encoder: Encoder,
+    opts: EncoderTrainOptions,
+    *,
+    out: Optional[Path] = None,
+    state: Optional[dict] = None,
+    callback: Optional[Callable[[int, dict], None]] = None,
+) -> dict:
+    """Train `encoder` for G in place; returns the training state (also saved in checkpoints).
+
+    `state` (from a checkpoint) resumes: step count, optimizer and random stream continue.
+    """
+    device = G.w_avg.device
+    flags = [p.requires_grad for p in G.parameters()]
+    G.requires_grad_(False)
+    encoder.train()
+    optimizer = torch.optim.Adam([p for p in encoder.parameters() if p.requires_grad], lr=opts.lr)
+    gen = torch.Generator().manual_seed(opts.seed)
+    step = 0
+    history: list[dict] = []
+    if state:
+        step = int(state.get("step", 0))
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        if "rng" in state:
+            gen.set_state(state["rng"])
+        history = list(state.get("history", []))
+    _, w_std = w_statistics(G)
+    weights = parse_loss_spec(opts.image_loss) if opts.image_weight > 0 else {}
+
+    def snapshot() -> dict:
+        return {"step": step, "optimizer": optimizer.state_dict(), "rng": gen.get_state(), "history": history[-1000:], "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__}}
+
+    try:
+        while step < opts.steps:
+            ws, images = sample_batch(G, opts.batch_size, opts, gen)
+            pred = encoder(images)
+            latent = (pred - ws).square().mean(dim=[1, 2]) / (w_std**2 / G.w_dim)
+            loss = opts.latent_weight * latent
+            record = {"step": step, "latent": float(latent.detach().mean())}
+            if weights:
+                recon = render_small(G, pred, None, opts.render_resolution)
+                image_term = sum(w * REGISTRY[name](images, LossContext(device))(recon) for name, w in weights.items())
+                loss = loss + opts.image_weight * image_term
+                record["image"] = float(image_term.detach().mean())
+            optimizer.zero_grad(set_to_none=True)
+            loss.mean().backward()
+            optimizer.step()
+            step += 1
+            record["loss"] = float(loss.detach().mean())
+            history.append(record)
+            if callback:
+                callback(step, record)
+            if out is not None and (step % opts.checkpoint_every == 0 or step == opts.steps):
+                save_encoder(out, encoder, training=snapshot())
+    finally:
+        for p, f in zip(G.parameters(), flags):
+            p.requires_grad_(f)
+        encoder.eval()
+    return snapshot()
+
+
+@torch.no_grad()
+def held_out_error(G, encoder: Encoder, *, samples: int = 16, seed: int = 10_000, resolution: int = 256) -> dict:
+    """Latent and image MSE of the encoder's guess vs w_avg's, on freshly sampled images."""
+    opts = EncoderTrainOptions(mixing_prob=0.0, render_resolution=resolution, truncation=(0.7, 0.7))
+    ws, images = sample_batch(G, samples, opts, torch.Generator().manual_seed(seed))
+    pred = encoder(images)
+    avg = G.w_avg.reshape(1, 1, -1).expand_as(ws)
+    rec_pred = render_small(G, pred, None, resolution)
+    rec_avg = render_small(G, avg, None, resolution)
+    return {
+        "latent_mse_encoder": float((pred - ws).square().mean()),
+        "latent_mse_w_avg": float((avg - ws).square().mean()),
+        "image_mse_encoder": float((rec_pred - images).square().mean()),
+        "image_mse_w_avg": float((rec_avg - images).square().mean()),
+    }

@@ -1,0 +1,148 @@
+"""ResNet encoder: image -> W+ latents in one pass, a first guess for the projector.
+
+A torchvision ResNet (random init, or ImageNet weights when they are in torch's local cache) reads
+the image at `input_resolution`; a linear head predicts ws [N, num_ws, w_dim] as offsets from the
+generator's w_avg (the head starts at zero, so an untrained encoder answers w_avg). Trained on
+images the generator itself makes, where the true latents are known (Guan et al. / pbaylies and
+Puzer's StyleGAN encoders; pSp/e4e at scale).
+
+The checkpoint is self-describing: config, weights (stored as float16 to keep files small), the
+id of the network it was trained for, and training progress. It holds no code and loads with
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import CheckpointError, InputError
+
+log = logging.getLogger(__name__)
+
+FORMAT_TAG = "stylelift-encoder"
+FORMAT_VERSION = 1
+BACKBONES = {"resnet18": "resnet18-f37072d3.pth", "resnet34": "resnet34-b627a593.pth"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    num_ws: int
+    w_dim: int
+    backbone: str = "resnet18"
+    input_resolution: int = 256
+    network_id: str = ""  # the generator it predicts latents for
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+        if self.input_resolution < 32:
+            raise ValueError("input_resolution must be at least 32")
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig, w_avg: Tensor, *, imagenet_weights: Optional[Path] = None):
+        super().__init__()
+        import torchvision
+
+        self.config = cfg
+        net = getattr(torchvision.models, cfg.backbone)(weights=None)
+        if imagenet_weights is not None:
+            net.load_state_dict(torch.load(imagenet_weights, map_location="cpu", weights_only=True))
+        features = net.fc.in_features
+        net.fc = nn.Identity()
+        self.backbone = net
+        self.head = nn.Linear(features, cfg.num_ws * cfg.w_dim)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("w_avg", w_avg.detach().float().reshape(1, 1, cfg.w_dim).clone())
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1))
+
+    def forward(self, img: Tensor) -> Tensor:
+        """img [N, 3, H, W] in [-1, 1] -> ws [N, num_ws, w_dim]."""
+        if img.ndim != 4 or img.shape[1] != 3:
+            raise InputError(f"the encoder reads RGB images [N, 3, H, W], got {list(img.shape)}")
+        r = self.config.input_resolution
+        if img.shape[-1] != r or img.shape[-2] != r:
+            img = F.interpolate(img, size=(r, r), mode="area" if img.shape[-1] > r else "bilinear")
+        x = ((img + 1) / 2 - self.mean) / self.std
+        offsets = self.head(self.backbone(x)).reshape(-1, self.config.num_ws, self.config.w_dim)
+        return self.w_avg + offsets
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"{c.backbone} @ {c.input_resolution}px -> [{c.num_ws}, {c.w_dim}] for {c.network_id or '?'}"
+
+
+def local_imagenet_weights(backbone: str) -> Optional[Path]:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[backbone]
+    return path if path.is_file() else None
+
+
+def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256) -> Encoder:
+    """An untrained encoder for generator G (ImageNet backbone weights used when found locally)."""
+    from .checkpoint import network_id
+
+    cfg = EncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_resolution=input_resolution, network_id=network_id(G))
+    weights = local_imagenet_weights(backbone)
+    if weights:
+        log.info("using ImageNet weights %s", weights)
+    return Encoder(cfg, G.w_avg.detach().cpu(), imagenet_weights=weights).to(G.w_avg.device)
+
+
+def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: Optional[dict] = None) -> None:
+    """Write config + float16 weights (+ training state) atomically."""
+    path = Path(path)
+    state = {k: (v.half() if v.is_floating_point() and k.startswith(("backbone.", "head.")) else v).detach().cpu() for k, v in encoder.state_dict().items()}
+    data = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": dataclasses.asdict(encoder.config), "state_dict": state, "training": training or {}}
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(data, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, torch.device] = "cpu") -> tuple[Encoder, dict]:
+    """Read an encoder checkpoint; with G given, refuse one trained for another network.
+
+    Returns (encoder in eval mode, training state dict).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no encoder file {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"cannot read encoder {path.name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
+        raise CheckpointError(f"{path.name} is not a stylelift encoder file")
+    if data.get("version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path.name} has encoder format version {data.get('version')}; this stylelift reads {FORMAT_VERSION}")
+    try:
+        cfg = EncoderConfig(**data["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path.name} has a bad encoder config: {e}") from None
+    if G is not None:
+        from .checkpoint import network_id
+
+        if cfg.network_id != network_id(G):
+            raise InputError(f"{path.name} was trained for network {cfg.network_id}, not this one ({network_id(G)})")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
+    enc = Encoder(cfg, state["w_avg"].reshape(-1))
+    try:
+        enc.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({str(e).splitlines()[0]})") from None
+    return enc.eval().to(device), data.get("training") or {}
