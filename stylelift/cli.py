@@ -190,6 +190,7 @@ def align(
     import json
 
     from .align import align_faces
+    from .fileio import write_text_atomic
     from .images import load_photo, save_image
 
     if size < 16:
@@ -256,17 +257,6 @@ def project(
     failures = run_project_job(job, paths, report=lambda msg, error=False: typer.secho(msg, fg=typer.colors.RED if error else None, err=error))
     if failures:
         raise typer.Exit(1)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def run() -> None:

@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from .fileio import atomic_path
+
 
 def to_uint8(img: Tensor) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C], rounding as NVIDIA's generate.py does."""
@@ -30,13 +32,8 @@ def to_pil(array: np.ndarray) -> Image.Image:
 
 def save_image(array: np.ndarray, path: str | os.PathLike) -> None:
     """Write a uint8 HWC image atomically (temporary file, then rename); the format follows the suffix."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         to_pil(array).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 0) -> np.ndarray:
@@ -94,8 +91,7 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: int 
     import imageio.v2 as imageio
 
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
         else:
@@ -104,6 +100,3 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: int 
             with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1, ffmpeg_log_level="error") as writer:
                 for frame in frames:
                     writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InputError
+from .fileio import atomic_path
 
 
 @dataclass
@@ -38,12 +39,8 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_latents(path: str | os.PathLike) -> LatentFile:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..fileio import atomic_path, write_text_atomic
 
 
 @dataclass
@@ -36,14 +37,9 @@ def _sidecar(path: Path) -> Path:
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     """Write DIR.npy and DIR.json atomically."""
     path = Path(path)
-    vec = np.asarray(direction.vector, dtype=np.float32).reshape(1, -1)
-    for target, write in ((path, lambda p: np.save(p, vec)), (_sidecar(path), lambda p: p.write_text(json.dumps(direction.meta, indent=2, sort_keys=True, default=str) + "\n"))):
-        tmp = target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
-        try:
-            write(tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        np.save(tmp, np.asarray(direction.vector, dtype=np.float32).reshape(1, -1))
+    write_text_atomic(_sidecar(path), json.dumps(direction.meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:

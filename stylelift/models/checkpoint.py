@@ -21,6 +21,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..errors import CheckpointError
+from ..fileio import atomic_path
 from .raw import RawNetwork
 from .stylegan2 import Generator, StyleGAN2Config
 
@@ -216,12 +217,8 @@ def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optiona
         "state_dict": state,
         "meta": json.loads(json.dumps(info, default=str)),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def network_id(G: Generator) -> str:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
+from ..fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,8 @@ def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: O
     path = Path(path)
     state = {k: (v.half() if v.is_floating_point() and k.startswith(("backbone.", "head.")) else v).detach().cpu() for k, v in encoder.state_dict().items()}
     data = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": dataclasses.asdict(encoder.config), "state_dict": state, "training": training or {}}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(data, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, torch.device] = "cpu") -> tuple[Encoder, dict]:

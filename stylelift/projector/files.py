@@ -9,7 +9,6 @@ a finished photo.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -17,6 +16,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..fileio import write_text_atomic
 from ..images import save_image, write_video
 from ..latents import LatentFile, save_latents
 
@@ -42,12 +42,7 @@ class ProjectionFiles:
 
 
 def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_projection(
