@@ -463,8 +463,13 @@ class MultichannelImage(nn.Module):
         self.conv = ModulatedConv2d(in_channels, 4 * img_channels, w_dim, 1, demodulate=False)
         self.bias = nn.Parameter(torch.zeros([4 * img_channels]))
 
-    def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        return self.conv(x, w, self.bias)
+    def forward(self, x: Tensor, w: Tensor, *, ll_only: bool = False) -> Tensor:
+        """All 4 sub-bands, or with `ll_only` just the LL band (the first `img_channels` outputs)."""
+        if not ll_only:
+            return self.conv(x, w, self.bias)
+        c = self.bias.shape[0] // 4
+        styles = self.conv.affine(w)
+        return modulated_pointwise_conv(x, styles, self.conv.weight[:c, :, 0, 0], self.bias[:c])
 
 
 class MobileSynthesisBlock(nn.Module):
@@ -529,11 +534,11 @@ class MobileSynthesisNetwork(nn.Module):
         x = self.conv1(x, w[0])
         for i, block in enumerate(self.blocks()):
             x = block(x, w[1 + 3 * i : 4 + 3 * i])
-        bands = self.to_img(x, w[-1])  # [N, 4 x img_channels, R/2, R/2], sub-band-major
         if out_res == self.img_resolution // 2:
             # The LL band of an orthonormal Haar DWT is twice the mean of each 2x2 cell, so LL / 2 is
-            # exactly the full image area-downsampled by 2.
-            return (bands[:, : self.img_channels] * 0.5).contiguous()
+            # exactly the full image area-downsampled by 2; the other bands need not be computed.
+            return (self.to_img(x, w[-1], ll_only=True) * 0.5).contiguous()
+        bands = self.to_img(x, w[-1])  # [N, 4 x img_channels, R/2, R/2], sub-band-major
         return self.idwt(bands).contiguous()
 
 
