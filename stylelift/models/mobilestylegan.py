@@ -515,6 +515,17 @@ class MobileSynthesisNetwork(nn.Module):
         return []
 
     @property
+    def output_resolutions(self) -> list[int]:
+        """Sizes `forward(out_res=...)` can return natively (the half-size one costs less)."""
+        return [self.img_resolution // 2, self.img_resolution]
+
+    def style_affine_weights(self) -> list[Tensor]:
+        """For each ws index, the weight [C, w_dim] of its style affine (registration order = ws order)."""
+        weights = [m.weight * m.gain for m in self.modules() if isinstance(m, StyleAffine)]
+        assert len(weights) == self.num_ws, (len(weights), self.num_ws)
+        return weights
+
+    @property
     def layer_resolutions(self) -> list[int]:
         res = [self.conv1.resolution]
         for block in self.blocks():
