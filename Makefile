@@ -20,9 +20,12 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps random-face==2021.7.21.1
 	touch $(STAMP)
 
+DEMO_STEPS ?= 200
+
 demo: $(STAMP)
-	$(VENV)/bin/stylelift generate --seeds 0-7 --trunc 0.7 --outdir out/demo
-	@echo "images in out/demo/ (grid.png shows all of them)"
+	$(VENV)/bin/stylelift generate --seeds 0-7 --trunc 0.7 --outdir out/demo/generated
+	$(VENV)/bin/stylelift project examples/astronaut.png --steps $(DEMO_STEPS) --paste-back --outdir out/demo/projected --overwrite
+	@echo "faces in out/demo/generated/ (grid.png), the projection in out/demo/projected/"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
