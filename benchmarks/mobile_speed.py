@@ -1,6 +1,6 @@
 """Speed of the torch MobileStyleGAN on the CPU, next to OpenVINO's forward time in the same run.
 
-    python benchmarks/mobile_speed.py [--repeats 5] [--batches 1 4] [--threads N] [--compile]
+    python benchmarks/mobile_speed.py [--repeats 5] [--batches 1 4] [--threads N]
 
 Times the synthesis network (ws -> image) at 1024 px and at out_res=512 (the LL sub-band), batch 1
 and 4: forward without gradients, and forward + backward to ws (what a projector step costs;
@@ -81,17 +81,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile(G.synthesis)")
     ap.add_argument("--no-backward", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     G = load_mobilestylegan()
     variants = [("torch", G)]
-    if args.compile:
-        from stylelift.models.mobilestylegan import compile_synthesis
-
-        variants.append(("torch.compile", compile_synthesis(G)))
     rows = []
     for batch in args.batches:
         ov = openvino_step(batch, args.threads)

@@ -144,8 +144,11 @@ class MobileStyleGANConfig:
 BLOCK_BYTES = 1 << 24
 
 
-def _row_blocks(n_rows: int, width: int) -> list[slice]:
-    step = max(64, BLOCK_BYTES // (4 * width))
+def _row_blocks(x: Tensor, n_rows: int, width: int) -> list[slice]:
+    """Blocks of rows of about BLOCK_BYTES for a CPU tensor; all rows at once on a GPU."""
+    if x.device.type != "cpu":
+        return [slice(0, n_rows)]
+    step = max(64, BLOCK_BYTES // (x.element_size() * width))
     return [slice(r, min(r + step, n_rows)) for r in range(0, n_rows, step)]
 
 
@@ -288,7 +291,7 @@ class _ModulatedPointwiseFunction(torch.autograd.Function):
         modulated = (weight.unsqueeze(0) * styles.unsqueeze(1)).transpose(1, 2)  # [N, I, O]
         y = pixels.new_empty([n, p, weight.shape[0]])
         for i in range(n):
-            for rows in _row_blocks(p, max(weight.shape)):
+            for rows in _row_blocks(pixels, p, max(weight.shape)):
                 out = y[i, rows]
                 if bias is None:
                     torch.mm(pixels[i, rows], modulated[i], out=out)
@@ -317,7 +320,7 @@ class _ModulatedPointwiseFunction(torch.autograd.Function):
             grad_x = torch.empty_like(pixels) if need_x else None
             grad_s = torch.zeros_like(styles) if need_s else None
             for i in range(n):
-                for rows in _row_blocks(p, max(weight.shape)):
+                for rows in _row_blocks(pixels, p, max(weight.shape)):
                     g = act_grad(grad[i, rows], y[i, rows] if y is not None else None)
                     grad_u = torch.mm(g, weight)  # gradient at the modulated input
                     if need_s:
@@ -993,6 +996,18 @@ def import_mobilestylegan(mapping_xml: Union[str, os.PathLike], synthesis_xml: U
 # Finding the wheel's files, converting once, caching
 
 
+def build_mobilestylegan(cfg: MobileStyleGANConfig, state: dict[str, Tensor]) -> MobileStyleGAN:
+    """The module for `cfg` holding exactly `state` (strict), frozen, in eval mode.
+
+    Built on the meta device and given the state's tensors, so no random initialisation is run
+    and no weights are copied.
+    """
+    with torch.device("meta"):
+        G = MobileStyleGAN(cfg)
+    G.load_state_dict(state, strict=True, assign=True)
+    return G.eval().requires_grad_(False)
+
+
 def wheel_files() -> dict[str, Path]:
     """The IR files inside the installed `random-face` wheel, found through its file list (never imported)."""
     from .checkpoint import NetworkNotFoundError
@@ -1028,10 +1043,8 @@ def convert_mobilestylegan(files: dict[str, Path]) -> MobileStyleGAN:
     from .checkpoint import estimate_w_avg
 
     cfg, state = import_mobilestylegan(files["MappingNetwork.xml"], files["SynthesisNetwork.xml"])
-    G = MobileStyleGAN(cfg)
     state["mapping.w_avg"] = torch.zeros([cfg.w_dim])
-    G.load_state_dict(state, strict=True)
-    G.eval().requires_grad_(False)
+    G = build_mobilestylegan(cfg, state)
     G.mapping.w_avg.copy_(estimate_w_avg(G))
     return G
 
@@ -1061,8 +1074,7 @@ def _load_cache(path: Path, digest: str) -> Optional[MobileStyleGAN]:
         data = torch.load(path, map_location="cpu", weights_only=True)
         if data.get("format") != CACHE_FORMAT or data.get("version") != CACHE_VERSION or data["meta"]["source sha256"] != digest:
             return None
-        G = MobileStyleGAN(MobileStyleGANConfig.from_dict(data["config"]))
-        G.load_state_dict(data["state_dict"], strict=True)
+        G = build_mobilestylegan(MobileStyleGANConfig.from_dict(data["config"]), data["state_dict"])
     except Exception as e:  # a damaged cache file is rebuilt, not fatal
         log.warning("ignoring the unreadable cache file %s (%s)", path, str(e).splitlines()[0] if str(e) else type(e).__name__)
         return None
