@@ -531,7 +531,10 @@ def rosinality_state_dict(G: Generator) -> "OrderedDict[str, torch.Tensor]":
     layers = G.synthesis.noise_layers()
     for k, layer in enumerate(layers):
         out[f"noises.noise_{k}"] = layer.noise_const[None, None]
-    return OrderedDict((k, v.clone()) for k, v in out.items())
+    result = OrderedDict((k, v.clone()) for k, v in out.items())
+    # As nn.Module.state_dict() returns it: the OrderedDict carries `_metadata`, pickled with BUILD.
+    result._metadata = OrderedDict({"": {"version": 1}, "style": {"version": 1}})
+    return result
 
 
 def rosinality_training_checkpoint(G: Generator) -> dict:

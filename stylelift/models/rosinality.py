@@ -53,7 +53,8 @@ ROSINALITY_PICKLE = AllowList(
         ("__builtin__", "frozenset"): None,
         ("_codecs", "encode"): None,
     },
-    buildable=frozenset({("argparse", "Namespace")}),
+    # Module.state_dict() returns an OrderedDict carrying `_metadata` (BUILD with that attribute).
+    buildable=frozenset({("argparse", "Namespace"), ("collections", "OrderedDict")}),
     dict_like=frozenset({("collections", "OrderedDict")}),
     persistent_ids=True,
 )

@@ -7,9 +7,8 @@ same image. Parameter names follow NVIDIA's (`mapping.fc0.weight`, `synthesis.b8
 ...), so a state dict from an NVIDIA pickle loads with `load_state_dict(strict=True)`.
 
 Stored weights are unscaled; the equalised-learning-rate gain is applied at run time, as in the
-paper. Constant sub-expressions of the weights (gain-scaled dense weights, the FIR filter) are
-cached after the first call when the generator is in eval mode and its weights do not require
-gradients; that changes no bits and saves work in the projector's inner loop.
+paper. Everything is computed in float32 (NVIDIA runs the top resolutions in fp16 on a GPU, which
+no fp32 port can match bit for bit; on the CPU its outputs and stylelift's are identical).
 """
 
 from __future__ import annotations
