@@ -158,6 +158,14 @@ def test_tiny_network_shapes_num_ws_and_layer_resolutions():
     assert torch.equal(G(torch.zeros(1, 16)), G.synthesis(G.mapping(torch.zeros(1, 16))))
 
 
+def test_style_affines_are_registered_in_ws_order():
+    G = tiny_mobile()
+    shapes = [tuple(w.shape) for w in G.synthesis.style_affine_weights()]
+    # conv1 (16 in), b8 (up: 16 sub-band channels, conv1: 4 in, conv2: 16 in), b16 (16, 4, 8), to_img (8 in)
+    assert shapes == [(c, 16) for c in (16, 16, 4, 16, 16, 4, 8, 8)]
+    assert G.synthesis.output_resolutions == [16, 32]
+
+
 def test_half_resolution_output_is_exactly_the_area_downsampled_image():
     G = tiny_mobile()
     ws = G.mapping(torch.randn(2, 16))

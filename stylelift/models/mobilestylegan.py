@@ -37,6 +37,16 @@ Names follow the paper's code: `MobileSynthesisBlock` (`up`, `conv1`, `conv2`), 
 `MultichannelImage` (`to_img`); blocks are named by resolution (`b8` ... `b512`) like stylelift's
 StyleGAN2 (the paper's `layers.{i}` is `b{8 << i}`).
 
+Speed (CPU). The exported graph runs each step as a separate pass over memory; here feature
+maps live in channels-last memory, where a depthwise conv is fast (oneDNN) and a 1x1 conv is one
+matrix product over the pixels. The style of a depthwise-separable conv is folded into its
+pointwise weights (a per-channel scale passes through a depthwise conv), and the pointwise conv,
+bias, noise and leaky ReLU run as one autograd function over blocks of pixel rows, with a
+hand-written backward that needs one matrix product instead of two. The inverse DWT is a pair of
+butterflies written straight into the output (the forward DWT is its backward). Large fresh
+tensors cost page faults: setting `THP_MEM_ALLOC_ENABLE=1` before torch is imported lets torch use
+huge pages for them (see benchmarks/mobile_speed.py).
+
 `import_mobilestylegan` fills the module from the IR files by walking the graph (see
 `openvino_ir.py`): each weight is found by its position (the affine feeding the k-th modulation on
 the image path, the conv after it, ...), not by name, and every constant the module assumes (the
