@@ -274,3 +274,7 @@ def lpips_available(explicit: Optional[Path] = None) -> bool:
     except ImportError:
         return False
     return vgg16_weights_available(explicit)
+
+
+# The offline face terms (dlib's face-recognition ResNet in torch) register themselves here.
+from . import face_loss  # noqa: E402,F401
