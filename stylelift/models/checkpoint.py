@@ -178,7 +178,10 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
     if key == BUNDLED_NETWORK:
         from .mobilestylegan import load_mobilestylegan
 
-        return load_mobilestylegan(device=device)
+        G = load_mobilestylegan(device=device)
+        # Named by its source files, so the id survives changes to how stylelift lays out the weights.
+        G._network_id = f"mobilestylegan-{G.source_info['source sha256'][:16]}"
+        return G
     if key in NAMED_NETWORKS:
         G = build_generator(NAMED_NETWORKS[key](), name=key)
         G.source_format = "builtin"
