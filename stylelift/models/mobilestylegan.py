@@ -688,8 +688,7 @@ class _Walker:
 def _check_pixel_norm(walk: _Walker, z: Layer, first_matmul: Layer) -> float:
     """The ops between z and the first dense layer must be x * (mean(x^2) + eps)^-1/2; returns eps."""
     g = walk.g
-    ops = sorted(g.ancestors(first_matmul) - {z.id}, key=lambda i: i)
-    ops = [g.layers[i] for i in ops if g.layers[i].type != "Const"]
+    ops = [g.layers[i] for i in sorted(g.ancestors(first_matmul) - {z.id}) if g.layers[i].type != "Const"]
     types = sorted(op.type for op in ops)
     if types != sorted(["Power", "ReduceMean", "Add", "Power", "Power", "Multiply", "Multiply"]):
         walk.fail(first_matmul, f"unexpected ops before the first dense layer: {types}")
@@ -914,6 +913,8 @@ def _import_synthesis(g: IRGraph, cfg_kw: dict) -> dict[str, Tensor]:
     state["synthesis.const"] = const
     p, node = _styled_conv(walk, first["modulate"], res[0], depthwise=False)
     k = p["kernel_size"]
+    if p["weight"].shape[:2] != (channels[0], channels[0]):
+        walk.fail(first["modulate"], f"expected a {channels[0]} -> {channels[0]} conv on the constant, got {p['weight'].shape}")
     put_affine("synthesis.conv1.conv.affine", first, 1 / math.sqrt(channels[0] * k * k))
     state["synthesis.conv1.conv.weight"] = p["weight"]
     state["synthesis.conv1.noise_const"], state["synthesis.conv1.bias"] = p["noise_const"], p["bias"]
