@@ -43,9 +43,11 @@ matrix product over the pixels. The style of a depthwise-separable conv is folde
 pointwise weights (a per-channel scale passes through a depthwise conv), and the pointwise conv,
 bias, noise and leaky ReLU run as one autograd function over blocks of pixel rows, with a
 hand-written backward that needs one matrix product instead of two. The inverse DWT is a pair of
-butterflies written straight into the output (the forward DWT is its backward). Large fresh
-tensors cost page faults: setting `THP_MEM_ALLOC_ENABLE=1` before torch is imported lets torch use
-huge pages for them (see benchmarks/mobile_speed.py).
+butterflies written straight into the output (the forward DWT is its backward). Two environment
+settings, read when torch is imported, matter as much on a shared machine (see
+benchmarks/mobile_speed.py): `OMP_WAIT_POLICY=PASSIVE` (idle OpenMP threads sleep instead of
+spinning against other processes) and `THP_MEM_ALLOC_ENABLE=1` (huge pages for large tensors, far
+fewer page faults).
 
 `import_mobilestylegan` fills the module from the IR files by walking the graph (see
 `openvino_ir.py`): each weight is found by its position (the affine feeding the k-th modulation on
