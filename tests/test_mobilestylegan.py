@@ -192,6 +192,16 @@ def test_batch_gives_the_same_images_as_one_by_one():
     assert torch.allclose(batch, singles, atol=1e-5)
 
 
+def test_non_cpu_path_runs_forward_and_backward():
+    # The GPU path (no row blocks), checked for shapes on the meta device; no GPU needed.
+    G = tiny_mobile().to("meta")
+    ws = torch.randn(2, G.num_ws, 16, device="meta", requires_grad=True)
+    img = G.synthesis(ws)
+    img.sum().backward()
+    assert img.shape == (2, 3, 32, 32) and ws.grad.shape == ws.shape
+    assert G.synthesis(ws.detach(), out_res=16).shape == (2, 3, 16, 16)
+
+
 def test_truncation_moves_toward_w_avg():
     G = tiny_mobile()
     z = torch.randn(2, 16)
