@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps random-face==2021.7.21.1
 	touch $(STAMP)
 
-DEMO_STEPS ?= 200
+DEMO_STEPS ?= 150
 
 demo: $(STAMP)
 	$(VENV)/bin/stylelift generate --seeds 0-7 --trunc 0.7 --outdir out/demo/generated
