@@ -58,7 +58,7 @@ def tiny_config(**overrides) -> StyleGAN2Config:
 
 def rosinality_config(**overrides) -> StyleGAN2Config:
     """rosinality's generator: 'skip', unconditional, z_dim = w_dim = every mapping width."""
-    base = dict(z_dim=12, w_dim=12, img_resolution=16, mapping_layers=2, channel_max=12, channels=(12, 10, 6))
+    base = dict(z_dim=12, w_dim=12, img_resolution=16, mapping_layers=2, channel_max=12, channels=(12, 10, 6), op_order="rosinality")
     base.update(overrides)
     return StyleGAN2Config(**base)
 

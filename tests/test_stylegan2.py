@@ -194,3 +194,14 @@ def test_upsampling_modulated_conv_equals_transposed_conv_then_blur():
         y = F.conv_transpose2d(x[i : i + 1], w.transpose(0, 1), stride=2)  # 11x11
         y = upfirdn2d(y, f, pad=(1, 1, 1, 1), gain=4)
         assert torch.allclose(out[i : i + 1], y, atol=1e-5)
+
+
+def test_rosinality_op_order_changes_only_the_last_bits():
+    G = tiny_generator()
+    R = Generator(tiny_config(op_order="rosinality")).eval()
+    R.load_state_dict(G.state_dict())
+    z = torch.randn(2, G.z_dim)
+    a, b = G(z, truncation_psi=0.6), R(z, truncation_psi=0.6)
+    assert 0 < (a - b).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="op_order"):
+        tiny_config(op_order="tensorflow")

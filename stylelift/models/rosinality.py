@@ -224,6 +224,7 @@ def _config(source: str, sd: dict[str, Tensor]) -> StyleGAN2Config:
             channels=tuple(channels),
             architecture="skip",
             resample_filter=resample_filter,
+            op_order="rosinality",
         )
     except ValueError as e:
         raise CheckpointError(f"{source}: unsupported generator settings ({_first_line(e)})") from None

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 NOISE_MODES = ("const", "random", "none")
+OP_ORDERS = ("nvidia", "rosinality")
 LRELU_GAIN = math.sqrt(2)
 
 
@@ -49,11 +50,17 @@ class StyleGAN2Config:
     conv_clamp: Optional[float] = None
     use_noise: bool = True
     num_fp16_res: int = 0  # recorded for information; stylelift always computes in float32
+    # Where the weight gains and the truncation are applied: "nvidia" (stylegan2-ada-pytorch) or
+    # "rosinality" (stylegan2-pytorch). Mathematically the same; it only decides the last bits, so
+    # each format's networks reproduce their own reference code exactly.
+    op_order: str = "nvidia"
 
     def __post_init__(self):
         log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else -1
         if log2 != int(log2) or not 2 <= log2 <= 10:
             raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {self.img_resolution}")
+        if self.op_order not in OP_ORDERS:
+            raise ValueError(f"op_order must be one of {OP_ORDERS}, got {self.op_order!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         for name in ("z_dim", "w_dim", "img_channels", "mapping_layers"):
@@ -251,6 +258,7 @@ class MappingNetwork(nn.Module):
             layer = FullyConnected(features[idx], features[idx + 1], lrelu=True, lr_multiplier=cfg.mapping_lr_multiplier)
             setattr(self, f"fc{idx}", layer)
         self.num_layers = cfg.mapping_layers
+        self.op_order = cfg.op_order
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
@@ -264,20 +272,25 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
         if truncation_psi != 1:
-            if truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
+            n = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            x[:, :n] = self._truncate(x[:, :n], truncation_psi)
         return x
+
+    def _truncate(self, x: Tensor, psi: float) -> Tensor:
+        if self.op_order == "rosinality":
+            return self.w_avg + psi * (x - self.w_avg)
+        return self.w_avg.lerp(x, psi)
 
 
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally upsampling 2x) + per-pixel noise + bias + leaky ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool, use_noise: bool, conv_clamp: Optional[float]):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, up: bool, use_noise: bool, conv_clamp: Optional[float], op_order: str = "nvidia"):
         super().__init__()
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
         self.up, self.use_noise, self.conv_clamp = up, use_noise, conv_clamp
+        # rosinality scales the weight by 1/sqrt(fan_in) before modulating; NVIDIA leaves it to demodulation.
+        self.weight_scale = 1 / math.sqrt(in_channels * 9) if op_order == "rosinality" else None
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
@@ -294,7 +307,8 @@ class SynthesisLayer(nn.Module):
                 noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
             elif noise_mode == "const":
                 noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, up=self.up, filter_2d=filter_2d)
+        weight = self.weight if self.weight_scale is None else self.weight_scale * self.weight
+        x = modulated_conv2d(x, weight, styles, up=self.up, filter_2d=filter_2d)
         if self.use_noise and noise is not None:
             x = x.add_(noise)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
@@ -307,17 +321,20 @@ class SynthesisLayer(nn.Module):
 class ToRGB(nn.Module):
     """Modulated 1x1 conv to RGB, without demodulation."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, *, conv_clamp: Optional[float]):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, *, conv_clamp: Optional[float], op_order: str = "nvidia"):
         super().__init__()
         self.in_channels, self.out_channels, self.conv_clamp = in_channels, out_channels, conv_clamp
+        self.op_order = op_order
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / np.sqrt(in_channels)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        if self.op_order == "rosinality":  # the gain on the weight, not on the styles
+            x = modulated_conv2d(x, (1 / math.sqrt(self.in_channels)) * self.weight, self.affine(w), demodulate=False)
+        else:
+            x = modulated_conv2d(x, self.weight, self.affine(w) * self.weight_gain, demodulate=False)
         return bias_act(x, self.bias.to(x.dtype), lrelu=False, clamp=self.conv_clamp)
 
     def extra_repr(self) -> str:
@@ -346,7 +363,7 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         self.in_channels, self.resolution, self.architecture = in_channels, resolution, cfg.architecture
         is_last = resolution == cfg.img_resolution
-        kw = dict(use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp)
+        kw = dict(use_noise=cfg.use_noise, conv_clamp=cfg.conv_clamp, op_order=cfg.op_order)
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
@@ -355,7 +372,7 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = 1 if (is_last or cfg.architecture == "skip") else 0
         if self.num_torgb:
-            self.torgb = ToRGB(out_channels, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp)
+            self.torgb = ToRGB(out_channels, cfg.img_channels, cfg.w_dim, conv_clamp=cfg.conv_clamp, op_order=cfg.op_order)
         if in_channels != 0 and cfg.architecture == "resnet":
             self.skip = Skip(in_channels, out_channels)
 
