@@ -1,5 +1,13 @@
 """stylelift: lift photos into the latent space of StyleGAN generators and edit them there."""
 
+import os as _os
+
+# CPU speed (measured on a shared 2-core machine: 3x faster MobileStyleGAN forward and backward):
+# idle OpenMP threads sleep instead of spinning, and torch backs large tensors with huge pages.
+# Read when torch starts, so they only apply if stylelift is imported first; users' settings win.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+
 __version__ = "0.1.0"
 
 from .errors import CheckpointError, InputError, StyleliftError, UnsafeCheckpointError
