@@ -304,7 +304,7 @@ def _no_cuda_extensions():
 
 
 def rosinality_to_nvidia_names(sd: dict, n_mlp: int, size: int) -> dict:
-    """rosinality's g_ema state dict in stylelift/NVIDIA names (see /work/shared/REFERENCE.md)."""
+    """rosinality's g_ema state dict in stylelift/NVIDIA names (see the rosinality section of the reference notes)."""
     out = {}
     for j in range(n_mlp):
         out[f"mapping.fc{j}.weight"] = sd[f"style.{j + 1}.weight"]
