@@ -15,8 +15,12 @@ Per result, printed as a table:
   dlib itself on the full-size uint8 images (below 0.6 = the same person);
 - detail: mean squared Laplacian of the projection over that of the target (grey, working
   resolution, face square); 1 = as much fine detail as the target, below 1 = blurrier;
-- s/step: wall time of one projector step for the whole batch (CPU timings vary with load).
+- batch s/step: wall time of one projector step for the whole batch.
 The w_avg image (where every projection starts) is listed first, as the baseline.
+
+Timing: before the study, each spec's projector step is timed on one image (`--timing-steps`
+steps after a one-step warm-up), back to back, so that the specs' costs can be compared even when
+the machine's load changes during the long study (`--timing-only` stops there).
 
 `--outdir` writes one grid per target (target, then each spec's projection) for looking at.
 Needs the random-face wheel (pip install --no-deps random-face==2021.7.21.1) and
@@ -98,6 +102,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1, help="generated images to project back")
     ap.add_argument("--working-resolution", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--timing-steps", type=int, default=5, help="steps per spec for the one-image timing (0: skip)")
+    ap.add_argument("--timing-only", action="store_true", help="only time the specs, no study")
     ap.add_argument("--outdir", type=Path, help="write target | projection grids here")
     ap.add_argument("--json", type=Path, help="write the numbers here")
     args = ap.parse_args()
@@ -120,13 +126,25 @@ def main() -> None:
         names.append(path.name)
     target = torch.cat(targets)
 
+    opts = ProjectionOptions(working_resolution=R)
+    timing = {}
+    if args.timing_steps > 0:
+        print(f"seconds per projector step, one image, {args.timing_steps} steps, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
+        for spec in specs:
+            project(G, target[:1], steps=1, loss=spec, options=opts)  # warm-up: term networks, w statistics
+            t0 = time.perf_counter()
+            project(G, target[:1], steps=args.timing_steps, loss=spec, options=opts)
+            timing[spec] = (time.perf_counter() - t0) / args.timing_steps
+            print(f"  {spec:40} {timing[spec]:6.2f}", flush=True)
+    if args.timing_only:
+        return
+
     rows = []
     with torch.no_grad():
         start = G.synthesis(G.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1))
     for i, name in enumerate(names):
         rows.append({"spec": "start (w_avg)", "target": name, **metrics(start, target[i : i + 1], R), "s_per_step": None})
     images = {name: [to_uint8(target[i : i + 1])[0]] for i, name in enumerate(names)}
-    opts = ProjectionOptions(working_resolution=R)
     for spec in specs:
         t0 = time.perf_counter()
         result = project(G, target, space="w+", steps=args.steps, loss=spec, options=opts, seed=0)
@@ -137,14 +155,14 @@ def main() -> None:
         print(f"done: {spec} ({per_step:.2f} s/step for {len(names)} images)", flush=True)
 
     print(f"\nMobileStyleGAN, W+, {args.steps} steps, working resolution {R}, batch of {len(names)}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
-    head = f"{'loss':40} {'target':16} {'PSNR':>6} {'SSIM':>6} {'facePSNR':>8} {'dlib dist':>9} {'detail':>6} {'s/step':>7}"
+    head = f"{'loss':40} {'target':16} {'PSNR':>6} {'SSIM':>6} {'facePSNR':>8} {'dlib dist':>9} {'detail':>6} {'batch s/step':>12}"
     print(head + "\n" + "-" * len(head))
     for r in rows:
         dist = "-" if r["dlib_distance"] is None else f"{r['dlib_distance']:.3f}"
         step = "" if r["s_per_step"] is None else f"{r['s_per_step']:.2f}"
-        print(f"{r['spec']:40} {r['target']:16} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['face_psnr']:8.2f} {dist:>9} {r['detail']:6.2f} {step:>7}")
+        print(f"{r['spec']:40} {r['target']:16} {r['psnr']:6.2f} {r['ssim']:6.3f} {r['face_psnr']:8.2f} {dist:>9} {r['detail']:6.2f} {step:>12}")
     if args.json:
-        args.json.write_text(json.dumps({"steps": args.steps, "working_resolution": R, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"steps": args.steps, "working_resolution": R, "rows": rows, "seconds_per_step_one_image": timing}, indent=1))
     if args.outdir:
         args.outdir.mkdir(parents=True, exist_ok=True)
         for k, (name, imgs) in enumerate(images.items()):
