@@ -1,9 +1,12 @@
 """Projector speed: seconds per step and images per second for batch 1, 4 and 8.
 
     python benchmarks/projection_speed.py [--network mobile-ffhq|FILE] [--device cpu|cuda] [--steps 5]
+                                          [--space w|w+] [--loss SPEC] [--perceptual-weights vgg16.pth]
 
 Each configuration runs a few warm-up steps, then `--steps` timed steps (median of per-step
 times). The loss is the offline default; the working resolution is 256 as in NVIDIA's projector.
+To compare with NVIDIA's projector loop (W space, VGG16 feature distance, batch 1) use
+`--space w --loss vgg16 --perceptual-weights FILE` on the same network file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -27,10 +31,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--loss", default=OFFLINE_LOSS)
     ap.add_argument("--space", default="w+")
+    ap.add_argument("--perceptual-weights", type=Path, default=None, help="VGG16 weights for the lpips/vgg16 losses")
     args = ap.parse_args()
 
     G = load_generator(args.network, device=args.device)
-    print(f"network {G.source} ({G.img_resolution}px), device {args.device}, torch threads {torch.get_num_threads()}, loss {args.loss}")
+    print(f"network {G.source} ({G.img_resolution}px), device {args.device}, torch threads {torch.get_num_threads()}, space {args.space}, loss {args.loss}")
     print(f"{'batch':>5} {'s/step':>8} {'images/s (per step)':>20} {'vs batch 1':>10}")
     base = None
     for n in (int(b) for b in args.batches.split(",")):
@@ -47,7 +52,8 @@ def main() -> None:
             last[0] = now
 
         last[0] = time.perf_counter()
-        project(G, target, space=args.space, steps=args.steps + 2, loss=args.loss, options=ProjectionOptions(), device=args.device, callback=cb)
+        project(G, target, space=args.space, steps=args.steps + 2, loss=args.loss, options=ProjectionOptions(), device=args.device,
+                perceptual_weights=args.perceptual_weights, callback=cb)
         per_step = statistics.median(times[2:])
         ips = n / per_step
         base = base or ips

@@ -196,6 +196,27 @@ def test_upsampling_modulated_conv_equals_transposed_conv_then_blur():
         assert torch.allclose(out[i : i + 1], y, atol=1e-5)
 
 
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv_with_style_gradients_matches_the_grouped_conv(up, demodulate):
+    # with gradients into the styles but a frozen weight (projection), the unfused form runs;
+    # its values and its gradients must be those of the grouped (inference) form
+    torch.manual_seed(3)
+    x, weight = torch.randn(2, 4, 6, 6), torch.randn(3, 4, 3, 3)
+    f = fir_filter_2d((1, 3, 3, 1))
+    styles = torch.randn(2, 4, requires_grad=True)
+    out = modulated_conv2d(x, weight, styles, up=up, demodulate=demodulate, filter_2d=f)
+    (grad,) = torch.autograd.grad(out.square().sum(), styles)
+    ref_styles = styles.detach().requires_grad_(True)
+    ref = modulated_conv2d(x, weight.clone().requires_grad_(True), ref_styles, up=up, demodulate=demodulate, filter_2d=f)
+    (ref_grad,) = torch.autograd.grad(ref.square().sum(), ref_styles)
+    with torch.no_grad():
+        inference = modulated_conv2d(x, weight, styles, up=up, demodulate=demodulate, filter_2d=f)
+    assert torch.allclose(out, inference, atol=1e-5) and torch.allclose(ref, inference, atol=1e-5)
+    assert torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
+    assert grad.abs().max() > 0
+
+
 def test_rosinality_op_order_changes_only_the_last_bits():
     G = tiny_generator()
     R = Generator(tiny_config(op_order="rosinality")).eval()
