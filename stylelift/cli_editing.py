@@ -230,6 +230,7 @@ def directions_learn(
     samples: Annotated[int, typer.Option(help="Latents to sample and label.")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[Path], typer.Option("--condition", help="Remove the component along this direction (.npy).")] = None,
+    save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     trunc: TruncOpt = 1.0,
     seed: Annotated[int, typer.Option(help="First seed of the sampled latents.")] = 0,
     batch_size: BatchOpt = 8,
@@ -241,7 +242,7 @@ def directions_learn(
     G, dev = load(network, device)
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
-        truncation_psi=trunc, first_seed=seed, batch_size=batch_size, device=dev, progress=typer.echo,
+        truncation_psi=trunc, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
     )
     from .editing import save_direction
 

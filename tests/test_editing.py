@@ -206,6 +206,25 @@ def test_learn_from_a_labels_csv_finds_the_hidden_rule(tmp_path, net):
     assert cos > 0.6
 
 
+def test_classifier_labels_are_saved_and_a_refit_from_them_gives_the_same_direction(tmp_path, net, monkeypatch):
+    from stylelift.models import attributes
+
+    # a stand-in classifier: "age" = mean brightness of the red channel (tiny nets draw no faces)
+    monkeypatch.setattr(attributes, "classify", lambda image: attributes.Attributes(age=float(image[..., 0].mean()), male=0.9))
+    G = tiny_generator()
+    first = tmp_path / "first.npy"
+    labels = tmp_path / "age.csv"
+    r = invoke("directions", "learn", "--attribute", "age", "--samples", "120", "--network", net, "--out", first, "--save-labels", labels)
+    assert r.exit_code == 0, r.output
+    rows = labels.read_text().splitlines()
+    assert rows[0] == "item,label" and len(rows) == 121 and rows[1].split(",")[0] == "0"
+    refit = tmp_path / "refit.npy"
+    r = invoke("directions", "learn", "--attribute", "age", "--labels", labels, "--network", net, "--out", refit)
+    assert r.exit_code == 0, r.output
+    a, b = load_direction(first, w_dim=G.w_dim), load_direction(refit, w_dim=G.w_dim)
+    assert np.allclose(a.vector, b.vector, atol=1e-4) and a.meta["accuracy"] == b.meta["accuracy"]
+
+
 def test_edit_command_and_its_bad_inputs(tmp_path, net):
     G = tiny_generator()
     save_direction(tmp_path / "d.npy", Direction(np.random.randn(1, G.w_dim), {"network_id": network_id(G)}))

