@@ -5,7 +5,10 @@ age: share of faces whose predicted age rises monotonically (non-decreasing, and
 at -3), share whose predicted gender flips anywhere along the way. gender: share whose P(male)
 rises monotonically end to end and crosses 0.5, and the mean age change.
 
-    python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7]
+    python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7] [--age PATH] [--gender PATH] [--layers 0-7]
+
+`--age` / `--gender` evaluate other direction files (default: the shipped ones); `--layers` edits
+only those ws (default all).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from stylelift import load_generator
-from stylelift.editing import apply_direction
+from stylelift.editing import apply_direction, parse_layers
 from stylelift.editing.shipped import resolve_direction
 from stylelift.generation import latents_for_items, render_ws
 from stylelift.models.attributes import CLASSIFY_SIZE, classify
@@ -31,6 +34,10 @@ def main() -> None:
     ap.add_argument("--strengths", default="-3:3:7")
     ap.add_argument("--trunc", type=float, default=0.7)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--age", default="age", help="direction file (default: the shipped one)")
+    ap.add_argument("--gender", default="gender", help="direction file (default: the shipped one)")
+    ap.add_argument("--only", choices=("age", "gender"), default=None, help="evaluate one direction")
+    ap.add_argument("--layers", default=None, help="edit only these ws, e.g. 0-7 (default all)")
     args = ap.parse_args()
     lo, hi, n = args.strengths.split(":")
     strengths = np.linspace(float(lo), float(hi), int(n))
@@ -38,13 +45,15 @@ def main() -> None:
     G = load_generator(args.network, device=args.device)
     seeds = [str(s) for s in range(args.first_seed, args.first_seed + args.faces)]
     ws = latents_for_items(G, seeds, truncation_psi=args.trunc, device=args.device)
+    print(f"age {args.age}, gender {args.gender}, layers {args.layers or 'all'}")
     print(f"network {G.source}, {args.faces} faces (seeds {seeds[0]}..{seeds[-1]}, psi {args.trunc}), strengths {list(strengths)}")
-    for name in ("age", "gender"):
-        d = resolve_direction(name, G)
+    layers = parse_layers(args.layers, G.layer_resolutions) if args.layers else None
+    for name in (args.only,) if args.only else ("age", "gender"):
+        d = resolve_direction(getattr(args, name), G)
         t0 = time.perf_counter()
         ages, males = np.full([args.faces, len(strengths)], np.nan), np.full([args.faces, len(strengths)], np.nan)
         for i in range(args.faces):
-            edited = torch.cat([apply_direction(ws[i : i + 1], d.vector, float(s)) for s in strengths])
+            edited = torch.cat([apply_direction(ws[i : i + 1], d.vector, float(s), layers) for s in strengths])
             for j, image in enumerate(render_ws(G, edited, batch_size=len(strengths), max_resolution=CLASSIFY_SIZE)):
                 a = classify(image)
                 if a is not None:

@@ -21,6 +21,7 @@ from stylelift.encoder_training import EncoderTrainOptions, sample_batch
 from stylelift.models.encoder import load_encoder
 from stylelift.projector import ProjectionOptions, project
 from stylelift.projector.metrics import psnr
+from stylelift.projector.run import OFFLINE_LOSS
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--psnr", type=float, default=25.0)
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--loss", default="mse=1,ms-ssim=1")
+    ap.add_argument("--loss", default=OFFLINE_LOSS)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 

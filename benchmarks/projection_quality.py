@@ -4,7 +4,7 @@
     for W+ and W; (b) real photos (aligned): PSNR, SSIM and dlib's face-descriptor distance of the
     projection to the target (< 0.6 = the same person by dlib's convention).
 
-    python benchmarks/projection_quality.py [--steps 500] [--samples 3] [--loss mse=1,ms-ssim=1] [PHOTO ...]
+    python benchmarks/projection_quality.py [--steps 500] [--samples 3] [--loss SPEC (default: the offline mix)] [PHOTO ...]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from stylelift.images import load_photo, to_uint8
 from stylelift.projector import ProjectionOptions, project
 from stylelift.projector.losses import ssim
 from stylelift.projector.metrics import face_distance, psnr
+from stylelift.projector.run import OFFLINE_LOSS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--samples", type=int, default=3, help="generated images to project back")
-    ap.add_argument("--loss", default="mse=1,ms-ssim=1")
+    ap.add_argument("--loss", default=OFFLINE_LOSS)
     ap.add_argument("--working-resolution", type=int, default=256)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()

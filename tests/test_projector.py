@@ -78,6 +78,18 @@ def test_lpips_without_imagenet_weights_says_where_to_put_them(tmp_path, monkeyp
         project(G, torch.zeros(1, 3, 16, 16), steps=1, loss="lpips")
 
 
+def test_auto_loss_uses_lpips_when_possible_and_face_terms_only_for_aligned_faces(monkeypatch):
+    from stylelift.projector import run
+
+    monkeypatch.setattr(run, "lpips_available", lambda weights: False)
+    assert run.resolve_loss("auto", None, aligned=True) == "mse=1,ms-ssim=1,face=0.1,face-id=0.1"
+    assert run.resolve_loss("auto", None, aligned=False) == "mse=1,ms-ssim=1"
+    assert run.resolve_loss("l1=2", None, aligned=True) == "l1=2"
+    monkeypatch.setattr(run, "lpips_available", lambda weights: True)
+    assert run.resolve_loss("auto", None, aligned=False) == "lpips=1"
+    assert set(parse_loss_spec(run.OFFLINE_LOSS)) == {"mse", "ms-ssim", "face", "face-id"}
+
+
 @pytest.mark.parametrize("term", ["lpips", "vgg16"])
 def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, term):
     import torchvision
