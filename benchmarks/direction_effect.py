@@ -8,7 +8,7 @@ rises monotonically end to end and crosses 0.5, and the mean age change.
     python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7] [--age PATH] [--gender PATH] [--layers 0-7]
 
 `--age` / `--gender` evaluate other direction files (default: the shipped ones); `--layers` edits
-only those ws (default all).
+only those ws (default: the layers the direction's sidecar names, as `stylelift edit` does, else all).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--age", default="age", help="direction file (default: the shipped one)")
     ap.add_argument("--gender", default="gender", help="direction file (default: the shipped one)")
     ap.add_argument("--only", choices=("age", "gender"), default=None, help="evaluate one direction")
-    ap.add_argument("--layers", default=None, help="edit only these ws, e.g. 0-7 (default all)")
+    ap.add_argument("--layers", default=None, help="edit only these ws, e.g. 0-7 or all (default: the direction's own)")
     args = ap.parse_args()
     lo, hi, n = args.strengths.split(":")
     strengths = np.linspace(float(lo), float(hi), int(n))
@@ -45,11 +45,12 @@ def main() -> None:
     G = load_generator(args.network, device=args.device)
     seeds = [str(s) for s in range(args.first_seed, args.first_seed + args.faces)]
     ws = latents_for_items(G, seeds, truncation_psi=args.trunc, device=args.device)
-    print(f"age {args.age}, gender {args.gender}, layers {args.layers or 'all'}")
-    print(f"network {G.source}, {args.faces} faces (seeds {seeds[0]}..{seeds[-1]}, psi {args.trunc}), strengths {list(strengths)}")
-    layers = parse_layers(args.layers, G.layer_resolutions) if args.layers else None
+    print(f"age {args.age}, gender {args.gender}")
+    print(f"network {G.source}, {args.faces} faces (seeds {seeds[0]}..{seeds[-1]}, psi {args.trunc}), strengths {strengths.tolist()}")
     for name in (args.only,) if args.only else ("age", "gender"):
         d = resolve_direction(getattr(args, name), G)
+        spec = args.layers or d.default_layers or "all"
+        layers = parse_layers(spec, G.layer_resolutions)
         t0 = time.perf_counter()
         ages, males = np.full([args.faces, len(strengths)], np.nan), np.full([args.faces, len(strengths)], np.nan)
         for i in range(args.faces):
@@ -63,14 +64,14 @@ def main() -> None:
         gender_flip = ((m > 0.5) != (m[:, :1] > 0.5)).any(axis=1)
         if name == "age":
             rising = (np.diff(a, axis=1) >= 0).all(axis=1) & (a[:, -1] > a[:, 0])
-            print(f"\nage direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned), {ok.sum()} faces found at every strength, {time.perf_counter() - t0:.0f} s")
+            print(f"\nage direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned, layers {spec}), {ok.sum()} faces found at every strength, {time.perf_counter() - t0:.0f} s")
             print(f"  predicted age rises monotonically: {rising.mean():.1%}   (target >= 90%)")
             print(f"  predicted gender flips:            {gender_flip.mean():.1%}   (target <= 10%)")
             print(f"  mean predicted age per strength:   {np.round(a.mean(0), 1).tolist()}")
         else:
             rising = (np.diff(m, axis=1) >= 0).all(axis=1) & (m[:, -1] > m[:, 0])
             crosses = (m[:, 0] < 0.5) & (m[:, -1] > 0.5)
-            print(f"\ngender direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned), {ok.sum()} faces, {time.perf_counter() - t0:.0f} s")
+            print(f"\ngender direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned, layers {spec}), {ok.sum()} faces, {time.perf_counter() - t0:.0f} s")
             print(f"  P(male) rises monotonically:       {rising.mean():.1%}")
             print(f"  gender changes from female to male: {crosses.mean():.1%}")
             print(f"  mean |age change| -3 -> +3:         {np.abs(a[:, -1] - a[:, 0]).mean():.1f} years")

@@ -168,7 +168,7 @@ def edit(
     item: Annotated[str, typer.Argument(help="A latent file (from project) or a seed.")],
     direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
-    layers: Annotated[Optional[str], typer.Option(help="Apply only on these layers: coarse, middle, fine, 0-7, ...")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
@@ -189,6 +189,7 @@ def edit(
     G, dev = load(network, device)
     d = resolve_direction(direction, G)
     strengths = parse_range(strength, what="--strength")
+    layers = layers or d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers else None
     ws = latents_for_items(G, [item], truncation_psi=trunc, device=dev)
     edited = torch.cat([apply_direction(ws, d.vector, s, layer_idx) for s in strengths])
@@ -231,6 +232,7 @@ def directions_learn(
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[Path], typer.Option("--condition", help="Remove the component along this direction (.npy).")] = None,
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
     seed: Annotated[int, typer.Option(help="First seed of the sampled latents.")] = 0,
     batch_size: BatchOpt = 8,
@@ -239,13 +241,17 @@ def directions_learn(
     """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
     from .editing.learn import learn_direction
 
+    from .editing import parse_layers, save_direction
+
     G, dev = load(network, device)
+    if layers:
+        parse_layers(layers, G.layer_resolutions)  # a bad spec fails now, not after the labelling
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
         truncation_psi=trunc, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
     )
-    from .editing import save_direction
-
+    if layers:
+        d.meta["layers"] = layers
     out.parent.mkdir(parents=True, exist_ok=True)
     save_direction(out, d)
     typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples)")

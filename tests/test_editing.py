@@ -206,6 +206,26 @@ def test_learn_from_a_labels_csv_finds_the_hidden_rule(tmp_path, net):
     assert cos > 0.6
 
 
+def test_edit_uses_the_layers_the_direction_names_unless_told_otherwise(tmp_path, net):
+    G = tiny_generator()
+    vec = np.random.default_rng(5).normal(size=(1, G.w_dim))
+    vec /= np.linalg.norm(vec)  # directions are stored as unit normals
+    save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": "0-1"}))
+    ws = latents_for_items(G, ["3"])
+
+    def rendered(layers):
+        with torch.no_grad():
+            return to_uint8(G.synthesis(apply_direction(ws, vec, 3.0, layers)))[0]
+
+    for extra, layers in [([], [0, 1]), (["--layers", "all"], None), (["--layers", "4-5"], [4, 5])]:
+        r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png", *extra)
+        assert r.exit_code == 0, r.output
+        assert np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered(layers)), extra
+    assert not np.array_equal(rendered([0, 1]), rendered(None))
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "none.csv", "--layers", "hair", "--network", net, "--out", tmp_path / "x.npy")
+    assert r.exit_code == 1 and "unknown layer" in r.output
+
+
 def test_classifier_labels_are_saved_and_a_refit_from_them_gives_the_same_direction(tmp_path, net, monkeypatch):
     from stylelift.models import attributes
 

@@ -226,3 +226,25 @@ def test_rosinality_op_order_changes_only_the_last_bits():
     assert 0 < (a - b).abs().max() < 1e-4
     with pytest.raises(ValueError, match="op_order"):
         tiny_config(op_order="tensorflow")
+
+
+@pytest.mark.parametrize("clamp", [None, 0.7])
+def test_bias_act_with_gradients_matches_the_plain_ops(clamp):
+    from stylelift.models.stylegan2 import bias_act
+
+    torch.manual_seed(4)
+    x = torch.randn(2, 5, 6, 6, requires_grad=True)
+    b = torch.randn(5, requires_grad=True)
+    y = bias_act(x, b, lrelu=True, gain=math.sqrt(2), clamp=clamp)
+    gx, gb = torch.autograd.grad((y * torch.randn_like(y)).sum(), [x, b])
+    x2, b2 = x.detach().requires_grad_(True), b.detach().requires_grad_(True)
+    ref = F.leaky_relu(x2 + b2[None, :, None, None], 0.2) * math.sqrt(2)
+    if clamp is not None:
+        ref = ref.clamp(-clamp, clamp)
+    torch.manual_seed(4)
+    torch.randn(2, 5, 6, 6), torch.randn(5)  # the same weighting as above
+    rx, rb = torch.autograd.grad((ref * torch.randn_like(ref)).sum(), [x2, b2])
+    assert torch.equal(y, ref)
+    assert torch.allclose(gx, rx, atol=1e-6) and torch.allclose(gb, rb, atol=1e-5)
+    if clamp is not None:
+        assert (gx == 0).any()  # clipped values pass no gradient

@@ -29,6 +29,11 @@ class Direction:
     vector: np.ndarray  # [1, w_dim], unit length
     meta: dict = field(default_factory=dict)  # network id, method, attribute, accuracy, ...
 
+    @property
+    def default_layers(self) -> Optional[str]:
+        """The layers (`parse_layers` spec) the edit is meant for, when the sidecar names them."""
+        return self.meta.get("layers")
+
 
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")

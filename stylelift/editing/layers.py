@@ -21,8 +21,10 @@ def style_ranges(layer_resolutions: list[int]) -> dict[str, list[int]]:
 
 
 def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
-    """'coarse', 'middle,fine', '0-3,8' (or a mix) -> sorted ws indices, checked against num_ws."""
+    """'coarse', 'middle,fine', '0-3,8' (or a mix), 'all' -> sorted ws indices, checked against num_ws."""
     num_ws = len(layer_resolutions)
+    if spec.strip().lower() == "all":
+        return list(range(num_ws))
     ranges = style_ranges(layer_resolutions)
     out: set[int] = set()
     for part in re.split(r"[,|+]", spec):
@@ -34,7 +36,7 @@ def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
             continue
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not m:
-            raise InputError(f"unknown layer name {part!r}; use coarse, middle, fine or indices such as 0-3,8")
+            raise InputError(f"unknown layer name {part!r}; use coarse, middle, fine, all or indices such as 0-3,8")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo or hi >= num_ws:
             raise InputError(f"layer range {part!r} is outside 0-{num_ws - 1} for this network ({num_ws} ws)")
