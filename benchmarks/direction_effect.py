@@ -2,7 +2,8 @@
 
 For N random faces, render each at strengths -3..3 along the direction and classify every image.
 age: share of faces whose predicted age rises monotonically (non-decreasing, and higher at +3 than
-at -3), share whose predicted gender flips anywhere along the way. gender: share whose P(male)
+at -3), share whose predicted gender differs anywhere along the way from that of the unedited face
+(strength 0; the share measured against strength -3 is printed too). gender: share whose P(male)
 rises monotonically end to end and crosses 0.5, and the mean age change.
 
     python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7] [--age PATH] [--gender PATH] [--layers 0-7]
@@ -36,6 +37,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--age", default="age", help="direction file (default: the shipped one)")
     ap.add_argument("--gender", default="gender", help="direction file (default: the shipped one)")
+    ap.add_argument("--save", default=None, help="also write PREFIX_age.npz / PREFIX_gender.npz with every prediction")
     ap.add_argument("--only", choices=("age", "gender"), default=None, help="evaluate one direction")
     ap.add_argument("--layers", default=None, help="edit only these ws, e.g. 0-7 or all (default: the direction's own)")
     args = ap.parse_args()
@@ -61,12 +63,17 @@ def main() -> None:
                     ages[i, j], males[i, j] = a.age, a.male
         ok = ~np.isnan(ages).any(axis=1)
         a, m = ages[ok], males[ok]
-        gender_flip = ((m > 0.5) != (m[:, :1] > 0.5)).any(axis=1)
+        unedited = int(np.argmin(np.abs(strengths)))  # the column of strength 0 (or the nearest)
+        gender_flip = ((m > 0.5) != (m[:, unedited : unedited + 1] > 0.5)).any(axis=1)  # vs the unedited face
+        flip_vs_first = ((m > 0.5) != (m[:, :1] > 0.5)).any(axis=1)  # vs the first strength
+        if args.save:
+            np.savez(f"{args.save}_{name}.npz", ages=ages, males=males, strengths=strengths, seeds=np.array(seeds, dtype=np.int64))
         if name == "age":
             rising = (np.diff(a, axis=1) >= 0).all(axis=1) & (a[:, -1] > a[:, 0])
             print(f"\nage direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned, layers {spec}), {ok.sum()} faces found at every strength, {time.perf_counter() - t0:.0f} s")
             print(f"  predicted age rises monotonically: {rising.mean():.1%}   (target >= 90%)")
-            print(f"  predicted gender flips:            {gender_flip.mean():.1%}   (target <= 10%)")
+            print(f"  predicted gender flips:            {gender_flip.mean():.1%}   (target <= 10%; vs the unedited face)")
+            print(f"    (vs strength {strengths[0]:g} instead:        {flip_vs_first.mean():.1%})")
             print(f"  mean predicted age per strength:   {np.round(a.mean(0), 1).tolist()}")
         else:
             rising = (np.diff(m, axis=1) >= 0).all(axis=1) & (m[:, -1] > m[:, 0])
