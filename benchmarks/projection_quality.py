@@ -50,10 +50,12 @@ def main() -> None:
     print(f"network {G.source}, loss {args.loss}, {args.steps} steps, working resolution {R}, device {args.device}")
     print("\n(a) generated images (known ws)")
     print(f"{'space':6} {'sample':>6} {'PSNR@work':>10} {'steps to 30dB':>14} {'s/step':>7}")
+    if args.samples == 0:
+        print("(skipped: --samples 0)")
     with torch.no_grad():
         z = torch.from_numpy(np.random.RandomState(1234).randn(args.samples, G.z_dim)).float().to(args.device)
-        targets = G.synthesis(G.mapping(z, truncation_psi=0.7))
-    for space in ("w+", "w"):
+        targets = G.synthesis(G.mapping(z, truncation_psi=0.7)) if args.samples else None
+    for space in ("w+", "w") if args.samples else ():
         for i in range(args.samples):
             reached = []
 
@@ -71,7 +73,7 @@ def main() -> None:
     print(f"{'photo':24} {'space':6} {'PSNR':>6} {'SSIM':>6} {'dlib dist':>9} {'same person':>11}")
     for path in args.photos:
         face = align_face(load_photo(path), size=G.img_resolution, name=path.name)
-        target = torch.from_numpy(np.asarray(face.image)).permute(2, 0, 1)[None].float().to(args.device) / 127.5 - 1
+        target = torch.from_numpy(np.array(face.image)).permute(2, 0, 1)[None].float().to(args.device) / 127.5 - 1
         for space in ("w+", "w"):
             r = project(G, target, space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device)
             d = face_distance(np.asarray(face.image), to_uint8(r.image)[0])

@@ -159,3 +159,11 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     assert "Traceback" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
     assert Image.open(out / "astronaut.png").size == (64, 64)
+
+
+def test_face_distance_reads_any_memory_layout(photo):
+    # dlib silently finds no face in a strided array (e.g. a view of a channels-last tensor)
+    from stylelift.projector.metrics import face_distance
+
+    image = np.asarray(align_face(photo, size=256, name="astronaut").image)
+    assert face_distance(image, np.asfortranarray(image)) == 0.0

@@ -41,6 +41,7 @@ def face_descriptor(image: np.ndarray) -> Optional[np.ndarray]:
     import dlib
 
     detector, predictor, net = _face_models()
+    image = np.ascontiguousarray(image, dtype=np.uint8)  # dlib refuses strided views (e.g. of a channels-last tensor)
     faces = detector(image, 1)
     if not faces:
         return None
