@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import stylelift.projector.face_loss  # noqa: F401  (registers face / face-id until losses.py imports it)
 from stylelift import load_generator
 from stylelift.align import align_face
 from stylelift.images import load_photo, make_grid, save_image, to_uint8

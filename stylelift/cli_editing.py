@@ -239,9 +239,8 @@ def directions_learn(
     device: DeviceOpt = "auto",
 ) -> None:
     """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
-    from .editing.learn import learn_direction
-
     from .editing import parse_layers, save_direction
+    from .editing.learn import learn_direction
 
     G, dev = load(network, device)
     if layers:

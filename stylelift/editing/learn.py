@@ -74,8 +74,8 @@ def learn_direction(
 ) -> Direction:
     """Sample (or read) latents, label them, fit a boundary in W; returns its unit normal.
 
-    `save_labels` writes the classifier's scores as a `seed,score` CSV, which `labels_csv` reads
-    back: a refit (another condition, more held-out data) then needs no rendering.
+    `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
+    which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
     """
     from ..generation import latents_for_items, render_ws
     from ..models import network_id

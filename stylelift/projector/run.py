@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 # targets, kept more fine detail, and brought the dlib descriptor distance from 0.31-0.49 down
 # to 0.11-0.15, for 20% more time per step. They assume FFHQ-aligned faces, so photos that were
 # not aligned by stylelift get the pixel terms only.
-OFFLINE_LOSS = "mse=1,ms-ssim=1,face=0.1,face-id=0.1"
 OFFLINE_LOSS_UNALIGNED = "mse=1,ms-ssim=1"
+OFFLINE_LOSS = OFFLINE_LOSS_UNALIGNED + ",face=0.1,face-id=0.1"
 VIDEO_FRAMES = 100
 
 
