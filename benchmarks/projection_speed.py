@@ -7,6 +7,8 @@ Each configuration runs a few warm-up steps, then `--steps` timed steps (median 
 times). The loss is the offline default; the working resolution is 256 as in NVIDIA's projector.
 To compare with NVIDIA's projector loop (W space, VGG16 feature distance, batch 1) use
 `--space w --loss vgg16 --perceptual-weights FILE` on the same network file.
+Like the CLI, it first makes malloc keep freed memory (stylelift/runtime.py); `--system-malloc`
+leaves the allocator as it is, to see what that setting is worth.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from stylelift import load_generator
 from stylelift.projector import ProjectionOptions, project
 from stylelift.projector.run import OFFLINE_LOSS
+from stylelift.runtime import keep_freed_memory
 
 
 def main() -> None:
@@ -32,10 +35,13 @@ def main() -> None:
     ap.add_argument("--loss", default=OFFLINE_LOSS)
     ap.add_argument("--space", default="w+")
     ap.add_argument("--perceptual-weights", type=Path, default=None, help="VGG16 weights for the lpips/vgg16 losses")
+    ap.add_argument("--system-malloc", action="store_true", help="do not apply keep_freed_memory() as the CLI does")
     args = ap.parse_args()
+    kept = False if args.system_malloc else keep_freed_memory()
 
     G = load_generator(args.network, device=args.device)
-    print(f"network {G.source} ({G.img_resolution}px), device {args.device}, torch threads {torch.get_num_threads()}, space {args.space}, loss {args.loss}")
+    print(f"network {G.source} ({G.img_resolution}px), device {args.device}, torch threads {torch.get_num_threads()}, space {args.space}, loss {args.loss}, "
+          f"malloc keeps freed memory: {kept}")
     print(f"{'batch':>5} {'s/step':>8} {'images/s (per step)':>20} {'vs batch 1':>10}")
     base = None
     for n in (int(b) for b in args.batches.split(",")):

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from .errors import StyleliftError
+from .runtime import keep_freed_memory
 
 app = typer.Typer(
     add_completion=False,
@@ -83,6 +84,7 @@ def resolve_device(name: str):
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    keep_freed_memory()  # a CLI run is one job: reuse freed tensor memory (stylelift/runtime.py)
 
 
 @app.command()

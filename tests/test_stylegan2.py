@@ -217,6 +217,33 @@ def test_modulated_conv_with_style_gradients_matches_the_grouped_conv(up, demodu
     assert grad.abs().max() > 0
 
 
+@pytest.mark.parametrize("up", [False, True])
+@pytest.mark.parametrize("op_order", ["nvidia", "rosinality"])
+def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order):
+    # a frozen layer under optimisation convolves with a cached channels-last copy of its weight;
+    # values and style gradients must match the unfrozen layer's, also after the weight changes
+    from stylelift.models.stylegan2 import SynthesisLayer
+
+    torch.manual_seed(5)
+    layer = SynthesisLayer(4, 3, 8, 12 if up else 6, up=up, use_noise=False, conv_clamp=None, op_order=op_order)
+    x, f = torch.randn(2, 4, 6, 6), fir_filter_2d((1, 3, 3, 1))
+    w = torch.randn(2, 8)
+
+    def run(frozen: bool):
+        layer.requires_grad_(not frozen)
+        ws = w.clone().requires_grad_(True)
+        out = layer(x, ws, f)
+        (g,) = torch.autograd.grad(out.square().sum(), ws)
+        return out.detach(), g
+
+    for change in range(2):
+        (out, grad), (ref, ref_grad) = run(frozen=True), run(frozen=False)
+        assert layer._frozen_cache is not None
+        assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            layer.weight.mul_(-0.5)  # in place: the cache must notice
+
+
 def test_rosinality_op_order_changes_only_the_last_bits():
     G = tiny_generator()
     R = Generator(tiny_config(op_order="rosinality")).eval()

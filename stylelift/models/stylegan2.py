@@ -137,8 +137,9 @@ def bias_act(x: Tensor, b: Optional[Tensor], *, lrelu: bool, gain: float = 1.0, 
 class _BiasLeakyReLU(torch.autograd.Function):
     """bias_act's leaky-ReLU case with a lean backward: the same values, computed in place on one
     new tensor, and only the output kept for the backward pass (its sign gives the slope, reaching
-    +-clamp marks a clipped value). On large feature maps this is memory-bound, and this halves the
-    passes over memory that the chain of autograd ops makes (projection at 512-1024 px)."""
+    +-clamp marks a clipped value). On large feature maps this is memory-bound; the backward is
+    two fused passes (leaky-ReLU's and, with a clamp, hardtanh's gradient kernels) and a scale,
+    instead of the five or six a chain of autograd ops makes (projection at 512-1024 px)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, b: Tensor, gain: float, clamp: Optional[float]) -> Tensor:
@@ -155,10 +156,11 @@ class _BiasLeakyReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (y,) = ctx.saved_tensors
-        slope = torch.where(y > 0, ctx.gain, 0.2 * ctx.gain)
+        gx = torch.ops.aten.leaky_relu_backward(grad, y, 0.2, True)  # y has the sign of x + b
         if ctx.clamp is not None and ctx.clamp >= 0:
-            slope.masked_fill_(y.abs() >= ctx.clamp, 0)
-        gx = grad * slope
+            gx = torch.ops.aten.hardtanh_backward(gx, y, -ctx.clamp, ctx.clamp)  # 0 where clipped
+        if ctx.gain != 1:
+            gx.mul_(ctx.gain)
         gb = gx.sum(dim=[i for i in range(gx.ndim) if i != 1]) if ctx.needs_input_grad[1] else None
         return gx, gb, None, None
 
@@ -226,6 +228,7 @@ def modulated_conv2d(
     demodulate: bool = True,
     up: bool = False,
     filter_2d: Optional[Tensor] = None,
+    weight_sq: Optional[Tensor] = None,  # [O, I]: weight.square().sum([2, 3]) when precomputed
 ) -> Tensor:
     """Modulate the weights by the styles, demodulate, and convolve each sample with its own weights.
 
@@ -240,7 +243,7 @@ def modulated_conv2d(
     n = x.shape[0]
     o, i, kh, kw = weight.shape
     if torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad:
-        return _modulated_conv2d_unfused(x, weight, styles, demodulate=demodulate, up=up, filter_2d=filter_2d)
+        return _modulated_conv2d_unfused(x, weight, styles, demodulate=demodulate, up=up, filter_2d=filter_2d, weight_sq=weight_sq)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
@@ -254,12 +257,14 @@ def modulated_conv2d(
     return x.reshape(n, -1, *x.shape[2:])
 
 
-def _modulated_conv2d_unfused(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: bool, filter_2d: Optional[Tensor]) -> Tensor:
+def _modulated_conv2d_unfused(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: bool, filter_2d: Optional[Tensor], weight_sq: Optional[Tensor]) -> Tensor:
     x = (x * styles[:, :, None, None]).contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout
     x = conv_up2(x, weight, filter_2d) if up else F.conv2d(x, weight, padding=weight.shape[-1] // 2)
     if demodulate:
         # sum over I, k, k of (weight * style)^2 = styles^2 @ (sum over k, k of weight^2)^T
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+        if weight_sq is None:
+            weight_sq = weight.square().sum(dim=[2, 3])
+        dcoefs = (styles.square() @ weight_sq.t() + 1e-8).rsqrt()  # [N, O]
         x = x * dcoefs[:, :, None, None]
     return x
 
@@ -346,6 +351,25 @@ class SynthesisLayer(nn.Module):
         if use_noise:
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
+        self._frozen_cache: Optional[tuple] = None
+
+    def _frozen_weight(self) -> tuple[Tensor, Tensor]:
+        """The weight as the non-fused modulated conv wants it, and its sum of squares over the
+        kernel ([O, I], for demodulation), cached while the weight is frozen and unchanged (a new
+        tensor, device or in-place update changes the key), so projection steps do not redo them.
+        The layout is channels-last, oneDNN's fast one; for the up-conv that is the layout of the
+        transpose that conv_up2 convolves with. Costs one copy of the weight while cached."""
+        key = (self.weight.data_ptr(), self.weight._version, self.weight.device, self.weight.dtype)
+        if self._frozen_cache is None or self._frozen_cache[0] != key:
+            w = self.weight.detach()
+            if self.weight_scale is not None:
+                w = self.weight_scale * w
+            if self.up:
+                laid = w.transpose(0, 1).contiguous(memory_format=torch.channels_last).transpose(0, 1)
+            else:
+                laid = w.contiguous(memory_format=torch.channels_last)
+            self._frozen_cache = (key, laid, w.square().sum(dim=[2, 3]))
+        return self._frozen_cache[1], self._frozen_cache[2]
 
     def forward(self, x: Tensor, w: Tensor, filter_2d: Tensor, *, noise_mode: str = "const", noise: Optional[Tensor] = None, gain: float = 1) -> Tensor:
         styles = self.affine(w)
@@ -356,8 +380,12 @@ class SynthesisLayer(nn.Module):
                 noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
             elif noise_mode == "const":
                 noise = self.noise_const * self.noise_strength
-        weight = self.weight if self.weight_scale is None else self.weight_scale * self.weight
-        x = modulated_conv2d(x, weight, styles, up=self.up, filter_2d=filter_2d)
+        weight_sq = None
+        if styles.requires_grad and not self.weight.requires_grad and torch.is_grad_enabled():
+            weight, weight_sq = self._frozen_weight()  # a frozen generator under optimisation
+        else:
+            weight = self.weight if self.weight_scale is None else self.weight_scale * self.weight
+        x = modulated_conv2d(x, weight, styles, up=self.up, filter_2d=filter_2d, weight_sq=weight_sq)
         if self.use_noise and noise is not None:
             x = x.add_(noise)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
