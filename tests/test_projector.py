@@ -103,6 +103,19 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
     assert len(r.history) == 3 and math.isfinite(r.history[-1][term]) and r.history[0][term] > 0
 
 
+def test_vgg16_features_are_torchvisions_layers_with_its_state_dict():
+    import torchvision
+
+    from stylelift.projector.losses import VGG16Features
+
+    torch.manual_seed(1)
+    ref = torchvision.models.vgg16(weights=None)
+    net = VGG16Features(ref.state_dict())
+    x = torch.rand(1, 3, 48, 48) * 2 - 1
+    expected = ref.features[:30](((x + 1) / 2 - net.mean) / net.std)  # relu5_3
+    assert torch.equal(net(x)[-1], expected)
+
+
 # --- the projector --------------------------------------------------------------------------------
 
 

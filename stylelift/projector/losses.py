@@ -206,11 +206,20 @@ class VGG16Features(nn.Module):
     MEAN = (0.485, 0.456, 0.406)
     STD = (0.229, 0.224, 0.225)
 
+    LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)  # torchvision's "D"
+
     def __init__(self, state: dict[str, Tensor]):
         super().__init__()
-        import torchvision
-
-        features = torchvision.models.vgg16(weights=None).features[:30]
+        # built here rather than by torchvision.models.vgg16(), which first initialises its unused
+        # 120M-parameter classifier at random (over a second per projection); same module indices
+        layers, channels = [], 3
+        for v in self.LAYOUT:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                channels = v
+        features = nn.Sequential(*layers)  # 30 modules: conv1_1 ... relu5_3
         features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < 30})
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(self.MEAN).reshape(1, 3, 1, 1))
