@@ -245,6 +245,8 @@ def directions_learn(
     G, dev = load(network, device)
     if layers:
         parse_layers(layers, G.layer_resolutions)  # a bad spec fails now, not after the labelling
+    if save_labels is not None:
+        save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
         truncation_psi=trunc, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,

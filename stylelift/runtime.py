@@ -12,7 +12,6 @@ stays resident), which is why the library does not do this on import.
 """
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -32,8 +31,7 @@ def keep_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the running process's C library (find_library would spawn ldconfig)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int

@@ -147,7 +147,8 @@ class _BiasLeakyReLU(torch.autograd.Function):
         F.leaky_relu(y, 0.2, inplace=True)
         if gain != 1:
             y.mul_(gain)
-        if clamp is not None and clamp >= 0:
+        clamp = clamp if clamp is not None and clamp >= 0 else None
+        if clamp is not None:
             y.clamp_(-clamp, clamp)
         ctx.save_for_backward(y)
         ctx.gain, ctx.clamp = gain, clamp
@@ -157,7 +158,7 @@ class _BiasLeakyReLU(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         (y,) = ctx.saved_tensors
         gx = torch.ops.aten.leaky_relu_backward(grad, y, 0.2, True)  # y has the sign of x + b
-        if ctx.clamp is not None and ctx.clamp >= 0:
+        if ctx.clamp is not None:
             gx = torch.ops.aten.hardtanh_backward(gx, y, -ctx.clamp, ctx.clamp)  # 0 where clipped
         if ctx.gain != 1:
             gx.mul_(ctx.gain)
@@ -220,6 +221,12 @@ def conv_up2(x: Tensor, weight: Tensor, f: Tensor, groups: int = 1) -> Tensor:
     return upfirdn2d(x, f, pad=(p0, p1, p0, p1), gain=4)
 
 
+def optimising_styles_only(styles: Tensor, weight: Tensor) -> bool:
+    """True when gradients flow into the styles but not the weight: a frozen generator under
+    optimisation (projection, encoder training), where the non-fused modulated conv runs."""
+    return torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad
+
+
 def modulated_conv2d(
     x: Tensor,  # [N, I, H, W]
     weight: Tensor,  # [O, I, k, k]
@@ -242,7 +249,7 @@ def modulated_conv2d(
     """
     n = x.shape[0]
     o, i, kh, kw = weight.shape
-    if torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad:
+    if optimising_styles_only(styles, weight):
         return _modulated_conv2d_unfused(x, weight, styles, demodulate=demodulate, up=up, filter_2d=filter_2d, weight_sq=weight_sq)
     w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
@@ -381,8 +388,8 @@ class SynthesisLayer(nn.Module):
             elif noise_mode == "const":
                 noise = self.noise_const * self.noise_strength
         weight_sq = None
-        if styles.requires_grad and not self.weight.requires_grad and torch.is_grad_enabled():
-            weight, weight_sq = self._frozen_weight()  # a frozen generator under optimisation
+        if optimising_styles_only(styles, self.weight):
+            weight, weight_sq = self._frozen_weight()
         else:
             weight = self.weight if self.weight_scale is None else self.weight_scale * self.weight
         x = modulated_conv2d(x, weight, styles, up=self.up, filter_2d=filter_2d, weight_sq=weight_sq)
