@@ -1,4 +1,4 @@
-"""dlib's face descriptor network in torch, and the `face` / `face-id` projector terms built on it."""
+"""dlib's face descriptor network in torch, and the `face` / `face-id` (and `face-age`) projector terms."""
 
 import numpy as np
 import pytest
@@ -101,9 +101,9 @@ def aligned_pair(net, astronaut):
     return target, other
 
 
-@pytest.mark.parametrize("name", ["face", "face-id"])
+@pytest.mark.parametrize("name", ["face", "face-id", "face-age"])
 def test_face_terms_pass_gradients_to_the_face_region_only(name, aligned_pair):
-    from stylelift.projector.face_loss import chip_box
+    from stylelift.projector.face_loss import AGE_CHIP_SIDE, CHIP_SIDE, chip_box
 
     target, other = aligned_pair
     term = REGISTRY[name](target, LossContext(torch.device("cpu")))
@@ -112,14 +112,14 @@ def test_face_terms_pass_gradients_to_the_face_region_only(name, aligned_pair):
     assert value.shape == (1,) and float(value.detach()) > 0.01
     value.sum().backward()
     grad = synth.grad.abs()[0].sum(0)  # [R, R]
-    left, top, side = chip_box(grad.shape[-1])
+    left, top, side = chip_box(grad.shape[-1], AGE_CHIP_SIDE if name == "face-age" else CHIP_SIDE)
     inside = grad[top : top + side, left : left + side]
     assert torch.isfinite(grad).all() and inside.mean() > 0
     assert grad.sum() == pytest.approx(float(inside.sum()))  # nothing outside the face square
     assert float(term(target)) < 1e-3  # zero distance to itself (face-id: up to its 1e-8 epsilon)
 
 
-@pytest.mark.parametrize("name", ["face", "face-id"])
+@pytest.mark.parametrize("name", ["face", "face-id", "face-age"])
 def test_face_terms_are_per_sample(name, aligned_pair):
     target, other = aligned_pair
     targets = torch.cat([target, other.flip(-1)])

