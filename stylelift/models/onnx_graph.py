@@ -129,7 +129,7 @@ def _tensor(buf: bytes, source: str) -> tuple[str, np.ndarray]:
         array = np.array([struct.unpack("<f", f)[0] for f in floats], dtype=np.float32)
     else:
         array = np.array(int64s, dtype=_DTYPES[dtype])
-    if array.size != int(np.prod(dims, dtype=np.int64)):
+    if any(d < 0 for d in dims) or array.size != int(np.prod(dims, dtype=np.int64)):
         raise CheckpointError(f"{source}: tensor {name} has {array.size} values for shape {dims}")
     return name, array.reshape(dims).astype(_DTYPES[dtype])
 
@@ -172,9 +172,18 @@ def _node(buf: bytes, source: str) -> OnnxNode:
 def read_onnx(path: str | os.PathLike) -> OnnxGraph:
     """Decode an ONNX model file (weights inside the file) into nodes and initializer arrays."""
     path = Path(path)
-    source = path.name
     if not path.exists():
         raise FileNotFoundError(f"no ONNX model {path}")
+    try:
+        return _read(path)
+    except CheckpointError:
+        raise
+    except (ValueError, UnicodeDecodeError, struct.error, TypeError, KeyError) as e:  # field contents of the wrong kind
+        raise CheckpointError(f"{path.name} is not a readable ONNX model ({type(e).__name__}: {e})") from None
+
+
+def _read(path: Path) -> OnnxGraph:
+    source = path.name
     graph_bytes = None
     for number, wire, value in _fields(path.read_bytes(), source):
         if number == 7 and wire == 2:
