@@ -247,7 +247,7 @@ _OPS = {
     "MaxPool": lambda x, a: F.max_pool2d(x, **_pool_args(a)),
     "AveragePool": lambda x, a: F.avg_pool2d(x, **_pool_args(a), count_include_pad=bool(a.get("count_include_pad", 0))),
     "GlobalAveragePool": lambda x, a: x.mean(dim=(2, 3), keepdim=True),
-    "Flatten": lambda x, a: x.flatten(a.get("axis", 1)) if a.get("axis", 1) == 0 else x.reshape(int(np.prod(x.shape[: a.get("axis", 1)])), -1),
+    "Flatten": lambda x, a: x.reshape(int(np.prod(x.shape[: a.get("axis", 1)])), -1),  # always 2-D, [1, n] for axis 0
     "Gemm": _gemm,
     "Softmax": lambda x, a: F.softmax(x, dim=a.get("axis", -1)),
     "Pad": _pad,
