@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from stylelift.models.mobilestylegan import load_mobilestylegan, wheel_files
+from stylelift.models.mobilestylegan_wheel import load_mobilestylegan, wheel_files
 
 
 def median_ms(fns: dict, repeats: int) -> dict:

@@ -8,13 +8,14 @@ import importlib.metadata
 import math
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from stylelift.models import mobilestylegan as msg
+from stylelift.models import mobilestylegan_wheel as wheel
 from stylelift.models.checkpoint import NetworkNotFoundError, estimate_w_avg
 from stylelift.models.mobilestylegan import (
     InverseHaarDWT,
@@ -22,13 +23,13 @@ from stylelift.models.mobilestylegan import (
     MobileStyleGANConfig,
     ModulatedDWConv2d,
     exported_band_order,
-    load_mobilestylegan,
     modulated_pointwise_conv,
 )
+from stylelift.models.mobilestylegan_wheel import load_mobilestylegan
 from stylelift.models.openvino_ir import IRFormatError, read_ir
 
 try:
-    WHEEL_FILES = msg.wheel_files()
+    WHEEL_FILES = wheel.wheel_files()
     NO_WHEEL = ""
 except NetworkNotFoundError as e:
     WHEEL_FILES, NO_WHEEL = None, str(e)
@@ -311,7 +312,7 @@ def test_missing_wheel_raises_not_found_with_the_pip_command(monkeypatch):
     def no_such_package(name):
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(msg.importlib.metadata, "files", no_such_package)
+    monkeypatch.setattr(wheel.importlib.metadata, "files", no_such_package)
     with pytest.raises(NetworkNotFoundError, match=re.escape("pip install --no-deps random-face==2021.7.21.1")) as info:
         load_mobilestylegan()
     assert isinstance(info.value, FileNotFoundError)
@@ -320,12 +321,12 @@ def test_missing_wheel_raises_not_found_with_the_pip_command(monkeypatch):
 def test_unreadable_or_foreign_cache_files_are_ignored(tmp_path):
     path = tmp_path / "mobile-ffhq-x.pt"
     path.write_bytes(b"not a torch file")
-    assert msg._load_cache(path, "0" * 64) is None
+    assert wheel._load_cache(path, "0" * 64) is None
     G = tiny_mobile()
-    msg._save_cache(G, path, {"source sha256": "a" * 64})
+    wheel._save_cache(G, path, {"source sha256": "a" * 64})
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # written in place, no temporary left
-    assert msg._load_cache(path, "b" * 64) is None  # other source files
-    loaded = msg._load_cache(path, "a" * 64)
+    assert wheel._load_cache(path, "b" * 64) is None  # other source files
+    loaded = wheel._load_cache(path, "a" * 64)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), G.state_dict().values()))
 
 
@@ -401,10 +402,10 @@ def test_cached_load_does_not_parse_the_ir_again(mobile, monkeypatch):
     def no_parsing(*args):
         raise AssertionError("the IR was parsed although the converted weights are cached")
 
-    monkeypatch.setattr(msg, "import_mobilestylegan", no_parsing)
-    cache = msg.Path(mobile.source_info["converted weights"])
+    monkeypatch.setattr(wheel, "import_mobilestylegan", no_parsing)
+    cache = Path(mobile.source_info["converted weights"])
     G = load_mobilestylegan()
-    assert msg.Path(G.source_info["converted weights"]) == cache and list(cache.parent.iterdir()) == [cache]
+    assert Path(G.source_info["converted weights"]) == cache and list(cache.parent.iterdir()) == [cache]
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), mobile.state_dict().values()))
 
 

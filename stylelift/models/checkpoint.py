@@ -176,7 +176,7 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
     """
     key = str(path_or_name)
     if key == BUNDLED_NETWORK:
-        from .mobilestylegan import load_mobilestylegan
+        from .mobilestylegan_wheel import load_mobilestylegan
 
         G = load_mobilestylegan(device=device)
         # Named by its source files, so the id survives changes to how stylelift lays out the weights.
