@@ -55,10 +55,10 @@ def _node(op: str, inputs, outputs, attrs=()) -> bytes:
     return b"".join(_field(1, i) for i in inputs) + b"".join(_field(2, o) for o in outputs) + _field(4, op) + b"".join(_field(5, a) for a in attrs)
 
 
-def _model(nodes, inits, inp="x", out="y") -> bytes:
+def _model(nodes, inits, inp="x", out="y", opset=13) -> bytes:
     graph = b"".join(_field(1, n) for n in nodes) + b"".join(_field(5, t) for t in inits)
     graph += _field(11, _field(1, inp)) + _field(12, _field(1, out))
-    return _field(1, 8) + _field(7, graph)
+    return _field(1, 8) + _field(7, graph) + _field(8, _field(1, "") + _field(2, opset))
 
 
 def test_hand_built_onnx_graph_runs_conv_pad_pool_gemm_as_torch_does(tmp_path):
@@ -173,3 +173,75 @@ def test_onnx_reader_turns_malformed_fields_into_one_error(tmp_path):
         path.write_bytes(model)
         with pytest.raises(CheckpointError):
             read_onnx(path)
+
+
+def _int_attr(name: str, value: int) -> bytes:
+    return _field(1, name) + _field(3, value) + _field(20, 2)
+
+
+def _float_attr(name: str, value: float) -> bytes:
+    return _field(1, name) + _varint(2 << 3 | 5) + struct.pack("<f", value) + _field(20, 1)
+
+
+def _str_attr(name: str, value: str) -> bytes:
+    return _field(1, name) + _field(4, value) + _field(20, 3)
+
+
+_X = torch.from_numpy(np.random.default_rng(2).normal(size=(2, 3, 7, 6)).astype(np.float32))
+_W = np.random.default_rng(3).normal(size=(4, 3, 3, 3)).astype(np.float32)
+_B = np.random.default_rng(4).normal(size=(4, 5)).astype(np.float32)
+_C = np.random.default_rng(5).normal(size=(5,)).astype(np.float32)
+F = torch.nn.functional
+
+
+@pytest.mark.parametrize(
+    "node, inits, opset, x, expect",
+    [
+        # ONNX pads are [top, left, bottom, right]; uneven ones are padded before the conv
+        (_node("Conv", ["x", "w"], ["y"], [_ints_attr("pads", [0, 1, 2, 1])]), [_tensor("w", _W)], 13, _X, F.conv2d(F.pad(_X, (1, 1, 0, 2)), torch.from_numpy(_W))),
+        # the default stride of a pool is 1 (not the kernel size, as in torch)
+        (_node("MaxPool", ["x"], ["y"], [_ints_attr("kernel_shape", [3, 3]), _ints_attr("pads", [1, 1, 1, 1])]), [], 13, _X, F.max_pool2d(_X, 3, stride=1, padding=1)),
+        (_node("MaxPool", ["x"], ["y"], [_ints_attr("kernel_shape", [2, 2]), _ints_attr("strides", [2, 2]), _int_attr("ceil_mode", 1)]), [], 13, _X, F.max_pool2d(_X, 2, stride=2, ceil_mode=True)),
+        (_node("AveragePool", ["x"], ["y"], [_ints_attr("kernel_shape", [3, 3]), _ints_attr("pads", [1, 1, 1, 1]), _int_attr("count_include_pad", 1)]), [], 13, _X, F.avg_pool2d(_X, 3, stride=1, padding=1, count_include_pad=True)),
+        (_node("Flatten", ["x"], ["y"], [_int_attr("axis", 0)]), [], 13, _X, _X.reshape(1, -1)),
+        (_node("Flatten", ["x"], ["y"], [_int_attr("axis", -1)]), [], 13, _X, _X.reshape(-1, 6)),
+        # Gemm: y = alpha * A' B' + beta * C with A' = A^T, B' = B^T when asked
+        (_node("Gemm", ["x", "b", "c"], ["y"], [_int_attr("transA", 1), _int_attr("transB", 1), _float_attr("alpha", 0.5), _float_attr("beta", 2.0)]), [_tensor("b", _B.T.copy()), _tensor("c", _C)], 13, _X[0, 0, :3, :4].T, 0.5 * _X[0, 0, :3, :4] @ torch.from_numpy(_B) + 2 * torch.from_numpy(_C)),
+        # Softmax: over the last axis since opset 13; before, over all axes from axis 1 on, flattened
+        (_node("Softmax", ["x"], ["y"]), [], 13, _X, F.softmax(_X, dim=-1)),
+        (_node("Softmax", ["x"], ["y"]), [], 11, _X, F.softmax(_X.reshape(2, -1), dim=1).reshape(_X.shape)),
+        # Pad before opset 11 took its pads and value as attributes
+        (_node("Pad", ["x"], ["y"], [_ints_attr("pads", [0, 0, 1, 0, 0, 0, 0, 2]), _float_attr("value", 1.5)]), [], 10, _X, F.pad(_X, (0, 2, 1, 0), value=1.5)),
+    ],
+    ids=["conv-uneven-pads", "maxpool-default-stride", "maxpool-ceil", "avgpool-count-pad", "flatten-0", "flatten-neg", "gemm-trans-alpha-beta", "softmax-13", "softmax-11", "pad-opset10"],
+)
+def test_onnx_operators_follow_the_onnx_spec(tmp_path, node, inits, opset, x, expect):
+    path = tmp_path / "op.onnx"
+    path.write_bytes(_model([node], inits, opset=opset))
+    got = OnnxNet(read_onnx(path))(x)
+    assert got.shape == expect.shape
+    assert torch.allclose(got, expect, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        (_model([_node("Relu", ["x"], ["y"])], [_field(1, 3) + _field(2, 1) + _field(8, "w") + _varint(1 << 3) + b"\xff" * 9 + b"\x7f"]), "64 bits"),  # a 70-bit dim
+        (_model([_varint(1 << 3) + _varint(5) + _field(2, "y") + _field(4, "Relu")], []), "wire type"),  # an input name sent as a varint
+        (_model([_node("Relu", ["x"], ["y"])], [_field(1, 2) + _field(2, 7) + _field(8, "t") + _field(7, b"\x01\x81")]), "packed"),  # a packed run cut inside a varint
+        (_model([_node("Relu", ["x"], ["y"])], [], opset=3), "opset 3"),
+        (_field(1, 8) + _field(7, _field(1, _node("Relu", ["x"], ["y"])) + _field(11, _field(1, "x")) + _field(12, _field(1, "y"))), "no opset"),
+        (_model([_node("Conv", ["x", "w"], ["y"], [_str_attr("auto_pad", "SAME_UPPER")])], [_tensor("w", _W)]), "auto_pad"),
+        (_model([_node("MaxPool", ["x"], ["y"], [_ints_attr("kernel_shape", [2, 2]), _ints_attr("pads", [2, 2, 2, 2])])], []), "half the kernel"),
+        (_model([_node("MaxPool", ["x"], ["y"])], []), "kernel_shape"),
+        (_model([_node("Pad", ["x", "p"], ["y"])], [_tensor("p", np.array([0, 0, 0, 10**6, 0, 0, 0, 0], dtype=np.int64))]), "more than"),
+        (_model([_node("Pad", ["x", "p"], ["y"])], []), "not a constant"),
+        (_model([_node("Add", ["x"], ["y"])], []), "inputs"),
+    ],
+    ids=["varint-overflow", "wrong-wire-type", "cut-packed-run", "old-opset", "no-opset", "auto-pad", "pool-pads", "pool-no-kernel", "huge-pad", "pad-not-constant", "arity"],
+)
+def test_onnx_reader_refuses_malformed_graphs_when_reading(tmp_path, model, match):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model)
+    with pytest.raises(CheckpointError, match=match):
+        read_onnx(path)

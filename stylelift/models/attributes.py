@@ -50,7 +50,8 @@ def classify(image: np.ndarray) -> Optional[Attributes]:
     """Age and gender of the largest face in a uint8 HWC RGB image; None when no face is found."""
     pil = Image.fromarray(image)
     if max(pil.size) > CLASSIFY_SIZE:
-        pil = pil.resize((CLASSIFY_SIZE, CLASSIFY_SIZE), Image.Resampling.LANCZOS)
+        scale = CLASSIFY_SIZE / max(pil.size)  # keep the aspect ratio
+        pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), Image.Resampling.LANCZOS)
     faces = _model().predict(pil)
     if not faces:
         return None
@@ -112,6 +113,8 @@ class AttributeNets(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, images: Tensor, plans: list[tuple[ChipPlan, ChipPlan]]) -> tuple[Tensor, Tensor]:
+        if len(plans) != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {len(plans)} chip plans")
         age_chips = torch.cat([cut_chip(images[i : i + 1], p[0]) for i, p in enumerate(plans)])
         gender_chips = torch.cat([cut_chip(images[i : i + 1], p[1]) for i, p in enumerate(plans)])
         age = self.age((age_chips - self.means) / 256) @ self.years

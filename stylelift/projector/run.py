@@ -16,7 +16,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError
-from ..images import load_photo, make_grid, to_uint8
+from ..images import load_photo, to_uint8
 from ..latents import LatentFile, load_latents
 from .files import ProjectionFiles, write_projection
 from .losses import LossContext, load_lpips, lpips_available
