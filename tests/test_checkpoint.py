@@ -99,3 +99,33 @@ def test_w_avg_estimate_is_the_mean_of_mapped_samples_and_reproducible():
     assert torch.equal(a, estimate_w_avg(G, n=2000, seed=3))
     z = torch.randn(20000, G.z_dim)
     assert torch.allclose(a, G.mapping(z)[:, 0].mean(0), atol=0.05 * G.mapping(z)[:, 0].std())
+
+
+def _stylelift_file_with(tmp_path, **changes):
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(), path)
+    data = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if key == "meta":
+            data["meta"] = value
+        else:
+            data["config"][key] = value
+    torch.save(data, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"z_dim": 200_000}, "z_dim must be an integer from 1 to 16384"),
+        ({"w_dim": 2.5}, "w_dim must be an integer"),
+        ({"channel_base": -64}, "channel_base must be an integer"),
+        ({"mapping_layers": 10**9}, "mapping_layers must be an integer"),
+        ({"z_dim": 4000}, "the weights do not fit"),  # plausible, but not what the weights are: refused before building
+        ({"meta": 7}, "meta is a int"),
+    ],
+)
+def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, changes, message):
+    path = _stylelift_file_with(tmp_path, **changes)
+    with pytest.raises(CheckpointError, match=message):
+        load_generator(path)

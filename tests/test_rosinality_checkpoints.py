@@ -145,3 +145,24 @@ def test_load_generator_reads_rosinality_checkpoints(tmp_path, legacy):
     H = load_generator(pf.write_torch(tmp_path / "ffhq.pt", pf.rosinality_converted_checkpoint(G), legacy=legacy))
     assert H.source_format == "rosinality"
     assert torch.equal(pf.outputs(H), pf.outputs(G))
+
+
+def test_zip_entries_torch_save_never_writes_are_refused(tmp_path):
+    """A compressed entry could be a zip bomb, and a memory-mapped load would read its compressed
+    bytes as weights; torch.save stores every entry as it is."""
+    good = tmp_path / "good.pt"
+    pf.write_torch(good, pf.rosinality_converted_checkpoint(pf.random_generator(pf.rosinality_config())))
+    read_rosinality(good)  # the stored original reads
+    bad = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    with pytest.raises(CheckpointError, match="compressed or encrypted"):
+        read_rosinality(bad)
+
+
+def test_tensor_repeating_a_tiny_storage_is_refused_before_any_copy(tmp_path):
+    path = tmp_path / "expanded.pt"
+    torch.save({"g_ema": {"style.1.weight": torch.zeros(1).expand(40_000, 40_000)}}, path)
+    with pytest.raises(CheckpointError, match="not a plain array over its own data"):
+        read_rosinality(path)

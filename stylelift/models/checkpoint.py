@@ -11,10 +11,10 @@ Formats, told apart by their first bytes, never by the file name:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
-import zipfile
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -22,8 +22,10 @@ import torch
 
 from ..errors import CheckpointError
 from ..fileio import atomic_path
+from .nvidia import check_shapes
 from .raw import RawNetwork
 from .stylegan2 import Generator, StyleGAN2Config
+from .torch_zip import check_storage_extent, read_zip_pickle
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +91,15 @@ def sniff_format(path: Path) -> str:
 
 
 def _is_stylelift_zip(path: Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            pkl = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            return bool(pkl) and FORMAT_TAG.encode() in zf.read(pkl[0])
-    except (zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path.name} is a damaged zip/torch file ({e})") from None
+    return FORMAT_TAG.encode() in read_zip_pickle(path, path.name)
 
 
 def read_stylelift(path: Path) -> RawNetwork:
+    from . import safe_pickle
+    from .rosinality import ROSINALITY_PICKLE
+
+    pickled = read_zip_pickle(path, path.name)
+    safe_pickle.scan(io.BytesIO(pickled), 0, len(pickled), path.name, ROSINALITY_PICKLE)  # what torch.load would hash or build
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types on corrupt input; report them as one line
@@ -113,9 +115,14 @@ def read_stylelift(path: Path) -> RawNetwork:
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name} has a bad config: {_one_line(e)}") from None
     state = data.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path.name} has no valid state_dict")
+    for k, v in state.items():
+        check_storage_extent(path.name, k, v)
+    check_shapes(path.name, cfg, {k: tuple(v.shape) for k, v in state.items()})  # before anything is built from cfg
     meta = data.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path.name}: its meta is a {type(meta).__name__}, not a dict")
     return RawNetwork(cfg, state, format="stylelift", has_w_avg="mapping.w_avg" in state, info=dict(meta))
 
 

@@ -153,16 +153,24 @@ def _first_line(e: BaseException) -> str:
     return lines[0][:200] if lines else ""
 
 
+def _show(value: Any, width: int = 40) -> str:
+    """A value from the file, for an error message: short, one line, and never the repr of a big
+    structure (a list that holds itself many times over would take forever to print)."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, np.integer, np.floating)):
+        return repr(value[:width] if isinstance(value, (str, bytes)) else value)[:width]
+    return f"a {type(value).__name__}"
+
+
 def _describe(x: Any) -> str:
     if isinstance(x, dict):
-        keys = [str(k)[:30] for k in list(x)[:8]]
+        keys = [_show(k, 30) for k in list(x)[:8]]
         return f"a dict with keys {keys}"
     return f"a {type(x).__name__}"
 
 
 def _int(source: str, value: Any, what: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise CheckpointError(f"{source}: {what} is {str(value)[:40]!r}, not an integer >= {minimum}")
+        raise CheckpointError(f"{source}: {what} is {_show(value)}, not an integer >= {minimum}")
     return int(value)
 
 
@@ -174,7 +182,7 @@ def _informational(value: Any, default: int) -> int:
 
 def _number(source: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise CheckpointError(f"{source}: {what} is {str(value)[:40]!r}, not a number")
+        raise CheckpointError(f"{source}: {what} is {_show(value)}, not a number")
     return float(value)
 
 
@@ -229,11 +237,15 @@ def _read_pytorch(source: str, data: dict, file_size: int) -> RawNetwork:
 def _module_tree(source: str, root: PersistentObject) -> dict[str, PersistentObject]:
     """Every submodule by its dotted name ('' for the root), walked without recursion."""
     tree: dict[str, PersistentObject] = {}
+    seen: set[int] = set()
     todo = [("", root, 0)]
     while todo:
         prefix, module, depth = todo.pop()
         if depth > MAX_MODULE_DEPTH or len(tree) > MAX_MODULES:
             raise CheckpointError(f"{source}: modules nested deeper or more numerous than in any generator")
+        if id(module) in seen or id(module.state) in seen:  # a generator never holds one module twice
+            raise CheckpointError(f"{source}: module {prefix} is another module over again; no generator is built that way")
+        seen.update((id(module), id(module.state)))
         tree[prefix] = module
         children = module.state.get("_modules") or {}
         if not isinstance(children, dict):
@@ -397,7 +409,7 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
             f"{source} is a StyleGAN (v1) TensorFlow pickle (network version {version}); stylelift reads StyleGAN2 networks only"
         )
     if version not in (4, 5):
-        raise CheckpointError(f"{source}: TensorFlow network version {str(version)[:20]} is not supported (4 and 5 are)")
+        raise CheckpointError(f"{source}: TensorFlow network version {_show(version, 20)} is not supported (4 and 5 are)")
     kwargs = Gs.get("static_kwargs")
     components = Gs.get("components")
     if not isinstance(kwargs, dict) or not isinstance(components, dict):
@@ -442,11 +454,15 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
 def _tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
     """All variables of Gs and its components, named 'mapping/Dense0/weight' and so on."""
     out: dict[str, np.ndarray] = {}
+    seen: set[int] = set()
     todo = [("", Gs, 0)]
     while todo:
         prefix, net, depth = todo.pop()
         if depth > 4:
             raise CheckpointError(f"{source}: TensorFlow networks nested deeper than StyleGAN2's")
+        if id(net) in seen:  # Gs holds mapping and synthesis once each
+            raise CheckpointError(f"{source}: TensorFlow network {prefix} is another component over again")
+        seen.add(id(net))
         variables = net.get("variables") or []
         if not isinstance(variables, list):
             raise CheckpointError(f"{source}: malformed variables in TensorFlow network {prefix or 'Gs'}")
@@ -463,7 +479,7 @@ def _tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
             out[prefix + name] = value
         for name, comp in (net.get("components") or {}).items():
             if not isinstance(comp, TFNetwork) or not isinstance(name, str):
-                raise CheckpointError(f"{source}: malformed component {name!s:.40} of TensorFlow network {prefix or 'Gs'}")
+                raise CheckpointError(f"{source}: malformed component {_show(name)} of TensorFlow network {prefix or 'Gs'}")
             todo.append((f"{prefix}{name}/", comp, depth + 1))
     return out
 
@@ -529,11 +545,11 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
 
     use_noise = kwargs.get("use_noise", True)
     if bool(use_noise) != ("synthesis/noise0" in v):
-        raise CheckpointError(f"{source}: use_noise={use_noise} does not match the network's variables")
+        raise CheckpointError(f"{source}: use_noise={_show(use_noise)} does not match the network's variables")
     kernel = kwargs.get("resample_kernel", [1, 3, 3, 1])
     kernel = [1, 1] if kernel is None else kernel  # TF's default for None: a box filter
     if not isinstance(kernel, (list, tuple)) or not kernel:
-        raise CheckpointError(f"{source}: bad resample_kernel {str(kernel)[:40]}")
+        raise CheckpointError(f"{source}: bad resample_kernel {_show(kernel)}")
     conv_clamp = kwargs.get("conv_clamp")
     try:
         return StyleGAN2Config(

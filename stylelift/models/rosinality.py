@@ -30,6 +30,7 @@ from .nvidia import check_shapes, taps_from_kernel, to_float32
 from .raw import RawNetwork
 from .safe_pickle import AllowList
 from .stylegan2 import StyleGAN2Config
+from .torch_zip import check_storage_extent, read_zip_pickle
 
 MAPPING_LR_MULTIPLIER = 0.01  # rosinality's default `lr_mlp`; not saved in checkpoints
 
@@ -118,19 +119,8 @@ def _load(path: Path) -> Any:
 
 
 def _scan_zip(path: Path, source: str, size: int) -> None:
-    """Scan the pickle of a zip-format torch.save file."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-            if len(names) != 1:
-                raise CheckpointError(f"cannot read {source}: a zip file, but not one torch.save wrote")
-            if zf.getinfo(names[0]).file_size > 2 * size + (1 << 20):
-                raise CheckpointError(f"cannot read {source}: its pickle claims to be far larger than the file")
-            data = zf.read(names[0])
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-        if isinstance(e, StyleliftError):
-            raise
-        raise CheckpointError(f"cannot read {source}: a damaged zip file ({_first_line(e)})") from None
+    """Check the zip-format torch.save file's entries and scan its pickle."""
+    data = read_zip_pickle(path, source)
     safe_pickle.scan(io.BytesIO(data), 0, len(data), source, ROSINALITY_PICKLE)
 
 
@@ -163,6 +153,8 @@ def _convert(source: str, ckpt: Any) -> RawNetwork:
         raise CheckpointError(f"{source} is a torch file but not a rosinality StyleGAN2 checkpoint: no 'g_ema' (keys: {keys})")
     if not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
         raise CheckpointError(f"{source}: g_ema is not a state dict of tensors")
+    for k, v in sd.items():
+        check_storage_extent(source, k, v)
 
     left = dict(sd)
     cfg = _config(source, left)

@@ -461,12 +461,20 @@ _NEEDS_SOURCE = (_legacy_storage,)  # resolved with the file's name, for its err
 
 
 class _Tag:
-    """What the scanner knows about one stack item: its kind, and for strings and globals a value."""
+    """What the scanner knows about one stack item: its kind, for strings and globals a value, and
+    whether it may be hashed (a dict key, a set member).
 
-    __slots__ = ("kind", "value", "height")
+    Hashing a tuple hashes its items every time, so a tuple built from shared references to itself
+    (`x = (x, x)`, 60 times) takes 2**60 steps to hash, and ints or floats can be chosen to share
+    one hash (a dict of them fills in quadratic time). Network pickles key their dicts and sets by
+    strings and small ints only, so only those, and short flat tuples of them, are `hashable`.
+    `members_hashable`: every item put into this container so far is."""
 
-    def __init__(self, kind: str, value: Any = None, height: int = 0):
-        self.kind, self.value, self.height = kind, value, height
+    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "count", "items")
+
+    def __init__(self, kind: str, value: Any = None, height: int = 0, hashable: bool = False):
+        self.kind, self.value, self.height, self.hashable = kind, value, height, hashable
+        self.members_hashable, self.count, self.items = True, 0, []
 
     def describe(self) -> str:
         if self.kind in ("obj", "global"):
@@ -474,7 +482,10 @@ class _Tag:
         return f"a {self.kind}"
 
 
-_ATOM = _Tag("atom")
+MAX_KEY_TUPLE = 16  # items of a tuple used as a dict key or set member
+_KEY_ATOM = _Tag("atom", hashable=True)  # small ints, strings, bytes, None, booleans
+_NUMBER = _Tag("number")  # ints that may be large, floats: never a key
+_HASHING_GLOBALS = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
 _FIXED_ARGS = {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q", "float8": ">d"}
 _COUNTED_ARGS = {
     "long1": "<B", "string1": "<B", "bytes1": "<B", "unicodestring1": "<B",
@@ -484,10 +495,10 @@ _COUNTED_ARGS = {
 _LINE_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl", "stringnl", "stringnl_noescape", "unicodestringnl"}
 _LITERAL_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
 _ATOMS = {
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING", "SHORT_BINSTRING",
-    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE",
-    "FLOAT", "BINFLOAT",
+    "BININT", "BININT1", "BININT2", "STRING", "BINSTRING", "SHORT_BINSTRING",
+    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE",
 }  # fmt: skip
+_NUMBERS = {"INT", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "BYTEARRAY8"}  # BYTEARRAY8: not hashable at all
 _EMPTY = {"EMPTY_LIST": "list", "EMPTY_TUPLE": "tuple", "EMPTY_DICT": "dict", "EMPTY_SET": "set"}
 _FROM_MARK = {"LIST": "list", "TUPLE": "tuple", "DICT": "dict", "FROZENSET": "frozenset"}
 _SMALL_TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
@@ -547,6 +558,8 @@ class _Scanner:
                 raise _corrupt(self.source, f"a negative length at byte {self.pos}")
             if kind == "long4" and n > MAX_INT_BYTES:
                 raise self._limit(f"an integer of {n} bytes")
+            if kind in ("long1", "long4"):
+                return int.from_bytes(self._read(n), "little", signed=True)
             if op.name in _LITERAL_STRINGS and n <= 1024:
                 try:
                     return self._read(n).decode("utf-8")
@@ -564,10 +577,10 @@ class _Scanner:
             if kind in ("decimalnl_short", "decimalnl_long"):
                 if len(line) > MAX_INT_BYTES:
                     raise self._limit(f"an integer of {len(line)} digits")
-                if op.name in ("GET", "PUT"):
-                    try:
-                        return int(line)
-                    except ValueError:
+                try:
+                    return int(line.strip().rstrip(b"L"))
+                except ValueError:
+                    if op.name in ("GET", "PUT"):
                         raise _corrupt(self.source, f"a bad memo index at byte {self.pos}") from None
             return None
         raise _corrupt(self.source, f"unsupported opcode {op.name}")
@@ -607,6 +620,15 @@ class _Scanner:
             container.height = max(container.height, 1 + max(t.height for t in items))
             if container.height > MAX_NESTING:
                 raise self._limit(f"data nested more than {MAX_NESTING} levels deep")
+            container.members_hashable = container.members_hashable and all(t.hashable for t in items)
+            if container.kind == "tuple" and container.count == 0:
+                container.hashable = container.members_hashable and container.height == 1 and len(items) <= MAX_KEY_TUPLE
+                container.items = items[:1]  # a REDUCE's argument tuple: what set() would be given
+            container.count += len(items)
+
+    def _check_hashable(self, container: _Tag, what: str) -> None:
+        if not container.members_hashable:
+            raise self._limit(f"{what} that is not a string, a small int or a short tuple of them")
 
     def _check_global(self, module: str, name: str) -> _Tag:
         if (module, name) not in self.allow.globals:
@@ -642,15 +664,20 @@ class _Scanner:
 
     def _step(self, name: str, arg: Any) -> bool:
         if name in _LITERAL_STRINGS:
-            self._push(_Tag("str", arg))
+            self._push(_Tag("str", arg, hashable=True))
         elif name in _ATOMS:
-            self._push(_ATOM)
+            self._push(_KEY_ATOM)
+        elif name in _NUMBERS:
+            small_int = name in ("INT", "LONG", "LONG1", "LONG4") and isinstance(arg, int) and abs(arg) < 2**61
+            self._push(_KEY_ATOM if small_int else _NUMBER)
         elif name in _EMPTY:
             self._push(_Tag(_EMPTY[name]))
         elif name in _FROM_MARK:
             items = self._pop_mark()
             tag = _Tag(_FROM_MARK[name])
             self._grow(tag, items)
+            if name == "FROZENSET":
+                self._check_hashable(tag, "a frozenset member")
             self._push(tag)
         elif name in _SMALL_TUPLES:
             tag = _Tag("tuple")
@@ -692,6 +719,13 @@ class _Scanner:
             if func.kind != "global":
                 what = f"what {func.describe()} returned" if func.kind == "obj" else func.describe()
                 raise refusal(self.source, f"{name} of {what}, not of a named global")
+            if func.value in _HASHING_GLOBALS:  # set(iterable) hashes the iterable's items
+                args = items[1]
+                inner = args.items[0] if args.kind == "tuple" and args.count == 1 else None
+                if not (args.kind == "tuple" and args.count == 0) and not (inner is not None and inner.kind in ("list", "tuple")):
+                    raise self._limit(f"{'.'.join(func.value)} of {args.describe()}")
+                if inner is not None:
+                    self._check_hashable(inner, "a set member")
             tag = _Tag("obj", func.value)
             self._grow(tag, items[1:])
             self._push(tag)
@@ -744,6 +778,9 @@ class _Scanner:
             ok = target.kind == "set"
         if not ok:
             raise refusal(self.source, f"{name} on {target.describe()}")
+        keys = items[0::2] if name.startswith("SETITEM") else items if name == "ADDITEMS" else []
+        if not all(k.hashable for k in keys):
+            raise self._limit(f"a {'dict key' if name.startswith('SETITEM') else 'set member'} that is not a string, a small int or a short tuple of them")
         self._grow(target, items)
 
 

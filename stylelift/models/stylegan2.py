@@ -29,6 +29,15 @@ OP_ORDERS = ("nvidia", "rosinality")
 LRELU_GAIN = math.sqrt(2)
 
 
+# integer settings and the range a real network can have (a file's config is checked against them
+# before anything is built from it)
+_INT_FIELDS = (
+    ("z_dim", 1, 1 << 14), ("c_dim", 0, 1 << 16), ("w_dim", 1, 1 << 14), ("img_channels", 1, 16),
+    ("mapping_layers", 1, 64), ("mapping_layer_features", 1, 1 << 14), ("embed_features", 1, 1 << 14),
+    ("channel_base", 1, 1 << 22), ("channel_max", 1, 1 << 14), ("num_fp16_res", 0, 16),
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class StyleGAN2Config:
     """Everything needed to rebuild a StyleGAN2 generator; saved next to its weights."""
@@ -63,12 +72,15 @@ class StyleGAN2Config:
             raise ValueError(f"op_order must be one of {OP_ORDERS}, got {self.op_order!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        for name in ("z_dim", "w_dim", "img_channels", "mapping_layers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name, low, high in _INT_FIELDS:
+            value = getattr(self, name)
+            if value is None and name in ("mapping_layer_features", "embed_features"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r:.40}")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-            if len(self.channels) != len(self.block_resolutions) or min(self.channels) < 1:
+            if len(self.channels) != len(self.block_resolutions) or not all(1 <= c <= 1 << 14 for c in self.channels):
                 raise ValueError(
                     f"channels must list {len(self.block_resolutions)} positive widths "
                     f"(one per block resolution), got {self.channels}"
