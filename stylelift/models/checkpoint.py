@@ -11,7 +11,6 @@ Formats, told apart by their first bytes, never by the file name:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from ..fileio import atomic_path
 from .nvidia import check_shapes
 from .raw import RawNetwork
 from .stylegan2 import Generator, StyleGAN2Config
-from .torch_zip import check_storage_extent, read_zip_pickle
+from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +94,7 @@ def _is_stylelift_zip(path: Path) -> bool:
 
 
 def read_stylelift(path: Path) -> RawNetwork:
-    from . import safe_pickle
-    from .rosinality import ROSINALITY_PICKLE
-
-    pickled = read_zip_pickle(path, path.name)
-    safe_pickle.scan(io.BytesIO(pickled), 0, len(pickled), path.name, ROSINALITY_PICKLE)  # what torch.load would hash or build
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types on corrupt input; report them as one line
-        raise CheckpointError(f"cannot read {path.name}: {_one_line(e)}") from None
+    data = load_torch_file(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift network file")
     if data.get("version") != FORMAT_VERSION:

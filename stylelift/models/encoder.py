@@ -119,10 +119,9 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no encoder file {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read encoder {path.name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    from .torch_files import load_torch_file
+
+    data = load_torch_file(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift encoder file")
     if data.get("version") != FORMAT_VERSION:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
 from .mobilestylegan_ir import import_mobilestylegan
+from .torch_files import load_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def _load_cache(path: Path, digest: str) -> Optional[MobileStyleGAN]:
     if not path.is_file():
         return None
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_torch_file(path)
         if data.get("format") != CACHE_FORMAT or data.get("version") != CACHE_VERSION or data["meta"]["source sha256"] != digest:
             return None
         G = build_mobilestylegan(MobileStyleGANConfig.from_dict(data["config"]), data["state_dict"])

@@ -13,51 +13,27 @@ mapping learning-rate multiplier (0.01) is not stored. Widths and depths come fr
 from __future__ import annotations
 
 import argparse
-import io
+import dataclasses
 import math
-import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError
-from . import safe_pickle
 from .nvidia import check_shapes, taps_from_kernel, to_float32
 from .raw import RawNetwork
-from .safe_pickle import AllowList
 from .stylegan2 import StyleGAN2Config
-from .torch_zip import check_storage_extent, read_zip_pickle
+from .torch_files import TORCH_SAVE_PICKLE, check_storage_extent, load_torch_file
 
 MAPPING_LR_MULTIPLIER = 0.01  # rosinality's default `lr_mlp`; not saved in checkpoints
 
-# What a rosinality checkpoint's pickle may name (checked by the scan; torch.load enforces its own list).
-ROSINALITY_PICKLE = AllowList(
-    globals={
-        **{("torch", name): None for name in safe_pickle.TORCH_STORAGE_TYPES},
-        ("torch._utils", "_rebuild_tensor_v2"): None,
-        ("torch._utils", "_rebuild_parameter"): None,
-        ("torch._utils", "_rebuild_parameter_with_state"): None,
-        ("torch", "UntypedStorage"): None,
-        ("torch._utils", "_rebuild_tensor_v3"): None,
-        **{("torch", str(dtype).removeprefix("torch.")): None for dtype in safe_pickle.TORCH_STORAGE_TYPES.values()},
-        ("torch", "Size"): None,
-        ("torch", "device"): None,
-        ("collections", "OrderedDict"): None,
-        ("argparse", "Namespace"): None,
-        ("builtins", "set"): None,
-        ("builtins", "frozenset"): None,
-        ("__builtin__", "set"): None,  # protocol 2 (torch.save's) keeps Python 2's module names
-        ("__builtin__", "frozenset"): None,
-        ("_codecs", "encode"): None,
-    },
-    # Module.state_dict() returns an OrderedDict carrying `_metadata` (BUILD with that attribute).
-    buildable=frozenset({("argparse", "Namespace"), ("collections", "OrderedDict")}),
-    dict_like=frozenset({("collections", "OrderedDict")}),
-    persistent_ids=True,
+# What a rosinality checkpoint's pickle may name: torch.save's list and the training arguments.
+ROSINALITY_PICKLE = dataclasses.replace(
+    TORCH_SAVE_PICKLE,
+    globals={**TORCH_SAVE_PICKLE.globals, ("argparse", "Namespace"): None},
+    buildable=TORCH_SAVE_PICKLE.buildable | {("argparse", "Namespace")},
 )
 
 
@@ -87,50 +63,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def _load(path: Path) -> Any:
-    source = path.name
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
-    if size == 0:
-        raise CheckpointError(f"cannot read {source}: the file is empty")
-    is_zip = zipfile.is_zipfile(path)
-    try:
-        if is_zip:
-            _scan_zip(path, source, size)
-        else:
-            _scan_legacy(path, source, size)
-    except StyleliftError:
-        raise
-    except OSError as e:
-        raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-    except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e))
-        if found:
-            raise safe_pickle.refusal(source, found.group(1)) from None
-        raise CheckpointError(f"cannot read {source}: {_first_line(e)}") from None
-    except Exception as e:  # torch raises many types on corrupt input; report them as one line
-        raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {_first_line(e)})") from None
-
-
-def _scan_zip(path: Path, source: str, size: int) -> None:
-    """Check the zip-format torch.save file's entries and scan its pickle."""
-    data = read_zip_pickle(path, source)
-    safe_pickle.scan(io.BytesIO(data), 0, len(data), source, ROSINALITY_PICKLE)
-
-
-def _scan_legacy(path: Path, source: str, size: int) -> None:
-    """Scan the pickles of a legacy torch.save stream: magic, protocol, system info, data, keys."""
-    plain = safe_pickle.PLAIN_DATA
-    with open(path, "rb") as f:
-        pos = 0
-        for allow in (plain, plain, plain, ROSINALITY_PICKLE, plain):
-            pos = safe_pickle.scan(f, pos, size, source, allow)
+    return load_torch_file(path, allow=ROSINALITY_PICKLE, safe_globals=(argparse.Namespace,))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,11 @@ def vgg16_weights_available(explicit: Optional[Path] = None) -> bool:
 
 
 def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
+    from ..models.torch_files import load_torch_file
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+        state = load_torch_file(path)
+    except (CheckpointError, OSError) as e:
         raise MissingWeightsError(f"cannot read VGG16 weights {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(state, dict) or "features.0.weight" not in state:
         raise MissingWeightsError(f"{path} is not a torchvision VGG16 state dict (no features.0.weight)")
