@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -36,20 +38,41 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn expected errors into one red line on stderr and exit code 1 (130 on Ctrl-C)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM (kill, a closing terminal, a batch scheduler) unwinds like Ctrl-C, so the
+            # temporary files of half-done writes are removed and existing outputs stay as they were
+            signal.signal(signal.SIGTERM, _terminated)
         try:
             return fn(*args, **kwargs)
-        except (StyleliftError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
             fail(str(e))
+        except MemoryError:
+            fail("out of memory: ask for fewer images, frames or samples at once")
         except KeyboardInterrupt:
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130)
 
     return wrapper
+
+
+MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
+MAX_LIST = 100_000  # items one option may name
+
+
+def finite(value: Optional[float]) -> Optional[float]:
+    """Option callback: NaN and infinity are not settings."""
+    if value is not None and not np.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
@@ -63,6 +86,10 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise typer.BadParameter(f"range {part!r} in {what} runs backwards")
+        if what == "seeds" and hi > MAX_SEED:
+            raise typer.BadParameter(f"seed {hi} in {what} {text!r} is above {MAX_SEED} (seeds are 32-bit)")
+        if len(out) + hi - lo + 1 > MAX_LIST:
+            raise typer.BadParameter(f"{what} {text!r} names more than {MAX_LIST} items")
         out.extend(range(lo, hi + 1))
     return out
 
@@ -93,7 +120,7 @@ def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention).")] = None,
     latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
-    trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).")] = 1.0,
+    trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=finite)] = 1.0,
     trunc_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only the first N ws.")] = None,
     noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
     class_idx: Annotated[Optional[int], typer.Option("--class", help="Class label (conditional networks).")] = None,
@@ -114,8 +141,9 @@ def generate(
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = parse_int_list(seeds) if seeds is not None else None
     dev = resolve_device(device)
+    if outdir.exists() and not outdir.is_dir():
+        fail(f"--outdir {outdir} is a file, not a folder")
     G = load_generator(network, device=dev)
-    outdir.mkdir(parents=True, exist_ok=True)
     if seed_list is not None:
         images = generation.generate_from_seeds(
             G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode, class_idx=class_idx, device=dev
@@ -124,6 +152,7 @@ def generate(
     else:
         images = generation.generate_from_latent_file(G, latents, noise_mode=noise_mode, device=dev)
         names = [f"{latents.stem}{i:02d}.png" for i in range(len(images))]
+    outdir.mkdir(parents=True, exist_ok=True)
     generation.write_images(images, [outdir / n for n in names], grid_path=outdir / "grid.png" if grid else None)
     typer.echo(f"wrote {len(images)} image{'s' * (len(images) != 1)} to {outdir}/")
 
@@ -152,6 +181,7 @@ def convert(
     if dest.exists() and not overwrite:
         fail(f"{dest} exists; pass --overwrite to replace it")
     G = load_generator(source)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     save_generator(G, dest)
     typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
 
@@ -159,11 +189,13 @@ def convert(
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
-def expand_photos(items: list[str]) -> list[Path]:
-    """Files, folders (their images, sorted) and globs -> photo paths, in order, without repeats."""
+def expand_photos(items: list[str]) -> tuple[list[Path], int]:
+    """Files, folders (their images, sorted) and globs -> (photo paths in order without repeats,
+    the number of globs that matched nothing, each reported in one line: a failure of the run)."""
     import glob
 
     out: list[Path] = []
+    misses = 0
     for item in items:
         path = Path(item)
         if path.is_dir():
@@ -172,10 +204,11 @@ def expand_photos(items: list[str]) -> list[Path]:
             matches = sorted(Path(p) for p in glob.glob(item))
             if not matches:
                 typer.secho(f"error: no photo matches {item}", fg=typer.colors.RED, err=True)
+                misses += 1
             out += matches
         else:
             out.append(path)
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(out)), misses
 
 
 @app.command()
@@ -199,16 +232,15 @@ def align(
         raise typer.BadParameter("--size must be at least 16")
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
-    paths = expand_photos(photos)
+    paths, failed = expand_photos(photos)
     if not paths:
         fail("no photos given")
     outdir.mkdir(parents=True, exist_ok=True)
-    failed = 0
     for path in paths:
         try:
             image = load_photo(path)
             faces = align_faces(image, size=size, cnn=cnn, name=path.name, only=None if all_faces else (face_index or 0))
-        except (StyleliftError, FileNotFoundError) as e:
+        except (StyleliftError, OSError) as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
@@ -248,7 +280,7 @@ def project(
         raise typer.BadParameter("--space must be w or w+")
     if steps < 1 or batch_size < 1:
         raise typer.BadParameter("--steps and --batch-size must be at least 1")
-    paths = expand_photos(photos)
+    paths, misses = expand_photos(photos)
     if not paths:
         fail("no photos given")
     job = ProjectJob(
@@ -256,7 +288,7 @@ def project(
         init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite,
     )
-    failures = run_project_job(job, paths, report=lambda msg, error=False: typer.secho(msg, fg=typer.colors.RED if error else None, err=error))
+    failures = misses + run_project_job(job, paths, report=lambda msg, error=False: typer.secho(msg, fg=typer.colors.RED if error else None, err=error))
     if failures:
         raise typer.Exit(1)
 

@@ -8,13 +8,24 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from .cli import DEFAULT_NETWORK, DeviceOpt, NetworkOpt, app, fail, parse_int_list, resolve_device, user_errors
+from .cli import DEFAULT_NETWORK, DeviceOpt, NetworkOpt, app, fail, finite, parse_int_list, resolve_device, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
 
-TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).")]
-BatchOpt = Annotated[int, typer.Option(help="Images rendered per network call.")]
+TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=finite)]
+BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Images rendered per network call.")]
+FpsOpt = Annotated[int, typer.Option(min=1, max=240, help="Frames per second of a video.")]
+MAX_VALUES = 10_000  # values one START:STOP:COUNT may ask for
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def check_out(out: Path, *, video: bool) -> None:
+    """Refuse an output name whose format we cannot write, before any work is done."""
+    ok = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
+    if out.suffix.lower() not in ok:
+        raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
 
 
 def parse_range(text: str, *, what: str) -> list[float]:
@@ -22,10 +33,14 @@ def parse_range(text: str, *, what: str) -> list[float]:
     try:
         if ":" in text:
             lo, hi, n = text.split(":")
-            if int(n) < 1:
+            if not 1 <= int(n) <= MAX_VALUES:
                 raise ValueError
-            return [float(v) for v in np.linspace(float(lo), float(hi), int(n))]
-        return [float(v) for v in text.split(",")]
+            values = [float(v) for v in np.linspace(float(lo), float(hi), int(n))]
+        else:
+            values = [float(v) for v in text.split(",")]
+        if len(values) > MAX_VALUES or not np.isfinite(values).all():
+            raise ValueError
+        return values
     except ValueError:
         raise typer.BadParameter(f"cannot read {what} {text!r}; use START:STOP:COUNT or a comma list") from None
 
@@ -52,8 +67,9 @@ def load(network: str, device: str):
 def save_output(images: list[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
     from .images import make_grid, save_image, write_video
 
+    check_out(out, video=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in (".mp4", ".gif"):
+    if out.suffix.lower() in VIDEO_SUFFIXES:
         write_video(out, images, fps=fps)
     else:
         save_image(make_grid(images, cols=cols), out)
@@ -77,6 +93,7 @@ def truncation_sweep(
     from .editing import truncate
     from .generation import latents_for_items, render_ws
 
+    check_out(out, video=False)
     G, dev = load(network, device)
     psis = parse_range(psi, what="--psi")
     ws = latents_for_items(G, [str(s) for s in parse_int_list(seeds)], device=dev)
@@ -100,6 +117,7 @@ def mix(
     from .editing import mixing_grid, parse_layers
     from .generation import latents_for_items, render_ws
 
+    check_out(out, video=False)
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
     row_ws = latents_for_items(G, split_items(rows), truncation_psi=trunc, device=dev)
@@ -119,8 +137,8 @@ def mix(
 def interpolate(
     items: Annotated[list[str], typer.Argument(help="Two or more seeds and/or latent files.")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    frames: Annotated[int, typer.Option(help="Frames in all.")] = 60,
-    fps: Annotated[int, typer.Option(help="Frames per second of the video.")] = 30,
+    frames: Annotated[int, typer.Option(max=MAX_VALUES, help="Frames in all.")] = 60,
+    fps: FpsOpt = 30,
     space: Annotated[str, typer.Option(help="w (lerp of ws) or z (slerp of z, seeds only).")] = "w",
     loop: Annotated[bool, typer.Option("--loop", help="Return to the first item at the end.")] = False,
     easing: Annotated[str, typer.Option(help="linear or smooth.")] = "linear",
@@ -142,8 +160,10 @@ def interpolate(
         raise typer.BadParameter("--space must be w or z, --easing linear or smooth")
     if frames < 2:
         raise typer.BadParameter("--frames must be at least 2")
-    if not grid and out.suffix.lower() not in (".mp4", ".gif"):
+    if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
+    if grid and out.suffix.lower() not in VIDEO_SUFFIXES:
+        check_out(out, video=False)
     G, dev = load(network, device)
     if space == "z":
         if not all(is_seed(i) for i in items):
@@ -174,7 +194,7 @@ def edit(
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
     out: Annotated[Path, typer.Option(help="grid .png, or .mp4/.gif for a video.")] = Path("edit.png"),
-    fps: Annotated[int, typer.Option(help="Frames per second of a video.")] = 10,
+    fps: FpsOpt = 10,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -186,9 +206,10 @@ def edit(
     from .generation import is_seed, latents_for_items, render_ws, stored_noises
     from .latents import load_latents
 
+    check_out(out, video=True)
+    strengths = parse_range(strength, what="--strength")
     G, dev = load(network, device)
     d = resolve_direction(direction, G)
-    strengths = parse_range(strength, what="--strength")
     layers = layers or d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers else None
     ws = latents_for_items(G, [item], truncation_psi=trunc, device=dev)
@@ -214,7 +235,14 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     if not photo_path or not Path(photo_path).is_file():
         fail("--paste-back: pass the original photo with --photo PATH")
     original = load_photo(photo_path)
-    face = AlignedFace(image=None, landmarks=np.zeros([68, 2]), quad=np.array(align["quad"], dtype=np.float64), box=tuple(align["box"]), source_size=tuple(align["source_size"]))
+    try:
+        quad = np.array(align["quad"], dtype=np.float64).reshape(4, 2)
+        box, size = tuple(int(v) for v in align["box"]), tuple(int(v) for v in align["source_size"])
+        if len(box) != 4 or len(size) != 2 or not np.isfinite(quad).all():
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        fail(f"--paste-back: the alignment record in {item} is damaged (it needs quad, box and source_size)")
+    face = AlignedFace(image=None, landmarks=np.zeros([68, 2]), quad=quad, box=box, source_size=size)
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
 
 
@@ -228,7 +256,7 @@ def directions_learn(
     attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier), or any name with --labels.")],
     out: Annotated[Path, typer.Option(help="Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    samples: Annotated[int, typer.Option(help="Latents to sample and label.")] = 1000,
+    samples: Annotated[int, typer.Option(min=10, max=10_000_000, help="Latents to sample and label.")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[Path], typer.Option("--condition", help="Remove the component along this direction (.npy).")] = None,
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
@@ -242,6 +270,8 @@ def directions_learn(
     from .editing import parse_layers, save_direction
     from .editing.learn import learn_direction
 
+    if out.suffix.lower() != ".npy":
+        raise typer.BadParameter(f"--out {out}: a direction file ends in .npy")
     G, dev = load(network, device)
     if layers:
         parse_layers(layers, G.layer_resolutions)  # a bad spec fails now, not after the labelling
@@ -264,7 +294,7 @@ def directions_sefa(
     outdir: Annotated[Path, typer.Option(help="Folder for sefa_00.npy, ...")] = Path("directions"),
     network: NetworkOpt = DEFAULT_NETWORK,
     layers: Annotated[Optional[str], typer.Option(help="Layers whose affines to factorise (default all).")] = None,
-    k: Annotated[int, typer.Option(help="How many directions.")] = 10,
+    k: Annotated[int, typer.Option(min=1, max=4096, help="How many directions.")] = 10,
 ) -> None:
     """Closed-form factorisation of the style affine weights (SeFa)."""
     from .editing import Direction, parse_layers, save_direction, sefa
@@ -275,7 +305,8 @@ def directions_sefa(
     vecs, values = sefa(G, layers=idx, k=k)
     outdir.mkdir(parents=True, exist_ok=True)
     for i, (v, ev) in enumerate(zip(vecs, values)):
-        save_direction(outdir / f"sefa_{i:02d}.npy", Direction(v[None], {"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": idx}))
+        meta = {"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers}  # layers: the spec `edit` reads
+        save_direction(outdir / f"sefa_{i:02d}.npy", Direction(v[None], meta))
     typer.echo(f"wrote {len(vecs)} directions to {outdir}/")
 
 
@@ -284,8 +315,8 @@ def directions_sefa(
 def directions_pca(
     outdir: Annotated[Path, typer.Option(help="Folder for pca_00.npy, ...")] = Path("directions"),
     network: NetworkOpt = DEFAULT_NETWORK,
-    samples: Annotated[int, typer.Option(help="Sampled w.")] = 10_000,
-    k: Annotated[int, typer.Option(help="How many components.")] = 10,
+    samples: Annotated[int, typer.Option(min=2, max=10_000_000, help="Sampled w.")] = 10_000,
+    k: Annotated[int, typer.Option(min=1, max=4096, help="How many components.")] = 10,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
     """Principal components of sampled w (GANSpace)."""
@@ -312,13 +343,13 @@ app.add_typer(encoder_app, name="encoder")
 def encoder_train(
     out: Annotated[Path, typer.Option(help="Encoder checkpoint to write (also written every --checkpoint-every steps).")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    steps: Annotated[int, typer.Option(help="Training steps in all (a resumed run continues to this count).")] = 20_000,
-    batch_size: Annotated[int, typer.Option(help="Generated images per step.")] = 8,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-4,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps in all (a resumed run continues to this count).")] = 20_000,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
+    lr: Annotated[float, typer.Option(min=0, max=1, help="Adam learning rate.", callback=finite)] = 1e-4,
     backbone: Annotated[str, typer.Option(help="resnet18 or resnet34.")] = "resnet18",
     input_resolution: Annotated[int, typer.Option(help="Encoder input size.")] = 256,
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the sampled training latents.")] = 0,
     device: DeviceOpt = "auto",
@@ -372,15 +403,17 @@ def encoder_run(
     from .models.encoder import load_encoder
     from .projector.run import ProjectJob, prepare
 
+    paths, failed = expand_photos(photos)
+    if not paths:
+        fail("no photos given")
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
-    failed = 0
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
-    for path in expand_photos(photos):
+    for path in paths:
         try:
             item = prepare(path, job, G.img_resolution)
-        except (StyleliftError, FileNotFoundError) as e:
+        except (StyleliftError, OSError) as e:
             typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
             failed += 1
             continue

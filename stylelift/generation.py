@@ -16,7 +16,19 @@ from .latents import load_latents
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
     """NVIDIA's convention: `np.random.RandomState(seed).randn(1, z_dim)` (float64)."""
+    if not 0 <= seed < 2**32:
+        raise InputError(f"seed {seed} is outside 0..{2**32 - 1} (seeds are 32-bit)")
     return np.random.RandomState(seed).randn(1, z_dim)
+
+
+def check_made_for(G, latents, name: str) -> None:
+    """Refuse a latent file whose shape or recorded network does not match G."""
+    from .models import network_id
+
+    latents.check_fits(G.num_ws, G.w_dim, name=name)
+    made_for = latents.meta.get("network_id")
+    if made_for and made_for != network_id(G):
+        raise InputError(f"{name} was made for network {made_for}, not this one ({network_id(G)})")
 
 
 def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
@@ -61,7 +73,7 @@ def generate_from_seeds(
 def generate_from_latent_file(G, path: os.PathLike, *, noise_mode: str = "const", device="cpu") -> list[np.ndarray]:
     """Render each w of a latent file (NVIDIA's --projected-w); stored noise maps are used when present."""
     latents = load_latents(path)
-    latents.check_fits(G.num_ws, G.w_dim, name=Path(path).name)
+    check_made_for(G, latents, Path(path).name)
     noises = stored_noises(G, latents.noises, device) if latents.noises else None
     images = []
     for w in torch.from_numpy(latents.w).to(device):
@@ -100,7 +112,6 @@ def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, t
 
     A latent file contributes its first latent; a file made for another network is refused.
     """
-    from .models import network_id
 
     out = []
     for item in items:
@@ -113,10 +124,7 @@ def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, t
         if not path.exists():
             raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
-        latents.check_fits(G.num_ws, G.w_dim, name=path.name)
-        made_for = latents.meta.get("network_id")
-        if made_for and made_for != network_id(G):
-            raise InputError(f"{path.name} was made for network {made_for}, not this one ({network_id(G)})")
+        check_made_for(G, latents, path.name)
         out.append(torch.from_numpy(latents.w[:1]).to(device))
     return torch.cat(out)
 

@@ -47,6 +47,8 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no latent file {path}")
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise InputError(f"{path.name} is not a readable .npz latent file: a latent file is an archive with a 'w' array (np.savez writes one)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "w" not in data.files:
@@ -62,14 +64,15 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                     meta = json.loads(str(data["meta"]))
                 except json.JSONDecodeError:
                     meta = {}
+                meta = meta if isinstance(meta, dict) else {}  # readable, but not the metadata stylelift writes
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         if isinstance(e, InputError):
             raise
         raise InputError(f"{path.name} is not a readable .npz latent file ({e})") from None
     if w.ndim == 2:  # a single [num_ws, w_dim] code
         w = w[None]
-    if w.ndim != 3:
-        raise InputError(f"{path.name}: 'w' must be [N, num_ws, w_dim], got shape {list(w.shape)}")
+    if w.ndim != 3 or 0 in w.shape:
+        raise InputError(f"{path.name}: 'w' must be [N, num_ws, w_dim] with N >= 1, got shape {list(w.shape)}")
     if not np.isfinite(w).all():
         raise InputError(f"{path.name}: 'w' contains NaN or infinite values")
     return LatentFile(w=w, noises=noises, meta=meta)

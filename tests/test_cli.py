@@ -95,3 +95,85 @@ def test_info_and_convert(tmp_path, net):
     r = invoke("convert", net, dest)
     assert r.exit_code == 1 and "--overwrite" in r.output
     assert invoke("convert", net, dest, "--overwrite").exit_code == 0
+
+
+@pytest.fixture
+def odd_files(tmp_path, net):
+    """Files a user might hand in by mistake, and one file standing where a folder should be."""
+    G = tiny_generator()
+    (tmp_path / "afile").write_text("x")
+    np.save(tmp_path / "w.npy", np.zeros([1, G.num_ws, G.w_dim], np.float32))
+    save_latents(tmp_path / "other.npz", LatentFile(w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta={"network_id": "someone-else"}))
+    np.savez(tmp_path / "listmeta.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array("[1, 2]"))
+    np.savez(tmp_path / "dir.npz", x=np.ones([1, G.w_dim], np.float32))
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    return tmp_path
+
+
+BAD_INVOCATIONS = {
+    # an existing file where the output folder should be
+    "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
+    "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, None),
+    "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, None),
+    # formats and counts checked before any work
+    "unknown-image-suffix": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/t.xyz"], 2, "must end in"),
+    "no-suffix": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/m"], 2, "must end in"),
+    "direction-out-not-npy": (["directions", "learn", "--attribute", "x", "--labels", "{d}/l.csv", "--out", "{d}/d.xyz"], 2, ".npy"),
+    "batch-size-0": (["truncation-sweep", "--seeds", "0", "--batch-size", "0", "--out", "{d}/t.png"], 2, None),
+    "fps-0": (["interpolate", "0", "1", "--frames", "2", "--fps", "0", "--out", "{d}/i.gif"], 2, None),
+    "frames-huge": (["interpolate", "0", "1", "--frames", "100000000000", "--out", "{d}/i.gif"], 2, None),
+    "psi-count-huge": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:100000000000", "--out", "{d}/t.png"], 2, None),
+    "psi-nan": (["truncation-sweep", "--seeds", "0", "--psi", "nan", "--out", "{d}/t.png"], 2, None),
+    "trunc-nan": (["generate", "--seeds", "0", "--trunc", "nan", "--outdir", "{d}/o"], 2, None),
+    "strength-inf": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "inf", "--out", "{d}/e.png"], 2, None),
+    "seed-above-32-bits": (["generate", "--seeds", "99999999999", "--outdir", "{d}/o"], 2, "32-bit"),
+    "seed-item-above-32-bits": (["mix", "--rows", "99999999999", "--cols", "1", "--out", "{d}/m.png"], 1, "32-bit"),
+    "sefa-k-0": (["directions", "sefa", "--k", "0", "--outdir", "{d}/s"], 2, None),
+    # files of the wrong kind
+    "npy-as-latent": (["generate", "--latents", "{d}/w.npy", "--outdir", "{d}/o"], 1, "not a readable .npz"),
+    "meta-not-an-object": (["mix", "--rows", "{d}/listmeta.npz", "--cols", "1", "--out", "{d}/m.png"], 0, None),
+    "latent-of-another-network": (["generate", "--latents", "{d}/other.npz", "--outdir", "{d}/o"], 1, "made for network someone-else"),
+    "npz-as-direction": (["edit", "0", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 1, "an .npz archive"),
+    "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
+    "missing-perceptual-weights": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}/none.pth", "--outdir", "{d}/p"], 1, "no such file"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_INVOCATIONS)
+def test_bad_invocations_end_in_one_line_and_leave_nothing_behind(odd_files, net, name):
+    args, code, fragment = BAD_INVOCATIONS[name]
+    args = [a.format(d=odd_files, net=net) for a in args]
+    if args[0] not in ("convert",):
+        args += ["--network", str(net)]
+    before = sorted(p.name for p in odd_files.rglob("*"))
+    r = invoke(*args)
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    if code == 1:
+        assert r.output.strip().startswith("error:") and r.output.strip().count("\n") == 0, r.output
+    if fragment:
+        assert fragment in r.output
+    if code:
+        assert not [p for p in odd_files.rglob("*") if ".tmp-" in p.name]
+        assert (odd_files / "afile").read_text() == "x"
+        assert sorted(p.name for p in odd_files.rglob("*")) == before  # nothing new, nothing lost
+
+
+def test_sefa_layers_are_recorded_so_that_edit_can_use_them(tmp_path, net):
+    r = invoke("directions", "sefa", "--network", net, "--layers", "0-3", "--k", "2", "--outdir", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    r = invoke("edit", "0", "--network", net, "--direction", tmp_path / "s" / "sefa_00.npy", "--strength", "-1:1:3", "--out", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "e.png").size == (3 * 16, 16)
+
+
+def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
+    folder = tmp_path / "ph"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "a.jpg"):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / name)
+    r = invoke("project", folder, "--network", net, "--no-align", "--steps", "1", "--no-video", "--outdir", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 1
+    assert "same name" in r.output
+    assert (tmp_path / "out" / "a.npz").exists()

@@ -42,8 +42,8 @@ def _sidecar(path: Path) -> Path:
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     """Write DIR.npy and DIR.json atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        np.save(tmp, np.asarray(direction.vector, dtype=np.float32).reshape(1, -1))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no .npy to the name
+        np.save(f, np.asarray(direction.vector, dtype=np.float32).reshape(1, -1))
     write_text_atomic(_sidecar(path), json.dumps(direction.meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -56,6 +56,9 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         vec = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise InputError(f"{path.name} is not a readable .npy direction ({e})") from None
+    if not isinstance(vec, np.ndarray):  # an .npz archive
+        vec.close()
+        raise InputError(f"{path.name} is an .npz archive; a direction is one .npy array [1, w_dim]")
     if vec.ndim == 1:
         vec = vec[None]
     if vec.ndim != 2 or vec.shape[0] != 1 or not np.issubdtype(vec.dtype, np.floating):
@@ -69,8 +72,9 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     if _sidecar(path).exists():
         try:
             meta = json.loads(_sidecar(path).read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             meta = {}
+        meta = meta if isinstance(meta, dict) else {}
     return Direction(vec.astype(np.float32) / norm, meta)
 
 

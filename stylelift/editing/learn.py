@@ -25,19 +25,25 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
     if not path.exists():
         raise FileNotFoundError(f"no labels file {path}")
     items, labels = [], []
-    with open(path, newline="") as f:
-        for row in csv.reader(f):
-            if not row or row[0].strip().startswith("#"):
-                continue
-            if len(row) < 2:
-                raise InputError(f"{path.name}: each row needs item,label; got {row}")
-            try:
-                labels.append(float(row[1]))
-            except ValueError:
-                if not items and not labels:
-                    continue  # header
-                raise InputError(f"{path.name}: label {row[1]!r} is not a number") from None
-            items.append(row[0].strip())
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise InputError(f"{path.name} is not a CSV text file ({type(e).__name__})") from None
+    for row in rows:
+        if not row or row[0].strip().startswith("#"):
+            continue
+        if len(row) < 2:
+            raise InputError(f"{path.name}: each row needs item,label; got {row}")
+        try:
+            label = float(row[1])
+        except ValueError:
+            if not items and not labels:
+                continue  # header
+            raise InputError(f"{path.name}: label {row[1]!r} is not a number") from None
+        if not np.isfinite(label):
+            raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
+        labels.append(label)
+        items.append(row[0].strip())
     if len(items) < 4:
         raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
     return items, np.array(labels)

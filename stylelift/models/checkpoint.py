@@ -206,6 +206,8 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
 def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
     """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
     path = Path(path)
+    if not isinstance(G, Generator):
+        raise CheckpointError(f"stylelift's network format holds StyleGAN2 generators; {getattr(G, 'source', type(G).__name__)} is a {type(G).__name__} (load it by its own name or file)")
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
     info = {k: v for k, v in info.items() if v is not None}

@@ -46,9 +46,9 @@ class EncoderConfig:
 
     def __post_init__(self):
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
-        if self.input_resolution < 32:
-            raise ValueError("input_resolution must be at least 32")
+            raise InputError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+        if not isinstance(self.input_resolution, int) or not 32 <= self.input_resolution <= 4096:
+            raise InputError(f"input_resolution must be an integer from 32 to 4096, got {self.input_resolution!r}")
 
 
 class Encoder(nn.Module):

@@ -57,6 +57,7 @@ def write_projection(
     fps: int = 30,
 ) -> None:
     files.outdir.mkdir(parents=True, exist_ok=True)
+    files.metrics.unlink(missing_ok=True)  # the "done" mark goes first and comes back last: a failed redo is not done
     save_latents(files.latent, latents)
     save_image(target, files.path("_target.png"))
     save_image(projection, files.path("_proj.png"))

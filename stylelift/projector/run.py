@@ -65,6 +65,8 @@ class Prepared:
 
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
     """`auto` -> LPIPS when its weights exist, else the offline mix (face terms for aligned faces only)."""
+    if perceptual_weights is not None and not Path(perceptual_weights).is_file():
+        raise InputError(f"--perceptual-weights {perceptual_weights}: no such file")
     if spec != "auto":
         return spec
     if lpips_available(perceptual_weights):
@@ -103,8 +105,10 @@ def _init_latents(job: ProjectJob, G):
         return load_encoder(path, G=G, device=job.device)[0]
     if path.suffix.lower() != ".npz":
         raise InputError(f"--init must be avg, a latent .npz or an encoder .pt, got {job.init}")
+    from ..generation import check_made_for
+
     latents = load_latents(path)
-    latents.check_fits(G.num_ws, G.w_dim, name=path.name)
+    check_made_for(G, latents, path.name)
     return torch.from_numpy(latents.w[:1])
 
 
@@ -116,15 +120,19 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     loss = resolve_loss(job.loss, job.perceptual_weights, aligned=job.align)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
-    todo, failures = [], 0
+    todo, failures, stems = [], 0, {}
     for path in paths:
+        if stems.setdefault(path.stem, path) != path:  # NAME.npz etc. would overwrite the other photo's
+            report(f"error: {path}: its outputs would overwrite those of {stems[path.stem]} (same name); rename it or project it with another --outdir", error=True)
+            failures += 1
+            continue
         files = ProjectionFiles(job.outdir, path.stem)
         if files.done() and not job.overwrite:
             report(f"{path.name}: already done (use --overwrite to redo)")
             continue
         try:
             todo.append(prepare(path, job, G.img_resolution))
-        except (StyleliftError, FileNotFoundError) as e:
+        except (StyleliftError, OSError) as e:
             report(f"error: {e}", error=True)
             failures += 1
     meta_base = {
@@ -144,7 +152,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
             raise
-        except StyleliftError as e:
+        except (StyleliftError, OSError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
             for item in batch:
                 report(f"error: {item.path.name}: {e}", error=True)
             failures += len(batch)
