@@ -168,6 +168,19 @@ def test_the_generator_is_not_modified():
     assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
     assert G.synthesis.b8.conv1.weight.requires_grad and not G.synthesis.b8.conv0.weight.requires_grad
     assert G.synthesis.b8.conv1.weight.grad is None
+    assert not [m for m in G.modules() if getattr(m, "_frozen_cache", None) is not None]  # no copy of the weights left on it
+
+
+def test_w_statistics_follow_changes_to_the_mapping_weights():
+    from stylelift.projector.project import w_statistics
+
+    G = tiny_generator()
+    avg, std = w_statistics(G, samples=500)
+    assert w_statistics(G, samples=500)[1] == std  # cached
+    with torch.no_grad():
+        G.mapping.fc1.weight.mul_(3)
+    avg3, std3 = w_statistics(G, samples=500)
+    assert std3 != pytest.approx(std, rel=1e-3) and not torch.allclose(avg3, avg)
 
 
 def test_init_from_latents_and_bad_shapes():

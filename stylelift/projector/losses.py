@@ -260,11 +260,23 @@ def _lpips(target: Tensor, ctx: LossContext) -> Term:
     return lambda synth: model(synth, target).reshape(-1)
 
 
+_LPIPS_MODELS: dict[tuple[str, str, int], nn.Module] = {}  # frozen, so one per weights file and device serves every call
+
+
 def load_lpips(ctx: LossContext) -> nn.Module:
     """lpips.LPIPS(net='vgg') with its backbone filled from local torchvision VGG16 weights."""
+    path = find_vgg16_weights(ctx.perceptual_weights)
+    key = (str(torch.device(ctx.device)), str(path.resolve()), path.stat().st_mtime_ns)
+    if key not in _LPIPS_MODELS:
+        _LPIPS_MODELS.clear()  # keep one: a 1024 projection does not need last run's copy
+        _LPIPS_MODELS[key] = _build_lpips(ctx, path)
+    return _LPIPS_MODELS[key]
+
+
+def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
     import lpips
 
-    state = _load_vgg16_state(find_vgg16_weights(ctx.perceptual_weights))
+    state = _load_vgg16_state(path)
     model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
     backbone = {}
     for k, v in state.items():

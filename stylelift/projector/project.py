@@ -51,20 +51,23 @@ class ProjectionResult:
     noises: Optional[list[Tensor]]  # per noise layer [N, 1, r, r]; None when noise was not optimised
     image: Tensor  # [N, C, H, W] in [-1, 1]: synthesis(ws, noises) at full resolution
     history: list[dict] = field(default_factory=list)  # per step: lr, loss terms (batch means)
-    final_loss: Optional[Tensor] = None  # [N] distance at the last step
+    final_loss: Optional[Tensor] = None  # [N] distance measured in the last step, before its update
 
 
 StepCallback = Callable[[int, Tensor, dict], None]  # (step, working-res synth [N,C,R,R], losses)
 
-_w_stats: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[Tensor, float]]" = weakref.WeakKeyDictionary()
+_w_stats: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, Tensor, float]]" = weakref.WeakKeyDictionary()
 
 
 @torch.no_grad()
 def w_statistics(G, samples: int = W_STAT_SAMPLES, seed: int = W_STAT_SEED) -> tuple[Tensor, float]:
-    """(w_avg [w_dim], w_std scalar) from mapped samples, cached per network."""
-    if G in _w_stats:
-        return _w_stats[G]
+    """(w_avg [w_dim], w_std scalar) from mapped samples, cached per network while its mapping
+    weights, device and these arguments stay the same."""
     device = G.w_avg.device
+    key = (device, samples, seed, tuple((p.data_ptr(), p._version) for p in G.mapping.parameters()))
+    cached = _w_stats.get(G)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
     gen = torch.Generator().manual_seed(seed)
     ws = []
     for start in range(0, samples, 1000):
@@ -76,7 +79,7 @@ def w_statistics(G, samples: int = W_STAT_SAMPLES, seed: int = W_STAT_SEED) -> t
     w = torch.cat(ws)
     w_avg = w.mean(0)
     w_std = float(((w - w_avg).square().sum() / samples) ** 0.5)
-    _w_stats[G] = (w_avg, w_std)
+    _w_stats[G] = (key, w_avg, w_std)
     return w_avg, w_std
 
 
@@ -168,6 +171,9 @@ def project(
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)
+        for m in G.modules():  # the layers' copies of their frozen weights (stylegan2.SynthesisLayer) go too
+            if getattr(m, "_frozen_cache", None) is not None:
+                m._frozen_cache = None
 
 
 def _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback):
