@@ -153,7 +153,7 @@ def crop_ffhq(image: Image.Image, quad: np.ndarray, size: int = 1024, *, oversam
     qsize = np.hypot(*(quad[3] - quad[0]))
     img = image
     # Shrink very large photos first (box filter quality, and speed).
-    shrink = int(np.floor(qsize / size * 0.5))
+    shrink = _shrink_factor(qsize, size)
     if shrink > 1:
         img = img.resize((int(np.rint(img.size[0] / shrink)), int(np.rint(img.size[1] / shrink))), Image.Resampling.LANCZOS)
         quad /= shrink
@@ -170,7 +170,7 @@ def crop_ffhq(image: Image.Image, quad: np.ndarray, size: int = 1024, *, oversam
     pad = np.array([max(-lo[0] + border, 0), max(-lo[1] + border, 0), max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0)])
     if pad.max() > border - 4:
         pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
-        img = _reflect_pad_blurred(img, pad, blur=qsize * 0.02)
+        img = _reflect_pad_blurred(img, pad, blur=float(qsize * 0.02))
         quad += pad[:2]
     # Transform (4x oversampled, then a good downsample).
     big = size * oversample
@@ -178,6 +178,21 @@ def crop_ffhq(image: Image.Image, quad: np.ndarray, size: int = 1024, *, oversam
     if big != size:
         img = img.resize((size, size), Image.Resampling.LANCZOS)
     return img
+
+
+def _shrink_factor(qsize: float, size: int) -> int:
+    return int(np.floor(qsize / size * 0.5))
+
+
+def _sampled_quad(quad: np.ndarray, size: int, source_size: tuple[int, int]) -> np.ndarray:
+    """The corners (pixel-corner convention, original photo) that crop_ffhq's QUAD transform sampled:
+    quad + 0.5, or for a shrunk photo quad / s + 0.5 in the shrunk photo, scaled back up."""
+    shrink = _shrink_factor(np.hypot(*(quad[3] - quad[0])), size)
+    if shrink <= 1:
+        return quad + 0.5
+    w, h = source_size
+    scale = np.array([w / np.rint(w / shrink), h / np.rint(h / shrink)])
+    return (quad / shrink + 0.5) * scale
 
 
 def _reflect_pad_blurred(img: Image.Image, pad: np.ndarray, blur: float) -> Image.Image:
@@ -191,7 +206,7 @@ def _reflect_pad_blurred(img: Image.Image, pad: np.ndarray, blur: float) -> Imag
         1.0 - np.minimum(xx.astype(np.float32) / px0, (w - 1 - xx).astype(np.float32) / px1),
         1.0 - np.minimum(yy.astype(np.float32) / py0, (h - 1 - yy).astype(np.float32) / py1),
     )[..., None]
-    blurred = np.asarray(Image.fromarray(np.uint8(np.clip(np.rint(a), 0, 255))).filter(ImageFilter.GaussianBlur(blur)), dtype=np.float32)
+    blurred = np.asarray(Image.fromarray(np.uint8(np.clip(np.rint(a), 0, 255))).filter(ImageFilter.GaussianBlur(float(blur))), dtype=np.float32)
     a += (blurred - a) * np.clip(mask * 3.0 + 1.0, 0.0, 1.0)
     a += (np.median(a, axis=(0, 1)) - a) * np.clip(mask, 0.0, 1.0)
     return Image.fromarray(np.uint8(np.clip(np.rint(a), 0, 255)), "RGB")
@@ -237,7 +252,7 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     original = original.convert("RGB")
     size = edited.size[0]
     # Affine map: original pixel centre (x, y) -> aligned pixel coordinates (u, v).
-    q = face.quad + 0.5  # PIL's QUAD corners (pixel-centre convention used when cropping)
+    q = _sampled_quad(np.asarray(face.quad, dtype=np.float64), size, face.source_size)
     origin, ex, ey = q[0], (q[3] - q[0]) / size, (q[1] - q[0]) / size
     inv = np.linalg.inv(np.stack([ex, ey], axis=1))  # [[dx/du, dx/dv], [dy/du, dy/dv]]^-1
     # PIL AFFINE samples input at (a x + b y + c, d x + e y + f) for output pixel (x, y) (centre at +0.5).

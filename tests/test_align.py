@@ -39,6 +39,16 @@ def test_aligned_face_has_eyes_at_ffhq_positions_and_is_detected_again(photo):
     assert_canonical(face)
 
 
+def test_a_face_at_the_edge_of_the_photo_is_padded_and_aligned(photo):
+    """The FFHQ square reaches past this crop's edges: reflect padding, blurred, fills them."""
+    box = align_face(photo, size=SIZE).box
+    m = (box[2] - box[0]) // 6
+    tight = photo.crop((box[0] - m, box[1] - m, box[2] + m, box[3] + m))  # the face, cut close on all sides
+    face = align_face(tight, size=SIZE)
+    assert face.image.size == (SIZE, SIZE)
+    assert_canonical(face)
+
+
 def test_paste_back_of_the_unedited_face_reproduces_the_photo(photo):
     face = align_face(photo, size=1024)
     pasted = np.asarray(paste_back(face.image, face, photo), dtype=np.float64)
@@ -167,3 +177,22 @@ def test_face_distance_reads_any_memory_layout(photo):
 
     image = np.asarray(align_face(photo, size=256, name="astronaut").image)
     assert face_distance(image, np.asfortranarray(image)) == 0.0
+
+
+@pytest.mark.parametrize("size", [64, 128, 1024])  # the photo is shrunk by 6 and 3 first for the small ones
+def test_paste_back_maps_exactly_where_the_crop_sampled(size):
+    """On a photo whose pixel values are their own x coordinates, each aligned pixel holds the x
+    that paste_back's inverse map assigns to it (the crop shrinks big photos first: that too)."""
+    from stylelift.align import _sampled_quad, crop_ffhq
+
+    w, h = 1501, 1203
+    img = Image.fromarray(np.tile(np.arange(w, dtype=np.float32), (h, 1)), "F")
+    c, x = np.array([700.3, 600.7]), np.array([np.cos(0.3), np.sin(0.3)]) * 300
+    y = np.array([-x[1], x[0]])
+    quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+    out = np.asarray(crop_ffhq(img, quad, size=size, oversample=1))
+    q = _sampled_quad(quad, size, (w, h))
+    u = (np.arange(size) + 0.5) / size
+    xs = q[0, 0] + u[None, :] * (q[3, 0] - q[0, 0]) + u[:, None] * (q[1, 0] - q[0, 0]) - 0.5
+    inner = slice(size // 8, -(size // 8))  # away from the resampling filters' edges
+    assert np.abs(out[inner, inner] - xs[inner, inner]).mean() < 0.05
