@@ -3,10 +3,11 @@
 Follows NVIDIA's projector (Karras et al. 2020, §5 / stylegan2-ada-pytorch `projector.py`): Adam
 with a ramped learning rate, Gaussian noise on w that decays over the first 3/4 of the run, a
 noise-map regulariser and per-step renormalisation, w statistics from 10,000 mapped samples.
-Differences, on purpose: W+ as well as W (in W+ each layer's w gets its own decaying noise,
-as in rosinality's W+ projector; in W one noise vector serves every layer, as NVIDIA's); the optimised noise maps are returned (so the saved
-latent + noise re-render the reconstruction exactly); a batch of targets is optimised together
-with per-sample losses and per-sample random streams, so each result equals projecting it alone.
+Differences, on purpose: W+ as well as W (in W+ each layer's w gets its own decaying noise, as
+in rosinality's W+ projector; in W one noise vector serves every layer, as in NVIDIA's); the
+optimised noise maps are returned (so the saved latent + noise re-render the reconstruction
+exactly); a batch of targets is optimised together with per-sample losses and per-sample random
+streams, so each result equals projecting it alone.
 """
 
 from __future__ import annotations
