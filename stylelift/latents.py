@@ -53,7 +53,11 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         with np.load(path, allow_pickle=False) as data:
             if "w" not in data.files:
                 raise InputError(f"{path.name} has no 'w' array (keys: {', '.join(data.files) or 'none'})")
-            w = np.asarray(data["w"], dtype=np.float32)
+            raw = data["w"]
+            if not np.issubdtype(raw.dtype, np.floating) and not np.issubdtype(raw.dtype, np.integer):
+                raise InputError(f"{path.name}: 'w' holds {raw.dtype} values, not real numbers")
+            with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+                w = raw.astype(np.float32)
             noises = {}
             for key in data.files:
                 if key.startswith("noise_") and key[6:].isdigit():

