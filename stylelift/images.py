@@ -86,6 +86,18 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+GIF_MAX_FPS = 50  # GIF delays are whole hundredths of a second; browsers slow anything under 2 to 10
+
+
+def _gif_timing(frames: list, fps: float) -> tuple[list, list[int]]:
+    """Frames and per-frame delays in ms (multiples of 10) for a GIF at `fps`: above 50 fps every
+    k-th frame is kept; delays are rounded cumulatively, so the whole plays in the right time."""
+    step = max(1, math.ceil(fps / GIF_MAX_FPS))
+    frames, fps = frames[::step], fps / step
+    ends = [math.floor((i + 1) * 100 / fps + 0.5) for i in range(len(frames))]  # centiseconds
+    return frames, [10 * (b - a) for a, b in zip([0] + ends[:-1], ends)]
+
+
 def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: int = 30) -> None:
     """Write frames (uint8 HWC, same size) as mp4 (H.264 via imageio-ffmpeg) or gif, atomically."""
     import imageio.v2 as imageio
@@ -93,7 +105,8 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: int 
     path = Path(path)
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
-            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+            frames, durations = _gif_timing(list(frames), fps)
+            imageio.mimsave(tmp, frames, duration=durations, loop=0)
         else:
             h, w = frames[0].shape[:2]
             pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 wants even sizes

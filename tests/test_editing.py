@@ -273,3 +273,52 @@ def test_truncation_sweep_grid(tmp_path, net):
     t = tiles(tmp_path / "t.png", 16, 2, 3)
     G = tiny_generator()
     assert np.array_equal(t[1][1], to_uint8(G.synthesis(G.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1)))[0])  # psi 0 = w_avg
+
+
+def test_sefa_normalises_each_style_channel_as_the_paper_does():
+    """SeFa: A = the style affines stacked [sum C, w_dim], each channel's row scaled to unit length;
+    the directions are the top eigenvectors of A^T A."""
+    from stylelift.editing.directions import style_affine_weights
+
+    G = tiny_generator()
+    a = np.concatenate([m.detach().double().numpy() for m in style_affine_weights(G)])
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    values, vectors = np.linalg.eigh(a.T @ a)
+    expect = vectors[:, np.argsort(values)[::-1][:3]].T
+    got, got_values = sefa(G, k=3)
+    assert np.allclose(np.abs((got * expect).sum(1)), 1, atol=1e-4)
+    assert np.allclose(got_values, np.sort(values)[::-1][:3], rtol=1e-4)
+
+
+@pytest.mark.parametrize("frames, keys, loop", [(60, 3, False), (61, 4, False), (10, 3, True), (7, 5, False)])
+def test_every_key_is_a_frame_of_the_path(frames, keys, loop):
+    k = torch.randn(keys, 3, 8)
+    path = interpolation_path(k, frames, loop=loop)
+    assert path.shape[0] == frames
+    for i in range(keys):
+        assert any(torch.equal(path[j], k[i]) for j in range(frames)), f"key {i} is not a frame"
+    if loop:
+        assert not torch.equal(path[-1], k[0])  # the seam is not shown twice
+
+
+@pytest.mark.parametrize("fps, expect_frames, expect_ms", [(30, 30, 1000), (40, 30, 750), (120, 10, 250)])
+def test_gif_frames_play_for_the_right_time(tmp_path, fps, expect_frames, expect_ms):
+    from stylelift.images import write_video
+
+    frames = [np.full((8, 8, 3), i * 8, np.uint8) for i in range(30)]
+    write_video(tmp_path / "v.gif", frames, fps=fps)
+    gif = Image.open(tmp_path / "v.gif")
+    durations = []
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        durations.append(gif.info["duration"])
+    assert gif.n_frames == expect_frames and min(durations) >= 20
+    assert abs(sum(durations) - expect_ms) <= 10
+
+
+def test_truncation_cutoff_outside_the_ws_is_refused():
+    G = tiny_generator()
+    ws = G.mapping(torch.randn(1, G.z_dim))
+    with pytest.raises(InputError, match="cutoff"):
+        truncate(ws, G.mapping.w_avg, 0.5, -1)
+    assert torch.equal(truncate(ws.double(), G.mapping.w_avg, 1.0), ws.double())

@@ -147,14 +147,15 @@ def style_affine_weights(G, layers: Optional[Sequence[int]] = None) -> list[Tens
 
 
 def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k eigenvectors of A^T A for the stacked, column-normalised affine weights A.
+    """Top-k eigenvectors of A^T A for the stacked affine weights A, each output channel's row
+    normalised to unit length (SeFa's normalisation).
 
     Returns (directions [k, w_dim] unit rows, eigenvalues [k]). Moving w along them changes the
     styles of the chosen layers the most.
     """
     mats = [m.detach().double().cpu() for m in style_affine_weights(G, layers)]
     a = torch.cat(mats, dim=0)  # [sum C_i, w_dim]
-    a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)  # per style channel
     values, vectors = torch.linalg.eigh(a.T @ a)
     order = torch.argsort(values, descending=True)[:k]
     return vectors[:, order].T.float().numpy(), values[order].float().numpy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -44,7 +46,9 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:
     """keys [K, ...] -> [frames, ...] through every key in order (and back to the first with `loop`).
 
-    Without a loop the first frame is keys[0] and the last is keys[-1], exactly.
+    Every key is a frame of its own, exactly (given at least one frame per segment): the frames
+    are shared out between the segments as evenly as whole numbers allow. Without a loop the first
+    frame is keys[0] and the last keys[-1]; a loop leaves out the repeated first key at the end.
     """
     if keys.shape[0] < 2:
         raise ValueError("interpolation needs at least two keys")
@@ -53,14 +57,12 @@ def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing:
     if loop:
         keys = torch.cat([keys, keys[:1]])
     segments = keys.shape[0] - 1
-    # Position of each frame along the path, in segments; a loop leaves out the repeated end.
-    pos = torch.arange(frames, dtype=torch.float64) * segments / (frames if loop else frames - 1)
-    seg = pos.floor().long().clamp(max=segments - 1)
-    local = (pos - seg).float()
+    span = frames if loop else frames - 1  # frame steps along the whole path
+    bounds = [math.floor(k * span / segments + 0.5) for k in range(segments + 1)]  # the frame of each key
     out = []
     for i in range(frames):
-        s = int(seg[i])
-        t = ease(local[i : i + 1], easing)
+        s = max(k for k in range(segments) if bounds[k] <= i and bounds[k + 1] > bounds[k]) if i < span else segments - 1
+        t = ease(torch.tensor([(i - bounds[s]) / max(bounds[s + 1] - bounds[s], 1)], dtype=torch.float32), easing)
         fn = slerp if spherical else lerp
         frame = fn(keys[s], keys[s + 1], t)[0]
         if t.item() == 0:

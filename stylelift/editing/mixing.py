@@ -7,12 +7,16 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+
 
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
+    if cutoff is not None and not 0 <= cutoff <= ws.shape[1]:
+        raise InputError(f"the truncation cutoff must be between 0 and num_ws={ws.shape[1]}, got {cutoff}")
     out = ws.clone()
     n = ws.shape[1] if cutoff is None else cutoff
-    out[:, :n] = w_avg.lerp(ws[:, :n], psi)
+    out[:, :n] = w_avg.to(ws).lerp(ws[:, :n], psi)
     return out
 
 
