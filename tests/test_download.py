@@ -20,6 +20,29 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"x" * 10)  # then hang up: a broken download
             return
+        if self.path.startswith("/chunked-cut"):  # a chunked body that stops inside a chunk
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"100\r\n" + b"x" * 10)
+            return
+        if self.path.startswith("/loop"):  # redirects to itself forever
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
+            return
+        if self.path.startswith("/slow"):  # the whole file, in pieces, while another request runs
+            import time
+
+            body = b"y" * 300_000
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(0, len(body), 30_000):
+                self.wfile.write(body[i : i + 30_000])
+                self.wfile.flush()
+                time.sleep(0.02)
+            return
         super().do_GET()
 
     def log_message(self, *args):
@@ -65,4 +88,51 @@ def test_broken_and_missing_downloads_are_clear_errors(server, tmp_path):
         cached_download(f"{url}/short.bin", timeout=5)
     with pytest.raises(DownloadError, match="404"):
         cached_download(f"{url}/nothing.bin")
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_network_failures_of_every_kind_are_one_line(server, tmp_path):
+    _, url = server
+    for path, fragment in (("/chunked-cut.bin", "IncompleteRead"), ("/loop.bin", "HTTP 302")):
+        with pytest.raises(DownloadError, match=fragment) as e:
+            cached_download(f"{url}{path}", timeout=5)
+        assert "\n" not in str(e.value)
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_url_names_stay_inside_the_cache_and_short(server, tmp_path):
+    root, url = server
+    long = "n" * 240 + ".bin"  # the temporary name would be longer than a file name may be
+    (root / long).write_bytes(b"abc")
+    path = cached_download(f"{url}/{long}?token=secret#/../../x")
+    assert path.parent == tmp_path / "cache" / "downloads" and len(path.name) < 130 and path.read_bytes() == b"abc"
+
+
+def test_parallel_downloads_of_one_url_keep_a_whole_file(server, tmp_path):
+    import concurrent.futures
+
+    _, url = server
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: cached_download(f"{url}/slow.bin", timeout=10), range(3)))
+    assert len(set(paths)) == 1 and paths[0].read_bytes() == b"y" * 300_000
+    assert [p.name for p in paths[0].parent.iterdir()] == [paths[0].name]  # no temporary files left
+
+
+def test_a_checksum_is_checked_on_the_cached_copy_too(server, tmp_path):
+    import hashlib
+
+    root, url = server
+    (root / "f.bin").write_bytes(b"abc")
+    path = cached_download(f"{url}/f.bin")
+    path.write_bytes(b"tampered")
+    good = hashlib.sha256(b"abc").hexdigest()
+    assert cached_download(f"{url}/f.bin", sha256=good).read_bytes() == b"abc"  # fetched again
+
+
+def test_a_page_that_is_not_a_network_is_not_kept(server, tmp_path):
+    root, url = server
+    (root / "ffhq.pkl").write_text("<html>please log in</html>")
+    with pytest.raises(Exception, match="did not give a network file") as e:
+        load_generator(f"{url}/ffhq.pkl?token=secret")
+    assert "secret" not in str(e.value)
     assert not any((tmp_path / "cache" / "downloads").iterdir())

@@ -185,9 +185,15 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
         G.source_format = "builtin"
         return G.to(device)
     if key.startswith(("http://", "https://")):
-        from .download import cached_download
+        from .download import cached_download, forget, shown
 
         path = cached_download(key)
+        try:
+            raw = read_network(path)
+        except CheckpointError as e:  # e.g. a login page saved as ffhq.pkl: do not keep it
+            forget(key)
+            raise CheckpointError(f"{shown(key)} did not give a network file ({e}); removed it from the cache") from None
+        return build_generator(raw, name=path.name.split("-", 1)[-1]).to(device)
     else:
         path = Path(key).expanduser()
     if not path.exists():

@@ -1,17 +1,24 @@
 """Download network files once and keep them in the user cache (for users who have a network).
 
-Files go to `$STYLELIFT_CACHE` (default `~/.cache/stylelift`) under `downloads/`, named by a hash
-of the URL plus the URL's file name. A download is written to a temporary file and renamed only
-when complete, so an interrupted download never leaves a file that looks finished.
+Files go to `$STYLELIFT_CACHE` (default `$XDG_CACHE_HOME/stylelift`, else `~/.cache/stylelift`)
+under `downloads/`, named by a hash of the URL plus the URL's file name. A download is written to
+a temporary file of its own and renamed only when complete (and, when a sha256 is given, only
+when it matches), so an interrupted download, or two at once, never leave a file that looks
+finished. Messages name the URL without its query string, which may hold an access token.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
+import re
 import shutil
+import socket
+import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,6 +27,8 @@ from ..errors import StyleliftError
 
 log = logging.getLogger(__name__)
 
+MAX_NAME = 100  # characters of the URL's file name kept in the cached file's name
+
 
 class DownloadError(StyleliftError):
     pass
@@ -27,8 +36,44 @@ class DownloadError(StyleliftError):
 
 def cache_dir() -> Path:
     root = os.environ.get("STYLELIFT_CACHE")
-    path = Path(root).expanduser() if root else Path.home() / ".cache" / "stylelift"
-    return path
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "stylelift"
+
+
+def shown(url: str) -> str:
+    """The URL for messages: no query string or fragment (tokens live there)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def cached_path(url: str) -> Path:
+    """Where `url` is (or would be) kept: a hash of the whole URL and a tame copy of its file name."""
+    name = os.path.basename(urllib.parse.urlsplit(url).path)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache_dir() / "downloads" / f"{key}-{name}"
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, urllib.error.HTTPError):
+        text = f"HTTP {e.code} {e.reason}"
+    else:
+        reason = getattr(e, "reason", None) or e
+        text = str(reason) or type(e).__name__
+        if isinstance(reason, socket.gaierror):
+            text += " (is this machine offline?)"
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def cached_download(
@@ -40,20 +85,27 @@ def cached_download(
 ) -> Path:
     """Return the local path of `url`, downloading it into the cache first if needed.
 
-    `sha256`, when given, is checked before the file is kept. `progress(done, total)` is called as
-    bytes arrive.
+    `sha256`, when given, is checked before the file is kept, and again when a cached copy is
+    reused. `progress(done, total)` is called as bytes arrive. `timeout` bounds each wait for the
+    server, not the whole download.
     """
-    name = os.path.basename(url.split("?", 1)[0]) or "download"
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    dest = cache_dir() / "downloads" / f"{key}-{name}"
-    if dest.exists():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part-{os.getpid()}")
-    log.info("downloading %s -> %s", url, dest)
+    dest = cached_path(url)
+    if dest.is_file():
+        if sha256 and _sha256_of(dest) != sha256.lower():
+            dest.unlink(missing_ok=True)
+            log.warning("the cached copy of %s did not match its sha256; downloading it again", shown(url))
+        else:
+            return dest
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".part")
+    except OSError as e:
+        raise DownloadError(f"cannot download {shown(url)}: the cache folder {dest.parent} is not writable ({_reason(e)})") from None
+    tmp = Path(tmp_name)
+    log.info("downloading %s -> %s", shown(url), dest)
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
             total = response.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             done = 0
@@ -64,16 +116,20 @@ def cached_download(
                 if progress:
                     progress(done, total)
         if total is not None and done != total:
-            raise DownloadError(f"download of {url} stopped after {done} of {total} bytes")
+            raise DownloadError(f"download of {shown(url)} stopped after {done} of {total} bytes")
         if sha256 and digest.hexdigest() != sha256.lower():
-            raise DownloadError(f"download of {url} has sha256 {digest.hexdigest()}, expected {sha256}")
+            raise DownloadError(f"download of {shown(url)} has sha256 {digest.hexdigest()}, expected {sha256}")
         os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", None) or e
-        raise DownloadError(f"cannot download {url}: {reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+        raise DownloadError(f"cannot download {shown(url)}: {_reason(e)}") from None
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def forget(url: str) -> None:
+    """Remove the cached copy of `url` (a file that turned out not to be what was wanted)."""
+    cached_path(url).unlink(missing_ok=True)
 
 
 def clear_cache() -> None:
