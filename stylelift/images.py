@@ -75,7 +75,10 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB (16-bit and float images are scaled, alpha goes over white)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if im.mode != "F" and a.max() > 255 else 255.0
+        if im.mode.startswith("I;16"):
+            top = 65535.0  # 16-bit, however dark
+        else:  # "I" holds 16-bit PNGs in some Pillow versions and 8-bit values in others: judge by range
+            top = 65535.0 if im.mode != "F" and a.max() > 255 else 255.0
         if im.mode == "F" and a.max() <= 1.0:
             top = 1.0
         im = Image.fromarray(np.uint8(np.clip(np.rint(a / top * 255), 0, 255)), "L")

@@ -196,3 +196,11 @@ def test_paste_back_maps_exactly_where_the_crop_sampled(size):
     xs = q[0, 0] + u[None, :] * (q[3, 0] - q[0, 0]) + u[:, None] * (q[1, 0] - q[0, 0]) - 0.5
     inner = slice(size // 8, -(size // 8))  # away from the resampling filters' edges
     assert np.abs(out[inner, inner] - xs[inner, inner]).mean() < 0.05
+
+
+def test_a_dark_sixteen_bit_image_stays_dark():
+    from stylelift.images import to_rgb
+
+    dark = Image.fromarray(np.full((4, 4), 199, np.uint16))  # 199 of 65535: nearly black
+    assert dark.mode.startswith("I;16")
+    assert np.asarray(to_rgb(dark)).max() <= 1
