@@ -346,8 +346,8 @@ def encoder_train(
     steps: Annotated[int, typer.Option(min=1, help="Training steps in all (a resumed run continues to this count).")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
     lr: Annotated[float, typer.Option(min=0, max=1, help="Adam learning rate.", callback=finite)] = 1e-4,
-    backbone: Annotated[str, typer.Option(help="resnet18 or resnet34.")] = "resnet18",
-    input_resolution: Annotated[int, typer.Option(help="Encoder input size.")] = 256,
+    backbone: Annotated[Optional[str], typer.Option(help="resnet18 or resnet34 (default resnet18; a resumed run keeps its own).")] = None,
+    input_resolution: Annotated[Optional[int], typer.Option(help="Encoder input size (default 256; a resumed run keeps its own).")] = None,
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
@@ -364,16 +364,24 @@ def encoder_train(
     state = None
     if resume:
         encoder, state = load_encoder(out, G=G, device=dev)
+        for name, given in (("backbone", backbone), ("input_resolution", input_resolution)):
+            if given is not None and given != getattr(encoder.config, name):
+                fail(f"{out} was trained with {name} {getattr(encoder.config, name)}; --resume continues with it (drop --{name.replace('_', '-')})")
         typer.echo(f"resuming {out} at step {state.get('step', 0)}")
     else:
         if out.exists():
             fail(f"{out} exists; pass --resume to continue it or choose another --out")
-        encoder = new_encoder(G, backbone=backbone, input_resolution=input_resolution)
+        encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=input_resolution or 256)
     opts = EncoderTrainOptions(
         steps=steps, batch_size=batch_size, lr=lr, image_loss=image_loss if image_loss != "none" else "mse",
         image_weight=0.0 if image_loss == "none" else 1.0, checkpoint_every=checkpoint_every, seed=seed,
         render_resolution=encoder.config.input_resolution,
     )
+    saved = (state or {}).get("options")
+    if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
+        changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and getattr(opts, k, v) != v]
+        if changed:
+            fail(f"{out} was trained with other settings ({', '.join(f'{k} {saved[k]!r:.30}' for k in changed)}); resume with the same options")
     out.parent.mkdir(parents=True, exist_ok=True)
     start = int(state.get("step", 0)) if state else 0
     with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[terms]}")) as bar:

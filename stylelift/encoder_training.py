@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .errors import CheckpointError
 from .models.encoder import Encoder, save_encoder
 from .projector.losses import LossContext, REGISTRY, parse_loss_spec
 from .projector.project import w_statistics
@@ -87,17 +88,25 @@ def train_encoder(
     step = 0
     history: list[dict] = []
     if state:
-        step = int(state.get("step", 0))
-        if "optimizer" in state:
-            optimizer.load_state_dict(state["optimizer"])
-        if "rng" in state:
-            gen.set_state(state["rng"])
-        history = list(state.get("history", []))
+        try:
+            step = int(state.get("step", 0))
+            if "optimizer" in state:
+                optimizer.load_state_dict(state["optimizer"])
+            if "rng" in state:
+                gen.set_state(state["rng"])
+            history = list(state.get("history", []))
+        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{getattr(out, 'name', 'the checkpoint')}: its training state cannot be resumed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     _, w_std = w_statistics(G)
     weights = parse_loss_spec(opts.image_loss) if opts.image_weight > 0 else {}
 
     def snapshot() -> dict:
-        return {"step": step, "optimizer": optimizer.state_dict(), "rng": gen.get_state(), "history": history[-1000:], "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__}}
+        return {
+            "step": step, "optimizer": optimizer.state_dict(), "rng": gen.get_state(), "history": history[-1000:],
+            "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
+            # float32 weights: the file's own are float16, and a resume from rounded weights drifts
+            "weights32": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
+        }
 
     try:
         while step < opts.steps:

@@ -85,3 +85,51 @@ def test_encoder_commands_and_project_init(tmp_path):
     save_generator(tiny_generator(seed=3), tmp_path / "other.pt")
     r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "other.pt"), "--init", str(tmp_path / "enc.pt"), "--steps", "2", "--no-align", "--outdir", str(tmp_path / "q")])
     assert r.exit_code == 1 and "trained for network" in r.output and "Traceback" not in r.output
+
+
+def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
+    """Saved float16 weights would start the rest of the run from rounded weights; the checkpoint
+    keeps float32 ones for resuming, so the losses continue exactly."""
+    G = tiny_generator()
+    opts = dict(batch_size=2, render_resolution=16, checkpoint_every=100, lr=1e-2)
+    torch.manual_seed(0)
+    whole = train_encoder(G, new_encoder(G, input_resolution=32), EncoderTrainOptions(steps=6, **opts))
+    torch.manual_seed(0)
+    path = tmp_path / "enc.pt"
+    train_encoder(G, new_encoder(G, input_resolution=32), EncoderTrainOptions(steps=3, **opts), out=path)
+    back, state = load_encoder(path, G=G)
+    rest = train_encoder(G, back, EncoderTrainOptions(steps=6, **opts), state=state)
+    for a, b in zip(whole["history"][3:], rest["history"][3:]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "damage, match",
+    [
+        (lambda d: d["config"].update(num_ws=-1), "num_ws must be"),
+        (lambda d: d["config"].update(w_dim="x"), "w_dim must be"),
+        (lambda d: d.update(state_dict={"w_avg": "x"}), "not what stylelift writes"),
+        (lambda d: d["state_dict"].pop("w_avg"), "no w_avg"),
+        (lambda d: d.update(training=[1]), "not what stylelift writes"),
+        (lambda d: d["state_dict"].update(w_avg=torch.zeros(1).expand(20_000)), "not a plain array"),
+    ],
+)
+def test_damaged_encoder_checkpoints_are_one_error(tmp_path, damage, match):
+    G = tiny_generator()
+    path = tmp_path / "enc.pt"
+    save_encoder(path, new_encoder(G, input_resolution=32))
+    data = torch.load(path, weights_only=True)
+    damage(data)
+    torch.save(data, path)
+    with pytest.raises((CheckpointError, InputError), match=match):
+        load_encoder(path, G=G)
+
+
+def test_resuming_with_other_options_is_refused(tmp_path):
+    G = tiny_generator()
+    save_generator(G, tmp_path / "g.pt")
+    args = ["encoder", "train", "--network", tmp_path / "g.pt", "--out", tmp_path / "e.pt", "--steps", "2", "--batch-size", "2", "--input-resolution", "32", "--device", "cpu"]
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, [str(a) for a in args[:-4]] + ["--resume", "--steps", "4", "--seed", "7", "--device", "cpu"])
+    assert r.exit_code == 1 and "other settings" in r.output and "seed" in r.output

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
 from ..fileio import atomic_path
+from .torch_files import check_storage_extent
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,12 @@ class EncoderConfig:
     network_id: str = ""  # the generator it predicts latents for
 
     def __post_init__(self):
+        for name in ("num_ws", "w_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 14:
+                raise InputError(f"{name} must be an integer from 1 to {1 << 14}, got {value!r:.40}")
+        if not isinstance(self.network_id, str):
+            raise InputError("network_id must be a string")
         if self.backbone not in BACKBONES:
             raise InputError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
         if not isinstance(self.input_resolution, int) or not 32 <= self.input_resolution <= 4096:
@@ -93,6 +100,8 @@ def local_imagenet_weights(backbone: str) -> Optional[Path]:
 
 def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256) -> Encoder:
     """An untrained encoder for generator G (ImageNet backbone weights used when found locally)."""
+    if getattr(G, "c_dim", 0):
+        raise InputError("the encoder is trained on images of unconditional networks; this network takes class labels")
     from .checkpoint import network_id
 
     cfg = EncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_resolution=input_resolution, network_id=network_id(G))
@@ -135,10 +144,20 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
 
         if cfg.network_id != network_id(G):
             raise InputError(f"{path.name} was trained for network {cfg.network_id}, not this one ({network_id(G)})")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in data["state_dict"].items()}
-    enc = Encoder(cfg, state["w_avg"].reshape(-1))
+    training = data.get("training") or {}
+    state = data.get("state_dict")
+    if not isinstance(training, dict) or not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path.name}: its weights or training state are not what stylelift writes")
+    if isinstance(training.get("weights32"), dict):  # the exact weights a resumed training continues from
+        state = training["weights32"]
+    for k, v in state.items():
+        check_storage_extent(path.name, k, v)
+    w_avg = state.get("w_avg")
+    if not isinstance(w_avg, Tensor) or w_avg.numel() != cfg.w_dim:
+        raise CheckpointError(f"{path.name}: no w_avg of {cfg.w_dim} values")
     try:
-        enc.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({str(e).splitlines()[0]})") from None
-    return enc.eval().to(device), data.get("training") or {}
+        enc = Encoder(cfg, w_avg.float().reshape(-1))
+        enc.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return enc.eval().to(device), training
