@@ -33,8 +33,15 @@ NetworkOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 
 
+def printable(text: object, limit: int = 500) -> str:
+    """One terminal-safe line: control characters (newlines, ANSI escapes from a file's strings) shown escaped."""
+    text = str(text)
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return out + ("..." if len(text) > limit else "")
+
+
 def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {printable(message, 1000)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -165,7 +172,7 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
 
     G = load_generator(network)
     for key, value in describe_generator(G).items():
-        typer.echo(f"{key:>18}: {value}")
+        typer.echo(f"{key:>18}: {printable(value)}")
 
 
 @app.command()
@@ -241,7 +248,7 @@ def align(
             image = load_photo(path)
             faces = align_faces(image, size=size, cnn=cnn, name=path.name, only=None if all_faces else (face_index or 0))
         except (StyleliftError, OSError) as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {printable(e, 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
         for k, face in enumerate(faces):
@@ -288,7 +295,7 @@ def project(
         init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite,
     )
-    failures = misses + run_project_job(job, paths, report=lambda msg, error=False: typer.secho(msg, fg=typer.colors.RED if error else None, err=error))
+    failures = misses + run_project_job(job, paths, report=lambda msg, error=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error))
     if failures:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from .cli import DEFAULT_NETWORK, DeviceOpt, NetworkOpt, app, fail, finite, parse_int_list, resolve_device, user_errors
+from .cli import DEFAULT_NETWORK, DeviceOpt, NetworkOpt, app, fail, finite, parse_int_list, printable, resolve_device, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -422,7 +422,7 @@ def encoder_run(
         try:
             item = prepare(path, job, G.img_resolution)
         except (StyleliftError, OSError) as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {printable(e, 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
         target = torch.from_numpy(item.target.copy()).permute(2, 0, 1)[None].float().to(dev) / 127.5 - 1

@@ -177,3 +177,11 @@ def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
     assert r.exit_code == 1
     assert "same name" in r.output
     assert (tmp_path / "out" / "a.npz").exists()
+
+
+def test_text_from_files_cannot_break_the_one_error_line(tmp_path):
+    odd = tmp_path / "evil\n\x1b[2Jname.pkl"  # a newline and a clear-screen escape in the file name
+    odd.write_bytes(b"not a pickle")
+    r = invoke("info", odd)
+    assert r.exit_code == 1
+    assert r.output.strip().count("\n") == 0 and "\x1b" not in r.output and "\\n" in r.output
