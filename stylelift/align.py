@@ -47,6 +47,7 @@ class AlignedFace:
     quad: np.ndarray  # [4, 2] corners of the crop in the source photo: top-left, bottom-left, bottom-right, top-right
     box: tuple[int, int, int, int]  # detector box (left, top, right, bottom) in the source photo
     source_size: tuple[int, int]  # (width, height) of the source photo
+    size: Optional[int] = None  # side of the aligned crop, when `image` is not kept (read back from a latent file)
 
     def transform_meta(self) -> dict:
         """JSON-ready description of the alignment (stored in latent files)."""
@@ -252,7 +253,8 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     original = original.convert("RGB")
     size = edited.size[0]
     # Affine map: original pixel centre (x, y) -> aligned pixel coordinates (u, v).
-    q = _sampled_quad(np.asarray(face.quad, dtype=np.float64), size, face.source_size)
+    crop_size = face.image.size[0] if face.image is not None else (face.size or size)  # what the crop was cut at
+    q = _sampled_quad(np.asarray(face.quad, dtype=np.float64), crop_size, face.source_size)
     origin, ex, ey = q[0], (q[3] - q[0]) / size, (q[1] - q[0]) / size
     inv = np.linalg.inv(np.stack([ex, ey], axis=1))  # [[dx/du, dx/dv], [dy/du, dy/dv]]^-1
     # PIL AFFINE samples input at (a x + b y + c, d x + e y + f) for output pixel (x, y) (centre at +0.5).

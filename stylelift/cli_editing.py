@@ -238,11 +238,12 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     try:
         quad = np.array(align["quad"], dtype=np.float64).reshape(4, 2)
         box, size = tuple(int(v) for v in align["box"]), tuple(int(v) for v in align["source_size"])
-        if len(box) != 4 or len(size) != 2 or not np.isfinite(quad).all():
+        crop = int(align["size"]) if "size" in align else None
+        if len(box) != 4 or len(size) != 2 or not np.isfinite(quad).all() or (crop is not None and crop < 1):
             raise ValueError
     except (KeyError, TypeError, ValueError):
         fail(f"--paste-back: the alignment record in {item} is damaged (it needs quad, box and source_size)")
-    face = AlignedFace(image=None, landmarks=np.zeros([68, 2]), quad=quad, box=box, source_size=size)
+    face = AlignedFace(image=None, landmarks=np.zeros([68, 2]), quad=quad, box=box, source_size=size, size=crop)
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
 
 

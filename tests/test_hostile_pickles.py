@@ -203,6 +203,11 @@ BOMBS = {
         b"\x80\x04(" + b"".join(b"\x8a\x0a" + (k * ((1 << 61) - 1)).to_bytes(10, "little", signed=True) for k in range(1, 20_001)) + b"\x91.",
         "a frozenset member that is not a string",
     ),
+    "dict_opcode_with_a_deep_tuple_key": (b"(\x8c\x01a" + b"2\x86" * 60 + b"Nd.", "a dict key that is not a string"),
+    "ordered_dict_built_from_pairs": (
+        b"\x80\x02ccollections\nOrderedDict\n]" + b"\x8c\x01a" + b"2\x86" * 60 + b"N\x86a" + b"\x85R.",
+        "collections.OrderedDict built from arguments",
+    ),
     "set_of_deep_tuples_via_reduce": (
         b"\x80\x02c__builtin__\nset\n\x8c\x01a" + b"2\x86" * 60 + b"\x85\x85R.",
         "a set member that is not a string",

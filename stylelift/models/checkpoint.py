@@ -189,11 +189,11 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
 
         path = cached_download(key)
         try:
-            raw = read_network(path)
-        except CheckpointError as e:  # e.g. a login page saved as ffhq.pkl: do not keep it
+            sniff_format(path)
+        except CheckpointError as e:  # not a pickle or torch file at all (a login page saved as ffhq.pkl): do not keep it
             forget(key)
             raise CheckpointError(f"{shown(key)} did not give a network file ({e}); removed it from the cache") from None
-        return build_generator(raw, name=path.name.split("-", 1)[-1]).to(device)
+        return build_generator(read_network(path), name=path.name.split("-", 1)[-1]).to(device)
     else:
         path = Path(key).expanduser()
     if not path.exists():

@@ -148,8 +148,9 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     state = data.get("state_dict")
     if not isinstance(training, dict) or not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path.name}: its weights or training state are not what stylelift writes")
-    if isinstance(training.get("weights32"), dict):  # the exact weights a resumed training continues from
-        state = training["weights32"]
+    weights32 = training.get("weights32")
+    if isinstance(weights32, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights32.items()):
+        state = weights32  # the exact weights a resumed training continues from
     for k, v in state.items():
         check_storage_extent(path.name, k, v)
     w_avg = state.get("w_avg")

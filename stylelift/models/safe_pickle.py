@@ -678,6 +678,8 @@ class _Scanner:
             self._grow(tag, items)
             if name == "FROZENSET":
                 self._check_hashable(tag, "a frozenset member")
+            elif name == "DICT" and not all(k.hashable for k in items[0::2]):  # protocols 0-1 build dicts this way
+                raise self._limit("a dict key that is not a string, a small int or a short tuple of them")
             self._push(tag)
         elif name in _SMALL_TUPLES:
             tag = _Tag("tuple")
@@ -719,6 +721,9 @@ class _Scanner:
             if func.kind != "global":
                 what = f"what {func.describe()} returned" if func.kind == "obj" else func.describe()
                 raise refusal(self.source, f"{name} of {what}, not of a named global")
+            if func.value in self.allow.dict_like and not (items[1].kind == "tuple" and items[1].count == 0 and all(t.count == 0 for t in items[2:])):
+                # OrderedDict(pairs) would hash keys unseen; pickle builds these empty, then SETITEMS
+                raise self._limit(f"{'.'.join(func.value)} built from arguments")
             if func.value in _HASHING_GLOBALS:  # set(iterable) hashes the iterable's items
                 args = items[1]
                 inner = args.items[0] if args.kind == "tuple" and args.count == 1 else None

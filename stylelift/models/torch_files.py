@@ -30,6 +30,7 @@ from .safe_pickle import AllowList
 TORCH_SAVE_PICKLE = AllowList(
     globals={
         **{("torch", name): None for name in safe_pickle.TORCH_STORAGE_TYPES},
+        ("torch._utils", "_rebuild_tensor"): None,  # torch <= 0.3 files (torchvision's older weights)
         ("torch._utils", "_rebuild_tensor_v2"): None,
         ("torch._utils", "_rebuild_parameter"): None,
         ("torch._utils", "_rebuild_parameter_with_state"): None,
