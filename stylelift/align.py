@@ -171,7 +171,7 @@ def crop_ffhq(image: Image.Image, quad: np.ndarray, size: int = 1024, *, oversam
     pad = np.array([max(-lo[0] + border, 0), max(-lo[1] + border, 0), max(hi[0] - img.size[0] + border, 0), max(hi[1] - img.size[1] + border, 0)])
     if pad.max() > border - 4:
         pad = np.maximum(pad, int(np.rint(qsize * 0.3)))
-        img = _reflect_pad_blurred(img, pad, blur=float(qsize * 0.02))
+        img = _reflect_pad_blurred(img, pad, blur=qsize * 0.02)
         quad += pad[:2]
     # Transform (4x oversampled, then a good downsample).
     big = size * oversample

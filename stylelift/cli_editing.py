@@ -17,13 +17,13 @@ TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = non
 BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Images rendered per network call.")]
 FpsOpt = Annotated[int, typer.Option(min=1, max=240, help="Frames per second of a video.")]
 MAX_VALUES = 10_000  # values one START:STOP:COUNT may ask for
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+OUTPUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def check_out(out: Path, *, video: bool) -> None:
     """Refuse an output name whose format we cannot write, before any work is done."""
-    ok = IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
+    ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
     if out.suffix.lower() not in ok:
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
 

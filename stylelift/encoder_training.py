@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .models.encoder import Encoder, save_encoder
 from .projector.losses import LossContext, REGISTRY, parse_loss_spec
 from .projector.project import w_statistics
@@ -96,7 +96,7 @@ def train_encoder(
                 gen.set_state(state["rng"])
             history = list(state.get("history", []))
         except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
-            raise CheckpointError(f"{getattr(out, 'name', 'the checkpoint')}: its training state cannot be resumed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            raise CheckpointError(f"{getattr(out, 'name', 'the checkpoint')}: its training state cannot be resumed ({type(e).__name__}: {first_line(e)})") from None
     _, w_std = w_statistics(G)
     weights = parse_loss_spec(opts.image_loss) if opts.image_weight > 0 else {}
 

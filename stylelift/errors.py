@@ -15,3 +15,10 @@ class UnsafeCheckpointError(CheckpointError):
 
 class InputError(StyleliftError, ValueError):
     """A bad argument or input file (wrong latent shape, unreadable image, ...)."""
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message as one short line (its type's name when it has none), for messages
+    that wrap errors raised by torch, zipfile, numpy, ..."""
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..fileio import atomic_path
 from .nvidia import check_shapes
 from .raw import RawNetwork
@@ -104,7 +104,7 @@ def read_stylelift(path: Path) -> RawNetwork:
     try:
         cfg = StyleGAN2Config.from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{path.name} has a bad config: {_one_line(e)}") from None
+        raise CheckpointError(f"{path.name} has a bad config: {first_line(e)}") from None
     state = data.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path.name} has no valid state_dict")
@@ -140,7 +140,7 @@ def build_generator(raw: RawNetwork, *, name: str) -> Generator:
     try:
         G.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{name}: weights do not fit the network they describe ({_one_line(e)})") from None
+        raise CheckpointError(f"{name}: weights do not fit the network they describe ({first_line(e)})") from None
     G.eval().requires_grad_(False)
     if not raw.has_w_avg:
         G.mapping.w_avg.copy_(estimate_w_avg(G))
@@ -244,6 +244,3 @@ def network_id(G: Generator) -> str:
     return G._network_id
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, first_line
 from ..fileio import atomic_path
 from .torch_files import check_storage_extent
 
@@ -160,5 +160,5 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
         enc = Encoder(cfg, w_avg.float().reshape(-1))
         enc.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     except (RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({first_line(e)})") from None
     return enc.eval().to(device), training

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, StyleliftError
+from ..errors import CheckpointError, StyleliftError, first_line
 from . import safe_pickle
 from .raw import RawNetwork
 from .safe_pickle import ArrayRecord, PersistentObject, TensorBudget, TensorRecord, TFNetwork
@@ -60,7 +60,7 @@ def read_nvidia_pickle(path: Path) -> RawNetwork:
     except StyleliftError:
         raise
     except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RecursionError, RuntimeError) as e:
-        raise CheckpointError(f"{source}: unexpected network layout ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"{source}: unexpected network layout ({type(e).__name__}: {first_line(e)})") from None
     raise CheckpointError(
         f"{source} is a pickle but not an NVIDIA network pickle: expected a dict with 'G_ema' (PyTorch) "
         f"or a tuple (G, D, Gs) (TensorFlow), found {_describe(data)}"
@@ -146,11 +146,6 @@ def to_float32(t: Tensor) -> Tensor:
 def _some(items: list[str], n: int = 3) -> str:
     more = f" and {len(items) - n} more" if len(items) > n else ""
     return ", ".join(items[:n]) + more
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else ""
 
 
 def _show(value: Any, width: int = 40) -> str:
@@ -380,7 +375,7 @@ def _pytorch_config(
     except ValueError as e:
         if isinstance(e, StyleliftError):
             raise
-        raise CheckpointError(f"{source}: unsupported generator settings ({_first_line(e)})") from None
+        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -574,7 +569,7 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
     except ValueError as e:
         if isinstance(e, StyleliftError):
             raise
-        raise CheckpointError(f"{source}: unsupported generator settings ({_first_line(e)})") from None
+        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
 
 
 def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np.ndarray]) -> dict[str, Tensor]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..errors import CheckpointError, StyleliftError
+from ..errors import CheckpointError, StyleliftError, first_line
 from .nvidia import check_shapes, taps_from_kernel, to_float32
 from .raw import RawNetwork
 from .stylegan2 import StyleGAN2Config
@@ -50,12 +50,7 @@ def read_rosinality(path: Path) -> RawNetwork:
     except StyleliftError:
         raise
     except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError, RuntimeError) as e:
-        raise CheckpointError(f"{source}: unexpected checkpoint layout ({type(e).__name__}: {_first_line(e)})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else ""
+        raise CheckpointError(f"{source}: unexpected checkpoint layout ({type(e).__name__}: {first_line(e)})") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -152,7 +147,7 @@ def _config(source: str, sd: dict[str, Tensor]) -> StyleGAN2Config:
             op_order="rosinality",
         )
     except ValueError as e:
-        raise CheckpointError(f"{source}: unsupported generator settings ({_first_line(e)})") from None
+        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
 
 
 def _rename(source: str, cfg: StyleGAN2Config, left: dict[str, Tensor]) -> dict[str, Tensor]:

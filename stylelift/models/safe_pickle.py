@@ -39,7 +39,7 @@ from typing import Any, BinaryIO, Callable, Mapping, Optional
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, StyleliftError, UnsafeCheckpointError
+from ..errors import CheckpointError, StyleliftError, UnsafeCheckpointError, first_line
 
 HIGHEST_PROTOCOL = 5
 MAX_NESTING = 100  # containers within containers; NVIDIA's pickles need about 30
@@ -839,13 +839,8 @@ def _load_one(f: BinaryIO, start: int, end: int, source: str, allow: AllowList, 
     except RecursionError:
         raise _corrupt(source, "data nested too deeply") from None
     except Exception as e:  # a malformed pickle can raise nearly anything; report it as one line
-        raise _corrupt(source, f"a malformed pickle ({type(e).__name__}: {_first_line(e)})") from None
+        raise _corrupt(source, f"a malformed pickle ({type(e).__name__}: {first_line(e)})") from None
     return obj, stop
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else ""
 
 
 def load(path: Path, allow: AllowList = NETWORK_PICKLES) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, StyleliftError
+from ..errors import CheckpointError, StyleliftError, first_line
 from . import safe_pickle
 from .safe_pickle import AllowList
 
@@ -51,11 +51,6 @@ TORCH_SAVE_PICKLE = AllowList(
     dict_like=frozenset({("collections", "OrderedDict")}),
     persistent_ids=True,
 )
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else type(e).__name__
 
 
 def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_globals: tuple = ()) -> Any:
@@ -93,9 +88,9 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found:
             raise safe_pickle.refusal(source, found.group(1)) from None
-        raise CheckpointError(f"cannot read {source}: {_first_line(e)}") from None
+        raise CheckpointError(f"cannot read {source}: {first_line(e)}") from None
     except Exception as e:  # torch raises many types on corrupt input; report them as one line
-        raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {first_line(e)})") from None
 
 
 def read_zip_pickle(path: Path, source: str) -> bytes:
