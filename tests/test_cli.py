@@ -148,7 +148,7 @@ def test_bad_invocations_end_in_one_line_and_leave_nothing_behind(odd_files, net
     before = sorted(p.name for p in odd_files.rglob("*"))
     r = invoke(*args)
     assert r.exit_code == code, r.output
-    assert "Traceback" not in r.output and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "Traceback" not in r.output and (r.exception is None or isinstance(r.exception, SystemExit)), r.exception
     if code == 1:
         assert r.output.strip().startswith("error:") and r.output.strip().count("\n") == 0, r.output
     if fragment:
