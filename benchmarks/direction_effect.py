@@ -7,6 +7,11 @@ at -3), share whose predicted gender differs anywhere along the way from that of
 rises monotonically end to end and crosses 0.5, and the mean age change.
 
     python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7] [--age PATH] [--gender PATH] [--layers 0-7]
+                                          [--sheet flips.png]
+
+`--sheet` writes the faces whose predicted gender changed under the age edit, one row each with
+the predicted age and P(male) under every image, so a person can check whether the face or the
+classifier changed (the classifier is often wrong about children's gender).
 
 `--age` / `--gender` evaluate other direction files (default: the shipped ones); `--layers` edits
 only those ws (default: the layers the direction's sidecar names, as `stylelift edit` does, else all).
@@ -19,11 +24,13 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 from stylelift import load_generator
 from stylelift.editing import apply_direction, parse_layers
 from stylelift.editing.shipped import resolve_direction
 from stylelift.generation import latents_for_items, render_ws
+from stylelift.images import make_grid, save_image
 from stylelift.models.attributes import CLASSIFY_SIZE, classify
 
 
@@ -40,6 +47,7 @@ def main() -> None:
     ap.add_argument("--save", default=None, help="also write PREFIX_age.npz / PREFIX_gender.npz with every prediction")
     ap.add_argument("--only", choices=("age", "gender"), default=None, help="evaluate one direction")
     ap.add_argument("--layers", default=None, help="edit only these ws, e.g. 0-7 or all (default: the direction's own)")
+    ap.add_argument("--sheet", default=None, help="write the age edits whose predicted gender changed to this .png, labelled")
     args = ap.parse_args()
     lo, hi, n = args.strengths.split(":")
     strengths = np.linspace(float(lo), float(hi), int(n))
@@ -55,19 +63,27 @@ def main() -> None:
         layers = parse_layers(spec, G.layer_resolutions)
         t0 = time.perf_counter()
         ages, males = np.full([args.faces, len(strengths)], np.nan), np.full([args.faces, len(strengths)], np.nan)
+        unedited = int(np.argmin(np.abs(strengths)))  # the column of strength 0 (or the nearest)
+        rows = []  # labelled thumbnails of the faces whose predicted gender changed
         for i in range(args.faces):
             edited = torch.cat([apply_direction(ws[i : i + 1], d.vector, float(s), layers) for s in strengths])
-            for j, image in enumerate(render_ws(G, edited, batch_size=len(strengths), max_resolution=CLASSIFY_SIZE)):
+            images = render_ws(G, edited, batch_size=len(strengths), max_resolution=CLASSIFY_SIZE)
+            for j, image in enumerate(images):
                 a = classify(image)
                 if a is not None:
                     ages[i, j], males[i, j] = a.age, a.male
+            changed = (males[i] > 0.5) != (males[i, unedited] > 0.5)
+            if args.sheet and name == "age" and changed.any() and not np.isnan(ages[i]).any():  # as counted below
+                rows.extend(labelled(im, f"{seeds[i]} {s:+g}: {ages[i, j]:.0f}y m{males[i, j]:.2f}") for j, (im, s) in enumerate(zip(images, strengths)))
         ok = ~np.isnan(ages).any(axis=1)
         a, m = ages[ok], males[ok]
-        unedited = int(np.argmin(np.abs(strengths)))  # the column of strength 0 (or the nearest)
         gender_flip = ((m > 0.5) != (m[:, unedited : unedited + 1] > 0.5)).any(axis=1)  # vs the unedited face
         flip_vs_first = ((m > 0.5) != (m[:, :1] > 0.5)).any(axis=1)  # vs the first strength
         if args.save:
             np.savez(f"{args.save}_{name}.npz", ages=ages, males=males, strengths=strengths, seeds=np.array(seeds, dtype=np.int64))
+        if rows:
+            save_image(make_grid(rows, cols=len(strengths)), args.sheet)
+            print(f"wrote {args.sheet}: {len(rows) // len(strengths)} faces whose predicted gender changed")
         if name == "age":
             rising = (np.diff(a, axis=1) >= 0).all(axis=1) & (a[:, -1] > a[:, 0])
             print(f"\nage direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned, layers {spec}), {ok.sum()} faces found at every strength, {time.perf_counter() - t0:.0f} s")
@@ -83,6 +99,15 @@ def main() -> None:
             print(f"  gender changes from female to male: {crosses.mean():.1%}")
             print(f"  mean |age change| -3 -> +3:         {np.abs(a[:, -1] - a[:, 0]).mean():.1f} years")
             print(f"  mean P(male) per strength:         {np.round(m.mean(0), 2).tolist()}")
+
+
+def labelled(image: np.ndarray, text: str, size: int = 160) -> np.ndarray:
+    """A thumbnail with `text` on a strip below it."""
+    im = Image.fromarray(image).resize((size, size), Image.LANCZOS)
+    cell = Image.new("RGB", (size, size + 14), "white")
+    cell.paste(im, (0, 0))
+    ImageDraw.Draw(cell).text((2, size + 1), text, fill="black")
+    return np.asarray(cell)
 
 
 if __name__ == "__main__":
