@@ -196,6 +196,23 @@ def test_init_from_latents_and_bad_shapes():
         project(G, target, steps=1, space="z")
 
 
+def test_w_noise_is_added_from_w_avg_but_not_to_given_latents():
+    G = tiny_generator()
+    ws, target = generated_target(G)
+
+    def first_image(**kw):
+        seen = []
+        project(G, target, steps=2, optimize_noise=False, loss="mse", callback=lambda step, synth, rec: seen.append(synth), **kw)
+        return seen[0]  # step 0 renders w_opt + noise, before any update
+
+    untouched = G.synthesis(ws)  # (projection runs the modulated convs in another, equivalent form)
+    assert torch.allclose(first_image(init=ws, options=FAST), untouched, atol=1e-5)  # the given latents, no noise
+    noisy = first_image(init=ws, options=ProjectionOptions(working_resolution=0, initial_noise_factor=0.05))
+    assert float(psnr(noisy, target)[0]) < 40  # asked for explicitly, the noise is there
+    w_avg = G.mapping.w_avg.reshape(1, 1, -1).expand_as(ws)
+    assert not torch.allclose(first_image(options=FAST), G.synthesis(w_avg), atol=1e-3)  # NVIDIA's noise from w_avg
+
+
 def test_loss_is_computed_at_the_working_resolution():
     G = tiny_generator(img_resolution=32)
     _, target = generated_target(G)
