@@ -4,7 +4,15 @@ On held-out generated images (known latents; seeds the encoder never trained on)
 w_avg and from the encoder's guess and count the steps each needs to reach a PSNR (at the working
 resolution). Also prints the encoder's own one-pass PSNR and its time per image.
 
-    python benchmarks/encoder_init.py --encoder encoder.pt [--network mobile-ffhq] [--images 20] [--psnr 25] [--steps 300]
+From w_avg the projector adds NVIDIA's decaying noise to w (its default); from an encoder's guess it
+does not (that noise would wipe out the head start). `--fair` adds a run per image from w_avg
+without the noise, so that the gain is not just the noise left out. `--oracle 0.5,0.75` adds runs
+from latents that far along the line from w_avg to the true ones (an encoder whose latent error is
+(1 - f)^2 of w_avg's), to see what an encoder must reach to pay off. A run stops when it reaches
+the PSNR (the schedule is still the one of `--steps` steps).
+
+    python benchmarks/encoder_init.py [--encoder encoder.pt] [--network mobile-ffhq] [--images 20] [--psnr 25] [--steps 300]
+                                      [--fair] [--oracle 0.5,0.75]
 """
 
 from __future__ import annotations
@@ -23,54 +31,85 @@ from stylelift.projector import ProjectionOptions, project
 from stylelift.projector.metrics import psnr
 from stylelift.projector.run import OFFLINE_LOSS
 
+R = 256  # the working resolution
+
+
+class Reached(Exception):
+    pass
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--encoder", required=True)
+    ap.add_argument("--encoder", default=None)
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--psnr", type=float, default=25.0)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--loss", default=OFFLINE_LOSS)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--fair", action="store_true", help="also project from w_avg without the early noise on w")
+    ap.add_argument("--oracle", default="", help="also start this far from w_avg towards the true latents, e.g. 0.5,0.75")
     args = ap.parse_args()
 
     G = load_generator(args.network, device=args.device)
-    enc, _ = load_encoder(args.encoder, G=G, device=args.device)
-    R = 256
-    opts = ProjectionOptions(working_resolution=R)
     sampling = EncoderTrainOptions(mixing_prob=0.0, truncation=(0.7, 0.7), render_resolution=G.img_resolution)
-    _, full = sample_batch(G, args.images, sampling, torch.Generator().manual_seed(987_654))  # held-out seed
-
-    def small(x):
-        return F.interpolate(x, size=(R, R), mode="area") if x.shape[-1] > R else x
-
-    t0 = time.perf_counter()
+    true_ws, full = sample_batch(G, args.images, sampling, torch.Generator().manual_seed(987_654))  # held-out seed
+    targets = small(full)
+    w_avg = G.w_avg.reshape(1, 1, -1).expand_as(true_ws)
     with torch.no_grad():
-        guesses = torch.cat([enc(full[i : i + 1]) for i in range(args.images)])
-        one_pass = G.synthesis(guesses)
-    per_image = (time.perf_counter() - t0) / args.images
-    print(f"encoder one pass: PSNR {float(psnr(small(one_pass), small(full)).mean()):.2f} dB at {R}px, {per_image * 1000:.0f} ms/image (with synthesis)")
+        average = small(G.synthesis(w_avg[:1]))
+    print(f"network {G.source}, {args.images} held-out images (psi 0.7), PSNR at {R}px; w_avg's own image: {float(psnr(average.expand_as(targets), targets).mean()):.2f} dB")
 
-    def steps_to(init, i):
-        hit = []
+    starts = {"w_avg": (None, None)}  # name -> (init ws [images, num_ws, w_dim] or None, initial noise factor)
+    if args.fair:
+        starts["w_avg, no noise"] = (None, 0.0)
+    if args.encoder:
+        enc, _ = load_encoder(args.encoder, G=G, device=args.device)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            guesses = torch.cat([enc(full[i : i + 1]) for i in range(args.images)])
+            one_pass = small(G.synthesis(guesses))
+        per_image = (time.perf_counter() - t0) / args.images
+        print(f"encoder one pass: PSNR {float(psnr(one_pass, targets).mean()):.2f} dB, latent error {latent_error(guesses, true_ws, w_avg):.2f} of w_avg's, "
+              f"{per_image * 1000:.0f} ms/image (with synthesis)")
+        starts["encoder"] = (guesses, None)
+    for f in (float(x) for x in args.oracle.split(",") if x):
+        guesses = w_avg.lerp(true_ws, f)
+        with torch.no_grad():
+            one_pass = small(G.synthesis(guesses))
+        print(f"oracle {f:g}: PSNR {float(psnr(one_pass, targets).mean()):.2f} dB, latent error {latent_error(guesses, true_ws, w_avg):.2f} of w_avg's")
+        starts[f"oracle {f:g}"] = (guesses, None)
 
+    def steps_to(i: int, init, noise) -> int | None:
         def cb(step, synth, rec):
-            if not hit and float(psnr(synth, small(full[i : i + 1]))[0]) >= args.psnr:
-                hit.append(step + 1)
+            if float(psnr(synth, targets[i : i + 1])[0]) >= args.psnr:
+                raise Reached(step + 1)
 
-        project(G, full[i : i + 1], steps=args.steps, init=init, loss=args.loss, options=opts, device=args.device, callback=cb)
-        return hit[0] if hit else None
+        try:
+            project(G, full[i : i + 1], steps=args.steps, init=None if init is None else init[i : i + 1], loss=args.loss,
+                    options=ProjectionOptions(working_resolution=R, initial_noise_factor=noise), device=args.device, callback=cb)
+        except Reached as hit:
+            return hit.args[0]
+        return None
 
-    rows = []
+    counts: dict[str, list] = {name: [] for name in starts}
     for i in range(args.images):
-        a, e = steps_to(None, i), steps_to(guesses[i : i + 1], i)
-        rows.append((a, e))
-        print(f"image {i:2d}: w_avg init {a or f'>{args.steps}'} steps, encoder init {e or f'>{args.steps}'} steps to {args.psnr} dB")
-    cap = args.steps + 1
-    med_a = statistics.median(a or cap for a, _ in rows)
-    med_e = statistics.median(e or cap for _, e in rows)
-    print(f"median steps to {args.psnr} dB: w_avg {med_a}, encoder {med_e} ({med_a / med_e:.2f}x fewer)")
+        for name, (init, noise) in starts.items():
+            counts[name].append(steps_to(i, init, noise))
+        print(f"image {i:2d}: " + ", ".join(f"{name} {c[-1] or f'>{args.steps}'}" for name, c in counts.items()) + f" steps to {args.psnr} dB", flush=True)
+    cap = args.steps + 1  # a run that never got there counts as one more than the schedule
+    medians = {name: statistics.median(n or cap for n in c) for name, c in counts.items()}
+    base = medians["w_avg"]
+    print(f"median steps to {args.psnr} dB: " + ", ".join(f"{name} {m} ({base / m:.2f}x fewer than from w_avg)" for name, m in medians.items()))
+
+
+def small(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=(R, R), mode="area") if x.shape[-1] > R else x
+
+
+def latent_error(guess: torch.Tensor, true_ws: torch.Tensor, w_avg: torch.Tensor) -> float:
+    """Mean squared latent error of `guess`, as a fraction of w_avg's."""
+    return float((guess - true_ws).square().mean() / (w_avg - true_ws).square().mean())
 
 
 if __name__ == "__main__":
