@@ -84,6 +84,8 @@ def main() -> None:
         if rows:
             save_image(make_grid(rows, cols=len(strengths)), args.sheet)
             print(f"wrote {args.sheet}: {len(rows) // len(strengths)} faces whose predicted gender changed")
+        elif args.sheet and name == "age":
+            print("no sheet written: no face's predicted gender changed")
         if name == "age":
             rising = (np.diff(a, axis=1) >= 0).all(axis=1) & (a[:, -1] > a[:, 0])
             print(f"\nage direction ({d.meta.get('accuracy', float('nan')):.3f} held-out accuracy when learned, layers {spec}), {ok.sum()} faces found at every strength, {time.perf_counter() - t0:.0f} s")

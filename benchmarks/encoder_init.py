@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from stylelift import load_generator
 from stylelift.encoder_training import EncoderTrainOptions, sample_batch
-from stylelift.models.encoder import load_encoder
+from stylelift.models.encoder import load_encoder, resolve_encoder_path
 from stylelift.projector import ProjectionOptions, project
 from stylelift.projector.metrics import psnr
 from stylelift.projector.run import OFFLINE_LOSS
@@ -40,7 +40,7 @@ class Reached(Exception):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--encoder", default=None)
+    ap.add_argument("--encoder", default=None, help="encoder file, or 'encoder' for the shipped one")
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--psnr", type=float, default=25.0)
@@ -64,7 +64,7 @@ def main() -> None:
     if args.fair:
         starts["w_avg, no noise"] = (None, 0.0)
     if args.encoder:
-        enc, _ = load_encoder(args.encoder, G=G, device=args.device)
+        enc, _ = load_encoder(resolve_encoder_path(args.encoder), G=G, device=args.device)  # 'encoder': the shipped one
         t0 = time.perf_counter()
         with torch.no_grad():
             guesses = torch.cat([enc(full[i : i + 1]) for i in range(args.images)])

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from stylelift import load_generator
 from stylelift.align import align_face
 from stylelift.images import load_photo, make_grid, save_image, to_uint8
+from stylelift.models.dlib_resnet import chip_box
 from stylelift.projector import ProjectionOptions, project
-from stylelift.projector.face_loss import chip_box
 from stylelift.projector.losses import ssim
 from stylelift.projector.metrics import face_distance, psnr
 

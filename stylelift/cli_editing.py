@@ -335,7 +335,7 @@ def directions_pca(
 # ----------------------------------------------------------------------------------------------
 # encoder
 
-encoder_app = typer.Typer(no_args_is_help=True, help="A ResNet encoder that guesses W+ latents in one pass.")
+encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
 
 
@@ -347,7 +347,7 @@ def encoder_train(
     steps: Annotated[int, typer.Option(min=1, help="Training steps in all (a resumed run continues to this count).")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
     lr: Annotated[float, typer.Option(min=0, max=1, help="Adam learning rate.", callback=finite)] = 1e-4,
-    backbone: Annotated[Optional[str], typer.Option(help="resnet18 or resnet34 (default resnet18; a resumed run keeps its own).")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="resnet18 or resnet34 (default resnet18; a resumed run keeps its own; dlib-face encoders are made by `encoder fit`).")] = None,
     input_resolution: Annotated[Optional[int], typer.Option(help="Encoder input size (default 256; a resumed run keeps its own).")] = None,
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
@@ -400,7 +400,7 @@ def encoder_train(
 def encoder_fit(
     out: Annotated[Path, typer.Option(help="Encoder file to write.")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Generated images to fit on.")] = 3000,
+    samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
     rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (smaller file, a little less exact).")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sampled latents.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
@@ -414,13 +414,14 @@ def encoder_fit(
 
     if out.suffix.lower() != ".pt":
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
-    if out.exists() and not overwrite:
-        fail(f"{out} exists; pass --overwrite to replace it")
+    if out.is_dir() or (out.exists() and not overwrite):
+        fail(f"{out} is a folder" if out.is_dir() else f"{out} exists; pass --overwrite to replace it")
+    opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
+    out.parent.mkdir(parents=True, exist_ok=True)
     G, _ = load(network, device)
     with Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
         task = bar.add_task("fit", total=samples)
-        encoder, report = fit_face_encoder(G, FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed), callback=lambda done: bar.update(task, completed=done))
-    out.parent.mkdir(parents=True, exist_ok=True)
+        encoder, report = fit_face_encoder(G, opts, callback=lambda done: bar.update(task, completed=done))
     save_encoder(out, encoder, training={"fit": report})
     typer.echo(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {rank} "
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")

@@ -8,6 +8,7 @@ the predicted ws against the true image, with any of the projector's distance te
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import CheckpointError, first_line
+from .errors import CheckpointError, InputError, first_line
 from .models.encoder import Encoder, save_encoder
 from .projector.losses import LossContext, REGISTRY, parse_loss_spec
 from .projector.project import w_statistics
@@ -164,6 +165,21 @@ class FaceEncoderFitOptions:
     render_resolution: int = 256
     seed: int = 0
 
+    def __post_init__(self):
+        from .models.encoder import face_feature_count
+
+        if not 10 <= self.samples <= MAX_FIT_SAMPLES:
+            raise InputError(f"fitting needs 10 to {MAX_FIT_SAMPLES} samples, got {self.samples}")
+        if not 1 <= self.rank <= face_feature_count():
+            raise InputError(f"the head's rank must be 1 to {face_feature_count()} (the number of features), got {self.rank}")
+        if not 0 < self.held_out < 1 or self.batch_size < 1:
+            raise InputError("held_out must be between 0 and 1 and batch_size at least 1")
+        if not self.ridge or not all(p > 0 for p in self.ridge):
+            raise InputError("ridge needs at least one penalty, all positive")
+
+
+MAX_FIT_SAMPLES = 10_000  # the fit keeps every target in memory: 11,776 float64s each on the bundled network (0.9 GB)
+
 
 def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *, callback: Optional[Callable[[int], None]] = None) -> tuple[Encoder, dict]:
     """A dlib-face encoder for G, its linear head fitted by ridge regression on generated images.
@@ -177,8 +193,6 @@ def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *
     """
     from .models.encoder import FACE_BACKBONE, new_encoder
 
-    if opts.samples < 10:
-        raise ValueError("fitting needs at least 10 samples")
     encoder = new_encoder(G, backbone=FACE_BACKBONE, input_resolution=opts.render_resolution, head_rank=opts.rank)
     sampling = EncoderTrainOptions(render_resolution=opts.render_resolution)
     gen = torch.Generator().manual_seed(opts.seed)
@@ -208,7 +222,8 @@ def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *
     reduced = _reduce_rank(W_train[0], (X[:split] - W_train[1]) / W_train[2], opts.rank)
     report = {"samples": len(X), "penalty": penalty, "held_out_error": tried[penalty],
               "held_out_error_reduced": error(reduced[0] @ reduced[1], *W_train[1:], X[split:], Y[split:]),
-              "tried": [[p, e] for p, e in tried.items()]}  # (a list: checkpoints allow only str and int keys)
+              "tried": [[p, e] for p, e in tried.items()],  # (a list: checkpoints allow only str and int keys)
+              "options": {**dataclasses.asdict(opts), "ridge": list(opts.ridge)}}
     W, mean, std, y_mean = solve(X, Y, penalty)
     down, up = _reduce_rank(W, (X - mean) / std, opts.rank)
     with torch.no_grad():

@@ -23,7 +23,7 @@ def dat_path():
 
 @pytest.fixture(scope="module")
 def net(dat_path):
-    from stylelift.projector.face_loss import face_network
+    from stylelift.models.dlib_resnet import face_network
 
     return face_network(torch.device("cpu"))
 
@@ -103,7 +103,8 @@ def aligned_pair(net, astronaut):
 
 @pytest.mark.parametrize("name", ["face", "face-id", "face-age"])
 def test_face_terms_pass_gradients_to_the_face_region_only(name, aligned_pair):
-    from stylelift.projector.face_loss import AGE_CHIP_SIDE, CHIP_SIDE, chip_box
+    from stylelift.models.dlib_resnet import CHIP_SIDE, chip_box
+    from stylelift.projector.face_loss import AGE_CHIP_SIDE
 
     target, other = aligned_pair
     term = REGISTRY[name](target, LossContext(torch.device("cpu")))

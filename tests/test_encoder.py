@@ -164,6 +164,24 @@ def test_encoder_fit_command(tmp_path):
     assert r.exit_code == 1 and "exists" in r.output
     r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "f.pt"), "--resume", "--device", "cpu"])
     assert r.exit_code == 1 and "fitted" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "g.pt"), "--backbone", "dlib-face"])
+    assert r.exit_code == 1 and "encoder fit" in r.output and not (tmp_path / "g.pt").exists()
+    too_high = ["encoder", "fit", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "h.pt"), "--rank", "2000"]  # > 1,536 features
+    r = CliRunner().invoke(app, too_high)
+    assert r.exit_code == 1 and "rank" in r.output and "Traceback" not in r.output
+
+
+def test_an_unfitted_face_encoder_answers_w_avg_and_resnet_files_keep_the_old_config(tmp_path):
+    from stylelift.models.torch_files import load_torch_file
+
+    G = tiny_generator()
+    enc = new_encoder(G, backbone="dlib-face", input_resolution=32, head_rank=4)
+    ws = enc(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert torch.allclose(ws, G.w_avg.expand_as(ws))
+    save_encoder(tmp_path / "r.pt", new_encoder(G, input_resolution=32))
+    assert "head_rank" not in load_torch_file(tmp_path / "r.pt")["config"]  # readable by versions before it
+    save_encoder(tmp_path / "f.pt", enc)
+    assert load_torch_file(tmp_path / "f.pt")["config"]["head_rank"] == 4
 
 
 def test_the_shipped_encoder_is_for_the_bundled_network_and_named_encoder(tmp_path):

