@@ -12,7 +12,7 @@ from latents that far along the line from w_avg to the true ones (an encoder who
 the PSNR (the schedule is still the one of `--steps` steps).
 
     python benchmarks/encoder_init.py [--encoder encoder.pt] [--network mobile-ffhq] [--images 20] [--psnr 25] [--steps 300]
-                                      [--fair] [--oracle 0.5,0.75]
+                                      [--fair] [--oracle 0.5,0.75] [--first 10]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--encoder", default=None, help="encoder file, or 'encoder' for the shipped one")
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--images", type=int, default=20)
+    ap.add_argument("--first", type=int, default=0, help="project only images FIRST.. (the earlier ones as in a run with fewer --images)")
     ap.add_argument("--psnr", type=float, default=25.0)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--loss", default=OFFLINE_LOSS)
@@ -93,7 +94,7 @@ def main() -> None:
         return None
 
     counts: dict[str, list] = {name: [] for name in starts}
-    for i in range(args.images):
+    for i in range(args.first, args.images):
         for name, (init, noise) in starts.items():
             counts[name].append(steps_to(i, init, noise))
         print(f"image {i:2d}: " + ", ".join(f"{name} {c[-1] or f'>{args.steps}'}" for name, c in counts.items()) + f" steps to {args.psnr} dB", flush=True)
