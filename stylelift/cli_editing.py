@@ -401,7 +401,7 @@ def encoder_fit(
     out: Annotated[Path, typer.Option(help="Encoder file to write.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
-    rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (smaller file, a little less exact).")] = 256,
+    rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (the shipped encoder: 128).")] = 128,
     seed: Annotated[int, typer.Option(help="Seed of the sampled latents.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     device: DeviceOpt = "auto",
@@ -451,8 +451,8 @@ def encoder_run(
     paths, failed = expand_photos(photos)
     if not paths:
         fail("no photos given")
-    G, dev = load(network, device)
     encoder_path = resolve_encoder_path(encoder_spec)
+    G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)

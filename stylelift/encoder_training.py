@@ -158,7 +158,7 @@ def held_out_error(G, encoder: Encoder, *, samples: int = 16, seed: int = 10_000
 @dataclass(frozen=True)
 class FaceEncoderFitOptions:
     samples: int = 3000
-    rank: int = 256  # rank of the linear head (full rank is 1536 x num_ws * w_dim numbers)
+    rank: int = 128  # rank of the linear head (full rank is 1536 x num_ws * w_dim numbers)
     ridge: tuple[float, ...] = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # penalties tried, per sample and standardised feature
     held_out: float = 0.2  # share of the samples that picks the penalty (then all are used for the fit)
     batch_size: int = 16
@@ -197,13 +197,12 @@ def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *
     sampling = EncoderTrainOptions(render_resolution=opts.render_resolution)
     gen = torch.Generator().manual_seed(opts.seed)
     feats, targets = [], []
-    while len(feats) * opts.batch_size < opts.samples:
-        n = min(opts.batch_size, opts.samples - sum(len(f) for f in feats))
-        ws, images = sample_batch(G, n, sampling, gen)
+    for done in range(0, opts.samples, opts.batch_size):
+        ws, images = sample_batch(G, min(opts.batch_size, opts.samples - done), sampling, gen)
         feats.append(encoder.features(images).double().cpu())  # raw: its standardisation is still the identity
         targets.append((ws - G.w_avg).flatten(1).double().cpu())
         if callback:
-            callback(sum(len(f) for f in feats))
+            callback(done + len(ws))
     X, Y = torch.cat(feats), torch.cat(targets)  # [S, F], [S, num_ws * w_dim]
     split = max(1, int(len(X) * (1 - opts.held_out)))
 
@@ -218,10 +217,10 @@ def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *
 
     tried = {p: error(*solve(X[:split], Y[:split], p), X[split:], Y[split:]) for p in opts.ridge}
     penalty = min(tried, key=tried.get)
-    W_train = solve(X[:split], Y[:split], penalty)
-    reduced = _reduce_rank(W_train[0], (X[:split] - W_train[1]) / W_train[2], opts.rank)
+    W, mean, std, y_mean = solve(X[:split], Y[:split], penalty)
+    down, up = _reduce_rank(W, (X[:split] - mean) / std, opts.rank)
     report = {"samples": len(X), "penalty": penalty, "held_out_error": tried[penalty],
-              "held_out_error_reduced": error(reduced[0] @ reduced[1], *W_train[1:], X[split:], Y[split:]),
+              "held_out_error_reduced": error(down @ up, mean, std, y_mean, X[split:], Y[split:]),
               "tried": [[p, e] for p, e in tried.items()],  # (a list: checkpoints allow only str and int keys)
               "options": {**dataclasses.asdict(opts), "ridge": list(opts.ridge)}}
     W, mean, std, y_mean = solve(X, Y, penalty)

@@ -106,9 +106,13 @@ def _resize(img: Tensor, size: int) -> Tensor:
     return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
+def _from_w_avg(init) -> bool:
+    return init is None or (isinstance(init, str) and init == "avg")
+
+
 def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
     """Starting latents [N, 1 or num_ws, w_dim]."""
-    if init is None or (isinstance(init, str) and init == "avg"):
+    if _from_w_avg(init):
         ws = w_avg.reshape(1, 1, -1).repeat(n, 1, 1)
     else:
         ws = torch.as_tensor(np.asarray(init) if not isinstance(init, Tensor) else init).float().to(w_avg.device)
@@ -192,7 +196,7 @@ def _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed
     w_opt = _initial_ws(G, init, n, space, w_avg).detach().clone().requires_grad_(True)
     noise_factor = options.initial_noise_factor
     if noise_factor is None:
-        noise_factor = 0.05 if init is None or (isinstance(init, str) and init == "avg") else 0.0
+        noise_factor = 0.05 if _from_w_avg(init) else 0.0
     layers = G.synthesis.noise_layers()
     noises = None
     params = [w_opt]
