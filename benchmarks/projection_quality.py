@@ -4,7 +4,10 @@
     for W+ and W; (b) real photos (aligned): PSNR, SSIM and dlib's face-descriptor distance of the
     projection to the target (< 0.6 = the same person by dlib's convention).
 
-    python benchmarks/projection_quality.py [--steps 500] [--samples 3] [--loss SPEC (default: the offline mix)] [PHOTO ...]
+    python benchmarks/projection_quality.py [--steps 500] [--samples 3] [--loss SPEC (default: the offline mix)]
+        [--spaces w+,w] [--initial-noise-factor F] [PHOTO ...]
+
+Every row also gives the PSNR at the working resolution after 1/5, 2/5, ... of the steps.
 """
 
 from __future__ import annotations
@@ -37,49 +40,71 @@ def main() -> None:
     ap.add_argument("--loss", default=OFFLINE_LOSS)
     ap.add_argument("--working-resolution", type=int, default=256)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--spaces", default="w+,w", help="comma-separated: w+, w")
+    ap.add_argument(
+        "--initial-noise-factor", type=float, default=None, help="noise on w early on, in w_std (default: the projector's)"
+    )
     args = ap.parse_args()
+    spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
 
     torch.manual_seed(0)
     G = load_generator(args.network, device=args.device)
-    opts = ProjectionOptions(working_resolution=args.working_resolution)
+    opts = ProjectionOptions(working_resolution=args.working_resolution, initial_noise_factor=args.initial_noise_factor)
     R = args.working_resolution
+    marks = sorted({max(1, args.steps * k // 5) for k in range(1, 6)})
 
     def small(img):
         return F.interpolate(img, size=(R, R), mode="area") if img.shape[-1] > R else img
 
-    print(f"network {G.source}, loss {args.loss}, {args.steps} steps, working resolution {R}, device {args.device}")
+    def tracker(target, reached, curve):
+        """A step callback that records the first step at 30 dB and the PSNR at the marks."""
+        t = small(target)
+
+        def cb(step, synth, rec):
+            p = float(psnr(synth, t)[0])
+            if not reached and p >= 30:
+                reached.append(step + 1)
+            if step + 1 in marks:
+                curve.append(f"{p:.1f}")
+
+        return cb
+
+    print(
+        f"network {G.source}, loss {args.loss}, {args.steps} steps, working resolution {R}, device {args.device}, "
+        f"initial noise factor {'default' if args.initial_noise_factor is None else args.initial_noise_factor}"
+    )
+    print(f"PSNR@work at steps {'/'.join(map(str, marks))} in the last column (seen by the loss, before that step's update)")
     print("\n(a) generated images (known ws)")
-    print(f"{'space':6} {'sample':>6} {'PSNR@work':>10} {'steps to 30dB':>14} {'s/step':>7}")
+    print(f"{'space':6} {'sample':>6} {'PSNR@work':>10} {'steps to 30dB':>14} {'s/step':>7}  curve")
     if args.samples == 0:
         print("(skipped: --samples 0)")
     with torch.no_grad():
         z = torch.from_numpy(np.random.RandomState(1234).randn(args.samples, G.z_dim)).float().to(args.device)
         targets = G.synthesis(G.mapping(z, truncation_psi=0.7)) if args.samples else None
-    for space in ("w+", "w") if args.samples else ():
+    for space in spaces if args.samples else ():
         for i in range(args.samples):
-            reached = []
-
-            def cb(step, synth, rec, t=small(targets[i : i + 1])):
-                if not reached and float(psnr(synth, t)[0]) >= 30:
-                    reached.append(step + 1)
-
+            reached, curve = [], []
+            cb = tracker(targets[i : i + 1], reached, curve)
             t0 = time.perf_counter()
             r = project(G, targets[i : i + 1], space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device, callback=cb)
             dt = (time.perf_counter() - t0) / args.steps
             p = float(psnr(small(r.image), small(targets[i : i + 1]))[0])
-            print(f"{space:6} {i:>6} {p:>10.2f} {reached[0] if reached else '-':>14} {dt:>7.3f}")
+            print(f"{space:6} {i:>6} {p:>10.2f} {reached[0] if reached else '-':>14} {dt:>7.3f}  {'/'.join(curve)}", flush=True)
 
     print("\n(b) real photos")
-    print(f"{'photo':24} {'space':6} {'PSNR':>6} {'SSIM':>6} {'dlib dist':>9} {'same person':>11}")
+    print(f"{'photo':24} {'space':6} {'PSNR':>6} {'SSIM':>6} {'dlib dist':>9} {'same person':>11}  curve")
     for path in args.photos:
         face = align_face(load_photo(path), size=G.img_resolution, name=path.name)
         target = torch.from_numpy(np.array(face.image)).permute(2, 0, 1)[None].float().to(args.device) / 127.5 - 1
-        for space in ("w+", "w"):
-            r = project(G, target, space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device)
+        for space in spaces:
+            curve = []
+            cb = tracker(target, [], curve)
+            r = project(G, target, space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device, callback=cb)
             d = face_distance(np.asarray(face.image), to_uint8(r.image)[0])
             print(
                 f"{path.name:24} {space:6} {float(psnr(r.image, target)[0]):>6.2f} {float(ssim(r.image, target)[0]):>6.3f} "
-                f"{d if d is None else round(d, 3)!s:>9} {str(d is not None and d < 0.6):>11}"
+                f"{d if d is None else round(d, 3)!s:>9} {str(d is not None and d < 0.6):>11}  {'/'.join(curve)}",
+                flush=True,
             )
 
 

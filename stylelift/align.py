@@ -58,6 +58,25 @@ class AlignedFace:
             "box": list(self.box),
         }
 
+    @classmethod
+    def from_meta(cls, record, *, what: str = "the latent file") -> "AlignedFace":
+        """The alignment `transform_meta` wrote (without the crop's pixels), checked."""
+        damaged = InputError(f"the alignment record in {what} is damaged (it needs quad, box and source_size)")
+        if not isinstance(record, dict):
+            raise damaged
+        try:
+            quad = np.array(record["quad"], dtype=np.float64).reshape(4, 2)
+            box, size = tuple(int(v) for v in record["box"]), tuple(int(v) for v in record["source_size"])
+            crop = int(record["size"]) if record.get("size") is not None else None
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise damaged from None
+        sides = np.stack([quad[3] - quad[0], quad[1] - quad[0]])  # the crop's x and y axes in the photo
+        if len(box) != 4 or len(size) != 2 or min(size) < 1 or not np.isfinite(quad).all() or (crop is not None and crop < 1):
+            raise damaged
+        if abs(np.linalg.det(sides)) < 1.0:  # a square of less than a pixel: no way back into the photo
+            raise damaged
+        return cls(image=None, landmarks=np.zeros([68, 2]), quad=quad, box=box, source_size=size, size=crop)
+
 
 # ----------------------------------------------------------------------------------------------
 # Model files

@@ -73,6 +73,7 @@ def user_errors(fn: Callable) -> Callable:
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
 MAX_LIST = 100_000  # items one option may name
+OUTPUT_BYTES = 2 << 30  # the most image bytes a grid, an edit or a GIF may hold (mp4 frames and single images are streamed)
 
 
 def finite(value: Optional[float]) -> Optional[float]:
@@ -109,9 +110,13 @@ def resolve_device(name: str):
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise typer.BadParameter(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         fail("--device cuda asked for, but torch sees no CUDA GPU on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        fail(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     return device
 
 
@@ -152,16 +157,20 @@ def generate(
         fail(f"--outdir {outdir} is a file, not a folder")
     G = load_generator(network, device=dev)
     if seed_list is not None:
-        images = generation.generate_from_seeds(
+        images = generation.iter_seed_images(
             G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode, class_idx=class_idx, device=dev
         )
         names = [f"seed{s:04d}.png" for s in seed_list]
     else:
-        images = generation.generate_from_latent_file(G, latents, noise_mode=noise_mode, device=dev)
-        names = [f"{latents.stem}{i:02d}.png" for i in range(len(images))]
+        count, images = generation.iter_latent_file_images(G, latents, noise_mode=noise_mode, device=dev)
+        names = [f"{latents.stem}{i:02d}.png" for i in range(count)]
+    grid_path = outdir / "grid.png" if grid and len(names) > 1 else None
+    if grid_path is not None and len(names) * G.img_resolution**2 * 3 > OUTPUT_BYTES:
+        typer.echo(f"not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture")
+        grid_path = None
     outdir.mkdir(parents=True, exist_ok=True)
-    generation.write_images(images, [outdir / n for n in names], grid_path=outdir / "grid.png" if grid else None)
-    typer.echo(f"wrote {len(images)} image{'s' * (len(images) != 1)} to {outdir}/")
+    generation.write_images(images, [outdir / n for n in names], grid_path=grid_path)  # each image is written as it is rendered
+    typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)} to {outdir}/")
 
 
 @app.command()
@@ -215,7 +224,7 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
             out += matches
         else:
             out.append(path)
-    return list(dict.fromkeys(out)), misses
+    return list(dict.fromkeys(p.resolve() if p.exists() else p for p in out)), misses
 
 
 @app.command()
@@ -243,7 +252,12 @@ def align(
     if not paths:
         fail("no photos given")
     outdir.mkdir(parents=True, exist_ok=True)
+    stems: dict[str, Path] = {}
     for path in paths:
+        if stems.setdefault(path.stem, path) != path:  # NAME.png would overwrite the other photo's
+            typer.secho(f"error: {printable(path, 500)}: its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); align it with another --outdir", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
         try:
             image = load_photo(path)
             faces = align_faces(image, size=size, cnn=cnn, name=path.name, only=None if all_faces else (face_index or 0))
@@ -277,7 +291,7 @@ def project(
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write NAME_proj.mp4 of the optimisation.")] = True,
     batch_size: Annotated[int, typer.Option(help="Photos optimised together.")] = 1,
     device: DeviceOpt = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the optimisation's random streams.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the optimisation's random streams.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Redo photos that already have results.")] = False,
 ) -> None:
     """Find the latent code (and noise maps) whose image looks like each photo."""
@@ -287,6 +301,8 @@ def project(
         raise typer.BadParameter("--space must be w or w+")
     if steps < 1 or batch_size < 1:
         raise typer.BadParameter("--steps and --batch-size must be at least 1")
+    if paste_back and not do_align:
+        raise typer.BadParameter("--paste-back needs --align (the alignment says where the face goes back)")
     paths, misses = expand_photos(photos)
     if not paths:
         fail("no photos given")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterable, Optional
 
 import numpy as np
 import typer
 
-from .cli import DEFAULT_NETWORK, DeviceOpt, NetworkOpt, app, fail, finite, parse_int_list, printable, resolve_device, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, OUTPUT_BYTES, DeviceOpt, NetworkOpt, app, fail, finite, parse_int_list, printable, resolve_device, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -26,6 +26,14 @@ def check_out(out: Path, *, video: bool) -> None:
     ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
     if out.suffix.lower() not in ok:
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
+
+
+def check_output_size(count: int, G, what: str) -> None:
+    """Refuse, before rendering, an output that would hold more image bytes than OUTPUT_BYTES."""
+    side = G.img_resolution
+    need = count * side * side * 3
+    if need > OUTPUT_BYTES:
+        fail(f"{what} would hold {count} images of {side}x{side} ({need / 2**30:.1f} GiB); ask for at most {OUTPUT_BYTES // (3 * side * side)}")
 
 
 def parse_range(text: str, *, what: str) -> list[float]:
@@ -64,7 +72,7 @@ def load(network: str, device: str):
     return load_generator(network, device=dev), dev
 
 
-def save_output(images: list[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
+def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
     from .images import make_grid, save_image, write_video
 
     check_out(out, video=True)
@@ -72,7 +80,7 @@ def save_output(images: list[np.ndarray], out: Path, *, cols: Optional[int] = No
     if out.suffix.lower() in VIDEO_SUFFIXES:
         write_video(out, images, fps=fps)
     else:
-        save_image(make_grid(images, cols=cols), out)
+        save_image(make_grid(list(images), cols=cols), out)
     typer.echo(f"wrote {out}")
 
 
@@ -94,9 +102,11 @@ def truncation_sweep(
     from .generation import latents_for_items, render_ws
 
     check_out(out, video=False)
-    G, dev = load(network, device)
     psis = parse_range(psi, what="--psi")
-    ws = latents_for_items(G, [str(s) for s in parse_int_list(seeds)], device=dev)
+    seed_items = [str(s) for s in parse_int_list(seeds)]
+    G, dev = load(network, device)
+    check_output_size(len(seed_items) * len(psis), G, "the grid")
+    ws = latents_for_items(G, seed_items, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
 
@@ -118,10 +128,14 @@ def mix(
     from .generation import latents_for_items, render_ws
 
     check_out(out, video=False)
+    row_items, col_items = split_items(rows), split_items(cols)
+    if not row_items or not col_items:
+        raise typer.BadParameter("--rows and --cols each need at least one seed or latent file")
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
-    row_ws = latents_for_items(G, split_items(rows), truncation_psi=trunc, device=dev)
-    col_ws = latents_for_items(G, split_items(cols), truncation_psi=trunc, device=dev)
+    check_output_size((len(row_items) + 1) * (len(col_items) + 1), G, "the grid")
+    row_ws = latents_for_items(G, row_items, truncation_psi=trunc, device=dev)
+    col_ws = latents_for_items(G, col_items, truncation_psi=trunc, device=dev)
     cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
     row_imgs = render_ws(G, row_ws, batch_size=batch_size)
     col_imgs = render_ws(G, col_ws, batch_size=batch_size)
@@ -152,7 +166,7 @@ def interpolate(
     import torch
 
     from .editing import interpolation_path
-    from .generation import is_seed, latents_for_items, render_ws, z_from_seed
+    from .generation import is_seed, iter_render_ws, latents_for_items, z_from_seed
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
@@ -175,8 +189,11 @@ def interpolate(
     else:
         keys = latents_for_items(G, items, truncation_psi=trunc, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
-    images = render_ws(G, ws, batch_size=batch_size)
+    if grid or out.suffix.lower() == ".gif":
+        check_output_size(frames, G, "the strip" if grid else "the GIF")
+    images = iter_render_ws(G, ws, batch_size=batch_size)  # an mp4 takes the frames as they are rendered
     if grid:
+        images = list(images)
         save_output(images, out if out.suffix.lower() not in (".mp4", ".gif") else out.with_suffix(".png"), cols=len(images))
     else:
         save_output(images, out, fps=fps)
@@ -209,9 +226,10 @@ def edit(
     check_out(out, video=True)
     strengths = parse_range(strength, what="--strength")
     G, dev = load(network, device)
+    check_output_size(len(strengths), G, "the edit")
     d = resolve_direction(direction, G)
-    layers = layers or d.default_layers
-    layer_idx = parse_layers(layers, G.layer_resolutions) if layers else None
+    layers = layers if layers is not None else d.default_layers
+    layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
     ws = latents_for_items(G, [item], truncation_psi=trunc, device=dev)
     edited = torch.cat([apply_direction(ws, d.vector, s, layer_idx) for s in strengths])
     latents = None if is_seed(item) else load_latents(item)
@@ -231,19 +249,11 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     align = (latents.meta.get("alignment") if latents is not None else None) or None
     if align is None:
         fail(f"--paste-back needs a latent file made by `stylelift project` with alignment; {item} has none")
-    photo_path = photo or Path(align.get("photo_path", ""))
-    if not photo_path or not Path(photo_path).is_file():
+    face = AlignedFace.from_meta(align, what=item)
+    photo_path = photo or align.get("photo_path")
+    if not isinstance(photo_path, (str, Path)) or not photo_path or not Path(photo_path).is_file():
         fail("--paste-back: pass the original photo with --photo PATH")
-    original = load_photo(photo_path)
-    try:
-        quad = np.array(align["quad"], dtype=np.float64).reshape(4, 2)
-        box, size = tuple(int(v) for v in align["box"]), tuple(int(v) for v in align["source_size"])
-        crop = int(align["size"]) if "size" in align else None
-        if len(box) != 4 or len(size) != 2 or not np.isfinite(quad).all() or (crop is not None and crop < 1):
-            raise ValueError
-    except (KeyError, TypeError, ValueError):
-        fail(f"--paste-back: the alignment record in {item} is damaged (it needs quad, box and source_size)")
-    face = AlignedFace(image=None, landmarks=np.zeros([68, 2]), quad=quad, box=box, source_size=size, size=crop)
+    original = load_photo(Path(photo_path))
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
 
 
@@ -263,9 +273,10 @@ def directions_learn(
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
-    seed: Annotated[int, typer.Option(help="First seed of the sampled latents.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="First seed of the sampled latents.")] = 0,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
     from .editing import parse_layers, save_direction
@@ -273,9 +284,14 @@ def directions_learn(
 
     if out.suffix.lower() != ".npy":
         raise typer.BadParameter(f"--out {out}: a direction file ends in .npy")
+    for path in (out, out.with_suffix(".json"), save_labels):  # checked now, not after the labelling
+        if path is not None and path.is_dir():
+            fail(f"{path} is a folder")
+    if out.exists() and not overwrite:
+        fail(f"{out} exists; pass --overwrite to replace it")
     G, dev = load(network, device)
     if layers:
-        parse_layers(layers, G.layer_resolutions)  # a bad spec fails now, not after the labelling
+        parse_layers(layers, G.layer_resolutions)
     if save_labels is not None:
         save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
     d = learn_direction(
@@ -308,7 +324,7 @@ def directions_sefa(
     for i, (v, ev) in enumerate(zip(vecs, values)):
         meta = {"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers}  # layers: the spec `edit` reads
         save_direction(outdir / f"sefa_{i:02d}.npy", Direction(v[None], meta))
-    typer.echo(f"wrote {len(vecs)} directions to {outdir}/")
+    typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; that is all there are)" if len(vecs) < k else ""))
 
 
 @directions_app.command("pca")
@@ -318,7 +334,7 @@ def directions_pca(
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=2, max=10_000_000, help="Sampled w.")] = 10_000,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many components.")] = 10,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampling seed.")] = 0,
 ) -> None:
     """Principal components of sampled w (GANSpace)."""
     from .editing import Direction, pca_directions, save_direction
@@ -329,7 +345,7 @@ def directions_pca(
     outdir.mkdir(parents=True, exist_ok=True)
     for i, (v, ev) in enumerate(zip(vecs, var)):
         save_direction(outdir / f"pca_{i:02d}.npy", Direction(v[None], {"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples}))
-    typer.echo(f"wrote {len(vecs)} directions to {outdir}/")
+    typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; {samples} samples in {G.w_dim}-D give no more)" if len(vecs) < k else ""))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,7 +368,7 @@ def encoder_train(
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the sampled training latents.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled training latents.")] = 0,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train an encoder on images the network generates (known latents): latent MSE + image loss."""
@@ -402,7 +418,7 @@ def encoder_fit(
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
     rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (the shipped encoder: 128).")] = 128,
-    seed: Annotated[int, typer.Option(help="Seed of the sampled latents.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled latents.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:

@@ -16,7 +16,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:  # name the file the user asked for, not the temporary one
+            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

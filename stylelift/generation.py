@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -46,8 +46,7 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
-@torch.inference_mode()
-def generate_from_seeds(
+def iter_seed_images(
     G,
     seeds: Sequence[int],
     *,
@@ -56,30 +55,42 @@ def generate_from_seeds(
     noise_mode: str = "const",
     class_idx: Optional[int] = None,
     device="cpu",
-) -> list[np.ndarray]:
-    """uint8 HWC images, one per seed; rendered one at a time, as generate.py does, so pixels match it."""
+) -> Iterator[np.ndarray]:
+    """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so pixels match it."""
     if truncation_cutoff is not None and not 0 <= truncation_cutoff <= G.num_ws:
         raise InputError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
     c = class_label(G, class_idx, device)
-    images = []
     for seed in seeds:
         z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
-        img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-        images.append(to_uint8(img)[0])
-    return images
+        with torch.inference_mode():
+            img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+        yield to_uint8(img)[0]
 
 
-@torch.inference_mode()
-def generate_from_latent_file(G, path: os.PathLike, *, noise_mode: str = "const", device="cpu") -> list[np.ndarray]:
-    """Render each w of a latent file (NVIDIA's --projected-w); stored noise maps are used when present."""
+def generate_from_seeds(G, seeds: Sequence[int], **kwargs) -> list[np.ndarray]:
+    """All of `iter_seed_images` in a list."""
+    return list(iter_seed_images(G, seeds, **kwargs))
+
+
+def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", device="cpu") -> tuple[int, Iterator[np.ndarray]]:
+    """(count, images) for each w of a latent file (NVIDIA's --projected-w); stored noise maps are
+    used when present. The file is read and checked before this returns."""
     latents = load_latents(path)
     check_made_for(G, latents, Path(path).name)
     noises = stored_noises(G, latents.noises, device) if latents.noises else None
-    images = []
-    for w in torch.from_numpy(latents.w).to(device):
-        img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
-        images.append(to_uint8(img)[0])
-    return images
+
+    def images():
+        for w in torch.from_numpy(latents.w).to(device):
+            with torch.inference_mode():
+                img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
+            yield to_uint8(img)[0]
+
+    return len(latents.w), images()
+
+
+def generate_from_latent_file(G, path: os.PathLike, **kwargs) -> list[np.ndarray]:
+    """All of `iter_latent_file_images` in a list."""
+    return list(iter_latent_file_images(G, path, **kwargs)[1])
 
 
 def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor]:
@@ -90,17 +101,21 @@ def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor
     for k, layer in enumerate(layers):
         t = torch.from_numpy(noises[k]).to(device)
         r = layer.resolution
-        if t.shape[-2:] != (r, r):
-            raise InputError(f"noise map {k} is {list(t.shape)}, but layer {k} works at {r}x{r}")
-        out.append(t.reshape(-1, 1, r, r) if t.ndim > 2 else t)
+        if t.ndim < 2 or t.shape[-2:] != (r, r) or t.numel() != r * r:  # one map, shared by every latent of the file
+            raise InputError(f"noise map {k} is {list(t.shape)}, but layer {k} takes one {r}x{r} map ([1, {r}, {r}])")
+        out.append(t.reshape(1, 1, r, r))
     return out
 
 
-def write_images(images: list[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
+def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
+    """Write each image to its path as it comes; with `grid_path`, also all of them in one grid."""
+    kept = []
     for img, path in zip(images, paths):
         save_image(img, path)
-    if grid_path is not None and len(images) > 1:
-        save_image(make_grid(images), grid_path)
+        if grid_path is not None:
+            kept.append(img)
+    if grid_path is not None and len(kept) > 1:
+        save_image(make_grid(kept), grid_path)
 
 
 def is_seed(item: str) -> bool:
@@ -138,11 +153,18 @@ def render_ws(
     `noises` (one map [1, 1, r, r] per noise layer, e.g. a projection's) are shared by all images.
     `max_resolution` asks for a smaller native output where the network has one (else full size).
     """
+    return list(iter_render_ws(G, ws, batch_size=batch_size, noise_mode=noise_mode, noises=noises, max_resolution=max_resolution))
+
+
+def iter_render_ws(
+    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None, max_resolution: Optional[int] = None
+) -> Iterator[np.ndarray]:
+    """`render_ws`, one image at a time as the batches are rendered (for outputs too big to hold)."""
     kwargs = {}
     offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]
     if offered:
         kwargs["out_res"] = min(offered)
-    images = []
     for start in range(0, ws.shape[0], batch_size):
-        images.extend(to_uint8(G.synthesis(ws[start : start + batch_size], noise_mode=noise_mode, noises=noises, **kwargs)))
-    return images
+        with torch.inference_mode():
+            batch = to_uint8(G.synthesis(ws[start : start + batch_size], noise_mode=noise_mode, noises=noises, **kwargs))
+        yield from batch

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from .errors import InputError
 from .fileio import atomic_path
 
 
@@ -101,18 +103,27 @@ def _gif_timing(frames: list, fps: float) -> tuple[list, list[int]]:
     return frames, [10 * (b - a) for a, b in zip([0] + ends[:-1], ends)]
 
 
-def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray], fps: int = 30) -> None:
-    """Write frames (uint8 HWC, same size) as mp4 (H.264 via imageio-ffmpeg) or gif, atomically."""
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 30) -> None:
+    """Write frames (uint8 HWC, same size) as mp4 (H.264 via imageio-ffmpeg) or gif, atomically.
+
+    An mp4's frames may come from an iterator and are written as they come, so a long video
+    never has to fit in memory; a GIF's are gathered first (its frame timing needs them all).
+    """
     import imageio.v2 as imageio
 
     path = Path(path)
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise InputError(f"no frames to write to {path.name}")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
-            frames, durations = _gif_timing(list(frames), fps)
-            imageio.mimsave(tmp, frames, duration=durations, loop=0)
+            frames, durations = _gif_timing([first, *frames], fps)
+            # Pillow's GIF writer reads a one-item list as a list of frames, not as a delay
+            imageio.mimsave(tmp, frames, duration=durations if len(durations) > 1 else durations[0], loop=0)
         else:
-            h, w = frames[0].shape[:2]
+            h, w = first.shape[:2]
             pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 wants even sizes
             with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1, ffmpeg_log_level="error") as writer:
-                for frame in frames:
+                for frame in itertools.chain([first], frames):
                     writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)

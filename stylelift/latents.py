@@ -79,4 +79,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         raise InputError(f"{path.name}: 'w' must be [N, num_ws, w_dim] with N >= 1, got shape {list(w.shape)}")
     if not np.isfinite(w).all():
         raise InputError(f"{path.name}: 'w' contains NaN or infinite values")
+    for k, noise in sorted(noises.items()):
+        if not np.isfinite(noise).all():
+            raise InputError(f"{path.name}: 'noise_{k}' contains NaN or infinite values")
     return LatentFile(w=w, noises=noises, meta=meta)

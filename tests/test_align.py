@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylelift.align import CANONICAL_EYE_LEFT, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, face_landmarks, paste_back
+from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, face_landmarks, paste_back
 from stylelift.errors import InputError
 from stylelift.images import load_photo
 
@@ -62,6 +62,18 @@ def test_paste_back_of_the_unedited_face_reproduces_the_photo(photo):
     ImageDraw.Draw(inside).polygon([tuple(p) for p in face.quad + 0.5], fill=255, outline=255)
     outside = np.asarray(inside.filter(__import__("PIL.ImageFilter").ImageFilter.MaxFilter(5))) == 0
     assert np.array_equal(pasted[outside], original[outside])
+
+
+def test_alignment_record_round_trips_and_damaged_ones_are_refused(photo):
+    face = align_face(photo, size=SIZE)
+    edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))
+    back = AlignedFace.from_meta(face.transform_meta())
+    diff = np.abs(np.asarray(paste_back(edited, back, photo), dtype=int) - np.asarray(paste_back(edited, face, photo), dtype=int))
+    assert diff.max() <= 2 and diff.mean() < 0.01  # the record keeps the quad to 1/1000 px
+    good = face.transform_meta()
+    for damaged in ("oops", [1, 2], {**good, "quad": [[0, 0]] * 4}, {**good, "quad": "x"}, {**good, "box": 5}, {**good, "size": 0}):
+        with pytest.raises(InputError, match="alignment record"):
+            AlignedFace.from_meta(damaged)
 
 
 def test_paste_back_shows_an_edit_inside_only(photo):

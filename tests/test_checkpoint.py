@@ -78,6 +78,18 @@ def test_own_file_with_mismatched_weights_is_refused(tmp_path):
         load_generator(path)
 
 
+@pytest.mark.parametrize("key", ["mapping.w_avg", "synthesis.b4.conv1.weight"])
+def test_own_file_with_non_finite_weights_is_refused(tmp_path, key):
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(), path)
+    data = torch.load(path, weights_only=True)
+    assert key in data["state_dict"], sorted(data["state_dict"])[:8]
+    data["state_dict"][key].view(-1)[0] = float("nan")
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=f"{key} holds NaN"):
+        load_generator(path)
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(NetworkNotFoundError, match="no network file"):
         load_generator(tmp_path / "nope.pkl")
@@ -123,6 +135,12 @@ def _stylelift_file_with(tmp_path, **changes):
         ({"mapping_layers": 10**9}, "mapping_layers must be an integer"),
         ({"z_dim": 4000}, "the weights do not fit"),  # plausible, but not what the weights are: refused before building
         ({"meta": 7}, "meta is a int"),
+        ({"resample_filter": ["a"]}, "resample_filter must list"),
+        ({"resample_filter": []}, "resample_filter must list"),
+        ({"mapping_lr_multiplier": "abc"}, "mapping_lr_multiplier must be a positive number"),
+        ({"mapping_lr_multiplier": float("nan")}, "mapping_lr_multiplier must be a positive number"),
+        ({"conv_clamp": "x"}, "conv_clamp must be a positive number"),
+        ({"use_noise": "no"}, "use_noise must be true or false"),
     ],
 )
 def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, changes, message):

@@ -136,6 +136,19 @@ BAD_INVOCATIONS = {
     "npz-as-direction": (["edit", "0", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 1, "an .npz archive"),
     "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
     "missing-perceptual-weights": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}/none.pth", "--outdir", "{d}/p"], 1, "no such file"),
+    # options checked before any work
+    "device-meta": (["generate", "--seeds", "0", "--device", "meta", "--outdir", "{d}/o"], 2, "unknown device"),
+    "device-mps": (["generate", "--seeds", "0", "--device", "mps", "--outdir", "{d}/o"], 2, "unknown device"),
+    "mix-no-rows": (["mix", "--rows", "", "--cols", "1", "--out", "{d}/m.png"], 2, None),
+    "mix-only-commas": (["mix", "--rows", "1", "--cols", " , ", "--out", "{d}/m.png"], 2, None),
+    "project-seed-huge": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "99999999999999999999", "--outdir", "{d}/p"], 2, None),
+    "project-seed-negative": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "-1", "--outdir", "{d}/p"], 2, None),
+    "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 1, "positive number"),
+    "loss-zero": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=0", "--outdir", "{d}/p"], 1, "positive number"),
+    "loss-twice": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=1,mse=2", "--outdir", "{d}/p"], 1, "named twice"),
+    "paste-back-unaligned": (["project", "{d}/photo.png", "--no-align", "--paste-back", "--steps", "1", "--outdir", "{d}/p"], 2, "needs --align"),
+    "project-outdir-is-a-file": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--outdir", "{d}/afile"], 1, "is a file"),
+    "project-outdir-under-a-file": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--outdir", "{d}/afile/p"], 1, "is a file"),
 }
 
 
@@ -177,6 +190,24 @@ def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
     assert r.exit_code == 1
     assert "same name" in r.output
     assert (tmp_path / "out" / "a.npz").exists()
+    import os
+
+    same = [folder / "a.png", os.path.relpath(folder / "a.png")]  # one photo, named two ways: done once, no clash
+    r = invoke("project", *same, "--network", net, "--no-align", "--steps", "1", "--no-video", "--outdir", tmp_path / "o2", "--device", "cpu")
+    assert r.exit_code == 0 and "same name" not in r.output and r.output.count("done ->") == 1, r.output
+
+
+def test_align_refuses_a_second_photo_of_the_same_name(tmp_path):
+    from pathlib import Path
+
+    astronaut = Path(__file__).parents[1] / "examples" / "astronaut.png"
+    folder = tmp_path / "ph"
+    folder.mkdir()
+    Image.open(astronaut).convert("RGB").resize((256, 256)).save(folder / "a.jpg")
+    Image.open(astronaut).convert("RGB").resize((200, 200)).save(folder / "a.png")
+    r = invoke("align", folder, "--size", "64", "--outdir", tmp_path / "out")
+    assert r.exit_code == 1 and "same name" in r.output, r.output
+    assert Image.open(tmp_path / "out" / "a.png").size == (64, 64)
 
 
 def test_text_from_files_cannot_break_the_one_error_line(tmp_path):
@@ -185,3 +216,23 @@ def test_text_from_files_cannot_break_the_one_error_line(tmp_path):
     r = invoke("info", odd)
     assert r.exit_code == 1
     assert r.output.strip().count("\n") == 0 and "\x1b" not in r.output and "\\n" in r.output
+
+
+def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skipped(tmp_path, net, monkeypatch):
+    from stylelift import cli, cli_editing
+
+    side = tiny_generator().img_resolution
+    monkeypatch.setattr(cli_editing, "OUTPUT_BYTES", 8 * side * side * 3)  # room for 8 images
+    r = invoke("mix", "--rows", "1,2", "--cols", "3,4", "--network", net, "--out", tmp_path / "m.png")  # 3x3 tiles
+    assert r.exit_code == 1 and "would hold 9 images" in r.output and not (tmp_path / "m.png").exists(), r.output
+    r = invoke("interpolate", "1", "2", "--frames", "9", "--network", net, "--out", tmp_path / "i.gif")
+    assert r.exit_code == 1 and "would hold 9 images" in r.output, r.output
+    r = invoke("interpolate", "1", "2", "--frames", "9", "--network", net, "--out", tmp_path / "i.mp4")  # streamed
+    assert r.exit_code == 0, r.output
+    import imageio.v2 as imageio
+
+    assert imageio.get_reader(tmp_path / "i.mp4").count_frames() == 9
+    monkeypatch.setattr(cli, "OUTPUT_BYTES", 2 * side * side * 3)
+    r = invoke("generate", "--seeds", "0-2", "--network", net, "--outdir", tmp_path / "g")
+    assert r.exit_code == 0 and "not writing grid.png" in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["seed0000.png", "seed0001.png", "seed0002.png"]

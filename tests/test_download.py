@@ -100,6 +100,13 @@ def test_network_failures_of_every_kind_are_one_line(server, tmp_path):
     assert not any((tmp_path / "cache" / "downloads").iterdir())
 
 
+@pytest.mark.parametrize("url", ["http://[::1", "http://127.0.0.1:port/x.pkl", "https:///x.pkl"])
+def test_malformed_urls_are_one_error_and_fetch_nothing(server, tmp_path, url):
+    with pytest.raises(DownloadError, match="not a valid URL"):
+        load_generator(url)
+    assert not (tmp_path / "cache" / "downloads").exists() or not any((tmp_path / "cache" / "downloads").iterdir())
+
+
 def test_url_names_stay_inside_the_cache_and_short(server, tmp_path):
     root, url = server
     long = "n" * 240 + ".bin"  # the temporary name would be longer than a file name may be

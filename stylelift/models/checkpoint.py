@@ -98,7 +98,7 @@ def read_stylelift(path: Path) -> RawNetwork:
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift network file")
     if data.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} has stylelift format version {data.get('version')}; this stylelift reads {FORMAT_VERSION}")
+        raise CheckpointError(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
     if data.get("architecture") != "stylegan2":
         raise CheckpointError(f"{path.name}: unknown architecture {data.get('architecture')!r}")
     try:
@@ -142,6 +142,9 @@ def build_generator(raw: RawNetwork, *, name: str) -> Generator:
     except RuntimeError as e:
         raise CheckpointError(f"{name}: weights do not fit the network they describe ({first_line(e)})") from None
     G.eval().requires_grad_(False)
+    for key, value in G.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{name}: {key} holds NaN or infinite values; the file is damaged")
     if not raw.has_w_avg:
         G.mapping.w_avg.copy_(estimate_w_avg(G))
     G.source = name
@@ -173,6 +176,8 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
     pickle that asks to run code) for a file that cannot be read safely.
     """
     key = str(path_or_name)
+    if not key.strip():
+        raise NetworkNotFoundError(f"no network given (known names: {', '.join([BUNDLED_NETWORK] + sorted(NAMED_NETWORKS))}, or a file)")
     if key == BUNDLED_NETWORK:
         from .mobilestylegan_wheel import load_mobilestylegan
 

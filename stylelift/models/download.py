@@ -44,13 +44,23 @@ def cache_dir() -> Path:
 
 def shown(url: str) -> str:
     """The URL for messages: no query string or fragment (tokens live there)."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:  # malformed (an unclosed IPv6 bracket): cut at the first ? or # by hand
+        return re.split(r"[?#]", url, maxsplit=1)[0]
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def cached_path(url: str) -> Path:
     """Where `url` is (or would be) kept: a hash of the whole URL and a tame copy of its file name."""
-    name = os.path.basename(urllib.parse.urlsplit(url).path)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks the port is a number)
+    except ValueError as e:
+        raise DownloadError(f"{shown(url)} is not a valid URL ({e})") from None
+    if not parts.netloc:
+        raise DownloadError(f"{shown(url)} is not a valid URL (no host)")
+    name = os.path.basename(parts.path)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     return cache_dir() / "downloads" / f"{key}-{name}"

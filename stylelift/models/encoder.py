@@ -207,7 +207,7 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift encoder file")
     if data.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} has encoder format version {data.get('version')}; this stylelift reads {FORMAT_VERSION}")
+        raise CheckpointError(f"{path.name} has encoder format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
     try:
         cfg = EncoderConfig(**data["config"])
     except (TypeError, ValueError, KeyError) as e:
@@ -221,11 +221,16 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     state = data.get("state_dict")
     if not isinstance(training, dict) or not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise CheckpointError(f"{path.name}: its weights or training state are not what stylelift writes")
+    step = training.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 10**9:
+        raise CheckpointError(f"{path.name}: its training step {step!r:.30} is not a whole number of steps")
     weights32 = training.get("weights32")
     if isinstance(weights32, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights32.items()):
         state = weights32  # the exact weights a resumed training continues from
     for k, v in state.items():
         check_storage_extent(path.name, k, v)
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{path.name}: {k} holds NaN or infinite values; the file is damaged")
     w_avg = state.get("w_avg")
     if not isinstance(w_avg, Tensor) or w_avg.numel() != cfg.w_dim:
         raise CheckpointError(f"{path.name}: no w_avg of {cfg.w_dim} values")

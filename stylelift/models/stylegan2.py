@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -36,6 +37,11 @@ _INT_FIELDS = (
     ("mapping_layers", 1, 64), ("mapping_layer_features", 1, 1 << 14), ("embed_features", 1, 1 << 14),
     ("channel_base", 1, 1 << 22), ("channel_max", 1, 1 << 14), ("num_fp16_res", 0, 16),
 )  # fmt: skip
+
+
+def _is_real(value) -> bool:
+    """A finite int or float (not a bool, a string or a container)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,16 @@ class StyleGAN2Config:
                     f"channels must list {len(self.block_resolutions)} positive widths "
                     f"(one per block resolution), got {self.channels}"
                 )
-        object.__setattr__(self, "resample_filter", tuple(self.resample_filter))
+        f = self.resample_filter
+        if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(_is_real(v) for v in f) or sum(f) == 0:
+            raise ValueError(f"resample_filter must list 1 to 16 finite numbers with a non-zero sum, got {f!r:.40}")
+        object.__setattr__(self, "resample_filter", tuple(f))
+        if not _is_real(self.mapping_lr_multiplier) or self.mapping_lr_multiplier <= 0:
+            raise ValueError(f"mapping_lr_multiplier must be a positive number, got {self.mapping_lr_multiplier!r:.40}")
+        if self.conv_clamp is not None and (not _is_real(self.conv_clamp) or self.conv_clamp <= 0):
+            raise ValueError(f"conv_clamp must be a positive number or None, got {self.conv_clamp!r:.40}")
+        if not isinstance(self.use_noise, bool):
+            raise ValueError(f"use_noise must be true or false, got {self.use_noise!r:.40}")
 
     @property
     def block_resolutions(self) -> list[int]:

@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
 from ..fileio import write_text_atomic
 from ..images import save_image, write_video
 from ..latents import LatentFile, save_latents
@@ -40,6 +41,14 @@ class ProjectionFiles:
     def done(self) -> bool:
         return self.latent.exists() and self.metrics.exists()
 
+    def check_writable(self, *, video: bool, pasted: bool) -> None:
+        """Refuse a set of outputs with a folder in the way, which would fail half-way through writing it."""
+        outputs = [self.latent, self.path("_target.png"), self.path("_proj.png"), self.metrics]
+        outputs += [self.path("_proj.mp4")] * video + [self.path("_pasted.png")] * pasted
+        for path in outputs:
+            if path.is_dir():
+                raise InputError(f"{path} is a folder; move it or write to another --outdir")
+
 
 def write_json(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
@@ -56,6 +65,7 @@ def write_projection(
     metrics: dict,
     fps: int = 30,
 ) -> None:
+    files.check_writable(video=bool(frames), pasted=pasted is not None)
     files.outdir.mkdir(parents=True, exist_ok=True)
     files.metrics.unlink(missing_ok=True)  # the "done" mark goes first and comes back last: a failed redo is not done
     save_latents(files.latent, latents)

@@ -60,10 +60,15 @@ def parse_loss_spec(spec: str) -> dict[str, float]:
         name = name.strip()
         if name not in REGISTRY:
             raise InputError(f"unknown loss term {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        if name in weights:
+            raise InputError(f"loss term {name!r} is named twice in {spec!r}")
         try:
-            weights[name] = float(value) if value else 1.0
+            weight = float(value) if value else 1.0
         except ValueError:
-            raise InputError(f"loss weight for {name!r} must be a number, got {value!r}") from None
+            weight = None
+        if weight is None or not math.isfinite(weight) or weight <= 0:
+            raise InputError(f"loss weight for {name!r} must be a positive number, got {value!r}")
+        weights[name] = weight
     if not weights:
         raise InputError("the loss needs at least one term, e.g. mse=1")
     return weights

@@ -19,7 +19,7 @@ from ..errors import InputError, StyleliftError
 from ..images import load_photo, to_uint8
 from ..latents import LatentFile, load_latents
 from .files import ProjectionFiles, write_projection
-from .losses import LossContext, load_lpips, lpips_available
+from .losses import LossContext, load_lpips, lpips_available, parse_loss_spec
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
 
@@ -68,6 +68,7 @@ def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool
     if perceptual_weights is not None and not Path(perceptual_weights).is_file():
         raise InputError(f"--perceptual-weights {perceptual_weights}: no such file")
     if spec != "auto":
+        parse_loss_spec(spec)  # checked before any work
         return spec
     if lpips_available(perceptual_weights):
         return "lpips=1"
@@ -116,8 +117,11 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     """Project every photo; returns the number that failed."""
     from ..models import load_generator, network_id
 
-    G = load_generator(job.network, device=job.device)
     loss = resolve_loss(job.loss, job.perceptual_weights, aligned=job.align)
+    existing = next((p for p in (job.outdir, *job.outdir.parents) if p.exists()), None)  # the folder, or what stands in its way
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"--outdir {job.outdir}: {existing} is a file, not a folder")
+    G = load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
     todo, failures, stems = [], 0, {}
@@ -131,6 +135,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             report(f"{path.name}: already done (use --overwrite to redo)")
             continue
         try:
+            files.check_writable(video=job.video, pasted=job.paste_back)
             todo.append(prepare(path, job, G.img_resolution))
         except (StyleliftError, OSError) as e:
             report(f"error: {e}", error=True)
