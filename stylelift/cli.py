@@ -194,6 +194,8 @@ def convert(
     """Write any supported network file in stylelift's own format (config + weights, no code)."""
     from .models import load_generator, network_id, save_generator
 
+    if dest.is_dir():
+        fail(f"{dest} is a folder; name the file to write")
     if dest.exists() and not overwrite:
         fail(f"{dest} exists; pass --overwrite to replace it")
     G = load_generator(source)

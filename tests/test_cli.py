@@ -115,6 +115,7 @@ BAD_INVOCATIONS = {
     "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
     "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, None),
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, None),
+    "convert-onto-a-folder": (["convert", "{net}", "{d}", "--overwrite"], 1, "is a folder"),
     # formats and counts checked before any work
     "unknown-image-suffix": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/t.xyz"], 2, "must end in"),
     "no-suffix": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/m"], 2, "must end in"),
