@@ -41,15 +41,17 @@ def main() -> None:
     ap.add_argument("--working-resolution", type=int, default=256)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--spaces", default="w+,w", help="comma-separated: w+, w")
+    ap.add_argument("--no-photos", action="store_true", help="only the generated images")
     ap.add_argument(
-        "--initial-noise-factor", type=float, default=None, help="noise on w early on, in w_std (default: the projector's)"
+        "--initial-noise-factor", type=float, default=None, help="noise on w early on, in w_std (default: the projector's, none; NVIDIA's: 0.05)"
     )
     args = ap.parse_args()
     spaces = [s.strip() for s in args.spaces.split(",") if s.strip()]
 
     torch.manual_seed(0)
     G = load_generator(args.network, device=args.device)
-    opts = ProjectionOptions(working_resolution=args.working_resolution, initial_noise_factor=args.initial_noise_factor)
+    noise = {} if args.initial_noise_factor is None else {"initial_noise_factor": args.initial_noise_factor}
+    opts = ProjectionOptions(working_resolution=args.working_resolution, **noise)
     R = args.working_resolution
     marks = sorted({max(1, args.steps * k // 5) for k in range(1, 6)})
 
@@ -71,7 +73,7 @@ def main() -> None:
 
     print(
         f"network {G.source}, loss {args.loss}, {args.steps} steps, working resolution {R}, device {args.device}, "
-        f"initial noise factor {'default' if args.initial_noise_factor is None else args.initial_noise_factor}"
+        f"initial noise factor {opts.initial_noise_factor}"
     )
     print(f"PSNR@work at steps {'/'.join(map(str, marks))} in the last column (seen by the loss, before that step's update)")
     print("\n(a) generated images (known ws)")
@@ -93,7 +95,7 @@ def main() -> None:
 
     print("\n(b) real photos")
     print(f"{'photo':24} {'space':6} {'PSNR':>6} {'SSIM':>6} {'dlib dist':>9} {'same person':>11}  curve")
-    for path in args.photos:
+    for path in [] if args.no_photos else args.photos:
         face = align_face(load_photo(path), size=G.img_resolution, name=path.name)
         target = torch.from_numpy(np.array(face.image)).permute(2, 0, 1)[None].float().to(args.device) / 127.5 - 1
         for space in spaces:

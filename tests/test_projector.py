@@ -11,7 +11,7 @@ from stylelift import load_latents, save_generator
 from stylelift.cli import app
 from stylelift.errors import InputError
 from stylelift.generation import stored_noises
-from stylelift.projector import ProjectionOptions, parse_loss_spec, project
+from stylelift.projector import ProjectionOptions, parse_loss_spec, project, w_statistics
 from stylelift.projector.losses import MissingWeightsError, ms_ssim, ssim
 from stylelift.projector.metrics import psnr
 from stylelift.projector.schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
@@ -196,7 +196,7 @@ def test_init_from_latents_and_bad_shapes():
         project(G, target, steps=1, space="z")
 
 
-def test_w_noise_is_added_from_w_avg_but_not_to_given_latents():
+def test_w_noise_is_added_only_when_asked_for():
     G = tiny_generator()
     ws, target = generated_target(G)
 
@@ -205,12 +205,15 @@ def test_w_noise_is_added_from_w_avg_but_not_to_given_latents():
         project(G, target, steps=2, optimize_noise=False, loss="mse", callback=lambda step, synth, rec: seen.append(synth), **kw)
         return seen[0]  # step 0 renders w_opt + noise, before any update
 
+    nvidia = ProjectionOptions(working_resolution=0, initial_noise_factor=0.05)
     untouched = G.synthesis(ws)  # (projection runs the modulated convs in another, equivalent form)
     assert torch.allclose(first_image(init=ws, options=FAST), untouched, atol=1e-5)  # the given latents, no noise
-    noisy = first_image(init=ws, options=ProjectionOptions(working_resolution=0, initial_noise_factor=0.05))
-    assert float(psnr(noisy, target)[0]) < 40  # asked for explicitly, the noise is there
-    w_avg = G.mapping.w_avg.reshape(1, 1, -1).expand_as(ws)
-    assert not torch.allclose(first_image(options=FAST), G.synthesis(w_avg), atol=1e-3)  # NVIDIA's noise from w_avg
+    assert float(psnr(first_image(init=ws, options=nvidia), target)[0]) < 40  # asked for explicitly, the noise is there
+    w_avg = w_statistics(G)[0].reshape(1, 1, -1).expand_as(ws)  # the projector's start (a 10,000-sample mean)
+    assert torch.allclose(first_image(options=FAST), G.synthesis(w_avg), atol=1e-5)  # none from w_avg either
+    assert not torch.allclose(first_image(options=nvidia), G.synthesis(w_avg), atol=1e-3)  # NVIDIA's noise, asked for
+    with pytest.raises(InputError, match="initial_noise_factor"):
+        project(G, target, steps=1, options=ProjectionOptions(initial_noise_factor=-1.0))
 
 
 def test_loss_is_computed_at_the_working_resolution():
@@ -251,7 +254,7 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
         for suffix in (".npz", "_target.png", "_proj.png", "_proj.mp4", "_metrics.json"):
             assert (out / f"{stem}{suffix}").exists(), stem + suffix
     lf = load_latents(out / "p0.npz")
-    assert lf.w.shape == (1, 6, 16) and lf.meta["steps"] == 12 and lf.meta["loss"] == "mse" and lf.meta["seed"] == 0
+    assert lf.w.shape == (1, 6, 16) and lf.meta["steps"] == 12 and lf.meta["loss"] == "mse" and lf.meta["seed"] == 0 and lf.meta["w_noise"] == 0
     G = tiny_generator()
     image = G.synthesis(torch.from_numpy(lf.w), noises=stored_noises(G, lf.noises, "cpu"))
     saved = np.asarray(Image.open(out / "p0_proj.png"))

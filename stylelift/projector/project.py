@@ -1,10 +1,11 @@
 """Projection: find the latents (and noise maps) whose image matches a target, generator frozen.
 
 Follows NVIDIA's projector (Karras et al. 2020, §5 / stylegan2-ada-pytorch `projector.py`): Adam
-with a ramped learning rate, Gaussian noise on w that decays over the first 3/4 of the run, a
-noise-map regulariser and per-step renormalisation, w statistics from 10,000 mapped samples.
-Differences, on purpose: W+ as well as W (in W+ each layer's w gets its own decaying noise, as
-in rosinality's W+ projector; in W one noise vector serves every layer, as in NVIDIA's); the
+with a ramped learning rate, optional Gaussian noise on w that decays over the first 3/4 of the
+run, a noise-map regulariser and per-step renormalisation, w statistics from 10,000 mapped samples.
+Differences, on purpose: the noise on w is off by default (NVIDIA's 0.05 is one option away; see
+`ProjectionOptions`); W+ as well as W (in W+ each layer's w gets its own decaying noise, as in
+rosinality's W+ projector; in W one noise vector serves every layer, as in NVIDIA's); the
 optimised noise maps are returned (so the saved latent + noise re-render the reconstruction
 exactly); a batch of targets is optimised together with per-sample losses and per-sample random
 streams, so each result equals projecting it alone.
@@ -36,16 +37,18 @@ W_STAT_SEED = 123
 
 @dataclass(frozen=True)
 class ProjectionOptions:
-    """The optimiser's knobs; the defaults are NVIDIA's."""
+    """The optimiser's knobs; the defaults are NVIDIA's, but for the noise on w (below)."""
 
     lr: float = 0.1
     lr_rampup: float = 0.05
     lr_rampdown: float = 0.25
-    # noise added to w early on, in units of w_std. None: NVIDIA's 0.05 when starting from w_avg, and
-    # none when starting from given latents (a latent file, an encoder's guess), which that noise
-    # would wipe out: on the bundled network, started from a face's own latents, 0.05 puts the first
-    # steps at 15 dB and step 75 still at 21 dB, against 29-32 dB without it
-    initial_noise_factor: Optional[float] = None
+    # Noise added to w early on, in units of w_std, decaying to 0 at `noise_ramp` of the run. NVIDIA's
+    # projector adds 0.05 (from w_avg, to explore); stylelift adds none unless asked. On the bundled
+    # network (benchmarks/projection_quality.py, 500 steps, W+, offline loss) 0.05 lowered the final
+    # PSNR of three generated faces from 39.4 / 32.9 / 39.0 to 35.2 / 31.4 / 32.6 dB and made them
+    # 2.5-4x slower to reach 30 dB; on real photos it was no better (numbers in the README). From
+    # given latents (a latent file, an encoder's guess) it also wipes out the head start.
+    initial_noise_factor: float = 0.0
     noise_ramp: float = 0.75
     noise_reg_weight: float = 1e5
     working_resolution: int = 256  # loss computed at this size (area-downsampled); 0 = full size
@@ -195,8 +198,8 @@ def _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed
 
     w_opt = _initial_ws(G, init, n, space, w_avg).detach().clone().requires_grad_(True)
     noise_factor = options.initial_noise_factor
-    if noise_factor is None:
-        noise_factor = 0.05 if _from_w_avg(init) else 0.0
+    if not 0 <= noise_factor < float("inf"):
+        raise InputError(f"initial_noise_factor must be a finite number >= 0, got {noise_factor}")
     layers = G.synthesis.noise_layers()
     noises = None
     params = [w_opt]

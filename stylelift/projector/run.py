@@ -52,6 +52,7 @@ class ProjectJob:
     device: torch.device = torch.device("cpu")
     seed: int = 0
     overwrite: bool = False
+    w_noise: float = 0.0  # noise on w early on, in w_std (NVIDIA's projector: 0.05)
 
 
 @dataclass
@@ -148,6 +149,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         "loss": loss,
         "seed": job.seed,
         "noise_optimized": job.optimize_noise,
+        "w_noise": job.w_noise,
         "stylelift": __version__,
         "resolution": G.img_resolution,
     }
@@ -174,7 +176,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
     target = torch.from_numpy(np.stack([p.target for p in batch])).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
     frames: list[list[np.ndarray]] = [[] for _ in batch]
     every = max(1, job.steps // VIDEO_FRAMES)
-    options = ProjectionOptions()
+    options = ProjectionOptions(initial_noise_factor=job.w_noise)
     working = min(options.working_resolution, G.img_resolution)
     target_small = torch.nn.functional.interpolate(target, size=(working, working), mode="area") if working < G.img_resolution else target
     target_small_u8 = to_uint8(target_small)
