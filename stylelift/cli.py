@@ -226,7 +226,10 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
             out += matches
         else:
             out.append(path)
-    return list(dict.fromkeys(p.resolve() if p.exists() else p for p in out)), misses
+    seen: dict[Path, Path] = {}  # one photo named two ways is done once, under the name first given
+    for p in out:
+        seen.setdefault(p.resolve() if p.exists() else p, p)
+    return list(seen.values()), misses
 
 
 @app.command()

@@ -56,15 +56,20 @@ def iter_seed_images(
     class_idx: Optional[int] = None,
     device="cpu",
 ) -> Iterator[np.ndarray]:
-    """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so pixels match it."""
+    """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so
+    pixels match it. The options are checked before this returns."""
     if truncation_cutoff is not None and not 0 <= truncation_cutoff <= G.num_ws:
         raise InputError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
     c = class_label(G, class_idx, device)
-    for seed in seeds:
-        z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
-        with torch.inference_mode():
-            img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-        yield to_uint8(img)[0]
+
+    def images():
+        for seed in seeds:
+            z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
+            with torch.inference_mode():
+                img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
+            yield to_uint8(img)[0]
+
+    return images()
 
 
 def generate_from_seeds(G, seeds: Sequence[int], **kwargs) -> list[np.ndarray]:

@@ -138,6 +138,7 @@ BAD_INVOCATIONS = {
     "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
     "missing-perceptual-weights": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}/none.pth", "--outdir", "{d}/p"], 1, "no such file"),
     # options checked before any work
+    "class-on-unconditional": (["generate", "--seeds", "0", "--class", "1", "--outdir", "{d}/o"], 1, "unconditional"),
     "device-meta": (["generate", "--seeds", "0", "--device", "meta", "--outdir", "{d}/o"], 2, "unknown device"),
     "device-mps": (["generate", "--seeds", "0", "--device", "mps", "--outdir", "{d}/o"], 2, "unknown device"),
     "mix-no-rows": (["mix", "--rows", "", "--cols", "1", "--out", "{d}/m.png"], 2, None),
@@ -228,10 +229,29 @@ def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skip
     assert r.exit_code == 1 and "would hold 9 images" in r.output and not (tmp_path / "m.png").exists(), r.output
     r = invoke("interpolate", "1", "2", "--frames", "9", "--network", net, "--out", tmp_path / "i.gif")
     assert r.exit_code == 1 and "would hold 9 images" in r.output, r.output
-    r = invoke("interpolate", "1", "2", "--frames", "9", "--network", net, "--out", tmp_path / "i.mp4")  # streamed
-    assert r.exit_code == 0, r.output
     import imageio.v2 as imageio
 
+    real_writer, events = imageio.get_writer, []
+
+    def recording_writer(*args, **kwargs):  # notes when each frame reaches the mp4 writer
+        writer = real_writer(*args, **kwargs)
+        append = writer.append_data
+        writer.append_data = lambda frame: events.append("written") or append(frame)
+        return writer
+
+    def rendered(*args, **kwargs):  # notes when each frame is rendered
+        for image in iter_render_ws(*args, **kwargs):
+            events.append("rendered")
+            yield image
+
+    from stylelift.generation import iter_render_ws
+
+    monkeypatch.setattr(imageio, "get_writer", recording_writer)
+    monkeypatch.setattr("stylelift.generation.iter_render_ws", rendered)
+    r = invoke("interpolate", "1", "2", "--frames", "9", "--batch-size", "2", "--network", net, "--out", tmp_path / "i.mp4")
+    assert r.exit_code == 0, r.output
+    assert events.count("written") == 9 and events.index("written") < len(events) - events[::-1].index("rendered") - 1  # written before all were rendered
+    monkeypatch.undo()
     assert imageio.get_reader(tmp_path / "i.mp4").count_frames() == 9
     monkeypatch.setattr(cli, "OUTPUT_BYTES", 2 * side * side * 3)
     r = invoke("generate", "--seeds", "0-2", "--network", net, "--outdir", tmp_path / "g")

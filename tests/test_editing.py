@@ -225,6 +225,10 @@ def test_edit_uses_the_layers_the_direction_names_unless_told_otherwise(tmp_path
     save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": [0, 1]}))  # written by hand
     r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
     assert r.exit_code == 0 and np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered([0, 1])), r.output
+    for blank in ("", " ", []):  # names no layers: every layer, as without a sidecar entry
+        save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": blank}))
+        r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
+        assert r.exit_code == 0 and np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered(None)), (blank, r.output)
     for bad in (5, {"a": 1}, [0.5]):
         save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": bad}))
         r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")

@@ -212,8 +212,10 @@ def test_w_noise_is_added_only_when_asked_for():
     w_avg = w_statistics(G)[0].reshape(1, 1, -1).expand_as(ws)  # the projector's start (a 10,000-sample mean)
     assert torch.allclose(first_image(options=FAST), G.synthesis(w_avg), atol=1e-5)  # none from w_avg either
     assert not torch.allclose(first_image(options=nvidia), G.synthesis(w_avg), atol=1e-3)  # NVIDIA's noise, asked for
-    with pytest.raises(InputError, match="initial_noise_factor"):
-        project(G, target, steps=1, options=ProjectionOptions(initial_noise_factor=-1.0))
+    for bad in (-1.0, float("nan"), "0.05"):
+        with pytest.raises(InputError, match="initial_noise_factor"):
+            ProjectionOptions(initial_noise_factor=bad)
+    assert ProjectionOptions(initial_noise_factor=None).initial_noise_factor == 0.0  # older versions' "by the start"
 
 
 def test_loss_is_computed_at_the_working_resolution():

@@ -34,7 +34,9 @@ class Direction:
         """The layers (`parse_layers` spec) the edit is meant for, when the sidecar names them
         (a spec such as "middle,fine" or "4-7", or a list of ws indices)."""
         layers = self.meta.get("layers")
-        if layers is None or isinstance(layers, str):
+        if layers is None or layers == [] or (isinstance(layers, str) and not layers.strip()):
+            return None  # none named: every layer
+        if isinstance(layers, str):
             return layers
         if isinstance(layers, list) and layers and all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
             return ",".join(str(v) for v in layers)

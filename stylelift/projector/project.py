@@ -14,6 +14,7 @@ streams, so each result equals projecting it alone.
 from __future__ import annotations
 
 import logging
+import numbers
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,13 @@ class ProjectionOptions:
     noise_ramp: float = 0.75
     noise_reg_weight: float = 1e5
     working_resolution: int = 256  # loss computed at this size (area-downsampled); 0 = full size
+
+    def __post_init__(self):
+        f = self.initial_noise_factor
+        if f is None:  # what older versions took for "choose by the start": now always the default
+            object.__setattr__(self, "initial_noise_factor", 0.0)
+        elif isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 <= f < float("inf"):
+            raise InputError(f"initial_noise_factor must be a finite number >= 0, got {f!r:.30}")
 
 
 @dataclass
@@ -198,8 +206,6 @@ def _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed
 
     w_opt = _initial_ws(G, init, n, space, w_avg).detach().clone().requires_grad_(True)
     noise_factor = options.initial_noise_factor
-    if not 0 <= noise_factor < float("inf"):
-        raise InputError(f"initial_noise_factor must be a finite number >= 0, got {noise_factor}")
     layers = G.synthesis.noise_layers()
     noises = None
     params = [w_opt]
