@@ -254,6 +254,9 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     if not isinstance(photo_path, (str, Path)) or not photo_path or not Path(photo_path).is_file():
         fail("--paste-back: pass the original photo with --photo PATH")
     original = load_photo(Path(photo_path))
+    need = len(images) * original.width * original.height * 3
+    if need > OUTPUT_BYTES:  # each pasted image is the photo's size, not the network's
+        fail(f"the edit would hold {len(images)} images of {original.width}x{original.height} ({need / 2**30:.1f} GiB); ask for fewer strengths")
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
 
 

@@ -361,3 +361,32 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     (tmp_path / "e.json").mkdir()
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "is a folder" in r.output and not calls and not (tmp_path / "e.npy").exists(), r.output
+
+
+def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set(tmp_path, net, monkeypatch):
+    from pathlib import Path
+
+    from stylelift import cli_editing
+    from stylelift.align import align_face
+
+    photo_path = Path(__file__).parents[1] / "examples" / "astronaut.png"
+    photo = Image.open(photo_path).convert("RGB")
+    G = tiny_generator()
+    face = align_face(photo, size=G.img_resolution)
+    ws = latents_for_items(G, ["3"]).numpy()
+    meta = {"network_id": network_id(G), "alignment": dict(face.transform_meta(), photo_path=str(photo_path))}
+    save_latents(tmp_path / "a.npz", LatentFile(w=ws, meta=meta))
+    vec = np.random.default_rng(2).normal(size=(1, G.w_dim))
+    save_direction(tmp_path / "d.npy", Direction(vec / np.linalg.norm(vec), {"network_id": network_id(G)}))
+    args = ("edit", tmp_path / "a.npz", "--direction", tmp_path / "d.npy", "--strength", "0,3", "--paste-back", "--network", net)
+    r = invoke(*args, "--out", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    grid = np.asarray(Image.open(tmp_path / "e.png"))
+    assert grid.shape == (photo.height, 2 * photo.width, 3)
+    left, right = grid[:, : photo.width].astype(int), grid[:, photo.width :].astype(int)
+    x0, y0, x1, y1 = face.box
+    assert np.array_equal(left[:5, :5], np.asarray(photo)[:5, :5])  # outside the face: the photo itself
+    assert np.abs(left - right)[y0:y1, x0:x1].mean() > 1  # inside it: the edit shows
+    monkeypatch.setattr(cli_editing, "OUTPUT_BYTES", 2 * photo.width * photo.height * 3 - 1)
+    r = invoke(*args, "--out", tmp_path / "f.png")
+    assert r.exit_code == 1 and f"2 images of {photo.width}x{photo.height}" in r.output and not (tmp_path / "f.png").exists(), r.output
