@@ -15,6 +15,7 @@ import numpy as np
 import typer
 
 from .errors import StyleliftError
+from .fileio import file_in_the_way
 from .runtime import keep_freed_memory
 
 app = typer.Typer(
@@ -74,6 +75,19 @@ def user_errors(fn: Callable) -> Callable:
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
 MAX_LIST = 100_000  # items one option may name
 OUTPUT_BYTES = 2 << 30  # the most image bytes a grid, an edit or a GIF may hold (mp4 frames and single images are streamed)
+
+
+def too_big(count: int, width: int, height: int) -> bool:
+    """Whether `count` RGB images of this size would hold more than OUTPUT_BYTES."""
+    return count * width * height * 3 > OUTPUT_BYTES
+
+
+def check_new_file(path: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an output file that is a folder, or that exists without --overwrite."""
+    if path.is_dir():
+        fail(f"{path} is a folder; name the file to write")
+    if path.exists() and not overwrite:
+        fail(f"{path} exists; pass --overwrite to replace it")
 
 
 def finite(value: Optional[float]) -> Optional[float]:
@@ -153,8 +167,8 @@ def generate(
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = parse_int_list(seeds) if seeds is not None else None
     dev = resolve_device(device)
-    if outdir.exists() and not outdir.is_dir():
-        fail(f"--outdir {outdir} is a file, not a folder")
+    if (blocker := file_in_the_way(outdir)) is not None:
+        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
     G = load_generator(network, device=dev)
     if seed_list is not None:
         images = generation.iter_seed_images(
@@ -165,7 +179,7 @@ def generate(
         count, images = generation.iter_latent_file_images(G, latents, noise_mode=noise_mode, device=dev)
         names = [f"{latents.stem}{i:02d}.png" for i in range(count)]
     grid_path = outdir / "grid.png" if grid and len(names) > 1 else None
-    if grid_path is not None and len(names) * G.img_resolution**2 * 3 > OUTPUT_BYTES:
+    if grid_path is not None and too_big(len(names), G.img_resolution, G.img_resolution):
         typer.echo(f"not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture")
         grid_path = None
     outdir.mkdir(parents=True, exist_ok=True)
@@ -194,10 +208,7 @@ def convert(
     """Write any supported network file in stylelift's own format (config + weights, no code)."""
     from .models import load_generator, network_id, save_generator
 
-    if dest.is_dir():
-        fail(f"{dest} is a folder; name the file to write")
-    if dest.exists() and not overwrite:
-        fail(f"{dest} exists; pass --overwrite to replace it")
+    check_new_file(dest, overwrite)
     G = load_generator(source)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_generator(G, dest)

@@ -8,7 +8,8 @@ from typing import Annotated, Iterable, Optional
 import numpy as np
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, OUTPUT_BYTES, DeviceOpt, NetworkOpt, app, fail, finite, parse_int_list, printable, resolve_device, user_errors
+from . import cli
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -28,12 +29,11 @@ def check_out(out: Path, *, video: bool) -> None:
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
 
 
-def check_output_size(count: int, G, what: str) -> None:
-    """Refuse, before rendering, an output that would hold more image bytes than OUTPUT_BYTES."""
-    side = G.img_resolution
-    need = count * side * side * 3
-    if need > OUTPUT_BYTES:
-        fail(f"{what} would hold {count} images of {side}x{side} ({need / 2**30:.1f} GiB); ask for at most {OUTPUT_BYTES // (3 * side * side)}")
+def check_output_size(count: int, width: int, height: int, what: str) -> None:
+    """Refuse, before rendering, an output that would hold more image bytes than `cli.OUTPUT_BYTES`."""
+    if too_big(count, width, height):
+        gib = count * width * height * 3 / 2**30
+        fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
 
 
 def parse_range(text: str, *, what: str) -> list[float]:
@@ -105,7 +105,7 @@ def truncation_sweep(
     psis = parse_range(psi, what="--psi")
     seed_items = [str(s) for s in parse_int_list(seeds)]
     G, dev = load(network, device)
-    check_output_size(len(seed_items) * len(psis), G, "the grid")
+    check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid")
     ws = latents_for_items(G, seed_items, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
@@ -133,7 +133,7 @@ def mix(
         raise typer.BadParameter("--rows and --cols each need at least one seed or latent file")
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
-    check_output_size((len(row_items) + 1) * (len(col_items) + 1), G, "the grid")
+    check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")
     row_ws = latents_for_items(G, row_items, truncation_psi=trunc, device=dev)
     col_ws = latents_for_items(G, col_items, truncation_psi=trunc, device=dev)
     cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
@@ -190,7 +190,7 @@ def interpolate(
         keys = latents_for_items(G, items, truncation_psi=trunc, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
     if grid or out.suffix.lower() == ".gif":
-        check_output_size(frames, G, "the strip" if grid else "the GIF")
+        check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF")
     images = iter_render_ws(G, ws, batch_size=batch_size)  # an mp4 takes the frames as they are rendered
     if grid:
         images = list(images)
@@ -226,7 +226,7 @@ def edit(
     check_out(out, video=True)
     strengths = parse_range(strength, what="--strength")
     G, dev = load(network, device)
-    check_output_size(len(strengths), G, "the edit")
+    check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit")
     d = resolve_direction(direction, G)
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
@@ -254,9 +254,7 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     if not isinstance(photo_path, (str, Path)) or not photo_path or not Path(photo_path).is_file():
         fail("--paste-back: pass the original photo with --photo PATH")
     original = load_photo(Path(photo_path))
-    need = len(images) * original.width * original.height * 3
-    if need > OUTPUT_BYTES:  # each pasted image is the photo's size, not the network's
-        fail(f"the edit would hold {len(images)} images of {original.width}x{original.height} ({need / 2**30:.1f} GiB); ask for fewer strengths")
+    check_output_size(len(images), original.width, original.height, "the edit pasted into the photo")  # photo-sized images
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
 
 
@@ -287,11 +285,10 @@ def directions_learn(
 
     if out.suffix.lower() != ".npy":
         raise typer.BadParameter(f"--out {out}: a direction file ends in .npy")
-    for path in (out, out.with_suffix(".json"), save_labels):  # checked now, not after the labelling
+    check_new_file(out, overwrite)  # these are checked now, not after the labelling
+    for path in (out.with_suffix(".json"), save_labels):
         if path is not None and path.is_dir():
             fail(f"{path} is a folder")
-    if out.exists() and not overwrite:
-        fail(f"{out} exists; pass --overwrite to replace it")
     G, dev = load(network, device)
     if layers:
         parse_layers(layers, G.layer_resolutions)
@@ -433,8 +430,7 @@ def encoder_fit(
 
     if out.suffix.lower() != ".pt":
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
-    if out.is_dir() or (out.exists() and not overwrite):
-        fail(f"{out} is a folder" if out.is_dir() else f"{out} exists; pass --overwrite to replace it")
+    check_new_file(out, overwrite)
     opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
     out.parent.mkdir(parents=True, exist_ok=True)
     G, _ = load(network, device)

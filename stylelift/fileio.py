@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 
 @contextlib.contextmanager
@@ -22,6 +22,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def file_in_the_way(folder: str | os.PathLike) -> Optional[Path]:
+    """The file that stands where `folder` or one of its parents should be, if any."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    return existing if existing is not None and not existing.is_dir() else None
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -113,6 +113,7 @@ def odd_files(tmp_path, net):
 BAD_INVOCATIONS = {
     # an existing file where the output folder should be
     "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
+    "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
     "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, None),
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, None),
     "convert-onto-a-folder": (["convert", "{net}", "{d}", "--overwrite"], 1, "is a folder"),
@@ -221,10 +222,10 @@ def test_text_from_files_cannot_break_the_one_error_line(tmp_path):
 
 
 def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skipped(tmp_path, net, monkeypatch):
-    from stylelift import cli, cli_editing
+    from stylelift import cli
 
     side = tiny_generator().img_resolution
-    monkeypatch.setattr(cli_editing, "OUTPUT_BYTES", 8 * side * side * 3)  # room for 8 images
+    monkeypatch.setattr(cli, "OUTPUT_BYTES", 8 * side * side * 3)  # room for 8 images
     r = invoke("mix", "--rows", "1,2", "--cols", "3,4", "--network", net, "--out", tmp_path / "m.png")  # 3x3 tiles
     assert r.exit_code == 1 and "would hold 9 images" in r.output and not (tmp_path / "m.png").exists(), r.output
     r = invoke("interpolate", "1", "2", "--frames", "9", "--network", net, "--out", tmp_path / "i.gif")

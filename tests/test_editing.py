@@ -366,7 +366,7 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
 def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set(tmp_path, net, monkeypatch):
     from pathlib import Path
 
-    from stylelift import cli_editing
+    from stylelift import cli
     from stylelift.align import align_face
 
     photo_path = Path(__file__).parents[1] / "examples" / "astronaut.png"
@@ -387,6 +387,6 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     x0, y0, x1, y1 = face.box
     assert np.array_equal(left[:5, :5], np.asarray(photo)[:5, :5])  # outside the face: the photo itself
     assert np.abs(left - right)[y0:y1, x0:x1].mean() > 1  # inside it: the edit shows
-    monkeypatch.setattr(cli_editing, "OUTPUT_BYTES", 2 * photo.width * photo.height * 3 - 1)
+    monkeypatch.setattr(cli, "OUTPUT_BYTES", 2 * photo.width * photo.height * 3 - 1)
     r = invoke(*args, "--out", tmp_path / "f.png")
     assert r.exit_code == 1 and f"2 images of {photo.width}x{photo.height}" in r.output and not (tmp_path / "f.png").exists(), r.output

@@ -117,13 +117,9 @@ def _resize(img: Tensor, size: int) -> Tensor:
     return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
-def _from_w_avg(init) -> bool:
-    return init is None or (isinstance(init, str) and init == "avg")
-
-
 def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
     """Starting latents [N, 1 or num_ws, w_dim]."""
-    if _from_w_avg(init):
+    if init is None or (isinstance(init, str) and init == "avg"):
         ws = w_avg.reshape(1, 1, -1).repeat(n, 1, 1)
     else:
         ws = torch.as_tensor(np.asarray(init) if not isinstance(init, Tensor) else init).float().to(w_avg.device)

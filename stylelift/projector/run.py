@@ -16,6 +16,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError
+from ..fileio import file_in_the_way
 from ..images import load_photo, to_uint8
 from ..latents import LatentFile, load_latents
 from .files import ProjectionFiles, write_projection
@@ -119,9 +120,9 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     from ..models import load_generator, network_id
 
     loss = resolve_loss(job.loss, job.perceptual_weights, aligned=job.align)
-    existing = next((p for p in (job.outdir, *job.outdir.parents) if p.exists()), None)  # the folder, or what stands in its way
-    if existing is not None and not existing.is_dir():
-        raise InputError(f"--outdir {job.outdir}: {existing} is a file, not a folder")
+    blocker = file_in_the_way(job.outdir)
+    if blocker is not None:
+        raise InputError(f"--outdir {job.outdir}: {blocker} is a file, not a folder")
     G = load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
