@@ -10,21 +10,34 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 
+from .align import AlignedFace, align_face, paste_back
+from .editing import apply_direction, load_direction
 from .errors import CheckpointError, InputError, StyleliftError, UnsafeCheckpointError
 from .latents import LatentFile, load_latents, save_latents
-from .models import Generator, StyleGAN2Config, load_generator, network_id, save_generator
+from .models import Generator, StyleGAN, StyleGAN2Config, StyleGANConfig, load_generator, network_id, save_generator
+from .projector import ProjectionOptions, ProjectionResult, project
 
 __all__ = [
+    "AlignedFace",
     "CheckpointError",
     "Generator",
     "InputError",
     "LatentFile",
+    "ProjectionOptions",
+    "ProjectionResult",
+    "StyleGAN",
     "StyleGAN2Config",
+    "StyleGANConfig",
     "StyleliftError",
     "UnsafeCheckpointError",
+    "align_face",
+    "apply_direction",
+    "load_direction",
     "load_generator",
     "load_latents",
     "network_id",
+    "paste_back",
+    "project",
     "save_generator",
     "save_latents",
 ]

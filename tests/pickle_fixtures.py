@@ -34,6 +34,7 @@ import numpy as np
 import pytest
 import torch
 
+from stylelift.models.stylegan import StyleGAN, StyleGANConfig
 from stylelift.models.stylegan2 import Generator, StyleGAN2Config, fir_filter_2d
 
 
@@ -489,6 +490,92 @@ def nvidia_tf_networks(
 
 def write_nvidia_tf(path: Path, G: Generator, *, protocol: int = 3, **kw) -> Path:
     return dump(nvidia_tf_networks(G, **kw), path, protocol=protocol)
+
+
+# ----------------------------------------------------------------------------------------------
+# NVIDIA StyleGAN (v1) TensorFlow pickles (`karras2019stylegan-*.pkl`)
+
+
+def tiny_stylegan_config(**overrides) -> StyleGANConfig:
+    """32 px StyleGAN (v1), every up-sampling fused (NVIDIA's fused_scale=True; 2048 = False),
+    widths that differ per block."""
+    base = dict(z_dim=10, w_dim=12, img_resolution=32, mapping_layers=3, mapping_layer_features=9,
+                channels=(12, 10, 8, 6), fused_min_resolution=8)  # fmt: skip
+    base.update(overrides)
+    return StyleGANConfig(**base)
+
+
+def random_stylegan(cfg: StyleGANConfig, seed: int = 0) -> StyleGAN:
+    """Every weight, bias, noise strength and w_avg drawn from N(0, 1), the mapping's weights from
+    N(0, 1 / lr_mul^2) as NVIDIA's (NVIDIA zero-initialises biases and noise strengths: that would
+    leave them untested)."""
+    G = StyleGAN(cfg)
+    rng = np.random.RandomState(seed)  # numpy's legacy generator: the same numbers on every platform and version
+    with torch.no_grad():
+        for name, t in sorted(G.state_dict().items()):
+            scale = 1 / cfg.mapping_lr_multiplier if name.startswith("mapping.fc") else 1  # as NVIDIA initialises them
+            t.copy_(torch.from_numpy(rng.standard_normal(t.shape).astype(np.float32) * np.float32(scale)))
+    return G.eval().requires_grad_(False)
+
+
+def stylegan_tf_variables(G: StyleGAN) -> dict[str, np.ndarray]:
+    """G's weights under the TF names of NVIDIA's StyleGAN, plus the ToRGB layers of the lower
+    levels of detail that progressive growing left in the file."""
+    cfg, sd = G.config, {k: v.numpy() for k, v in G.state_dict().items()}
+    v = {"dlatent_avg": sd["mapping.w_avg"], "lod": np.float32(0), "synthesis/lod": np.float32(0)}
+    for i in range(cfg.mapping_layers):
+        v[f"mapping/Dense{i}/weight"] = np.ascontiguousarray(sd[f"mapping.fc{i}.weight"].T)
+        v[f"mapping/Dense{i}/bias"] = sd[f"mapping.fc{i}.bias"]
+    v["synthesis/4x4/Const/const"] = sd["synthesis.b4.const"][None]
+    layer = 0
+    for r in cfg.block_resolutions:
+        for src, scope in zip(("conv0", "conv1"), ("Const", "Conv") if r == 4 else ("Conv0_up", "Conv1")):
+            src, dst = f"synthesis.b{r}.{src}", f"synthesis/{r}x{r}/{scope}"
+            if f"{src}.weight" in sd:
+                v[f"{dst}/weight"] = np.ascontiguousarray(sd[f"{src}.weight"].transpose(2, 3, 1, 0))
+            v[f"{dst}/bias"] = sd[f"{src}.bias"]
+            v[f"{dst}/StyleMod/weight"] = np.ascontiguousarray(sd[f"{src}.affine.weight"].T)
+            v[f"{dst}/StyleMod/bias"] = sd[f"{src}.affine.bias"]
+            if cfg.use_noise:
+                v[f"{dst}/Noise/weight"] = sd[f"{src}.noise_strength"]
+                v[f"synthesis/noise{layer}"] = sd[f"{src}.noise_const"][None, None]
+            layer += 1
+    for lod, r in enumerate(reversed(cfg.block_resolutions)):
+        c = cfg.block_channels[r]
+        rgb = sd["synthesis.torgb.weight"].transpose(2, 3, 1, 0) if lod == 0 else np.ones([1, 1, c, cfg.img_channels], np.float32)
+        v[f"synthesis/ToRGB_lod{lod}/weight"] = np.ascontiguousarray(rgb)
+        v[f"synthesis/ToRGB_lod{lod}/bias"] = sd["synthesis.torgb.bias"] if lod == 0 else np.zeros([cfg.img_channels], np.float32)
+    return v
+
+
+def stylegan_tf_kwargs(cfg: StyleGANConfig) -> dict:
+    fused = {8: True, 128: "auto", 2048: False}[cfg.fused_min_resolution]  # what NVIDIA's fused_scale can say
+    return dict(num_channels=cfg.img_channels, resolution=cfg.img_resolution, label_size=0, latent_size=cfg.z_dim,
+                dlatent_size=cfg.w_dim, mapping_layers=cfg.mapping_layers, mapping_fmaps=cfg.mapping_layer_features,
+                mapping_lrmul=cfg.mapping_lr_multiplier, fused_scale=fused, blur_filter=list(cfg.blur_filter) or None,
+                use_noise=cfg.use_noise, truncation_psi=0.7, truncation_cutoff=8)  # fmt: skip
+
+
+def nvidia_stylegan_networks(G: StyleGAN, *, version: int = 3, static_kwargs: Optional[dict] = None, variables: Optional[dict] = None) -> tuple:
+    """(G, D, Gs) as NVIDIA's StyleGAN training pickles them: Gs (G_style) holds G's weights, G other ones."""
+    kw = static_kwargs if static_kwargs is not None else stylegan_tf_kwargs(G.config)
+
+    def g_style(v: dict, name: str) -> Network:
+        v = dict(v)
+        top = {k: v.pop(k) for k in ("dlatent_avg", "lod") if k in v}
+        parts = {
+            part: tf_network(f"G_{part}", f"G_{part}", {k[len(part) + 1 :]: x for k, x in v.items() if k.startswith(part + "/")}, kw, version=version)
+            for part in ("mapping", "synthesis")
+        }
+        return tf_network(name, "G_style", top, kw, parts, version=version)
+
+    D = tf_network("D", "D_basic", {"Output/weight": np.ones([4, 1], np.float32)}, {"resolution": G.img_resolution}, version=version)
+    Gs = g_style(variables if variables is not None else stylegan_tf_variables(G), "Gs")
+    return g_style(stylegan_tf_variables(random_stylegan(G.config, seed=99)), "G"), D, Gs
+
+
+def write_nvidia_stylegan(path: Path, G: StyleGAN, **kw) -> Path:
+    return dump(nvidia_stylegan_networks(G, **kw), path, protocol=3)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -190,19 +190,22 @@ def test_conditional_stylegan2_tensorflow_network_is_refused(tmp_path):
     assert one_line(e).startswith("cond.pkl is a conditional StyleGAN2 TensorFlow network (label_size=3)")
 
 
-def test_stylegan_v1_and_progressive_growing_tensorflow_networks_are_refused(tmp_path):
+def test_odd_mixtures_of_stylegan_and_stylegan2_tensorflow_networks_are_refused(tmp_path):
     G = pf.random_generator(pf.tiny_config())
     v1 = pf.nvidia_tf_networks(G)
     for net in v1:
-        net._state["version"] = 3
+        net._state["version"] = 3  # StyleGAN's network version around StyleGAN2's synthesis
     with pytest.raises(CheckpointError) as e:
         read_nvidia_pickle(pf.dump(v1, tmp_path / "karras2019.pkl", protocol=3))
-    assert one_line(e).startswith("karras2019.pkl is a StyleGAN (v1) TensorFlow pickle (network version 3)")
+    assert one_line(e) == (
+        "karras2019.pkl: a StyleGAN network built by other functions than G_mapping / G_synthesis "
+        "(mapping 'G_mapping', synthesis 'G_synthesis_stylegan2')"
+    )
     path = pf.write_nvidia_tf(tmp_path / "config-d.pkl", G, synthesis_func="G_synthesis_stylegan_revised")
     with pytest.raises(CheckpointError, match="'G_synthesis_stylegan_revised' is not supported"):
         read_nvidia_pickle(path)
-    path = pf.write_nvidia_tf(tmp_path / "config-a.pkl", G, synthesis_func="G_synthesis")  # StyleGAN v1 in StyleGAN2's code
-    with pytest.raises(CheckpointError, match=r"is a StyleGAN \(v1\) TensorFlow network \(G_style"):
+    path = pf.write_nvidia_tf(tmp_path / "config-a.pkl", G, synthesis_func="G_synthesis")  # StyleGAN's synthesis by name, StyleGAN2's variables
+    with pytest.raises(CheckpointError, match="config-a.pkl: unknown StyleGAN network setting 'architecture'"):
         read_nvidia_pickle(path)
 
 

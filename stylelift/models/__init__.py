@@ -1,6 +1,7 @@
 """Generators, checkpoint formats, and (later) encoders and perceptual networks."""
 
 from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
+from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 
 
@@ -9,6 +10,8 @@ def describe_generator(G) -> dict:
     cfg = G.config
     channels = cfg.block_channels
     arch = f"StyleGAN2 ({cfg.architecture})" if isinstance(G, Generator) else type(G).__name__
+    if isinstance(G, StyleGAN):
+        arch = "StyleGAN (v1: AdaIN styles)"
     facts = {
         "source": getattr(G, "source", "?"),
         "format": getattr(G, "source_format", "?"),
@@ -32,7 +35,9 @@ def describe_generator(G) -> dict:
 
 __all__ = [
     "Generator",
+    "StyleGAN",
     "StyleGAN2Config",
+    "StyleGANConfig",
     "BUNDLED_NETWORK",
     "NAMED_NETWORKS",
     "describe_generator",

@@ -21,14 +21,17 @@ import torch
 
 from ..errors import CheckpointError, first_line
 from ..fileio import atomic_path
-from .nvidia import check_shapes
+from .nvidia import _show, check_shapes
 from .raw import RawNetwork
+from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
 
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "stylelift-network"
+_ARCHITECTURES = {Generator: "stylegan2", StyleGAN: "stylegan"}  # the "architecture" field of the format
+_CONFIGS = {"stylegan2": StyleGAN2Config, "stylegan": StyleGANConfig}
 FORMAT_VERSION = 1
 W_AVG_SAMPLES = 10_000
 W_AVG_SEED = 0
@@ -99,10 +102,11 @@ def read_stylelift(path: Path) -> RawNetwork:
         raise CheckpointError(f"{path.name} is not a stylelift network file")
     if data.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
-    if data.get("architecture") != "stylegan2":
-        raise CheckpointError(f"{path.name}: unknown architecture {data.get('architecture')!r}")
+    config_class = _CONFIGS.get(data.get("architecture")) if isinstance(data.get("architecture"), str) else None
+    if config_class is None:
+        raise CheckpointError(f"{path.name}: unknown architecture {_show(data.get('architecture'))}")
     try:
-        cfg = StyleGAN2Config.from_dict(data["config"])
+        cfg = config_class.from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path.name} has a bad config: {first_line(e)}") from None
     state = data.get("state_dict")
@@ -131,9 +135,9 @@ def read_network(path: Path) -> RawNetwork:
     return read_nvidia_pickle(path)
 
 
-def build_generator(raw: RawNetwork, *, name: str) -> Generator:
+def build_generator(raw: RawNetwork, *, name: str) -> Union[Generator, StyleGAN]:
     """Build the module, load its weights strictly, fill in w_avg if the file lacked it."""
-    G = Generator(raw.config)
+    G = StyleGAN(raw.config) if isinstance(raw.config, StyleGANConfig) else Generator(raw.config)
     state = dict(raw.state_dict)
     if not raw.has_w_avg:
         state["mapping.w_avg"] = torch.zeros([raw.config.w_dim])
@@ -217,8 +221,9 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
 def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
     """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
     path = Path(path)
-    if not isinstance(G, Generator):
-        raise CheckpointError(f"stylelift's network format holds StyleGAN2 generators; {getattr(G, 'source', type(G).__name__)} is a {type(G).__name__} (load it by its own name or file)")
+    architecture = _ARCHITECTURES.get(type(G))
+    if architecture is None:
+        raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators; {getattr(G, 'source', type(G).__name__)} is a {type(G).__name__} (load it by its own name or file)")
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
     info = {k: v for k, v in info.items() if v is not None}
@@ -226,7 +231,7 @@ def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optiona
     data = {
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
-        "architecture": "stylegan2",
+        "architecture": architecture,
         "config": G.config.to_dict(),
         "state_dict": state,
         "meta": json.loads(json.dumps(info, default=str)),
@@ -244,7 +249,7 @@ def network_id(G: Generator) -> str:
     for k, v in sorted(G.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    family = "mobilestylegan" if type(G).__name__ == "MobileStyleGAN" else "stylegan2"
+    family = {"MobileStyleGAN": "mobilestylegan", "StyleGAN": "stylegan"}.get(type(G).__name__, "stylegan2")
     G._network_id = f"{family}-{h.hexdigest()[:16]}"
     return G._network_id
 

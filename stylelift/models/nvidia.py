@@ -21,7 +21,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,8 @@ from ..errors import CheckpointError, StyleliftError, first_line
 from . import safe_pickle
 from .raw import RawNetwork
 from .safe_pickle import ArrayRecord, PersistentObject, TensorBudget, TensorRecord, TFNetwork
+from .stylegan import StyleGANConfig
+from .stylegan import expected_shapes as stylegan_shapes
 from .stylegan2 import StyleGAN2Config
 
 log = logging.getLogger(__name__)
@@ -104,9 +106,13 @@ def expected_shapes(cfg: StyleGAN2Config) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def check_shapes(source: str, cfg: StyleGAN2Config, shapes: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise CheckpointError unless `shapes` are exactly the tensors of `Generator(cfg)` (w_avg optional)."""
-    expected = expected_shapes(cfg)
+def check_shapes(source: str, cfg: Union[StyleGAN2Config, StyleGANConfig], shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Raise CheckpointError unless `shapes` are exactly the tensors of the generator `cfg`
+    describes (StyleGAN2 or StyleGAN; w_avg optional)."""
+    if isinstance(cfg, StyleGANConfig):
+        expected, kind = stylegan_shapes(cfg), "StyleGAN"
+    else:
+        expected, kind = expected_shapes(cfg), "StyleGAN2"
     missing = [k for k in expected if k not in shapes and k != "mapping.w_avg"]
     extra = [k for k in shapes if k not in expected]
     wrong = [
@@ -122,7 +128,7 @@ def check_shapes(source: str, cfg: StyleGAN2Config, shapes: Mapping[str, tuple[i
     if wrong:
         problems.append(f"wrong shape {_some(wrong)}")
     if problems:
-        raise CheckpointError(f"{source}: the weights do not fit a StyleGAN2 generator: {'; '.join(problems)}")
+        raise CheckpointError(f"{source}: the weights do not fit a {kind} generator: {'; '.join(problems)}")
 
 
 def taps_from_kernel(source: str, kernel: Tensor) -> tuple[int, ...]:
@@ -398,11 +404,11 @@ _TF_SYNTHESIS_FUNCS = {"G_synthesis_stylegan2", "G_synthesis"}  # StyleGAN2 (v4)
 
 
 def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
+    from .nvidia_stylegan import is_stylegan_v1, read_stylegan_tensorflow
+
+    if is_stylegan_v1(Gs):
+        return read_stylegan_tensorflow(source, Gs)
     version = Gs.get("version")
-    if version in (2, 3):
-        raise CheckpointError(
-            f"{source} is a StyleGAN (v1) TensorFlow pickle (network version {version}); stylelift reads StyleGAN2 networks only"
-        )
     if version not in (4, 5):
         raise CheckpointError(f"{source}: TensorFlow network version {_show(version, 20)} is not supported (4 and 5 are)")
     kwargs = Gs.get("static_kwargs")
@@ -417,11 +423,6 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
     synthesis = components.get("synthesis")
     synthesis_func = synthesis.get("build_func_name") if isinstance(synthesis, TFNetwork) else None
     synthesis_func = kwargs.get("synthesis_func", synthesis_func)
-    if Gs.get("build_func_name") == "G_style" or (version == 4 and synthesis_func == "G_synthesis"):
-        raise CheckpointError(
-            f"{source} is a StyleGAN (v1) TensorFlow network (G_style, saved by the StyleGAN2 code); "
-            "stylelift reads StyleGAN2 networks only"
-        )
     if synthesis_func not in _TF_SYNTHESIS_FUNCS:
         raise CheckpointError(
             f"{source}: TensorFlow synthesis network {str(synthesis_func)[:40]!r} is not supported "

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from torch import Tensor
 
+from .stylegan import StyleGANConfig
 from .stylegan2 import StyleGAN2Config
 
 
@@ -15,11 +16,11 @@ class RawNetwork:
     """A network read from a file, before a torch module is built from it.
 
     `state_dict` uses stylelift's (= NVIDIA PyTorch) names and must load into
-    `Generator(config)` with `strict=True`, except that `mapping.w_avg` may be absent when the
+    `Generator(config)` (`StyleGAN(config)` for a StyleGANConfig) with `strict=True`, except that `mapping.w_avg` may be absent when the
     file does not store it (`has_w_avg=False`); the loader then estimates it by sampling.
     """
 
-    config: StyleGAN2Config
+    config: Union[StyleGAN2Config, StyleGANConfig]
     state_dict: dict[str, Tensor]
     format: str  # "stylelift" | "nvidia-pytorch" | "nvidia-tensorflow" | "rosinality"
     has_w_avg: bool = True

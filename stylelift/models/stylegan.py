@@ -1,0 +1,361 @@
+"""StyleGAN generator (Karras et al. 2019, "A Style-Based Generator Architecture for Generative
+Adversarial Networks"): the first StyleGAN, as in NVIDIA's `karras2019stylegan-*.pkl` files.
+
+What sets it apart from StyleGAN2 (`stylegan2.py`): styles act through AdaIN, not weight
+modulation. Each of the 2 * log2(R) - 2 layers ends with the same epilogue,
+
+    x = x + noise * noise_strength[c]      per-channel noise strength, one map per layer
+    x = leaky_relu(x + bias)               no gain after the activation (it is in the weights)
+    x = instance_norm(x)
+    x = x * (scale + 1) + shift            (scale, shift) = affine(w_i), the "style"
+
+The 4x4 block starts from a learned constant (layer 0: the epilogue alone, then a 3x3 conv,
+layer 1). Every later block doubles the size with a 3x3 conv that up-samples (nearest neighbour
+then conv; from 128 px on, NVIDIA's "fused" transposed 4x4 conv instead, which equals nearest
+neighbour then the conv with its kernel flipped in space), blurs with [1, 2, 1], and adds a
+plain 3x3 conv. A 1x1 conv turns the last features into RGB. ws index i is layer i, at
+resolution 4 * 2 ** (i // 2), so a 1024-px network reads 18 ws, as StyleGAN2 does.
+
+Stored weights are unscaled (equalised learning rate): dense and conv weights are multiplied at
+run time by gain / sqrt(fan_in) (gain sqrt(2), 1 for the style affines and toRGB) times the
+mapping's lr multiplier, biases by that multiplier. Names: `mapping.fc{i}`,
+`synthesis.b{r}.conv0|conv1` (conv0 of b4 is the constant's epilogue, with no conv weight),
+`synthesis.torgb`; the noise maps of NVIDIA's files are kept as `noise_const` buffers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .stylegan2 import NOISE_MODES, check_ws, normalize_2nd_moment
+
+LRELU_SLOPE = 0.2
+CONV_GAIN = math.sqrt(2)
+
+_INT_FIELDS = (
+    ("z_dim", 1, 1 << 14), ("w_dim", 1, 1 << 14), ("img_channels", 1, 16), ("mapping_layers", 1, 64),
+    ("mapping_layer_features", 1, 1 << 14), ("fused_min_resolution", 8, 1 << 11),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StyleGANConfig:
+    """Everything needed to rebuild a StyleGAN (v1) generator; saved next to its weights."""
+
+    z_dim: int = 512
+    w_dim: int = 512
+    img_resolution: int = 1024
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_layer_features: int = 512
+    mapping_lr_multiplier: float = 0.01
+    channels: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64, 32, 16)  # per block resolution 4, 8, ...
+    fused_min_resolution: int = 128  # blocks at this size and above up-sample with one transposed conv
+    blur_filter: tuple[int, ...] = (1, 2, 1)  # () = no blur after up-sampling
+    use_noise: bool = True
+    c_dim: int = 0  # StyleGAN's label input (LabelConcat) is not supported
+
+    def __post_init__(self):
+        log2 = math.log2(self.img_resolution) if isinstance(self.img_resolution, int) and self.img_resolution > 0 else -1
+        if log2 != int(log2) or not 2 <= log2 <= 10:
+            raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {self.img_resolution!r:.40}")
+        for name, low, high in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r:.40}")
+        if self.c_dim != 0:
+            raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")
+        m = self.mapping_lr_multiplier
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
+            raise ValueError(f"mapping_lr_multiplier must be a positive number, got {m!r:.40}")
+        channels = tuple(self.channels) if isinstance(self.channels, (tuple, list)) else ()
+        if len(channels) != len(self.block_resolutions) or not all(isinstance(c, int) and 1 <= c <= 1 << 14 for c in channels):
+            raise ValueError(f"channels must list {len(self.block_resolutions)} positive widths (one per block resolution), got {self.channels!r:.60}")
+        object.__setattr__(self, "channels", channels)
+        f = tuple(self.blur_filter) if isinstance(self.blur_filter, (tuple, list)) else None
+        if f is None or len(f) > 16 or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in f) or (f and sum(f) == 0):
+            raise ValueError(f"blur_filter must list up to 16 non-negative integer taps with a positive sum, got {self.blur_filter!r:.40}")
+        object.__setattr__(self, "blur_filter", f)
+        if not isinstance(self.use_noise, bool):
+            raise ValueError(f"use_noise must be true or false, got {self.use_noise!r:.40}")
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    @property
+    def block_channels(self) -> dict[int, int]:
+        return dict(zip(self.block_resolutions, self.channels))
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * len(self.block_resolutions)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"], d["blur_filter"] = list(self.channels), list(self.blur_filter)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StyleGANConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown StyleGAN config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def expected_shapes(cfg: StyleGANConfig) -> dict[str, tuple[int, ...]]:
+    """Every state-dict entry of a generator with this config, and its shape."""
+    shapes: dict[str, tuple[int, ...]] = {"mapping.w_avg": (cfg.w_dim,)}
+    features = [cfg.z_dim] + [cfg.mapping_layer_features] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+    for i in range(cfg.mapping_layers):
+        shapes[f"mapping.fc{i}.weight"] = (features[i + 1], features[i])
+        shapes[f"mapping.fc{i}.bias"] = (features[i + 1],)
+    ch = cfg.block_channels
+    shapes["synthesis.b4.const"] = (ch[4], 4, 4)
+    for r in cfg.block_resolutions:
+        for j, name in enumerate(("conv0", "conv1")):
+            prefix = f"synthesis.b{r}.{name}"
+            if not (r == 4 and j == 0):
+                shapes[f"{prefix}.weight"] = (ch[r], ch[r] if j == 1 else ch.get(r // 2, ch[r]), 3, 3)
+            shapes[f"{prefix}.bias"] = (ch[r],)
+            shapes[f"{prefix}.affine.weight"] = (2 * ch[r], cfg.w_dim)
+            shapes[f"{prefix}.affine.bias"] = (2 * ch[r],)
+            if cfg.use_noise:
+                shapes[f"{prefix}.noise_strength"] = (ch[r],)
+                shapes[f"{prefix}.noise_const"] = (r, r)
+    shapes["synthesis.torgb.weight"] = (cfg.img_channels, ch[cfg.img_resolution], 1, 1)
+    shapes["synthesis.torgb.bias"] = (cfg.img_channels,)
+    return shapes
+
+
+# ----------------------------------------------------------------------------------------------
+# Ops
+
+
+def instance_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
+    """Each feature map to zero mean and unit mean square over its pixels."""
+    x = x - x.mean(dim=[2, 3], keepdim=True)
+    return x * (x.square().mean(dim=[2, 3], keepdim=True) + eps).rsqrt()
+
+
+def blur_kernel(taps: tuple[int, ...]) -> Tensor:
+    """The normalised 2-D low-pass filter [k, k] made from 1-D taps (outer product)."""
+    f = torch.tensor(taps, dtype=torch.float32)
+    f = f[:, None] * f[None, :]
+    return f / f.sum()
+
+
+def blur(x: Tensor, kernel: Tensor) -> Tensor:
+    """Depthwise filtering with 'same' zero padding (the kernel is symmetric: no flip needed)."""
+    k = kernel.shape[-1]
+    if k == 1:
+        return x * kernel.reshape([])
+    weight = kernel.to(x.dtype).expand(x.shape[1], 1, k, k)
+    lo = (k - 1) // 2
+    return F.conv2d(F.pad(x, [lo, k - 1 - lo, lo, k - 1 - lo]), weight, groups=x.shape[1])
+
+
+def fused_up_weight(weight: Tensor) -> Tensor:
+    """[O, I, 3, 3] -> the [I, O, 4, 4] kernel of NVIDIA's fused up-sampling conv (transposed,
+    stride 2): each 4x4 tap sums four 3x3 taps. The result equals nearest-neighbour up-sampling
+    followed by the 3x3 conv with the kernel flipped in space (a transposed conv convolves where
+    conv2d correlates)."""
+    w = F.pad(weight, [1, 1, 1, 1])
+    w = w[:, :, 1:, 1:] + w[:, :, :-1, 1:] + w[:, :, 1:, :-1] + w[:, :, :-1, :-1]
+    return w.transpose(0, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Layers
+
+
+class Dense(nn.Module):
+    """Dense layer, equalised learning rate: weight * gain * lr_mul / sqrt(fan_in), bias * lr_mul."""
+
+    def __init__(self, in_features: int, out_features: int, *, gain: float, lr_multiplier: float = 1.0, lrelu: bool = False):
+        super().__init__()
+        self.in_features, self.out_features, self.lrelu = in_features, out_features, lrelu
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.zeros([out_features]))
+        self.weight_gain = gain * lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = torch.addmm(self.bias * self.bias_gain, x, (self.weight * self.weight_gain).t())
+        return F.leaky_relu(x, LRELU_SLOPE) if self.lrelu else x
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} -> {self.out_features}, lrelu={self.lrelu}, lr_mul={self.bias_gain:g}"
+
+
+class MappingNetwork(nn.Module):
+    """z -> pixel norm -> `mapping_layers` dense layers with leaky ReLU -> w, broadcast to
+    [N, num_ws, w_dim], with truncation toward w_avg on the first `truncation_cutoff` ws."""
+
+    def __init__(self, cfg: StyleGANConfig):
+        super().__init__()
+        self.z_dim, self.c_dim, self.w_dim, self.num_ws = cfg.z_dim, cfg.c_dim, cfg.w_dim, cfg.num_ws
+        self.num_layers = cfg.mapping_layers
+        features = [cfg.z_dim] + [cfg.mapping_layer_features] * (cfg.mapping_layers - 1) + [cfg.w_dim]
+        for i in range(cfg.mapping_layers):
+            setattr(self, f"fc{i}", Dense(features[i], features[i + 1], gain=CONV_GAIN, lr_multiplier=cfg.mapping_lr_multiplier, lrelu=True))
+        self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
+
+    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
+        if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"z must have shape [N, {self.z_dim}], got {shape}")
+        x = normalize_2nd_moment(z.to(torch.float32))
+        for i in range(self.num_layers):
+            x = getattr(self, f"fc{i}")(x)
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
+        if truncation_psi != 1:
+            n = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            x[:, :n] = self.w_avg.lerp(x[:, :n], truncation_psi)
+        return x
+
+
+class SynthesisLayer(nn.Module):
+    """One layer: an optional 3x3 conv (`up`: up-sampling by 2, then blur), then the epilogue
+    noise -> bias -> leaky ReLU -> instance norm -> AdaIN with the style of its w."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, conv: str, use_noise: bool, fused: bool = False):
+        super().__init__()
+        assert conv in ("none", "same", "up"), conv
+        self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
+        self.conv, self.use_noise, self.fused = conv, use_noise, fused
+        if conv != "none":
+            self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
+            self.weight_gain = CONV_GAIN / math.sqrt(in_channels * 9)
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        if use_noise:
+            self.noise_strength = nn.Parameter(torch.zeros([out_channels]))
+            self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.affine = Dense(w_dim, 2 * out_channels, gain=1.0)
+
+    def forward(self, x: Tensor, w: Tensor, blur_filter: Optional[Tensor], *, noise_mode: str = "const", noise: Optional[Tensor] = None) -> Tensor:
+        if self.conv != "none":
+            weight = self.weight * self.weight_gain
+            if self.conv == "up" and self.fused:
+                x = F.conv_transpose2d(x, fused_up_weight(weight), stride=2, padding=1)
+            else:
+                if self.conv == "up":
+                    x = F.interpolate(x, scale_factor=2, mode="nearest")
+                x = F.conv2d(x, weight, padding=1)
+            if self.conv == "up" and blur_filter is not None:
+                x = blur(x, blur_filter)
+        if self.use_noise:
+            if noise is None and noise_mode == "random":
+                noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
+            elif noise is None and noise_mode == "const":
+                noise = self.noise_const
+            if noise is not None:  # [N, 1, r, r] or [r, r]
+                x = x + noise * self.noise_strength.reshape(-1, 1, 1)
+        x = F.leaky_relu(x + self.bias.reshape(-1, 1, 1), LRELU_SLOPE)
+        x = instance_norm(x)
+        scale, shift = self.affine(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)  # [N, C, 1, 1] each
+        return x * (scale + 1) + shift
+
+    def extra_repr(self) -> str:
+        conv = {"none": "no conv", "same": "3x3 conv", "up": "up-sampling 3x3 conv" + (" (fused)" if self.fused else "")}[self.conv]
+        return f"{self.in_channels} -> {self.out_channels} @ {self.resolution}px, {conv}, noise={self.use_noise}"
+
+
+class SynthesisBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, resolution: int, cfg: StyleGANConfig):
+        super().__init__()
+        self.resolution = resolution
+        if resolution == 4:
+            self.const = nn.Parameter(torch.ones([out_channels, 4, 4]))
+            self.conv0 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, 4, conv="none", use_noise=cfg.use_noise)
+        else:
+            fused = resolution >= cfg.fused_min_resolution
+            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, conv="up", use_noise=cfg.use_noise, fused=fused)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution, conv="same", use_noise=cfg.use_noise)
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R], roughly in [-1, 1]."""
+
+    def __init__(self, cfg: StyleGANConfig):
+        super().__init__()
+        self.w_dim, self.img_resolution, self.img_channels = cfg.w_dim, cfg.img_resolution, cfg.img_channels
+        self.block_resolutions = cfg.block_resolutions
+        ch = cfg.block_channels
+        for r in self.block_resolutions:
+            setattr(self, f"b{r}", SynthesisBlock(ch.get(r // 2, 0), ch[r], r, cfg))
+        self.torgb = nn.Conv2d(ch[cfg.img_resolution], cfg.img_channels, 1)
+        nn.init.normal_(self.torgb.weight)
+        self.torgb_gain = 1 / math.sqrt(ch[cfg.img_resolution])
+        self.num_ws = cfg.num_ws
+        kernel = blur_kernel(cfg.blur_filter) if cfg.blur_filter else None
+        self.register_buffer("blur_filter", kernel, persistent=False)
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [getattr(self, f"b{r}") for r in self.block_resolutions]
+
+    def layers(self) -> list[SynthesisLayer]:
+        """Every layer in ws order (layer i reads ws[i])."""
+        return [layer for block in self.blocks() for layer in (block.conv0, block.conv1)]
+
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The layers with a noise input, in ws order (noise index k = position in this list)."""
+        return [layer for layer in self.layers() if layer.use_noise]
+
+    def style_affine_weights(self) -> list[Tensor]:
+        """For each ws index, the weight [2C, w_dim] of its style affine (scales, then shifts)."""
+        return [layer.affine.weight * layer.affine.weight_gain for layer in self.layers()]
+
+    def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
+        check_ws(ws, self.num_ws, self.w_dim)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        layers = self.layers()
+        n_noise = len(self.noise_layers())
+        if noises is not None and len(noises) != n_noise:
+            raise ValueError(f"expected {n_noise} noise maps, got {len(noises)}")
+        noises = iter(noises if noises is not None else [None] * n_noise)
+        ws = ws.to(torch.float32)
+        x = self.b4.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+        for i, layer in enumerate(layers):
+            noise = next(noises) if layer.use_noise else None
+            x = layer(x, ws[:, i], self.blur_filter, noise_mode=noise_mode, noise=noise)
+        return F.conv2d(x, self.torgb.weight * self.torgb_gain, self.torgb.bias)
+
+
+class StyleGAN(nn.Module):
+    """StyleGAN (v1) generator with the StyleGAN2 generator's interface: `mapping(z) -> ws`, `synthesis(ws) -> img`."""
+
+    def __init__(self, cfg: StyleGANConfig):
+        super().__init__()
+        self.config = cfg
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.num_ws = cfg.num_ws
+        self.mapping = MappingNetwork(cfg)
+        self.synthesis = SynthesisNetwork(cfg)
+
+    @property
+    def w_avg(self) -> Tensor:
+        return self.mapping.w_avg
+
+    @property
+    def layer_resolutions(self) -> list[int]:
+        """The resolution each ws index acts at: two per block (4, 4, 8, 8, ...)."""
+        return [r for r in self.synthesis.block_resolutions for _ in range(2)]
+
+    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"resolution={c.img_resolution}, num_ws={self.num_ws}, w_dim={c.w_dim}, channels={list(c.channels)}"

@@ -1,0 +1,187 @@
+"""StyleGAN (v1): the generator, NVIDIA's TensorFlow pickles of it, and the rest of stylelift on it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import pickle_fixtures as pf
+from pickle_fixtures import one_thread  # noqa: F401  (fixture)
+from stylelift import load_generator, load_latents, project, save_generator
+from stylelift.cli import app
+from stylelift.errors import CheckpointError
+from stylelift.generation import stored_noises
+from stylelift.models import describe_generator, network_id
+from stylelift.models.nvidia import read_nvidia_pickle
+from stylelift.models.stylegan import StyleGAN, StyleGANConfig
+from stylelift.projector.metrics import psnr
+
+# 128 px with NVIDIA's fused_scale='auto': nearest-neighbour up-sampling + conv up to 64 px, one
+# transposed conv at 128 px; widths as fmap_base=256, fmap_max=16 give them.
+REFERENCE_CFG = StyleGANConfig(
+    z_dim=10, w_dim=12, img_resolution=128, mapping_layers=3, mapping_layer_features=9,
+    channels=(16, 16, 16, 16, 8, 4), fused_min_resolution=128,
+)  # fmt: skip
+
+
+def one_line(e) -> str:
+    return str(e.value).strip()
+
+
+def test_nvidia_tensorflow_pickle_reproduces_the_reference_port(tmp_path):
+    """The numbers below were computed outside this repository by genforce's PyTorch port of
+    NVIDIA's StyleGAN (its converter checks it against NVIDIA's TensorFlow code), fed the same TF
+    variables (`stylegan_tf_variables` of this network); max difference over the whole images 2e-5."""
+    path = pf.write_nvidia_stylegan(tmp_path / "karras2019.pkl", pf.random_stylegan(REFERENCE_CFG, seed=0))
+    G = load_generator(path)
+    assert isinstance(G, StyleGAN) and G.config == REFERENCE_CFG and G.source_format == "nvidia-tensorflow"
+    z = torch.from_numpy(np.random.RandomState(1).standard_normal([2, 10]).astype(np.float32))
+    wp = torch.from_numpy(np.random.RandomState(2).standard_normal([2, 12, 12]).astype(np.float32))
+    with torch.no_grad():
+        from_z = G.synthesis(G.mapping(z, truncation_psi=0.7, truncation_cutoff=4))
+        from_wp = G.synthesis(wp)  # W+: another w for every layer
+    expected = {
+        "z": ([[2.66984, -0.72431, 1.12062], [2.79315, -0.47171, 1.35429]], [2.72306, -1.80696, -0.13243], [2.43897, -1.38603, 3.32256]),
+        "wp": ([[1.41654, -0.66058, -0.27154], [-0.13537, -0.37725, -1.64308]], [1.67972, 0.05532, -0.26473], [0.97768, 5.30895, -4.0051]),
+    }
+    for name, img in (("z", from_z), ("wp", from_wp)):
+        means, pixel_a, pixel_b = (torch.tensor(x) for x in expected[name])
+        assert torch.allclose(img.mean(dim=[2, 3]), means, atol=2e-4), name
+        assert torch.allclose(img[0, :, 10, 20], pixel_a, atol=2e-4) and torch.allclose(img[1, :, 127, 0], pixel_b, atol=2e-4), name
+
+
+def test_fused_up_sampling_is_nearest_neighbour_then_the_flipped_conv():
+    """NVIDIA's fused up-sampling (a transposed conv with the 4x4 sums of the 3x3 kernel) is not the
+    separate path with the same weights: it equals it with each up-sampling kernel flipped in space."""
+    fused = pf.random_stylegan(pf.tiny_stylegan_config(fused_min_resolution=8))
+    separate = StyleGAN(pf.tiny_stylegan_config(fused_min_resolution=2048)).eval()
+    state = fused.state_dict()
+    separate.load_state_dict({k: v.flip(2, 3) if k.endswith("conv0.weight") else v for k, v in state.items()})
+    ws = fused.mapping(torch.randn(2, 10))
+    a, b = fused.synthesis(ws), separate.synthesis(ws)
+    assert a.shape == (2, 3, 32, 32) and a.std() > 0.1
+    assert torch.allclose(a, b, atol=1e-4)
+    separate.load_state_dict(state)
+    assert (separate.synthesis(ws) - a).abs().max() > 0.1
+
+
+def test_layers_noise_and_truncation():
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    assert G.num_ws == 8 and G.layer_resolutions == [4, 4, 8, 8, 16, 16, 32, 32]
+    assert [layer.resolution for layer in G.synthesis.noise_layers()] == G.layer_resolutions
+    assert [tuple(w.shape) for w in G.synthesis.style_affine_weights()] == [(24, 12), (24, 12), (20, 12), (20, 12), (16, 12), (16, 12), (12, 12), (12, 12)]
+    ws = G.mapping(torch.randn(1, 10))
+    const, none = G.synthesis(ws), G.synthesis(ws, noise_mode="none")
+    explicit = G.synthesis(ws, noises=[layer.noise_const[None, None] for layer in G.synthesis.noise_layers()])
+    assert torch.equal(const, explicit) and (const - none).abs().max() > 1e-3
+    assert not torch.equal(G.synthesis(ws, noise_mode="random"), G.synthesis(ws, noise_mode="random"))
+    z = torch.randn(3, 10)
+    full, cut = G.mapping(z), G.mapping(z, truncation_psi=0.5, truncation_cutoff=2)
+    assert torch.allclose(cut[:, :2], G.w_avg + 0.5 * (full[:, :2] - G.w_avg), atol=1e-5) and torch.equal(cut[:, 2:], full[:, 2:])
+    with pytest.raises(ValueError, match=r"ws must have shape \[N, 8, 12\]"):
+        G.synthesis(torch.zeros(1, 18, 12))
+
+
+def test_stylelift_format_round_trip_keeps_outputs_and_network_id(tmp_path):
+    G = load_generator(pf.write_nvidia_stylegan(tmp_path / "v1.pkl", pf.random_stylegan(pf.tiny_stylegan_config())))
+    save_generator(G, tmp_path / "v1.pt")
+    H = load_generator(tmp_path / "v1.pt")
+    assert isinstance(H, StyleGAN) and H.config == G.config and H.source_format == "stylelift"
+    ws = G.mapping(torch.randn(2, 10))
+    assert torch.equal(G.synthesis(ws), H.synthesis(ws))
+    assert network_id(G) == network_id(H) and network_id(G).startswith("stylegan-")
+    facts = describe_generator(H)
+    assert facts["architecture"].startswith("StyleGAN (v1") and facts["num_ws"] == 8 and facts["noise inputs"] == 8
+
+
+def test_network_without_noise_inputs_and_without_blur(tmp_path):
+    cfg = pf.tiny_stylegan_config(use_noise=False, blur_filter=())
+    G = pf.random_stylegan(cfg)
+    assert G.synthesis.noise_layers() == [] and G.synthesis.blur_filter is None
+    raw = read_nvidia_pickle(pf.write_nvidia_stylegan(tmp_path / "plain.pkl", G))
+    assert raw.config == cfg
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v, kw: v.update({"lod": np.float32(1.5)}), "snapshot taken during progressive growing (lod=1.5)"),
+        (lambda v, kw: v.update({"synthesis/lod": np.float32(2)}), "(lod=2)"),
+        (lambda v, kw: kw.update(label_size=3), "conditional StyleGAN network"),
+        (lambda v, kw: kw.update(use_instance_norm=False), "use_instance_norm=False are not supported"),
+        (lambda v, kw: kw.update(mystery_knob=1), "unknown StyleGAN network setting 'mystery_knob'"),
+        (lambda v, kw: kw.update(fused_scale="sometimes"), "fused_scale is 'sometimes'"),
+        (lambda v, kw: kw.update(resolution=64), "do not match resolution=64"),
+        (lambda v, kw: v.pop("synthesis/16x16/Conv1/StyleMod/bias"), "16x16/Conv1/StyleMod/bias is missing"),
+        (lambda v, kw: v.update({"synthesis/16x16/Conv2/weight": np.ones([3, 3, 8, 8], np.float32)}), "unexpected TensorFlow variables synthesis/16x16/Conv2/weight"),
+        (lambda v, kw: v.update({"synthesis/8x8/Conv1/bias": np.ones([7], np.float32)}), "wrong shape synthesis.b8.conv1.bias [7]"),
+        (lambda v, kw: v.update({"synthesis/4x4/Conv/weight": np.ones([3, 3], np.float32)}), "4x4/Conv/weight has shape [3, 3]"),
+        (lambda v, kw: kw.update(use_noise=False), "use_noise=False does not match"),
+    ],
+)
+def test_bad_stylegan_pickles_are_refused_in_one_line(tmp_path, change, message):
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    v, kw = pf.stylegan_tf_variables(G), pf.stylegan_tf_kwargs(G.config)
+    change(v, kw)
+    path = pf.write_nvidia_stylegan(tmp_path / "bad.pkl", G, variables=v, static_kwargs=kw)
+    with pytest.raises(CheckpointError) as e:
+        load_generator(path)
+    assert message in one_line(e) and "\n" not in one_line(e)
+
+
+def test_a_stylegan_network_saved_by_the_stylegan2_code_is_read(tmp_path):
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    Gs = pf.nvidia_stylegan_networks(G, version=4)[2]
+    Gs._state["build_func_name"] = "G_main"  # StyleGAN2's wrapper around StyleGAN's G_synthesis
+    H = load_generator(pf.dump((Gs, Gs, Gs), tmp_path / "v1-in-v2.pkl", protocol=3))
+    ws = G.mapping(torch.randn(1, 10))
+    assert torch.allclose(G.synthesis(ws), H.synthesis(ws), atol=1e-6)
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_generate_project_and_mix_work_on_a_stylegan_pickle(tmp_path):
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    G.synthesis.torgb.weight.mul_(0.15), G.synthesis.torgb.bias.mul_(0.1)  # images mostly inside [-1, 1], as a trained network's
+    net = pf.write_nvidia_stylegan(tmp_path / "karras2019.pkl", G)
+    r = invoke("info", net)
+    assert r.exit_code == 0 and "StyleGAN (v1" in r.output, r.output
+    r = invoke("generate", "--network", net, "--seeds", "3", "--trunc", "0.7", "--outdir", tmp_path / "gen")
+    assert r.exit_code == 0, r.output
+    photo = tmp_path / "gen" / "seed0003.png"
+    with Image.open(photo) as im:
+        assert im.size == (32, 32)
+
+    r = invoke("project", photo, "--network", net, "--steps", "60", "--no-align", "--loss", "mse", "--no-video", "--outdir", tmp_path / "proj")
+    assert r.exit_code == 0, r.output
+    lf = load_latents(tmp_path / "proj" / "seed0003.npz")
+    assert lf.w.shape == (1, 8, 12) and sorted(lf.noises) == list(range(8))
+    H = load_generator(net)
+    again = H.synthesis(torch.from_numpy(lf.w), noises=stored_noises(H, lf.noises, "cpu"))
+    with Image.open(tmp_path / "proj" / "seed0003_proj.png") as im:
+        saved = np.asarray(im)
+    assert np.array_equal((again.permute(0, 2, 3, 1)[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy(), saved)
+    metrics = json.loads((tmp_path / "proj" / "seed0003_metrics.json").read_text())
+    assert metrics["psnr"] > 16, metrics  # about 8 dB at the start, 19 after these 60 steps
+
+    r = invoke("mix", "--network", net, "--rows", "1,2", "--cols", f"{tmp_path / 'proj' / 'seed0003.npz'},5", "--styles", "coarse", "--out", tmp_path / "mix.png")
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "mix.png") as im:
+        assert im.size == (3 * 32, 3 * 32)
+
+
+def test_projection_recovers_an_image_the_network_made():
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    torch.manual_seed(5)
+    target = G.synthesis(G.mapping(torch.randn(1, 10), truncation_psi=0.7))
+    r = project(G, target, space="w+", steps=200, optimize_noise=False, loss="mse")
+    assert float(psnr(r.image, target)[0]) > 25
+    assert r.history[-1]["loss"] < r.history[0]["loss"] / 10
