@@ -1,4 +1,4 @@
-"""NVIDIA's StyleGAN2 network pickles, PyTorch and TensorFlow, read without running their code.
+"""NVIDIA's network pickles, PyTorch and TensorFlow, read without running their code.
 
 - PyTorch (stylegan2-ada-pytorch `training.networks.Generator`, and the StyleGAN2 generators of
   stylegan3 pickles, `training.networks_stylegan2.Generator`): a dict holding `G_ema`, a
@@ -8,8 +8,10 @@
   `(G, D, Gs)` of `dnnlib.tflib.network.Network`. The config comes from `Gs.static_kwargs` and
   the variables' shapes; the variables are converted as NVIDIA's `legacy.py` does.
 
-Refused with a one-line `CheckpointError`: StyleGAN3 generators, StyleGAN (v1) TensorFlow
-pickles (version 3), StyleGAN2 configs A-D (progressive growing), and conditional StyleGAN2
+StyleGAN (v1) TensorFlow pickles (version 3, `G_style`) are handed to `nvidia_stylegan`.
+
+Refused with a one-line `CheckpointError`: StyleGAN3 generators, StyleGAN2 configs A-D
+(progressive growing), and conditional StyleGAN2
 TensorFlow networks (label_size > 0 with `LabelConcat`: the label is mixed into z before
 normalisation, which no PyTorch StyleGAN2 does). Conditional StyleGAN2-ADA TensorFlow networks
 (`LabelEmbed`) embed the label exactly as the PyTorch networks do and are read.
