@@ -15,6 +15,7 @@ directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directio
 app.add_typer(directions_app, name="directions")
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=finite)]
+CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
 BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Images rendered per network call.")]
 FpsOpt = Annotated[int, typer.Option(min=1, max=240, help="Frames per second of a video.")]
 MAX_VALUES = 10_000  # values one START:STOP:COUNT may ask for
@@ -90,7 +91,7 @@ def truncation_sweep(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[str, typer.Option(help="Seeds, one row each.")] = "0-3",
     psi: Annotated[str, typer.Option(help="psi values START:STOP:COUNT, one column each.")] = "-1:1:9",
-    trunc_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only the first N ws.")] = None,
+    trunc_cutoff: CutoffOpt = None,
     out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("truncation.png"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -99,13 +100,14 @@ def truncation_sweep(
     import torch
 
     from .editing import truncate
-    from .generation import latents_for_items, render_ws
+    from .generation import check_cutoff, latents_for_items, render_ws
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
     seed_items = [str(s) for s in parse_int_list(seeds)]
     G, dev = load(network, device)
     check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid")
+    check_cutoff(G, trunc_cutoff)
     ws = latents_for_items(G, seed_items, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
@@ -119,6 +121,7 @@ def mix(
     styles: Annotated[str, typer.Option(help="Layers taken from the column source: coarse, middle, fine, or 0-3,8.")] = "coarse",
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
+    trunc_cutoff: CutoffOpt = None,
     out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("mix.png"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -134,8 +137,8 @@ def mix(
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")
-    row_ws = latents_for_items(G, row_items, truncation_psi=trunc, device=dev)
-    col_ws = latents_for_items(G, col_items, truncation_psi=trunc, device=dev)
+    row_ws = latents_for_items(G, row_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
+    col_ws = latents_for_items(G, col_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
     cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
     row_imgs = render_ws(G, row_ws, batch_size=batch_size)
     col_imgs = render_ws(G, col_ws, batch_size=batch_size)
@@ -158,6 +161,7 @@ def interpolate(
     easing: Annotated[str, typer.Option(help="linear or smooth.")] = "linear",
     grid: Annotated[bool, typer.Option("--grid", help="Write a still strip of the frames instead of a video.")] = False,
     trunc: TruncOpt = 1.0,
+    trunc_cutoff: CutoffOpt = None,
     out: Annotated[Path, typer.Option(help=".mp4 or .gif (or .png with --grid).")] = Path("interpolation.mp4"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -166,7 +170,7 @@ def interpolate(
     import torch
 
     from .editing import interpolation_path
-    from .generation import is_seed, iter_render_ws, latents_for_items, z_from_seed
+    from .generation import check_cutoff, is_seed, iter_render_ws, latents_for_items, z_from_seed
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
@@ -182,12 +186,13 @@ def interpolate(
     if space == "z":
         if not all(is_seed(i) for i in items):
             fail("--space z needs seeds; latent files live in W (use --space w)")
+        check_cutoff(G, trunc_cutoff)
         zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
         path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
         with torch.no_grad():
-            ws = torch.cat([G.mapping(path_z[i : i + batch_size].to(dev), None, truncation_psi=trunc) for i in range(0, frames, batch_size)])
+            ws = torch.cat([G.mapping(path_z[i : i + batch_size].to(dev), None, truncation_psi=trunc, truncation_cutoff=trunc_cutoff) for i in range(0, frames, batch_size)])
     else:
-        keys = latents_for_items(G, items, truncation_psi=trunc, device=dev)
+        keys = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF")
@@ -208,6 +213,7 @@ def edit(
     layers: Annotated[Optional[str], typer.Option(help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
+    trunc_cutoff: CutoffOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
     out: Annotated[Path, typer.Option(help="grid .png, or .mp4/.gif for a video.")] = Path("edit.png"),
@@ -230,7 +236,7 @@ def edit(
     d = resolve_direction(direction, G)
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
-    ws = latents_for_items(G, [item], truncation_psi=trunc, device=dev)
+    ws = latents_for_items(G, [item], truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
     edited = torch.cat([apply_direction(ws, d.vector, s, layer_idx) for s in strengths])
     latents = None if is_seed(item) else load_latents(item)
     noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None
@@ -274,6 +280,7 @@ def directions_learn(
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
+    trunc_cutoff: CutoffOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="First seed of the sampled latents.")] = 0,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -296,7 +303,7 @@ def directions_learn(
         save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
-        truncation_psi=trunc, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
+        truncation_psi=trunc, truncation_cutoff=trunc_cutoff, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
     )
     if layers:
         d.meta["layers"] = layers

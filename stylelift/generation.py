@@ -46,6 +46,11 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
+def check_cutoff(G, truncation_cutoff: Optional[int]) -> None:
+    if truncation_cutoff is not None and not 0 <= truncation_cutoff <= G.num_ws:
+        raise InputError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
+
+
 def iter_seed_images(
     G,
     seeds: Sequence[int],
@@ -58,8 +63,7 @@ def iter_seed_images(
 ) -> Iterator[np.ndarray]:
     """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so
     pixels match it. The options are checked before this returns."""
-    if truncation_cutoff is not None and not 0 <= truncation_cutoff <= G.num_ws:
-        raise InputError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
+    check_cutoff(G, truncation_cutoff)
     c = class_label(G, class_idx, device)
 
     def images():
@@ -130,9 +134,9 @@ def is_seed(item: str) -> bool:
 def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, device="cpu") -> torch.Tensor:
     """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item.
 
-    A latent file contributes its first latent; a file made for another network is refused.
+    A latent file contributes its first latent (never truncated); a file made for another network is refused.
     """
-
+    check_cutoff(G, truncation_cutoff)
     out = []
     for item in items:
         if is_seed(item):

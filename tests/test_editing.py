@@ -27,7 +27,7 @@ from stylelift.editing import (
     truncate,
 )
 from stylelift.errors import InputError
-from stylelift.generation import latents_for_items
+from stylelift.generation import latents_for_items, z_from_seed
 from stylelift.images import to_uint8
 from stylelift.models import Generator, StyleGAN2Config
 
@@ -284,6 +284,30 @@ def test_truncation_sweep_grid(tmp_path, net):
     t = tiles(tmp_path / "t.png", 16, 2, 3)
     G = tiny_generator()
     assert np.array_equal(t[1][1], to_uint8(G.synthesis(G.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1)))[0])  # psi 0 = w_avg
+
+
+def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp_path, net):
+    """mix, interpolate and edit take --trunc-cutoff as generate does (NVIDIA's StyleGAN samples use 8)."""
+    G = tiny_generator()
+    z = torch.from_numpy(z_from_seed(4, G.z_dim))
+    ws = G.mapping(z, truncation_psi=0.5, truncation_cutoff=2)
+    assert not torch.equal(ws, G.mapping(z, truncation_psi=0.5))  # the cutoff matters for this seed
+    expected = to_uint8(G.synthesis(ws))[0]
+    runs = {
+        "mix": ("mix", "--rows", "4", "--cols", "4", "--styles", "0-5", "--out", tmp_path / "m.png"),
+        "interpolate": ("interpolate", "4", "4", "--frames", "2", "--grid", "--out", tmp_path / "i.png"),
+        "interpolate z": ("interpolate", "4", "4", "--space", "z", "--frames", "2", "--grid", "--out", tmp_path / "z.png"),
+        "edit": ("edit", "4", "--direction", tmp_path / "d.npy", "--strength", "0", "--out", tmp_path / "e.png"),
+    }
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
+    for name, args in runs.items():
+        r = invoke(*args, "--network", net, "--trunc", "0.5", "--trunc-cutoff", "2")
+        assert r.exit_code == 0, (name, r.output)
+        out = args[args.index("--out") + 1]
+        assert np.array_equal(tiles(out, 16, *((2, 2) if name == "mix" else (1, 1 if name == "edit" else 2)))[-1][-1], expected), name
+    for args in runs.values():
+        r = invoke(*args, "--network", net, "--trunc", "0.5", "--trunc-cutoff", "7")
+        assert r.exit_code == 1 and "--trunc-cutoff must be between 0 and num_ws=6" in r.output, r.output
 
 
 def test_sefa_normalises_each_style_channel_as_the_paper_does():

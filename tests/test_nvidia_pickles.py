@@ -197,6 +197,11 @@ def test_odd_mixtures_of_stylegan_and_stylegan2_tensorflow_networks_are_refused(
         net._state["version"] = 3  # StyleGAN's network version around StyleGAN2's synthesis
     with pytest.raises(CheckpointError) as e:
         read_nvidia_pickle(pf.dump(v1, tmp_path / "karras2019.pkl", protocol=3))
+    assert one_line(e) == "karras2019.pkl: a StyleGAN (v1) network built by 'G_main', not G_style"
+    for net in v1:
+        net._state["build_func_name"] = "G_style"  # and StyleGAN's builder around StyleGAN2's synthesis
+    with pytest.raises(CheckpointError) as e:
+        read_nvidia_pickle(pf.dump(v1, tmp_path / "karras2019.pkl", protocol=3))
     assert one_line(e) == (
         "karras2019.pkl: a StyleGAN network built by other functions than G_mapping / G_synthesis "
         "(mapping 'G_mapping', synthesis 'G_synthesis_stylegan2')"
@@ -205,7 +210,7 @@ def test_odd_mixtures_of_stylegan_and_stylegan2_tensorflow_networks_are_refused(
     with pytest.raises(CheckpointError, match="'G_synthesis_stylegan_revised' is not supported"):
         read_nvidia_pickle(path)
     path = pf.write_nvidia_tf(tmp_path / "config-a.pkl", G, synthesis_func="G_synthesis")  # StyleGAN's synthesis by name, StyleGAN2's variables
-    with pytest.raises(CheckpointError, match="config-a.pkl: unknown StyleGAN network setting 'architecture'"):
+    with pytest.raises(CheckpointError, match="config-a.pkl: a StyleGAN \\(v1\\) network built by 'G_main', not G_style"):
         read_nvidia_pickle(path)
 
 

@@ -120,6 +120,14 @@ def test_network_without_noise_inputs_and_without_blur(tmp_path):
         (lambda v, kw: v.update({"synthesis/8x8/Conv1/bias": np.ones([7], np.float32)}), "wrong shape synthesis.b8.conv1.bias [7]"),
         (lambda v, kw: v.update({"synthesis/4x4/Conv/weight": np.ones([3, 3], np.float32)}), "4x4/Conv/weight has shape [3, 3]"),
         (lambda v, kw: kw.update(use_noise=False), "use_noise=False does not match"),
+        (lambda v, kw: kw.update(blur_filter=[1, 10**30, 1]), "blur_filter must list up to 16 integer taps from 0 to 65536"),
+        (lambda v, kw: kw.update(mapping_lrmul=1e300), "mapping_lr_multiplier must be a number above 0 and at most 100"),
+        (lambda v, kw: kw.update(resolution=10**40), "resolution 10000000000000000000 is not a power of two"),
+        (lambda v, kw: v.update({"mapping/Dense2/weight": np.float32(1)}), "mapping/Dense2/weight has shape []"),
+        (lambda v, kw: v.update({"synthesis/4x4/Const/const": np.ones([10, 4, 4], np.float32)}), "4x4/Const/const has shape [10, 4, 4]"),
+        (lambda v, kw: v.update({"lod": np.zeros([2], np.float32)}), "TensorFlow variable lod is not one number"),
+        (lambda v, kw: v.update({"synthesis/ToRGB_lod4/bias": np.zeros([3], np.float32)}), "unexpected TensorFlow variables synthesis/ToRGB_lod4/bias"),
+        (lambda v, kw: v.update({"synthesis/8x8/Conv1/bias": np.ones([10], np.complex64)}), "8x8/Conv1/bias holds complex64, not floating-point"),
     ],
 )
 def test_bad_stylegan_pickles_are_refused_in_one_line(tmp_path, change, message):
@@ -132,11 +140,33 @@ def test_bad_stylegan_pickles_are_refused_in_one_line(tmp_path, change, message)
     assert message in one_line(e) and "\n" not in one_line(e)
 
 
-def test_a_stylegan_network_saved_by_the_stylegan2_code_is_read(tmp_path):
+@pytest.mark.parametrize("field, value, message", [
+    ("version", "3", "network version '3' is not supported"),
+    ("version", 5, "network version 5 is not supported"),
+    ("build_func_name", "G_style2", "built by 'G_style2', not G_style"),
+])  # fmt: skip
+def test_stylegan_networks_of_other_versions_or_builders_are_refused(tmp_path, field, value, message):
     G = pf.random_stylegan(pf.tiny_stylegan_config())
-    Gs = pf.nvidia_stylegan_networks(G, version=4)[2]
-    Gs._state["build_func_name"] = "G_main"  # StyleGAN2's wrapper around StyleGAN's G_synthesis
-    H = load_generator(pf.dump((Gs, Gs, Gs), tmp_path / "v1-in-v2.pkl", protocol=3))
+    nets = pf.nvidia_stylegan_networks(G)
+    nets[2]._state[field] = value
+    with pytest.raises(CheckpointError) as e:
+        load_generator(pf.dump(nets, tmp_path / "odd.pkl", protocol=3))
+    assert message in one_line(e)
+
+
+def test_a_variable_stored_twice_is_refused(tmp_path):
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    nets = pf.nvidia_stylegan_networks(G)
+    synthesis = nets[2]._state["components"]["synthesis"]
+    synthesis._state["variables"] = synthesis._state["variables"] + synthesis._state["variables"][-1:]
+    with pytest.raises(CheckpointError, match="is stored twice"):
+        load_generator(pf.dump(nets, tmp_path / "twice.pkl", protocol=3))
+
+
+def test_a_stylegan_network_saved_by_the_stylegan2_code_is_read(tmp_path):
+    """StyleGAN2's config A is StyleGAN's G_style, pickled by StyleGAN2's dnnlib (network version 4)."""
+    G = pf.random_stylegan(pf.tiny_stylegan_config())
+    H = load_generator(pf.write_nvidia_stylegan(tmp_path / "config-a.pkl", G, version=4))
     ws = G.mapping(torch.randn(1, 10))
     assert torch.allclose(G.synthesis(ws), H.synthesis(ws), atol=1e-6)
 

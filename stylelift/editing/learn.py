@@ -75,6 +75,7 @@ def learn_direction(
     labels_csv: Optional[Path] = None,
     condition_path: Optional[Path] = None,
     truncation_psi: float = 1.0,
+    truncation_cutoff: Optional[int] = None,
     first_seed: int = 0,
     batch_size: int = 8,
     device="cpu",
@@ -92,7 +93,7 @@ def learn_direction(
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
-        ws = latents_for_items(G, items, truncation_psi=truncation_psi, device=device)
+        ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
         labeler = f"csv:{labels_csv.name}"
     else:
         if attribute not in ("age", "gender"):
@@ -100,7 +101,7 @@ def learn_direction(
         from ..models.attributes import CLASSIFY_SIZE, classify
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
-        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, device=device)
+        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
         kept_ws, kept_seeds, scores = [], [], []
         for start in range(0, len(seeds), batch_size):
             images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
@@ -137,6 +138,7 @@ def learn_direction(
         "held_out": int(round(len(keep) * 0.2)),
         "accuracy": accuracy,
         "truncation_psi": truncation_psi,
+        "truncation_cutoff": truncation_cutoff,
     }
     if other is not None:
         normal = condition(normal, other.vector)

@@ -24,10 +24,19 @@ def describe_generator(G) -> dict:
         + (f", lr multiplier {cfg.mapping_lr_multiplier:g}" if hasattr(cfg, "mapping_lr_multiplier") else ""),
         "channels": ", ".join(f"{r}:{c}" for r, c in channels.items()),
         "conv_clamp": getattr(cfg, "conv_clamp", None),
+        "up-sampling": None,
         "noise inputs": len(G.synthesis.noise_layers()),
         "parameters": f"{sum(p.numel() for p in G.parameters()):,}",
         "network id": network_id(G),
     }
+    if isinstance(G, StyleGAN):  # facts of the first StyleGAN instead of StyleGAN2's conv_clamp
+        del facts["conv_clamp"]
+        fused = [r for r in cfg.block_resolutions[1:] if r >= cfg.fused_min_resolution]
+        facts["up-sampling"] = (f"fused (transposed conv) at {', '.join(map(str, fused))} px, " if fused else "") + (
+            f"blur {list(cfg.blur_filter)}" if cfg.blur_filter else "no blur"
+        )
+    else:
+        del facts["up-sampling"]
     for k, v in (getattr(G, "source_info", None) or {}).items():
         facts[k] = v
     return facts

@@ -221,7 +221,7 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
 def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
     """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
     path = Path(path)
-    architecture = _ARCHITECTURES.get(type(G))
+    architecture = next((name for cls, name in _ARCHITECTURES.items() if isinstance(G, cls)), None)
     if architecture is None:
         raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators; {getattr(G, 'source', type(G).__name__)} is a {type(G).__name__} (load it by its own name or file)")
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}

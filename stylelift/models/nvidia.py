@@ -10,8 +10,8 @@
 
 StyleGAN (v1) TensorFlow pickles (version 3, `G_style`) are handed to `nvidia_stylegan`.
 
-Refused with a one-line `CheckpointError`: StyleGAN3 generators, StyleGAN2 configs A-D
-(progressive growing), and conditional StyleGAN2
+Refused with a one-line `CheckpointError`: StyleGAN3 generators, StyleGAN2 configs B-D
+(progressive growing; config A is StyleGAN's G_style, read as such), and conditional StyleGAN2
 TensorFlow networks (label_size > 0 with `LabelConcat`: the label is mixed into z before
 normalisation, which no PyTorch StyleGAN2 does). Conditional StyleGAN2-ADA TensorFlow networks
 (`LabelEmbed`) embed the label exactly as the PyTorch networks do and are read.
@@ -474,6 +474,8 @@ def _tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
                 value = np.asarray(value, dtype=np.float32)
             else:
                 raise CheckpointError(f"{source}: TensorFlow variable {prefix}{name} is not an array")
+            if prefix + name in out:
+                raise CheckpointError(f"{source}: TensorFlow variable {prefix}{name} is stored twice")
             out[prefix + name] = value
         for name, comp in (net.get("components") or {}).items():
             if not isinstance(comp, TFNetwork) or not isinstance(name, str):

@@ -23,7 +23,6 @@ blends two resolutions, which stylelift does not model.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -49,7 +48,6 @@ _IGNORED = {
     "style_mixing_prob", "is_training", "is_validation", "is_template_graph", "force_clean_graph", "structure",
     "randomize_noise", "dtype", "dlatent_broadcast",
 }  # fmt: skip
-_UNUSED_RGB = re.compile(r"synthesis/ToRGB_lod[1-9][0-9]*/(weight|bias)")
 
 
 def is_stylegan_v1(Gs: TFNetwork) -> bool:
@@ -68,6 +66,11 @@ def is_stylegan_v1(Gs: TFNetwork) -> bool:
 
 def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
     """A StyleGAN (v1) `Gs` -> config and weights in stylelift's names."""
+    version, func = Gs.get("version"), Gs.get("build_func_name")
+    if type(version) is not int or version not in (2, 3, 4):
+        raise CheckpointError(f"{source}: StyleGAN (v1) network version {_show(version, 20)} is not supported (2, 3 and 4 are)")
+    if func != "G_style":
+        raise CheckpointError(f"{source}: a StyleGAN (v1) network built by {_show(func, 30)}, not G_style")
     components = Gs.get("components")
     if not isinstance(components, dict) or not all(isinstance(components.get(k), TFNetwork) for k in ("mapping", "synthesis")):
         raise CheckpointError(f"{source}: the StyleGAN network Gs has no mapping and synthesis components")
@@ -90,9 +93,15 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
 
     variables = _tf_variables(source, Gs)
     for name in ("lod", "synthesis/lod"):
-        if name in variables and np.asarray(variables[name]).size == 1 and float(np.asarray(variables[name]).reshape(-1)[0]) != 0:
-            lod = float(np.asarray(variables[name]).reshape(-1)[0])
-            raise CheckpointError(f"{source} is a snapshot taken during progressive growing (lod={lod:g}); only fully grown networks (lod=0) can be read")
+        if name not in variables:
+            continue
+        lod = np.asarray(variables[name])
+        if lod.size != 1 or not np.issubdtype(lod.dtype, np.floating):
+            raise CheckpointError(f"{source}: TensorFlow variable {name} is not one number")
+        if float(lod.reshape(-1)[0]) != 0:
+            raise CheckpointError(
+                f"{source} is a snapshot taken during progressive growing (lod={float(lod.reshape(-1)[0]):g}); only fully grown networks (lod=0) can be read"
+            )
     cfg = _config(source, settings, variables)
     state = _state(source, cfg, variables)
     check_shapes(source, cfg, {k: tuple(v.shape) for k, v in state.items()})
@@ -108,9 +117,11 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
 
 
 def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANConfig:
-    def shape(name: str) -> tuple[int, ...]:
+    def shape(name: str, ndim: int) -> tuple[int, ...]:
         if name not in v:
             raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
+        if np.ndim(v[name]) != ndim:
+            raise CheckpointError(f"{source}: TensorFlow variable {name} has shape {list(np.shape(v[name]))}")
         return tuple(np.shape(v[name]))
 
     if _int(source, settings.get("label_size", 0), "label_size") or "mapping/LabelConcat/weight" in v:
@@ -120,21 +131,20 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
         n_mapping += 1
     if n_mapping == 0:
         raise CheckpointError(f"{source}: the TensorFlow mapping network has no Dense layers")
-    z_dim, hidden = shape("mapping/Dense0/weight")[:2] if len(shape("mapping/Dense0/weight")) == 2 else (0, 0)
-    w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight")[-1]
+    z_dim, hidden = shape("mapping/Dense0/weight", 2)
+    w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight", 2)[1]
     for key, value in (("latent_size", z_dim), ("dlatent_size", w_dim)):
         if key in settings and _int(source, settings[key], key) != value:
             raise CheckpointError(f"{source}: {key} does not match the mapping network's weights")
 
     resolution = _int(source, settings.get("resolution", 1024), "resolution", minimum=4)
-    log2 = int(np.log2(resolution))
+    log2 = resolution.bit_length() - 1
     if 2**log2 != resolution or not 2 <= log2 <= 10:
-        raise CheckpointError(f"{source}: resolution {resolution} is not a power of two from 4 to 1024")
+        raise CheckpointError(f"{source}: resolution {str(resolution)[:20]} is not a power of two from 4 to 1024")
     if f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v and resolution > 4 or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v:
         raise CheckpointError(f"{source}: the synthesis variables do not match resolution={resolution}")
     resolutions = [2**i for i in range(2, log2 + 1)]
-    channels = [shape("synthesis/4x4/Const/const")[1] if len(shape("synthesis/4x4/Const/const")) == 4 else 0]
-    channels += [shape(f"synthesis/{r}x{r}/Conv1/weight")[-1] for r in resolutions[1:]]
+    channels = [shape("synthesis/4x4/Const/const", 4)[1]] + [shape(f"synthesis/{r}x{r}/Conv1/weight", 4)[3] for r in resolutions[1:]]
 
     fused = settings.get("fused_scale", "auto")
     if fused not in (True, False, "auto"):
@@ -167,13 +177,18 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
 
 
 def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    left = {k: x for k, x in variables.items() if k not in ("lod", "synthesis/lod") and not _UNUSED_RGB.fullmatch(k)}
+    lods = len(cfg.block_resolutions)  # ToRGB_lod0 .. ToRGB_lod{lods - 1}, one per resolution
+    unused = {f"synthesis/ToRGB_lod{k}/{p}" for k in range(1, lods) for p in ("weight", "bias")}
+    left = {k: x for k, x in variables.items() if k not in ("lod", "synthesis/lod") and k not in unused}
     state: dict[str, torch.Tensor] = {}
 
     def take(name: str) -> np.ndarray:
         if name not in left:
             raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        return np.asarray(left.pop(name), dtype=np.float32)
+        value = np.asarray(left.pop(name))
+        if not np.issubdtype(value.dtype, np.floating):
+            raise CheckpointError(f"{source}: TensorFlow variable {name} holds {value.dtype}, not floating-point numbers")
+        return value.astype(np.float32)
 
     def put(name: str, value: np.ndarray) -> None:
         state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy
@@ -189,8 +204,8 @@ def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -
         put(f"mapping.fc{i}.bias", take(f"mapping/Dense{i}/bias"))
     if "dlatent_avg" in left:
         put("mapping.w_avg", take("dlatent_avg"))
-    const = take("synthesis/4x4/Const/const")
-    put("synthesis.b4.const", const.reshape(const.shape[1:]) if const.ndim == 4 and const.shape[0] == 1 else const)
+    const = take("synthesis/4x4/Const/const")  # [1, C, 4, 4]
+    put("synthesis.b4.const", const[0] if const.shape[0] == 1 else const)
     layer = 0
     for r in cfg.block_resolutions:
         scopes = ("Const", "Conv") if r == 4 else ("Conv0_up", "Conv1")

@@ -38,6 +38,8 @@ from .stylegan2 import NOISE_MODES, check_ws, normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
 CONV_GAIN = math.sqrt(2)
+MAX_TAP = 1 << 16  # blur taps beyond this would only overflow float32 (real filters: 1, 2, 1)
+MAX_LR_MULTIPLIER = 100.0  # real networks: 0.01 (NVIDIA) or 1
 
 _INT_FIELDS = (
     ("z_dim", 1, 1 << 14), ("w_dim", 1, 1 << 14), ("img_channels", 1, 16), ("mapping_layers", 1, 64),
@@ -73,15 +75,15 @@ class StyleGANConfig:
         if self.c_dim != 0:
             raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")
         m = self.mapping_lr_multiplier
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or m <= 0:
-            raise ValueError(f"mapping_lr_multiplier must be a positive number, got {m!r:.40}")
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m <= MAX_LR_MULTIPLIER:
+            raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most {MAX_LR_MULTIPLIER}, got {m!r:.40}")
         channels = tuple(self.channels) if isinstance(self.channels, (tuple, list)) else ()
-        if len(channels) != len(self.block_resolutions) or not all(isinstance(c, int) and 1 <= c <= 1 << 14 for c in channels):
+        if len(channels) != len(self.block_resolutions) or not all(type(c) is int and 1 <= c <= 1 << 14 for c in channels):
             raise ValueError(f"channels must list {len(self.block_resolutions)} positive widths (one per block resolution), got {self.channels!r:.60}")
         object.__setattr__(self, "channels", channels)
         f = tuple(self.blur_filter) if isinstance(self.blur_filter, (tuple, list)) else None
-        if f is None or len(f) > 16 or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in f) or (f and sum(f) == 0):
-            raise ValueError(f"blur_filter must list up to 16 non-negative integer taps with a positive sum, got {self.blur_filter!r:.40}")
+        if f is None or len(f) > 16 or not all(type(t) is int and 0 <= t <= MAX_TAP for t in f) or (f and sum(f) == 0):
+            raise ValueError(f"blur_filter must list up to 16 integer taps from 0 to {MAX_TAP} with a positive sum, got {self.blur_filter!r:.40}")
         object.__setattr__(self, "blur_filter", f)
         if not isinstance(self.use_noise, bool):
             raise ValueError(f"use_noise must be true or false, got {self.use_noise!r:.40}")
