@@ -240,3 +240,13 @@ def test_load_generator_reads_nvidia_pickles(tmp_path, fmt):
     H = load_generator(path)
     assert H.source_format == f"nvidia-{fmt}"
     assert torch.equal(pf.outputs(H), pf.outputs(G))
+
+
+def test_tensorflow_weights_that_are_not_floating_point_are_refused(tmp_path):
+    G = pf.random_generator(pf.tiny_config())
+    nets = pf.nvidia_tf_networks(G)
+    synthesis = nets[2]._state["components"]["synthesis"]
+    synthesis._state["variables"] = [(k, v.astype(np.complex64) if k == "8x8/Conv1/bias" else v) for k, v in synthesis._state["variables"]]
+    with pytest.raises(CheckpointError) as e:
+        read_nvidia_pickle(pf.dump(nets, tmp_path / "complex.pkl", protocol=3))
+    assert one_line(e) == "complex.pkl: TensorFlow variable synthesis/8x8/Conv1/bias holds complex64, not floating-point numbers"

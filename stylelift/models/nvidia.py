@@ -484,6 +484,14 @@ def _tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
     return out
 
 
+def tf_float32(source: str, name: str, value: Any) -> np.ndarray:
+    """A TF variable as float32; integer, bool or complex arrays are not weights."""
+    value = np.asarray(value)
+    if not np.issubdtype(value.dtype, np.floating):
+        raise CheckpointError(f"{source}: TensorFlow variable {name} holds {value.dtype}, not floating-point numbers")
+    return value.astype(np.float32)
+
+
 def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> StyleGAN2Config:
     def shape(name: str) -> tuple[int, ...]:
         if name not in v:
@@ -587,7 +595,7 @@ def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np
     def take(name: str) -> np.ndarray:
         if name not in left:
             raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        return np.asarray(left.pop(name), dtype=np.float32)
+        return tf_float32(source, name, left.pop(name))
 
     def put(name: str, value: np.ndarray) -> None:
         state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .nvidia import _int, _number, _primitives, _show, _some, _tf_variables, check_shapes
+from .nvidia import _int, _number, _primitives, _show, _some, _tf_variables, check_shapes, tf_float32
 from .raw import RawNetwork
 from .safe_pickle import TFNetwork
 from .stylegan import StyleGANConfig
@@ -185,10 +185,7 @@ def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -
     def take(name: str) -> np.ndarray:
         if name not in left:
             raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        value = np.asarray(left.pop(name))
-        if not np.issubdtype(value.dtype, np.floating):
-            raise CheckpointError(f"{source}: TensorFlow variable {name} holds {value.dtype}, not floating-point numbers")
-        return value.astype(np.float32)
+        return tf_float32(source, name, left.pop(name))
 
     def put(name: str, value: np.ndarray) -> None:
         state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy
