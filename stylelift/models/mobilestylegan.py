@@ -64,7 +64,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NOISE_MODES = ("const", "random", "none")
+from .base import MappedGenerator, check_noise_mode, check_ws
+
 
 
 @dataclass(frozen=True)
@@ -529,8 +530,7 @@ class MobileSynthesisNetwork(nn.Module):
 
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list] = None, out_res: Optional[int] = None) -> Tensor:
         check_ws(ws, self.num_ws, self.w_dim)
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        check_noise_mode(noise_mode)
         if noises:
             raise ValueError("MobileStyleGAN has no noise inputs (noise_layers() is empty); pass noises=None")
         if out_res not in (None, self.img_resolution, self.img_resolution // 2):
@@ -581,37 +581,18 @@ class MobileMappingNetwork(nn.Module):
         return x
 
 
-def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
-    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim) or ws.shape[0] < 1:
-        shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
-        raise ValueError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
-
-
-class MobileStyleGAN(nn.Module):
+class MobileStyleGAN(MappedGenerator):
     """MobileStyleGAN generator with the StyleGAN2 generator's interface: `mapping(z) -> ws`, `synthesis(ws) -> img`."""
 
     def __init__(self, cfg: MobileStyleGANConfig = MobileStyleGANConfig()):
-        super().__init__()
-        self.config = cfg
-        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
-        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
-        self.num_ws = cfg.num_ws
+        super().__init__(cfg)
         self.mapping = MobileMappingNetwork(cfg)
         self.synthesis = MobileSynthesisNetwork(cfg)
-
-    @property
-    def w_avg(self) -> Tensor:
-        return self.mapping.w_avg
 
     @property
     def layer_resolutions(self) -> list[int]:
         """The resolution each ws index acts at (for coarse/middle/fine style ranges)."""
         return self.synthesis.layer_resolutions
 
-    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
-
     def extra_repr(self) -> str:
-        c = self.config
-        return f"resolution={c.img_resolution}, num_ws={self.num_ws}, w_dim={c.w_dim}, channels={list(c.channels)}"
+        return f"{super().extra_repr()}, channels={list(self.config.channels)}"

@@ -484,12 +484,36 @@ def _tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
     return out
 
 
-def tf_float32(source: str, name: str, value: Any) -> np.ndarray:
-    """A TF variable as float32; integer, bool or complex arrays are not weights."""
-    value = np.asarray(value)
-    if not np.issubdtype(value.dtype, np.floating):
-        raise CheckpointError(f"{source}: TensorFlow variable {name} holds {value.dtype}, not floating-point numbers")
-    return value.astype(np.float32)
+class TFState:
+    """TF variables -> a stylelift state dict: `take` removes one variable (float32; with `ndim`,
+    its number of dimensions checked), `put` stores a tensor under stylelift's name, `finish`
+    refuses the variables nobody took."""
+
+    def __init__(self, source: str, variables: dict[str, np.ndarray], *, skip: tuple[str, ...] = ()):
+        self.source = source
+        self.left = {k: x for k, x in variables.items() if k not in skip}
+        self.state: dict[str, Tensor] = {}
+
+    def has(self, name: str) -> bool:
+        return name in self.left
+
+    def take(self, name: str, ndim: Optional[int] = None) -> np.ndarray:
+        if name not in self.left:
+            raise CheckpointError(f"{self.source}: TensorFlow variable {name} is missing")
+        value = np.asarray(self.left.pop(name))
+        if not np.issubdtype(value.dtype, np.floating):  # integer, bool or complex arrays are not weights
+            raise CheckpointError(f"{self.source}: TensorFlow variable {name} holds {value.dtype}, not floating-point numbers")
+        if ndim is not None and value.ndim != ndim:
+            raise CheckpointError(f"{self.source}: TensorFlow variable {name} has shape {list(value.shape)}")
+        return value.astype(np.float32)
+
+    def put(self, name: str, value: np.ndarray) -> None:
+        self.state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy
+
+    def finish(self) -> dict[str, Tensor]:
+        if self.left:
+            raise CheckpointError(f"{self.source}: unexpected TensorFlow variables {_some(sorted(self.left))}")
+        return self.state
 
 
 def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> StyleGAN2Config:
@@ -588,17 +612,8 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
 def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np.ndarray]) -> dict[str, Tensor]:
     """TF variables -> stylelift tensors: dense weights transposed, conv weights HWIO -> OIHW
     (the up-sampling conv and the resnet skip also flipped in space), style biases + 1."""
-    left = dict(variables)
-    left.pop("lod", None)
-    state: dict[str, Tensor] = {}
-
-    def take(name: str) -> np.ndarray:
-        if name not in left:
-            raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        return tf_float32(source, name, left.pop(name))
-
-    def put(name: str, value: np.ndarray) -> None:
-        state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy
+    v = TFState(source, variables, skip=("lod",))
+    take, put = v.take, v.put
 
     def conv(w: np.ndarray, flip: bool) -> np.ndarray:  # [kh, kw, I, O] -> [O, I, kh, kw]
         return (w[::-1, ::-1] if flip else w).transpose(3, 2, 0, 1)
@@ -618,7 +633,7 @@ def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np
     if cfg.c_dim > 0:
         put("mapping.embed.weight", take("mapping/LabelEmbed/weight").T)
         put("mapping.embed.bias", take("mapping/LabelEmbed/bias"))
-    if "dlatent_avg" in left:
+    if v.has("dlatent_avg"):
         put("mapping.w_avg", take("dlatent_avg"))
 
     put("synthesis.b4.const", take("synthesis/4x4/Const/const")[0])
@@ -632,6 +647,4 @@ def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np
     for r in cfg.block_resolutions:
         if cfg.architecture == "skip" or r == cfg.img_resolution:
             modulated(f"synthesis.b{r}.torgb", f"synthesis/{r}x{r}/ToRGB")
-    if left:
-        raise CheckpointError(f"{source}: unexpected TensorFlow variables {_some(sorted(left))}")
-    return state
+    return v.finish()

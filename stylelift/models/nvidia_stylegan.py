@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .nvidia import _int, _number, _primitives, _show, _some, _tf_variables, check_shapes, tf_float32
+from .nvidia import TFState, _int, _number, _primitives, _show, _tf_variables, check_shapes
 from .raw import RawNetwork
 from .safe_pickle import TFNetwork
 from .stylegan import StyleGANConfig
@@ -179,27 +179,16 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
 def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     lods = len(cfg.block_resolutions)  # ToRGB_lod0 .. ToRGB_lod{lods - 1}, one per resolution
     unused = {f"synthesis/ToRGB_lod{k}/{p}" for k in range(1, lods) for p in ("weight", "bias")}
-    left = {k: x for k, x in variables.items() if k not in ("lod", "synthesis/lod") and k not in unused}
-    state: dict[str, torch.Tensor] = {}
-
-    def take(name: str) -> np.ndarray:
-        if name not in left:
-            raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        return tf_float32(source, name, left.pop(name))
-
-    def put(name: str, value: np.ndarray) -> None:
-        state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy
+    v = TFState(source, variables, skip=("lod", "synthesis/lod", *sorted(unused)))
+    take, put = v.take, v.put
 
     def transposed(name: str, axes: tuple[int, ...]) -> np.ndarray:
-        value = take(name)
-        if value.ndim != len(axes):
-            raise CheckpointError(f"{source}: TensorFlow variable {name} has shape {list(value.shape)}")
-        return value.transpose(axes)
+        return take(name, ndim=len(axes)).transpose(axes)
 
     for i in range(cfg.mapping_layers):
         put(f"mapping.fc{i}.weight", transposed(f"mapping/Dense{i}/weight", (1, 0)))
         put(f"mapping.fc{i}.bias", take(f"mapping/Dense{i}/bias"))
-    if "dlatent_avg" in left:
+    if v.has("dlatent_avg"):
         put("mapping.w_avg", take("dlatent_avg"))
     const = take("synthesis/4x4/Const/const")  # [1, C, 4, 4]
     put("synthesis.b4.const", const[0] if const.shape[0] == 1 else const)
@@ -220,6 +209,4 @@ def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -
             layer += 1
     put("synthesis.torgb.weight", transposed("synthesis/ToRGB_lod0/weight", (3, 2, 0, 1)))
     put("synthesis.torgb.bias", take("synthesis/ToRGB_lod0/bias"))
-    if left:
-        raise CheckpointError(f"{source}: unexpected TensorFlow variables {_some(sorted(left))}")
-    return state
+    return v.finish()

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .stylegan2 import NOISE_MODES, check_ws, normalize_2nd_moment
+from .base import MappedGenerator, check_int_fields, check_noise_mode, check_ws
+from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
 CONV_GAIN = math.sqrt(2)
@@ -68,10 +69,7 @@ class StyleGANConfig:
         log2 = math.log2(self.img_resolution) if isinstance(self.img_resolution, int) and self.img_resolution > 0 else -1
         if log2 != int(log2) or not 2 <= log2 <= 10:
             raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {self.img_resolution!r:.40}")
-        for name, low, high in _INT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r:.40}")
+        check_int_fields(self, _INT_FIELDS)
         if self.c_dim != 0:
             raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")
         m = self.mapping_lr_multiplier
@@ -318,8 +316,7 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
         check_ws(ws, self.num_ws, self.w_dim)
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        check_noise_mode(noise_mode)
         layers = self.layers()
         n_noise = len(self.noise_layers())
         if noises is not None and len(noises) != n_noise:
@@ -333,31 +330,18 @@ class SynthesisNetwork(nn.Module):
         return F.conv2d(x, self.torgb.weight * self.torgb_gain, self.torgb.bias)
 
 
-class StyleGAN(nn.Module):
+class StyleGAN(MappedGenerator):
     """StyleGAN (v1) generator with the StyleGAN2 generator's interface: `mapping(z) -> ws`, `synthesis(ws) -> img`."""
 
     def __init__(self, cfg: StyleGANConfig):
-        super().__init__()
-        self.config = cfg
-        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
-        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
-        self.num_ws = cfg.num_ws
+        super().__init__(cfg)
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork(cfg)
-
-    @property
-    def w_avg(self) -> Tensor:
-        return self.mapping.w_avg
 
     @property
     def layer_resolutions(self) -> list[int]:
         """The resolution each ws index acts at: two per block (4, 4, 8, 8, ...)."""
         return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
-    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
-
     def extra_repr(self) -> str:
-        c = self.config
-        return f"resolution={c.img_resolution}, num_ws={self.num_ws}, w_dim={c.w_dim}, channels={list(c.channels)}"
+        return f"{super().extra_repr()}, channels={list(self.config.channels)}"

@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .base import NOISE_MODES, MappedGenerator, check_int_fields, check_noise_mode, check_ws  # noqa: F401 (NOISE_MODES, check_ws: re-exported)
+
 ARCHITECTURES = ("orig", "skip", "resnet")
-NOISE_MODES = ("const", "random", "none")
 OP_ORDERS = ("nvidia", "rosinality")
 LRELU_GAIN = math.sqrt(2)
 
@@ -78,12 +79,7 @@ class StyleGAN2Config:
             raise ValueError(f"op_order must be one of {OP_ORDERS}, got {self.op_order!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        for name, low, high in _INT_FIELDS:
-            value = getattr(self, name)
-            if value is None and name in ("mapping_layer_features", "embed_features"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r:.40}")
+        check_int_fields(self, _INT_FIELDS, optional=("mapping_layer_features", "embed_features"))
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
             if len(self.channels) != len(self.block_resolutions) or not all(1 <= c <= 1 << 14 for c in self.channels):
@@ -551,8 +547,7 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
         check_ws(ws, self.num_ws, self.w_dim)
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        check_noise_mode(noise_mode)
         n_layers = len(self.noise_layers())
         if noises is None:
             noises = [None] * n_layers
@@ -570,27 +565,13 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
-    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
-        shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
-        raise ValueError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
-
-
-class Generator(nn.Module):
+class Generator(MappedGenerator):
     """StyleGAN2 generator: `mapping(z, c) -> ws`, `synthesis(ws) -> img`, `G(z, c) = synthesis(mapping(z, c))`."""
 
     def __init__(self, cfg: StyleGAN2Config):
-        super().__init__()
-        self.config = cfg
-        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
-        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        super().__init__(cfg)
         self.synthesis = SynthesisNetwork(cfg)
-        self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg)
-
-    @property
-    def w_avg(self) -> Tensor:
-        return self.mapping.w_avg
 
     @property
     def layer_resolutions(self) -> list[int]:
@@ -601,10 +582,5 @@ class Generator(nn.Module):
         """
         return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
-    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
-
     def extra_repr(self) -> str:
-        c = self.config
-        return f"resolution={c.img_resolution}, num_ws={self.num_ws}, w_dim={c.w_dim}, architecture={c.architecture}"
+        return f"{super().extra_repr()}, architecture={self.config.architecture}"

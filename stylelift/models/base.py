@@ -1,0 +1,57 @@
+"""What every generator in stylelift shares (StyleGAN2, StyleGAN, MobileStyleGAN): z -> `mapping`
+-> ws [N, num_ws, w_dim] -> `synthesis` -> image [N, C, R, R], and the checks at that boundary."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+NOISE_MODES = ("const", "random", "none")
+
+
+def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
+    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim) or ws.shape[0] < 1:
+        shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
+        raise ValueError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
+
+
+def check_noise_mode(noise_mode: str) -> None:
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+
+
+def check_int_fields(config, fields: tuple[tuple[str, int, int], ...], *, optional: tuple[str, ...] = ()) -> None:
+    """Each named field of a config is an int (not a bool) within [low, high]; `optional` ones may be None."""
+    for name, low, high in fields:
+        value = getattr(config, name)
+        if value is None and name in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r:.40}")
+
+
+class MappedGenerator(nn.Module):
+    """The generator interface: `mapping(z, c) -> ws`, `synthesis(ws) -> img`, `G(z, c)` both.
+    Subclasses set `self.mapping` and `self.synthesis` (in the order their state dicts expect)."""
+
+    mapping: nn.Module
+    synthesis: nn.Module
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.config = cfg
+        self.z_dim, self.c_dim, self.w_dim = cfg.z_dim, cfg.c_dim, cfg.w_dim
+        self.img_resolution, self.img_channels = cfg.img_resolution, cfg.img_channels
+        self.num_ws = cfg.num_ws
+
+    @property
+    def w_avg(self) -> Tensor:
+        return self.mapping.w_avg
+
+    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+    def extra_repr(self) -> str:
+        return f"resolution={self.img_resolution}, num_ws={self.num_ws}, w_dim={self.w_dim}"
