@@ -1,4 +1,6 @@
-"""Does stylelift's StyleGAN (v1) give the same images as an independent port of NVIDIA's code?
+"""Does stylelift's StyleGAN (v1) give the same images as the ports its files come from?
+
+1. NVIDIA's TensorFlow pickles, against genforce's PyTorch port (`--genforce-repo`).
 
 NVIDIA's StyleGAN is TensorFlow 1 code, which cannot be installed here. genforce's PyTorch port
 (`models/stylegan_generator.py` of github.com/genforce/genforce, MIT licence) comes with a converter
@@ -8,22 +10,34 @@ genforce's own converter), read by stylelift's TF reader (`nvidia_stylegan._conf
 and both render the same z (mapping + truncation psi 0.7 on 8 layers, NVIDIA's default) and the
 same random W+ latents, with the networks' stored noise maps.
 
-This is a maintainer's tool, not a test (the test suite has the reference's numbers for one tiny
-network). It needs a checkout of genforce; it imports only torch and numpy from it (its
-`sync_op` module is replaced by a stand-in).
+2. rosinality's style-based-gan-pytorch checkpoints (`--rosinality-repo`): its `StyledGenerator`
+(`model.py`, pure torch) with random weights (biases and noise strengths too) is saved as its
+`train.py` does, read by `load_generator`, and both render the same z with the same noise maps
+(one per block in rosinality's forward, given to both of stylelift's layers), at the 1024-px
+"trained" resolution and at two earlier phases (to_rgb biases of the larger blocks left at zero,
+as in a checkpoint of an earlier phase). For scale, rosinality's own float32 output is compared
+with its float64 output too.
 
-    python benchmarks/parity_stylegan_v1.py --genforce-repo ~/src/genforce
+This is a maintainer's tool, not a test (the test suite has the genforce numbers for one tiny
+network). It needs checkouts of the two repositories; from genforce it imports only the
+generator file (its `sync_op` module is replaced by a stand-in).
+
+    python benchmarks/parity_stylegan_v1.py --genforce-repo ~/src/genforce --rosinality-repo ~/src/style-based-gan-pytorch
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import sys
+import tempfile
 import types
 from pathlib import Path
 
 import torch
+
+from stylelift import load_generator
 
 from stylelift.models.nvidia_stylegan import _config, _state
 from stylelift.models.stylegan import StyleGAN
@@ -55,15 +69,12 @@ def tf_variables(ref) -> dict:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--genforce-repo", type=Path, required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    Reference = genforce_generator_class(args.genforce_repo)
-    torch.manual_seed(args.seed)
+def genforce_table(repo: Path, seed: int) -> None:
+    Reference = genforce_generator_class(repo)
+    torch.manual_seed(seed)
     small = dict(z_space_dim=32, w_space_dim=32, mapping_layers=4, mapping_fmaps=48, fmaps_base=2048, fmaps_max=64)
     cases = [(256, "auto", small), (64, True, small), (32, False, small), (1024, "auto", {})]
+    print("NVIDIA TF variables: stylelift vs genforce")
     print("| resolution | fused_scale | max abs diff ws | max abs diff image (z, psi 0.7) | max abs diff image (random W+) | image std |")
     print("|---|---|---|---|---|---|")
     for res, fused, kw in cases:
@@ -90,6 +101,54 @@ def main() -> None:
             f"| {res} | {fused} | {(ws - out['wp']).abs().max():.1e} | {(img - out['image']).abs().max():.1e} "
             f"| {(img_wp - ref_wp).abs().max():.1e} | {img.std():.2f} |"
         )
+
+
+def rosinality_table(repo: Path, seed: int) -> None:
+    spec = importlib.util.spec_from_file_location("rosinality_stylegan_model", repo / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(seed)
+    print("rosinality checkpoints: stylelift vs rosinality's StyledGenerator")
+    print("| trained resolution | max abs diff image | rosinality float32 vs float64 | stylelift float32 vs rosinality float64 | image std |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for step in (8, 5, 3):
+            g = module.StyledGenerator(512).eval()
+            with torch.no_grad():
+                for name, p in g.named_parameters():
+                    if name.endswith("bias") or "noise" in name:  # zero at initialisation: give them values
+                        p.copy_(torch.randn_like(p) * 0.5)
+                for rgb in g.generator.to_rgb[step + 1 :]:
+                    rgb.conv.bias.zero_()  # blocks an earlier phase has not trained yet
+            path = Path(tmp) / f"train_step-{step}.model"
+            sd = g.state_dict()
+            torch.save({"generator": sd, "discriminator": {}, "g_optimizer": {}, "d_optimizer": {}, "g_running": sd}, path, _use_new_zipfile_serialization=False)
+            G = load_generator(path)
+            z = torch.randn(2, 512)
+            noise = [torch.randn(1, 1, 4 * 2**i, 4 * 2**i) for i in range(step + 1)]
+            g64 = copy.deepcopy(g).double()
+            with torch.no_grad():
+                ref = g(z, noise=noise, step=step, alpha=1.0)
+                ref64 = g64(z.double(), noise=[n.double() for n in noise], step=step, alpha=1.0)
+                img = G.synthesis(G.mapping(z), noises=[n for n in noise for _ in range(2)])
+            print(
+                f"| {G.img_resolution} | {(img - ref).abs().max():.1e} | {(ref.double() - ref64).abs().max():.1e} "
+                f"| {(img.double() - ref64).abs().max():.1e} | {ref.std():.2f} |"
+            )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--genforce-repo", type=Path)
+    ap.add_argument("--rosinality-repo", type=Path)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if not args.genforce_repo and not args.rosinality_repo:
+        ap.error("give --genforce-repo and/or --rosinality-repo")
+    if args.genforce_repo:
+        genforce_table(args.genforce_repo, args.seed)
+    if args.rosinality_repo:
+        rosinality_table(args.rosinality_repo, args.seed)
 
 
 if __name__ == "__main__":

@@ -578,6 +578,57 @@ def write_nvidia_stylegan(path: Path, G: StyleGAN, **kw) -> Path:
     return dump(nvidia_stylegan_networks(G, **kw), path, protocol=3)
 
 
+def rosinality_stylegan_config(**overrides) -> StyleGANConfig:
+    """A tiny StyleGAN as rosinality's style-based-gan-pytorch builds them: z_dim = w_dim, mapping
+    lr multiplier 1, InstanceNorm2d's epsilon, the up-sampling conv's bias before the blur."""
+    base = dict(z_dim=12, w_dim=12, img_resolution=32, mapping_layers=3, mapping_layer_features=12, mapping_lr_multiplier=1.0,
+                channels=(12, 10, 8, 6), fused_min_resolution=16, instance_norm_eps=1e-5, bias_before_blur=True)  # fmt: skip
+    base.update(overrides)
+    return StyleGANConfig(**base)
+
+
+def rosinality_stylegan_state_dict(G: StyleGAN, *, untrained_blocks: int = 2) -> "OrderedDict[str, torch.Tensor]":
+    """G's weights under the names and scales of rosinality's `StyledGenerator` (the inverse of
+    stylelift's reader), plus `untrained_blocks` larger blocks as a checkpoint of an earlier
+    training phase holds them (their to_rgb bias still zero). rosinality stores no noise maps."""
+    cfg, sd = G.config, {k: v.clone() for k, v in G.state_dict().items()}
+    out: "OrderedDict[str, torch.Tensor]" = OrderedDict()
+    for j in range(cfg.mapping_layers):
+        out[f"style.{2 * j + 1}.linear.weight_orig"] = sd[f"mapping.fc{j}.weight"]
+        out[f"style.{2 * j + 1}.linear.bias"] = sd[f"mapping.fc{j}.bias"]
+    resolutions = cfg.block_resolutions + [cfg.img_resolution * 2**k for k in range(1, untrained_blocks + 1)]
+    channels = list(cfg.channels) + [cfg.channels[-1]] * untrained_blocks
+    gen = torch.Generator().manual_seed(7)
+    for i, (r, c) in enumerate(zip(resolutions, channels)):
+        src, own = f"generator.progression.{i}", r in cfg.block_channels
+        rand = lambda *shape: torch.randn(shape, generator=gen)  # noqa: E731 (weights of the untrained blocks)
+        g = lambda name, *shape: sd[f"synthesis.b{r}.{name}"] if own else rand(*shape)  # noqa: E731
+        cin = channels[i - 1] if i else c
+        if i == 0:
+            out[f"{src}.conv1.input"] = sd["synthesis.b4.const"][None]
+        elif r >= cfg.fused_min_resolution:
+            out[f"{src}.conv1.0.weight"] = g("conv0.weight", c, cin, 3, 3).transpose(0, 1) * 4
+            out[f"{src}.conv1.0.bias"] = g("conv0.bias", c)
+            out[f"{src}.conv1.1.weight"] = torch.ones(c, 1, 3, 3)  # the blur buffers (ignored by stylelift)
+            out[f"{src}.conv1.1.weight_flip"] = torch.ones(c, 1, 3, 3)
+        else:
+            out[f"{src}.conv1.1.conv.weight_orig"] = g("conv0.weight", c, cin, 3, 3)
+            out[f"{src}.conv1.1.conv.bias"] = g("conv0.bias", c)
+            out[f"{src}.conv1.2.weight"] = torch.ones(c, 1, 3, 3)
+            out[f"{src}.conv1.2.weight_flip"] = torch.ones(c, 1, 3, 3)
+        for k, layer in ((1, "conv0"), (2, "conv1")):
+            out[f"{src}.noise{k}.weight_orig"] = g(f"{layer}.noise_strength", c).reshape(1, c, 1, 1) / math.sqrt(2 / c)
+            affine_b = g(f"{layer}.affine.bias", 2 * c)
+            out[f"{src}.adain{k}.style.linear.weight_orig"] = g(f"{layer}.affine.weight", 2 * c, cfg.w_dim) / math.sqrt(2)
+            out[f"{src}.adain{k}.style.linear.bias"] = torch.cat([affine_b[:c] + 1, affine_b[c:]])
+        out[f"{src}.conv2.conv.weight_orig"] = g("conv1.weight", c, c, 3, 3)
+        out[f"{src}.conv2.conv.bias"] = g("conv1.bias", c)
+        last = r == cfg.img_resolution
+        out[f"generator.to_rgb.{i}.conv.weight_orig"] = sd["synthesis.torgb.weight"] / math.sqrt(2) if last else rand(3, c, 1, 1)
+        out[f"generator.to_rgb.{i}.conv.bias"] = sd["synthesis.torgb.bias"] if last else (rand(3) if own else torch.zeros(3))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # rosinality checkpoints
 

@@ -1,4 +1,5 @@
-"""rosinality/stylegan2-pytorch checkpoints (`.pt`), read without unsafe `torch.load`.
+"""rosinality/stylegan2-pytorch checkpoints (`.pt`), read without unsafe `torch.load` (and, handed
+to `rosinality_stylegan`, StyleGAN (v1) checkpoints of rosinality/style-based-gan-pytorch).
 
 Two layouts: training checkpoints `{g, d, g_ema, g_optim, d_optim, args, ada_aug_p}` (`args` is
 an `argparse.Namespace`) and converted ones `{g_ema, latent_avg, ...}`; a bare `g_ema` state
@@ -68,6 +69,10 @@ def _load(path: Path) -> Any:
 def _convert(source: str, ckpt: Any) -> RawNetwork:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{source} is a torch file but not a rosinality checkpoint (it holds a {type(ckpt).__name__})")
+    from .rosinality_stylegan import is_stylegan_checkpoint, read_stylegan_checkpoint
+
+    if is_stylegan_checkpoint(ckpt):  # rosinality's StyleGAN (v1) port
+        return read_stylegan_checkpoint(source, ckpt)
     args = ckpt.get("args")
     args = vars(args) if isinstance(args, argparse.Namespace) else {}
     if args.get("arch", "stylegan2") != "stylegan2":

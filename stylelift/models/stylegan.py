@@ -64,6 +64,11 @@ class StyleGANConfig:
     blur_filter: tuple[int, ...] = (1, 2, 1)  # () = no blur after up-sampling
     use_noise: bool = True
     c_dim: int = 0  # StyleGAN's label input (LabelConcat) is not supported
+    # rosinality's port (style-based-gan-pytorch) differs from NVIDIA's in two details that change
+    # the numbers: torch's InstanceNorm2d epsilon, and the up-sampling conv's bias added before the
+    # blur (which the zero padding then weakens at the borders).
+    instance_norm_eps: float = 1e-8
+    bias_before_blur: bool = False
 
     def __post_init__(self):
         log2 = math.log2(self.img_resolution) if isinstance(self.img_resolution, int) and self.img_resolution > 0 else -1
@@ -83,8 +88,12 @@ class StyleGANConfig:
         if f is None or len(f) > 16 or not all(type(t) is int and 0 <= t <= MAX_TAP for t in f) or (f and sum(f) == 0):
             raise ValueError(f"blur_filter must list up to 16 integer taps from 0 to {MAX_TAP} with a positive sum, got {self.blur_filter!r:.40}")
         object.__setattr__(self, "blur_filter", f)
-        if not isinstance(self.use_noise, bool):
-            raise ValueError(f"use_noise must be true or false, got {self.use_noise!r:.40}")
+        for name in ("use_noise", "bias_before_blur"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r:.40}")
+        eps = self.instance_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+            raise ValueError(f"instance_norm_eps must be a number above 0 and at most 1, got {eps!r:.40}")
 
     @property
     def block_resolutions(self) -> list[int]:
@@ -227,11 +236,14 @@ class SynthesisLayer(nn.Module):
     """One layer: an optional 3x3 conv (`up`: up-sampling by 2, then blur), then the epilogue
     noise -> bias -> leaky ReLU -> instance norm -> AdaIN with the style of its w."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, *, conv: str, use_noise: bool, fused: bool = False):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, cfg: StyleGANConfig, *, conv: str, fused: bool = False):
         super().__init__()
         assert conv in ("none", "same", "up"), conv
         self.in_channels, self.out_channels, self.resolution = in_channels, out_channels, resolution
-        self.conv, self.use_noise, self.fused = conv, use_noise, fused
+        self.conv, self.use_noise, self.fused = conv, cfg.use_noise, fused
+        self.eps = cfg.instance_norm_eps
+        self.bias_before_blur = cfg.bias_before_blur and conv == "up"
+        use_noise = cfg.use_noise
         if conv != "none":
             self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
             self.weight_gain = CONV_GAIN / math.sqrt(in_channels * 9)
@@ -250,6 +262,8 @@ class SynthesisLayer(nn.Module):
                 if self.conv == "up":
                     x = F.interpolate(x, scale_factor=2, mode="nearest")
                 x = F.conv2d(x, weight, padding=1)
+            if self.bias_before_blur:
+                x = x + self.bias.reshape(-1, 1, 1)
             if self.conv == "up" and blur_filter is not None:
                 x = blur(x, blur_filter)
         if self.use_noise:
@@ -259,8 +273,8 @@ class SynthesisLayer(nn.Module):
                 noise = self.noise_const
             if noise is not None:  # [N, 1, r, r] or [r, r]
                 x = x + noise * self.noise_strength.reshape(-1, 1, 1)
-        x = F.leaky_relu(x + self.bias.reshape(-1, 1, 1), LRELU_SLOPE)
-        x = instance_norm(x)
+        x = F.leaky_relu(x if self.bias_before_blur else x + self.bias.reshape(-1, 1, 1), LRELU_SLOPE)
+        x = instance_norm(x, self.eps)
         scale, shift = self.affine(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)  # [N, C, 1, 1] each
         return x * (scale + 1) + shift
 
@@ -275,11 +289,11 @@ class SynthesisBlock(nn.Module):
         self.resolution = resolution
         if resolution == 4:
             self.const = nn.Parameter(torch.ones([out_channels, 4, 4]))
-            self.conv0 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, 4, conv="none", use_noise=cfg.use_noise)
+            self.conv0 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, 4, cfg, conv="none")
         else:
             fused = resolution >= cfg.fused_min_resolution
-            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, conv="up", use_noise=cfg.use_noise, fused=fused)
-        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution, conv="same", use_noise=cfg.use_noise)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, cfg.w_dim, resolution, cfg, conv="up", fused=fused)
+        self.conv1 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, resolution, cfg, conv="same")
 
 
 class SynthesisNetwork(nn.Module):
