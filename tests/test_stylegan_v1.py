@@ -266,6 +266,12 @@ def test_rosinality_settings_change_the_image():
         (lambda sd: sd.__setitem__("generator.progression.1.mystery", torch.ones(1)), "unexpected tensors for a rosinality StyleGAN generator: generator.progression.1.mystery"),
         (lambda sd: sd.pop("generator.progression.2.adain2.style.linear.bias"), "tensor generator.progression.2.adain2.style.linear.bias is missing"),
         (lambda sd: sd.__setitem__("generator.progression.2.conv2.conv.weight_orig", torch.ones(8, 8)), "conv2.conv.weight_orig has shape [8, 8]"),
+        (lambda sd: sd["generator.to_rgb.3.conv.bias"].fill_(float("nan")), "synthesis.torgb.bias holds NaN or infinite values"),  # not read as a 16-px network
+        (lambda sd: [sd.pop(k) for k in ("style.3.linear.weight_orig", "style.3.linear.bias")], "unexpected tensors for a rosinality StyleGAN generator: style.5.linear.bias"),
+        (lambda sd: sd.__setitem__("generator.progression.1.conv2.conv.bias", torch.ones(10, dtype=torch.int64)), "conv2.conv.bias holds int64, not floating-point"),
+        (lambda sd: sd.__setitem__("generator.progression.0.conv1.input", torch.ones(2, 12, 4, 4)), "conv1.input has shape [2, 12, 4, 4]"),
+        (lambda sd: sd.__setitem__("generator.progression.2.conv1.1.conv.weight_orig", torch.ones(8, 10, 3, 3)), "unexpected tensors for a rosinality StyleGAN generator: generator.progression.2.conv1.1.conv.weight_orig"),
+        (lambda sd: sd.__setitem__("generator.progression.1.conv1.2.weight", torch.zeros(1).expand(20000, 20000)), "generator.progression.1.conv1.2.weight"),
     ],
 )
 def test_bad_rosinality_stylegan_checkpoints_are_refused_in_one_line(tmp_path, change, message):
@@ -274,3 +280,9 @@ def test_bad_rosinality_stylegan_checkpoints_are_refused_in_one_line(tmp_path, c
     with pytest.raises(CheckpointError) as e:
         load_generator(pf.write_torch(tmp_path / "bad.model", sd))
     assert message in one_line(e) and "\n" not in one_line(e)
+
+
+def test_a_rosinality_training_checkpoint_without_a_generator_state_is_refused(tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        load_generator(pf.write_torch(tmp_path / "odd.model", {"generator": {}, "g_running": [1, 2]}))
+    assert one_line(e) == "odd.model: g_running is not a state dict of generator tensors"

@@ -34,7 +34,8 @@ def describe_generator(G) -> dict:
         fused = [r for r in cfg.block_resolutions[1:] if r >= cfg.fused_min_resolution]
         facts["up-sampling"] = (f"fused (transposed conv) at {', '.join(map(str, fused))} px, " if fused else "") + (
             f"blur {list(cfg.blur_filter)}" if cfg.blur_filter else "no blur"
-        )
+        ) + (", conv bias before the blur" if cfg.bias_before_blur else "")
+        facts["instance norm eps"] = f"{cfg.instance_norm_eps:g}"
     else:
         del facts["up-sampling"]
     for k, v in (getattr(G, "source_info", None) or {}).items():

@@ -147,8 +147,11 @@ def taps_from_kernel(source: str, kernel: Tensor) -> tuple[int, ...]:
     return tuple(int(t) for t in rounded)
 
 
-def to_float32(t: Tensor) -> Tensor:
-    return t.to(torch.float32) if t.is_floating_point() and t.dtype != torch.float32 else t
+def to_float32(source: str, name: str, t: Tensor) -> Tensor:
+    """A weight as float32; integer, bool or complex tensors are not weights."""
+    if not t.is_floating_point():
+        raise CheckpointError(f"{source}: tensor {name} holds {str(t.dtype).replace('torch.', '')}, not floating-point numbers")
+    return t.to(torch.float32) if t.dtype != torch.float32 else t
 
 
 def _some(items: list[str], n: int = 3) -> str:
@@ -221,7 +224,7 @@ def _read_pytorch(source: str, data: dict, file_size: int) -> RawNetwork:
     kept = {k: r for k, r in records.items() if not k.endswith(".resample_filter")}
     check_shapes(source, cfg, {k: r.shape for k, r in kept.items()})
     budget = TensorBudget(2 * file_size + (1 << 20), source)
-    state = {k: to_float32(budget.materialize(r)) for k, r in kept.items()}
+    state = {k: to_float32(source, k, budget.materialize(r)) for k, r in kept.items()}
 
     from_stylegan3 = "fused_modconv_default" in modules["synthesis.b4"].state
     info = {

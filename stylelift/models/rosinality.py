@@ -97,7 +97,7 @@ def _convert(source: str, ckpt: Any) -> RawNetwork:
         if latent_avg.numel() != cfg.w_dim:
             raise CheckpointError(f"{source}: latent_avg has shape {list(latent_avg.shape)}, expected [{cfg.w_dim}]")
         state["mapping.w_avg"] = latent_avg.reshape(cfg.w_dim)
-    state = {k: to_float32(v.detach()).clone() for k, v in state.items()}  # detached from the file's memory map
+    state = {k: to_float32(source, k, v.detach()).clone() for k, v in state.items()}  # detached from the file's memory map
     check_shapes(source, cfg, {k: tuple(v.shape) for k, v in state.items()})
 
     info = {
