@@ -166,3 +166,11 @@ def test_tensor_repeating_a_tiny_storage_is_refused_before_any_copy(tmp_path):
     torch.save({"g_ema": {"style.1.weight": torch.zeros(1).expand(40_000, 40_000)}}, path)
     with pytest.raises(CheckpointError, match="not a plain array over its own data"):
         read_rosinality(path)
+
+
+def test_integer_weights_are_refused_in_one_line(tmp_path):
+    sd = pf.rosinality_state_dict(pf.random_generator(pf.rosinality_config()))
+    sd["conv1.activate.bias"] = sd["conv1.activate.bias"].round().to(torch.int64)
+    with pytest.raises(CheckpointError) as e:
+        read_rosinality(pf.write_torch(tmp_path / "g_ema.pt", sd))
+    assert str(e.value) == "g_ema.pt: tensor synthesis.b4.conv1.bias holds int64, not floating-point numbers"
