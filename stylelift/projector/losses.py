@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -282,7 +283,9 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
     import lpips
 
     state = _load_vgg16_state(path)
-    model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # lpips builds its VGG with torchvision's deprecated `pretrained=` argument
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
     backbone = {}
     for k, v in state.items():
         parts = k.split(".")
