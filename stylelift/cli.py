@@ -32,6 +32,7 @@ NetworkOpt = Annotated[
     typer.Option("--network", "-n", help="Network file (NVIDIA .pkl, rosinality .pt, stylelift .pt), URL, or known name."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
 
 
 def printable(text: object, limit: int = 500) -> str:
@@ -147,7 +148,7 @@ def generate(
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention).")] = None,
     latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
     trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=finite)] = 1.0,
-    trunc_cutoff: Annotated[Optional[int], typer.Option(help="Truncate only the first N ws.")] = None,
+    trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
     class_idx: Annotated[Optional[int], typer.Option("--class", help="Class label (conditional networks).")] = None,
     outdir: Annotated[Path, typer.Option(help="Where to write the images.")] = Path("out"),

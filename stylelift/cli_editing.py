@@ -9,13 +9,12 @@ import numpy as np
 import typer
 
 from . import cli
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=finite)]
-CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
 BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Images rendered per network call.")]
 FpsOpt = Annotated[int, typer.Option(min=1, max=240, help="Frames per second of a video.")]
 MAX_VALUES = 10_000  # values one START:STOP:COUNT may ask for

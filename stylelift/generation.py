@@ -12,6 +12,7 @@ import torch
 from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
+from .models.base import check_truncation_cutoff
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
@@ -47,8 +48,8 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
 
 
 def check_cutoff(G, truncation_cutoff: Optional[int]) -> None:
-    if truncation_cutoff is not None and not 0 <= truncation_cutoff <= G.num_ws:
-        raise InputError(f"--trunc-cutoff must be between 0 and num_ws={G.num_ws}")
+    """Checked before any work, though the mapping checks it too."""
+    check_truncation_cutoff(G.num_ws, truncation_cutoff)
 
 
 def iter_seed_images(

@@ -304,10 +304,15 @@ def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp
         r = invoke(*args, "--network", net, "--trunc", "0.5", "--trunc-cutoff", "2")
         assert r.exit_code == 0, (name, r.output)
         out = args[args.index("--out") + 1]
-        assert np.array_equal(tiles(out, 16, *((2, 2) if name == "mix" else (1, 1 if name == "edit" else 2)))[-1][-1], expected), name
+        grid = tiles(out, 16, *((2, 2) if name == "mix" else (1, 1 if name == "edit" else 2)))
+        assert np.array_equal(grid[-1][-1], expected), name
+        if name == "mix":  # the row source too, not only the column one
+            assert np.array_equal(grid[1][0], expected)
+    runs["truncation-sweep"] = ("truncation-sweep", "--seeds", "4", "--psi", "0.5", "--out", tmp_path / "t.png")
     for args in runs.values():
-        r = invoke(*args, "--network", net, "--trunc", "0.5", "--trunc-cutoff", "7")
-        assert r.exit_code == 1 and "--trunc-cutoff must be between 0 and num_ws=6" in r.output, r.output
+        psi = () if args[0] == "truncation-sweep" else ("--trunc", "0.5")
+        r = invoke(*args, "--network", net, *psi, "--trunc-cutoff", "7")
+        assert r.exit_code == 1 and "the truncation cutoff must be between 0 and num_ws=6, got 7" in r.output, r.output
 
 
 def test_sefa_normalises_each_style_channel_as_the_paper_does():
@@ -414,3 +419,12 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     monkeypatch.setattr(cli, "OUTPUT_BYTES", 2 * photo.width * photo.height * 3 - 1)
     r = invoke(*args, "--out", tmp_path / "f.png")
     assert r.exit_code == 1 and f"2 images of {photo.width}x{photo.height}" in r.output and not (tmp_path / "f.png").exists(), r.output
+
+
+def test_directions_learn_samples_with_the_truncation_it_was_given(tmp_path, net):
+    (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{s % 2}\n" for s in range(40)))
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--network", net,
+               "--trunc", "0.5", "--trunc-cutoff", "2", "--out", tmp_path / "d.npy")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "d.json").read_text())
+    assert meta["truncation_psi"] == 0.5 and meta["truncation_cutoff"] == 2

@@ -101,7 +101,7 @@ def test_stylegan3_generator_is_refused_in_one_line(tmp_path):
         read_nvidia_pickle(path)
     assert (
         one_line(e)
-        == "sg3.pkl holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 generators only"
+        == "sg3.pkl holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 and StyleGAN (v1) generators, not StyleGAN3"
     )
 
 

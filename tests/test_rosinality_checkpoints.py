@@ -173,4 +173,4 @@ def test_integer_weights_are_refused_in_one_line(tmp_path):
     sd["conv1.activate.bias"] = sd["conv1.activate.bias"].round().to(torch.int64)
     with pytest.raises(CheckpointError) as e:
         read_rosinality(pf.write_torch(tmp_path / "g_ema.pt", sd))
-    assert str(e.value) == "g_ema.pt: tensor synthesis.b4.conv1.bias holds int64, not floating-point numbers"
+    assert str(e.value) == "g_ema.pt: tensor conv1.activate.bias holds int64, not floating-point numbers"

@@ -7,13 +7,12 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..models.base import check_truncation_cutoff
 
 
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
-    if cutoff is not None and not 0 <= cutoff <= ws.shape[1]:
-        raise InputError(f"the truncation cutoff must be between 0 and num_ws={ws.shape[1]}, got {cutoff}")
+    check_truncation_cutoff(ws.shape[1], cutoff)
     out = ws.clone()
     n = ws.shape[1] if cutoff is None else cutoff
     out[:, :n] = w_avg.to(ws).lerp(ws[:, :n], psi)

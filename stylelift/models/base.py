@@ -7,13 +7,23 @@ from typing import Optional
 
 from torch import Tensor, nn
 
+from ..errors import InputError
+
 NOISE_MODES = ("const", "random", "none")
 
 
 def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
-    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim) or ws.shape[0] < 1:
+    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
         shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
         raise ValueError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
+    if ws.shape[0] < 1:
+        raise ValueError("ws holds no latents (N = 0); give at least one")
+
+
+def check_truncation_cutoff(num_ws: int, cutoff: Optional[int]) -> None:
+    """A truncation cutoff counts ws from the first: 0 to num_ws, or None for all of them."""
+    if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or not 0 <= cutoff <= num_ws):
+        raise InputError(f"the truncation cutoff must be between 0 and num_ws={num_ws}, got {cutoff!r:.20}")
 
 
 def check_noise_mode(noise_mode: str) -> None:
@@ -33,8 +43,10 @@ def check_int_fields(config, fields: tuple[tuple[str, int, int], ...], *, option
 
 class MappedGenerator(nn.Module):
     """The generator interface: `mapping(z, c) -> ws`, `synthesis(ws) -> img`, `G(z, c)` both.
-    Subclasses set `self.mapping` and `self.synthesis` (in the order their state dicts expect)."""
+    Subclasses set `self.mapping` and `self.synthesis` (in the order their state dicts expect) and
+    name their `family` (the prefix of `network_id`, the architecture in stylelift's file format)."""
 
+    family: str
     mapping: nn.Module
     synthesis: nn.Module
 
@@ -48,6 +60,12 @@ class MappedGenerator(nn.Module):
     @property
     def w_avg(self) -> Tensor:
         return self.mapping.w_avg
+
+    @property
+    def layer_resolutions(self) -> list[int]:
+        """The resolution each ws index acts at (for coarse/middle/fine style ranges): two per
+        block, 4, 4, 8, 8, ... (StyleGAN paper, REFERENCE §4), unless the network says otherwise."""
+        return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

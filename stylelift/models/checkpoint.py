@@ -23,6 +23,7 @@ from ..errors import CheckpointError, first_line
 from ..fileio import atomic_path
 from .nvidia import _show, check_shapes
 from .raw import RawNetwork
+from .base import MappedGenerator
 from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
@@ -30,8 +31,7 @@ from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "stylelift-network"
-_ARCHITECTURES = {Generator: "stylegan2", StyleGAN: "stylegan"}  # the "architecture" field of the format
-_CONFIGS = {"stylegan2": StyleGAN2Config, "stylegan": StyleGANConfig}
+_CONFIGS = {"stylegan2": StyleGAN2Config, "stylegan": StyleGANConfig}  # the format's "architecture" field: a generator's `family`
 FORMAT_VERSION = 1
 W_AVG_SAMPLES = 10_000
 W_AVG_SEED = 0
@@ -135,7 +135,7 @@ def read_network(path: Path) -> RawNetwork:
     return read_nvidia_pickle(path)
 
 
-def build_generator(raw: RawNetwork, *, name: str) -> Union[Generator, StyleGAN]:
+def build_generator(raw: RawNetwork, *, name: str) -> MappedGenerator:
     """Build the module, load its weights strictly, fill in w_avg if the file lacked it."""
     G = StyleGAN(raw.config) if isinstance(raw.config, StyleGANConfig) else Generator(raw.config)
     state = dict(raw.state_dict)
@@ -158,7 +158,7 @@ def build_generator(raw: RawNetwork, *, name: str) -> Union[Generator, StyleGAN]
 
 
 @torch.no_grad()
-def estimate_w_avg(G: Generator, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batch: int = 1000) -> torch.Tensor:
+def estimate_w_avg(G: MappedGenerator, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batch: int = 1000) -> torch.Tensor:
     """Mean of the mapped w of `n` z drawn with a fixed seed (labels: uniform one-hot)."""
     gen = torch.Generator().manual_seed(seed)
     total = torch.zeros([G.w_dim], dtype=torch.float64)
@@ -173,7 +173,7 @@ def estimate_w_avg(G: Generator, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED,
     return (total / n).float()
 
 
-def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> Generator:
+def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> MappedGenerator:
     """Load a generator from a file (any supported format) or a known name, frozen, in eval mode.
 
     Raises NetworkNotFoundError for a missing file, CheckpointError (UnsafeCheckpointError for a
@@ -218,11 +218,11 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
 # Writing stylelift's own format
 
 
-def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
+def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
     """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
     path = Path(path)
-    architecture = next((name for cls, name in _ARCHITECTURES.items() if isinstance(G, cls)), None)
-    if architecture is None:
+    architecture = getattr(G, "family", None)
+    if architecture not in _CONFIGS:
         raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators; {getattr(G, 'source', type(G).__name__)} is a {type(G).__name__} (load it by its own name or file)")
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
@@ -240,7 +240,7 @@ def save_generator(G: Generator, path: Union[str, os.PathLike], *, meta: Optiona
         torch.save(data, tmp)
 
 
-def network_id(G: Generator) -> str:
+def network_id(G: MappedGenerator) -> str:
     """A short fingerprint of the weights and config: the same network gives the same id in any format."""
     cached = getattr(G, "_network_id", None)
     if cached:
@@ -249,8 +249,7 @@ def network_id(G: Generator) -> str:
     for k, v in sorted(G.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    family = {"MobileStyleGAN": "mobilestylegan", "StyleGAN": "stylegan"}.get(type(G).__name__, "stylegan2")
-    G._network_id = f"{family}-{h.hexdigest()[:16]}"
+    G._network_id = f"{G.family}-{h.hexdigest()[:16]}"
     return G._network_id
 
 

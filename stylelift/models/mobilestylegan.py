@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, check_noise_mode, check_ws
+from .base import MappedGenerator, check_noise_mode, check_truncation_cutoff, check_ws
 
 
 
@@ -574,6 +574,7 @@ class MobileMappingNetwork(nn.Module):
             x = F.leaky_relu(getattr(self, f"fc{i}")(x), self.slope) * self.gain
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
         if truncation_psi != 1:
+            check_truncation_cutoff(self.num_ws, truncation_cutoff)
             if truncation_cutoff is None:
                 x = self.w_avg.lerp(x, truncation_psi)
             else:
@@ -583,6 +584,8 @@ class MobileMappingNetwork(nn.Module):
 
 class MobileStyleGAN(MappedGenerator):
     """MobileStyleGAN generator with the StyleGAN2 generator's interface: `mapping(z) -> ws`, `synthesis(ws) -> img`."""
+
+    family = "mobilestylegan"
 
     def __init__(self, cfg: MobileStyleGANConfig = MobileStyleGANConfig()):
         super().__init__(cfg)

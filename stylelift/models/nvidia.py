@@ -8,7 +8,7 @@
   `(G, D, Gs)` of `dnnlib.tflib.network.Network`. The config comes from `Gs.static_kwargs` and
   the variables' shapes; the variables are converted as NVIDIA's `legacy.py` does.
 
-StyleGAN (v1) TensorFlow pickles (version 3, `G_style`) are handed to `nvidia_stylegan`.
+StyleGAN (v1) TensorFlow pickles (`G_style`, network versions 2-4) are handed to `nvidia_stylegan`.
 
 Refused with a one-line `CheckpointError`: StyleGAN3 generators, StyleGAN2 configs B-D
 (progressive growing; config A is StyleGAN's G_style, read as such), and conditional StyleGAN2
@@ -147,10 +147,14 @@ def taps_from_kernel(source: str, kernel: Tensor) -> tuple[int, ...]:
     return tuple(int(t) for t in rounded)
 
 
-def to_float32(source: str, name: str, t: Tensor) -> Tensor:
-    """A weight as float32; integer, bool or complex tensors are not weights."""
+def check_floating(source: str, name: str, t: Tensor) -> None:
+    """Integer, bool or complex tensors are not weights."""
     if not t.is_floating_point():
         raise CheckpointError(f"{source}: tensor {name} holds {str(t.dtype).replace('torch.', '')}, not floating-point numbers")
+
+
+def to_float32(source: str, name: str, t: Tensor) -> Tensor:
+    check_floating(source, name, t)
     return t.to(torch.float32) if t.dtype != torch.float32 else t
 
 
@@ -290,7 +294,7 @@ def _module_tensors(source: str, modules: dict[str, PersistentObject]) -> dict[s
 def _refuse_other_generators(source: str, G: PersistentObject, modules: dict[str, PersistentObject]) -> None:
     if "synthesis.input" in modules or any(m.class_name == "SynthesisInput" for m in modules.values()):
         raise CheckpointError(
-            f"{source} holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 generators only"
+            f"{source} holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 and StyleGAN (v1) generators, not StyleGAN3"
         )
     if G.class_name != "Generator" or "mapping" not in modules or "synthesis.b4" not in modules:
         raise CheckpointError(f"{source}: G_ema is a {G.class_name[:60]!r}, not a StyleGAN2 generator stylelift knows")
@@ -615,8 +619,8 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
 def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np.ndarray]) -> dict[str, Tensor]:
     """TF variables -> stylelift tensors: dense weights transposed, conv weights HWIO -> OIHW
     (the up-sampling conv and the resnet skip also flipped in space), style biases + 1."""
-    v = TFState(source, variables, skip=("lod",))
-    take, put = v.take, v.put
+    tf_state = TFState(source, variables, skip=("lod",))
+    take, put = tf_state.take, tf_state.put
 
     def conv(w: np.ndarray, flip: bool) -> np.ndarray:  # [kh, kw, I, O] -> [O, I, kh, kw]
         return (w[::-1, ::-1] if flip else w).transpose(3, 2, 0, 1)
@@ -636,7 +640,7 @@ def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np
     if cfg.c_dim > 0:
         put("mapping.embed.weight", take("mapping/LabelEmbed/weight").T)
         put("mapping.embed.bias", take("mapping/LabelEmbed/bias"))
-    if v.has("dlatent_avg"):
+    if tf_state.has("dlatent_avg"):
         put("mapping.w_avg", take("dlatent_avg"))
 
     put("synthesis.b4.const", take("synthesis/4x4/Const/const")[0])
@@ -650,4 +654,4 @@ def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np
     for r in cfg.block_resolutions:
         if cfg.architecture == "skip" or r == cfg.img_resolution:
             modulated(f"synthesis.b{r}.torgb", f"synthesis/{r}x{r}/ToRGB")
-    return v.finish()
+    return tf_state.finish()

@@ -34,7 +34,8 @@ from .raw import RawNetwork
 from .safe_pickle import TFNetwork
 from .stylegan import StyleGANConfig
 
-# Static kwargs read into the config (the widths come from the variables' shapes).
+# Static kwargs stylelift understands: read into the config or checked against the variables
+# (fmap_* only describe the widths, which come from the variables' shapes).
 _READ = {"latent_size", "label_size", "dlatent_size", "resolution", "num_channels", "mapping_layers", "mapping_fmaps",
          "mapping_lrmul", "fused_scale", "blur_filter", "use_noise", "fmap_base", "fmap_decay", "fmap_max"}  # fmt: skip
 # Settings stylelift supports only at NVIDIA's defaults (every released network uses them).
@@ -133,7 +134,9 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
         raise CheckpointError(f"{source}: the TensorFlow mapping network has no Dense layers")
     z_dim, hidden = shape("mapping/Dense0/weight", 2)
     w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight", 2)[1]
-    for key, value in (("latent_size", z_dim), ("dlatent_size", w_dim)):
+    for key, value in (("latent_size", z_dim), ("dlatent_size", w_dim), ("mapping_fmaps", hidden if n_mapping > 1 else None)):
+        if value is None:
+            continue
         if key in settings and _int(source, settings[key], key) != value:
             raise CheckpointError(f"{source}: {key} does not match the mapping network's weights")
 
@@ -141,7 +144,7 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
     log2 = resolution.bit_length() - 1
     if 2**log2 != resolution or not 2 <= log2 <= 10:
         raise CheckpointError(f"{source}: resolution {str(resolution)[:20]} is not a power of two from 4 to 1024")
-    if f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v and resolution > 4 or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v:
+    if (resolution > 4 and f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v) or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v:
         raise CheckpointError(f"{source}: the synthesis variables do not match resolution={resolution}")
     resolutions = [2**i for i in range(2, log2 + 1)]
     channels = [shape("synthesis/4x4/Const/const", 4)[1]] + [shape(f"synthesis/{r}x{r}/Conv1/weight", 4)[3] for r in resolutions[1:]]
@@ -179,8 +182,8 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
 def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     lods = len(cfg.block_resolutions)  # ToRGB_lod0 .. ToRGB_lod{lods - 1}, one per resolution
     unused = {f"synthesis/ToRGB_lod{k}/{p}" for k in range(1, lods) for p in ("weight", "bias")}
-    v = TFState(source, variables, skip=("lod", "synthesis/lod", *sorted(unused)))
-    take, put = v.take, v.put
+    tf_state = TFState(source, variables, skip=("lod", "synthesis/lod", *sorted(unused)))
+    take, put = tf_state.take, tf_state.put
 
     def transposed(name: str, axes: tuple[int, ...]) -> np.ndarray:
         return take(name, ndim=len(axes)).transpose(axes)
@@ -188,7 +191,7 @@ def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -
     for i in range(cfg.mapping_layers):
         put(f"mapping.fc{i}.weight", transposed(f"mapping/Dense{i}/weight", (1, 0)))
         put(f"mapping.fc{i}.bias", take(f"mapping/Dense{i}/bias"))
-    if v.has("dlatent_avg"):
+    if tf_state.has("dlatent_avg"):
         put("mapping.w_avg", take("dlatent_avg"))
     const = take("synthesis/4x4/Const/const")  # [1, C, 4, 4]
     put("synthesis.b4.const", const[0] if const.shape[0] == 1 else const)
@@ -209,4 +212,4 @@ def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -
             layer += 1
     put("synthesis.torgb.weight", transposed("synthesis/ToRGB_lod0/weight", (3, 2, 0, 1)))
     put("synthesis.torgb.bias", take("synthesis/ToRGB_lod0/bias"))
-    return v.finish()
+    return tf_state.finish()

@@ -23,7 +23,7 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .nvidia import check_shapes, taps_from_kernel, to_float32
+from .nvidia import check_floating, check_shapes, taps_from_kernel, to_float32
 from .raw import RawNetwork
 from .stylegan2 import StyleGAN2Config
 from .torch_files import TORCH_SAVE_PICKLE, check_storage_extent, load_torch_file
@@ -39,7 +39,8 @@ ROSINALITY_PICKLE = dataclasses.replace(
 
 
 def read_rosinality(path: Path) -> RawNetwork:
-    """Read a rosinality StyleGAN2 `.pt` checkpoint (its `g_ema` generator).
+    """Read a rosinality checkpoint: StyleGAN2 `.pt` (its `g_ema` generator) or StyleGAN (v1)
+    `.model` (its `g_running`, `rosinality_stylegan`).
 
     Raises FileNotFoundError, UnsafeCheckpointError (the file asks to run code) or CheckpointError.
     """
@@ -88,6 +89,7 @@ def _convert(source: str, ckpt: Any) -> RawNetwork:
         raise CheckpointError(f"{source}: g_ema is not a state dict of tensors")
     for k, v in sd.items():
         check_storage_extent(source, k, v)
+        check_floating(source, k, v)  # refused under the file's own name
 
     left = dict(sd)
     cfg = _config(source, left)

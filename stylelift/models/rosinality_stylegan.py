@@ -43,7 +43,7 @@ def is_stylegan_checkpoint(ckpt: dict) -> bool:
 def read_stylegan_checkpoint(source: str, ckpt: dict) -> RawNetwork:
     sd = ckpt["g_running"] if "g_running" in ckpt else ckpt
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
-        raise CheckpointError(f"{source}: g_running is not a state dict of generator tensors")
+        raise CheckpointError(f"{source}: {'g_running' if 'g_running' in ckpt else 'the file'} is not a state dict of generator tensors")
     for k, v in sd.items():
         check_storage_extent(source, k, v)  # before any tensor is read: no zero-stride giants
     try:
@@ -115,8 +115,7 @@ def _config(source: str, sd: dict[str, Tensor]) -> tuple[StyleGANConfig, int]:
     step = trained[-1]
     if step > 8:
         raise CheckpointError(f"{source}: a generator beyond 1024 px (block {step}) is not supported")
-    z_dim = _tensor(source, sd, "style.1.linear.weight_orig", (None, None)).shape[1]
-    hidden = _tensor(source, sd, "style.1.linear.weight_orig", (None, None)).shape[0]
+    hidden, z_dim = _tensor(source, sd, "style.1.linear.weight_orig", (None, None)).shape
     w_dim = _tensor(source, sd, f"style.{2 * n_mlp - 1}.linear.weight_orig", (None, None)).shape[0]
     channels = [_tensor(source, sd, f"generator.progression.{i}.conv2.conv.weight_orig", (None, None, 3, 3)).shape[0] for i in range(step + 1)]
     first_fused = next((i for i in range(1, step + 1) if fused[i]), None)

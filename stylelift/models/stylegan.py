@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, check_int_fields, check_noise_mode, check_ws
+from .base import MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -163,7 +163,8 @@ def blur_kernel(taps: tuple[int, ...]) -> Tensor:
 
 
 def blur(x: Tensor, kernel: Tensor) -> Tensor:
-    """Depthwise filtering with 'same' zero padding (the kernel is symmetric: no flip needed)."""
+    """Depthwise correlation with 'same' zero padding (one more zero after than before for an even
+    kernel), as TF's depthwise_conv2d with padding SAME."""
     k = kernel.shape[-1]
     if k == 1:
         return x * kernel.reshape([])
@@ -227,6 +228,7 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{i}")(x)
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
         if truncation_psi != 1:
+            check_truncation_cutoff(self.num_ws, truncation_cutoff)
             n = self.num_ws if truncation_cutoff is None else truncation_cutoff
             x[:, :n] = self.w_avg.lerp(x[:, :n], truncation_psi)
         return x
@@ -243,12 +245,11 @@ class SynthesisLayer(nn.Module):
         self.conv, self.use_noise, self.fused = conv, cfg.use_noise, fused
         self.eps = cfg.instance_norm_eps
         self.bias_before_blur = cfg.bias_before_blur and conv == "up"
-        use_noise = cfg.use_noise
         if conv != "none":
             self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 3, 3]))
             self.weight_gain = CONV_GAIN / math.sqrt(in_channels * 9)
         self.bias = nn.Parameter(torch.zeros([out_channels]))
-        if use_noise:
+        if cfg.use_noise:
             self.noise_strength = nn.Parameter(torch.zeros([out_channels]))
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
         self.affine = Dense(w_dim, 2 * out_channels, gain=1.0)
@@ -286,7 +287,6 @@ class SynthesisLayer(nn.Module):
 class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, resolution: int, cfg: StyleGANConfig):
         super().__init__()
-        self.resolution = resolution
         if resolution == 4:
             self.const = nn.Parameter(torch.ones([out_channels, 4, 4]))
             self.conv0 = SynthesisLayer(out_channels, out_channels, cfg.w_dim, 4, cfg, conv="none")
@@ -347,15 +347,12 @@ class SynthesisNetwork(nn.Module):
 class StyleGAN(MappedGenerator):
     """StyleGAN (v1) generator with the StyleGAN2 generator's interface: `mapping(z) -> ws`, `synthesis(ws) -> img`."""
 
+    family = "stylegan"
+
     def __init__(self, cfg: StyleGANConfig):
         super().__init__(cfg)
         self.mapping = MappingNetwork(cfg)
         self.synthesis = SynthesisNetwork(cfg)
-
-    @property
-    def layer_resolutions(self) -> list[int]:
-        """The resolution each ws index acts at: two per block (4, 4, 8, 8, ...)."""
-        return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, channels={list(self.config.channels)}"

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import NOISE_MODES, MappedGenerator, check_int_fields, check_noise_mode, check_ws  # noqa: F401 (NOISE_MODES, check_ws: re-exported)
+from .base import MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -356,6 +356,7 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
         x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
         if truncation_psi != 1:
+            check_truncation_cutoff(self.num_ws, truncation_cutoff)
             n = self.num_ws if truncation_cutoff is None else truncation_cutoff
             x[:, :n] = self._truncate(x[:, :n], truncation_psi)
         return x
@@ -566,21 +567,18 @@ class SynthesisNetwork(nn.Module):
 
 
 class Generator(MappedGenerator):
-    """StyleGAN2 generator: `mapping(z, c) -> ws`, `synthesis(ws) -> img`, `G(z, c) = synthesis(mapping(z, c))`."""
+    """StyleGAN2 generator: `mapping(z, c) -> ws`, `synthesis(ws) -> img`, `G(z, c) = synthesis(mapping(z, c))`.
+
+    Block r reads ws[2k-2] (conv1) and ws[2k-1] (toRGB, and the next block's conv0), k = log2(r) - 1:
+    two ws per block, so ws 0-1 are 4x4, 2-3 are 8x8, ... (`layer_resolutions`).
+    """
+
+    family = "stylegan2"
 
     def __init__(self, cfg: StyleGAN2Config):
         super().__init__(cfg)
         self.synthesis = SynthesisNetwork(cfg)
         self.mapping = MappingNetwork(cfg)
-
-    @property
-    def layer_resolutions(self) -> list[int]:
-        """The resolution each ws index belongs to (for coarse/middle/fine style ranges).
-
-        Block r reads ws[2k-2] (conv1) and ws[2k-1] (toRGB, and the next block's conv0), k = log2(r) - 1:
-        two ws per block, so ws 0-1 are 4x4, 2-3 are 8x8, ... (StyleGAN paper, REFERENCE §4).
-        """
-        return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, architecture={self.config.architecture}"
