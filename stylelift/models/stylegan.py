@@ -284,6 +284,22 @@ class SynthesisLayer(nn.Module):
         return f"{self.in_channels} -> {self.out_channels} @ {self.resolution}px, {conv}, noise={self.use_noise}"
 
 
+class ToRGB(nn.Module):
+    """1x1 conv to the image channels, equalised learning rate with gain 1, and a bias."""
+
+    def __init__(self, in_channels: int, img_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn([img_channels, in_channels, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([img_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.weight_gain, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]} -> {self.weight.shape[0]}"
+
+
 class SynthesisBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, resolution: int, cfg: StyleGANConfig):
         super().__init__()
@@ -306,9 +322,7 @@ class SynthesisNetwork(nn.Module):
         ch = cfg.block_channels
         for r in self.block_resolutions:
             setattr(self, f"b{r}", SynthesisBlock(ch.get(r // 2, 0), ch[r], r, cfg))
-        self.torgb = nn.Conv2d(ch[cfg.img_resolution], cfg.img_channels, 1)
-        nn.init.normal_(self.torgb.weight)
-        self.torgb_gain = 1 / math.sqrt(ch[cfg.img_resolution])
+        self.torgb = ToRGB(ch[cfg.img_resolution], cfg.img_channels)
         self.num_ws = cfg.num_ws
         kernel = blur_kernel(cfg.blur_filter) if cfg.blur_filter else None
         self.register_buffer("blur_filter", kernel, persistent=False)
@@ -341,7 +355,7 @@ class SynthesisNetwork(nn.Module):
         for i, layer in enumerate(layers):
             noise = next(noises) if layer.use_noise else None
             x = layer(x, ws[:, i], self.blur_filter, noise_mode=noise_mode, noise=noise)
-        return F.conv2d(x, self.torgb.weight * self.torgb_gain, self.torgb.bias)
+        return self.torgb(x)
 
 
 class StyleGAN(MappedGenerator):
