@@ -21,7 +21,7 @@ import torch
 
 from ..errors import CheckpointError, first_line
 from ..fileio import atomic_path
-from .nvidia import _show, check_shapes
+from .reading import check_shapes, show_value
 from .raw import RawNetwork
 from .base import MappedGenerator
 from .stylegan import StyleGAN, StyleGANConfig
@@ -104,7 +104,7 @@ def read_stylelift(path: Path) -> RawNetwork:
         raise CheckpointError(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
     config_class = _CONFIGS.get(data.get("architecture")) if isinstance(data.get("architecture"), str) else None
     if config_class is None:
-        raise CheckpointError(f"{path.name}: unknown architecture {_show(data.get('architecture'))}")
+        raise CheckpointError(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
     try:
         cfg = config_class.from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as e:

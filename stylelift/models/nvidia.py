@@ -23,7 +23,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -31,10 +31,21 @@ from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
 from . import safe_pickle
+from .nvidia_stylegan import is_stylegan_v1, read_stylegan_tensorflow
 from .raw import RawNetwork
-from .safe_pickle import ArrayRecord, PersistentObject, TensorBudget, TensorRecord, TFNetwork
-from .stylegan import StyleGANConfig
-from .stylegan import expected_shapes as stylegan_shapes
+from .reading import (  # noqa: F401 (expected_shapes: tests use it from here)
+    TFState,
+    check_shapes,
+    expected_shapes,
+    int_setting,
+    number_setting,
+    primitives,
+    show_value,
+    some,
+    tf_variables,
+    to_float32,
+)
+from .safe_pickle import PersistentObject, TensorBudget, TensorRecord, TFNetwork
 from .stylegan2 import StyleGAN2Config
 
 log = logging.getLogger(__name__)
@@ -75,64 +86,6 @@ def read_nvidia_pickle(path: Path) -> RawNetwork:
 # Shared checks (also used by the rosinality reader)
 
 
-def expected_shapes(cfg: StyleGAN2Config) -> dict[str, tuple[int, ...]]:
-    """The state-dict shapes of `Generator(cfg)`, without building it (tests check they agree)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    embed = (cfg.embed_features or cfg.w_dim) if cfg.c_dim > 0 else 0
-    hidden = cfg.mapping_layer_features or cfg.w_dim
-    features = [cfg.z_dim + embed] + [hidden] * (cfg.mapping_layers - 1) + [cfg.w_dim]
-    if cfg.c_dim > 0:
-        shapes.update({"mapping.embed.weight": (embed, cfg.c_dim), "mapping.embed.bias": (embed,)})
-    for i in range(cfg.mapping_layers):
-        shapes.update({f"mapping.fc{i}.weight": (features[i + 1], features[i]), f"mapping.fc{i}.bias": (features[i + 1],)})
-    shapes["mapping.w_avg"] = (cfg.w_dim,)
-
-    def modulated(name: str, in_ch: int, out_ch: int, k: int, r: Optional[int]) -> None:
-        shapes.update({f"{name}.weight": (out_ch, in_ch, k, k), f"{name}.bias": (out_ch,)})
-        shapes.update({f"{name}.affine.weight": (in_ch, cfg.w_dim), f"{name}.affine.bias": (in_ch,)})
-        if r is not None and cfg.use_noise:
-            shapes.update({f"{name}.noise_strength": (), f"{name}.noise_const": (r, r)})
-
-    ch = cfg.block_channels
-    for r in cfg.block_resolutions:
-        b = f"synthesis.b{r}"
-        if r == 4:
-            shapes[f"{b}.const"] = (ch[4], 4, 4)
-        else:
-            modulated(f"{b}.conv0", ch[r // 2], ch[r], 3, r)
-            if cfg.architecture == "resnet":
-                shapes[f"{b}.skip.weight"] = (ch[r], ch[r // 2], 1, 1)
-        modulated(f"{b}.conv1", ch[r], ch[r], 3, r)
-        if cfg.architecture == "skip" or r == cfg.img_resolution:
-            modulated(f"{b}.torgb", ch[r], cfg.img_channels, 1, None)
-    return shapes
-
-
-def check_shapes(source: str, cfg: Union[StyleGAN2Config, StyleGANConfig], shapes: Mapping[str, tuple[int, ...]]) -> None:
-    """Raise CheckpointError unless `shapes` are exactly the tensors of the generator `cfg`
-    describes (StyleGAN2 or StyleGAN; w_avg optional)."""
-    if isinstance(cfg, StyleGANConfig):
-        expected, kind = stylegan_shapes(cfg), "StyleGAN"
-    else:
-        expected, kind = expected_shapes(cfg), "StyleGAN2"
-    missing = [k for k in expected if k not in shapes and k != "mapping.w_avg"]
-    extra = [k for k in shapes if k not in expected]
-    wrong = [
-        f"{k} {list(shapes[k])} (expected {list(expected[k])})"
-        for k in shapes
-        if k in expected and tuple(shapes[k]) != expected[k]
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing {_some(missing)}")
-    if extra:
-        problems.append(f"unexpected {_some(extra)}")
-    if wrong:
-        problems.append(f"wrong shape {_some(wrong)}")
-    if problems:
-        raise CheckpointError(f"{source}: the weights do not fit a {kind} generator: {'; '.join(problems)}")
-
-
 def taps_from_kernel(source: str, kernel: Tensor) -> tuple[int, ...]:
     """The 1-D integer taps (e.g. 1,3,3,1) of a stored separable 2-D FIR kernel of any scale."""
     k = kernel.double()
@@ -147,67 +100,17 @@ def taps_from_kernel(source: str, kernel: Tensor) -> tuple[int, ...]:
     return tuple(int(t) for t in rounded)
 
 
-def check_floating(source: str, name: str, t: Tensor) -> None:
-    """Integer, bool or complex tensors are not weights."""
-    if not t.is_floating_point():
-        raise CheckpointError(f"{source}: tensor {name} holds {str(t.dtype).replace('torch.', '')}, not floating-point numbers")
-
-
-def to_float32(source: str, name: str, t: Tensor) -> Tensor:
-    check_floating(source, name, t)
-    return t.to(torch.float32) if t.dtype != torch.float32 else t
-
-
-def _some(items: list[str], n: int = 3) -> str:
-    more = f" and {len(items) - n} more" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
-
-
-def _show(value: Any, width: int = 40) -> str:
-    """A value from the file, for an error message: short, one line, and never the repr of a big
-    structure (a list that holds itself many times over would take forever to print)."""
-    if value is None or isinstance(value, (bool, int, float, str, bytes, np.integer, np.floating)):
-        return repr(value[:width] if isinstance(value, (str, bytes)) else value)[:width]
-    return f"a {type(value).__name__}"
-
-
 def _describe(x: Any) -> str:
     if isinstance(x, dict):
-        keys = [_show(k, 30) for k in list(x)[:8]]
+        keys = [show_value(k, 30) for k in list(x)[:8]]
         return f"a dict with keys {keys}"
     return f"a {type(x).__name__}"
-
-
-def _int(source: str, value: Any, what: str, *, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise CheckpointError(f"{source}: {what} is {_show(value)}, not an integer >= {minimum}")
-    return int(value)
 
 
 def _informational(value: Any, default: int) -> int:
     """A setting recorded for information only (the explicit widths decide): never worth refusing a file."""
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0
     return int(value) if ok else default
-
-
-def _number(source: str, value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise CheckpointError(f"{source}: {what} is {_show(value)}, not a number")
-    return float(value)
-
-
-def _primitives(d: Any, limit: int = 64) -> dict:
-    """The str/number/bool/None entries of a dict (and lists of those), for `info`."""
-    out = {}
-    if not isinstance(d, dict):
-        return out
-    for k, v in list(d.items())[:limit]:
-        if isinstance(v, (list, tuple)) and len(v) <= 16 and all(isinstance(x, (int, float, str, bool)) for x in v):
-            v = list(v)
-        elif not (v is None or isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) <= 200)):
-            continue
-        out[str(k)] = v
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,7 +141,7 @@ def _read_pytorch(source: str, data: dict, file_size: int) -> RawNetwork:
         "persistence_version": G.version,
         "pickle_keys": sorted(str(k) for k in data),
     }
-    training_set = _primitives(data.get("training_set_kwargs"))
+    training_set = primitives(data.get("training_set_kwargs"))
     if training_set:
         info["training_set_kwargs"] = training_set
     return RawNetwork(cfg, state, format="nvidia-pytorch", has_w_avg="mapping.w_avg" in state, info=info)
@@ -325,11 +228,11 @@ def _pytorch_config(
             raise CheckpointError(f"{source}: layers disagree on {what} ({values}); stylelift needs one value")
         return values[0]
 
-    z_dim = _int(source, attr("", "z_dim"), "z_dim", minimum=1)
-    c_dim = _int(source, attr("", "c_dim"), "c_dim")
-    w_dim = _int(source, attr("", "w_dim"), "w_dim", minimum=1)
-    resolution = _int(source, attr("", "img_resolution"), "img_resolution", minimum=4)
-    img_channels = _int(source, attr("", "img_channels"), "img_channels", minimum=1)
+    z_dim = int_setting(source, attr("", "z_dim"), "z_dim", minimum=1)
+    c_dim = int_setting(source, attr("", "c_dim"), "c_dim")
+    w_dim = int_setting(source, attr("", "w_dim"), "w_dim", minimum=1)
+    resolution = int_setting(source, attr("", "img_resolution"), "img_resolution", minimum=4)
+    img_channels = int_setting(source, attr("", "img_channels"), "img_channels", minimum=1)
 
     n_mapping = 0
     while f"mapping.fc{n_mapping}" in modules:
@@ -338,7 +241,7 @@ def _pytorch_config(
         raise CheckpointError(f"{source}: the mapping network's layers are missing or misnumbered")
     fc = [f"mapping.fc{i}" for i in range(n_mapping)]
     lr_multiplier = same(
-        [_number(source, attr(m, "bias_gain"), f"{m}.bias_gain") for m in fc], "the mapping learning-rate multiplier"
+        [number_setting(source, attr(m, "bias_gain"), f"{m}.bias_gain") for m in fc], "the mapping learning-rate multiplier"
     )
     activation = same([attr(m, "activation", "lrelu") for m in fc], "the mapping activation")
     hidden = shape("mapping.fc0.weight")[0] if n_mapping > 1 else None
@@ -358,7 +261,7 @@ def _pytorch_config(
     use_noise = same([attr(m, "use_noise", True) for m in layers], "use_noise")
 
     if "resample_filter" in synthesis_kwargs and isinstance(synthesis_kwargs["resample_filter"], (list, tuple)):
-        resample_filter = tuple(_int(source, t, "a resample_filter tap") for t in synthesis_kwargs["resample_filter"])
+        resample_filter = tuple(int_setting(source, t, "a resample_filter tap") for t in synthesis_kwargs["resample_filter"])
     elif "synthesis.b4.resample_filter" in records:
         resample_filter = taps_from_kernel(source, records["synthesis.b4.resample_filter"].materialize())
     else:
@@ -383,7 +286,7 @@ def _pytorch_config(
             channels=tuple(shape(f"{b}.conv1.weight")[0] for b in blocks),
             architecture=architecture,
             resample_filter=resample_filter,
-            conv_clamp=None if conv_clamp is None else _number(source, conv_clamp, "conv_clamp"),
+            conv_clamp=None if conv_clamp is None else number_setting(source, conv_clamp, "conv_clamp"),
             use_noise=bool(use_noise),
             num_fp16_res=_informational(num_fp16_res, 0),
         )
@@ -413,13 +316,11 @@ _TF_SYNTHESIS_FUNCS = {"G_synthesis_stylegan2", "G_synthesis"}  # StyleGAN2 (v4)
 
 
 def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
-    from .nvidia_stylegan import is_stylegan_v1, read_stylegan_tensorflow
-
     if is_stylegan_v1(Gs):
         return read_stylegan_tensorflow(source, Gs)
     version = Gs.get("version")
     if version not in (4, 5):
-        raise CheckpointError(f"{source}: TensorFlow network version {_show(version, 20)} is not supported (4 and 5 are)")
+        raise CheckpointError(f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
     kwargs = Gs.get("static_kwargs")
     components = Gs.get("components")
     if not isinstance(kwargs, dict) or not isinstance(components, dict):
@@ -440,7 +341,7 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
     if kwargs.get("mapping_func", "G_mapping") != "G_mapping":
         raise CheckpointError(f"{source}: TensorFlow mapping network {str(kwargs['mapping_func'])[:40]!r} is not supported")
 
-    variables = _tf_variables(source, Gs)
+    variables = tf_variables(source, Gs)
     cfg = _tensorflow_config(source, kwargs, variables)
     state = _tensorflow_state(source, cfg, variables)
     check_shapes(source, cfg, {k: tuple(v.shape) for k, v in state.items()})
@@ -451,76 +352,9 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         "network_version": version,
         "network_name": str(Gs.get("name"))[:60],
         "synthesis_func": synthesis_func,
-        "static_kwargs": _primitives(kwargs),
+        "static_kwargs": primitives(kwargs),
     }
     return RawNetwork(cfg, state, format="nvidia-tensorflow", has_w_avg="mapping.w_avg" in state, info=info)
-
-
-def _tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
-    """All variables of Gs and its components, named 'mapping/Dense0/weight' and so on."""
-    out: dict[str, np.ndarray] = {}
-    seen: set[int] = set()
-    todo = [("", Gs, 0)]
-    while todo:
-        prefix, net, depth = todo.pop()
-        if depth > 4:
-            raise CheckpointError(f"{source}: TensorFlow networks nested deeper than StyleGAN2's")
-        if id(net) in seen:  # Gs holds mapping and synthesis once each
-            raise CheckpointError(f"{source}: TensorFlow network {prefix} is another component over again")
-        seen.add(id(net))
-        variables = net.get("variables") or []
-        if not isinstance(variables, list):
-            raise CheckpointError(f"{source}: malformed variables in TensorFlow network {prefix or 'Gs'}")
-        for item in variables:
-            if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
-                raise CheckpointError(f"{source}: malformed variable in TensorFlow network {prefix or 'Gs'}")
-            name, value = item
-            if isinstance(value, ArrayRecord) and value.array is not None:
-                value = value.array
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):  # 0-d variables come back as numpy scalars
-                value = np.asarray(value, dtype=np.float32)
-            else:
-                raise CheckpointError(f"{source}: TensorFlow variable {prefix}{name} is not an array")
-            if prefix + name in out:
-                raise CheckpointError(f"{source}: TensorFlow variable {prefix}{name} is stored twice")
-            out[prefix + name] = value
-        for name, comp in (net.get("components") or {}).items():
-            if not isinstance(comp, TFNetwork) or not isinstance(name, str):
-                raise CheckpointError(f"{source}: malformed component {_show(name)} of TensorFlow network {prefix or 'Gs'}")
-            todo.append((f"{prefix}{name}/", comp, depth + 1))
-    return out
-
-
-class TFState:
-    """TF variables -> a stylelift state dict: `take` removes one variable (float32; with `ndim`,
-    its number of dimensions checked), `put` stores a tensor under stylelift's name, `finish`
-    refuses the variables nobody took."""
-
-    def __init__(self, source: str, variables: dict[str, np.ndarray], *, skip: tuple[str, ...] = ()):
-        self.source = source
-        self.left = {k: x for k, x in variables.items() if k not in skip}
-        self.state: dict[str, Tensor] = {}
-
-    def has(self, name: str) -> bool:
-        return name in self.left
-
-    def take(self, name: str, ndim: Optional[int] = None) -> np.ndarray:
-        if name not in self.left:
-            raise CheckpointError(f"{self.source}: TensorFlow variable {name} is missing")
-        value = np.asarray(self.left.pop(name))
-        if not np.issubdtype(value.dtype, np.floating):  # integer, bool or complex arrays are not weights
-            raise CheckpointError(f"{self.source}: TensorFlow variable {name} holds {value.dtype}, not floating-point numbers")
-        if ndim is not None and value.ndim != ndim:
-            raise CheckpointError(f"{self.source}: TensorFlow variable {name} has shape {list(value.shape)}")
-        return value.astype(np.float32)
-
-    def put(self, name: str, value: np.ndarray) -> None:
-        self.state[name] = torch.from_numpy(np.array(value, dtype=np.float32, order="C"))  # a writable copy
-
-    def finish(self) -> dict[str, Tensor]:
-        if self.left:
-            raise CheckpointError(f"{self.source}: unexpected TensorFlow variables {_some(sorted(self.left))}")
-        return self.state
 
 
 def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> StyleGAN2Config:
@@ -529,7 +363,7 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
             raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
         return tuple(v[name].shape)
 
-    c_dim = _int(source, kwargs.get("label_size", 0), "label_size")
+    c_dim = int_setting(source, kwargs.get("label_size", 0), "label_size")
     if "mapping/LabelConcat/weight" in v:
         raise CheckpointError(
             f"{source} is a conditional StyleGAN2 TensorFlow network (label_size={c_dim}); its label embedding "
@@ -553,11 +387,11 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
         embed = shape("mapping/LabelEmbed/weight")[1]
     w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight")[1]
     z_dim = shape("mapping/Dense0/weight")[0] - (embed or 0)
-    if z_dim != _int(source, kwargs.get("latent_size", z_dim), "latent_size"):
+    if z_dim != int_setting(source, kwargs.get("latent_size", z_dim), "latent_size"):
         raise CheckpointError(f"{source}: latent_size does not match the mapping network's weights")
     hidden = shape("mapping/Dense0/weight")[1] if n_mapping > 1 else None
 
-    resolution = _int(source, kwargs.get("resolution", 1024), "resolution", minimum=4)
+    resolution = int_setting(source, kwargs.get("resolution", 1024), "resolution", minimum=4)
     resolutions = [2**i for i in range(2, int(math.log2(resolution)) + 1)]
     if 2 ** (len(resolutions) + 1) != resolution:
         raise CheckpointError(f"{source}: resolution {resolution} is not a power of two")
@@ -584,11 +418,11 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
 
     use_noise = kwargs.get("use_noise", True)
     if bool(use_noise) != ("synthesis/noise0" in v):
-        raise CheckpointError(f"{source}: use_noise={_show(use_noise)} does not match the network's variables")
+        raise CheckpointError(f"{source}: use_noise={show_value(use_noise)} does not match the network's variables")
     kernel = kwargs.get("resample_kernel", [1, 3, 3, 1])
     kernel = [1, 1] if kernel is None else kernel  # TF's default for None: a box filter
     if not isinstance(kernel, (list, tuple)) or not kernel:
-        raise CheckpointError(f"{source}: bad resample_kernel {_show(kernel)}")
+        raise CheckpointError(f"{source}: bad resample_kernel {show_value(kernel)}")
     conv_clamp = kwargs.get("conv_clamp")
     try:
         return StyleGAN2Config(
@@ -596,17 +430,17 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
             c_dim=c_dim,
             w_dim=w_dim,
             img_resolution=resolution,
-            img_channels=_int(source, kwargs.get("num_channels", 3), "num_channels", minimum=1),
+            img_channels=int_setting(source, kwargs.get("num_channels", 3), "num_channels", minimum=1),
             mapping_layers=n_mapping,
-            mapping_lr_multiplier=_number(source, kwargs.get("mapping_lrmul", 0.01), "mapping_lrmul"),
+            mapping_lr_multiplier=number_setting(source, kwargs.get("mapping_lrmul", 0.01), "mapping_lrmul"),
             mapping_layer_features=hidden if hidden != w_dim else None,
             embed_features=embed if embed != w_dim else None,
             channel_base=2 * (_informational(kwargs.get("fmap_base"), 16384) or 16384),
             channel_max=_informational(kwargs.get("fmap_max"), 512) or 512,
             channels=tuple(channels),
             architecture=architecture,
-            resample_filter=tuple(_int(source, t, "a resample_kernel tap") for t in kernel),
-            conv_clamp=None if conv_clamp is None else _number(source, conv_clamp, "conv_clamp"),
+            resample_filter=tuple(int_setting(source, t, "a resample_kernel tap") for t in kernel),
+            conv_clamp=None if conv_clamp is None else number_setting(source, conv_clamp, "conv_clamp"),
             use_noise=bool(use_noise),
             num_fp16_res=_informational(kwargs.get("num_fp16_res"), 0),
         )

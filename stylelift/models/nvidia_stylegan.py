@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .nvidia import TFState, _int, _number, _primitives, _show, _tf_variables, check_shapes
+from .reading import TFState, check_shapes, int_setting, number_setting, primitives, show_value, tf_variables
 from .raw import RawNetwork
 from .safe_pickle import TFNetwork
 from .stylegan import StyleGANConfig
@@ -69,16 +69,16 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
     """A StyleGAN (v1) `Gs` -> config and weights in stylelift's names."""
     version, func = Gs.get("version"), Gs.get("build_func_name")
     if type(version) is not int or version not in (2, 3, 4):
-        raise CheckpointError(f"{source}: StyleGAN (v1) network version {_show(version, 20)} is not supported (2, 3 and 4 are)")
+        raise CheckpointError(f"{source}: StyleGAN (v1) network version {show_value(version, 20)} is not supported (2, 3 and 4 are)")
     if func != "G_style":
-        raise CheckpointError(f"{source}: a StyleGAN (v1) network built by {_show(func, 30)}, not G_style")
+        raise CheckpointError(f"{source}: a StyleGAN (v1) network built by {show_value(func, 30)}, not G_style")
     components = Gs.get("components")
     if not isinstance(components, dict) or not all(isinstance(components.get(k), TFNetwork) for k in ("mapping", "synthesis")):
         raise CheckpointError(f"{source}: the StyleGAN network Gs has no mapping and synthesis components")
     funcs = {k: components[k].get("build_func_name") for k in ("mapping", "synthesis")}
     if funcs != {"mapping": "G_mapping", "synthesis": "G_synthesis"}:
-        shown = ", ".join(f"{k} {_show(v, 30)}" for k, v in funcs.items())
-        raise CheckpointError(f"{source}: a StyleGAN network built by other functions than G_mapping / G_synthesis ({shown})")
+        builders = ", ".join(f"{k} {show_value(v, 30)}" for k, v in funcs.items())
+        raise CheckpointError(f"{source}: a StyleGAN network built by other functions than G_mapping / G_synthesis ({builders})")
     settings: dict[str, Any] = {}
     for net in (Gs, components["mapping"], components["synthesis"]):
         kwargs = net.get("static_kwargs")
@@ -90,9 +90,9 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         raise CheckpointError(f"{source}: unknown StyleGAN network setting {unknown[0]!r}; stylelift cannot tell how it changes the network")
     for key, default in _DEFAULTS.items():
         if key in settings and (not isinstance(settings[key], type(default)) or settings[key] != default):
-            raise CheckpointError(f"{source}: StyleGAN networks with {key}={_show(settings[key])} are not supported (only {default!r})")
+            raise CheckpointError(f"{source}: StyleGAN networks with {key}={show_value(settings[key])} are not supported (only {default!r})")
 
-    variables = _tf_variables(source, Gs)
+    variables = tf_variables(source, Gs)
     for name in ("lod", "synthesis/lod"):
         if name not in variables:
             continue
@@ -112,7 +112,7 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         "network": "Gs",
         "network_version": Gs.get("version"),
         "network_name": str(Gs.get("name"))[:60],
-        "static_kwargs": _primitives(Gs.get("static_kwargs")),
+        "static_kwargs": primitives(Gs.get("static_kwargs")),
     }
     return RawNetwork(cfg, state, format="nvidia-tensorflow", has_w_avg="mapping.w_avg" in state, info=info)
 
@@ -125,7 +125,7 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
             raise CheckpointError(f"{source}: TensorFlow variable {name} has shape {list(np.shape(v[name]))}")
         return tuple(np.shape(v[name]))
 
-    if _int(source, settings.get("label_size", 0), "label_size") or "mapping/LabelConcat/weight" in v:
+    if int_setting(source, settings.get("label_size", 0), "label_size") or "mapping/LabelConcat/weight" in v:
         raise CheckpointError(f"{source} is a conditional StyleGAN network (label_size > 0); stylelift reads unconditional ones only")
     n_mapping = 0
     while f"mapping/Dense{n_mapping}/weight" in v:
@@ -137,10 +137,10 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
     for key, value in (("latent_size", z_dim), ("dlatent_size", w_dim), ("mapping_fmaps", hidden if n_mapping > 1 else None)):
         if value is None:
             continue
-        if key in settings and _int(source, settings[key], key) != value:
+        if key in settings and int_setting(source, settings[key], key) != value:
             raise CheckpointError(f"{source}: {key} does not match the mapping network's weights")
 
-    resolution = _int(source, settings.get("resolution", 1024), "resolution", minimum=4)
+    resolution = int_setting(source, settings.get("resolution", 1024), "resolution", minimum=4)
     log2 = resolution.bit_length() - 1
     if 2**log2 != resolution or not 2 <= log2 <= 10:
         raise CheckpointError(f"{source}: resolution {str(resolution)[:20]} is not a power of two from 4 to 1024")
@@ -151,26 +151,26 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
 
     fused = settings.get("fused_scale", "auto")
     if fused not in (True, False, "auto"):
-        raise CheckpointError(f"{source}: fused_scale is {_show(fused)}, not True, False or 'auto'")
+        raise CheckpointError(f"{source}: fused_scale is {show_value(fused)}, not True, False or 'auto'")
     blur = settings.get("blur_filter", [1, 2, 1])
     blur = [] if blur is None else blur
     if not isinstance(blur, (list, tuple)):
-        raise CheckpointError(f"{source}: blur_filter is {_show(blur)}, not a list of taps")
+        raise CheckpointError(f"{source}: blur_filter is {show_value(blur)}, not a list of taps")
     use_noise = settings.get("use_noise", True)
     if not isinstance(use_noise, bool) or use_noise != ("synthesis/noise0" in v):
-        raise CheckpointError(f"{source}: use_noise={_show(use_noise)} does not match the network's variables")
+        raise CheckpointError(f"{source}: use_noise={show_value(use_noise)} does not match the network's variables")
     try:
         return StyleGANConfig(
             z_dim=z_dim,
             w_dim=w_dim,
             img_resolution=resolution,
-            img_channels=_int(source, settings.get("num_channels", 3), "num_channels", minimum=1),
+            img_channels=int_setting(source, settings.get("num_channels", 3), "num_channels", minimum=1),
             mapping_layers=n_mapping,
             mapping_layer_features=hidden if n_mapping > 1 else w_dim,
-            mapping_lr_multiplier=_number(source, settings.get("mapping_lrmul", 0.01), "mapping_lrmul"),
+            mapping_lr_multiplier=number_setting(source, settings.get("mapping_lrmul", 0.01), "mapping_lrmul"),
             channels=tuple(int(c) for c in channels),
             fused_min_resolution={True: 8, False: 2048, "auto": 128}[fused],
-            blur_filter=tuple(_int(source, t, "a blur_filter tap") for t in blur),
+            blur_filter=tuple(int_setting(source, t, "a blur_filter tap") for t in blur),
             use_noise=use_noise,
         )
     except ValueError as e:

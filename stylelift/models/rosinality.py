@@ -23,8 +23,10 @@ from typing import Any
 from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .nvidia import check_floating, check_shapes, taps_from_kernel, to_float32
+from .nvidia import taps_from_kernel
+from .reading import check_floating, check_shapes, to_float32
 from .raw import RawNetwork
+from .rosinality_stylegan import is_stylegan_checkpoint, read_stylegan_checkpoint
 from .stylegan2 import StyleGAN2Config
 from .torch_files import TORCH_SAVE_PICKLE, check_storage_extent, load_torch_file
 
@@ -70,8 +72,6 @@ def _load(path: Path) -> Any:
 def _convert(source: str, ckpt: Any) -> RawNetwork:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{source} is a torch file but not a rosinality checkpoint (it holds a {type(ckpt).__name__})")
-    from .rosinality_stylegan import is_stylegan_checkpoint, read_stylegan_checkpoint
-
     if is_stylegan_checkpoint(ckpt):  # rosinality's StyleGAN (v1) port
         return read_stylegan_checkpoint(source, ckpt)
     args = ckpt.get("args")

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .nvidia import check_shapes, to_float32
+from .reading import check_shapes, to_float32
 from .raw import RawNetwork
 from .stylegan import StyleGANConfig
 from .torch_files import check_storage_extent
