@@ -306,3 +306,44 @@ def test_the_public_api_is_importable_from_the_package():
     for name in stylelift.__all__:
         assert getattr(stylelift, name) is not None, name
     assert stylelift.project.__module__ == "stylelift.projector.project" and stylelift.StyleGAN is StyleGAN
+
+
+def rosinality_8px_state() -> dict:
+    """The first two blocks (4 and 8 px, 512 channels: rosinality's widths are fixed) and a 2-layer
+    mapping of rosinality's StyledGenerator, every tensor from RandomState(0) in key order, the blur
+    buffers as rosinality makes them. 9.6M numbers: the smallest file its code can run."""
+    C = W = 512
+    shapes = {f"style.{2 * j + 1}.linear.{p}": s for j in range(2) for p, s in (("weight_orig", (W, W)), ("bias", (W,)))}
+    shapes["generator.progression.0.conv1.input"] = (1, C, 4, 4)
+    shapes |= {"generator.progression.1.conv1.1.conv.weight_orig": (C, C, 3, 3), "generator.progression.1.conv1.1.conv.bias": (C,)}
+    for i in range(2):
+        b = f"generator.progression.{i}"
+        for k in (1, 2):
+            shapes |= {f"{b}.noise{k}.weight_orig": (1, C, 1, 1), f"{b}.adain{k}.style.linear.weight_orig": (2 * C, W), f"{b}.adain{k}.style.linear.bias": (2 * C,)}
+        shapes |= {f"{b}.conv2.conv.weight_orig": (C, C, 3, 3), f"{b}.conv2.conv.bias": (C,)}
+        shapes |= {f"generator.to_rgb.{i}.conv.weight_orig": (3, C, 1, 1), f"generator.to_rgb.{i}.conv.bias": (3,)}
+    rng = np.random.RandomState(0)
+    sd = {k: torch.from_numpy(rng.standard_normal(s).astype(np.float32)) for k, s in sorted(shapes.items())}
+    blur = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    sd["generator.progression.1.conv1.2.weight"] = blur.expand(C, 1, 3, 3).clone()
+    sd["generator.progression.1.conv1.2.weight_flip"] = blur.expand(C, 1, 3, 3).clone()
+    return sd
+
+
+def test_rosinality_stylegan_checkpoint_reproduces_rosinalitys_own_code(tmp_path):
+    """Numbers computed outside this repository by rosinality's model.py (`StyledGenerator(512,
+    n_mlp=2)`, this state dict, `forward(z, noise, step=1, alpha=1)`); stylelift was 9.8e-6 away
+    over the whole images. Independent of the fixture that inverts stylelift's reader."""
+    path = tmp_path / "train_step-1.model"
+    torch.save(rosinality_8px_state(), path)
+    G = load_generator(path)
+    assert G.img_resolution == 8 and G.config.mapping_layers == 2
+    rng = np.random.RandomState(1)
+    z = torch.from_numpy(rng.standard_normal([2, 512]).astype(np.float32))
+    noise = [torch.from_numpy(rng.standard_normal([1, 1, r, r]).astype(np.float32)) for r in (4, 8)]
+    with torch.no_grad():
+        img = G.synthesis(G.mapping(z), noises=[n for n in noise for _ in range(2)])  # one map per block, as rosinality
+    means = torch.tensor([[0.0311, -0.1348, 5.5597], [0.7182, -3.525, 5.1226]])
+    assert torch.allclose(img.mean(dim=[2, 3]), means, atol=1e-3)
+    assert torch.allclose(img[0, :, 2, 5], torch.tensor([0.0047, 6.9972, 7.9137]), atol=1e-3)
+    assert torch.allclose(img[1, :, 7, 0], torch.tensor([4.9444, 0.0289, 4.9865]), atol=1e-3)
