@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional
 
 from torch import Tensor, nn
@@ -10,6 +12,13 @@ from torch import Tensor, nn
 from ..errors import InputError
 
 NOISE_MODES = ("const", "random", "none")
+MAX_TAP = 1 << 16  # resampling/blur filter taps beyond this would only overflow float32 (real filters: 1, 2, 3)
+MAX_LR_MULTIPLIER = 100.0  # mapping learning-rate multipliers of real networks: 0.01 (NVIDIA) or 1
+
+
+def is_real(value) -> bool:
+    """A finite int or float (not a bool, a string or a container)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:

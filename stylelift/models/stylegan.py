@@ -34,13 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
 CONV_GAIN = math.sqrt(2)
-MAX_TAP = 1 << 16  # blur taps beyond this would only overflow float32 (real filters: 1, 2, 1)
-MAX_LR_MULTIPLIER = 100.0  # real networks: 0.01 (NVIDIA) or 1
 
 _INT_FIELDS = (
     ("z_dim", 1, 1 << 14), ("w_dim", 1, 1 << 14), ("img_channels", 1, 16), ("mapping_layers", 1, 64),
@@ -78,7 +76,7 @@ class StyleGANConfig:
         if self.c_dim != 0:
             raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")
         m = self.mapping_lr_multiplier
-        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m <= MAX_LR_MULTIPLIER:
+        if not is_real(m) or not 0 < m <= MAX_LR_MULTIPLIER:
             raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most {MAX_LR_MULTIPLIER}, got {m!r:.40}")
         channels = tuple(self.channels) if isinstance(self.channels, (tuple, list)) else ()
         if len(channels) != len(self.block_resolutions) or not all(type(c) is int and 1 <= c <= 1 << 14 for c in channels):
@@ -92,7 +90,7 @@ class StyleGANConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r:.40}")
         eps = self.instance_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+        if not is_real(eps) or not 0 < eps <= 1:
             raise ValueError(f"instance_norm_eps must be a number above 0 and at most 1, got {eps!r:.40}")
 
     @property

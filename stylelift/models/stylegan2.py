@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -38,11 +37,6 @@ _INT_FIELDS = (
     ("mapping_layers", 1, 64), ("mapping_layer_features", 1, 1 << 14), ("embed_features", 1, 1 << 14),
     ("channel_base", 1, 1 << 22), ("channel_max", 1, 1 << 14), ("num_fp16_res", 0, 16),
 )  # fmt: skip
-
-
-def _is_real(value) -> bool:
-    """A finite int or float (not a bool, a string or a container)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -88,12 +82,12 @@ class StyleGAN2Config:
                     f"(one per block resolution), got {self.channels}"
                 )
         f = self.resample_filter
-        if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(_is_real(v) and abs(v) <= 1 << 16 for v in f) or sum(f) == 0:
+        if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(is_real(v) and abs(v) <= MAX_TAP for v in f) or sum(f) == 0:
             raise ValueError(f"resample_filter must list 1 to 16 numbers within +-65536 with a non-zero sum, got {f!r:.40}")
         object.__setattr__(self, "resample_filter", tuple(f))
-        if not _is_real(self.mapping_lr_multiplier) or not 0 < self.mapping_lr_multiplier <= 100:
+        if not is_real(self.mapping_lr_multiplier) or not 0 < self.mapping_lr_multiplier <= MAX_LR_MULTIPLIER:
             raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most 100, got {self.mapping_lr_multiplier!r:.40}")
-        if self.conv_clamp is not None and (not _is_real(self.conv_clamp) or self.conv_clamp <= 0):
+        if self.conv_clamp is not None and (not is_real(self.conv_clamp) or self.conv_clamp <= 0):
             raise ValueError(f"conv_clamp must be a positive number or None, got {self.conv_clamp!r:.40}")
         if not isinstance(self.use_noise, bool):
             raise ValueError(f"use_noise must be true or false, got {self.use_noise!r:.40}")
