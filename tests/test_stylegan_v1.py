@@ -347,3 +347,9 @@ def test_rosinality_stylegan_checkpoint_reproduces_rosinalitys_own_code(tmp_path
     assert torch.allclose(img.mean(dim=[2, 3]), means, atol=1e-3)
     assert torch.allclose(img[0, :, 2, 5], torch.tensor([0.0047, 6.9972, 7.9137]), atol=1e-3)
     assert torch.allclose(img[1, :, 7, 0], torch.tensor([4.9444, 0.0289, 4.9865]), atol=1e-3)
+
+
+def test_random_stylegan_networks_are_known_by_name():
+    G = load_generator("random-stylegan-64")
+    assert isinstance(G, StyleGAN) and G.config.channels == (512, 512, 512, 512, 256) and G.num_ws == 10
+    assert network_id(G) == network_id(load_generator("random-stylegan-64"))  # the same weights every time

@@ -48,20 +48,23 @@ class NetworkNotFoundError(FileNotFoundError):
 # Networks known by name.
 
 
-def _random_stylegan2(resolution: int) -> Callable[[], RawNetwork]:
-    """A randomly initialised StyleGAN2 (fixed seed): for demos, tests and benchmarks, not faces."""
+def _random_network(family: str, resolution: int) -> Callable[[], RawNetwork]:
+    """A randomly initialised StyleGAN2 or StyleGAN (fixed seed), NVIDIA's widths for its size:
+    for demos, tests and benchmarks, not faces."""
 
     def build() -> RawNetwork:
-        cfg = StyleGAN2Config(img_resolution=resolution, channel_base=min(32768, 512 * resolution // 2), mapping_layers=8)
+        if family == "stylegan2":
+            cfg = StyleGAN2Config(img_resolution=resolution, channel_base=min(32768, 512 * resolution // 2), mapping_layers=8)
+        else:  # NVIDIA's StyleGAN: fmap_base 8192, at most 512 channels
+            cfg = StyleGANConfig(img_resolution=resolution, channels=tuple(min(16384 // r, 512) for r in [2**i for i in range(2, resolution.bit_length())]))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(resolution)
-            G = Generator(cfg)
+            G = Generator(cfg) if family == "stylegan2" else StyleGAN(cfg)
             for name, p in G.named_parameters():
                 if name.endswith("noise_strength"):
                     p.data.fill_(0.1)
             state = G.state_dict()
-        raw = RawNetwork(cfg, state, format="builtin", has_w_avg=False, info={"note": "random weights (no training)"})
-        return raw
+        return RawNetwork(cfg, state, format="builtin", has_w_avg=False, info={"note": "random weights (no training)"})
 
     return build
 
@@ -69,7 +72,7 @@ def _random_stylegan2(resolution: int) -> Callable[[], RawNetwork]:
 BUNDLED_NETWORK = "mobile-ffhq"  # MobileStyleGAN FFHQ 1024 from the random-face wheel (stylelift.models.mobilestylegan)
 
 NAMED_NETWORKS: dict[str, Callable[[], RawNetwork]] = {
-    f"random-stylegan2-{r}": _random_stylegan2(r) for r in (64, 256, 1024)
+    f"random-{family}-{r}": _random_network(family, r) for family in ("stylegan2", "stylegan") for r in (64, 256, 1024)
 }
 
 
