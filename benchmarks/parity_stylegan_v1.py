@@ -71,14 +71,14 @@ def tf_variables(ref) -> dict:
 
 def genforce_table(repo: Path, seed: int) -> None:
     Reference = genforce_generator_class(repo)
-    torch.manual_seed(seed)
     small = dict(z_space_dim=32, w_space_dim=32, mapping_layers=4, mapping_fmaps=48, fmaps_base=2048, fmaps_max=64)
     cases = [(256, "auto", small), (64, True, small), (32, False, small), (1024, "auto", {})]
     print("NVIDIA TF variables: stylelift vs genforce")
     print("| resolution | fused_scale | max abs diff ws | max abs diff image (z, psi 0.7) | max abs diff image (random W+) | image std |")
     print("|---|---|---|---|---|---|")
-    for res, fused, kw in cases:
+    for case, (res, fused, kw) in enumerate(cases):
         ref = Reference(res, fused_scale=fused, **kw).eval()
+        torch.manual_seed(seed + case)  # the draws below do not depend on how either network initialises itself
         with torch.no_grad():
             for name, t in list(ref.named_parameters()) + list(ref.named_buffers()):
                 if not name.endswith(("lod", "kernel")):  # the blur kernel and the level of detail stay as they are
@@ -90,6 +90,7 @@ def genforce_table(repo: Path, seed: int) -> None:
         cfg = _config("parity", settings, variables)
         G = StyleGAN(cfg).eval()
         G.load_state_dict(_state("parity", cfg, variables), strict=True)
+        torch.manual_seed(seed + 100 + case)
         z = torch.randn(4, cfg.z_dim)
         wp = torch.randn(2, cfg.num_ws, cfg.w_dim)
         with torch.no_grad():
@@ -107,13 +108,13 @@ def rosinality_table(repo: Path, seed: int) -> None:
     spec = importlib.util.spec_from_file_location("rosinality_stylegan_model", repo / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    torch.manual_seed(seed)
     print("rosinality checkpoints: stylelift vs rosinality's StyledGenerator")
     print("| trained resolution | max abs diff image | rosinality float32 vs float64 | stylelift float32 vs rosinality float64 | image std |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for step in (8, 5, 3):
             g = module.StyledGenerator(512).eval()
+            torch.manual_seed(seed + step)
             with torch.no_grad():
                 for name, p in g.named_parameters():
                     if name.endswith("bias") or "noise" in name:  # zero at initialisation: give them values
@@ -124,6 +125,7 @@ def rosinality_table(repo: Path, seed: int) -> None:
             sd = g.state_dict()
             torch.save({"generator": sd, "discriminator": {}, "g_optimizer": {}, "d_optimizer": {}, "g_running": sd}, path, _use_new_zipfile_serialization=False)
             G = load_generator(path)
+            torch.manual_seed(seed + 100 + step)
             z = torch.randn(2, 512)
             noise = [torch.randn(1, 1, 4 * 2**i, 4 * 2**i) for i in range(step + 1)]
             g64 = copy.deepcopy(g).double()

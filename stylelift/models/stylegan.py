@@ -147,12 +147,6 @@ def expected_shapes(cfg: StyleGANConfig) -> dict[str, tuple[int, ...]]:
 # Ops
 
 
-def instance_norm(x: Tensor, eps: float = 1e-8) -> Tensor:
-    """Each feature map to zero mean and unit mean square over its pixels."""
-    x = x - x.mean(dim=[2, 3], keepdim=True)
-    return x * (x.square().mean(dim=[2, 3], keepdim=True) + eps).rsqrt()
-
-
 def blur_kernel(taps: tuple[int, ...]) -> Tensor:
     """The normalised 2-D low-pass filter [k, k] made from 1-D taps (outer product)."""
     f = torch.tensor(taps, dtype=torch.float32)
@@ -168,6 +162,8 @@ def blur(x: Tensor, kernel: Tensor) -> Tensor:
         return x * kernel.reshape([])
     weight = kernel.to(x.dtype).expand(x.shape[1], 1, k, k)
     lo = (k - 1) // 2
+    if k % 2:
+        return F.conv2d(x, weight, padding=lo, groups=x.shape[1])
     return F.conv2d(F.pad(x, [lo, k - 1 - lo, lo, k - 1 - lo]), weight, groups=x.shape[1])
 
 
@@ -253,17 +249,20 @@ class SynthesisLayer(nn.Module):
         self.affine = Dense(w_dim, 2 * out_channels, gain=1.0)
 
     def forward(self, x: Tensor, w: Tensor, blur_filter: Optional[Tensor], *, noise_mode: str = "const", noise: Optional[Tensor] = None) -> Tensor:
+        # The bias goes into the conv call wherever that gives the same sum: always, except before
+        # NVIDIA's blur (its zero padding would weaken a bias added first, which is what rosinality does).
+        blurred = self.conv == "up" and blur_filter is not None
+        bias_in_conv = self.conv != "none" and (self.bias_before_blur or not blurred)
         if self.conv != "none":
             weight = self.weight * self.weight_gain
+            conv_bias = self.bias if bias_in_conv else None
             if self.conv == "up" and self.fused:
-                x = F.conv_transpose2d(x, fused_up_weight(weight), stride=2, padding=1)
+                x = F.conv_transpose2d(x, fused_up_weight(weight), conv_bias, stride=2, padding=1)
             else:
                 if self.conv == "up":
                     x = F.interpolate(x, scale_factor=2, mode="nearest")
-                x = F.conv2d(x, weight, padding=1)
-            if self.bias_before_blur:
-                x = x + self.bias.reshape(-1, 1, 1)
-            if self.conv == "up" and blur_filter is not None:
+                x = F.conv2d(x, weight, conv_bias, padding=1)
+            if blurred:
                 x = blur(x, blur_filter)
         if self.use_noise:
             if noise is None and noise_mode == "random":
@@ -271,11 +270,12 @@ class SynthesisLayer(nn.Module):
             elif noise is None and noise_mode == "const":
                 noise = self.noise_const
             if noise is not None:  # [N, 1, r, r] or [r, r]
-                x = x + noise * self.noise_strength.reshape(-1, 1, 1)
-        x = F.leaky_relu(x if self.bias_before_blur else x + self.bias.reshape(-1, 1, 1), LRELU_SLOPE)
-        x = instance_norm(x, self.eps)
+                x = torch.addcmul(x, noise, self.noise_strength.reshape(-1, 1, 1))
+        if not bias_in_conv:
+            x = x + self.bias.reshape(-1, 1, 1)
+        x = F.instance_norm(F.leaky_relu(x, LRELU_SLOPE), eps=self.eps)  # mean 0, mean square 1 per map
         scale, shift = self.affine(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)  # [N, C, 1, 1] each
-        return x * (scale + 1) + shift
+        return torch.addcmul(shift, x, scale + 1)
 
     def extra_repr(self) -> str:
         conv = {"none": "no conv", "same": "3x3 conv", "up": "up-sampling 3x3 conv" + (" (fused)" if self.fused else "")}[self.conv]
