@@ -83,7 +83,7 @@ def read_nvidia_pickle(path: Path) -> RawNetwork:
 
 
 # ----------------------------------------------------------------------------------------------
-# Shared checks (also used by the rosinality reader)
+# Resampling filters stored as 2-D kernels (also used by the rosinality reader)
 
 
 def taps_from_kernel(source: str, kernel: Tensor) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ modulation. Each of the 2 * log2(R) - 2 layers ends with the same epilogue,
 
     x = x + noise * noise_strength[c]      per-channel noise strength, one map per layer
     x = leaky_relu(x + bias)               no gain after the activation (it is in the weights)
-    x = instance_norm(x)
+    x = instance_norm(x)                   per feature map: mean 0, mean square 1
     x = x * (scale + 1) + shift            (scale, shift) = affine(w_i), the "style"
 
 The 4x4 block starts from a learned constant (layer 0: the epilogue alone, then a 3x3 conv,
@@ -77,7 +77,7 @@ class StyleGANConfig:
             raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")
         m = self.mapping_lr_multiplier
         if not is_real(m) or not 0 < m <= MAX_LR_MULTIPLIER:
-            raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most {MAX_LR_MULTIPLIER}, got {m!r:.40}")
+            raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most {MAX_LR_MULTIPLIER:g}, got {m!r:.40}")
         channels = tuple(self.channels) if isinstance(self.channels, (tuple, list)) else ()
         if len(channels) != len(self.block_resolutions) or not all(type(c) is int and 1 <= c <= 1 << 14 for c in channels):
             raise ValueError(f"channels must list {len(self.block_resolutions)} positive widths (one per block resolution), got {self.channels!r:.60}")

@@ -83,10 +83,10 @@ class StyleGAN2Config:
                 )
         f = self.resample_filter
         if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(is_real(v) and abs(v) <= MAX_TAP for v in f) or sum(f) == 0:
-            raise ValueError(f"resample_filter must list 1 to 16 numbers within +-65536 with a non-zero sum, got {f!r:.40}")
+            raise ValueError(f"resample_filter must list 1 to 16 numbers within +-{MAX_TAP} with a non-zero sum, got {f!r:.40}")
         object.__setattr__(self, "resample_filter", tuple(f))
         if not is_real(self.mapping_lr_multiplier) or not 0 < self.mapping_lr_multiplier <= MAX_LR_MULTIPLIER:
-            raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most 100, got {self.mapping_lr_multiplier!r:.40}")
+            raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most {MAX_LR_MULTIPLIER:g}, got {self.mapping_lr_multiplier!r:.40}")
         if self.conv_clamp is not None and (not is_real(self.conv_clamp) or self.conv_clamp <= 0):
             raise ValueError(f"conv_clamp must be a positive number or None, got {self.conv_clamp!r:.40}")
         if not isinstance(self.use_noise, bool):
