@@ -99,14 +99,13 @@ def truncation_sweep(
     import torch
 
     from .editing import truncate
-    from .generation import check_cutoff, latents_for_items, render_ws
+    from .generation import latents_for_items, render_ws
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
     seed_items = [str(s) for s in parse_int_list(seeds)]
     G, dev = load(network, device)
     check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid")
-    check_cutoff(G, trunc_cutoff)
     ws = latents_for_items(G, seed_items, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
@@ -169,7 +168,8 @@ def interpolate(
     import torch
 
     from .editing import interpolation_path
-    from .generation import check_cutoff, is_seed, iter_render_ws, latents_for_items, z_from_seed
+    from .generation import is_seed, iter_render_ws, latents_for_items, z_from_seed
+    from .models.base import check_truncation_cutoff
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
@@ -185,7 +185,7 @@ def interpolate(
     if space == "z":
         if not all(is_seed(i) for i in items):
             fail("--space z needs seeds; latent files live in W (use --space w)")
-        check_cutoff(G, trunc_cutoff)
+        check_truncation_cutoff(G.num_ws, trunc_cutoff)  # the mapping checks it only when psi != 1
         zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
         path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
         with torch.no_grad():

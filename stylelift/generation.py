@@ -47,11 +47,6 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
-def check_cutoff(G, truncation_cutoff: Optional[int]) -> None:
-    """Checked before any work, though the mapping checks it too."""
-    check_truncation_cutoff(G.num_ws, truncation_cutoff)
-
-
 def iter_seed_images(
     G,
     seeds: Sequence[int],
@@ -64,7 +59,7 @@ def iter_seed_images(
 ) -> Iterator[np.ndarray]:
     """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so
     pixels match it. The options are checked before this returns."""
-    check_cutoff(G, truncation_cutoff)
+    check_truncation_cutoff(G.num_ws, truncation_cutoff)  # now, not at the first image
     c = class_label(G, class_idx, device)
 
     def images():
@@ -97,10 +92,6 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", 
 
     return len(latents.w), images()
 
-
-def generate_from_latent_file(G, path: os.PathLike, **kwargs) -> list[np.ndarray]:
-    """All of `iter_latent_file_images` in a list."""
-    return list(iter_latent_file_images(G, path, **kwargs)[1])
 
 
 def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor]:
@@ -137,7 +128,7 @@ def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, t
 
     A latent file contributes its first latent (never truncated); a file made for another network is refused.
     """
-    check_cutoff(G, truncation_cutoff)
+    check_truncation_cutoff(G.num_ws, truncation_cutoff)  # also when every item is a latent file
     out = []
     for item in items:
         if is_seed(item):

@@ -1,8 +1,8 @@
 """Generators, checkpoint formats, and (later) encoders and perceptual networks."""
 
 from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
-from .stylegan import StyleGAN, StyleGANConfig
 from .base import MappedGenerator
+from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 
 

@@ -21,9 +21,9 @@ import torch
 
 from ..errors import CheckpointError, first_line
 from ..fileio import atomic_path
-from .reading import check_shapes, show_value
-from .raw import RawNetwork
 from .base import MappedGenerator
+from .raw import RawNetwork
+from .reading import check_shapes, show_value
 from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
@@ -31,8 +31,9 @@ from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
 log = logging.getLogger(__name__)
 
 FORMAT_TAG = "stylelift-network"
-_CONFIGS = {"stylegan2": StyleGAN2Config, "stylegan": StyleGANConfig}  # the format's "architecture" field: a generator's `family`
 FORMAT_VERSION = 1
+_CONFIGS = {"stylegan2": StyleGAN2Config, "stylegan": StyleGANConfig}  # the format's "architecture" field: a generator's `family`
+_GENERATORS = {StyleGAN2Config: Generator, StyleGANConfig: StyleGAN}  # what each config builds
 W_AVG_SAMPLES = 10_000
 W_AVG_SEED = 0
 
@@ -59,7 +60,7 @@ def _random_network(family: str, resolution: int) -> Callable[[], RawNetwork]:
             cfg = StyleGANConfig(img_resolution=resolution, channels=tuple(min(16384 // r, 512) for r in [2**i for i in range(2, resolution.bit_length())]))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(resolution)
-            G = Generator(cfg) if family == "stylegan2" else StyleGAN(cfg)
+            G = _GENERATORS[type(cfg)](cfg)
             for name, p in G.named_parameters():
                 if name.endswith("noise_strength"):
                     p.data.fill_(0.1)
@@ -140,7 +141,7 @@ def read_network(path: Path) -> RawNetwork:
 
 def build_generator(raw: RawNetwork, *, name: str) -> MappedGenerator:
     """Build the module, load its weights strictly, fill in w_avg if the file lacked it."""
-    G = StyleGAN(raw.config) if isinstance(raw.config, StyleGANConfig) else Generator(raw.config)
+    G = _GENERATORS[type(raw.config)](raw.config)
     state = dict(raw.state_dict)
     if not raw.has_w_avg:
         state["mapping.w_avg"] = torch.zeros([raw.config.w_dim])

@@ -67,7 +67,6 @@ from torch import Tensor, nn
 from .base import MappedGenerator, check_noise_mode, check_truncation_cutoff, check_ws
 
 
-
 @dataclass(frozen=True)
 class MobileStyleGANConfig:
     """Everything needed to rebuild a MobileStyleGAN generator; saved next to its weights."""

@@ -42,6 +42,8 @@ from .reading import (  # noqa: F401 (expected_shapes: tests use it from here)
     primitives,
     show_value,
     some,
+    tf_mapping_depth,
+    tf_shape,
     tf_variables,
     to_float32,
 )
@@ -358,10 +360,8 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
 
 
 def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> StyleGAN2Config:
-    def shape(name: str) -> tuple[int, ...]:
-        if name not in v:
-            raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        return tuple(v[name].shape)
+    def shape(name: str, ndim: int) -> tuple[int, ...]:
+        return tf_shape(source, v, name, ndim)
 
     c_dim = int_setting(source, kwargs.get("label_size", 0), "label_size")
     if "mapping/LabelConcat/weight" in v:
@@ -375,21 +375,17 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
     if activations != {"lrelu"}:
         raise CheckpointError(f"{source}: activations {sorted(map(str, activations))} are not supported (only lrelu)")
 
-    n_mapping = 0
-    while f"mapping/Dense{n_mapping}/weight" in v:
-        n_mapping += 1
-    if n_mapping == 0:
-        raise CheckpointError(f"{source}: the TensorFlow mapping network has no Dense layers")
+    n_mapping = tf_mapping_depth(source, v)
     embed = None
     if c_dim > 0:
         if "mapping/LabelEmbed/weight" not in v:
             raise CheckpointError(f"{source}: a conditional network (label_size={c_dim}) without a label embedding")
-        embed = shape("mapping/LabelEmbed/weight")[1]
-    w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight")[1]
-    z_dim = shape("mapping/Dense0/weight")[0] - (embed or 0)
+        embed = shape("mapping/LabelEmbed/weight", 2)[1]
+    w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight", 2)[1]
+    z_dim = shape("mapping/Dense0/weight", 2)[0] - (embed or 0)
     if z_dim != int_setting(source, kwargs.get("latent_size", z_dim), "latent_size"):
         raise CheckpointError(f"{source}: latent_size does not match the mapping network's weights")
-    hidden = shape("mapping/Dense0/weight")[1] if n_mapping > 1 else None
+    hidden = shape("mapping/Dense0/weight", 2)[1] if n_mapping > 1 else None
 
     resolution = int_setting(source, kwargs.get("resolution", 1024), "resolution", minimum=4)
     resolutions = [2**i for i in range(2, int(math.log2(resolution)) + 1)]
@@ -402,8 +398,8 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
         or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v
     ):
         raise CheckpointError(f"{source}: the synthesis variables do not match resolution={resolution}")
-    const_channels = shape("synthesis/4x4/Const/const")[1]
-    channels = [shape("synthesis/4x4/Conv/weight")[3]] + [shape(f"synthesis/{r}x{r}/Conv1/weight")[3] for r in resolutions[1:]]
+    const_channels = shape("synthesis/4x4/Const/const", 4)[1]
+    channels = [shape("synthesis/4x4/Conv/weight", 4)[3]] + [shape(f"synthesis/{r}x{r}/Conv1/weight", 4)[3] for r in resolutions[1:]]
     if const_channels != channels[0]:
         raise CheckpointError(
             f"{source}: a constant input of {const_channels} channels feeding {channels[0]} (fmap_const) is not supported"

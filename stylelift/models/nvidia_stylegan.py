@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .reading import TFState, check_shapes, int_setting, number_setting, primitives, show_value, tf_variables
+from .reading import TFState, check_shapes, int_setting, number_setting, primitives, show_value, tf_mapping_depth, tf_shape, tf_variables
 from .raw import RawNetwork
 from .safe_pickle import TFNetwork
 from .stylegan import StyleGANConfig
@@ -119,19 +119,11 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
 
 def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANConfig:
     def shape(name: str, ndim: int) -> tuple[int, ...]:
-        if name not in v:
-            raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
-        if np.ndim(v[name]) != ndim:
-            raise CheckpointError(f"{source}: TensorFlow variable {name} has shape {list(np.shape(v[name]))}")
-        return tuple(np.shape(v[name]))
+        return tf_shape(source, v, name, ndim)
 
     if int_setting(source, settings.get("label_size", 0), "label_size") or "mapping/LabelConcat/weight" in v:
         raise CheckpointError(f"{source} is a conditional StyleGAN network (label_size > 0); stylelift reads unconditional ones only")
-    n_mapping = 0
-    while f"mapping/Dense{n_mapping}/weight" in v:
-        n_mapping += 1
-    if n_mapping == 0:
-        raise CheckpointError(f"{source}: the TensorFlow mapping network has no Dense layers")
+    n_mapping = tf_mapping_depth(source, v)
     z_dim, hidden = shape("mapping/Dense0/weight", 2)
     w_dim = shape(f"mapping/Dense{n_mapping - 1}/weight", 2)[1]
     for key, value in (("latent_size", z_dim), ("dlatent_size", w_dim), ("mapping_fmaps", hidden if n_mapping > 1 else None)):

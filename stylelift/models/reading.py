@@ -161,6 +161,25 @@ def tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
     return out
 
 
+def tf_shape(source: str, variables: dict[str, np.ndarray], name: str, ndim: int) -> tuple[int, ...]:
+    """The shape of a TF variable, which must exist and have `ndim` dimensions."""
+    if name not in variables:
+        raise CheckpointError(f"{source}: TensorFlow variable {name} is missing")
+    if np.ndim(variables[name]) != ndim:
+        raise CheckpointError(f"{source}: TensorFlow variable {name} has shape {list(np.shape(variables[name]))}")
+    return tuple(np.shape(variables[name]))
+
+
+def tf_mapping_depth(source: str, variables: dict[str, np.ndarray]) -> int:
+    """How many dense layers (`mapping/Dense{i}`) the TF mapping network has; at least one."""
+    n = 0
+    while f"mapping/Dense{n}/weight" in variables:
+        n += 1
+    if n == 0:
+        raise CheckpointError(f"{source}: the TensorFlow mapping network has no Dense layers")
+    return n
+
+
 class TFState:
     """TF variables -> a stylelift state dict: `take` removes one variable (float32; with `ndim`,
     its number of dimensions checked), `put` stores a tensor under stylelift's name, `finish`
