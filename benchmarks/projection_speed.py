@@ -6,7 +6,9 @@
 Each configuration runs a few warm-up steps, then `--steps` timed steps (median of per-step
 times). The loss is the offline default; the working resolution is 256 as in NVIDIA's projector.
 To compare with NVIDIA's projector loop (W space, VGG16 feature distance, batch 1) use
-`--space w --loss vgg16 --perceptual-weights FILE` on the same network file.
+`--space w --loss vgg16 --perceptual-weights FILE` on the same network file, and time NVIDIA's
+loop with `nvidia_projector_loop.py` (which can write both files: a random network built by
+NVIDIA's code, and the VGG16 weights of its stand-in for NVIDIA's vgg16.pt).
 Like the CLI, it first makes malloc keep freed memory (stylelift/runtime.py); `--system-malloc`
 leaves the allocator as it is, to see what that setting is worth.
 """
@@ -40,7 +42,8 @@ def main() -> None:
     kept = False if args.system_malloc else keep_freed_memory()
 
     G = load_generator(args.network, device=args.device)
-    print(f"network {G.source} ({G.img_resolution}px), device {args.device}, torch threads {torch.get_num_threads()}, space {args.space}, loss {args.loss}, "
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else args.device
+    print(f"network {G.source} ({G.img_resolution}px), device {where}, torch threads {torch.get_num_threads()}, space {args.space}, loss {args.loss}, "
           f"malloc keeps freed memory: {kept}")
     print(f"{'batch':>5} {'s/step':>8} {'images/s (per step)':>20} {'vs batch 1':>10}")
     base = None

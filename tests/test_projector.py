@@ -14,6 +14,7 @@ from stylelift.generation import stored_noises
 from stylelift.projector import ProjectionOptions, parse_loss_spec, project, w_statistics
 from stylelift.projector.losses import MissingWeightsError, ms_ssim, ssim
 from stylelift.projector.metrics import psnr
+from stylelift.projector.project import same_device
 from stylelift.projector.schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
 
 FAST = ProjectionOptions(working_resolution=0)
@@ -43,6 +44,31 @@ def test_noise_regularization_is_zero_for_uncorrelated_and_large_for_smooth_nois
     normalize_noises_([smooth])
     w, s = noise_regularization([white]), noise_regularization([smooth])
     assert w.shape == (2,) and (w < 1e-3).all() and (s > 0.5).all()
+
+
+def test_noise_regularization_equals_nvidias_map_by_map_pyramid():
+    def one_map_at_a_time(noises):  # NVIDIA's projector loop, per sample
+        total = 0.0
+        for noise in noises:
+            while True:
+                for dim in (3, 2):
+                    total = total + (noise * torch.roll(noise, shifts=1, dims=dim)).mean(dim=[1, 2, 3]) ** 2
+                if noise.shape[2] <= 8:
+                    break
+                noise = torch.nn.functional.avg_pool2d(noise, kernel_size=2)
+        return total
+
+    torch.manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.randn(2, 1, 8, 8), size=32, mode="bilinear")
+    sizes = [4, 8, 8, 16, 64, 64, 128]  # a level with no map of its own (32) and maps that skip it
+    noises = [torch.randn(2, 1, s, s, dtype=torch.float64) for s in sizes] + [smooth.double()]
+    expected = one_map_at_a_time(noises)
+    assert expected.shape == (2,) and expected.min() > 1e-3  # the smooth map dominates: not a 0 == 0 test
+    torch.testing.assert_close(noise_regularization(noises), expected, rtol=1e-12, atol=0)
+    grads = [torch.autograd.grad(f(noises_).sum(), noises_) for f in (noise_regularization, one_map_at_a_time)
+             for noises_ in [[n.clone().requires_grad_() for n in noises]]]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-15)
 
 
 def test_normalize_noises_gives_zero_mean_unit_variance_per_sample():
@@ -194,6 +220,16 @@ def test_init_from_latents_and_bad_shapes():
         project(G, torch.zeros(1, 1, 16, 16), steps=1)
     with pytest.raises(InputError, match="space"):
         project(G, target, steps=1, space="z")
+    with pytest.raises(InputError, match="generator is on cpu, but projection was asked on meta"):
+        project(G, target, steps=1, device="meta")
+
+
+def test_a_device_without_an_index_means_any_of_its_kind():
+    # `--device cuda` once refused a generator that load_generator had put on cuda:0 (found on a GPU)
+    assert same_device(torch.device("cuda:0"), "cuda") and same_device(torch.device("cuda", 1), torch.device("cuda"))
+    assert same_device(torch.device("cuda:1"), "cuda:1") and same_device(torch.device("cpu"), "cpu")
+    assert not same_device(torch.device("cuda:1"), "cuda:0") and not same_device(torch.device("cpu"), "cuda")
+    assert not same_device(torch.device("cuda:0"), "cpu")
 
 
 def test_w_noise_is_added_only_when_asked_for():

