@@ -65,12 +65,24 @@ def user_errors(fn: Callable) -> Callable:
         except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
             fail(str(e))
         except MemoryError:
-            fail("out of memory: ask for fewer images, frames or samples at once")
+            fail(OUT_OF_MEMORY)
+        except RuntimeError as e:
+            if is_out_of_memory(e):  # torch's (GPU memory) is a RuntimeError, not a MemoryError
+                fail(OUT_OF_MEMORY)
+            raise
         except KeyboardInterrupt:
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130)
 
     return wrapper
+
+
+OUT_OF_MEMORY = "out of memory: ask for fewer images, frames or samples at once (--batch-size)"
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's
+    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError))
 
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
@@ -121,7 +133,7 @@ def resolve_device(name: str):
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -132,6 +144,8 @@ def resolve_device(name: str):
         fail("--device cuda asked for, but torch sees no CUDA GPU on this machine")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         fail(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # what tensors report: "cuda" != "cuda:0"
     return device
 
 

@@ -41,6 +41,18 @@ class EncoderTrainOptions:
     seed: int = 0
 
 
+def on_cpu(state):
+    """A nested state (an optimizer's) with its tensors on the CPU: a checkpoint written on a GPU
+    must load with a plain torch.load on a machine without one; Adam moves them back on resume."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, dict):
+        return {k: on_cpu(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(on_cpu(v) for v in state)
+    return state
+
+
 def sample_batch(G, n: int, opts: EncoderTrainOptions, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """(true ws [n, num_ws, w_dim], images [n, C, R, R] at the render resolution)."""
     device = G.w_avg.device
@@ -103,7 +115,7 @@ def train_encoder(
 
     def snapshot() -> dict:
         return {
-            "step": step, "optimizer": optimizer.state_dict(), "rng": gen.get_state(), "history": history[-1000:],
+            "step": step, "optimizer": on_cpu(optimizer.state_dict()), "rng": gen.get_state(), "history": history[-1000:],
             "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
             # float32 weights: the file's own are float16, and a resume from rounded weights drifts
             "weights32": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},

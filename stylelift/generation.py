@@ -167,5 +167,5 @@ def iter_render_ws(
         kwargs["out_res"] = min(offered)
     for start in range(0, ws.shape[0], batch_size):
         with torch.inference_mode():
-            batch = to_uint8(G.synthesis(ws[start : start + batch_size], noise_mode=noise_mode, noises=noises, **kwargs))
+            batch = to_uint8(G.synthesis(ws[start : start + batch_size].to(G.w_avg.device), noise_mode=noise_mode, noises=noises, **kwargs))
         yield from batch

@@ -29,12 +29,19 @@ class LatentFile:
             )
 
 
+def _host_array(x) -> np.ndarray:
+    """float32 numpy array of an array or a tensor on any device (GPU tensors have no __array__)."""
+    if hasattr(x, "detach"):  # a torch tensor (this module does not import torch)
+        x = x.detach().cpu()
+    return np.asarray(x, dtype=np.float32)
+
+
 def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     """Write atomically: the file appears complete or not at all."""
     path = Path(path)
-    arrays = {"w": np.asarray(latents.w, dtype=np.float32)}
+    arrays = {"w": _host_array(latents.w)}
     for k, v in latents.noises.items():
-        arrays[f"noise_{k}"] = np.asarray(v, dtype=np.float32)
+        arrays[f"noise_{k}"] = _host_array(v)
     arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))
     buf = io.BytesIO()
     np.savez(buf, **arrays)

@@ -36,6 +36,20 @@ def test_generate_writes_one_png_per_seed_matching_the_library(tmp_path, net):
     assert Image.open(out / "grid.png").size == (32, 32)
 
 
+def test_running_out_of_gpu_memory_is_one_line_and_exit_1(tmp_path, net, monkeypatch):
+    from stylelift import generation
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")  # a RuntimeError, not a MemoryError
+
+    monkeypatch.setattr(generation, "iter_seed_images", too_big)
+    r = invoke("generate", "--network", net, "--seeds", "0-3", "--outdir", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 1 and "out of memory" in r.output and "Traceback" not in r.output, r.output
+    monkeypatch.setattr(generation, "iter_seed_images", lambda *a, **k: 1 / 0)  # other errors are bugs: not hidden
+    r = invoke("generate", "--network", net, "--seeds", "0-3", "--outdir", tmp_path / "out", "--device", "cpu")
+    assert isinstance(r.exception, ZeroDivisionError)
+
+
 def test_seed_follows_numpy_randomstate_convention():
     assert np.array_equal(z_from_seed(5, 4), np.random.RandomState(5).randn(1, 4))
 

@@ -11,6 +11,15 @@ def test_round_trip_with_noise_and_meta(tmp_path):
     assert np.array_equal(back.w, lf.w) and back.meta == {"seed": 3} and sorted(back.noises) == [0, 1]
 
 
+def test_tensors_are_saved_as_they_come_from_the_projector(tmp_path):
+    import torch
+
+    w = torch.randn(1, 6, 16, requires_grad=True)  # numpy refuses these (as it refuses GPU tensors) without detach().cpu()
+    save_latents(tmp_path / "t.npz", LatentFile(w=w * 1, noises={0: torch.ones(4, 4, requires_grad=True)}))
+    back = load_latents(tmp_path / "t.npz")
+    assert np.array_equal(back.w, w.detach().numpy()) and np.array_equal(back.noises[0], np.ones([4, 4]))
+
+
 def test_nvidia_style_file_with_only_w_loads(tmp_path):
     np.savez(tmp_path / "projected_w.npz", w=np.zeros([1, 18, 512], np.float32))
     assert load_latents(tmp_path / "projected_w.npz").w.shape == (1, 18, 512)

@@ -316,6 +316,23 @@ def test_project_command_bad_inputs(photo_dir):
     assert r.exit_code == 1 and "unknown loss" in r.output
 
 
+def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_go_on(photo_dir, monkeypatch):
+    from stylelift.projector import run as run_module
+
+    real = run_module._project_batch
+
+    def first_batch_too_big(G, batch, *args):
+        if batch[0].path.name == "p0.png":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # a RuntimeError, not a MemoryError
+        return real(G, batch, *args)
+
+    monkeypatch.setattr(run_module, "_project_batch", first_batch_too_big)
+    photos, out = photo_dir / "photos", photo_dir / "out"
+    r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
+    assert r.exit_code == 1 and "p0.png: out of memory (try a smaller --batch-size)" in r.output and "Traceback" not in r.output
+    assert (out / "p1.npz").exists() and not (out / "p0.npz").exists()
+
+
 def test_a_folder_in_the_way_of_one_output_fails_that_photo_before_any_work(photo_dir):
     out = photo_dir / "out"
     (out / "p0_proj.png").mkdir(parents=True)

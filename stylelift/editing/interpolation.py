@@ -62,7 +62,7 @@ def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing:
     out = []
     for i in range(frames):
         s = max(k for k in range(segments) if bounds[k] <= i and bounds[k + 1] > bounds[k]) if i < span else segments - 1
-        t = ease(torch.tensor([(i - bounds[s]) / max(bounds[s + 1] - bounds[s], 1)], dtype=torch.float32), easing)
+        t = ease(torch.tensor([(i - bounds[s]) / max(bounds[s + 1] - bounds[s], 1)], dtype=torch.float32, device=keys.device), easing)
         fn = slerp if spherical else lerp
         frame = fn(keys[s], keys[s + 1], t)[0]
         if t.item() == 0:

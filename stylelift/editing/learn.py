@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import torch
 
 from ..errors import InputError
 from ..fileio import write_text_atomic
@@ -93,7 +92,7 @@ def learn_direction(
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
-        ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
+        ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device).cpu()
         labeler = f"csv:{labels_csv.name}"
     else:
         if attribute not in ("age", "gender"):
@@ -101,8 +100,9 @@ def learn_direction(
         from ..models.attributes import CLASSIFY_SIZE, classify
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
-        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device)
-        kept_ws, kept_seeds, scores = [], [], []
+        # held in host memory (100,000 samples of a 1024-px network are 3.8 GB), rendered a batch at a time
+        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device).cpu()
+        kept, kept_seeds, scores = [], [], []
         for start in range(0, len(seeds), batch_size):
             images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
             for j, image in enumerate(images):
@@ -111,13 +111,13 @@ def learn_direction(
                     continue
                 if attribute == "gender" and abs(a.male - 0.5) < GENDER_CONFIDENCE - 0.5:
                     continue
-                kept_ws.append(ws[start + j])
+                kept.append(start + j)
                 kept_seeds.append(seeds[start + j])
                 scores.append(a.age if attribute == "age" else float(a.male > 0.5))
             progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
         if len(scores) < 10:
             raise InputError(f"only {len(scores)} of {samples} samples could be labelled; sample more")
-        ws = torch.stack(kept_ws)
+        ws = ws[kept]
         scores = np.array(scores)
         if save_labels is not None:
             write_labels_csv(save_labels, kept_seeds, scores)

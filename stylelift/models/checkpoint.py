@@ -171,7 +171,7 @@ def estimate_w_avg(G: MappedGenerator, n: int = W_AVG_SAMPLES, seed: int = W_AVG
         z = torch.randn([m, G.z_dim], generator=gen)
         c = None
         if G.c_dim > 0:
-            c = torch.nn.functional.one_hot(torch.randint(G.c_dim, [m], generator=gen), G.c_dim).float()
+            c = torch.nn.functional.one_hot(torch.randint(G.c_dim, [m], generator=gen), G.c_dim).float().to(G.mapping.w_avg.device)
         w = G.mapping(z.to(G.mapping.w_avg.device), c)[:, 0]
         total += w.double().sum(0).cpu()
     return (total / n).float()

@@ -299,11 +299,11 @@ def _conv(x, w, b=None, a=None):
 def _pad(x, pads=None, value=None, a=None):
     if pads is None:  # opset < 11: attributes
         pads, value = a["pads"], a.get("value", 0.0)
-    pads = np.asarray(pads).tolist()
+    pads = pads.tolist() if torch.is_tensor(pads) else np.asarray(pads).tolist()  # a stored constant follows the net to the GPU
     n = x.ndim
     begin, end = pads[:n], pads[n:]
     flat = [p for i in reversed(range(n)) for p in (begin[i], end[i])]
-    return F.pad(x, flat, value=0.0 if value is None else float(value))
+    return F.pad(x, flat, value=0.0 if value is None else float(value.item() if torch.is_tensor(value) else value))
 
 
 def _gemm(x, w, b=None, a=None):

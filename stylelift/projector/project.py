@@ -192,10 +192,11 @@ def project(
     cudnn_benchmark = torch.backends.cudnn.benchmark
     if device.type == "cuda":
         # every step has the same shapes: let cuDNN time its algorithms once (H200, 1024 px, W, batch 1:
-        # 0.077 -> 0.066 s per step; batch 8: 0.200 -> 0.176). Restored below, like the grad flags.
+        # 0.077 -> 0.066 s per step; batch 8: 0.200 -> 0.176). Restored below, like the grad flags,
+        # before the final image, so that it is rendered as `generate --latents` will render it.
         torch.backends.cudnn.benchmark = True
     try:
-        return _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
+        ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)
@@ -203,9 +204,12 @@ def project(
         for m in G.modules():  # the layers' copies of their frozen weights (stylegan2.SynthesisLayer) go too
             if getattr(m, "_frozen_cache", None) is not None:
                 m._frozen_cache = None
+    with torch.no_grad():
+        image = G.synthesis(ws, noises=noises)
+    return ProjectionResult(ws=ws, noises=noises, image=image, history=history, final_loss=last)
 
 
-def _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback):
+def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback):
     w_avg, w_std = w_statistics(G)
     gens = [torch.Generator(device=device).manual_seed(seed) for _ in range(n)]
 
@@ -254,7 +258,4 @@ def _run(G, target, n, space, steps, init, optimize_noise, weights, device, seed
     ws = w_opt.detach()
     if space == "w":
         ws = ws.repeat(1, G.num_ws, 1)
-    final_noises = [x.detach() for x in noises] if noises else None
-    with torch.no_grad():
-        image = G.synthesis(ws, noises=final_noises)
-    return ProjectionResult(ws=ws, noises=final_noises, image=image, history=history, final_loss=last)
+    return ws, [x.detach() for x in noises] if noises else None, history, last

@@ -160,9 +160,10 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
             raise
-        except (StyleliftError, OSError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
+        except (StyleliftError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
+            why = "out of memory (try a smaller --batch-size)" if isinstance(e, (MemoryError, torch.OutOfMemoryError)) else e
             for item in batch:
-                report(f"error: {item.path.name}: {e}", error=True)
+                report(f"error: {item.path.name}: {why}", error=True)
             failures += len(batch)
             continue
         for item in batch:
