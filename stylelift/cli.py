@@ -82,7 +82,7 @@ OUT_OF_MEMORY = "out of memory: ask for fewer images, frames or samples at once 
 
 def is_out_of_memory(e: BaseException) -> bool:
     torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's
-    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.OutOfMemoryError))
+    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError))  # torch.OutOfMemoryError only from 2.5
 
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds

@@ -123,25 +123,29 @@ def is_seed(item: str) -> bool:
     return item.isdigit()
 
 
-def latents_for_items(G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, device="cpu") -> torch.Tensor:
-    """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item.
+def latents_for_items(
+    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, device="cpu", out_device=None
+) -> torch.Tensor:
+    """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item, on `out_device`
+    (default: `device`, where the mapping runs; "cpu" keeps many samples out of GPU memory).
 
     A latent file contributes its first latent (never truncated); a file made for another network is refused.
     """
+    out_device = device if out_device is None else out_device
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # also when every item is a latent file
     out = []
     for item in items:
         if is_seed(item):
             z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
             with torch.no_grad():
-                out.append(G.mapping(z, None, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float())
+                out.append(G.mapping(z, None, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float().to(out_device))
             continue
         path = Path(item)
         if not path.exists():
             raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
         check_made_for(G, latents, path.name)
-        out.append(torch.from_numpy(latents.w[:1]).to(device))
+        out.append(torch.from_numpy(latents.w[:1]).to(out_device))
     return torch.cat(out)
 
 

@@ -40,14 +40,28 @@ def test_running_out_of_gpu_memory_is_one_line_and_exit_1(tmp_path, net, monkeyp
     from stylelift import generation
 
     def too_big(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")  # a RuntimeError, not a MemoryError
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")  # a RuntimeError, not a MemoryError
 
     monkeypatch.setattr(generation, "iter_seed_images", too_big)
     r = invoke("generate", "--network", net, "--seeds", "0-3", "--outdir", tmp_path / "out", "--device", "cpu")
     assert r.exit_code == 1 and "out of memory" in r.output and "Traceback" not in r.output, r.output
-    monkeypatch.setattr(generation, "iter_seed_images", lambda *a, **k: 1 / 0)  # other errors are bugs: not hidden
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug")  # other RuntimeErrors are bugs: not hidden behind an error line
+
+    monkeypatch.setattr(generation, "iter_seed_images", bug)
     r = invoke("generate", "--network", net, "--seeds", "0-3", "--outdir", tmp_path / "out", "--device", "cpu")
-    assert isinstance(r.exception, ZeroDivisionError)
+    assert isinstance(r.exception, RuntimeError) and str(r.exception) == "a bug"
+
+
+def test_cuda_without_an_index_means_the_current_gpu(monkeypatch):
+    from stylelift.cli import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for name, expected in (("auto", "cuda:1"), ("cuda", "cuda:1"), ("cuda:0", "cuda:0"), ("cpu", "cpu")):
+        assert resolve_device(name) == torch.device(expected), name  # tensors report cuda:N, never plain cuda
 
 
 def test_seed_follows_numpy_randomstate_convention():

@@ -62,6 +62,7 @@ def test_noise_regularization_equals_nvidias_map_by_map_pyramid():
     smooth = torch.nn.functional.interpolate(torch.randn(2, 1, 8, 8), size=32, mode="bilinear")
     sizes = [4, 8, 8, 16, 64, 64, 128]  # a level with no map of its own (32) and maps that skip it
     noises = [torch.randn(2, 1, s, s, dtype=torch.float64) for s in sizes] + [smooth.double()]
+    noises += [torch.randn(2, 1, 40, 17, dtype=torch.float64), torch.randn(2, 1, 12, 64, dtype=torch.float64)]  # the stop rule reads the height
     expected = one_map_at_a_time(noises)
     assert expected.shape == (2,) and expected.min() > 1e-3  # the smooth map dominates: not a 0 == 0 test
     torch.testing.assert_close(noise_regularization(noises), expected, rtol=1e-12, atol=0)
@@ -323,7 +324,7 @@ def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_g
 
     def first_batch_too_big(G, batch, *args):
         if batch[0].path.name == "p0.png":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # a RuntimeError, not a MemoryError
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # a RuntimeError, not a MemoryError
         return real(G, batch, *args)
 
     monkeypatch.setattr(run_module, "_project_batch", first_batch_too_big)
@@ -331,6 +332,13 @@ def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_g
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
     assert r.exit_code == 1 and "p0.png: out of memory (try a smaller --batch-size)" in r.output and "Traceback" not in r.output
     assert (out / "p1.npz").exists() and not (out / "p0.npz").exists()
+
+    def bug(G, batch, *args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(run_module, "_project_batch", bug)  # not every RuntimeError is a photo's failure
+    r = run(photos / "p0.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", photo_dir / "out2")
+    assert isinstance(r.exception, RuntimeError) and str(r.exception) == "a bug"
 
 
 def test_a_folder_in_the_way_of_one_output_fails_that_photo_before_any_work(photo_dir):

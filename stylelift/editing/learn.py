@@ -92,7 +92,7 @@ def learn_direction(
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
-        ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device).cpu()
+        ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
         labeler = f"csv:{labels_csv.name}"
     else:
         if attribute not in ("age", "gender"):
@@ -101,7 +101,7 @@ def learn_direction(
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
         # held in host memory (100,000 samples of a 1024-px network are 3.8 GB), rendered a batch at a time
-        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device).cpu()
+        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
         kept, kept_seeds, scores = [], [], []
         for start in range(0, len(seeds), batch_size):
             images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)

@@ -160,8 +160,8 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
             raise
-        except (StyleliftError, OSError, MemoryError, torch.OutOfMemoryError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
-            why = "out of memory (try a smaller --batch-size)" if isinstance(e, (MemoryError, torch.OutOfMemoryError)) else e
+        except (StyleliftError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
+            why = "out of memory (try a smaller --batch-size)" if isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) else e
             for item in batch:
                 report(f"error: {item.path.name}: {why}", error=True)
             failures += len(batch)
