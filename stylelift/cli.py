@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 import typer
 
-from .errors import StyleliftError
+from .errors import StyleliftError, is_out_of_memory
 from .fileio import file_in_the_way
 from .runtime import keep_freed_memory
 
@@ -64,25 +64,15 @@ def user_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
             fail(str(e))
-        except MemoryError:
-            fail(OUT_OF_MEMORY)
-        except RuntimeError as e:
-            if is_out_of_memory(e):  # torch's (GPU memory) is a RuntimeError, not a MemoryError
-                fail(OUT_OF_MEMORY)
-            raise
+        except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's GPU out-of-memory error is one
+            if not is_out_of_memory(e):
+                raise
+            fail("out of memory: ask for fewer images, frames or samples at once (--batch-size)")
         except KeyboardInterrupt:
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130)
 
     return wrapper
-
-
-OUT_OF_MEMORY = "out of memory: ask for fewer images, frames or samples at once (--batch-size)"
-
-
-def is_out_of_memory(e: BaseException) -> bool:
-    torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's
-    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError))  # torch.OutOfMemoryError only from 2.5
 
 
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds

@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints their message as one line and exits with code 1."""
 
+import sys
+
 
 class StyleliftError(Exception):
     """Base class of every expected, user-facing error."""
@@ -22,3 +24,11 @@ def first_line(e: BaseException) -> str:
     that wrap errors raised by torch, zipfile, numpy, ..."""
     lines = str(e).strip().splitlines()
     return lines[0][:200] if lines else type(e).__name__
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """Host memory (MemoryError) or GPU memory (torch's error, a RuntimeError): the user asked for
+    too much at once, which is not a bug."""
+    torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's
+    # torch.cuda.OutOfMemoryError: torch.OutOfMemoryError exists only from torch 2.5
+    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError))

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from ..errors import InputError, StyleliftError
+from ..errors import InputError, StyleliftError, is_out_of_memory
 from ..fileio import file_in_the_way
 from ..images import load_photo, to_uint8
 from ..latents import LatentFile, load_latents
@@ -161,7 +161,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except KeyboardInterrupt:
             raise
         except (StyleliftError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
-            why = "out of memory (try a smaller --batch-size)" if isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) else e
+            why = "out of memory (try a smaller --batch-size)" if is_out_of_memory(e) else e
             for item in batch:
                 report(f"error: {item.path.name}: {why}", error=True)
             failures += len(batch)

@@ -31,8 +31,8 @@ def noise_regularization(noises: list[Tensor]) -> Tensor:
     noises: maps [N, 1, h, w]. Returns [N]. Pushes the optimised noise to stay white, so it cannot
     smuggle image content. Each map is pooled down to 8 px (NVIDIA's rule: a map stops once its
     height is 8 or less). All maps that share a size at some pyramid level are stacked and done in
-    one go: 9 levels at 1024 px instead of NVIDIA's 73 map-levels, a tenth of the kernel launches,
-    which is what a batch-1 projection step on a GPU waits for.
+    one go: 9 levels at 1024 px instead of NVIDIA's 73 map-levels (ATen ops, forward and backward:
+    2,141 -> 293), and kernel launches are what a batch-1 projection step on a GPU waits for.
     """
     levels: dict[tuple[int, int], list[Tensor]] = {}
     for noise in noises:
