@@ -13,6 +13,7 @@ from stylelift.errors import InputError
 from stylelift.generation import stored_noises
 from stylelift.projector import ProjectionOptions, parse_loss_spec, project, w_statistics
 from stylelift.projector.losses import MissingWeightsError, ms_ssim, ssim
+from stylelift.projector import metrics
 from stylelift.projector.metrics import psnr
 from stylelift.projector.project import same_device
 from stylelift.projector.schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
@@ -80,6 +81,18 @@ def test_normalize_noises_gives_zero_mean_unit_variance_per_sample():
 
 
 # --- losses --------------------------------------------------------------------------------------
+
+
+def test_metrics_judge_the_projection_as_saved_clamped_to_the_image_range(monkeypatch):
+    monkeypatch.setattr(metrics, "face_distance", lambda a, b: None)
+    target = torch.rand(1, 3, 16, 16) * 2 - 1
+    overshoot = target.clone()
+    overshoot[:, :, :4] = torch.where(target[:, :, :4] > 0, 5.0, -5.0)  # a raw output far past [-1, 1]
+    clamped = overshoot.clamp(-1, 1)
+    u8 = np.zeros((16, 16, 3), np.uint8)
+    m = metrics.projection_metrics(target, overshoot, u8, u8)
+    assert m["psnr"] == metrics.projection_metrics(target, clamped, u8, u8)["psnr"] > 0
+    assert m["ssim"] == metrics.projection_metrics(target, clamped, u8, u8)["ssim"]
 
 
 def test_loss_spec_parsing():

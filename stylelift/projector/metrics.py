@@ -59,7 +59,11 @@ def face_distance(a: np.ndarray, b: np.ndarray) -> Optional[float]:
 
 
 def projection_metrics(target: Tensor, image: Tensor, target_u8: np.ndarray, image_u8: np.ndarray, lpips_model=None) -> dict:
-    """Metrics for one target/projection pair: tensors [1, C, H, W] in [-1, 1], uint8 HWC copies."""
+    """Metrics for one target/projection pair: tensors [1, C, H, W] in [-1, 1], uint8 HWC copies.
+
+    The projection is clamped to [-1, 1] first, as in the saved image: a generator's raw output
+    overshoots that range, and the overshoot is not part of what the user gets."""
+    image = image.clamp(-1, 1)
     out = {"psnr": round(float(psnr(target, image)[0]), 3), "ssim": round(float(ssim(target, image)[0]), 4)}
     if lpips_model is not None:
         with torch.no_grad():
