@@ -171,6 +171,7 @@ def test_w_plus_projection_recovers_a_generated_image():
     r = project(G, target, space="w+", steps=300, optimize_noise=False, loss="mse", options=FAST)
     assert float(psnr(r.image, target)[0]) > 28
     assert r.history[-1]["loss"] < r.history[0]["loss"] / 20
+    assert {type(v) for k, v in r.history[-1].items() if k != "step"} == {float}  # numbers, not tensors: history goes to JSON
 
 
 def test_w_projection_recovers_an_image_made_from_one_w():

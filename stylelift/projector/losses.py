@@ -76,18 +76,20 @@ def parse_loss_spec(spec: str) -> dict[str, float]:
 
 
 class CombinedLoss:
-    """Weighted sum of named terms; `last` holds each term's batch mean from the latest call."""
+    """Weighted sum of named terms; `last` holds each term's batch mean from the latest call, as a
+    0-d tensor on the loss's device (reading it as a number waits for the GPU: the projector reads
+    all of a step's numbers at once, after the step)."""
 
     def __init__(self, weights: dict[str, float], target: Tensor, ctx: LossContext):
         self.weights = weights
         self.terms = {name: REGISTRY[name](target, ctx) for name in weights}
-        self.last: dict[str, float] = {}
+        self.last: dict[str, Tensor] = {}
 
     def __call__(self, synth: Tensor) -> Tensor:  # -> [N]
         total = 0.0
         for name, term in self.terms.items():
             value = term(synth)
-            self.last[name] = float(value.detach().mean())
+            self.last[name] = value.detach().float().mean()
             total = total + self.weights[name] * value
         return total
 

@@ -247,9 +247,10 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
         optimizer.step()
         if noises:
             normalize_noises_(noises)
-        record = {"step": step, "lr": lr, "loss": float(d.detach().mean()), **dist.last}
+        numbers = {"loss": d.detach().float().mean(), **dist.last}
         if noises:
-            record["noise_reg"] = float(reg.detach().mean())
+            numbers["noise_reg"] = reg.detach().float().mean()
+        record = {"step": step, "lr": lr, **dict(zip(numbers, torch.stack(list(numbers.values())).tolist()))}  # one wait for the GPU
         history.append(record)
         last = d.detach()
         if callback is not None:
