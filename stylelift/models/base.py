@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional
+from typing import Callable, Optional
 
 from torch import Tensor, nn
 
@@ -33,6 +33,17 @@ def check_truncation_cutoff(num_ws: int, cutoff: Optional[int]) -> None:
     """A truncation cutoff counts ws from the first: 0 to num_ws, or None for all of them."""
     if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or not 0 <= cutoff <= num_ws):
         raise InputError(f"the truncation cutoff must be between 0 and num_ws={num_ws}, got {cutoff!r:.20}")
+
+
+def broadcast_truncated(w: Tensor, num_ws: int, psi: float, cutoff: Optional[int], truncate: Callable[[Tensor, float], Tensor]) -> Tensor:
+    """A mapping network's w [N, w_dim] -> ws [N, num_ws, w_dim], the first `cutoff` ws (all when
+    None) moved toward w_avg by `truncate(ws, psi)` (each network keeps its reference's arithmetic)."""
+    x = w.unsqueeze(1).repeat([1, num_ws, 1])
+    if psi != 1:
+        check_truncation_cutoff(num_ws, cutoff)
+        n = num_ws if cutoff is None else cutoff
+        x[:, :n] = truncate(x[:, :n], psi)
+    return x
 
 
 def check_noise_mode(noise_mode: str) -> None:

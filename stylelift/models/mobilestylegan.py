@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, check_noise_mode, check_truncation_cutoff, check_ws
+from .base import MappedGenerator, broadcast_truncated, check_noise_mode, check_ws
 
 
 @dataclass(frozen=True)
@@ -571,14 +571,7 @@ class MobileMappingNetwork(nn.Module):
         x = x * (x.square().mean(dim=1, keepdim=True) + self.eps).rsqrt()
         for i in range(self.num_layers):
             x = F.leaky_relu(getattr(self, f"fc{i}")(x), self.slope) * self.gain
-        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
-        if truncation_psi != 1:
-            check_truncation_cutoff(self.num_ws, truncation_cutoff)
-            if truncation_cutoff is None:
-                x = self.w_avg.lerp(x, truncation_psi)
-            else:
-                x[:, :truncation_cutoff] = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-        return x
+        return broadcast_truncated(x, self.num_ws, truncation_psi, truncation_cutoff, self.w_avg.lerp)
 
 
 class MobileStyleGAN(MappedGenerator):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_noise_mode, check_ws, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -220,12 +220,7 @@ class MappingNetwork(nn.Module):
         x = normalize_2nd_moment(z.to(torch.float32))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
-        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
-        if truncation_psi != 1:
-            check_truncation_cutoff(self.num_ws, truncation_cutoff)
-            n = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            x[:, :n] = self.w_avg.lerp(x[:, :n], truncation_psi)
-        return x
+        return broadcast_truncated(x, self.num_ws, truncation_psi, truncation_cutoff, self.w_avg.lerp)
 
 
 class SynthesisLayer(nn.Module):

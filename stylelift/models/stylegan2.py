@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, check_int_fields, check_noise_mode, check_truncation_cutoff, check_ws, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_noise_mode, check_ws, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -350,12 +350,7 @@ class MappingNetwork(nn.Module):
             x = torch.cat([x, y], dim=1) if x is not None else y
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
-        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])  # [N, num_ws, w_dim]
-        if truncation_psi != 1:
-            check_truncation_cutoff(self.num_ws, truncation_cutoff)
-            n = self.num_ws if truncation_cutoff is None else truncation_cutoff
-            x[:, :n] = self._truncate(x[:, :n], truncation_psi)
-        return x
+        return broadcast_truncated(x, self.num_ws, truncation_psi, truncation_cutoff, self._truncate)
 
     def _truncate(self, x: Tensor, psi: float) -> Tensor:
         if self.op_order == "rosinality":
