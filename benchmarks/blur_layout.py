@@ -13,7 +13,7 @@ Measured (forward + backward, batch 8, 128 -> 1024 px): H200: channels-last 4.4/
 NCHW 2.0/3.8/7.4/16.9, two passes 3.9/8.0/25.2/46.7 (differences up to 2e-3 there: cuDNN's TF32);
 2-core CPU: channels-last 137/325/530/1345 ms, NCHW 214/685/1685/2832, two passes 175/350/638/1594.
 So stylelift's modulated conv stays channels-last on the CPU and NCHW on a GPU (end to end, a
-1024-px batch-8 step on the H200 went from 0.148 to 0.108-0.111 s).
+1024-px batch-8 step on the H200 went from 0.148 to 0.108 s, on one machine start).
 """
 
 from __future__ import annotations

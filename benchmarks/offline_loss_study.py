@@ -72,6 +72,7 @@ def face_square(img: torch.Tensor) -> torch.Tensor:
 
 def metrics(image: torch.Tensor, target: torch.Tensor, R: int) -> dict:
     """image, target: [1, 3, H, W] in [-1, 1] at full resolution."""
+    image = image.clamp(-1, 1)  # as saved, and as NAME_metrics.json scores it
     a, b = F.interpolate(image, size=(R, R), mode="area"), F.interpolate(target, size=(R, R), mode="area")
     # np.ascontiguousarray: to_uint8 returns a transposed view, which dlib refuses
     d = face_distance(np.ascontiguousarray(to_uint8(target)[0]), np.ascontiguousarray(to_uint8(image)[0]))

@@ -103,8 +103,9 @@ def main() -> None:
             cb = tracker(target, [], curve)
             r = project(G, target, space=space, steps=args.steps, loss=args.loss, options=opts, device=args.device, callback=cb)
             d = face_distance(np.asarray(face.image), to_uint8(r.image)[0])
+            image = r.image.clamp(-1, 1)  # as saved, and as NAME_metrics.json scores it
             print(
-                f"{path.name:24} {space:6} {float(psnr(r.image, target)[0]):>6.2f} {float(ssim(r.image, target)[0]):>6.3f} "
+                f"{path.name:24} {space:6} {float(psnr(image, target)[0]):>6.2f} {float(ssim(image, target)[0]):>6.3f} "
                 f"{d if d is None else round(d, 3)!s:>9} {str(d is not None and d < 0.6):>11}  {'/'.join(curve)}",
                 flush=True,
             )

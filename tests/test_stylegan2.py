@@ -244,6 +244,26 @@ def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order):
             layer.weight.mul_(-0.5)  # in place: the cache must notice
 
 
+@pytest.mark.parametrize("up", [False, True])
+def test_frozen_layer_lays_out_its_weight_for_the_device(up):
+    # oneDNN (CPU) is fastest on channels-last, cuDNN on NCHW (measured on an H200); the "meta"
+    # device stands in for a GPU here: shapes only, the non-CPU branch runs forward and backward
+    from stylelift.models.stylegan2 import SynthesisLayer
+
+    for device in ("cpu", "meta"):
+        layer = SynthesisLayer(4, 3, 8, 12 if up else 6, up=up, use_noise=False, conv_clamp=None).to(device).requires_grad_(False)
+        ws = torch.randn(2, 8, device=device, requires_grad=True)
+        out = layer(torch.randn(2, 4, 6, 6, device=device), ws, fir_filter_2d((1, 3, 3, 1)).to(device))
+        assert out.shape == (2, 3, 12 if up else 6, 12 if up else 6)
+        out.sum().backward()
+        assert ws.grad.shape == ws.shape
+        laid = layer._frozen_cache[1]
+        convolved = laid.transpose(0, 1) if up else laid  # conv_transpose2d takes the transpose
+        fmt = torch.channels_last if device == "cpu" else torch.contiguous_format
+        assert convolved.is_contiguous(memory_format=fmt)
+        assert (device == "cpu") == (out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous())
+
+
 def test_rosinality_op_order_changes_only_the_last_bits():
     G = tiny_generator()
     R = Generator(tiny_config(op_order="rosinality")).eval()

@@ -8,6 +8,7 @@ gradient is the one it would get alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import warnings
@@ -146,13 +147,20 @@ def ssim(x: Tensor, y: Tensor) -> Tensor:
     return _ssim_parts((x + 1) / 2, (y + 1) / 2, window)[0]
 
 
+@functools.lru_cache(maxsize=None)
+def _ms_ssim_weights(scales: int, device: torch.device) -> Tensor:
+    """The first `scales` weights, normalised; made once per device: a host-to-GPU copy waits for
+    the GPU, which in a projection step would stall the forward pass."""
+    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=device)
+    return weights / weights.sum()
+
+
 def ms_ssim(x: Tensor, y: Tensor) -> Tensor:
     """Multi-scale SSIM per sample for images in [-1, 1]; as many of the 5 scales as the size allows."""
     x, y = (x + 1) / 2, (y + 1) / 2
     window = _gaussian_window(min(11, x.shape[-1]), 1.5, x.device)
     scales = max(1, min(5, int(math.log2(x.shape[-1] / window.numel())) + 1))
-    weights = torch.tensor(MS_SSIM_WEIGHTS[:scales], device=x.device)
-    weights = weights / weights.sum()
+    weights = _ms_ssim_weights(scales, x.device)
     values = []
     for i in range(scales):
         s, cs = _ssim_parts(x, y, window)
