@@ -93,7 +93,6 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", 
     return len(latents.w), images()
 
 
-
 def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor]:
     layers = G.synthesis.noise_layers()
     if sorted(noises) != list(range(len(layers))):

@@ -281,10 +281,16 @@ def modulated_conv2d(
     return x.reshape(n, -1, *x.shape[2:])
 
 
+def conv_layout(device: torch.device) -> torch.memory_format:
+    """The memory layout the unfused modulated conv runs in: channels-last, oneDNN's fast one, on the
+    CPU; NCHW elsewhere. On a GPU, with channels-last tensors cuDNN spent 15% of a 1024-px batch-8
+    step on layout transforms and the depthwise blur ran at half speed (H200, one machine: 0.148 ->
+    0.108 s per step NCHW, 0.037 -> 0.028 at batch 1)."""
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def _modulated_conv2d_unfused(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: bool, filter_2d: Optional[Tensor], weight_sq: Optional[Tensor]) -> Tensor:
-    x = x * styles[:, :, None, None]
-    if x.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout (NCHW elsewhere: cuDNN's)
+    x = (x * styles[:, :, None, None]).contiguous(memory_format=conv_layout(x.device))
     x = conv_up2(x, weight, filter_2d) if up else F.conv2d(x, weight, padding=weight.shape[-1] // 2)
     if demodulate:
         # sum over I, k, k of (weight * style)^2 = styles^2 @ (sum over k, k of weight^2)^T
@@ -379,17 +385,14 @@ class SynthesisLayer(nn.Module):
         """The weight as the non-fused modulated conv wants it, and its sum of squares over the
         kernel ([O, I], for demodulation), cached while the weight is frozen and unchanged (a new
         tensor, device or in-place update changes the key), so projection steps do not redo them.
-        On the CPU the layout is channels-last, oneDNN's fast one; on other devices it is NCHW: on a
-        GPU, with channels-last tensors cuDNN spent 15% of a 1024-px batch-8 step on layout transforms
-        and the depthwise blur ran at half speed (H200, one machine: 0.148 -> 0.108 s per step NCHW,
-        0.037 -> 0.028 at batch 1). For the up-conv it is the layout of the transpose that conv_up2
-        convolves with. Costs one copy of the weight while cached."""
+        Laid out as `conv_layout` says for its device; for the up-conv, the transpose that conv_up2
+        convolves with is. Costs one copy of the weight while cached."""
         key = (self.weight.data_ptr(), self.weight._version, self.weight.device, self.weight.dtype)
         if self._frozen_cache is None or self._frozen_cache[0] != key:
             w = self.weight.detach()
             if self.weight_scale is not None:
                 w = self.weight_scale * w
-            layout = torch.channels_last if w.device.type == "cpu" else torch.contiguous_format
+            layout = conv_layout(w.device)
             if self.up:
                 laid = w.transpose(0, 1).contiguous(memory_format=layout).transpose(0, 1)
             else:
