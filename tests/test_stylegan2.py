@@ -217,12 +217,36 @@ def test_modulated_conv_with_style_gradients_matches_the_grouped_conv(up, demodu
     assert grad.abs().max() > 0
 
 
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("taps", [(1, 1), (1, 3, 3, 1), (1, 2, 1), (1, 3, 5, 5, 3, 1)])
+def test_up_conv_with_the_filter_folded_into_its_kernel_is_the_same_conv(k, taps):
+    from stylelift.models.stylegan2 import conv_up2, conv_up2_folded, fold_filter_into_up_kernel
+
+    torch.manual_seed(k)
+    f = fir_filter_2d(taps).double()
+    weight, x = torch.randn(3, 2, k, k, dtype=torch.float64), torch.randn(2, 2, 5, 6, dtype=torch.float64)
+    kernel = fold_filter_into_up_kernel(weight, f)
+    if len(taps) % 2:  # lopsided padding: not foldable into one transposed conv
+        assert kernel is None
+        return
+    assert kernel.shape == (3, 2, k + len(taps) - 1, k + len(taps) - 1)
+    ref = conv_up2(x, weight, f)
+    out = conv_up2_folded(x, kernel)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-12)
+
+
 @pytest.mark.parametrize("up", [False, True])
 @pytest.mark.parametrize("op_order", ["nvidia", "rosinality"])
-def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order):
-    # a frozen layer under optimisation convolves with a cached channels-last copy of its weight;
-    # values and style gradients must match the unfrozen layer's, also after the weight changes
+@pytest.mark.parametrize("fold", [False, True])
+def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order, fold, monkeypatch):
+    # a frozen layer under optimisation convolves with a cached copy of its weight (for the up-conv,
+    # with fold, as on a GPU: with the filter folded in); values and style gradients must match the
+    # unfrozen layer's, also after the weight changes
+    from stylelift.models import stylegan2
     from stylelift.models.stylegan2 import SynthesisLayer
+
+    monkeypatch.setattr(stylegan2, "fold_up_filter", lambda device: fold)
 
     torch.manual_seed(5)
     layer = SynthesisLayer(4, 3, 8, 12 if up else 6, up=up, use_noise=False, conv_clamp=None, op_order=op_order)
@@ -238,7 +262,7 @@ def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order):
 
     for change in range(2):
         (out, grad), (ref, ref_grad) = run(frozen=True), run(frozen=False)
-        assert layer._frozen_cache is not None
+        assert layer._frozen_cache is not None and layer._frozen_cache[3] == (fold and up)
         assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
         with torch.no_grad():
             layer.weight.mul_(-0.5)  # in place: the cache must notice
@@ -246,8 +270,9 @@ def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order):
 
 @pytest.mark.parametrize("up", [False, True])
 def test_frozen_layer_lays_out_its_weight_for_the_device(up):
-    # oneDNN (CPU) is fastest on channels-last, cuDNN on NCHW (measured on an H200); the "meta"
-    # device stands in for a GPU here: shapes only, the non-CPU branch runs forward and backward
+    # oneDNN (CPU) is fastest on channels-last and with the filter as a separate pass, cuDNN on NCHW
+    # with it folded into the up-conv's kernel (measured on an H200); the "meta" device stands in
+    # for a GPU here: shapes only, the non-CPU branch runs forward and backward
     from stylelift.models.stylegan2 import SynthesisLayer
 
     for device in ("cpu", "meta"):
@@ -257,7 +282,8 @@ def test_frozen_layer_lays_out_its_weight_for_the_device(up):
         assert out.shape == (2, 3, 12 if up else 6, 12 if up else 6)
         out.sum().backward()
         assert ws.grad.shape == ws.shape
-        laid = layer._frozen_cache[1]
+        laid, folded = layer._frozen_cache[1], layer._frozen_cache[3]
+        assert folded == (up and device != "cpu") and laid.shape[-1] == (6 if folded else 3)
         convolved = laid.transpose(0, 1) if up else laid  # conv_transpose2d takes the transpose
         fmt = torch.channels_last if device == "cpu" else torch.contiguous_format
         assert convolved.is_contiguous(memory_format=fmt)
