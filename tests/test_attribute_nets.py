@@ -83,6 +83,9 @@ def test_hand_built_onnx_graph_runs_conv_pad_pool_gemm_as_torch_does(tmp_path):
     c = torch.relu(torch.nn.functional.conv2d(x, torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1))  # [2, 4, 5, 5]
     expect = torch.nn.functional.pad(c, (0, 1, 0, 1)).mean(dim=(2, 3)) @ torch.from_numpy(fc)  # padded channels are zero
     assert torch.allclose(net(x), expect, atol=1e-5)
+    # the pads are read once, at load: on the "meta" device (shapes only, standing in for a GPU)
+    # reading them from the network's tensor at each call would fail
+    assert net.to("meta")(x.to("meta")).shape == (2, 2)
 
 
 def test_onnx_reader_refuses_unknown_operators_and_broken_files(tmp_path):
@@ -212,8 +215,10 @@ F = torch.nn.functional
         (_node("Softmax", ["x"], ["y"]), [], 11, _X, F.softmax(_X.reshape(2, -1), dim=1).reshape(_X.shape)),
         # Pad before opset 11 took its pads and value as attributes
         (_node("Pad", ["x"], ["y"], [_ints_attr("pads", [0, 0, 1, 0, 0, 0, 0, 2]), _float_attr("value", 1.5)]), [], 10, _X, F.pad(_X, (0, 2, 1, 0), value=1.5)),
+        # since opset 11 they are inputs (here the file's constants)
+        (_node("Pad", ["x", "p", "v"], ["y"]), [_tensor("p", np.array([0, 0, 1, 0, 0, 0, 0, 2], dtype=np.int64), raw=False), _tensor("v", np.array([-0.5], dtype=np.float32))], 13, _X, F.pad(_X, (0, 2, 1, 0), value=-0.5)),
     ],
-    ids=["conv-uneven-pads", "maxpool-default-stride", "maxpool-ceil", "avgpool-count-pad", "flatten-0", "flatten-neg", "gemm-trans-alpha-beta", "softmax-13", "softmax-11", "pad-opset10"],
+    ids=["conv-uneven-pads", "maxpool-default-stride", "maxpool-ceil", "avgpool-count-pad", "flatten-0", "flatten-neg", "gemm-trans-alpha-beta", "softmax-13", "softmax-11", "pad-opset10", "pad-opset13-value"],
 )
 def test_onnx_operators_follow_the_onnx_spec(tmp_path, node, inits, opset, x, expect):
     path = tmp_path / "op.onnx"

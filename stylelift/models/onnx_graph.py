@@ -226,8 +226,22 @@ def _read(path: Path) -> OnnxGraph:
         problem = _node_problem(node, opset, inits)
         if problem:
             raise CheckpointError(f"{source}: {node.op} node {node.outputs[0] if node.outputs else '?'}: {problem}")
-        node.attrs["opset"] = opset  # the operators' meaning depends on it (Softmax, Pad)
+        node.attrs["opset"] = opset  # the operators' meaning depends on it (Softmax)
+        if node.op == "Pad" and opset >= 11:
+            _pad_constants_to_attributes(node, inits)
     return OnnxGraph(nodes, inits, inputs, outputs)
+
+
+def _pad_constants_to_attributes(node: OnnxNode, inits: dict) -> None:
+    """Since opset 11 a Pad reads its pads (and fill value) as inputs; they are the file's constants
+    (checked), so they become attributes again, as before opset 11: read once here, not from a
+    tensor on the network's device at every call (on a GPU, a wait for it each step)."""
+    node.attrs["pads"] = np.asarray(inits[node.inputs[1]]).astype(np.int64).tolist()
+    value = node.inputs[2] if len(node.inputs) > 2 else ""
+    if value in inits and np.asarray(inits[value]).size == 1:
+        node.attrs["value"] = float(np.asarray(inits[value]).reshape(-1)[0])
+        value = ""
+    node.inputs = [node.inputs[0]] + (["", value] if value else [])
 
 
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -297,13 +311,11 @@ def _conv(x, w, b=None, a=None):
 
 
 def _pad(x, pads=None, value=None, a=None):
-    if pads is None:  # opset < 11: attributes
-        pads, value = a["pads"], a.get("value", 0.0)
-    pads = pads.tolist() if torch.is_tensor(pads) else np.asarray(pads).tolist()  # a stored constant follows the net to the GPU
-    n = x.ndim
-    begin, end = pads[:n], pads[n:]
-    flat = [p for i in reversed(range(n)) for p in (begin[i], end[i])]
-    return F.pad(x, flat, value=0.0 if value is None else float(value.item() if torch.is_tensor(value) else value))
+    """pads (begin of each axis, then end) are an attribute: the file's, or its constant (see read_onnx)."""
+    value = a.get("value", 0.0) if value is None else value.item()  # a computed fill value: rare
+    n, pads = x.ndim, a["pads"]
+    flat = [p for i in reversed(range(n)) for p in (pads[i], pads[n + i])]
+    return F.pad(x, flat, value=float(value))
 
 
 def _gemm(x, w, b=None, a=None):
