@@ -6,7 +6,8 @@
 Each configuration runs WARMUP steps, then `--steps` timed steps (median of per-step times). The
 first steps are slower while the process's heap grows to the step's working set (256 px, CPU,
 vgg16, W: 3.15, 1.07, 0.94 s, then 0.82-0.90 from the fourth step on); NVIDIA's loop is timed as
-the difference of a long and a short run, which leaves those steps out, so they are left out here. The loss is the offline default; the working resolution is 256 as in NVIDIA's projector.
+the difference of a long and a short run, which leaves those steps out, so they are left out here.
+The loss is the offline default; the working resolution is 256 as in NVIDIA's projector.
 To compare with NVIDIA's projector loop (W space, VGG16 feature distance, batch 1) use
 `--space w --loss vgg16 --perceptual-weights FILE` on the same network file, and time NVIDIA's
 loop with `nvidia_projector_loop.py` (which can write both files: a random network built by

@@ -7,7 +7,8 @@ Shapes: the up-sampling convs of a config-f generator at 1024 px (input channels
 channels at each output resolution), on the memory layout `conv_layout` gives the device. Prints
 milliseconds per forward + backward for both, and their largest relative difference.
 
-Measured (batch 8; means of 10, with an earlier form of this script): H200 (NCHW, TF32): 8 px
+Measured (batch 8) with a first version of this script, which took means of 10 runs where this takes
+medians: H200 (NCHW, TF32): 8 px
 0.96 -> 0.52 ms, 64 px 1.18 -> 1.23, 128 px 2.24 -> 2.46, 256 px 4.00 -> 2.77, 512 px 7.54 -> 3.65,
 1024 px 14.98 -> 6.07 (relative difference 3e-4: TF32).
 2-core CPU (channels-last, batch 1): 8 px 2.2 -> 22 ms, 64 px 54 -> 203, 1024 px 227 -> 411.

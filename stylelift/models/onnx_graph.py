@@ -311,7 +311,8 @@ def _conv(x, w, b=None, a=None):
 
 
 def _pad(x, pads=None, value=None, a=None):
-    """pads (begin of each axis, then end) are an attribute: the file's, or its constant (see read_onnx)."""
+    """pads (begin of each axis, then end) are an attribute: the file's, or since opset 11 its constant
+    input, moved there by _pad_constants_to_attributes (so `pads` is always None here)."""
     value = a.get("value", 0.0) if value is None else value.item()  # a computed fill value: rare
     n, pads = x.ndim, a["pads"]
     flat = [p for i in reversed(range(n)) for p in (pads[i], pads[n + i])]

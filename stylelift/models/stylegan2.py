@@ -313,7 +313,7 @@ def conv_layout(device: torch.device) -> torch.memory_format:
 def fold_up_filter(device: torch.device) -> bool:
     """Whether the unfused up-conv folds the FIR filter into its kernel (`conv_up2_folded`): on a GPU,
     where one 6x6 transposed conv beat the 3x3 one plus the per-channel filter pass (H200, forward +
-    backward, batch 8: 15.0 -> 6.1 ms at 1024 px, 64 -> 32 channels; 0.96 -> 0.52 at 8 px; 5-10%
+    backward, batch 8: 15.0 -> 6.1 ms at 1024 px, 64 -> 32 channels; 0.96 -> 0.52 at 8 px; 4-10%
     slower at 64-128 px, 512 channels; a 1024-px step 0.108 -> 0.092 s), but not on the CPU, where
     oneDNN took 1.8-10x as long."""
     return device.type != "cpu"
@@ -321,7 +321,8 @@ def fold_up_filter(device: torch.device) -> bool:
 
 def _modulated_conv2d_unfused(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: bool, filter_2d: Optional[Tensor], weight_sq: Optional[Tensor] = None, folded: bool = False) -> Tensor:
     """The non-fused modulated conv; with `folded`, `weight` is the up-conv's kernel with the filter
-    folded in (then `weight_sq` must be given: it is the 3x3 weight's)."""
+    folded in (`up` and `filter_2d` are then not used, and `weight_sq` must be the 3x3 weight's)."""
+    assert not (folded and demodulate and weight_sq is None), "a folded kernel's own sum of squares is not the weight's"
     x = (x * styles[:, :, None, None]).contiguous(memory_format=conv_layout(x.device))
     if folded:
         x = conv_up2_folded(x, weight)
