@@ -269,11 +269,15 @@ def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order, 
 
 
 @pytest.mark.parametrize("up", [False, True])
-def test_frozen_layer_lays_out_its_weight_for_the_device(up):
+def test_frozen_layer_lays_out_its_weight_for_the_device(up, monkeypatch):
     # oneDNN (CPU) is fastest on channels-last and with the filter as a separate pass, cuDNN on NCHW
     # with it folded into the up-conv's kernel (measured on an H200); the "meta" device stands in
-    # for a GPU here: shapes only, the non-CPU branch runs forward and backward
+    # for a CUDA one here (shapes only): the non-CPU branch runs forward and backward
+    from stylelift.models import stylegan2
     from stylelift.models.stylegan2 import SynthesisLayer
+
+    assert stylegan2.fold_up_filter(torch.device("cuda")) and not stylegan2.fold_up_filter(torch.device("cpu"))
+    monkeypatch.setattr(stylegan2, "fold_up_filter", lambda device: device.type in ("cuda", "meta"))
 
     for device in ("cpu", "meta"):
         layer = SynthesisLayer(4, 3, 8, 12 if up else 6, up=up, use_noise=False, conv_clamp=None).to(device).requires_grad_(False)

@@ -311,12 +311,13 @@ def conv_layout(device: torch.device) -> torch.memory_format:
 
 
 def fold_up_filter(device: torch.device) -> bool:
-    """Whether the unfused up-conv folds the FIR filter into its kernel (`conv_up2_folded`): on a GPU,
+    """Whether the unfused up-conv folds the FIR filter into its kernel (`conv_up2_folded`): on CUDA,
     where one 6x6 transposed conv beat the 3x3 one plus the per-channel filter pass (H200, forward +
     backward, batch 8: 15.0 -> 6.1 ms at 1024 px, 64 -> 32 channels; 0.96 -> 0.52 at 8 px; 4-10%
     slower at 64-128 px, 512 channels; a 1024-px step 0.108 -> 0.092 s), but not on the CPU, where
-    oneDNN took 1.8-10x as long."""
-    return device.type != "cpu"
+    oneDNN took 1.8-10x as long. Other devices (MPS, XPU) were not measured and keep the separate
+    filter pass; both give the same result."""
+    return device.type == "cuda"
 
 
 def _modulated_conv2d_unfused(x: Tensor, weight: Tensor, styles: Tensor, *, demodulate: bool, up: bool, filter_2d: Optional[Tensor], weight_sq: Optional[Tensor] = None, folded: bool = False) -> Tensor:
