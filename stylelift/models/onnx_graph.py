@@ -241,7 +241,7 @@ def _pad_constants_to_attributes(node: OnnxNode, inits: dict) -> None:
     if value in inits and np.asarray(inits[value]).size == 1:
         node.attrs["value"] = float(np.asarray(inits[value]).reshape(-1)[0])
         value = ""
-    node.inputs = [node.inputs[0]] + (["", value] if value else [])
+    node.inputs = [node.inputs[0]] + ([value] if value else [])
 
 
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -310,9 +310,9 @@ def _conv(x, w, b=None, a=None):
     return F.conv2d(x, w, b, stride=a.get("strides", 1), padding=pads[:2], dilation=a.get("dilations", 1), groups=a.get("group", 1))
 
 
-def _pad(x, pads=None, value=None, a=None):
+def _pad(x, value=None, a=None):
     """pads (begin of each axis, then end) are an attribute: the file's, or since opset 11 its constant
-    input, moved there by _pad_constants_to_attributes (so `pads` is always None here)."""
+    input, moved there by _pad_constants_to_attributes, which leaves only a computed fill value as an input."""
     value = a.get("value", 0.0) if value is None else value.item()  # a computed fill value: rare
     n, pads = x.ndim, a["pads"]
     flat = [p for i in reversed(range(n)) for p in (pads[i], pads[n + i])]
