@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 import typer
 
-from .errors import StyleliftError, is_out_of_memory
+from .errors import StyleliftError, error_message, is_out_of_memory
 from .fileio import file_in_the_way
 from .runtime import keep_freed_memory
 
@@ -63,7 +63,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
-            fail(str(e))
+            fail(error_message(e))
         except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's GPU out-of-memory error is one
             if not is_out_of_memory(e):
                 raise
@@ -75,6 +75,7 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+MAX_ALIGN_SIZE = 4096  # the FFHQ recipe's own working size; an 8192 px face took 6 GB of memory
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
 MAX_LIST = 100_000  # items one option may name
 OUTPUT_BYTES = 2 << 30  # the most image bytes a grid, an edit or a GIF may hold (mp4 frames and single images are streamed)
@@ -252,7 +253,7 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
 @user_errors
 def align(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
-    size: Annotated[int, typer.Option(help="Side of the aligned square in pixels.")] = 1024,
+    size: Annotated[int, typer.Option(min=16, max=MAX_ALIGN_SIZE, help="Side of the aligned square in pixels.")] = 1024,
     outdir: Annotated[Path, typer.Option(help="Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
     face_index: Annotated[Optional[int], typer.Option(help="Which face, 0 = the largest.")] = None,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Write every face as NAME_face<K>.png.")] = False,
@@ -265,8 +266,6 @@ def align(
     from .fileio import write_text_atomic
     from .images import load_photo, save_image
 
-    if size < 16:
-        raise typer.BadParameter("--size must be at least 16")
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
     paths, failed = expand_photos(photos)
@@ -283,7 +282,7 @@ def align(
             image = load_photo(path)
             faces = align_faces(image, size=size, cnn=cnn, name=path.name, only=None if all_faces else (face_index or 0))
         except (StyleliftError, OSError) as e:
-            typer.secho(f"error: {printable(e, 1000)}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {printable(error_message(e), 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
         for k, face in enumerate(faces):

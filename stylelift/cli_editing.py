@@ -42,12 +42,14 @@ def parse_range(text: str, *, what: str) -> list[float]:
         if ":" in text:
             lo, hi, n = text.split(":")
             if not 1 <= int(n) <= MAX_VALUES:
-                raise ValueError
+                raise typer.BadParameter(f"{what} {text!r}: COUNT must be 1 to {MAX_VALUES}")
             values = [float(v) for v in np.linspace(float(lo), float(hi), int(n))]
         else:
             values = [float(v) for v in text.split(",")]
-        if len(values) > MAX_VALUES or not np.isfinite(values).all():
-            raise ValueError
+        if len(values) > MAX_VALUES:
+            raise typer.BadParameter(f"{what} lists {len(values)} values; at most {MAX_VALUES}")
+        if not np.isfinite(values).all():
+            raise typer.BadParameter(f"{what} {text!r}: the values must be finite numbers")
         return values
     except ValueError:
         raise typer.BadParameter(f"cannot read {what} {text!r}; use START:STOP:COUNT or a comma list") from None
@@ -160,7 +162,7 @@ def interpolate(
     grid: Annotated[bool, typer.Option("--grid", help="Write a still strip of the frames instead of a video.")] = False,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
-    out: Annotated[Path, typer.Option(help=".mp4 or .gif (or .png with --grid).")] = Path("interpolation.mp4"),
+    out: Annotated[Optional[Path], typer.Option(help=".mp4 or .gif (or .png with --grid) [default: interpolation.mp4, or interpolation.png with --grid].")] = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -177,9 +179,12 @@ def interpolate(
         raise typer.BadParameter("--space must be w or z, --easing linear or smooth")
     if frames < 2:
         raise typer.BadParameter("--frames must be at least 2")
+    out = out or Path("interpolation.png" if grid else "interpolation.mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
-    if grid and out.suffix.lower() not in VIDEO_SUFFIXES:
+    if grid and out.suffix.lower() in VIDEO_SUFFIXES:
+        raise typer.BadParameter(f"--grid writes a still strip: give --out NAME.png, not {out.name}")
+    if grid:
         check_out(out, video=False)
     G, dev = load(network, device)
     if space == "z":
@@ -198,7 +203,7 @@ def interpolate(
     images = iter_render_ws(G, ws, batch_size=batch_size)  # an mp4 takes the frames as they are rendered
     if grid:
         images = list(images)
-        save_output(images, out if out.suffix.lower() not in (".mp4", ".gif") else out.with_suffix(".png"), cols=len(images))
+        save_output(images, out, cols=len(images))
     else:
         save_output(images, out, fps=fps)
 
@@ -229,6 +234,10 @@ def edit(
     from .latents import load_latents
 
     check_out(out, video=True)
+    if photo is not None and not paste_back:
+        raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
+    if photo is not None and not photo.is_file():
+        fail(f"--photo {photo}: no such file")
     strengths = parse_range(strength, what="--strength")
     G, dev = load(network, device)
     check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit")
@@ -256,8 +265,10 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
         fail(f"--paste-back needs a latent file made by `stylelift project` with alignment; {item} has none")
     face = AlignedFace.from_meta(align, what=item)
     photo_path = photo or align.get("photo_path")
-    if not isinstance(photo_path, (str, Path)) or not photo_path or not Path(photo_path).is_file():
-        fail("--paste-back: pass the original photo with --photo PATH")
+    if not isinstance(photo_path, (str, Path)) or not photo_path:
+        fail(f"--paste-back: {item} does not name the photo it was projected from; pass it with --photo PATH")
+    if not Path(photo_path).is_file():
+        fail(f"--paste-back: the photo {item} was projected from is no longer at {printable(photo_path)}; pass it with --photo PATH")
     original = load_photo(Path(photo_path))
     check_output_size(len(images), original.width, original.height, "the edit pasted into the photo")  # photo-sized images
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
@@ -462,7 +473,7 @@ def encoder_run(
     import torch
 
     from .cli import expand_photos
-    from .errors import StyleliftError
+    from .errors import StyleliftError, error_message
     from .images import save_image, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -481,7 +492,7 @@ def encoder_run(
         try:
             item = prepare(path, job, G.img_resolution)
         except (StyleliftError, OSError) as e:
-            typer.secho(f"error: {printable(e, 1000)}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {printable(error_message(e), 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
         target = torch.from_numpy(item.target.copy()).permute(2, 0, 1)[None].float().to(dev) / 127.5 - 1

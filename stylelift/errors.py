@@ -1,5 +1,7 @@
 """Errors a user can cause. The CLI prints their message as one line and exits with code 1."""
 
+import errno
+import re
 import sys
 
 
@@ -32,3 +34,20 @@ def is_out_of_memory(e: BaseException) -> bool:
     torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's
     # torch.cuda.OutOfMemoryError: torch.OutOfMemoryError exists only from torch 2.5
     return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError))
+
+
+def error_message(e: BaseException) -> str:
+    """What the CLI prints for an expected error: its message, or for an operating-system error
+    without one of ours the file it is about and what went wrong in words (no "[Errno 17]")."""
+    if not isinstance(e, OSError) or isinstance(e, StyleliftError):
+        return str(e)
+    if e.filename is None:  # raised by stylelift with its own message
+        return e.strerror if e.errno is not None and e.strerror else str(e)
+    name = re.sub(r"(^|/)\.([^/]*)\.tmp-\d+(\.[^/]*)?$", r"\1\2\3", str(e.filename))  # atomic_path's temporary file: the file asked for
+    if e.errno == errno.EEXIST:
+        return f"{name} is a file, so no folder can be made there"
+    if e.errno == errno.ENOTDIR:
+        return f"{name}: part of that path is a file, not a folder"
+    if e.errno == errno.EISDIR:
+        return f"{name} is a folder, not a file"
+    return f"{name}: {e.strerror or e}"

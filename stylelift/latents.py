@@ -49,6 +49,19 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
+def _check_claimed_size(data, key: str, name: str) -> None:
+    """Refuse an array whose header claims more bytes than its archive entry holds (a damaged or
+    hostile file), before numpy allocates what the header asks for."""
+    info = data.zip.getinfo(f"{key}.npy" if f"{key}.npy" in data.zip.namelist() else key)  # np.load lists both as `key`
+    with data.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if claimed > info.file_size:
+        raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {info.file_size:,}; the file is damaged")
+
+
 def load_latents(path: str | os.PathLike) -> LatentFile:
     """Read a latent file; never unpickles (allow_pickle=False). Bad files raise InputError."""
     path = Path(path)
@@ -60,6 +73,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         with np.load(path, allow_pickle=False) as data:
             if "w" not in data.files:
                 raise InputError(f"{path.name} has no 'w' array (keys: {', '.join(data.files) or 'none'})")
+            _check_claimed_size(data, "w", path.name)
             raw = data["w"]
             if not np.issubdtype(raw.dtype, np.floating) and not np.issubdtype(raw.dtype, np.integer):
                 raise InputError(f"{path.name}: 'w' holds {raw.dtype} values, not real numbers")
@@ -68,14 +82,16 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
             noises = {}
             for key in data.files:
                 if key.startswith("noise_") and key[6:].isdigit():
+                    _check_claimed_size(data, key, path.name)
                     noises[int(key[6:])] = np.asarray(data[key], dtype=np.float32)
             meta: dict = {}
             if "meta" in data.files:
                 try:
                     meta = json.loads(str(data["meta"]))
                 except json.JSONDecodeError:
-                    meta = {}
-                meta = meta if isinstance(meta, dict) else {}  # readable, but not the metadata stylelift writes
+                    meta = None
+                if not isinstance(meta, dict):  # it names the network the latents belong to, so it is not passed over
+                    raise InputError(f"{path.name}: its 'meta' is not the JSON object stylelift writes; repair it or save the file without it")
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
         if isinstance(e, InputError):
             raise

@@ -134,6 +134,8 @@ def odd_files(tmp_path, net):
     save_latents(tmp_path / "other.npz", LatentFile(w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta={"network_id": "someone-else"}))
     np.savez(tmp_path / "listmeta.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array("[1, 2]"))
     np.savez(tmp_path / "dir.npz", x=np.ones([1, G.w_dim], np.float32))
+    (tmp_path / "twice.csv").write_text("seed,label\n1,0\n2,1\n3,0\n4,1\n3,1\n")
+    (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     return tmp_path
 
@@ -141,9 +143,11 @@ def odd_files(tmp_path, net):
 BAD_INVOCATIONS = {
     # an existing file where the output folder should be
     "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
+    "sweep-out-under-a-file": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/afile/t.png"], 1, "afile is a file, so no folder"),
+    "sefa-outdir-under-a-file": (["directions", "sefa", "--outdir", "{d}/afile/s"], 1, "part of that path is a file"),
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
-    "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, None),
-    "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, None),
+    "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, "afile is a file"),
+    "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, "afile is a file"),
     "convert-onto-a-folder": (["convert", "{net}", "{d}", "--overwrite"], 1, "is a folder"),
     # formats and counts checked before any work
     "unknown-image-suffix": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/t.xyz"], 2, "must end in"),
@@ -161,7 +165,11 @@ BAD_INVOCATIONS = {
     "sefa-k-0": (["directions", "sefa", "--k", "0", "--outdir", "{d}/s"], 2, None),
     # files of the wrong kind
     "npy-as-latent": (["generate", "--latents", "{d}/w.npy", "--outdir", "{d}/o"], 1, "not a readable .npz"),
-    "meta-not-an-object": (["mix", "--rows", "{d}/listmeta.npz", "--cols", "1", "--out", "{d}/m.png"], 0, None),
+    "meta-not-an-object": (["mix", "--rows", "{d}/listmeta.npz", "--cols", "1", "--out", "{d}/m.png"], 1, "'meta' is not the JSON object"),
+    "labels-conflicting": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice.csv", "--out", "{d}/d.npy"], 1, "twice.csv: 3 is labelled twice, 0 and 1"),
+    "labels-bad-item": (["directions", "learn", "--attribute", "x", "--labels", "{d}/minus.csv", "--out", "{d}/d.npy"], 1, "minus.csv: -5 is neither"),
+    "labels-folder": (["directions", "learn", "--attribute", "x", "--labels", "{d}", "--out", "{d}/d.npy"], 1, "is a folder, not a file"),
+    "perceptual-weights-folder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}", "--outdir", "{d}/p"], 1, "a folder, not a file"),
     "latent-of-another-network": (["generate", "--latents", "{d}/other.npz", "--outdir", "{d}/o"], 1, "made for network someone-else"),
     "npz-as-direction": (["edit", "0", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 1, "an .npz archive"),
     "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
@@ -179,6 +187,7 @@ BAD_INVOCATIONS = {
     "loss-twice": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=1,mse=2", "--outdir", "{d}/p"], 1, "named twice"),
     "paste-back-unaligned": (["project", "{d}/photo.png", "--no-align", "--paste-back", "--steps", "1", "--outdir", "{d}/p"], 2, "needs --align"),
     "project-outdir-is-a-file": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--outdir", "{d}/afile"], 1, "is a file"),
+    "align-size-huge": (["align", "{d}/photo.png", "--size", "100000", "--outdir", "{d}/al"], 2, None),
     "project-outdir-under-a-file": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--outdir", "{d}/afile/p"], 1, "is a file"),
 }
 
@@ -187,7 +196,7 @@ BAD_INVOCATIONS = {
 def test_bad_invocations_end_in_one_line_and_leave_nothing_behind(odd_files, net, name):
     args, code, fragment = BAD_INVOCATIONS[name]
     args = [a.format(d=odd_files, net=net) for a in args]
-    if args[0] not in ("convert",):
+    if args[0] not in ("convert", "align"):
         args += ["--network", str(net)]
     before = sorted(p.name for p in odd_files.rglob("*"))
     r = invoke(*args)
@@ -286,3 +295,15 @@ def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skip
     r = invoke("generate", "--seeds", "0-2", "--network", net, "--outdir", tmp_path / "g")
     assert r.exit_code == 0 and "not writing grid.png" in r.output, r.output
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["seed0000.png", "seed0001.png", "seed0002.png"]
+
+
+def test_operating_system_errors_are_told_in_words_about_the_file_asked_for():
+    from stylelift.errors import InputError, error_message
+
+    assert error_message(FileExistsError(17, "File exists", "out/afile")) == "out/afile is a file, so no folder can be made there"
+    assert error_message(NotADirectoryError(20, "Not a directory", "afile/x")) == "afile/x: part of that path is a file, not a folder"
+    assert error_message(IsADirectoryError(21, "Is a directory", "labels")) == "labels is a folder, not a file"
+    assert error_message(FileNotFoundError(2, "No such file or directory", "/proc/.grid.tmp-123.png")) == "/proc/grid.png: No such file or directory"
+    assert error_message(OSError(28, "cannot write out.png: No space left on device")) == "cannot write out.png: No space left on device"
+    assert error_message(FileNotFoundError("no such photo: a.png")) == "no such photo: a.png"
+    assert error_message(InputError("bad")) == "bad"

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import imageio.v2 as imageio
 import numpy as np
@@ -60,7 +61,7 @@ def test_layer_names_follow_the_network_not_a_fixed_18():
     assert style_ranges(G.layer_resolutions) == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6, 7], "fine": []}
 
 
-@pytest.mark.parametrize("spec, match", [("hair", "unknown layer"), ("0-99", "outside"), ("3-1", "outside")])
+@pytest.mark.parametrize("spec, match", [("hair", "unknown layer"), ("0-99", "outside"), ("3-1", "runs backwards")])
 def test_bad_layer_specs(spec, match):
     with pytest.raises(InputError, match=match):
         parse_layers(spec, [4, 4, 8, 8])
@@ -141,6 +142,9 @@ def test_interpolate_command_writes_a_video_with_the_right_frames(tmp_path, net)
     assert r.exit_code == 0 and Image.open(tmp_path / "s.png").size == (80, 16)
     r = invoke("interpolate", "1", str(tmp_path / "nope.npz"), "--network", net, "--out", out)
     assert r.exit_code == 1 and "neither a seed nor" in r.output
+    before = out.read_bytes()
+    r = invoke("interpolate", "1", "2", "--network", net, "--frames", "5", "--grid", "--out", out)  # a still, not v.png behind the user's back
+    assert r.exit_code == 2 and "--grid writes a still" in r.output and not (tmp_path / "v.png").exists() and out.read_bytes() == before
 
 
 # --- directions -----------------------------------------------------------------------------------
@@ -173,6 +177,18 @@ def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
     np.save(tmp_path / "z.npy", np.zeros([1, 16]))
     with pytest.raises(InputError, match="zero"):
         load_direction(tmp_path / "z.npy")
+    np.save(tmp_path / "big.npy", np.full([1, 16], 3e38, np.float32))  # its norm overflows: refused, no numpy warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match="non-finite"):
+            load_direction(tmp_path / "big.npy")
+    Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
+    with pytest.raises(InputError, match="not a .npy file"):  # not numpy's advice to unpickle it
+        load_direction(tmp_path / "face.png")
+    for text in ("{oops", "[1, 2]", "\x00\xff"):  # the sidecar names the network: a damaged one is an error
+        (tmp_path / "d.json").write_text(text, encoding="latin-1")
+        with pytest.raises(InputError, match="sidecar of d.npy"):
+            load_direction(tmp_path / "d.npy")
 
 
 def test_apply_direction_on_chosen_layers():
@@ -276,6 +292,17 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
         assert r.exit_code == 1 and text in r.output and "Traceback" not in r.output, (extra, r.output)
     r = invoke("edit", tmp_path / "bad.npz", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
     assert r.exit_code == 1 and "needs [N, 6, 16]" in r.output
+    usage = [
+        (["--photo", tmp_path / "d.npy"], "add --paste-back"),
+        (["--strength", "3:-3:0"], "COUNT must be 1 to"),
+        (["--strength", "1,nan"], "finite"),
+        (["--layers", "3-1"], "runs backwards"),
+    ]
+    for extra, text in usage:
+        r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png", *extra)
+        said = " ".join(r.output.replace("│", " ").split())  # typer boxes usage errors and wraps their lines
+        assert r.exit_code in (1, 2) and text in said and "Traceback" not in r.output, (extra, r.output)
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_truncation_sweep_grid(tmp_path, net):
@@ -373,7 +400,12 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
         (tmp_path / "l.csv").write_text(csv_text)
         return invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--network", net, "--out", tmp_path / "d.npy", *extra)
 
-    r = learn("".join(f"1,{i % 2}\n" for i in range(20)))  # one latent, labelled both ways
+    r = learn("".join(f"1,{i % 2}\n" for i in range(20)))  # one seed, labelled both ways
+    assert r.exit_code == 1 and "1 is labelled twice, 0 and 1" in r.output and not (tmp_path / "d.npy").exists(), r.output
+    G = tiny_generator()
+    for i in range(20):  # one latent under 20 names, labelled both ways
+        save_latents(tmp_path / f"same{i}.npz", LatentFile(w=latents_for_items(G, ["1"]).numpy()))
+    r = learn("".join(f"{tmp_path / f'same{i}.npz'},{i % 2}\n" for i in range(20)))
     assert r.exit_code == 1 and "do not separate" in r.output and not (tmp_path / "d.npy").exists(), r.output
     r = learn("".join(f"{i},5\n" for i in range(20)))  # every label the same
     assert r.exit_code == 1 and "do not split" in r.output, r.output

@@ -1,3 +1,6 @@
+import io
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -44,6 +47,22 @@ def test_bad_contents(tmp_path, arrays, match):
     np.savez(tmp_path / "b.npz", **arrays)
     with pytest.raises(InputError, match=match):
         load_latents(tmp_path / "b.npz")
+
+
+def test_meta_that_is_not_a_json_object_is_refused(tmp_path):
+    for meta in ("{not json", "[1, 2]"):  # it would name the network the codes belong to
+        np.savez(tmp_path / "m.npz", w=np.zeros([1, 2, 3], np.float32), meta=np.array(meta))
+        with pytest.raises(InputError, match="'meta' is not the JSON object"):
+            load_latents(tmp_path / "m.npz")
+
+
+def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(tmp_path):
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 18, 512)})  # 3.7 GB
+    with zipfile.ZipFile(tmp_path / "lie.npz", "w") as z:
+        z.writestr("w.npy", f.getvalue() + np.zeros(6, np.float32).tobytes())
+    with pytest.raises(InputError, match="claims 3,686,400,000 bytes of data but holds"):
+        load_latents(tmp_path / "lie.npz")
 
 
 def test_not_an_npz(tmp_path):

@@ -60,10 +60,16 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no direction file {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a direction file (.npy)")
     try:
-        vec = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        vec = np.load(path, allow_pickle=False) if magic[:2] == b"PK" or magic == b"\x93NUMPY" else None  # numpy tries anything else as a pickle
     except (ValueError, OSError, EOFError) as e:
         raise InputError(f"{path.name} is not a readable .npy direction ({e})") from None
+    if vec is None:
+        raise InputError(f"{path.name} is not a .npy file (a direction is one array [1, w_dim], as np.save writes it)")
     if not isinstance(vec, np.ndarray):  # an .npz archive
         vec.close()
         raise InputError(f"{path.name} is an .npz archive; a direction is one .npy array [1, w_dim]")
@@ -73,16 +79,19 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         raise InputError(f"{path.name} must hold a float array [1, w_dim], got {vec.dtype} {list(vec.shape)}")
     if w_dim is not None and vec.shape[1] != w_dim:
         raise InputError(f"{path.name} is a direction in {vec.shape[1]}-D, but this network's w has {w_dim} dimensions")
-    norm = float(np.linalg.norm(vec))
+    with np.errstate(over="ignore", invalid="ignore"):  # values near float32's limit overflow: refused just below
+        norm = float(np.linalg.norm(vec))
     if not np.isfinite(norm) or norm == 0:
         raise InputError(f"{path.name} is a zero or non-finite vector")
     meta = {}
-    if _sidecar(path).exists():
+    sidecar = _sidecar(path)
+    if sidecar.exists():  # it names the network and the layers, so a damaged one is not passed over
         try:
-            meta = json.loads(_sidecar(path).read_text())
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            meta = {}
-        meta = meta if isinstance(meta, dict) else {}
+            meta = None
+        if not isinstance(meta, dict):
+            raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not a JSON object; repair or delete it")
     return Direction(vec.astype(np.float32) / norm, meta)
 
 

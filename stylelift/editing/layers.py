@@ -38,7 +38,9 @@ def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
         if not m:
             raise InputError(f"unknown layer name {part!r}; use coarse, middle, fine, all or indices such as 0-3,8")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo or hi >= num_ws:
+        if hi < lo:
+            raise InputError(f"layer range {part!r} runs backwards; write it low to high ({hi}-{lo})")
+        if hi >= num_ws:
             raise InputError(f"layer range {part!r} is outside 0-{num_ws - 1} for this network ({num_ws} ws)")
         out.update(range(lo, hi + 1))
     if not out:

@@ -25,6 +25,7 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
     if not path.exists():
         raise FileNotFoundError(f"no labels file {path}")
     items, labels = [], []
+    seen: dict[str, float] = {}
     try:
         rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
     except (UnicodeDecodeError, csv.Error) as e:
@@ -42,8 +43,14 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
             raise InputError(f"{path.name}: label {row[1]!r} is not a number") from None
         if not np.isfinite(label):
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
+        item = row[0].strip()
+        if item in seen:
+            if seen[item] != label:
+                raise InputError(f"{path.name}: {item} is labelled twice, {seen[item]:g} and {label:g}")
+            continue  # the same row again
+        seen[item] = label
         labels.append(label)
-        items.append(row[0].strip())
+        items.append(item)
     if len(items) < 4:
         raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
     return items, np.array(labels)
@@ -92,7 +99,10 @@ def learn_direction(
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
-        ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
+        try:
+            ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
+        except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
+            raise InputError(f"{labels_csv.name}: {e}") from None
         labeler = f"csv:{labels_csv.name}"
     else:
         if attribute not in ("age", "gender"):

@@ -183,7 +183,7 @@ def _ms_ssim(target: Tensor, ctx: LossContext) -> Term:
 def find_vgg16_weights(explicit: Optional[Path]) -> Path:
     if explicit is not None:
         if not Path(explicit).is_file():
-            raise MissingWeightsError(f"--perceptual-weights {explicit}: no such file")
+            raise MissingWeightsError(f"--perceptual-weights {explicit}: {'a folder, not a file' if Path(explicit).is_dir() else 'no such file'}")
         return Path(explicit)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
     if cached.is_file():

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from ..errors import InputError, StyleliftError, is_out_of_memory
+from ..errors import InputError, StyleliftError, error_message, is_out_of_memory
 from ..fileio import file_in_the_way
 from ..images import load_photo, to_uint8
 from ..latents import LatentFile, load_latents
@@ -68,7 +68,7 @@ class Prepared:
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
     """`auto` -> LPIPS when its weights exist, else the offline mix (face terms for aligned faces only)."""
     if perceptual_weights is not None and not Path(perceptual_weights).is_file():
-        raise InputError(f"--perceptual-weights {perceptual_weights}: no such file")
+        raise InputError(f"--perceptual-weights {perceptual_weights}: {'a folder, not a file' if Path(perceptual_weights).is_dir() else 'no such file'}")
     if spec != "auto":
         parse_loss_spec(spec)  # checked before any work
         return spec
@@ -140,7 +140,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             files.check_writable(video=job.video, pasted=job.paste_back)
             todo.append(prepare(path, job, G.img_resolution))
         except (StyleliftError, OSError) as e:
-            report(f"error: {e}", error=True)
+            report(f"error: {error_message(e)}", error=True)
             failures += 1
     meta_base = {
         "network": getattr(G, "source", job.network),
