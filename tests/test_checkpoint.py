@@ -149,3 +149,24 @@ def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, cha
     path = _stylelift_file_with(tmp_path, **changes)
     with pytest.raises(CheckpointError, match=message):
         load_generator(path)
+
+
+def test_torch_files_that_are_not_or_no_longer_archives_say_so(tmp_path):
+    from stylelift.models.encoder import load_encoder
+    from stylelift.models.torch_files import load_torch_file
+
+    torch.save({"x": torch.zeros(3)}, tmp_path / "ok.pt")
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "ok.pt").read_bytes()[:300])  # a download cut short
+    (tmp_path / "text.pt").write_text("hello, I am text")
+    for name, why in (("cut.pt", "a damaged zip archive"), ("text.pt", "not a torch file")):
+        with pytest.raises(CheckpointError, match=why):
+            load_torch_file(tmp_path / name)
+        with pytest.raises(CheckpointError, match=why):  # not "the pickle uses persistent ids"
+            load_encoder(tmp_path / name)
+    assert load_torch_file(tmp_path / "ok.pt")["x"].shape == (3,)
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    data = torch.load(tmp_path / "net.pt", weights_only=True)
+    del data["config"]
+    torch.save(data, tmp_path / "noconfig.pt")
+    with pytest.raises(CheckpointError, match="has no config"):
+        load_generator(tmp_path / "noconfig.pt")

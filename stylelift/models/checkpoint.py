@@ -109,6 +109,8 @@ def read_stylelift(path: Path) -> RawNetwork:
     config_class = _CONFIGS.get(data.get("architecture")) if isinstance(data.get("architecture"), str) else None
     if config_class is None:
         raise CheckpointError(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
+    if "config" not in data:
+        raise CheckpointError(f"{path.name} has no config (a stylelift network file stores its config beside its weights)")
     try:
         cfg = config_class.from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as e:

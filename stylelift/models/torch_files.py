@@ -74,6 +74,12 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
             safe_pickle.scan(io.BytesIO(data), 0, len(data), source, allow)
         else:  # legacy: magic number, protocol version, system info, the data, the storage keys
             with open(path, "rb") as f:
+                head = f.read(4)
+                if head.startswith(b"PK"):
+                    raise CheckpointError(f"cannot read {source}: a damaged zip archive (cut short?)")
+                if head[:1] != b"\x80":  # torch.save's pickles begin with a protocol byte
+                    raise CheckpointError(f"cannot read {source}: not a torch file (neither a zip archive nor a pickle)")
+                f.seek(0)
                 pos = 0
                 for part in (safe_pickle.PLAIN_DATA, safe_pickle.PLAIN_DATA, safe_pickle.PLAIN_DATA, allow, safe_pickle.PLAIN_DATA):
                     pos = safe_pickle.scan(f, pos, size, source, part)
