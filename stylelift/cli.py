@@ -214,6 +214,8 @@ def convert(
     """Write any supported network file in stylelift's own format (config + weights, no code)."""
     from .models import load_generator, network_id, save_generator
 
+    if dest.suffix.lower() not in (".pt", ".pth"):
+        raise typer.BadParameter(f"{dest.name}: a stylelift network file is a torch file; name it NAME.pt")
     check_new_file(dest, overwrite)
     G = load_generator(source)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -322,6 +322,23 @@ def directions_learn(
     typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples)")
 
 
+def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> None:
+    """Before any work: PREFIX_00.npy .. (and sidecars) in `outdir` are new, or --overwrite was given."""
+    if overwrite or not outdir.is_dir():
+        return
+    taken = [p.name for i in range(k) for p in (outdir / f"{prefix}_{i:02d}.npy", outdir / f"{prefix}_{i:02d}.json") if p.exists()]
+    if taken:
+        fail(f"{outdir}/ already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass --overwrite to replace them, or another --outdir")
+
+
+def write_directions(outdir: Path, prefix: str, directions: list) -> None:
+    from .editing import save_direction
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    for i, d in enumerate(directions):
+        save_direction(outdir / f"{prefix}_{i:02d}.npy", d)
+
+
 @directions_app.command("sefa")
 @user_errors
 def directions_sefa(
@@ -329,18 +346,18 @@ def directions_sefa(
     network: NetworkOpt = DEFAULT_NETWORK,
     layers: Annotated[Optional[str], typer.Option(help="Layers whose affines to factorise (default all).")] = None,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many directions.")] = 10,
+    overwrite: Annotated[bool, typer.Option(help="Replace direction files of these names in --outdir.")] = False,
 ) -> None:
     """Closed-form factorisation of the style affine weights (SeFa)."""
-    from .editing import Direction, parse_layers, save_direction, sefa
+    from .editing import Direction, parse_layers, sefa
     from .models import network_id
 
+    check_new_directions(outdir, "sefa", k, overwrite)
     G, _ = load(network, "cpu")
     idx = parse_layers(layers, G.layer_resolutions) if layers else None
     vecs, values = sefa(G, layers=idx, k=k)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for i, (v, ev) in enumerate(zip(vecs, values)):
-        meta = {"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers}  # layers: the spec `edit` reads
-        save_direction(outdir / f"sefa_{i:02d}.npy", Direction(v[None], meta))
+    metas = [{"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers} for i, ev in enumerate(values)]  # layers: the spec `edit` reads
+    write_directions(outdir, "sefa", [Direction(v[None], m) for v, m in zip(vecs, metas)])
     typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; that is all there are)" if len(vecs) < k else ""))
 
 
@@ -352,16 +369,17 @@ def directions_pca(
     samples: Annotated[int, typer.Option(min=2, max=10_000_000, help="Sampled w.")] = 10_000,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many components.")] = 10,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampling seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace direction files of these names in --outdir.")] = False,
 ) -> None:
     """Principal components of sampled w (GANSpace)."""
-    from .editing import Direction, pca_directions, save_direction
+    from .editing import Direction, pca_directions
     from .models import network_id
 
+    check_new_directions(outdir, "pca", k, overwrite)
     G, _ = load(network, "cpu")
     vecs, var = pca_directions(G, samples=samples, k=k, seed=seed)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for i, (v, ev) in enumerate(zip(vecs, var)):
-        save_direction(outdir / f"pca_{i:02d}.npy", Direction(v[None], {"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples}))
+    metas = [{"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples} for i, ev in enumerate(var)]
+    write_directions(outdir, "pca", [Direction(v[None], m) for v, m in zip(vecs, metas)])
     typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; {samples} samples in {G.w_dim}-D give no more)" if len(vecs) < k else ""))
 
 

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -134,6 +136,10 @@ def odd_files(tmp_path, net):
     save_latents(tmp_path / "other.npz", LatentFile(w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta={"network_id": "someone-else"}))
     np.savez(tmp_path / "listmeta.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array("[1, 2]"))
     np.savez(tmp_path / "dir.npz", x=np.ones([1, G.w_dim], np.float32))
+    (tmp_path / "folder.pt").mkdir()
+    (tmp_path / "dirs").mkdir()
+    (tmp_path / "dirs" / "sefa_01.npy").write_text("earlier")
+    (tmp_path / "dirs" / "pca_02.json").write_text("earlier")
     (tmp_path / "twice.csv").write_text("seed,label\n1,0\n2,1\n3,0\n4,1\n3,1\n")
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
@@ -148,7 +154,10 @@ BAD_INVOCATIONS = {
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
     "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, "afile is a file"),
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, "afile is a file"),
-    "convert-onto-a-folder": (["convert", "{net}", "{d}", "--overwrite"], 1, "is a folder"),
+    "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
+    "convert-to-a-pickle-name": (["convert", "{net}", "{d}/n.pkl"], 2, "NAME.pt"),
+    "sefa-onto-earlier-ones": (["directions", "sefa", "--k", "3", "--outdir", "{d}/dirs"], 1, "already holds sefa_01.npy; pass --overwrite"),
+    "pca-onto-earlier-ones": (["directions", "pca", "--k", "3", "--samples", "10", "--outdir", "{d}/dirs"], 1, "already holds pca_02.json; pass --overwrite"),
     # formats and counts checked before any work
     "unknown-image-suffix": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/t.xyz"], 2, "must end in"),
     "no-suffix": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/m"], 2, "must end in"),
@@ -218,6 +227,10 @@ def test_sefa_layers_are_recorded_so_that_edit_can_use_them(tmp_path, net):
     r = invoke("edit", "0", "--network", net, "--direction", tmp_path / "s" / "sefa_00.npy", "--strength", "-1:1:3", "--out", tmp_path / "e.png")
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "e.png").size == (3 * 16, 16)
+    r = invoke("directions", "sefa", "--network", net, "--layers", "4-5", "--k", "2", "--outdir", tmp_path / "s")
+    assert r.exit_code == 1 and "--overwrite" in r.output and json.loads((tmp_path / "s" / "sefa_00.json").read_text())["layers"] == "0-3"
+    r = invoke("directions", "sefa", "--network", net, "--layers", "4-5", "--k", "2", "--outdir", tmp_path / "s", "--overwrite")
+    assert r.exit_code == 0 and json.loads((tmp_path / "s" / "sefa_00.json").read_text())["layers"] == "4-5", r.output
 
 
 def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
