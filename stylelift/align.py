@@ -75,8 +75,8 @@ class AlignedFace:
             raise damaged
         if abs(np.linalg.det(sides)) < 1.0:  # a square of less than a pixel: no way back into the photo
             raise damaged
-        centre, side = quad.mean(axis=0), np.linalg.norm(sides, axis=1).max()
-        if not (0 <= centre[0] <= size[0] and 0 <= centre[1] <= size[1]) or side > 8 * max(size):  # a face found in that photo
+        lo, hi, side = quad.min(axis=0), quad.max(axis=0), np.linalg.norm(sides, axis=1).max()
+        if (hi <= 0).any() or lo[0] >= size[0] or lo[1] >= size[1] or side > 8 * max(size):  # a face found in that photo overlaps it
             raise InputError(f"the alignment record in {what} is damaged (its face square does not fit a {size[0]}x{size[1]} photo)")
         return cls(image=None, landmarks=np.zeros([68, 2]), quad=quad, box=box, source_size=size, size=crop)
 

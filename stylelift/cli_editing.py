@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from . import cli
+from .fileio import file_in_the_way
 from .cli import DEFAULT_NETWORK, MAX_SEED, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
@@ -43,6 +44,8 @@ def parse_range(text: str, *, what: str) -> list[float]:
             lo, hi, n = text.split(":")
             if not 1 <= int(n) <= MAX_VALUES:
                 raise typer.BadParameter(f"{what} {text!r}: COUNT must be 1 to {MAX_VALUES}")
+            if not np.isfinite([float(lo), float(hi)]).all() or abs(float(hi) - float(lo)) > 1e300:
+                raise typer.BadParameter(f"{what} {text!r}: START and STOP must be finite numbers")
             values = [float(v) for v in np.linspace(float(lo), float(hi), int(n))]
         else:
             values = [float(v) for v in text.split(",")]
@@ -237,7 +240,7 @@ def edit(
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     if photo is not None and not photo.is_file():
-        fail(f"--photo {photo}: no such file")
+        fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'no such file'}")
     strengths = parse_range(strength, what="--strength")
     G, dev = load(network, device)
     check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit")
@@ -324,6 +327,8 @@ def directions_learn(
 
 def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> None:
     """Before any work: PREFIX_00.npy .. (and sidecars) in `outdir` are new, or --overwrite was given."""
+    if (blocker := file_in_the_way(outdir)) is not None:
+        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
     if overwrite or not outdir.is_dir():
         return
     taken = [p.name for i in range(k) for p in (outdir / f"{prefix}_{i:02d}.npy", outdir / f"{prefix}_{i:02d}.json") if p.exists()]

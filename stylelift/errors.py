@@ -43,7 +43,7 @@ def error_message(e: BaseException) -> str:
         return str(e)
     if e.filename is None:  # raised by stylelift with its own message
         return e.strerror if e.errno is not None and e.strerror else str(e)
-    name = re.sub(r"(^|/)\.([^/]*)\.tmp-\d+(\.[^/]*)?$", r"\1\2\3", str(e.filename))  # atomic_path's temporary file: the file asked for
+    name = re.sub(r"(^|[/\\])\.([^/\\]*)\.tmp-\d+(\.[^/\\]*)?$", r"\1\2\3", str(e.filename))  # atomic_path's temporary file: the file asked for
     if e.errno == errno.EEXIST:
         return f"{name} is a file, so no folder can be made there"
     if e.errno == errno.ENOTDIR:

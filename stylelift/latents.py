@@ -49,17 +49,23 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
+DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this
+
+
 def _check_claimed_size(data, key: str, name: str) -> None:
-    """Refuse an array whose header claims more bytes than its archive entry holds (a damaged or
-    hostile file), before numpy allocates what the header asks for."""
+    """Refuse an array whose header claims more bytes than its archive entry holds or could
+    inflate to (a damaged or hostile file), before numpy allocates what the header asks for."""
     info = data.zip.getinfo(f"{key}.npy" if f"{key}.npy" in data.zip.namelist() else key)  # np.load lists both as `key`
     with data.zip.open(info) as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(f)
+    if dtype.hasobject:
+        raise InputError(f"{name}: '{key}' holds Python objects, not numbers (stylelift never unpickles them)")
     claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if claimed > info.file_size:
-        raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {info.file_size:,}; the file is damaged")
+    holds = info.file_size if info.compress_type == zipfile.ZIP_STORED else min(info.file_size, info.compress_size * DEFLATE_MAX_RATIO)
+    if claimed > holds:
+        raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {holds:,}; the file is damaged")
 
 
 def load_latents(path: str | os.PathLike) -> LatentFile:
@@ -86,6 +92,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                     noises[int(key[6:])] = np.asarray(data[key], dtype=np.float32)
             meta: dict = {}
             if "meta" in data.files:
+                _check_claimed_size(data, "meta", path.name)
                 try:
                     meta = json.loads(str(data["meta"]))
                 except json.JSONDecodeError:

@@ -71,6 +71,8 @@ def test_alignment_record_round_trips_and_damaged_ones_are_refused(photo):
     diff = np.abs(np.asarray(paste_back(edited, back, photo), dtype=int) - np.asarray(paste_back(edited, face, photo), dtype=int))
     assert diff.max() <= 2 and diff.mean() < 0.01  # the record keeps the quad to 1/1000 px
     good = face.transform_meta()
+    partly_outside = {**good, "quad": (np.array(good["quad"]) - [good["source_size"][0] * 0.6, 0]).tolist()}  # a face at the photo's left edge
+    assert AlignedFace.from_meta(partly_outside).quad.min() < 0
     for damaged in ("oops", [1, 2], {**good, "quad": [[0, 0]] * 4}, {**good, "quad": "x"}, {**good, "box": 5}, {**good, "size": 0},
                     {**good, "quad": (np.array(good["quad"]) * 1e9).tolist()}, {**good, "quad": (np.array(good["quad"]) - 1e5).tolist()}):
         with pytest.raises(InputError, match="alignment record"):

@@ -141,6 +141,8 @@ def odd_files(tmp_path, net):
     (tmp_path / "dirs" / "sefa_01.npy").write_text("earlier")
     (tmp_path / "dirs" / "pca_02.json").write_text("earlier")
     (tmp_path / "twice.csv").write_text("seed,label\n1,0\n2,1\n3,0\n4,1\n3,1\n")
+    (tmp_path / "twice2.csv").write_text("seed,label\n1,0.1\n2,1\n3,0\n4,1\n01,0.1000001\n")
+    (tmp_path / "ok.csv").write_text("seed,label\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     return tmp_path
@@ -150,7 +152,13 @@ BAD_INVOCATIONS = {
     # an existing file where the output folder should be
     "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
     "sweep-out-under-a-file": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/afile/t.png"], 1, "afile is a file, so no folder"),
-    "sefa-outdir-under-a-file": (["directions", "sefa", "--outdir", "{d}/afile/s"], 1, "part of that path is a file"),
+    "sefa-outdir-under-a-file": (["directions", "sefa", "--outdir", "{d}/afile/s"], 1, "afile is a file, not a folder"),
+    "pca-outdir-is-a-file": (["directions", "pca", "--samples", "10", "--outdir", "{d}/afile"], 1, "afile is a file, not a folder"),
+    "learn-bad-cutoff": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--trunc", "0.5", "--trunc-cutoff", "99", "--out", "{d}/d.npy"], 1, "error: the truncation cutoff"),
+    "labels-conflicting-spelled-apart": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice2.csv", "--out", "{d}/d.npy"], 1, "01 is labelled twice, 0.1 and 0.1000001"),
+    "strength-overflow": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "1e308:-1e308:3", "--out", "{d}/e.png"], 2, None),
+    "strength-inf-end": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "inf:1:3", "--out", "{d}/e.png"], 2, None),
+    "photo-folder": (["edit", "0", "--direction", "{d}/dir.npz", "--paste-back", "--photo", "{d}/dirs", "--out", "{d}/e.png"], 1, "a folder, not a photo"),
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
     "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, "afile is a file"),
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, "afile is a file"),
@@ -175,7 +183,7 @@ BAD_INVOCATIONS = {
     # files of the wrong kind
     "npy-as-latent": (["generate", "--latents", "{d}/w.npy", "--outdir", "{d}/o"], 1, "not a readable .npz"),
     "meta-not-an-object": (["mix", "--rows", "{d}/listmeta.npz", "--cols", "1", "--out", "{d}/m.png"], 1, "'meta' is not the JSON object"),
-    "labels-conflicting": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice.csv", "--out", "{d}/d.npy"], 1, "twice.csv: 3 is labelled twice, 0 and 1"),
+    "labels-conflicting": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice.csv", "--out", "{d}/d.npy"], 1, "twice.csv: 3 is labelled twice, 0.0 and 1.0"),
     "labels-bad-item": (["directions", "learn", "--attribute", "x", "--labels", "{d}/minus.csv", "--out", "{d}/d.npy"], 1, "minus.csv: -5 is neither"),
     "labels-folder": (["directions", "learn", "--attribute", "x", "--labels", "{d}", "--out", "{d}/d.npy"], 1, "is a folder, not a file"),
     "perceptual-weights-folder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}", "--outdir", "{d}/p"], 1, "a folder, not a file"),

@@ -185,10 +185,12 @@ def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
     with pytest.raises(InputError, match="not a .npy file"):  # not numpy's advice to unpickle it
         load_direction(tmp_path / "face.png")
-    for text in ("{oops", "[1, 2]", "\x00\xff"):  # the sidecar names the network: a damaged one is an error
+    for text, why in (("{oops", "not readable JSON"), ("[1, 2]", "holds a JSON list"), ("\x00\xff", "not readable JSON")):  # it names the network
         (tmp_path / "d.json").write_text(text, encoding="latin-1")
-        with pytest.raises(InputError, match="sidecar of d.npy"):
+        with pytest.raises(InputError, match=f"sidecar of d.npy, (is|holds) .*{why.split()[-1]}"):
             load_direction(tmp_path / "d.npy")
+    (tmp_path / "d.json").write_bytes(b"\xef\xbb\xbf" + b'{"attribute": "age"}')  # a byte-order mark, as some editors write
+    assert load_direction(tmp_path / "d.npy").meta == {"attribute": "age"}
 
 
 def test_apply_direction_on_chosen_layers():
@@ -401,7 +403,7 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
         return invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--network", net, "--out", tmp_path / "d.npy", *extra)
 
     r = learn("".join(f"1,{i % 2}\n" for i in range(20)))  # one seed, labelled both ways
-    assert r.exit_code == 1 and "1 is labelled twice, 0 and 1" in r.output and not (tmp_path / "d.npy").exists(), r.output
+    assert r.exit_code == 1 and "1 is labelled twice, 0.0 and 1.0" in r.output and not (tmp_path / "d.npy").exists(), r.output
     G = tiny_generator()
     for i in range(20):  # one latent under 20 names, labelled both ways
         save_latents(tmp_path / f"same{i}.npz", LatentFile(w=latents_for_items(G, ["1"]).numpy()))

@@ -4,7 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from stylelift import InputError, LatentFile, load_latents, save_latents
+from stylelift import InputError, latents, LatentFile, load_latents, save_latents
 
 
 def test_round_trip_with_noise_and_meta(tmp_path):
@@ -56,13 +56,45 @@ def test_meta_that_is_not_a_json_object_is_refused(tmp_path):
             load_latents(tmp_path / "m.npz")
 
 
-def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(tmp_path):
+def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(tmp_path, monkeypatch):
     f = io.BytesIO()
     np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 18, 512)})  # 3.7 GB
     with zipfile.ZipFile(tmp_path / "lie.npz", "w") as z:
         z.writestr("w.npy", f.getvalue() + np.zeros(6, np.float32).tobytes())
     with pytest.raises(InputError, match="claims 3,686,400,000 bytes of data but holds"):
         load_latents(tmp_path / "lie.npz")
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "<U1", "fortran_order": False, "shape": (10**11,)})
+    with zipfile.ZipFile(tmp_path / "hugemeta.npz", "w") as z:
+        z.writestr("w.npy", _npy(np.zeros([1, 2, 3], np.float32)))
+        z.writestr("meta.npy", f.getvalue() + b"{}")
+    with pytest.raises(InputError, match="'meta' claims"):
+        load_latents(tmp_path / "hugemeta.npz")
+
+    # deflated: the entry's stated size is a claim too, bounded by deflate's largest ratio (zeros
+    # reach 1027x with zlib); a forged size is beyond what this test can write, so the bound is lowered
+    with zipfile.ZipFile(tmp_path / "zeros.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("w.npy", _npy(np.zeros([20, 18, 512], np.float32)))
+    assert load_latents(tmp_path / "zeros.npz").w.shape == (20, 18, 512)
+    monkeypatch.setattr(latents, "DEFLATE_MAX_RATIO", 100)
+    with pytest.raises(InputError, match="'w' claims"):
+        load_latents(tmp_path / "zeros.npz")
+
+
+def _npy(array: np.ndarray) -> bytes:
+    f = io.BytesIO()
+    np.save(f, array)
+    return f.getvalue()
+
+
+def test_compressed_latent_files_load(tmp_path):
+    w = np.random.default_rng(0).normal(size=[3, 4, 8]).astype(np.float32)
+    np.savez_compressed(tmp_path / "c.npz", w=w, meta=np.array('{"network_id": "x"}'))
+    got = load_latents(tmp_path / "c.npz")
+    assert np.array_equal(got.w, w) and got.meta == {"network_id": "x"}
+    np.savez(tmp_path / "obj.npz", w=np.array([1, 2, 3] * 10, dtype=object))
+    with pytest.raises(InputError, match="holds Python objects"):
+        load_latents(tmp_path / "obj.npz")
 
 
 def test_not_an_npz(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..fileio import atomic_path, write_text_atomic
 
 
@@ -87,11 +87,11 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     sidecar = _sidecar(path)
     if sidecar.exists():  # it names the network and the layers, so a damaged one is not passed over
         try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            meta = None
+            meta = json.loads(sidecar.read_text(encoding="utf-8-sig"))  # -sig: also with a byte-order mark
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not readable JSON ({first_line(e)}); repair or delete it") from None
         if not isinstance(meta, dict):
-            raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not a JSON object; repair or delete it")
+            raise InputError(f"{sidecar.name}, the sidecar of {path.name}, holds a JSON {type(meta).__name__}, not an object; repair or delete it")
     return Direction(vec.astype(np.float32) / norm, meta)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import write_text_atomic
+from ..models.base import check_truncation_cutoff
 from .directions import Direction, condition, fit_boundary, load_direction
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,12 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
         if not np.isfinite(label):
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
         item = row[0].strip()
-        if item in seen:
-            if seen[item] != label:
-                raise InputError(f"{path.name}: {item} is labelled twice, {seen[item]:g} and {label:g}")
+        key = str(int(item)) if item.isdigit() else item  # seed 01 is seed 1
+        if key in seen:
+            if seen[key] != label:
+                raise InputError(f"{path.name}: {item} is labelled twice, {seen[key]!r} and {label!r}")
             continue  # the same row again
-        seen[item] = label
+        seen[key] = label
         labels.append(label)
         items.append(item)
     if len(items) < 4:
@@ -99,6 +101,7 @@ def learn_direction(
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
+        check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
         try:
             ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
         except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit

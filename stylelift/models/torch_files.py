@@ -77,8 +77,8 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
                 head = f.read(4)
                 if head.startswith(b"PK"):
                     raise CheckpointError(f"cannot read {source}: a damaged zip archive (cut short?)")
-                if head[:1] != b"\x80":  # torch.save's pickles begin with a protocol byte
-                    raise CheckpointError(f"cannot read {source}: not a torch file (neither a zip archive nor a pickle)")
+                if head[:1] != b"\x80":  # torch.save's pickles (protocol 2 and later) begin with a protocol byte
+                    raise CheckpointError(f"cannot read {source}: not a torch file stylelift reads (neither a zip archive nor a pickle of protocol 2 or later)")
                 f.seek(0)
                 pos = 0
                 for part in (safe_pickle.PLAIN_DATA, safe_pickle.PLAIN_DATA, safe_pickle.PLAIN_DATA, allow, safe_pickle.PLAIN_DATA):
