@@ -40,6 +40,8 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     """Write atomically: the file appears complete or not at all."""
     path = Path(path)
     arrays = {"w": _host_array(latents.w)}
+    if arrays["w"].ndim != 3 or 0 in arrays["w"].shape or not np.isfinite(arrays["w"]).all():
+        raise InputError(f"w must be finite values [N, num_ws, w_dim], got shape {list(arrays['w'].shape)}")  # what load_latents reads back
     for k, v in latents.noises.items():
         arrays[f"noise_{k}"] = _host_array(v)
     arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))

@@ -197,6 +197,9 @@ def test_apply_direction_on_chosen_layers():
     ws = torch.zeros(1, 6, 4)
     out = apply_direction(ws, np.array([[1.0, 0, 0, 0]]), 2.0, layers=[0, 5])
     assert out[0, 0, 0] == 2 and out[0, 5, 0] == 2 and out[0, 1:5].abs().sum() == 0
+    for bad_ws, strength, layers, why in ((ws, 1.0, [6], "not all in 0-5"), (ws, 1.0, [-1], "not all in 0-5"), (ws[0], 1.0, None, r"\[N, num_ws, w_dim\]"), (ws, float("inf"), None, "finite")):
+        with pytest.raises(InputError, match=why):
+            apply_direction(bad_ws, np.array([[1.0, 0, 0, 0]]), strength, layers)
 
 
 def test_sefa_and_pca_give_orthonormal_directions():

@@ -12,6 +12,10 @@ def test_round_trip_with_noise_and_meta(tmp_path):
     save_latents(tmp_path / "a.npz", lf)
     back = load_latents(tmp_path / "a.npz")
     assert np.array_equal(back.w, lf.w) and back.meta == {"seed": 3} and sorted(back.noises) == [0, 1]
+    for w in (np.zeros(16), np.full([1, 6, 16], np.nan)):  # what load_latents would refuse is not written
+        with pytest.raises(InputError, match="w must be finite values"):
+            save_latents(tmp_path / "b.npz", LatentFile(w=w))
+    assert not (tmp_path / "b.npz").exists()
 
 
 def test_tensors_are_saved_as_they_come_from_the_projector(tmp_path):

@@ -11,6 +11,7 @@ Ways to get one:
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +98,18 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
 
 def apply_direction(ws: Tensor, direction: Tensor | np.ndarray, strength: float, layers: Optional[Sequence[int]] = None) -> Tensor:
     """ws + strength * direction on `layers` (all when None). ws [N, num_ws, w_dim]."""
+    if ws.ndim != 3:
+        raise InputError(f"ws must be [N, num_ws, w_dim], got {list(ws.shape)}")
     d = torch.as_tensor(np.asarray(direction) if not isinstance(direction, Tensor) else direction, dtype=ws.dtype, device=ws.device).reshape(-1)
     if d.numel() != ws.shape[-1]:
         raise InputError(f"direction has {d.numel()} dimensions, ws have {ws.shape[-1]}")
+    if not math.isfinite(float(strength)):
+        raise InputError(f"strength must be a finite number, got {strength}")
+    layers = None if layers is None else [int(i) for i in layers]
+    if layers is not None and not all(0 <= i < ws.shape[1] for i in layers):
+        raise InputError(f"layers {layers} are not all in 0-{ws.shape[1] - 1} (these ws have {ws.shape[1]})")
     out = ws.clone()
-    idx = slice(None) if layers is None else torch.as_tensor(list(layers), dtype=torch.long, device=ws.device)
+    idx = slice(None) if layers is None else torch.as_tensor(layers, dtype=torch.long, device=ws.device)
     out[:, idx] += strength * d
     return out
 
