@@ -234,7 +234,7 @@ def test_init_from_latents_and_bad_shapes():
     with pytest.raises(InputError, match="target must be"):
         project(G, torch.zeros(1, 1, 16, 16), steps=1)
     pixels = ((target + 1) * 127.5).clamp(0, 255)  # a photo's 0..255 values, not [-1, 1]
-    for bad, why in ((pixels.to(torch.uint8), "must be float"), (pixels, "about \\[-1, 1\\], got 0..255"), (target * float("nan"), "finite")):
+    for bad, why in ((pixels.to(torch.uint8), "must be float"), (target * float("nan"), "NaN or infinite")):
         with pytest.raises(InputError, match=why):
             project(G, bad, steps=1)
     with pytest.raises(InputError, match="space"):
