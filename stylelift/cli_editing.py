@@ -58,14 +58,16 @@ def parse_range(text: str, *, what: str) -> list[float]:
         raise typer.BadParameter(f"cannot read {what} {text!r}; use START:STOP:COUNT or a comma list") from None
 
 
-def split_items(text: str) -> list[str]:
-    """'1,2,a.npz,5-7' -> ['1', '2', 'a.npz', '5', '6', '7']."""
+def split_items(text: str, *, what: str) -> list[str]:
+    """'1,2,a.npz,5-7' -> ['1', '2', 'a.npz', '5', '6', '7']; an empty item is refused, as in --seeds."""
     items: list[str] = []
     for part in text.split(","):
         part = part.strip()
-        if part and part.replace("-", "").isdigit() and "-" in part.strip("-"):
+        if not part:
+            raise typer.BadParameter(f"{what} {text!r} has an empty item; list seeds and latent files separated by commas")
+        if part.replace("-", "").isdigit() and "-" in part.strip("-"):
             items += [str(s) for s in parse_int_list(part)]
-        elif part:
+        else:
             items.append(part)
     return items
 
@@ -134,9 +136,7 @@ def mix(
     from .generation import latents_for_items, render_ws
 
     check_out(out, video=False)
-    row_items, col_items = split_items(rows), split_items(cols)
-    if not row_items or not col_items:
-        raise typer.BadParameter("--rows and --cols each need at least one seed or latent file")
+    row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")

@@ -197,6 +197,7 @@ BAD_INVOCATIONS = {
     "device-mps": (["generate", "--seeds", "0", "--device", "mps", "--outdir", "{d}/o"], 2, "unknown device"),
     "mix-no-rows": (["mix", "--rows", "", "--cols", "1", "--out", "{d}/m.png"], 2, None),
     "mix-only-commas": (["mix", "--rows", "1", "--cols", " , ", "--out", "{d}/m.png"], 2, None),
+    "mix-empty-item": (["mix", "--rows", "1", "--cols", "1,,2", "--out", "{d}/m.png"], 2, "empty item"),
     "project-seed-huge": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "99999999999999999999", "--outdir", "{d}/p"], 2, None),
     "project-seed-negative": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "-1", "--outdir", "{d}/p"], 2, None),
     "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 1, "positive number"),
