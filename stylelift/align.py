@@ -272,6 +272,10 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     """
     if original.size != face.source_size:
         raise InputError(f"the original photo is {original.size}, but the face was aligned in a {face.source_size} photo")
+    if edited.width != edited.height or edited.width < 1:
+        raise InputError(f"the edited face must be a square image like the aligned crop, got {edited.width}x{edited.height}")
+    if not 0 <= feather <= 0.5:  # (NaN fails this too)
+        raise InputError(f"feather is a fraction of the square's side, 0 to 0.5, got {feather}")
     original = original.convert("RGB")
     size = edited.size[0]
     # Affine map: original pixel centre (x, y) -> aligned pixel coordinates (u, v).

@@ -79,6 +79,14 @@ def test_alignment_record_round_trips_and_damaged_ones_are_refused(photo):
             AlignedFace.from_meta(damaged)
 
 
+def test_paste_back_refuses_an_edit_that_is_not_a_square_crop(photo):
+    face = align_face(photo, size=SIZE)
+    for edited, feather, why in ((Image.new("RGB", (0, 0)), 0.06, "square"), (Image.new("RGB", (SIZE, SIZE // 2)), 0.06, "square"),
+                                 (face.image, float("nan"), "feather"), (face.image, 5, "feather")):
+        with pytest.raises(InputError, match=why):  # a 0x0 edit crashed the interpreter inside PIL
+            paste_back(edited, face, photo, feather=feather)
+
+
 def test_paste_back_shows_an_edit_inside_only(photo):
     face = align_face(photo, size=SIZE)
     edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))

@@ -18,6 +18,7 @@ from stylelift.editing import (
     fit_boundary,
     interpolation_path,
     load_direction,
+    mix_styles,
     mixing_grid,
     parse_layers,
     pca_directions,
@@ -177,6 +178,10 @@ def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
     np.save(tmp_path / "z.npy", np.zeros([1, 16]))
     with pytest.raises(InputError, match="zero"):
         load_direction(tmp_path / "z.npy")
+    for vec, meta in ((np.zeros([1, 16]), {}), (np.full([1, 16], np.nan), {}), (np.ones([2, 2, 16]), {}), (np.ones([1, 16]), [1])):
+        with pytest.raises(InputError, match="a direction"):  # what load_direction would refuse
+            save_direction(tmp_path / "bad.npy", Direction(vec, meta))
+    assert not (tmp_path / "bad.npy").exists()
     np.save(tmp_path / "big.npy", np.full([1, 16], 3e38, np.float32))  # its norm overflows: refused, no numpy warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -193,11 +198,31 @@ def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
     assert load_direction(tmp_path / "d.npy").meta == {"attribute": "age"}
 
 
+def test_mixing_refuses_ws_of_other_shapes_and_bad_layer_lists():
+    ws = torch.zeros(2, 6, 4)
+    assert torch.equal(mix_styles(ws, ws + 1, torch.tensor([0, 5]))[:, [0, 5]], torch.ones(2, 2, 4))  # a tensor of indices is fine
+    for other, layers, why in ((torch.zeros(2, 8, 4), [0], "alike"), (torch.zeros(3, 6, 4), [0], "alike"), (ws.double(), [0], "alike"), (ws, [99], "whole numbers in 0-5"), (ws, "coarse", "parse_layers")):
+        with pytest.raises(InputError, match=why):
+            mix_styles(ws, other, layers)
+    with pytest.raises(InputError, match="one network"):
+        mixing_grid(ws, torch.zeros(2, 8, 4), [0])
+
+
+def test_slerp_between_opposite_keys_stays_on_the_sphere():
+    a = torch.randn(3, 32)
+    path = interpolation_path(torch.stack([a, -a]), 5, spherical=True)
+    assert torch.isfinite(path).all() and torch.allclose(path.norm(dim=-1), a.norm(dim=-1).expand(5, 3), rtol=1e-5)
+    assert torch.equal(path[0], a) and torch.equal(path[-1], -a)
+    assert abs(float((path[2] * a).sum(-1)[0])) < 1e-3 * float(a[0].square().sum())  # half way: a quarter turn from both
+    with pytest.raises(ValueError, match="non-zero"):
+        slerp(torch.zeros(4), torch.ones(4), torch.tensor([0.5]))
+
+
 def test_apply_direction_on_chosen_layers():
     ws = torch.zeros(1, 6, 4)
     out = apply_direction(ws, np.array([[1.0, 0, 0, 0]]), 2.0, layers=[0, 5])
     assert out[0, 0, 0] == 2 and out[0, 5, 0] == 2 and out[0, 1:5].abs().sum() == 0
-    for bad_ws, strength, layers, why in ((ws, 1.0, [6], "not all in 0-5"), (ws, 1.0, [-1], "not all in 0-5"), (ws[0], 1.0, None, r"\[N, num_ws, w_dim\]"), (ws, float("inf"), None, "finite")):
+    for bad_ws, strength, layers, why in ((ws, 1.0, [6], "not all whole numbers in 0-5"), (ws, 1.0, [-1], "not all whole numbers in 0-5"), (ws, 1.0, "12", "list of ws indices"), (ws, 1.0, [1.7], "whole numbers"), (ws[0], 1.0, None, r"\[N, num_ws, w_dim\]"), (ws, float("inf"), None, "finite")):
         with pytest.raises(InputError, match=why):
             apply_direction(bad_ws, np.array([[1.0, 0, 0, 0]]), strength, layers)
 

@@ -91,6 +91,14 @@ def test_w_is_broadcast_to_all_layers_and_generator_equals_mapping_then_synthesi
     assert torch.equal(G(z, truncation_psi=0.7), G.synthesis(G.mapping(z, truncation_psi=0.7)))
 
 
+def test_mapping_checks_z(G):
+    from stylelift import InputError
+
+    for z in (torch.randn(2, G.z_dim + 1), torch.randn(G.z_dim), torch.randn(1, 2, G.z_dim), np.zeros([1, G.z_dim]), torch.randn(1, G.z_dim, dtype=torch.complex64)):
+        with pytest.raises(InputError, match=f"z must be a real tensor of shape \\[N, {G.z_dim}\\]"):
+            G.mapping(z, None)
+
+
 def test_mapping_normalises_z_so_its_scale_does_not_matter(G):
     z = torch.randn(2, G.z_dim)
     assert torch.allclose(G.mapping(z), G.mapping(z * 7.0), atol=1e-5)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..errors import InputError, first_line
 from ..fileio import atomic_path, write_text_atomic
+from .layers import layer_indices
 
 
 @dataclass
@@ -49,10 +50,15 @@ def _sidecar(path: Path) -> Path:
 
 
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
-    """Write DIR.npy and DIR.json atomically."""
+    """Write DIR.npy and DIR.json atomically (what `load_direction` refuses is not written)."""
     path = Path(path)
+    vec = np.asarray(direction.vector, dtype=np.float32)
+    if vec.ndim not in (1, 2) or (vec.ndim == 2 and vec.shape[0] != 1) or not np.isfinite(vec).all() or not vec.any():
+        raise InputError(f"a direction is one finite, non-zero vector [1, w_dim], got {list(vec.shape)}")
+    if not isinstance(direction.meta, dict):
+        raise InputError(f"a direction's meta is a dict, got {type(direction.meta).__name__}")
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no .npy to the name
-        np.save(f, np.asarray(direction.vector, dtype=np.float32).reshape(1, -1))
+        np.save(f, vec.reshape(1, -1))
     write_text_atomic(_sidecar(path), json.dumps(direction.meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -105,9 +111,7 @@ def apply_direction(ws: Tensor, direction: Tensor | np.ndarray, strength: float,
         raise InputError(f"direction has {d.numel()} dimensions, ws have {ws.shape[-1]}")
     if not math.isfinite(float(strength)):
         raise InputError(f"strength must be a finite number, got {strength}")
-    layers = None if layers is None else [int(i) for i in layers]
-    if layers is not None and not all(0 <= i < ws.shape[1] for i in layers):
-        raise InputError(f"layers {layers} are not all in 0-{ws.shape[1] - 1} (these ws have {ws.shape[1]})")
+    layers = None if layers is None else layer_indices(layers, ws.shape[1])
     out = ws.clone()
     idx = slice(None) if layers is None else torch.as_tensor(layers, dtype=torch.long, device=ws.device)
     out[:, idx] += strength * d

@@ -27,19 +27,26 @@ def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     """Spherical interpolation along the last dim, with the norm interpolated linearly.
 
-    For equal norms the norm is kept exactly; nearly parallel vectors fall back to lerp.
+    For equal norms the norm is kept exactly. The direction turns from a's towards b's in the plane
+    they span, by the angle atan2(|b_perp|, b.a) (stable near 0 and near pi, unlike acos). Between
+    opposite vectors every great circle is as short: the path takes the one through the axis least
+    along `a`.
     """
     t = t.reshape([-1] + [1] * a.ndim)
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    if not (na > 0).all() or not (nb > 0).all():
+        raise ValueError("spherical interpolation needs non-zero vectors (a zero one has no direction)")
     ua, ub = a / na, b / nb
-    dot = (ua * ub).sum(-1, keepdim=True).clamp(-1, 1)
-    omega = torch.acos(dot)
-    so = torch.sin(omega)
-    small = so.abs() < 1e-6
-    wa = torch.where(small, 1 - t, torch.sin((1 - t) * omega) / torch.where(small, torch.ones_like(so), so))
-    wb = torch.where(small, t, torch.sin(t * omega) / torch.where(small, torch.ones_like(so), so))
-    direction = wa * ua + wb * ub
-    direction = direction / direction.norm(dim=-1, keepdim=True)
+    dot = (ua * ub).sum(-1, keepdim=True)
+    perp = ub - dot * ua  # b's direction without its part along a
+    pn = perp.norm(dim=-1, keepdim=True)
+    aligned = pn < 1e-6  # parallel (no turn, any perp will do) or opposite (a half turn through some axis)
+    if aligned.any():
+        axis = torch.nn.functional.one_hot(ua.abs().argmin(dim=-1), ua.shape[-1]).to(ua.dtype)
+        axis = axis - (axis * ua).sum(-1, keepdim=True) * ua
+        perp, pn = torch.where(aligned, axis, perp), torch.where(aligned, axis.norm(dim=-1, keepdim=True), pn)
+    omega = torch.atan2(torch.where(aligned, torch.zeros_like(pn), pn), dot)
+    direction = torch.cos(omega * t) * ua + torch.sin(omega * t) * (perp / pn)
     return direction * (na + (nb - na) * t)
 
 

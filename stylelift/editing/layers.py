@@ -6,6 +6,7 @@ derived from each network's own layer resolutions (`G.layer_resolutions`), never
 
 from __future__ import annotations
 
+import numbers
 import re
 
 from ..errors import InputError
@@ -18,6 +19,16 @@ def style_ranges(layer_resolutions: list[int]) -> dict[str, list[int]]:
         name: [i for i, r in enumerate(layer_resolutions) if lo <= r <= hi]
         for name, (lo, hi) in RANGES.items()
     }
+
+
+def layer_indices(layers, num_ws: int) -> list[int]:
+    """A sequence of ws indices, checked: whole numbers in 0..num_ws-1 (names go through `parse_layers`)."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise InputError(f"layers must be a list of ws indices, got {layers!r} (parse_layers turns 'coarse' or '0-3' into one)")
+    out = layers.tolist() if hasattr(layers, "tolist") else list(layers)  # a tensor or an array of indices too
+    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < num_ws for i in out):
+        raise InputError(f"layers {out} are not all whole numbers in 0-{num_ws - 1} (these ws have {num_ws})")
+    return [int(i) for i in out]
 
 
 def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:

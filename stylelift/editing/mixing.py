@@ -7,7 +7,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..errors import InputError
 from ..models.base import check_truncation_cutoff
+from .layers import layer_indices
 
 
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
@@ -21,14 +23,18 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None
 
 def mix_styles(row: Tensor, col: Tensor, layers: Sequence[int]) -> Tensor:
     """ws taking `layers` from `col` and every other layer from `row` (both [N, num_ws, w_dim])."""
+    if row.ndim != 3 or row.shape != col.shape or row.dtype != col.dtype:
+        raise InputError(f"row and column ws must be alike [N, num_ws, w_dim], got {list(row.shape)} {row.dtype} and {list(col.shape)} {col.dtype}")
     out = row.clone()
-    idx = torch.as_tensor(list(layers), dtype=torch.long, device=row.device)
+    idx = torch.as_tensor(layer_indices(layers, row.shape[1]), dtype=torch.long, device=row.device)
     out[:, idx] = col[:, idx]
     return out
 
 
 def mixing_grid(rows: Tensor, cols: Tensor, layers: Sequence[int]) -> Tensor:
     """ws for every (row, col) cell, row-major: [R * C, num_ws, w_dim]."""
+    if rows.ndim != 3 or cols.ndim != 3 or rows.shape[1:] != cols.shape[1:]:
+        raise InputError(f"row and column ws must be [N, num_ws, w_dim] of one network, got {list(rows.shape)} and {list(cols.shape)}")
     r, c = rows.shape[0], cols.shape[0]
     row_ws = rows.repeat_interleave(c, dim=0)
     col_ws = cols.repeat(r, 1, 1)

@@ -24,9 +24,15 @@ def is_real(value) -> bool:
 def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
     if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
         shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
-        raise ValueError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
+        raise InputError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
     if ws.shape[0] < 1:
-        raise ValueError("ws holds no latents (N = 0); give at least one")
+        raise InputError("ws holds no latents (N = 0); give at least one")
+
+
+def check_z(z: Tensor, z_dim: int) -> None:
+    if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != z_dim or z.is_complex():
+        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise InputError(f"z must be a real tensor of shape [N, {z_dim}], got {shape}")
 
 
 def check_truncation_cutoff(num_ws: int, cutoff: Optional[int]) -> None:

@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, broadcast_truncated, check_noise_mode, check_ws
+from .base import MappedGenerator, broadcast_truncated, check_noise_mode, check_ws, check_z
 
 
 @dataclass(frozen=True)
@@ -564,9 +564,7 @@ class MobileMappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
-        if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
-            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ValueError(f"z must have shape [N, {self.z_dim}], got {shape}")
+        check_z(z, self.z_dim)
         x = z.to(torch.float32)
         x = x * (x.square().mean(dim=1, keepdim=True) + self.eps).rsqrt()
         for i in range(self.num_layers):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_noise_mode, check_ws, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_noise_mode, check_ws, check_z, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -214,9 +214,7 @@ class MappingNetwork(nn.Module):
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
-        if not isinstance(z, Tensor) or z.ndim != 2 or z.shape[1] != self.z_dim:
-            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ValueError(f"z must have shape [N, {self.z_dim}], got {shape}")
+        check_z(z, self.z_dim)
         x = normalize_2nd_moment(z.to(torch.float32))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)

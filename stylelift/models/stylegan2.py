@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_noise_mode, check_ws, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_noise_mode, check_ws, check_z, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -387,6 +387,7 @@ class MappingNetwork(nn.Module):
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
         x = None
         if self.z_dim > 0:
+            check_z(z, self.z_dim)
             x = normalize_2nd_moment(z.to(torch.float32))
         if self.c_dim > 0:
             y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
