@@ -234,9 +234,11 @@ def test_init_from_latents_and_bad_shapes():
     with pytest.raises(InputError, match="target must be"):
         project(G, torch.zeros(1, 1, 16, 16), steps=1)
     pixels = ((target + 1) * 127.5).clamp(0, 255)  # a photo's 0..255 values, not [-1, 1]
-    for bad, why in ((pixels.to(torch.uint8), "must be float"), (target * float("nan"), "NaN or infinite")):
+    for bad, why in ((pixels.to(torch.uint8), "must be float"), (target * float("nan"), "NaN or infinite"), (target[:0], "no image")):
         with pytest.raises(InputError, match=why):
             project(G, bad, steps=1)
+    with pytest.raises(InputError, match="init latents hold NaN"):
+        project(G, target, steps=1, init=ws * float("nan"))
     with pytest.raises(InputError, match="space"):
         project(G, target, steps=1, space="z")
     with pytest.raises(InputError, match="generator is on cpu, but projection was asked on meta"):
@@ -367,3 +369,9 @@ def test_a_folder_in_the_way_of_one_output_fails_that_photo_before_any_work(phot
     assert r.exit_code == 1 and "p0_proj.png is a folder" in r.output, r.output
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("p0")) == ["p0_proj.png"]  # nothing of p0 written
     assert (out / "p1.npz").exists() and (out / "p1_metrics.json").exists()  # the other photo was done
+
+
+@pytest.mark.parametrize("bad", [dict(lr=-0.1), dict(lr=float("nan")), dict(noise_ramp=0), dict(lr_rampdown=2), dict(lr_rampup=-1), dict(noise_reg_weight=-1), dict(working_resolution=2.5), dict(working_resolution=-1), dict(lr="0.1")])
+def test_projection_options_are_checked_when_made(bad):
+    with pytest.raises(InputError, match=next(iter(bad))):  # not a ZeroDivisionError or a torch error steps later
+        ProjectionOptions(**bad)

@@ -60,6 +60,20 @@ class ProjectionOptions:
             object.__setattr__(self, "initial_noise_factor", 0.0)
         elif isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 <= f < float("inf"):
             raise InputError(f"initial_noise_factor must be a finite number >= 0, got {f!r:.30}")
+        ranges = {  # (lowest, highest, lowest allowed itself)
+            "lr": (0.0, float("inf"), True),  # 0: the start is kept (tests use it)
+            "lr_rampup": (0.0, 1.0, True),  # fractions of the run
+            "lr_rampdown": (0.0, 1.0, True),
+            "noise_ramp": (0.0, 1.0, False),
+            "noise_reg_weight": (0.0, float("inf"), True),
+        }
+        for name, (lo, hi, closed) in ranges.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (lo <= v if closed else lo < v) or not v <= hi or v == float("inf"):
+                raise InputError(f"{name} must be a finite number {'>=' if closed else '>'} {lo:g}{f' and <= {hi:g}' if hi < float('inf') else ''}, got {v!r:.30}")
+        r = self.working_resolution
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 0:
+            raise InputError(f"working_resolution must be a whole number of pixels >= 0 (0 = full size), got {r!r:.30}")
 
 
 @dataclass
@@ -106,6 +120,8 @@ def _check_target(G, target: Tensor) -> Tensor:
         raise InputError(f"target must be [N, {G.img_channels}, H, W] in [-1, 1], got {shape}")
     if target.shape[2] != target.shape[3]:
         raise InputError(f"target must be square, got {target.shape[2]}x{target.shape[3]}")
+    if target.shape[0] < 1 or target.shape[2] < 1:
+        raise InputError(f"target holds no image, got shape {list(target.shape)}")
     if not target.is_floating_point():
         raise InputError(f"target must be float in [-1, 1], got {target.dtype} (pixels p in 0..255 are p / 127.5 - 1)")
     if not torch.isfinite(target).all():  # (its range is not checked: generated targets overshoot [-1, 1], random networks' by far)
@@ -135,6 +151,8 @@ def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
             ws = ws.repeat(n, 1, 1)
         if ws.shape[0] != n:
             raise InputError(f"init holds {ws.shape[0]} latents for {n} targets")
+        if not torch.isfinite(ws).all():
+            raise InputError("init latents hold NaN or infinite values")
     if space == "w":
         return ws.mean(dim=1, keepdim=True)  # W: one w per sample
     return ws.repeat(1, G.num_ws // ws.shape[1], 1) if ws.shape[1] == 1 else ws
