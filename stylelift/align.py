@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -116,6 +117,7 @@ def _predictor():
 # ----------------------------------------------------------------------------------------------
 # Detection and landmarks
 
+MAX_SIZE = 4096  # the FFHQ recipe's own working size; an 8192 px face took 6 GB of memory
 DETECT_MAX_SIDE = 1600  # detect on a copy no larger than this (landmarks use the full photo)
 
 
@@ -247,6 +249,8 @@ def align_face(image: Image.Image, *, size: int = 1024, face_index: Optional[int
 
 def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name: str = "the photo", only: Optional[int] = None) -> list[AlignedFace]:
     """Every face in the photo, largest first (or just the `only`-th)."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 16 <= size <= MAX_SIZE:
+        raise InputError(f"size must be a whole number of pixels from 16 to {MAX_SIZE}, got {size!r:.20}")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
     boxes = detect_faces(image, cnn=cnn)

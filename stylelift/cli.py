@@ -14,6 +14,7 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 import typer
 
+from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import StyleliftError, error_message, is_out_of_memory
 from .fileio import file_in_the_way
 from .runtime import keep_freed_memory
@@ -75,7 +76,6 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-MAX_ALIGN_SIZE = 4096  # the FFHQ recipe's own working size; an 8192 px face took 6 GB of memory
 MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
 MAX_LIST = 100_000  # items one option may name
 OUTPUT_BYTES = 2 << 30  # the most image bytes a grid, an edit or a GIF may hold (mp4 frames and single images are streamed)
@@ -255,7 +255,7 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
 @user_errors
 def align(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
-    size: Annotated[int, typer.Option(min=16, max=MAX_ALIGN_SIZE, help="Side of the aligned square in pixels.")] = 1024,
+    size: Annotated[int, typer.Option(min=16, max=ALIGN_MAX_SIZE, help="Side of the aligned square in pixels.")] = 1024,
     outdir: Annotated[Path, typer.Option(help="Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
     face_index: Annotated[Optional[int], typer.Option(help="Which face, 0 = the largest.")] = None,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Write every face as NAME_face<K>.png.")] = False,

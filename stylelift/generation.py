@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -131,6 +132,8 @@ def latents_for_items(
     A latent file contributes its first latent (never truncated); a file made for another network is refused.
     """
     out_device = device if out_device is None else out_device
+    if isinstance(items, (str, bytes)) or len(items) == 0:
+        raise InputError(f"items must be a non-empty list of seeds and latent files, got {items!r:.40}")
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # also when every item is a latent file
     out = []
     for item in items:
@@ -164,6 +167,8 @@ def iter_render_ws(
     G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None, max_resolution: Optional[int] = None
 ) -> Iterator[np.ndarray]:
     """`render_ws`, one image at a time as the batches are rendered (for outputs too big to hold)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
     kwargs = {}
     offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]
     if offered:

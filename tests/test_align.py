@@ -227,3 +227,9 @@ def test_a_dark_sixteen_bit_image_stays_dark():
     dark = Image.fromarray(np.full((4, 4), 199, np.uint16))  # 199 of 65535: nearly black
     assert dark.mode.startswith("I;16")
     assert np.asarray(to_rgb(dark)).max() <= 1
+
+
+def test_align_size_is_checked(photo):
+    for size in (0, 2.5, 10**6):
+        with pytest.raises(InputError, match="size must be a whole number"):
+            align_face(photo, size=size)

@@ -490,3 +490,22 @@ def test_directions_learn_samples_with_the_truncation_it_was_given(tmp_path, net
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "d.json").read_text())
     assert meta["truncation_psi"] == 0.5 and meta["truncation_cutoff"] == 2
+
+
+def test_library_counts_and_item_lists_are_checked():
+    from stylelift.generation import render_ws
+
+    G = tiny_generator()
+    ws = latents_for_items(G, ["1"])
+    calls = [
+        (lambda: latents_for_items(G, "12"), "non-empty list"),  # not seeds 1 and 2
+        (lambda: latents_for_items(G, []), "non-empty list"),
+        (lambda: render_ws(G, ws, batch_size=0), "batch_size"),
+        (lambda: sefa(G, k=-1), "k must be"),
+        (lambda: pca_directions(G, samples=1), "samples must be"),
+        (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, holdout=1.5), "holdout"),
+        (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, l2=-1), "l2"),
+    ]
+    for call, why in calls:
+        with pytest.raises(InputError, match=why):
+            call()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,11 @@ class Direction:
 
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
+
+
+def _check_count(name: str, value, lowest: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
+        raise InputError(f"{name} must be a whole number >= {lowest}, got {value!r:.20}")
 
 
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
@@ -134,7 +140,9 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
     The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
     """
-    w = np.asarray(w, dtype=np.float64)
+    if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1) or not (isinstance(l2, numbers.Real) and 0 <= l2 < math.inf):
+        raise InputError(f"holdout must be a fraction between 0 and 1 and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
+    w = np.asarray(w.detach().cpu() if isinstance(w, Tensor) else w, dtype=np.float64)
     y = np.asarray(labels).astype(np.float64).reshape(-1)
     if w.ndim != 2 or w.shape[0] != y.shape[0]:
         raise InputError(f"need w [N, w_dim] and N labels, got {list(w.shape)} and {y.shape[0]}")
@@ -184,6 +192,7 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
     Returns (directions [k, w_dim] unit rows, eigenvalues [k]). Moving w along them changes the
     styles of the chosen layers the most.
     """
+    _check_count("k", k, 1)
     mats = [m.detach().double().cpu() for m in style_affine_weights(G, layers)]
     a = torch.cat(mats, dim=0)  # [sum C_i, w_dim]
     a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)  # per style channel
@@ -195,6 +204,8 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
 @torch.no_grad()
 def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Principal directions of mapped w (GANSpace): (directions [k, w_dim], explained variance [k])."""
+    _check_count("k", k, 1)
+    _check_count("samples", samples, 2)
     gen = torch.Generator().manual_seed(seed)
     ws = []
     for start in range(0, samples, 1000):
