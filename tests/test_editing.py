@@ -505,6 +505,8 @@ def test_library_counts_and_item_lists_are_checked():
         (lambda: pca_directions(G, samples=1), "samples must be"),
         (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, holdout=1.5), "holdout"),
         (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, l2=-1), "l2"),
+        (lambda: truncate(ws, G.w_avg, float("nan")), "psi must be a finite"),
+        (lambda: truncate(ws.long(), G.w_avg, 0.5), "ws must be float"),
     ]
     for call, why in calls:
         with pytest.raises(InputError, match=why):

@@ -15,6 +15,10 @@ def test_round_trip_with_noise_and_meta(tmp_path):
     for w in (np.zeros(16), np.full([1, 6, 16], np.nan)):  # what load_latents would refuse is not written
         with pytest.raises(InputError, match="w must be finite values"):
             save_latents(tmp_path / "b.npz", LatentFile(w=w))
+    w = np.zeros([1, 6, 16], np.float32)
+    for bad, why in ((LatentFile(w=w, noises={0: np.full([4, 4], np.nan)}), "noise maps"), (LatentFile(w=w, noises={"x": np.ones([4, 4])}), "noise maps"), (LatentFile(w=w, meta=None), "meta must be a dict")):
+        with pytest.raises(InputError, match=why):
+            save_latents(tmp_path / "b.npz", bad)
     assert not (tmp_path / "b.npz").exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -14,6 +16,10 @@ from .layers import layer_indices
 
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
+    if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not math.isfinite(psi):
+        raise InputError(f"psi must be a finite number, got {psi!r:.20}")
+    if ws.ndim != 3 or not ws.is_floating_point():
+        raise InputError(f"ws must be float [N, num_ws, w_dim], got {ws.dtype} {list(ws.shape)}")
     check_truncation_cutoff(ws.shape[1], cutoff)
     out = ws.clone()
     n = ws.shape[1] if cutoff is None else cutoff
