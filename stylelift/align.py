@@ -249,8 +249,8 @@ def align_face(image: Image.Image, *, size: int = 1024, face_index: Optional[int
 
 def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name: str = "the photo", only: Optional[int] = None) -> list[AlignedFace]:
     """Every face in the photo, largest first (or just the `only`-th)."""
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 16 <= size <= MAX_SIZE:
-        raise InputError(f"size must be a whole number of pixels from 16 to {MAX_SIZE}, got {size!r:.20}")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= MAX_SIZE:  # tiny networks' 4 px too
+        raise InputError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, got {size!r:.20}")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
     boxes = detect_faces(image, cnn=cnn)

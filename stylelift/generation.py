@@ -132,8 +132,11 @@ def latents_for_items(
     A latent file contributes its first latent (never truncated); a file made for another network is refused.
     """
     out_device = device if out_device is None else out_device
-    if isinstance(items, (str, bytes)) or len(items) == 0:
-        raise InputError(f"items must be a non-empty list of seeds and latent files, got {items!r:.40}")
+    if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+        raise InputError(f"items must be a list of seeds and latent files, got {items!r:.40}")
+    items = list(items)
+    if not items:
+        raise InputError("items must be a non-empty list of seeds and latent files")
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # also when every item is a latent file
     out = []
     for item in items:

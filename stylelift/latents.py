@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -40,13 +41,15 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     """Write atomically: the file appears complete or not at all."""
     path = Path(path)
     arrays = {"w": _host_array(latents.w)}
+    if arrays["w"].ndim == 2:  # one code [num_ws, w_dim], as load_latents also reads it
+        arrays["w"] = arrays["w"][None]
     if arrays["w"].ndim != 3 or 0 in arrays["w"].shape or not np.isfinite(arrays["w"]).all():
         raise InputError(f"w must be finite values [N, num_ws, w_dim], got shape {list(arrays['w'].shape)}")  # what load_latents reads back
     if not isinstance(latents.meta, dict):
         raise InputError(f"meta must be a dict (it is written as a JSON object), got {type(latents.meta).__name__}")
     for k, v in latents.noises.items():
         arrays[f"noise_{k}"] = _host_array(v)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0 or not np.isfinite(arrays[f"noise_{k}"]).all():
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0 or not np.isfinite(arrays[f"noise_{k}"]).all():
             raise InputError(f"noise maps are keyed by layer index (a whole number >= 0) and hold finite values; noise {k!r:.20} does not")
     arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))
     buf = io.BytesIO()

@@ -233,3 +233,7 @@ def test_align_size_is_checked(photo):
     for size in (0, 2.5, 10**6):
         with pytest.raises(InputError, match="size must be a whole number"):
             align_face(photo, size=size)
+
+
+def test_tiny_networks_get_tiny_aligned_faces(photo):
+    assert align_face(photo, size=4).image.size == (4, 4)  # `stylelift project` aligns at the network's resolution

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import tiny_generator
-from stylelift import LatentFile, network_id, save_generator, save_latents
+from stylelift import LatentFile, load_latents, network_id, save_generator, save_latents
 from stylelift.cli import app
 from stylelift.editing import (
     Direction,
@@ -216,6 +216,12 @@ def test_slerp_between_opposite_keys_stays_on_the_sphere():
     assert abs(float((path[2] * a).sum(-1)[0])) < 1e-3 * float(a[0].square().sum())  # half way: a quarter turn from both
     with pytest.raises(ValueError, match="non-zero"):
         slerp(torch.zeros(4), torch.ones(4), torch.tensor([0.5]))
+    a = torch.randn(8, 512)
+    for eps in (5e-8, 1e-7, 2e-7, 1e-3):  # nearly opposite: float32 rounding must not shrink the path
+        b = -a + eps * torch.randn(8, 512) * a.norm(dim=-1, keepdim=True)
+        b = b * (a.norm(dim=-1, keepdim=True) / b.norm(dim=-1, keepdim=True))
+        mid = slerp(a, b, torch.tensor([0.5]))[0]
+        assert torch.allclose(mid.norm(dim=-1), a.norm(dim=-1), rtol=1e-5), eps
 
 
 def test_apply_direction_on_chosen_layers():
@@ -492,13 +498,33 @@ def test_directions_learn_samples_with_the_truncation_it_was_given(tmp_path, net
     assert meta["truncation_psi"] == 0.5 and meta["truncation_cutoff"] == 2
 
 
+def test_library_checks_still_take_what_they_took_before(tmp_path):
+    G = tiny_generator()
+    ws = latents_for_items(G, (str(s) for s in (1, 2)))  # any iterable of items
+    one = latents_for_items(G, ["3"])
+    assert torch.equal(mix_styles(ws, one, [0])[:, 0], one[:, 0].expand(2, -1))  # one column broadcast over the rows
+    strengths = torch.tensor([1.0, -1.0]).reshape(2, 1, 1)  # per-sample strengths
+    d = torch.randn(G.w_dim)
+    expected = ws.clone()
+    expected[:, :2] += strengths * d
+    assert torch.allclose(apply_direction(ws, d, strengths, np.array([0.0, 1.0])), expected)  # layers as a float array of whole numbers
+    assert torch.equal(truncate(ws, G.w_avg, torch.tensor(0.5)), truncate(ws, G.w_avg, 0.5))
+    w, y = np.random.default_rng(0).normal(size=[40, 4]), np.arange(40) % 2
+    assert np.isnan(fit_boundary(w, y, holdout=0)[1])  # all data fitted, nothing held out
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, 1, G.w_dim]), {}))
+    assert load_direction(tmp_path / "d.npy").vector.shape == (1, G.w_dim)
+    save_latents(tmp_path / "one.npz", LatentFile(w=ws[0].numpy(), noises={np.int64(0): np.zeros([4, 4])}))  # one code [num_ws, w_dim]
+    back = load_latents(tmp_path / "one.npz")
+    assert back.w.shape == (1, G.num_ws, G.w_dim) and list(back.noises) == [0]
+
+
 def test_library_counts_and_item_lists_are_checked():
     from stylelift.generation import render_ws
 
     G = tiny_generator()
     ws = latents_for_items(G, ["1"])
     calls = [
-        (lambda: latents_for_items(G, "12"), "non-empty list"),  # not seeds 1 and 2
+        (lambda: latents_for_items(G, "12"), "list of seeds"),  # not seeds 1 and 2
         (lambda: latents_for_items(G, []), "non-empty list"),
         (lambda: render_ws(G, ws, batch_size=0), "batch_size"),
         (lambda: sefa(G, k=-1), "k must be"),

@@ -371,7 +371,7 @@ def test_a_folder_in_the_way_of_one_output_fails_that_photo_before_any_work(phot
     assert (out / "p1.npz").exists() and (out / "p1_metrics.json").exists()  # the other photo was done
 
 
-@pytest.mark.parametrize("bad", [dict(lr=-0.1), dict(lr=float("nan")), dict(noise_ramp=0), dict(lr_rampdown=2), dict(lr_rampup=-1), dict(noise_reg_weight=-1), dict(working_resolution=2.5), dict(working_resolution=-1), dict(lr="0.1")])
+@pytest.mark.parametrize("bad", [dict(lr=-0.1), dict(lr=float("nan")), dict(noise_ramp=0), dict(lr_rampdown=float("inf")), dict(lr_rampup=-1), dict(noise_reg_weight=-1), dict(working_resolution=2.5), dict(working_resolution=-1), dict(lr="0.1")])
 def test_projection_options_are_checked_when_made(bad):
     with pytest.raises(InputError, match=next(iter(bad))):  # not a ZeroDivisionError or a torch error steps later
         ProjectionOptions(**bad)

@@ -59,7 +59,7 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     """Write DIR.npy and DIR.json atomically (what `load_direction` refuses is not written)."""
     path = Path(path)
     vec = np.asarray(direction.vector, dtype=np.float32)
-    if vec.ndim not in (1, 2) or (vec.ndim == 2 and vec.shape[0] != 1) or not np.isfinite(vec).all() or not vec.any():
+    if vec.ndim < 1 or vec.size != vec.shape[-1] or not np.isfinite(vec).all() or not vec.any():  # [w_dim], [1, w_dim], [1, 1, w_dim] ...
         raise InputError(f"a direction is one finite, non-zero vector [1, w_dim], got {list(vec.shape)}")
     if not isinstance(direction.meta, dict):
         raise InputError(f"a direction's meta is a dict, got {type(direction.meta).__name__}")
@@ -115,8 +115,8 @@ def apply_direction(ws: Tensor, direction: Tensor | np.ndarray, strength: float,
     d = torch.as_tensor(np.asarray(direction) if not isinstance(direction, Tensor) else direction, dtype=ws.dtype, device=ws.device).reshape(-1)
     if d.numel() != ws.shape[-1]:
         raise InputError(f"direction has {d.numel()} dimensions, ws have {ws.shape[-1]}")
-    if not math.isfinite(float(strength)):
-        raise InputError(f"strength must be a finite number, got {strength}")
+    if not torch.isfinite(torch.as_tensor(strength, dtype=torch.float64)).all():  # a number, or per-sample strengths [N, 1, 1]
+        raise InputError(f"strength must be finite, got {strength}")
     layers = None if layers is None else layer_indices(layers, ws.shape[1])
     out = ws.clone()
     idx = slice(None) if layers is None else torch.as_tensor(layers, dtype=torch.long, device=ws.device)
@@ -140,8 +140,8 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
     The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
     """
-    if not (isinstance(holdout, numbers.Real) and 0 < holdout < 1) or not (isinstance(l2, numbers.Real) and 0 <= l2 < math.inf):
-        raise InputError(f"holdout must be a fraction between 0 and 1 and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
+    if not (isinstance(holdout, numbers.Real) and 0 <= holdout < 1) or not (isinstance(l2, numbers.Real) and 0 <= l2 < math.inf):
+        raise InputError(f"holdout must be a fraction in [0, 1) and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
     w = np.asarray(w.detach().cpu() if isinstance(w, Tensor) else w, dtype=np.float64)
     y = np.asarray(labels).astype(np.float64).reshape(-1)
     if w.ndim != 2 or w.shape[0] != y.shape[0]:

@@ -39,6 +39,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     ua, ub = a / na, b / nb
     dot = (ua * ub).sum(-1, keepdim=True)
     perp = ub - dot * ua  # b's direction without its part along a
+    perp = perp - (perp * ua).sum(-1, keepdim=True) * ua  # again: near-opposite keys leave float32 rounding along a
     pn = perp.norm(dim=-1, keepdim=True)
     aligned = pn < 1e-6  # parallel (no turn, any perp will do) or opposite (a half turn through some axis)
     if aligned.any():
@@ -47,6 +48,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
         perp, pn = torch.where(aligned, axis, perp), torch.where(aligned, axis.norm(dim=-1, keepdim=True), pn)
     omega = torch.atan2(torch.where(aligned, torch.zeros_like(pn), pn), dot)
     direction = torch.cos(omega * t) * ua + torch.sin(omega * t) * (perp / pn)
+    direction = direction / direction.norm(dim=-1, keepdim=True)  # unit to the last bit, so the norm is the interpolated one
     return direction * (na + (nb - na) * t)
 
 

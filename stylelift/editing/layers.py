@@ -25,8 +25,9 @@ def layer_indices(layers, num_ws: int) -> list[int]:
     """A sequence of ws indices, checked: whole numbers in 0..num_ws-1 (names go through `parse_layers`)."""
     if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
         raise InputError(f"layers must be a list of ws indices, got {layers!r} (parse_layers turns 'coarse' or '0-3' into one)")
-    out = layers.tolist() if hasattr(layers, "tolist") else list(layers)  # a tensor or an array of indices too
-    if not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < num_ws for i in out):
+    out = layers.tolist() if hasattr(layers, "tolist") else [i.item() if hasattr(i, "item") else i for i in layers]  # tensors, arrays
+    whole = all(not isinstance(i, bool) and isinstance(i, numbers.Real) and float(i).is_integer() for i in out)  # 3 or 3.0, not 3.5
+    if not whole or not all(0 <= i < num_ws for i in out):
         raise InputError(f"layers {out} are not all whole numbers in 0-{num_ws - 1} (these ws have {num_ws})")
     return [int(i) for i in out]
 

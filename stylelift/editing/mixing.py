@@ -16,6 +16,8 @@ from .layers import layer_indices
 
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
+    if isinstance(psi, torch.Tensor) and psi.numel() == 1:
+        psi = psi.item()
     if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not math.isfinite(psi):
         raise InputError(f"psi must be a finite number, got {psi!r:.20}")
     if ws.ndim != 3 or not ws.is_floating_point():
@@ -29,8 +31,8 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None
 
 def mix_styles(row: Tensor, col: Tensor, layers: Sequence[int]) -> Tensor:
     """ws taking `layers` from `col` and every other layer from `row` (both [N, num_ws, w_dim])."""
-    if row.ndim != 3 or row.shape != col.shape or row.dtype != col.dtype:
-        raise InputError(f"row and column ws must be alike [N, num_ws, w_dim], got {list(row.shape)} {row.dtype} and {list(col.shape)} {col.dtype}")
+    if row.ndim != 3 or col.ndim != 3 or row.shape[1:] != col.shape[1:] or col.shape[0] not in (1, row.shape[0]) or row.dtype != col.dtype:
+        raise InputError(f"row and column ws must be alike [N, num_ws, w_dim] (or one column [1, ...]), got {list(row.shape)} {row.dtype} and {list(col.shape)} {col.dtype}")
     out = row.clone()
     idx = torch.as_tensor(layer_indices(layers, row.shape[1]), dtype=torch.long, device=row.device)
     out[:, idx] = col[:, idx]

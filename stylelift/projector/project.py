@@ -62,9 +62,9 @@ class ProjectionOptions:
             raise InputError(f"initial_noise_factor must be a finite number >= 0, got {f!r:.30}")
         ranges = {  # (lowest, highest, lowest allowed itself)
             "lr": (0.0, float("inf"), True),  # 0: the start is kept (tests use it)
-            "lr_rampup": (0.0, 1.0, True),  # fractions of the run
-            "lr_rampdown": (0.0, 1.0, True),
-            "noise_ramp": (0.0, 1.0, False),
+            "lr_rampup": (0.0, float("inf"), True),  # fractions of the run (more than 1: the ramp is not finished at the end)
+            "lr_rampdown": (0.0, float("inf"), True),
+            "noise_ramp": (0.0, float("inf"), False),
             "noise_reg_weight": (0.0, float("inf"), True),
         }
         for name, (lo, hi, closed) in ranges.items():
