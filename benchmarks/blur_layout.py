@@ -63,16 +63,22 @@ def seconds(fn, x: torch.Tensor, grad: torch.Tensor, repeats: int, device: torch
     return statistics.median(times[3:])
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def layer_benchmark_args(doc: str, repeats: int) -> tuple[argparse.Namespace, torch.device, str]:
+    """--device, --batches, --repeats of the per-layer benchmarks; (args, device, device name), with
+    cuDNN's autotuning on as during a projection."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=repeats)
     args = ap.parse_args()
     device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # as during a projection
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    return args, device, torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def main() -> None:
+    args, device, name = layer_benchmark_args(__doc__, repeats=20)
     f2d = fir_filter_2d(TAPS).to(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"FIR blur after the up-sampling conv, forward + backward, ms (median of {args.repeats}), {name}")
     fns = variants(f2d)
     print(f"{'batch':>5} {'px':>5} {'ch':>4} " + " ".join(f"{k:>20}" for k in fns) + f" {'max |diff|':>11}")

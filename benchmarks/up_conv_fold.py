@@ -18,10 +18,8 @@ H200 went from 0.108 to 0.092 s, on one machine start).
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from blur_layout import seconds  # run as a script: benchmarks/ is on sys.path
+from blur_layout import layer_benchmark_args, seconds  # run as a script: benchmarks/ is on sys.path
 
 from stylelift.models.stylegan2 import conv_layout, conv_up2, conv_up2_folded, fir_filter_2d, fold_filter_into_up_kernel
 
@@ -34,16 +32,9 @@ def laid_for_conv_transpose(weight: torch.Tensor, layout: torch.memory_format) -
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--batches", default="1,8")
-    ap.add_argument("--repeats", type=int, default=10)
-    args = ap.parse_args()
-    device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # as during a projection
+    args, device, name = layer_benchmark_args(__doc__, repeats=10)
     layout = conv_layout(device)
     f = fir_filter_2d((1, 3, 3, 1)).to(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"up-sampling conv, forward + backward, ms (median of {args.repeats}), {name}, {layout}")
     print(f"{'batch':>5} {'px':>5} {'in->out':>9} {'conv + filter':>14} {'folded':>8} {'rel. diff':>10}")
     for n in (int(b) for b in args.batches.split(",")):

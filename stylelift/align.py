@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import InputError
+from .models.base import is_whole
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def align_face(image: Image.Image, *, size: int = 1024, face_index: Optional[int
 
 def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name: str = "the photo", only: Optional[int] = None) -> list[AlignedFace]:
     """Every face in the photo, largest first (or just the `only`-th)."""
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 1 <= size <= MAX_SIZE:  # tiny networks' 4 px too
+    if not is_whole(size) or not 1 <= size <= MAX_SIZE:  # tiny networks' 4 px too
         raise InputError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, got {size!r:.20}")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")

@@ -1,7 +1,6 @@
 """Errors a user can cause. The CLI prints their message as one line and exits with code 1."""
 
 import errno
-import re
 import sys
 
 
@@ -41,9 +40,9 @@ def error_message(e: BaseException) -> str:
     without one of ours the file it is about and what went wrong in words (no "[Errno 17]")."""
     if not isinstance(e, OSError) or isinstance(e, StyleliftError):
         return str(e)
-    if e.filename is None:  # raised by stylelift with its own message
+    if e.filename is None:  # stylelift's own message (FileNotFoundError("no such photo ...")), or a bare "No space left on device"
         return e.strerror if e.errno is not None and e.strerror else str(e)
-    name = re.sub(r"(^|[/\\])\.([^/\\]*)\.tmp-\d+(\.[^/\\]*)?$", r"\1\2\3", str(e.filename))  # atomic_path's temporary file: the file asked for
+    name = str(e.filename)  # atomic_path names the file asked for, not its temporary one
     if e.errno == errno.EEXIST:
         return f"{name} is a file, so no folder can be made there"
     if e.errno == errno.ENOTDIR:

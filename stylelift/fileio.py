@@ -11,15 +11,17 @@ from typing import Iterator, Optional
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers pick the right format);
-    on success rename it onto `path`, on any error (or Ctrl-C) remove it and leave `path` as it was."""
+    on success rename it onto `path`, on any error (or Ctrl-C) remove it and leave `path` as it was.
+    An OSError about the temporary file names `path` instead: the file the user asked for."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
-        try:
-            os.replace(tmp, path)
-        except OSError as e:  # name the file the user asked for, not the temporary one
-            raise type(e)(e.errno, f"cannot write {path}: {e.strerror}") from None
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None and Path(os.fsdecode(e.filename)) == tmp:
+            raise type(e)(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -13,7 +12,7 @@ import torch
 from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
-from .models.base import check_truncation_cutoff
+from .models.base import check_truncation_cutoff, is_whole
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
@@ -170,7 +169,7 @@ def iter_render_ws(
     G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None, max_resolution: Optional[int] = None
 ) -> Iterator[np.ndarray]:
     """`render_ws`, one image at a time as the batches are rendered (for outputs too big to hold)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+    if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
     kwargs = {}
     offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]

@@ -319,13 +319,21 @@ def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skip
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["seed0000.png", "seed0001.png", "seed0002.png"]
 
 
-def test_operating_system_errors_are_told_in_words_about_the_file_asked_for():
+def test_operating_system_errors_are_told_in_words_about_the_file_asked_for(tmp_path):
     from stylelift.errors import InputError, error_message
+    from stylelift.fileio import atomic_path
 
     assert error_message(FileExistsError(17, "File exists", "out/afile")) == "out/afile is a file, so no folder can be made there"
     assert error_message(NotADirectoryError(20, "Not a directory", "afile/x")) == "afile/x: part of that path is a file, not a folder"
     assert error_message(IsADirectoryError(21, "Is a directory", "labels")) == "labels is a folder, not a file"
-    assert error_message(FileNotFoundError(2, "No such file or directory", "/proc/.grid.tmp-123.png")) == "/proc/grid.png: No such file or directory"
-    assert error_message(OSError(28, "cannot write out.png: No space left on device")) == "cannot write out.png: No space left on device"
+    assert error_message(OSError(28, "No space left on device")) == "No space left on device"
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "folder.png" / "inside").write_text("x")
+    for out, said in ((tmp_path / "missing" / "grid.png", "No such file or directory"), (tmp_path / "folder.png", "is a folder, not a file")):
+        with pytest.raises(OSError) as info:  # writing the temporary file, or renaming it onto a folder
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(b"png")
+        assert error_message(info.value).startswith(str(out)) and said in error_message(info.value), error_message(info.value)  # not .grid.tmp-PID.png
+        assert not list(tmp_path.glob("**/.*tmp-*"))
     assert error_message(FileNotFoundError("no such photo: a.png")) == "no such photo: a.png"
     assert error_message(InputError("bad")) == "bad"

@@ -11,8 +11,6 @@ Ways to get one:
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch import Tensor
 
 from ..errors import InputError, first_line
 from ..fileio import atomic_path, write_text_atomic
+from ..models.base import is_real, is_whole
 from .layers import layer_indices
 
 
@@ -51,7 +50,7 @@ def _sidecar(path: Path) -> Path:
 
 
 def _check_count(name: str, value, lowest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
+    if not is_whole(value) or value < lowest:
         raise InputError(f"{name} must be a whole number >= {lowest}, got {value!r:.20}")
 
 
@@ -140,7 +139,7 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
     The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
     """
-    if not (isinstance(holdout, numbers.Real) and 0 <= holdout < 1) or not (isinstance(l2, numbers.Real) and 0 <= l2 < math.inf):
+    if not (is_real(holdout) and 0 <= holdout < 1) or not (is_real(l2) and l2 >= 0):
         raise InputError(f"holdout must be a fraction in [0, 1) and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
     w = np.asarray(w.detach().cpu() if isinstance(w, Tensor) else w, dtype=np.float64)
     y = np.asarray(labels).astype(np.float64).reshape(-1)

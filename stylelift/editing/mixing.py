@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..models.base import check_truncation_cutoff
+from ..models.base import check_truncation_cutoff, is_real
 from .layers import layer_indices
 
 
@@ -18,7 +16,7 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
     if isinstance(psi, torch.Tensor) and psi.numel() == 1:
         psi = psi.item()
-    if isinstance(psi, bool) or not isinstance(psi, numbers.Real) or not math.isfinite(psi):
+    if not is_real(psi):
         raise InputError(f"psi must be a finite number, got {psi!r:.20}")
     if ws.ndim != 3 or not ws.is_floating_point():
         raise InputError(f"ws must be float [N, num_ws, w_dim], got {ws.dtype} {list(ws.shape)}")

@@ -21,6 +21,11 @@ def is_real(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def is_whole(value) -> bool:
+    """An int (numpy's too), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
     if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
         shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__

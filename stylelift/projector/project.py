@@ -14,7 +14,6 @@ streams, so each result equals projecting it alone.
 from __future__ import annotations
 
 import logging
-import numbers
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
+from ..models.base import is_real, is_whole
 from .losses import CombinedLoss, LossContext, parse_loss_spec
 from .schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
 
@@ -58,21 +58,15 @@ class ProjectionOptions:
         f = self.initial_noise_factor
         if f is None:  # what older versions took for "choose by the start": now always the default
             object.__setattr__(self, "initial_noise_factor", 0.0)
-        elif isinstance(f, bool) or not isinstance(f, numbers.Real) or not 0 <= f < float("inf"):
+        elif not is_real(f) or f < 0:
             raise InputError(f"initial_noise_factor must be a finite number >= 0, got {f!r:.30}")
-        ranges = {  # (lowest, highest, lowest allowed itself)
-            "lr": (0.0, float("inf"), True),  # 0: the start is kept (tests use it)
-            "lr_rampup": (0.0, float("inf"), True),  # fractions of the run (more than 1: the ramp is not finished at the end)
-            "lr_rampdown": (0.0, float("inf"), True),
-            "noise_ramp": (0.0, float("inf"), False),
-            "noise_reg_weight": (0.0, float("inf"), True),
-        }
-        for name, (lo, hi, closed) in ranges.items():
+        # lr 0 keeps the start (tests use it); ramps are fractions of the run (beyond 1: unfinished at the end)
+        for name in ("lr", "lr_rampup", "lr_rampdown", "noise_ramp", "noise_reg_weight"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (lo <= v if closed else lo < v) or not v <= hi or v == float("inf"):
-                raise InputError(f"{name} must be a finite number {'>=' if closed else '>'} {lo:g}{f' and <= {hi:g}' if hi < float('inf') else ''}, got {v!r:.30}")
+            if not is_real(v) or v < 0 or (name == "noise_ramp" and v == 0):  # the w noise decays over noise_ramp: never 0
+                raise InputError(f"{name} must be a finite number {'>' if name == 'noise_ramp' else '>='} 0, got {v!r:.30}")
         r = self.working_resolution
-        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 0:
+        if not is_whole(r) or r < 0:
             raise InputError(f"working_resolution must be a whole number of pixels >= 0 (0 = full size), got {r!r:.30}")
 
 

@@ -20,7 +20,7 @@ from ..fileio import file_in_the_way
 from ..images import load_photo, to_uint8
 from ..latents import LatentFile, load_latents
 from .files import ProjectionFiles, write_projection
-from .losses import LossContext, load_lpips, lpips_available, parse_loss_spec
+from .losses import LossContext, find_vgg16_weights, load_lpips, lpips_available, parse_loss_spec
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
 
@@ -67,8 +67,8 @@ class Prepared:
 
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
     """`auto` -> LPIPS when its weights exist, else the offline mix (face terms for aligned faces only)."""
-    if perceptual_weights is not None and not Path(perceptual_weights).is_file():
-        raise InputError(f"--perceptual-weights {perceptual_weights}: {'a folder, not a file' if Path(perceptual_weights).is_dir() else 'no such file'}")
+    if perceptual_weights is not None:
+        find_vgg16_weights(perceptual_weights)  # checked before any work
     if spec != "auto":
         parse_loss_spec(spec)  # checked before any work
         return spec
