@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Iterable, Optional
 
@@ -325,23 +326,41 @@ def directions_learn(
     typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples)")
 
 
-def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> None:
-    """Before any work: PREFIX_00.npy .. (and sidecars) in `outdir` are new, or --overwrite was given."""
+def earlier_set(outdir: Path, prefix: str) -> list[Path]:
+    """PREFIX_00.npy, PREFIX_00.json, ... already in `outdir`: the files a run of `directions PREFIX` writes."""
+    if not outdir.is_dir():
+        return []
+    pattern = re.compile(rf"{re.escape(prefix)}_\d{{2,}}\.(npy|json)")
+    return sorted(p for p in outdir.iterdir() if pattern.fullmatch(p.name))
+
+
+def check_new_directions(outdir: Path, prefix: str, overwrite: bool) -> None:
+    """Before any work: `outdir` holds no earlier PREFIX_NN set, or --overwrite was given.
+
+    Any member counts, not only the names this run writes: a smaller --k onto an earlier set would
+    leave a folder holding two runs' directions under one numbering."""
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
-    if overwrite or not outdir.is_dir():
+    if overwrite:
         return
-    taken = [p.name for i in range(k) for p in (outdir / f"{prefix}_{i:02d}.npy", outdir / f"{prefix}_{i:02d}.json") if p.exists()]
+    taken = [p.name for p in earlier_set(outdir, prefix)]
     if taken:
         fail(f"{outdir}/ already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass --overwrite to replace them, or another --outdir")
 
 
 def write_directions(outdir: Path, prefix: str, directions: list) -> None:
+    """Write the set PREFIX_00.npy ..., then remove what is left of an earlier, larger set (--overwrite)."""
     from .editing import save_direction
 
     outdir.mkdir(parents=True, exist_ok=True)
+    written = set()
     for i, d in enumerate(directions):
-        save_direction(outdir / f"{prefix}_{i:02d}.npy", d)
+        path = outdir / f"{prefix}_{i:02d}.npy"
+        save_direction(path, d)
+        written |= {path.name, path.with_suffix(".json").name}
+    for stale in earlier_set(outdir, prefix):
+        if stale.name not in written:
+            stale.unlink()
 
 
 @directions_app.command("sefa")
@@ -351,13 +370,13 @@ def directions_sefa(
     network: NetworkOpt = DEFAULT_NETWORK,
     layers: Annotated[Optional[str], typer.Option(help="Layers whose affines to factorise (default all).")] = None,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many directions.")] = 10,
-    overwrite: Annotated[bool, typer.Option(help="Replace direction files of these names in --outdir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier set of these directions in --outdir.")] = False,
 ) -> None:
     """Closed-form factorisation of the style affine weights (SeFa)."""
     from .editing import Direction, parse_layers, sefa
     from .models import network_id
 
-    check_new_directions(outdir, "sefa", k, overwrite)
+    check_new_directions(outdir, "sefa", overwrite)
     G, _ = load(network, "cpu")
     idx = parse_layers(layers, G.layer_resolutions) if layers else None
     vecs, values = sefa(G, layers=idx, k=k)
@@ -374,13 +393,13 @@ def directions_pca(
     samples: Annotated[int, typer.Option(min=2, max=10_000_000, help="Sampled w.")] = 10_000,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many components.")] = 10,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Sampling seed.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace direction files of these names in --outdir.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier set of these directions in --outdir.")] = False,
 ) -> None:
     """Principal components of sampled w (GANSpace)."""
     from .editing import Direction, pca_directions
     from .models import network_id
 
-    check_new_directions(outdir, "pca", k, overwrite)
+    check_new_directions(outdir, "pca", overwrite)
     G, _ = load(network, "cpu")
     vecs, var = pca_directions(G, samples=samples, k=k, seed=seed)
     metas = [{"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples} for i, ev in enumerate(var)]

@@ -242,6 +242,19 @@ def test_sefa_layers_are_recorded_so_that_edit_can_use_them(tmp_path, net):
     assert r.exit_code == 0 and json.loads((tmp_path / "s" / "sefa_00.json").read_text())["layers"] == "4-5", r.output
 
 
+def test_a_smaller_set_of_directions_replaces_the_whole_earlier_set(tmp_path, net):
+    s = tmp_path / "s"
+    assert invoke("directions", "sefa", "--network", net, "--k", "4", "--outdir", s).exit_code == 0
+    (s / "sefa_notes.txt").write_text("mine")  # not one of the set: kept
+    r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "2", "--outdir", s)
+    assert r.exit_code == 1 and "already holds sefa_00.json" in r.output  # an earlier set of another size is taken too
+    r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "2", "--outdir", s, "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in s.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_01.json", "sefa_01.npy", "sefa_notes.txt"]
+    assert json.loads((s / "sefa_01.json").read_text())["layers"] == "0-1"
+    assert invoke("directions", "pca", "--network", net, "--samples", "10", "--k", "2", "--outdir", s).exit_code == 0  # another prefix is another set
+
+
 def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
     folder = tmp_path / "ph"
     folder.mkdir()
