@@ -120,6 +120,38 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     return out
 
 
+def prefetch(network: str) -> None:
+    """A network given as a URL and not yet in the cache: download it with a progress bar, so that
+    the minutes a large pickle takes are not silent (`load_generator` then reads the cached copy)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from .models.download import cached_download, cached_path, is_url, shown, split_pin
+
+    if not is_url(network):
+        return
+    url, sha256 = split_pin(network)
+    if cached_path(url).is_file():  # load_generator checks a pin on it
+        return
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file: no bar (rich would leave a blank line there)
+        path = cached_download(url, sha256=sha256)
+    else:
+        columns = (TextColumn(f"downloading {printable(shown(url))[-60:]}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True, console=console) as bar:
+            task = bar.add_task("download", total=None)
+            path = cached_download(url, sha256=sha256, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    typer.echo(f"downloaded {printable(shown(url))} ({path.stat().st_size / 2**20:.1f} MB) into {path.parent}", err=True)
+
+
+def load_network(network: str, device="cpu"):
+    """`load_generator`, with a progress bar while a URL downloads the first time."""
+    from .models import load_generator
+
+    prefetch(network)
+    return load_generator(network, device=device)
+
+
 def resolve_device(name: str):
     import torch
 
@@ -162,7 +194,6 @@ def generate(
 ) -> None:
     """Render images from seeds or from a latent file: seed0000.png, ... (and grid.png)."""
     from . import generation
-    from .models import load_generator
 
     if noise_mode not in ("const", "random", "none"):
         raise typer.BadParameter(f"--noise-mode must be const, random or none, not {noise_mode!r}")
@@ -175,7 +206,7 @@ def generate(
     dev = resolve_device(device)
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
-    G = load_generator(network, device=dev)
+    G = load_network(network, dev)
     if seed_list is not None:
         images = generation.iter_seed_images(
             G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode, class_idx=class_idx, device=dev
@@ -197,9 +228,9 @@ def generate(
 @user_errors
 def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) -> None:
     """Print a network's format, resolution, latent sizes, mapping depth and channel widths."""
-    from .models import describe_generator, load_generator
+    from .models import describe_generator
 
-    G = load_generator(network)
+    G = load_network(network)
     for key, value in describe_generator(G).items():
         typer.echo(f"{key:>18}: {printable(value)}")
 
@@ -212,12 +243,12 @@ def convert(
     overwrite: Annotated[bool, typer.Option(help="Replace DEST if it exists.")] = False,
 ) -> None:
     """Write any supported network file in stylelift's own format (config + weights, no code)."""
-    from .models import load_generator, network_id, save_generator
+    from .models import network_id, save_generator
 
     if dest.suffix.lower() not in (".pt", ".pth"):
         raise typer.BadParameter(f"{dest.name}: a stylelift network file is a torch file; name it NAME.pt")
     check_new_file(dest, overwrite)
-    G = load_generator(source)
+    G = load_network(source)
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_generator(G, dest)
     typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
@@ -334,6 +365,7 @@ def project(
         init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite, w_noise=w_noise,
     )
+    prefetch(network)
     failures = misses + run_project_job(job, paths, report=lambda msg, error=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error))
     if failures:
         raise typer.Exit(1)

@@ -74,10 +74,8 @@ def split_items(text: str, *, what: str) -> list[str]:
 
 
 def load(network: str, device: str):
-    from .models import load_generator
-
     dev = resolve_device(device)
-    return load_generator(network, device=dev), dev
+    return cli.load_network(network, dev), dev
 
 
 def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:

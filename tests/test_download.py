@@ -143,3 +143,36 @@ def test_a_page_that_is_not_a_network_is_not_kept(server, tmp_path):
         load_generator(f"{url}/ffhq.pkl?token=secret")
     assert "secret" not in str(e.value)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_a_url_pinned_with_its_sha256_is_checked_and_shares_the_cache(server, tmp_path):
+    import hashlib
+
+    root, url = server
+    save_generator(tiny_generator(), root / "net.pt")
+    good = hashlib.sha256((root / "net.pt").read_bytes()).hexdigest()
+    assert network_id(load_generator(f"{url}/net.pt#sha256={good.upper()}")) == network_id(load_generator(f"{url}/net.pt"))
+    assert Handler.hits == ["/net.pt"]  # the fragment is not sent, and pinned or not is one cached copy
+    with pytest.raises(DownloadError, match=f"has sha256 {good}, expected {'0' * 64}"):
+        load_generator(f"{url}/net.pt#sha256={'0' * 64}")  # the cached copy fails the pin: fetched again, and refused
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+    with pytest.raises(DownloadError, match="64 hex digits, got 5 characters"):
+        load_generator(f"{url}/net.pt#sha256=abcde")
+    assert Handler.hits == ["/net.pt", "/net.pt"]
+
+
+def test_the_cli_shows_a_download_once_and_refuses_a_wrong_pin_in_one_line(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    root, url = server
+    save_generator(tiny_generator(), root / "net.pt")
+    runner = CliRunner()
+    r = runner.invoke(app, ["info", f"{url}/net.pt?token=secret"])
+    assert r.exit_code == 0 and f"downloaded {url}/net.pt (" in r.output and "secret" not in r.output, r.output
+    r = runner.invoke(app, ["info", f"{url}/net.pt?token=secret"])
+    assert r.exit_code == 0 and "downloaded" not in r.output and Handler.hits == ["/net.pt?token=secret"]
+    r = runner.invoke(app, ["generate", "--seeds", "0", "--network", f"{url}/other.pt#sha256={'1' * 64}", "--outdir", tmp_path / "g"])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "404" in r.output, r.output
+    assert not (tmp_path / "g").exists()

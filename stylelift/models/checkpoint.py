@@ -22,6 +22,7 @@ import torch
 from ..errors import CheckpointError, first_line
 from ..fileio import atomic_path
 from .base import MappedGenerator
+from .download import is_url
 from .raw import RawNetwork
 from .reading import check_shapes, show_value
 from .stylegan import StyleGAN, StyleGANConfig
@@ -199,15 +200,16 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
         G = build_generator(NAMED_NETWORKS[key](), name=key)
         G.source_format = "builtin"
         return G.to(device)
-    if key.startswith(("http://", "https://")):
-        from .download import cached_download, forget, shown
+    if is_url(key):
+        from .download import cached_download, forget, shown, split_pin
 
-        path = cached_download(key)
+        url, sha256 = split_pin(key)
+        path = cached_download(url, sha256=sha256)
         try:
             sniff_format(path)
         except CheckpointError as e:  # not a pickle or torch file at all (a login page saved as ffhq.pkl): do not keep it
-            forget(key)
-            raise CheckpointError(f"{shown(key)} did not give a network file ({e}); removed it from the cache") from None
+            forget(url)
+            raise CheckpointError(f"{shown(url)} did not give a network file ({e}); removed it from the cache") from None
         return build_generator(read_network(path), name=path.name.split("-", 1)[-1]).to(device)
     else:
         path = Path(key).expanduser()

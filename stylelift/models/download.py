@@ -51,6 +51,24 @@ def shown(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def is_url(key: str) -> bool:
+    return key.startswith(("http://", "https://"))
+
+
+def split_pin(url: str) -> tuple[str, Optional[str]]:
+    """`URL#sha256=HEX` (pip's way of pinning a file) -> (URL, HEX); a URL without a pin -> (URL, None).
+
+    The fragment never reaches the server; the cached copy is the URL's, pinned or not, and a pin
+    is checked on it each time."""
+    base, sep, fragment = url.partition("#")
+    if not sep or not fragment.startswith("sha256="):
+        return url, None
+    digest = fragment[len("sha256=") :].lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise DownloadError(f"{shown(url)}: #sha256= must be followed by the file's 64 hex digits, got {len(digest)} characters")
+    return base, digest
+
+
 def cached_path(url: str) -> Path:
     """Where `url` is (or would be) kept: a hash of the whole URL and a tame copy of its file name."""
     try:
