@@ -126,20 +126,20 @@ def prefetch(network: str) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-    from .models.download import cached_download, cached_path, is_url, shown, split_pin
+    from .models.download import cached_download, is_cached, is_url, shown, split_pin
 
     if not is_url(network):
         return
     url, sha256 = split_pin(network)
-    if cached_path(url).is_file():  # load_generator checks a pin on it
+    if is_cached(url, sha256):
         return
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file: no bar (rich would leave a blank line there)
         path = cached_download(url, sha256=sha256)
     else:
-        columns = (TextColumn(f"downloading {printable(shown(url))[-60:]}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True, console=console) as bar:
-            task = bar.add_task("download", total=None)
+            task = bar.add_task(f"downloading {printable(shown(url))[-60:]}", total=None)  # a URL is not markup: [red] stays text
             path = cached_download(url, sha256=sha256, progress=lambda done, total: bar.update(task, completed=done, total=total))
     typer.echo(f"downloaded {printable(shown(url))} ({path.stat().st_size / 2**20:.1f} MB) into {path.parent}", err=True)
 
@@ -365,8 +365,8 @@ def project(
         init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite, w_noise=w_noise,
     )
-    prefetch(network)
-    failures = misses + run_project_job(job, paths, report=lambda msg, error=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error))
+    report = lambda msg, error=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error)  # noqa: E731
+    failures = misses + run_project_job(job, paths, report=report, load=load_network)
     if failures:
         raise typer.Exit(1)
 

@@ -325,11 +325,24 @@ def directions_learn(
 
 
 def earlier_set(outdir: Path, prefix: str) -> list[Path]:
-    """PREFIX_00.npy, PREFIX_00.json, ... already in `outdir`: the files a run of `directions PREFIX` writes."""
+    """The files of an earlier `directions PREFIX` run in `outdir`: PREFIX_00.npy, PREFIX_00.json, ...
+    named as the command names them, each pair's sidecar saying the command made it."""
+    import json
+
     if not outdir.is_dir():
         return []
-    pattern = re.compile(rf"{re.escape(prefix)}_\d{{2,}}\.(npy|json)")
-    return sorted(p for p in outdir.iterdir() if pattern.fullmatch(p.name))
+    found = []
+    for sidecar in outdir.glob(f"{prefix}_*.json"):
+        digits = sidecar.stem[len(prefix) + 1 :]
+        if not (digits.isdigit() and digits == f"{int(digits):02d}"):
+            continue
+        try:
+            made_by = json.loads(sidecar.read_text(encoding="utf-8")).get("method")
+        except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object: not ours to touch
+            continue
+        if made_by == prefix:
+            found += [p for p in (sidecar.with_suffix(".npy"), sidecar) if p.is_file()]
+    return sorted(found)
 
 
 def check_new_directions(outdir: Path, prefix: str, overwrite: bool) -> None:
@@ -339,15 +352,16 @@ def check_new_directions(outdir: Path, prefix: str, overwrite: bool) -> None:
     leave a folder holding two runs' directions under one numbering."""
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
-    if overwrite:
+    if overwrite or not outdir.is_dir():
         return
-    taken = [p.name for p in earlier_set(outdir, prefix)]
+    taken = sorted(p.name for p in outdir.glob(f"{prefix}_*") if re.fullmatch(rf"{re.escape(prefix)}_\d{{2,}}\.(npy|json)", p.name))
     if taken:
         fail(f"{outdir}/ already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass --overwrite to replace them, or another --outdir")
 
 
 def write_directions(outdir: Path, prefix: str, directions: list) -> None:
-    """Write the set PREFIX_00.npy ..., then remove what is left of an earlier, larger set (--overwrite)."""
+    """Write the set PREFIX_00.npy ..., then remove what is left of an earlier, larger set (--overwrite):
+    the files `earlier_set` finds, never others."""
     from .editing import save_direction
 
     outdir.mkdir(parents=True, exist_ok=True)

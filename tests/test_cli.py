@@ -246,11 +246,12 @@ def test_a_smaller_set_of_directions_replaces_the_whole_earlier_set(tmp_path, ne
     s = tmp_path / "s"
     assert invoke("directions", "sefa", "--network", net, "--k", "4", "--outdir", s).exit_code == 0
     (s / "sefa_notes.txt").write_text("mine")  # not one of the set: kept
+    (s / "sefa_2024.json").write_text('{"note": "mine too"}')  # named like one, but not made by sefa: kept
     r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "2", "--outdir", s)
     assert r.exit_code == 1 and "already holds sefa_00.json" in r.output  # an earlier set of another size is taken too
     r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "2", "--outdir", s, "--overwrite")
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in s.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_01.json", "sefa_01.npy", "sefa_notes.txt"]
+    assert sorted(p.name for p in s.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_01.json", "sefa_01.npy", "sefa_2024.json", "sefa_notes.txt"]
     assert json.loads((s / "sefa_01.json").read_text())["layers"] == "0-1"
     assert invoke("directions", "pca", "--network", net, "--samples", "10", "--k", "2", "--outdir", s).exit_code == 0  # another prefix is another set
 

@@ -3,6 +3,7 @@ import threading
 from functools import partial
 
 import pytest
+from PIL import Image
 
 from conftest import tiny_generator
 from stylelift import load_generator, network_id, save_generator
@@ -154,10 +155,14 @@ def test_a_url_pinned_with_its_sha256_is_checked_and_shares_the_cache(server, tm
     assert network_id(load_generator(f"{url}/net.pt#sha256={good.upper()}")) == network_id(load_generator(f"{url}/net.pt"))
     assert Handler.hits == ["/net.pt"]  # the fragment is not sent, and pinned or not is one cached copy
     with pytest.raises(DownloadError, match=f"has sha256 {good}, expected {'0' * 64}"):
-        load_generator(f"{url}/net.pt#sha256={'0' * 64}")  # the cached copy fails the pin: fetched again, and refused
-    assert not any((tmp_path / "cache" / "downloads").iterdir())
-    with pytest.raises(DownloadError, match="64 hex digits, got 5 characters"):
-        load_generator(f"{url}/net.pt#sha256=abcde")
+        load_generator(f"{url}/net.pt#SHA256={'0' * 64}")  # the cached copy fails the pin: fetched again, and refused
+    [kept] = (tmp_path / "cache" / "downloads").iterdir()  # the good copy is not lost to a wrong pin
+    assert kept.read_bytes() == (root / "net.pt").read_bytes()
+    assert Handler.hits == ["/net.pt", "/net.pt"]
+    for typo in ("sha256=abcde", f"sha256:{good}", f"sha512={good}{good}", f"shaa256={good}", f"md5={good[:32]}", f"{good}=", f"x={good}"):
+        with pytest.raises(DownloadError, match="a pin is #sha256= and the file's 64 hex digits"):
+            load_generator(f"{url}/net.pt#{typo}")  # a pin with a typo is refused, not ignored
+    load_generator(f"{url}/net.pt#weights")  # a fragment that is no pin: the same cached file
     assert Handler.hits == ["/net.pt", "/net.pt"]
 
 
@@ -173,6 +178,22 @@ def test_the_cli_shows_a_download_once_and_refuses_a_wrong_pin_in_one_line(serve
     assert r.exit_code == 0 and f"downloaded {url}/net.pt (" in r.output and "secret" not in r.output, r.output
     r = runner.invoke(app, ["info", f"{url}/net.pt?token=secret"])
     assert r.exit_code == 0 and "downloaded" not in r.output and Handler.hits == ["/net.pt?token=secret"]
-    r = runner.invoke(app, ["generate", "--seeds", "0", "--network", f"{url}/other.pt#sha256={'1' * 64}", "--outdir", tmp_path / "g"])
+    r = runner.invoke(app, ["generate", "--seeds", "0", "--network", f"{url}/other.pt#sha256={'1' * 64}", "--outdir", str(tmp_path / "g")])
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "404" in r.output, r.output
     assert not (tmp_path / "g").exists()
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
+    r = runner.invoke(app, ["project", str(tmp_path / "p.png"), "--network", f"{url}/net2.pt", "--loss", "bogus=1"])
+    assert r.exit_code == 1 and "bogus" in r.output and len(Handler.hits) == 2  # options are checked before a download
+
+
+def test_the_download_bar_shows_a_url_as_text(server, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    root, url = server
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich draws its bar as on a terminal
+    (root / "[red]").mkdir()
+    save_generator(tiny_generator(), root / "[red]" / "{a}.pt")
+    r = CliRunner().invoke(app, ["info", f"{url}/[red]/{{a}}.pt"])  # as typed, not %-encoded
+    assert r.exit_code == 0 and "format: stylelift" in r.output, r.output

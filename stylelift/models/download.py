@@ -58,15 +58,22 @@ def is_url(key: str) -> bool:
 def split_pin(url: str) -> tuple[str, Optional[str]]:
     """`URL#sha256=HEX` (pip's way of pinning a file) -> (URL, HEX); a URL without a pin -> (URL, None).
 
-    The fragment never reaches the server; the cached copy is the URL's, pinned or not, and a pin
-    is checked on it each time."""
+    The fragment never reaches the server, and the cached copy is the URL's, pinned or not: a pin is
+    checked on it each time. A fragment that looks like another hash, or a misspelt one, is refused
+    rather than ignored, so that a pin with a typo never lets an unchecked file through."""
     base, sep, fragment = url.partition("#")
-    if not sep or not fragment.startswith("sha256="):
-        return url, None
-    digest = fragment[len("sha256=") :].lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", digest):
-        raise DownloadError(f"{shown(url)}: #sha256= must be followed by the file's 64 hex digits, got {len(digest)} characters")
-    return base, digest
+    looks_like_a_pin = re.search(r"\b(sha\d*|md\d|blake\w*|hash|digest|checksum)\b", fragment, re.IGNORECASE) or re.search(r"[0-9a-fA-F]{32,}", fragment)
+    if not sep or not looks_like_a_pin:
+        return url, None  # no fragment, or another kind (a page anchor)
+    pin = re.fullmatch(r"\s*sha256\s*=\s*([0-9a-fA-F]{64})\s*", fragment, re.IGNORECASE)
+    if pin is None:
+        raise DownloadError(f"{shown(url)}: a pin is #sha256= and the file's 64 hex digits, got #{printable_fragment(fragment)}")
+    return base, pin[1].lower()
+
+
+def printable_fragment(fragment: str, limit: int = 30) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in fragment[:limit])
+    return text + ("..." if len(fragment) > limit else "")
 
 
 def cached_path(url: str) -> Path:
@@ -80,8 +87,14 @@ def cached_path(url: str) -> Path:
         raise DownloadError(f"{shown(url)} is not a valid URL (no host)")
     name = os.path.basename(parts.path)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    key = hashlib.sha256(url.partition("#")[0].encode()).hexdigest()[:16]  # a fragment is not sent: one file
     return cache_dir() / "downloads" / f"{key}-{name}"
+
+
+def is_cached(url: str, sha256: Optional[str] = None) -> bool:
+    """Whether the cache holds `url`, and (given a sha256) a copy that matches it."""
+    dest = cached_path(url)
+    return dest.is_file() and (sha256 is None or _sha256_of(dest) == sha256.lower())
 
 
 def _sha256_of(path: Path) -> str:
@@ -118,12 +131,10 @@ def cached_download(
     server, not the whole download.
     """
     dest = cached_path(url)
-    if dest.is_file():
-        if sha256 and _sha256_of(dest) != sha256.lower():
-            dest.unlink(missing_ok=True)
-            log.warning("the cached copy of %s did not match its sha256; downloading it again", shown(url))
-        else:
-            return dest
+    if is_cached(url, sha256):
+        return dest
+    if dest.is_file():  # kept until a download that matches replaces it: a wrong pin loses no good copy
+        log.warning("the cached copy of %s does not match its sha256; downloading it again", shown(url))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".part")

@@ -115,15 +115,16 @@ def _init_latents(job: ProjectJob, G):
     return torch.from_numpy(latents.w[:1])
 
 
-def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None]) -> int:
-    """Project every photo; returns the number that failed."""
+def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None], *, load: Optional[Callable] = None) -> int:
+    """Project every photo; returns the number that failed. `load(network, device)` loads the
+    generator once the job's options are checked (default `load_generator`)."""
     from ..models import load_generator, network_id
 
     loss = resolve_loss(job.loss, job.perceptual_weights, aligned=job.align)
     blocker = file_in_the_way(job.outdir)
     if blocker is not None:
         raise InputError(f"--outdir {job.outdir}: {blocker} is a file, not a folder")
-    G = load_generator(job.network, device=job.device)
+    G = load(job.network, job.device) if load is not None else load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
     todo, failures, stems = [], 0, {}
