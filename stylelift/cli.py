@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import signal
 import sys
@@ -63,6 +64,12 @@ def user_errors(fn: Callable) -> Callable:
             signal.signal(signal.SIGTERM, _terminated)
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # whoever read stdout stopped (`stylelift info X | head -3`): stop quietly, as Unix tools do
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
+            except (OSError, ValueError):  # stdout is no real file (a test runner's)
+                pass
+            raise typer.Exit(1) from None
         except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
             fail(error_message(e))
         except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's GPU out-of-memory error is one

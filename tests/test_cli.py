@@ -351,3 +351,14 @@ def test_operating_system_errors_are_told_in_words_about_the_file_asked_for(tmp_
         assert not list(tmp_path.glob("**/.*tmp-*"))
     assert error_message(FileNotFoundError("no such photo: a.png")) == "no such photo: a.png"
     assert error_message(InputError("bad")) == "bad"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(net):
+    import subprocess
+    import sys
+
+    # `stylelift info NET | head -0`: stdout's reader is gone before the first line is written
+    p = subprocess.Popen([sys.executable, "-m", "stylelift", "info", str(net)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()
+    stderr = p.stderr.read().decode()
+    assert p.wait() == 1 and stderr == "", stderr  # no "error: Broken pipe", no "Exception ignored"
