@@ -127,36 +127,38 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     return out
 
 
-def prefetch(network: str) -> None:
+def fetch_with_bar(network: str) -> Optional[Path]:
     """A network given as a URL and not yet in the cache: download it with a progress bar, so that
-    the minutes a large pickle takes are not silent (`load_generator` then reads the cached copy)."""
+    the minutes a large pickle takes are not silent; returns the new copy (None: nothing fetched)."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from .models.download import cached_download, is_cached, is_url, shown, split_pin
 
     if not is_url(network):
-        return
+        return None
     url, sha256 = split_pin(network)
     if is_cached(url, sha256):
-        return
+        return None
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file: no bar (rich would leave a blank line there)
-        path = cached_download(url, sha256=sha256)
-    else:
-        columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True, console=console) as bar:
-            task = bar.add_task(f"downloading {printable(shown(url))[-60:]}", total=None)  # a URL is not markup: [red] stays text
-            path = cached_download(url, sha256=sha256, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    typer.echo(f"downloaded {printable(shown(url))} ({path.stat().st_size / 2**20:.1f} MB) into {path.parent}", err=True)
+        return cached_download(url, sha256=sha256)
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=console) as bar:
+        task = bar.add_task(f"downloading {printable(shown(url))[-60:]}", total=None)  # a URL is not markup: [red] stays text
+        return cached_download(url, sha256=sha256, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def load_network(network: str, device="cpu"):
     """`load_generator`, with a progress bar while a URL downloads the first time."""
     from .models import load_generator
+    from .models.download import shown
 
-    prefetch(network)
-    return load_generator(network, device=device)
+    fetched = fetch_with_bar(network)
+    G = load_generator(network, device=device)  # reads the cached copy; one that is no network file is dropped
+    if fetched is not None:
+        typer.echo(f"downloaded {printable(shown(network))} ({fetched.stat().st_size / 2**20:.1f} MB) into {fetched.parent}", err=True)
+    return G
 
 
 def resolve_device(name: str):

@@ -144,6 +144,12 @@ def test_a_page_that_is_not_a_network_is_not_kept(server, tmp_path):
         load_generator(f"{url}/ffhq.pkl?token=secret")
     assert "secret" not in str(e.value)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    r = CliRunner().invoke(app, ["info", f"{url}/ffhq.pkl"])
+    assert r.exit_code == 1 and "did not give a network file" in r.output and "downloaded" not in r.output, r.output
 
 
 def test_a_url_pinned_with_its_sha256_is_checked_and_shares_the_cache(server, tmp_path):
