@@ -528,7 +528,7 @@ def encoder_run(
 
     from .cli import expand_photos
     from .errors import StyleliftError, error_message
-    from .images import save_image, to_uint8
+    from .images import save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
     from .models.encoder import load_encoder, resolve_encoder_path
@@ -549,7 +549,7 @@ def encoder_run(
             typer.secho(f"error: {printable(error_message(e), 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
-        target = torch.from_numpy(item.target.copy()).permute(2, 0, 1)[None].float().to(dev) / 127.5 - 1
+        target = to_tensor(item.target).to(dev)
         with torch.no_grad():
             ws = encoder(target)
             image = G.synthesis(ws)

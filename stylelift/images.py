@@ -26,6 +26,16 @@ def to_uint8(img: Tensor) -> np.ndarray:
     return x.cpu().numpy()
 
 
+def to_tensor(images: Image.Image | np.ndarray) -> Tensor:
+    """An RGB PIL image, or uint8 [H, W, 3] / [N, H, W, 3] arrays -> float [N, 3, H, W] in [-1, 1]
+    (the inverse of `to_uint8` up to rounding): what `project` takes as its target."""
+    array = np.array(images.convert("RGB") if isinstance(images, Image.Image) else images)  # a copy torch may own
+    if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
+        raise InputError(f"expected an RGB image or uint8 [N, H, W, 3] arrays, got {array.dtype} {list(array.shape)}")
+    batch = torch.from_numpy(array if array.ndim == 4 else array[None])
+    return batch.permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
 def to_pil(array: np.ndarray) -> Image.Image:
     """uint8 HWC (C = 1 or 3) -> PIL image."""
     if array.ndim == 3 and array.shape[2] == 1:

@@ -375,3 +375,17 @@ def test_a_folder_in_the_way_of_one_output_fails_that_photo_before_any_work(phot
 def test_projection_options_are_checked_when_made(bad):
     with pytest.raises(InputError, match=next(iter(bad))):  # not a ZeroDivisionError or a torch error steps later
         ProjectionOptions(**bad)
+
+
+def test_to_tensor_is_the_inverse_of_to_uint8_and_refuses_other_arrays():
+    from stylelift.images import to_tensor, to_uint8
+
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    t = to_tensor(pixels)
+    assert t.shape == (2, 3, 5, 7) and t.dtype == torch.float32 and t.min() >= -1 and t.max() <= 1
+    assert np.array_equal(to_uint8(t), pixels)  # every uint8 value comes back exactly
+    grey = Image.fromarray(pixels[0]).convert("L")  # a PIL image of another mode is read as RGB
+    assert np.array_equal(to_uint8(to_tensor(grey)), np.repeat(np.asarray(grey)[None, ..., None], 3, axis=-1))
+    for bad in (pixels.astype(np.float32), pixels[..., :2], pixels[0, 0]):
+        with pytest.raises(InputError, match="uint8"):
+            to_tensor(bad)

@@ -17,7 +17,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InputError, StyleliftError, error_message, is_out_of_memory
 from ..fileio import file_in_the_way
-from ..images import load_photo, to_uint8
+from ..images import load_photo, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from .files import ProjectionFiles, write_projection
 from .losses import LossContext, find_vgg16_weights, load_lpips, lpips_available, parse_loss_spec
@@ -176,7 +176,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     device = job.device
-    target = torch.from_numpy(np.stack([p.target for p in batch])).permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+    target = to_tensor(np.stack([p.target for p in batch])).to(device)
     frames: list[list[np.ndarray]] = [[] for _ in batch]
     every = max(1, job.steps // VIDEO_FRAMES)
     options = ProjectionOptions(initial_noise_factor=job.w_noise)
