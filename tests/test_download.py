@@ -203,3 +203,4 @@ def test_the_download_bar_shows_a_url_as_text(server, tmp_path, monkeypatch):
     save_generator(tiny_generator(), root / "[red]" / "{a}.pt")
     r = CliRunner().invoke(app, ["info", f"{url}/[red]/{{a}}.pt"])  # as typed, not %-encoded
     assert r.exit_code == 0 and "format: stylelift" in r.output, r.output
+    assert f"downloading {url}/[red]/{{a}}.pt" in r.output  # drawn as typed: no markup, no format fields

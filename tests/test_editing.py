@@ -124,6 +124,24 @@ def test_interpolation_starts_and_ends_exactly_on_the_keys():
     assert torch.equal(looped[0], keys[0]) and torch.equal(looped[4], keys[1]) and torch.equal(looped[8], keys[2])
 
 
+def test_interpolation_moves_evenly_between_keys_and_eases_when_asked():
+    keys = torch.randn(2, 6, 4)
+    linear = interpolation_path(keys, 5)  # t = 0, 1/4, 1/2, 3/4, 1
+    for i, t in enumerate((0.0, 0.25, 0.5, 0.75, 1.0)):
+        assert torch.allclose(linear[i], keys[0] + t * (keys[1] - keys[0]), atol=1e-6), i
+    smooth = interpolation_path(keys, 5, easing="smooth")
+    for i, t in enumerate((0.0, 0.25, 0.5, 0.75, 1.0)):
+        eased = t * t * (3 - 2 * t)  # smoothstep
+        assert torch.allclose(smooth[i], keys[0] + eased * (keys[1] - keys[0]), atol=1e-6), i
+    assert not torch.allclose(smooth[1], linear[1])
+    z = torch.randn(2, 8)
+    z[1] *= z[0].norm() / z[1].norm()
+    sph = interpolation_path(z, 9, spherical=True)
+    assert torch.allclose(sph.norm(dim=1), z[0].norm().expand(9), rtol=1e-5)  # slerp: on the sphere, not the chord
+    angles = torch.acos((sph[:-1] * sph[1:]).sum(1) / z[0].norm() ** 2)
+    assert torch.allclose(angles, angles.mean().expand(8), atol=1e-3)  # at an even angular speed
+
+
 def test_slerp_keeps_the_norm_and_hits_the_ends():
     a, b = torch.randn(512), torch.randn(512)
     b = b / b.norm() * a.norm()
@@ -141,6 +159,12 @@ def test_interpolate_command_writes_a_video_with_the_right_frames(tmp_path, net)
     assert reader.count_frames() == 9 and reader.get_meta_data()["size"] == (16, 16)
     r = invoke("interpolate", "1", "2", "--network", net, "--frames", "5", "--grid", "--out", tmp_path / "s.png")
     assert r.exit_code == 0 and Image.open(tmp_path / "s.png").size == (80, 16)
+    G = tiny_generator()  # each frame of the strip is the W path's frame (PNG is lossless, unlike mp4)
+    keys = torch.cat([G.mapping(torch.from_numpy(z_from_seed(s, G.z_dim))) for s in (1, 2)])
+    expected = to_uint8(G.synthesis(interpolation_path(keys, 5)))
+    strip = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"))
+    for i in range(5):
+        assert np.array_equal(strip[:, 16 * i : 16 * (i + 1)], expected[i]), i
     r = invoke("interpolate", "1", str(tmp_path / "nope.npz"), "--network", net, "--out", out)
     assert r.exit_code == 1 and "neither a seed nor" in r.output
     before = out.read_bytes()
@@ -166,6 +190,9 @@ def test_condition_removes_the_other_component():
     a, b = np.random.randn(1, 16), np.random.randn(1, 16)
     c = condition(a, b)
     assert abs(float(c[0] @ (b[0] / np.linalg.norm(b)))) < 1e-6 and abs(np.linalg.norm(c) - 1) < 1e-6
+    b_hat = b[0] / np.linalg.norm(b)
+    expected = a[0] - (a[0] @ b_hat) * b_hat  # InterFaceGAN's conditional edit: a's own remainder, not any unit vector orthogonal to b
+    assert np.allclose(c[0], expected / np.linalg.norm(expected), atol=1e-6)
 
 
 def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
@@ -240,6 +267,18 @@ def test_sefa_and_pca_give_orthonormal_directions():
     assert np.all(np.diff(values) <= 1e-6)
     pcs, var = pca_directions(G, samples=500, k=4)
     assert np.allclose(pcs @ pcs.T, np.eye(4), atol=1e-5) and np.all(np.diff(var) <= 1e-6)
+
+
+def test_pca_directions_are_the_top_eigenvectors_of_the_sampled_ws():
+    G = tiny_generator()
+    pcs, var = pca_directions(G, samples=500, k=3, seed=0)
+    with torch.no_grad():  # the same samples, drawn as pca_directions draws them
+        w = G.mapping(torch.randn(500, G.z_dim, generator=torch.Generator().manual_seed(0)))[:, 0].double().numpy()
+    values, vectors = np.linalg.eigh(np.cov(w.T))
+    top = vectors[:, ::-1][:, :3].T
+    assert np.allclose(np.abs((pcs * top).sum(1)), 1, atol=1e-4)  # each the eigenvector (up to sign)
+    assert np.allclose(var, values[::-1][:3], rtol=1e-3)  # and its variance
+    assert np.allclose(var, ((w - w.mean(0)) @ pcs.T).var(0, ddof=1), rtol=1e-3)
 
 
 def test_learn_from_a_labels_csv_finds_the_hidden_rule(tmp_path, net):
@@ -347,6 +386,10 @@ def test_truncation_sweep_grid(tmp_path, net):
     t = tiles(tmp_path / "t.png", 16, 2, 3)
     G = tiny_generator()
     assert np.array_equal(t[1][1], to_uint8(G.synthesis(G.w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1)))[0])  # psi 0 = w_avg
+    for row, seed in enumerate((0, 1)):
+        z = torch.from_numpy(z_from_seed(seed, G.z_dim))
+        for col, psi in ((0, -1.0), (2, 1.0)):  # every tile at its own psi, not only psi 0
+            assert np.array_equal(t[row][col], to_uint8(G.synthesis(G.mapping(z, truncation_psi=psi)))[0]), (seed, psi)
 
 
 def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp_path, net):

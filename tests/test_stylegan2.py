@@ -104,11 +104,47 @@ def test_mapping_normalises_z_so_its_scale_does_not_matter(G):
     assert torch.allclose(G.mapping(z), G.mapping(z * 7.0), atol=1e-5)
 
 
-def test_w_plus_layers_act_independently(G):
-    ws = G.mapping(torch.randn(1, G.z_dim))
-    other = ws.clone()
-    other[:, -1] += 1.0  # the last toRGB style only changes colours, the others stay
-    assert not torch.equal(G.synthesis(ws), G.synthesis(other))
+def test_each_w_plus_row_reaches_the_layers_nvidia_gives_it(G):
+    """Block 4 reads ws[0] (conv1) and ws[1] (toRGB); block 8 ws[1] (conv0), ws[2] (conv1), ws[3] (toRGB); ..."""
+    expected = {"b4.conv1": 0, "b4.torgb": 1}
+    for k, res in enumerate(G.synthesis.block_resolutions[1:], start=1):
+        expected.update({f"b{res}.conv0": 2 * k - 1, f"b{res}.conv1": 2 * k, f"b{res}.torgb": 2 * k + 1})
+    assert G.num_ws == max(expected.values()) + 1
+    seen = {}
+    hooks = [
+        module.affine.register_forward_hook(lambda m, inputs, out, name=name: seen.__setitem__(name, inputs[0].clone()))
+        for name, module in G.synthesis.named_modules()
+        if hasattr(module, "affine")
+    ]
+    ws = torch.randn(2, G.num_ws, G.w_dim)  # every row different
+    G.synthesis(ws)
+    for h in hooks:
+        h.remove()
+    assert set(seen) == set(expected)
+    for name, row in expected.items():
+        assert torch.equal(seen[name], ws[:, row]), name
+
+
+# NVIDIA stylegan2-ada-pytorch's own Generator (training/networks.py, force_fp32, noise_mode const,
+# resample filter [1, 3, 3, 1]) loaded with tiny_generator(architecture=...)'s weights, z of seed 7, psi 0.8:
+# its output image at flat indices 0, 97, 255, 300, 511, 640, 767, and its mean and std. stylelift gave
+# the same image bit for bit when these were recorded (benchmarks/parity_reference.py does this at full size).
+NVIDIA_OUTPUTS = {
+    "skip": ([-0.82975, -3.56601, -3.12093, -1.36486, -1.64405, 0.56526, 0.66219], -1.276505, 1.652671),
+    "resnet": ([0.22859, 0.05387, -0.31686, 0.7869, 0.5596, -0.16166, 0.05033], 0.257235, 0.65384),
+    "orig": ([0.17429, 0.13372, 0.26541, 0.47429, 0.60561, -0.34024, -0.30238], 0.135076, 0.39602),
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(NVIDIA_OUTPUTS))
+def test_generator_matches_numbers_recorded_from_nvidias_code(architecture):
+    from stylelift.generation import z_from_seed
+
+    G = tiny_generator(architecture=architecture)
+    img = G.synthesis(G.mapping(torch.from_numpy(z_from_seed(7, G.z_dim)), truncation_psi=0.8)).flatten()
+    values, mean, std = NVIDIA_OUTPUTS[architecture]
+    assert torch.allclose(img[[0, 97, 255, 300, 511, 640, 767]], torch.tensor(values), atol=2e-5)
+    assert abs(img.mean().item() - mean) < 2e-6 and abs(img.std().item() - std) < 2e-6
 
 
 def test_conditional_network_needs_and_uses_the_label():
