@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_config, tiny_generator
+from stylelift.errors import InputError
 from stylelift.models.stylegan2 import (
     Generator,
     StyleGAN2Config,
@@ -153,6 +154,9 @@ def test_conditional_network_needs_and_uses_the_label():
     c0, c1 = F.one_hot(torch.tensor([0]), 4).float(), F.one_hot(torch.tensor([1]), 4).float()
     assert not torch.allclose(G(z, c0), G(z, c1))
     assert "mapping.embed.weight" in G.state_dict()
+    for c, got in ((None, "none"), (c0[:, :3], r"\(1, 3\)"), (torch.cat([c0, c1]), r"\(2, 4\)")):
+        with pytest.raises(InputError, match=rf"conditional: c must be a label tensor of shape \[1, 4\].*got {got}"):
+            G(z, c)
 
 
 def test_conv_clamp_bounds_the_pre_activation_outputs():
