@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -7,6 +8,7 @@ from stylelift import load_latents, network_id, save_generator
 from stylelift.cli import app
 from stylelift.encoder_training import EncoderTrainOptions, held_out_error, train_encoder
 from stylelift.errors import CheckpointError, InputError
+from stylelift.images import to_tensor
 from stylelift.models.encoder import load_encoder, new_encoder, save_encoder
 
 OPTS = EncoderTrainOptions(steps=100, batch_size=8, lr=1e-3, render_resolution=32, image_loss="mse", checkpoint_every=50)
@@ -80,8 +82,14 @@ def test_encoder_commands_and_project_init(tmp_path):
     assert r.exit_code == 0, r.output
     lf = load_latents(tmp_path / "e" / "p.npz")
     assert lf.w.shape == (1, 6, 16) and lf.meta["network_id"] == network_id(G)
-    r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "net.pt"), "--init", str(tmp_path / "enc.pt"), "--steps", "2", "--no-align", "--loss", "mse", "--outdir", str(tmp_path / "p"), "--no-video"])
+    enc, _ = load_encoder(tmp_path / "enc.pt", G=G)
+    with torch.no_grad():
+        guess = enc(to_tensor(np.full((16, 16, 3), (120, 80, 60), dtype=np.uint8))).numpy()  # the photo, centre-cropped to 16 px
+    assert np.allclose(lf.w, guess, atol=1e-5)  # the encoder's own guess, not w_avg
+    assert not np.allclose(guess, G.w_avg.numpy(), atol=1e-3)
+    r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "net.pt"), "--init", str(tmp_path / "enc.pt"), "--steps", "1", "--no-align", "--loss", "mse", "--outdir", str(tmp_path / "p"), "--no-video"])
     assert r.exit_code == 0, r.output
+    assert np.allclose(load_latents(tmp_path / "p" / "p.npz").w, guess, atol=1e-5)  # one step at the ramp's lr 0: the start itself
     save_generator(tiny_generator(seed=3), tmp_path / "other.pt")
     r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "other.pt"), "--init", str(tmp_path / "enc.pt"), "--steps", "2", "--no-align", "--outdir", str(tmp_path / "q")])
     assert r.exit_code == 1 and "trained for network" in r.output and "Traceback" not in r.output

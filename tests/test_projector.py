@@ -142,6 +142,23 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
     r = project(G, target, steps=3, loss=f"{term}=1", perceptual_weights=path, options=FAST)
     assert len(r.history) == 3 and math.isfinite(r.history[-1][term]) and r.history[0][term] > 0
 
+    from stylelift.projector.losses import REGISTRY, LossContext, VGG16Features, _unit, load_lpips
+
+    ctx = LossContext(device=torch.device("cpu"), perceptual_weights=path)
+    synth = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
+    value = REGISTRY[term](target, ctx)(synth)
+    (grad,) = torch.autograd.grad(value.sum(), synth)
+    assert value.item() > 0 and grad.abs().sum() > 0  # the distance reaches the image it is given
+    state = torch.load(path, weights_only=True)
+    convs = [state[f"features.{i}.weight"] for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)]
+    if term == "lpips":  # its backbone is the file's VGG16, conv for conv, not a random one
+        backbone = [m.weight for m in load_lpips(ctx).net.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert len(backbone) == 13 and all(torch.equal(a, b) for a, b in zip(backbone, convs))
+    else:  # NVIDIA's distance: channel-normalised features, squared, averaged over pixels, summed
+        net = VGG16Features(state)
+        expected = sum((_unit(f) - _unit(t)).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), net(target)))
+        assert torch.allclose(value, expected, rtol=1e-5)
+
 
 def test_vgg16_features_are_torchvisions_layers_with_its_state_dict():
     import torchvision
@@ -389,3 +406,17 @@ def test_to_tensor_is_the_inverse_of_to_uint8_and_refuses_other_arrays():
     for bad in (pixels.astype(np.float32), pixels[..., :2], pixels[0, 0]):
         with pytest.raises(InputError, match="uint8"):
             to_tensor(bad)
+
+
+def test_the_loss_is_the_weighted_sum_of_its_terms_at_every_step():
+    G = tiny_generator(img_resolution=32)
+    _, target = generated_target(G)
+    r = project(G, target, steps=4, loss="mse=2,l1=0.5,ms-ssim=0.25", options=FAST)
+    for rec in r.history:
+        assert rec["loss"] == pytest.approx(2 * rec["mse"] + 0.5 * rec["l1"] + 0.25 * rec["ms-ssim"], rel=1e-5)
+    from stylelift.projector.losses import CombinedLoss, LossContext
+
+    synth = torch.rand_like(target) * 2 - 1
+    loss = CombinedLoss({"mse": 3.0, "l1": 0.5}, target, LossContext(device=torch.device("cpu")))
+    expected = 3 * (synth - target).square().mean(dim=[1, 2, 3]) + 0.5 * (synth - target).abs().mean(dim=[1, 2, 3])
+    assert torch.allclose(loss(synth), expected)
