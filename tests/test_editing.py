@@ -539,6 +539,18 @@ def test_directions_learn_samples_with_the_truncation_it_was_given(tmp_path, net
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "d.json").read_text())
     assert meta["truncation_psi"] == 0.5 and meta["truncation_cutoff"] == 2
+    from stylelift.editing.learn import binarize
+
+    G = tiny_generator()
+    seeds, labels = [str(s) for s in range(40)], np.arange(40) % 2
+    keep, y = binarize(labels.astype(float))
+    fits = {}
+    for psi, cutoff in ((0.5, 2), (1.0, None)):
+        w = latents_for_items(G, seeds, truncation_psi=psi, truncation_cutoff=cutoff)[:, 0].double().numpy()
+        fits[psi] = fit_boundary(w[keep], y)[0]
+    saved = np.load(tmp_path / "d.npy")
+    assert np.allclose(saved, fits[0.5], atol=1e-5)  # fitted on the truncated ws
+    assert not np.allclose(saved, fits[1.0], atol=1e-2)  # which this small fit tells apart from untruncated ones
 
 
 def test_library_checks_still_take_what_they_took_before(tmp_path):
@@ -580,3 +592,22 @@ def test_library_counts_and_item_lists_are_checked():
     for call, why in calls:
         with pytest.raises(InputError, match=why):
             call()
+
+
+def test_edit_and_generate_render_a_latent_file_with_its_own_noise_maps(tmp_path, net):
+    from stylelift.generation import stored_noises
+
+    G = tiny_generator()
+    ws = G.mapping(torch.from_numpy(z_from_seed(3, G.z_dim)))
+    rng = np.random.default_rng(0)
+    noises = {k: 3 * rng.normal(size=[1, layer.resolution, layer.resolution]).astype(np.float32) for k, layer in enumerate(G.synthesis.noise_layers())}
+    save_latents(tmp_path / "l.npz", LatentFile(w=ws.numpy(), noises=noises, meta={"network_id": network_id(G)}))
+    expected = to_uint8(G.synthesis(ws, noises=stored_noises(G, noises, "cpu")))[0]
+    assert not np.array_equal(expected, to_uint8(G.synthesis(ws))[0])  # the maps change the picture
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim]), {}))
+    r = invoke("edit", tmp_path / "l.npz", "--direction", tmp_path / "d.npy", "--strength", "-1:1:3", "--network", net, "--out", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(tiles(tmp_path / "e.png", 16, 1, 3)[0][1], expected)  # strength 0: the file's own image, noise and all
+    r = invoke("generate", "--latents", tmp_path / "l.npz", "--network", net, "--outdir", tmp_path / "g")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g" / "l00.png").convert("RGB")), expected)
