@@ -473,3 +473,22 @@ def test_matches_openvino_fp32_with_a_different_w_per_affine(mobile):
     feed = {"style": ws[:, 0].numpy()} | {f"style_{k}": ws[:, k].numpy() for k in range(mobile.num_ws)}
     img_ov = synthesis.create_infer_request().infer(feed)[synthesis.outputs[0]]
     assert np.abs(img.numpy() - img_ov).max() <= 1e-3
+
+
+# OpenVINO 2026.4 running the wheel's own SynthesisNetwork IR in fp32, each style affine fed its own
+# w (the input of test_matches_openvino_fp32_with_a_different_w_per_affine): the image's mean over
+# each 256x256 tile, per channel [3, 4, 4]. Recorded so that the W+ layer order is checked without
+# openvino installed (feeding the ws in reverse order moves these by up to 0.98).
+OPENVINO_TILE_MEANS = [
+    [[0.3379, -0.4035, -0.2973, 0.5066], [-0.1871, 0.3006, 0.3581, 0.1195], [0.0342, 0.8057, 0.5156, 0.0800], [0.0251, 0.5780, 0.2083, 0.1927]],
+    [[0.2627, -0.5073, -0.4718, 0.3121], [-0.2588, -0.0659, -0.0166, -0.0522], [-0.1231, 0.2304, -0.0040, -0.1145], [-0.1561, 0.0679, -0.2194, -0.0197]],
+    [[0.1936, -0.5476, -0.5598, 0.0878], [-0.2824, -0.1709, -0.1482, -0.2315], [-0.2066, 0.1269, -0.0967, -0.2636], [-0.2946, -0.1281, -0.3303, -0.1500]],
+]
+
+
+def test_w_plus_rows_reach_the_layers_the_openvino_graph_gives_them(mobile):
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        ws = mobile.mapping(torch.randn(mobile.num_ws, 512, generator=gen))[:, 0].unsqueeze(0)  # [1, 23, 512], all different
+        tiles = F.avg_pool2d(mobile.synthesis(ws), 256)[0]
+    assert torch.allclose(tiles, torch.tensor(OPENVINO_TILE_MEANS), atol=5e-4)
