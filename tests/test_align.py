@@ -202,6 +202,24 @@ def test_face_distance_reads_any_memory_layout(photo):
     assert face_distance(image, np.asfortranarray(image)) == 0.0
 
 
+def test_face_distance_tells_the_same_person_from_another(photo):
+    from PIL import ImageOps
+
+    from stylelift import load_generator
+    from stylelift.generation import latents_for_items, render_ws
+    from stylelift.images import to_tensor
+    from stylelift.projector.metrics import DLIB_SAME_PERSON, projection_metrics
+
+    face = np.asarray(align_face(photo, size=256, name="astronaut").image)
+    mirrored = np.asarray(ImageOps.mirror(Image.fromarray(face)))
+    G = load_generator("mobile-ffhq")
+    other = render_ws(G, latents_for_items(G, ["1"], truncation_psi=0.7), batch_size=1, max_resolution=256)[0]  # a generated stranger
+    other = np.asarray(Image.fromarray(other).resize(face.shape[:2], Image.LANCZOS))
+    same, different = (projection_metrics(to_tensor(face), to_tensor(x), face, x) for x in (mirrored, other))
+    assert 0 < same["face_distance"] < DLIB_SAME_PERSON and same["same_person"] is True  # measured 0.19
+    assert different["face_distance"] > DLIB_SAME_PERSON and different["same_person"] is False  # measured 0.89
+
+
 @pytest.mark.parametrize("size", [64, 128, 1024])  # the photo is shrunk by 6 and 3 first for the small ones
 def test_paste_back_maps_exactly_where_the_crop_sampled(size):
     """On a photo whose pixel values are their own x coordinates, each aligned pixel holds the x

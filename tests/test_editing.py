@@ -611,3 +611,41 @@ def test_edit_and_generate_render_a_latent_file_with_its_own_noise_maps(tmp_path
     r = invoke("generate", "--latents", tmp_path / "l.npz", "--network", net, "--outdir", tmp_path / "g")
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g" / "l00.png").convert("RGB")), expected)
+
+
+def test_directions_learn_condition_removes_the_other_direction(tmp_path, net):
+    G = tiny_generator()
+    (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{s % 3}\n" for s in range(60)))
+    other = np.random.default_rng(4).normal(size=(1, G.w_dim))
+    save_direction(tmp_path / "gender.npy", Direction(other, {"attribute": "gender"}))
+    common = ("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--network", net)
+    assert invoke(*common, "--out", tmp_path / "plain.npy").exit_code == 0
+    r = invoke(*common, "--condition", tmp_path / "gender.npy", "--out", tmp_path / "cond.npy")
+    assert r.exit_code == 0, r.output
+    plain, cond = np.load(tmp_path / "plain.npy"), np.load(tmp_path / "cond.npy")
+    assert np.allclose(cond, condition(plain, other), atol=1e-6)  # the same fit, its gender part removed
+    assert abs(float(cond[0] @ other[0])) < 1e-5 and abs(float(plain[0] @ other[0]) / np.linalg.norm(other)) > 1e-3
+    assert json.loads((tmp_path / "cond.json").read_text())["conditioned_on"] == "gender"
+
+
+def test_the_shipped_directions_point_the_way_their_names_say():
+    """Three random faces of the bundled network, classified by the offline age/gender networks at
+    strengths -3 and +3 (benchmarks/direction_effect.py measures this on 100 faces)."""
+    from stylelift import load_generator
+    from stylelift.editing.shipped import resolve_direction
+    from stylelift.generation import render_ws
+    from stylelift.models.attributes import CLASSIFY_SIZE, classify
+
+    G = load_generator("mobile-ffhq")
+    ws = latents_for_items(G, ["100000", "100001", "100002"], truncation_psi=0.7)
+    found = {}
+    for name in ("age", "gender"):
+        d = resolve_direction(name, G)
+        layers = parse_layers(d.default_layers or "all", G.layer_resolutions)
+        edited = torch.cat([apply_direction(ws, d.vector, s, layers) for s in (-3.0, 3.0)])
+        found[name] = [classify(im) for im in render_ws(G, edited, batch_size=6, max_resolution=CLASSIFY_SIZE)]
+    assert all(a is not None for a in found["age"] + found["gender"])
+    young, old = found["age"][:3], found["age"][3:]
+    assert all(o.age > y.age + 10 for y, o in zip(young, old)), [(y.age, o.age) for y, o in zip(young, old)]
+    female, male = found["gender"][:3], found["gender"][3:]
+    assert all(m.male > f.male for f, m in zip(female, male)) and np.mean([m.male for m in male]) > 0.5 > np.mean([f.male for f in female])

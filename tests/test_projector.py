@@ -426,3 +426,28 @@ def test_the_loss_is_the_weighted_sum_of_its_terms_at_every_step():
     loss = CombinedLoss({"mse": 3.0, "l1": 0.5}, target, LossContext(device=torch.device("cpu")))
     expected = 3 * (synth - target).square().mean(dim=[1, 2, 3]) + 0.5 * (synth - target).abs().mean(dim=[1, 2, 3])
     assert torch.allclose(loss(synth), expected)
+
+
+def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file(tmp_path):
+    from pathlib import Path
+
+    from stylelift.align import align_face
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    photo_path = Path(__file__).parents[1] / "examples" / "astronaut.png"
+    photo = Image.open(photo_path).convert("RGB")
+    args = ("--network", tmp_path / "net.pt", "--loss", "mse", "--no-video")
+    r = run(photo_path, *args, "--steps", "3", "--paste-back", "--outdir", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    lf = load_latents(tmp_path / "a" / "astronaut.npz")
+    face = align_face(photo, size=G.img_resolution)
+    assert np.allclose(lf.meta["alignment"]["quad"], face.transform_meta()["quad"])  # where the face sits in the photo
+    pasted = np.asarray(Image.open(tmp_path / "a" / "astronaut_pasted.png").convert("RGB")).astype(int)
+    assert pasted.shape == (photo.height, photo.width, 3)
+    x0, y0, x1, y1 = face.box
+    assert np.array_equal(pasted[:5, :5], np.asarray(photo)[:5, :5])  # outside the face: the photo itself
+    assert np.abs(pasted - np.asarray(photo))[y0:y1, x0:x1].mean() > 1  # inside it: the projection
+    r = run(photo_path, *args, "--steps", "1", "--init", tmp_path / "a" / "astronaut.npz", "--outdir", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    assert np.allclose(load_latents(tmp_path / "b" / "astronaut.npz").w, lf.w, atol=1e-6)  # one step at lr 0: the file's ws
