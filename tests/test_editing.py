@@ -165,6 +165,13 @@ def test_interpolate_command_writes_a_video_with_the_right_frames(tmp_path, net)
     strip = np.asarray(Image.open(tmp_path / "s.png").convert("RGB"))
     for i in range(5):
         assert np.array_equal(strip[:, 16 * i : 16 * (i + 1)], expected[i]), i
+    r = invoke("interpolate", "1", "2", "--network", net, "--frames", "5", "--grid", "--space", "z", "--out", tmp_path / "z.png")
+    assert r.exit_code == 0, r.output
+    zs = torch.cat([torch.from_numpy(z_from_seed(s, G.z_dim)) for s in (1, 2)])
+    expected_z = to_uint8(G.synthesis(G.mapping(interpolation_path(zs, 5, spherical=True))))  # slerp in Z, then mapped
+    strip = np.asarray(Image.open(tmp_path / "z.png").convert("RGB"))
+    assert all(np.array_equal(strip[:, 16 * i : 16 * (i + 1)], expected_z[i]) for i in range(5))
+    assert not np.array_equal(expected_z[2], expected[2])  # not the W path's middle
     r = invoke("interpolate", "1", str(tmp_path / "nope.npz"), "--network", net, "--out", out)
     assert r.exit_code == 1 and "neither a seed nor" in r.output
     before = out.read_bytes()
