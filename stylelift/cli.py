@@ -35,6 +35,7 @@ NetworkOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
+ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class of the seeds' latents (conditional networks).")]
 
 
 def printable(text: object, limit: int = 500) -> str:
@@ -53,6 +54,18 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def stdout_is_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on its write end)."""
+    import select
+
+    try:
+        events = select.poll()
+        events.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(flags & select.POLLERR for _, flags in events.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test runner's), or no poll
+        return False
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn expected errors into one red line on stderr and exit code 1 (130 on Ctrl-C)."""
 
@@ -64,11 +77,11 @@ def user_errors(fn: Callable) -> Callable:
             signal.signal(signal.SIGTERM, _terminated)
         try:
             return fn(*args, **kwargs)
-        except BrokenPipeError:  # whoever read stdout stopped (`stylelift info X | head -3`): stop quietly, as Unix tools do
-            try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
-            except (OSError, ValueError):  # stdout is no real file (a test runner's)
-                pass
+        except BrokenPipeError as e:
+            if not stdout_is_gone():  # another pipe (a subprocess's): a real error
+                fail(error_message(e))
+            # whoever read stdout stopped (`stylelift info X | head -3`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
             raise typer.Exit(1) from None
         except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
             fail(error_message(e))
@@ -196,7 +209,7 @@ def generate(
     trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=finite)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
-    class_idx: Annotated[Optional[int], typer.Option("--class", help="Class label (conditional networks).")] = None,
+    class_idx: ClassOpt = None,
     outdir: Annotated[Path, typer.Option(help="Where to write the images.")] = Path("out"),
     grid: Annotated[bool, typer.Option(help="Also write grid.png with all images.")] = True,
     device: DeviceOpt = "auto",

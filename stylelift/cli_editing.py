@@ -11,7 +11,7 @@ import typer
 
 from . import cli
 from .fileio import file_in_the_way
-from .cli import DEFAULT_NETWORK, MAX_SEED, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -97,6 +97,7 @@ def truncation_sweep(
     seeds: Annotated[str, typer.Option(help="Seeds, one row each.")] = "0-3",
     psi: Annotated[str, typer.Option(help="psi values START:STOP:COUNT, one column each.")] = "-1:1:9",
     trunc_cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("truncation.png"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -112,7 +113,7 @@ def truncation_sweep(
     seed_items = [str(s) for s in parse_int_list(seeds)]
     G, dev = load(network, device)
     check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid")
-    ws = latents_for_items(G, seed_items, device=dev)
+    ws = latents_for_items(G, seed_items, class_idx=class_idx, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
 
@@ -126,6 +127,7 @@ def mix(
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("mix.png"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -139,8 +141,8 @@ def mix(
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")
-    row_ws = latents_for_items(G, row_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
-    col_ws = latents_for_items(G, col_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
+    row_ws = latents_for_items(G, row_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
+    col_ws = latents_for_items(G, col_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
     row_imgs = render_ws(G, row_ws, batch_size=batch_size)
     col_imgs = render_ws(G, col_ws, batch_size=batch_size)
@@ -164,6 +166,7 @@ def interpolate(
     grid: Annotated[bool, typer.Option("--grid", help="Write a still strip of the frames instead of a video.")] = False,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     out: Annotated[Optional[Path], typer.Option(help=".mp4 or .gif (or .png with --grid) [default: interpolation.mp4, or interpolation.png with --grid].")] = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -172,7 +175,7 @@ def interpolate(
     import torch
 
     from .editing import interpolation_path
-    from .generation import is_seed, iter_render_ws, latents_for_items, z_from_seed
+    from .generation import class_label, is_seed, iter_render_ws, latents_for_items, z_from_seed
     from .models.base import check_truncation_cutoff
 
     if len(items) < 2:
@@ -195,10 +198,14 @@ def interpolate(
         check_truncation_cutoff(G.num_ws, trunc_cutoff)  # the mapping checks it only when psi != 1
         zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
         path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
+        c = class_label(G, class_idx, dev)  # one class for the whole path
         with torch.no_grad():
-            ws = torch.cat([G.mapping(path_z[i : i + batch_size].to(dev), None, truncation_psi=trunc, truncation_cutoff=trunc_cutoff) for i in range(0, frames, batch_size)])
+            ws = torch.cat([
+                G.mapping(z.to(dev), None if c is None else c.expand(len(z), -1), truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
+                for z in path_z.split(batch_size)
+            ])  # fmt: skip
     else:
-        keys = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
+        keys = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF")
@@ -220,6 +227,7 @@ def edit(
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
     out: Annotated[Path, typer.Option(help="grid .png, or .mp4/.gif for a video.")] = Path("edit.png"),
@@ -246,7 +254,7 @@ def edit(
     d = resolve_direction(direction, G)
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
-    ws = latents_for_items(G, [item], truncation_psi=trunc, truncation_cutoff=trunc_cutoff, device=dev)
+    ws = latents_for_items(G, [item], truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     edited = torch.cat([apply_direction(ws, d.vector, s, layer_idx) for s in strengths])
     latents = None if is_seed(item) else load_latents(item)
     noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None
@@ -293,6 +301,7 @@ def directions_learn(
     layers: Annotated[Optional[str], typer.Option(help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="First seed of the sampled latents.")] = 0,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -315,7 +324,7 @@ def directions_learn(
         save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
-        truncation_psi=trunc, truncation_cutoff=trunc_cutoff, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
+        truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
     )
     if layers:
         d.meta["layers"] = layers
@@ -334,7 +343,7 @@ def earlier_set(outdir: Path, prefix: str) -> list[Path]:
     found = []
     for sidecar in outdir.glob(f"{prefix}_*.json"):
         digits = sidecar.stem[len(prefix) + 1 :]
-        if not (digits.isdigit() and digits == f"{int(digits):02d}"):
+        if not (re.fullmatch(r"[0-9]{2,}", digits) and digits == f"{int(digits):02d}"):  # ASCII digits only ('²' is a digit to isdigit)
             continue
         try:
             made_by = json.loads(sidecar.read_text(encoding="utf-8")).get("method")
@@ -345,16 +354,16 @@ def earlier_set(outdir: Path, prefix: str) -> list[Path]:
     return sorted(found)
 
 
-def check_new_directions(outdir: Path, prefix: str, overwrite: bool) -> None:
-    """Before any work: `outdir` holds no earlier PREFIX_NN set, or --overwrite was given.
-
-    Any member counts, not only the names this run writes: a smaller --k onto an earlier set would
-    leave a folder holding two runs' directions under one numbering."""
+def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> None:
+    """Before any work: `outdir` holds none of the files this run writes and no earlier PREFIX_NN set,
+    or --overwrite was given. A whole earlier set counts, not only the names this run writes: a
+    smaller --k onto it would leave a folder holding two runs' directions under one numbering."""
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
     if overwrite or not outdir.is_dir():
         return
-    taken = sorted(p.name for p in outdir.glob(f"{prefix}_*") if re.fullmatch(rf"{re.escape(prefix)}_\d{{2,}}\.(npy|json)", p.name))
+    ours = {outdir / f"{prefix}_{i:02d}{suffix}" for i in range(k) for suffix in (".npy", ".json")}
+    taken = sorted({p.name for p in ours if p.exists()} | {p.name for p in earlier_set(outdir, prefix)})
     if taken:
         fail(f"{outdir}/ already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass --overwrite to replace them, or another --outdir")
 
@@ -388,7 +397,7 @@ def directions_sefa(
     from .editing import Direction, parse_layers, sefa
     from .models import network_id
 
-    check_new_directions(outdir, "sefa", overwrite)
+    check_new_directions(outdir, "sefa", k, overwrite)
     G, _ = load(network, "cpu")
     idx = parse_layers(layers, G.layer_resolutions) if layers else None
     vecs, values = sefa(G, layers=idx, k=k)
@@ -411,7 +420,7 @@ def directions_pca(
     from .editing import Direction, pca_directions
     from .models import network_id
 
-    check_new_directions(outdir, "pca", overwrite)
+    check_new_directions(outdir, "pca", k, overwrite)
     G, _ = load(network, "cpu")
     vecs, var = pca_directions(G, samples=samples, k=k, seed=seed)
     metas = [{"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples} for i, ev in enumerate(var)]

@@ -59,10 +59,13 @@ def sample_batch(G, n: int, opts: EncoderTrainOptions, gen: torch.Generator) -> 
     z = torch.randn([2, n, G.z_dim], generator=gen).to(device)
     lo, hi = opts.truncation
     psi = (lo + (hi - lo) * torch.rand([n, 1, 1], generator=gen)).to(device)
+    from .generation import random_labels
+
     with torch.no_grad():
-        ws = G.mapping(z[0], None)
+        c = random_labels(G, n, gen)  # a conditional network: each sample its own class (no draw otherwise)
+        ws = G.mapping(z[0], c if c is None else c.to(device))
         if opts.mixing_prob > 0:
-            other = G.mapping(z[1], None)
+            other = G.mapping(z[1], c if c is None else c.to(device))
             cut = torch.randint(1, G.num_ws, [n], generator=gen)
             mix = torch.rand([n], generator=gen) < opts.mixing_prob
             take = (torch.arange(G.num_ws)[None] >= cut[:, None]) & mix[:, None]

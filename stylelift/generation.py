@@ -32,6 +32,15 @@ def check_made_for(G, latents, name: str) -> None:
         raise InputError(f"{name} was made for network {made_for}, not this one ({network_id(G)})")
 
 
+def random_labels(G, n: int, generator: torch.Generator) -> Optional[torch.Tensor]:
+    """One-hot labels [n, c_dim] of classes drawn uniformly, for sampling a conditional network as a
+    whole (PCA, encoder training); None for unconditional networks."""
+    if G.c_dim == 0:
+        return None
+    classes = torch.randint(G.c_dim, [n], generator=generator)
+    return torch.nn.functional.one_hot(classes, G.c_dim).float()
+
+
 def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     """One-hot label [1, c_dim] for conditional networks; None for unconditional ones."""
     if G.c_dim == 0:
@@ -123,12 +132,13 @@ def is_seed(item: str) -> bool:
 
 
 def latents_for_items(
-    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, device="cpu", out_device=None
+    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, device="cpu", out_device=None
 ) -> torch.Tensor:
     """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item, on `out_device`
     (default: `device`, where the mapping runs; "cpu" keeps many samples out of GPU memory).
 
     A latent file contributes its first latent (never truncated); a file made for another network is refused.
+    A conditional network maps seeds with the class `class_idx` (needed only when there are seeds).
     """
     out_device = device if out_device is None else out_device
     if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
@@ -137,12 +147,15 @@ def latents_for_items(
     if not items:
         raise InputError("items must be a non-empty list of seeds and latent files")
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # also when every item is a latent file
+    c = None
+    if class_idx is not None or (G.c_dim > 0 and any(is_seed(item) for item in items)):
+        c = class_label(G, class_idx, device)  # refuses a class for an unconditional network, and a missing one
     out = []
     for item in items:
         if is_seed(item):
             z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
             with torch.no_grad():
-                out.append(G.mapping(z, None, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float().to(out_device))
+                out.append(G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float().to(out_device))
             continue
         path = Path(item)
         if not path.exists():

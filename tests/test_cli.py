@@ -261,6 +261,13 @@ def test_a_smaller_set_of_directions_replaces_the_whole_earlier_set(tmp_path, ne
     assert sorted(p.name for p in s.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_01.json", "sefa_01.npy", "sefa_2024.json", "sefa_notes.txt"]
     assert json.loads((s / "sefa_01.json").read_text())["layers"] == "0-1"
     assert invoke("directions", "pca", "--network", net, "--samples", "10", "--k", "2", "--outdir", s).exit_code == 0  # another prefix is another set
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "sefa_2024.json").write_text('{"note": "mine"}')
+    (mine / "sefa_\u00b2\u00b2.json").write_text('{"method": "sefa"}')  # digits to str.isdigit, not to int()
+    assert invoke("directions", "sefa", "--network", net, "--k", "2", "--outdir", mine).exit_code == 0  # the user's own files block nothing
+    r = invoke("directions", "sefa", "--network", net, "--k", "1", "--outdir", mine, "--overwrite")
+    assert r.exit_code == 0 and sorted(p.name for p in mine.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_2024.json", "sefa_\u00b2\u00b2.json"], r.output
 
 
 def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
@@ -369,3 +376,17 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(net):
     p.stdout.close()
     stderr = p.stderr.read().decode()
     assert p.wait() == 1 and stderr == "", stderr  # no "error: Broken pipe", no "Exception ignored"
+
+
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys):
+    import typer
+
+    from stylelift.cli import user_errors
+
+    @user_errors
+    def writes_to_a_dead_subprocess():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(typer.Exit) as e:
+        writes_to_a_dead_subprocess()  # stdout here is pytest's capture, whose reader is alive
+    assert e.value.exit_code == 1 and "error: Broken pipe" in capsys.readouterr().err  # said, not swallowed

@@ -50,6 +50,15 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def plain_terminal(monkeypatch):
+    """The same rich output whatever the CI's environment says about terminals and colours."""
+    for name in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "200")
+
+
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     root = tmp_path / "www"

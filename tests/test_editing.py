@@ -656,3 +656,32 @@ def test_the_shipped_directions_point_the_way_their_names_say():
     assert all(o.age > y.age + 10 for y, o in zip(young, old)), [(y.age, o.age) for y, o in zip(young, old)]
     female, male = found["gender"][:3], found["gender"][3:]
     assert all(m.male > f.male for f, m in zip(female, male)) and np.mean([m.male for m in male]) > 0.5 > np.mean([f.male for f in female])
+
+
+def test_every_command_that_samples_seeds_takes_a_class_on_a_conditional_network(tmp_path):
+    G = tiny_generator(c_dim=4)
+    net = tmp_path / "cnet.pt"
+    save_generator(G, net)
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim]), {}))
+    (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{s % 2}\n" for s in range(30)))
+    runs = {
+        "truncation-sweep": ["truncation-sweep", "--seeds", "5", "--psi", "0.5,1", "--out", tmp_path / "t.png"],
+        "mix": ["mix", "--rows", "5", "--cols", "6", "--styles", "0-1", "--out", tmp_path / "m.png"],
+        "interpolate w": ["interpolate", "5", "6", "--frames", "3", "--grid", "--out", tmp_path / "iw.png"],
+        "interpolate z": ["interpolate", "5", "6", "--frames", "3", "--grid", "--space", "z", "--out", tmp_path / "iz.png"],
+        "edit": ["edit", "5", "--direction", tmp_path / "d.npy", "--strength", "0", "--out", tmp_path / "e.png"],
+        "learn": ["directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--out", tmp_path / "x.npy"],
+    }
+    c = torch.nn.functional.one_hot(torch.tensor([2]), 4).float()
+    seed5 = to_uint8(G.synthesis(G.mapping(torch.from_numpy(z_from_seed(5, G.z_dim)), c)))[0]
+    for name, args in runs.items():
+        r = invoke(*args, "--network", net)
+        assert r.exit_code == 1 and "conditional (4 classes); pass --class 0..3" in r.output and r.output.count("\n") == 1, (name, r.output)
+        r = invoke(*args, "--network", net, "--class", "2")
+        assert r.exit_code == 0, (name, r.output)
+    assert np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], seed5)  # strength 0: seed 5 of class 2
+    assert np.array_equal(tiles(tmp_path / "iw.png", 16, 1, 3)[0][0], seed5) and np.array_equal(tiles(tmp_path / "iz.png", 16, 1, 3)[0][0], seed5)
+    assert json.loads((tmp_path / "x.json").read_text())["class"] == 2
+    assert invoke("directions", "pca", "--samples", "20", "--k", "2", "--network", net, "--outdir", tmp_path / "p").exit_code == 0  # every class alike
+    r = invoke("truncation-sweep", "--seeds", "5", "--class", "1", "--out", tmp_path / "u.png", "--network", "random-stylegan2-64")
+    assert r.exit_code == 1 and "unconditional; drop --class" in r.output

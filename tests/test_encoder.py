@@ -213,3 +213,17 @@ def test_the_shipped_encoder_is_for_the_bundled_network_and_named_encoder(tmp_pa
     Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
     r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "net.pt"), "--init", "encoder", "--steps", "2", "--no-align", "--outdir", str(tmp_path / "q")])
     assert r.exit_code == 1 and "trained for network" in r.output and "Traceback" not in r.output
+
+
+def test_encoder_training_samples_every_class_of_a_conditional_network():
+    from stylelift.encoder_training import sample_batch
+
+    G = tiny_generator(c_dim=3)
+    ws, images = sample_batch(G, 6, EncoderTrainOptions(render_resolution=16, mixing_prob=0.0, truncation=(1.0, 1.0)), torch.Generator().manual_seed(0))
+    assert ws.shape == (6, G.num_ws, G.w_dim) and images.shape == (6, 3, 16, 16)
+    gen = torch.Generator().manual_seed(0)  # the same draws: z first, then psi, then the classes
+    z = torch.randn([2, 6, G.z_dim], generator=gen)
+    torch.rand([6, 1, 1], generator=gen)
+    classes = torch.randint(3, [6], generator=gen)
+    assert len(set(classes.tolist())) > 1
+    assert torch.allclose(ws, G.mapping(z[0], torch.nn.functional.one_hot(classes, 3).float()), atol=1e-6)

@@ -84,6 +84,7 @@ def learn_direction(
     condition_path: Optional[Path] = None,
     truncation_psi: float = 1.0,
     truncation_cutoff: Optional[int] = None,
+    class_idx: Optional[int] = None,
     first_seed: int = 0,
     batch_size: int = 8,
     device="cpu",
@@ -95,15 +96,17 @@ def learn_direction(
     `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
     which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
     """
-    from ..generation import latents_for_items, render_ws
+    from ..generation import class_label, is_seed, latents_for_items, render_ws
     from ..models import network_id
 
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
         check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
+        if class_idx is not None or (G.c_dim > 0 and any(is_seed(item) for item in items)):
+            class_label(G, class_idx, device)  # likewise a missing or needless --class
         try:
-            ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
+            ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
         except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
             raise InputError(f"{labels_csv.name}: {e}") from None
         labeler = f"csv:{labels_csv.name}"
@@ -114,7 +117,7 @@ def learn_direction(
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
         # held in host memory (100,000 samples of a 1024-px network are 3.8 GB), rendered a batch at a time
-        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, device=device, out_device="cpu")
+        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
         kept, kept_seeds, scores = [], [], []
         for start in range(0, len(seeds), batch_size):
             images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
@@ -153,6 +156,8 @@ def learn_direction(
         "truncation_psi": truncation_psi,
         "truncation_cutoff": truncation_cutoff,
     }
+    if class_idx is not None:
+        meta["class"] = class_idx
     if other is not None:
         normal = condition(normal, other.vector)
         meta["conditioned_on"] = other.meta.get("attribute", condition_path.name)

@@ -134,7 +134,7 @@ def cached_download(
     if is_cached(url, sha256):
         return dest
     if dest.is_file():  # kept until a download that matches replaces it: a wrong pin loses no good copy
-        log.warning("the cached copy of %s does not match its sha256; downloading it again", shown(url))
+        log.info("the cached copy of %s does not match its sha256; downloading it again", shown(url))
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".part")
