@@ -61,7 +61,7 @@ def stdout_is_gone() -> bool:
     try:
         events = select.poll()
         events.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(flags & select.POLLERR for _, flags in events.poll(0))
+        return any(flags & (select.POLLERR | select.POLLHUP) for _, flags in events.poll(0))  # Linux: ERR; BSDs: HUP
     except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test runner's), or no poll
         return False
 
@@ -225,6 +225,8 @@ def generate(
         else:
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = parse_int_list(seeds) if seeds is not None else None
+    if latents is not None and class_idx is not None:
+        raise typer.BadParameter("--class applies to seeds; a latent file already holds its ws")
     dev = resolve_device(device)
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")

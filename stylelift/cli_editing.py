@@ -59,6 +59,14 @@ def parse_range(text: str, *, what: str) -> list[float]:
         raise typer.BadParameter(f"cannot read {what} {text!r}; use START:STOP:COUNT or a comma list") from None
 
 
+def check_class_for(items: Iterable[str], class_idx: Optional[int]) -> None:
+    """--class picks the class of the latents sampled from seeds; with only latent files it would do nothing."""
+    from .generation import is_seed
+
+    if class_idx is not None and not any(is_seed(item) for item in items):
+        raise typer.BadParameter("--class applies to seeds; latent files already hold their ws")
+
+
 def split_items(text: str, *, what: str) -> list[str]:
     """'1,2,a.npz,5-7' -> ['1', '2', 'a.npz', '5', '6', '7']; an empty item is refused, as in --seeds."""
     items: list[str] = []
@@ -66,7 +74,7 @@ def split_items(text: str, *, what: str) -> list[str]:
         part = part.strip()
         if not part:
             raise typer.BadParameter(f"{what} {text!r} has an empty item; list seeds and latent files separated by commas")
-        if part.replace("-", "").isdigit() and "-" in part.strip("-"):
+        if re.fullmatch(r"[0-9]+-[0-9]+", part):  # a range of seeds
             items += [str(s) for s in parse_int_list(part)]
         else:
             items.append(part)
@@ -138,6 +146,7 @@ def mix(
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
+    check_class_for(row_items + col_items, class_idx)
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")
@@ -180,6 +189,7 @@ def interpolate(
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
+    check_class_for(items, class_idx)
     if space not in ("w", "z") or easing not in ("linear", "smooth"):
         raise typer.BadParameter("--space must be w or z, --easing linear or smooth")
     if frames < 2:
@@ -244,6 +254,7 @@ def edit(
     from .latents import load_latents
 
     check_out(out, video=True)
+    check_class_for([item], class_idx)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     if photo is not None and not photo.is_file():

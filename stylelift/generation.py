@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -128,7 +129,7 @@ def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_pa
 
 
 def is_seed(item: str) -> bool:
-    return item.isdigit()
+    return re.fullmatch(r"[0-9]+", item) is not None  # ASCII digits: '²' is a digit to str.isdigit, not to int()
 
 
 def latents_for_items(

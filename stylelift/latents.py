@@ -7,6 +7,7 @@ import io
 import json
 import numbers
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                 w = raw.astype(np.float32)
             noises = {}
             for key in data.files:
-                if key.startswith("noise_") and key[6:].isdigit():
+                if re.fullmatch(r"noise_[0-9]+", key):
                     _check_claimed_size(data, key, path.name)
                     noises[int(key[6:])] = np.asarray(data[key], dtype=np.float32)
             meta: dict = {}

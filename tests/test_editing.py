@@ -685,3 +685,30 @@ def test_every_command_that_samples_seeds_takes_a_class_on_a_conditional_network
     assert invoke("directions", "pca", "--samples", "20", "--k", "2", "--network", net, "--outdir", tmp_path / "p").exit_code == 0  # every class alike
     r = invoke("truncation-sweep", "--seeds", "5", "--class", "1", "--out", tmp_path / "u.png", "--network", "random-stylegan2-64")
     assert r.exit_code == 1 and "unconditional; drop --class" in r.output
+    ws = G.mapping(torch.from_numpy(z_from_seed(5, G.z_dim)), c)
+    save_latents(tmp_path / "a.npz", LatentFile(w=ws.numpy(), meta={"network_id": network_id(G)}))
+    for i in range(20):
+        save_latents(tmp_path / f"a{i}.npz", LatentFile(w=ws.numpy() + i, meta={"network_id": network_id(G)}))
+    (tmp_path / "files.csv").write_text("latent_file,label\n" + "".join(f"{tmp_path / f'a{i}.npz'},{i % 2}\n" for i in range(20)))
+    only_files = {
+        "mix": ["mix", "--rows", tmp_path / "a.npz", "--cols", tmp_path / "a.npz", "--out", tmp_path / "m2.png"],
+        "interpolate": ["interpolate", tmp_path / "a.npz", tmp_path / "a.npz", "--grid", "--out", tmp_path / "i2.png"],
+        "edit": ["edit", tmp_path / "a.npz", "--direction", tmp_path / "d.npy", "--out", tmp_path / "e2.png"],
+        "generate": ["generate", "--latents", tmp_path / "a.npz", "--outdir", tmp_path / "g"],
+        "learn": ["directions", "learn", "--attribute", "x", "--labels", tmp_path / "files.csv", "--out", tmp_path / "y.npy"],
+    }
+    for name, args in only_files.items():  # a class that would do nothing is refused, not ignored
+        r = invoke(*args, "--network", net, "--class", "1")
+        assert r.exit_code in (1, 2) and "--class applies to seeds" in " ".join(r.output.replace("│", " ").split()), (name, r.output)
+    r = invoke("mix", "--rows", tmp_path / "a.npz", "--cols", "6", "--styles", "0-1", "--class", "2", "--network", net, "--out", tmp_path / "m3.png")
+    assert r.exit_code == 0, r.output  # a seed among them: the class is the seed's
+    r = invoke(*only_files["learn"], "--network", net)
+    assert r.exit_code == 0 and "class" not in json.loads((tmp_path / "y.json").read_text()), r.output  # latent files need no class
+
+
+def test_seeds_are_ascii_digits():
+    from stylelift.generation import is_seed
+
+    assert is_seed("42") and is_seed("007") and not is_seed("\u00b2") and not is_seed("4\u00b2") and not is_seed("-1") and not is_seed("")
+    with pytest.raises(FileNotFoundError, match="neither a seed nor"):
+        latents_for_items(tiny_generator(), ["\u00b2"])

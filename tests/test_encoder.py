@@ -227,3 +227,12 @@ def test_encoder_training_samples_every_class_of_a_conditional_network():
     classes = torch.randint(3, [6], generator=gen)
     assert len(set(classes.tolist())) > 1
     assert torch.allclose(ws, G.mapping(z[0], torch.nn.functional.one_hot(classes, 3).float()), atol=1e-6)
+
+
+def test_an_encoder_trains_on_a_conditional_network(tmp_path):
+    G = tiny_generator(c_dim=3)
+    save_generator(G, tmp_path / "cnet.pt")
+    r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "cnet.pt"), "--out", str(tmp_path / "e.pt"), "--steps", "2", "--batch-size", "2", "--input-resolution", "32", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    enc, state = load_encoder(tmp_path / "e.pt", G=G)
+    assert state["step"] == 2 and enc(torch.zeros(1, 3, 16, 16)).shape == (1, G.num_ws, G.w_dim)

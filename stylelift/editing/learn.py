@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import write_text_atomic
+from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
 from .directions import Direction, condition, fit_boundary, load_direction
 
@@ -45,7 +46,7 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
         if not np.isfinite(label):
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
         item = row[0].strip()
-        key = str(int(item)) if item.isdigit() else item  # seed 01 is seed 1
+        key = str(int(item)) if is_seed(item) else item  # seed 01 is seed 1
         if key in seen:
             if seen[key] != label:
                 raise InputError(f"{path.name}: {item} is labelled twice, {seen[key]!r} and {label!r}")
@@ -96,13 +97,15 @@ def learn_direction(
     `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
     which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
     """
-    from ..generation import class_label, is_seed, latents_for_items, render_ws
+    from ..generation import class_label, latents_for_items, render_ws
     from ..models import network_id
 
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
         check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
+        if class_idx is not None and not any(is_seed(item) for item in items):
+            raise InputError("--class applies to seeds; the labels CSV names only latent files, which already hold their ws")
         if class_idx is not None or (G.c_dim > 0 and any(is_seed(item) for item in items)):
             class_label(G, class_idx, device)  # likewise a missing or needless --class
         try:

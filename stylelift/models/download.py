@@ -146,7 +146,7 @@ def cached_download(
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
+            total = int(total) if total and re.fullmatch(r"[0-9]+", total) else None
             done = 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)

@@ -170,8 +170,6 @@ def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256, h
 
     An untrained one answers w_avg. The dlib-face backbone needs `head_rank` and is fitted, not trained
     (`encoder_training.fit_face_encoder`)."""
-    if getattr(G, "c_dim", 0):
-        raise InputError("the encoder is trained on images of unconditional networks; this network takes class labels")
     from .checkpoint import network_id
 
     cfg = EncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_resolution=input_resolution, network_id=network_id(G), head_rank=head_rank)
