@@ -114,6 +114,14 @@ def check_new_file(path: Path, overwrite: bool) -> None:
         fail(f"{path} exists; pass --overwrite to replace it")
 
 
+def check_class_for(items: list[str], class_idx: Optional[int]) -> None:
+    """--class picks the class of the latents sampled from seeds; with only latent files it would do nothing."""
+    from .generation import is_seed
+
+    if class_idx is not None and not any(is_seed(item) for item in items):
+        raise typer.BadParameter("--class applies to seeds; latent files already hold their ws")
+
+
 def finite(value: Optional[float]) -> Optional[float]:
     """Option callback: NaN and infinity are not settings."""
     if value is not None and not np.isfinite(value):
@@ -140,37 +148,44 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     return out
 
 
-def fetch_with_bar(network: str) -> Optional[Path]:
-    """A network given as a URL and not yet in the cache: download it with a progress bar, so that
-    the minutes a large pickle takes are not silent; returns the new copy (None: nothing fetched)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+class DownloadBar:
+    """`progress(done, total)` for a download: a rich bar on stderr from the first bytes on, when
+    stderr is a terminal (a log file gets none: rich would leave a blank line there); `done` counts
+    the bytes received (0: nothing was downloaded)."""
 
-    from .models.download import cached_download, is_cached, is_url, shown, split_pin
+    def __init__(self, label: str):
+        self.label, self.done, self.bar = label, 0, None
 
-    if not is_url(network):
-        return None
-    url, sha256 = split_pin(network)
-    if is_cached(url, sha256):
-        return None
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log file: no bar (rich would leave a blank line there)
-        return cached_download(url, sha256=sha256)
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True, console=console) as bar:
-        task = bar.add_task(f"downloading {printable(shown(url))[-60:]}", total=None)  # a URL is not markup: [red] stays text
-        return cached_download(url, sha256=sha256, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    def __call__(self, done: int, total: Optional[int]) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        self.done = done
+        if self.bar is None:
+            console = Console(stderr=True)
+            columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+            self.bar = Progress(*columns, transient=True, console=console, disable=not console.is_terminal)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=None)  # markup off: a URL's [red] stays text
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> "DownloadBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def load_network(network: str, device="cpu"):
     """`load_generator`, with a progress bar while a URL downloads the first time."""
     from .models import load_generator
-    from .models.download import shown
+    from .models.download import cache_dir, shown
 
-    fetched = fetch_with_bar(network)
-    G = load_generator(network, device=device)  # reads the cached copy; one that is no network file is dropped
-    if fetched is not None:
-        typer.echo(f"downloaded {printable(shown(network))} ({fetched.stat().st_size / 2**20:.1f} MB) into {fetched.parent}", err=True)
+    with DownloadBar(f"downloading {printable(shown(network))[-60:]}") as bar:
+        G = load_generator(network, device=device, download_progress=bar)
+    if bar.done:  # said once the copy has loaded as a network (a login page saved as ffhq.pkl gets its error alone)
+        typer.echo(f"downloaded {printable(shown(network))} ({bar.done / 2**20:.1f} MB) into {cache_dir() / 'downloads'}", err=True)
     return G
 
 
@@ -225,8 +240,8 @@ def generate(
         else:
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = parse_int_list(seeds) if seeds is not None else None
-    if latents is not None and class_idx is not None:
-        raise typer.BadParameter("--class applies to seeds; a latent file already holds its ws")
+    if latents is not None:
+        check_class_for([str(latents)], class_idx)
     dev = resolve_device(device)
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")

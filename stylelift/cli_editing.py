@@ -11,7 +11,7 @@ import typer
 
 from . import cli
 from .fileio import file_in_the_way
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_class_for, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -57,14 +57,6 @@ def parse_range(text: str, *, what: str) -> list[float]:
         return values
     except ValueError:
         raise typer.BadParameter(f"cannot read {what} {text!r}; use START:STOP:COUNT or a comma list") from None
-
-
-def check_class_for(items: Iterable[str], class_idx: Optional[int]) -> None:
-    """--class picks the class of the latents sampled from seeds; with only latent files it would do nothing."""
-    from .generation import is_seed
-
-    if class_idx is not None and not any(is_seed(item) for item in items):
-        raise typer.BadParameter("--class applies to seeds; latent files already hold their ws")
 
 
 def split_items(text: str, *, what: str) -> list[str]:

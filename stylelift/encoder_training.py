@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import CheckpointError, InputError, first_line
+from .generation import random_labels
 from .models.encoder import Encoder, save_encoder
 from .projector.losses import LossContext, REGISTRY, parse_loss_spec
 from .projector.project import w_statistics
@@ -59,13 +60,11 @@ def sample_batch(G, n: int, opts: EncoderTrainOptions, gen: torch.Generator) -> 
     z = torch.randn([2, n, G.z_dim], generator=gen).to(device)
     lo, hi = opts.truncation
     psi = (lo + (hi - lo) * torch.rand([n, 1, 1], generator=gen)).to(device)
-    from .generation import random_labels
-
+    c = random_labels(G, n, gen, device)  # a conditional network: each sample its own class
     with torch.no_grad():
-        c = random_labels(G, n, gen)  # a conditional network: each sample its own class (no draw otherwise)
-        ws = G.mapping(z[0], c if c is None else c.to(device))
+        ws = G.mapping(z[0], c)
         if opts.mixing_prob > 0:
-            other = G.mapping(z[1], c if c is None else c.to(device))
+            other = G.mapping(z[1], c)
             cut = torch.randint(1, G.num_ws, [n], generator=gen)
             mix = torch.rand([n], generator=gen) < opts.mixing_prob
             take = (torch.arange(G.num_ws)[None] >= cut[:, None]) & mix[:, None]

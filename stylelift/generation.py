@@ -33,13 +33,13 @@ def check_made_for(G, latents, name: str) -> None:
         raise InputError(f"{name} was made for network {made_for}, not this one ({network_id(G)})")
 
 
-def random_labels(G, n: int, generator: torch.Generator) -> Optional[torch.Tensor]:
+def random_labels(G, n: int, generator: torch.Generator, device) -> Optional[torch.Tensor]:
     """One-hot labels [n, c_dim] of classes drawn uniformly, for sampling a conditional network as a
-    whole (PCA, encoder training); None for unconditional networks."""
+    whole (PCA, encoder training); None, and no draw, for unconditional networks."""
     if G.c_dim == 0:
         return None
     classes = torch.randint(G.c_dim, [n], generator=generator)
-    return torch.nn.functional.one_hot(classes, G.c_dim).float()
+    return torch.nn.functional.one_hot(classes, G.c_dim).float().to(device)
 
 
 def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
@@ -128,6 +128,14 @@ def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_pa
         save_image(make_grid(kept), grid_path)
 
 
+def seed_label(G, items: Sequence[str], class_idx: Optional[int], device) -> Optional[torch.Tensor]:
+    """The label the seeds among `items` are mapped with: `class_label`, which a conditional network
+    needs when there are seeds (and an unconditional one refuses); None when no label is asked for."""
+    if class_idx is None and not (G.c_dim > 0 and any(is_seed(item) for item in items)):
+        return None
+    return class_label(G, class_idx, device)
+
+
 def is_seed(item: str) -> bool:
     return re.fullmatch(r"[0-9]+", item) is not None  # ASCII digits: '²' is a digit to str.isdigit, not to int()
 
@@ -148,9 +156,7 @@ def latents_for_items(
     if not items:
         raise InputError("items must be a non-empty list of seeds and latent files")
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # also when every item is a latent file
-    c = None
-    if class_idx is not None or (G.c_dim > 0 and any(is_seed(item) for item in items)):
-        c = class_label(G, class_idx, device)  # refuses a class for an unconditional network, and a missing one
+    c = seed_label(G, items, class_idx, device)
     out = []
     for item in items:
         if is_seed(item):

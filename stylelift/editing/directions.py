@@ -210,8 +210,8 @@ def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> t
     ws = []
     for start in range(0, samples, 1000):
         z = torch.randn([min(1000, samples - start), G.z_dim], generator=gen).to(G.w_avg.device)
-        c = random_labels(G, len(z), gen)  # a conditional network: every class alike (no draw otherwise)
-        ws.append(G.mapping(z, c if c is None else c.to(z.device))[:, 0].double().cpu())
+        c = random_labels(G, len(z), gen, z.device)  # a conditional network: every class alike
+        ws.append(G.mapping(z, c)[:, 0].double().cpu())
     w = torch.cat(ws)
     w = w - w.mean(0)
     _, s, vt = torch.linalg.svd(w, full_matrices=False)

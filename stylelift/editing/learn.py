@@ -97,7 +97,7 @@ def learn_direction(
     `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
     which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
     """
-    from ..generation import class_label, latents_for_items, render_ws
+    from ..generation import latents_for_items, render_ws, seed_label
     from ..models import network_id
 
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
@@ -106,8 +106,7 @@ def learn_direction(
         check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
         if class_idx is not None and not any(is_seed(item) for item in items):
             raise InputError("--class applies to seeds; the labels CSV names only latent files, which already hold their ws")
-        if class_idx is not None or (G.c_dim > 0 and any(is_seed(item) for item in items)):
-            class_label(G, class_idx, device)  # likewise a missing or needless --class
+        seed_label(G, items, class_idx, device)  # likewise a missing or needless --class
         try:
             ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
         except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit

@@ -40,11 +40,12 @@ def check_z(z: Tensor, z_dim: int) -> None:
         raise InputError(f"z must be a real tensor of shape [N, {z_dim}], got {shape}")
 
 
-def check_c(c: Optional[Tensor], c_dim: int, n: int) -> None:
-    """A conditional network's label: a real tensor [N, c_dim] (one-hot for a class), one row per z."""
-    if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != c_dim or c.shape[0] != n or c.is_complex():
+def check_c(c: Optional[Tensor], c_dim: int, n: Optional[int]) -> None:
+    """A conditional network's label: a real tensor [N, c_dim] (one-hot for a class), one row per z
+    (`n`; None for a network without z)."""
+    if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != c_dim or c.shape[0] != (n or c.shape[0]) or c.is_complex():
         got = "none" if c is None else tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
-        raise InputError(f"this network is conditional: c must be a label tensor of shape [{n}, {c_dim}] (one-hot for a class), got {got}")
+        raise InputError(f"this network is conditional: c must be a label tensor of shape [{n or 'N'}, {c_dim}] (one-hot for a class), got {got}")
 
 
 def check_truncation_cutoff(num_ws: int, cutoff: Optional[int]) -> None:

@@ -180,8 +180,11 @@ def estimate_w_avg(G: MappedGenerator, n: int = W_AVG_SAMPLES, seed: int = W_AVG
     return (total / n).float()
 
 
-def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> MappedGenerator:
-    """Load a generator from a file (any supported format) or a known name, frozen, in eval mode.
+def load_generator(
+    path_or_name: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu", download_progress: Optional[Callable[[int, Optional[int]], None]] = None
+) -> MappedGenerator:
+    """Load a generator from a file (any supported format), a known name or a URL (`URL#sha256=HEX`
+    pins the file), frozen, in eval mode. `download_progress(done, total)` follows a download, if any.
 
     Raises NetworkNotFoundError for a missing file, CheckpointError (UnsafeCheckpointError for a
     pickle that asks to run code) for a file that cannot be read safely.
@@ -204,7 +207,7 @@ def load_generator(path_or_name: Union[str, os.PathLike], *, device: Union[str, 
         from .download import cached_download, forget, shown, split_pin
 
         url, sha256 = split_pin(key)
-        path = cached_download(url, sha256=sha256)
+        path = cached_download(url, sha256=sha256, progress=download_progress)
         try:
             sniff_format(path)
         except CheckpointError as e:  # not a pickle or torch file at all (a login page saved as ffhq.pkl): do not keep it

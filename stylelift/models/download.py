@@ -67,13 +67,8 @@ def split_pin(url: str) -> tuple[str, Optional[str]]:
         return url, None  # no fragment, or another kind (a page anchor)
     pin = re.fullmatch(r"\s*sha256\s*=\s*([0-9a-fA-F]{64})\s*", fragment, re.IGNORECASE)
     if pin is None:
-        raise DownloadError(f"{shown(url)}: a pin is #sha256= and the file's 64 hex digits, got #{printable_fragment(fragment)}")
+        raise DownloadError(f"{shown(url)}: a pin is #sha256= and the file's 64 hex digits, got #{fragment[:30]}{'...' * (len(fragment) > 30)}")
     return base, pin[1].lower()
-
-
-def printable_fragment(fragment: str, limit: int = 30) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in fragment[:limit])
-    return text + ("..." if len(fragment) > limit else "")
 
 
 def cached_path(url: str) -> Path:
@@ -89,12 +84,6 @@ def cached_path(url: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
     key = hashlib.sha256(url.partition("#")[0].encode()).hexdigest()[:16]  # a fragment is not sent: one file
     return cache_dir() / "downloads" / f"{key}-{name}"
-
-
-def is_cached(url: str, sha256: Optional[str] = None) -> bool:
-    """Whether the cache holds `url`, and (given a sha256) a copy that matches it."""
-    dest = cached_path(url)
-    return dest.is_file() and (sha256 is None or _sha256_of(dest) == sha256.lower())
 
 
 def _sha256_of(path: Path) -> str:
@@ -131,10 +120,10 @@ def cached_download(
     server, not the whole download.
     """
     dest = cached_path(url)
-    if is_cached(url, sha256):
-        return dest
-    if dest.is_file():  # kept until a download that matches replaces it: a wrong pin loses no good copy
-        log.info("the cached copy of %s does not match its sha256; downloading it again", shown(url))
+    if dest.is_file():
+        if not sha256 or _sha256_of(dest) == sha256.lower():
+            return dest
+        log.info("the cached copy of %s does not match its sha256; downloading it again", shown(url))  # kept until a matching one replaces it
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".part")
