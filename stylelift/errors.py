@@ -20,6 +20,10 @@ class InputError(StyleliftError, ValueError):
     """A bad argument or input file (wrong latent shape, unreadable image, ...)."""
 
 
+class VideoError(StyleliftError, RuntimeError):
+    """ffmpeg failed to write a video (a full disk, an ffmpeg that cannot run or lacks H.264)."""
+
+
 def first_line(e: BaseException) -> str:
     """An exception's message as one short line (its type's name when it has none), for messages
     that wrap errors raised by torch, zipfile, numpy, ..."""

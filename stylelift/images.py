@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import InputError
+from .errors import InputError, VideoError, first_line
 from .fileio import atomic_path
 
 
@@ -68,7 +68,7 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     16-bit images converted. Anything that is not a readable image raises InputError."""
     from PIL import ImageOps, UnidentifiedImageError
 
-    from .errors import InputError
+    from .errors import InputError, VideoError, first_line
 
     path = Path(path)
     if not path.exists():
@@ -122,8 +122,6 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     An mp4's frames may come from an iterator and are written as they come, so a long video
     never has to fit in memory; a GIF's are gathered first (its frame timing needs them all).
     """
-    import imageio.v2 as imageio
-
     path = Path(path)
     frames = iter(frames)
     first = next(frames, None)
@@ -131,12 +129,49 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
         raise InputError(f"no frames to write to {path.name}")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
+            import imageio.v2 as imageio
+
             frames, durations = _gif_timing([first, *frames], fps)
             # Pillow's GIF writer reads a one-item list as a list of frames, not as a delay
             imageio.mimsave(tmp, frames, duration=durations if len(durations) > 1 else durations[0], loop=0)
         else:
-            h, w = first.shape[:2]
-            pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 wants even sizes
-            with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=8, macro_block_size=1, ffmpeg_log_level="error") as writer:
-                for frame in itertools.chain([first], frames):
-                    writer.append_data(np.pad(frame, pad, mode="edge") if any(p[1] for p in pad) else frame)
+            _write_mp4(tmp, first, frames, fps, name=path.name)
+
+
+def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: float, *, name: str) -> None:
+    """H.264 by imageio-ffmpeg's ffmpeg, fed raw RGB frames through a pipe. ffmpeg's exit code is
+    checked and its last message line reported (imageio's writer ignores the one, and its error
+    is a screenful with ffmpeg's command line in it)."""
+    import subprocess
+    import tempfile
+
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    h, w = first.shape[:2]
+    pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 in yuv420p wants even sizes
+    size = f"{w + w % 2}x{h + h % 2}"
+    cmd = ["-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", str(fps), "-i", "-",
+           "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "10", str(tmp)]
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg never blocks on a full stderr
+        try:
+            proc = subprocess.Popen([get_ffmpeg_exe(), *cmd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        except (OSError, RuntimeError) as e:  # RuntimeError: imageio-ffmpeg found no ffmpeg
+            raise VideoError(f"cannot run ffmpeg to write {name}: {first_line(e)}") from None
+        try:
+            try:
+                for frame in itertools.chain([first], rest):
+                    if frame.shape != first.shape:
+                        raise InputError(f"video frames differ in size: {frame.shape[1]}x{frame.shape[0]} after {w}x{h}")
+                    proc.stdin.write(np.ascontiguousarray(np.pad(frame, pad, mode="edge") if h % 2 or w % 2 else frame, dtype=np.uint8).data)
+                proc.stdin.close()
+            except BrokenPipeError:  # ffmpeg stopped reading: its exit code and message say why
+                pass
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # an error of ours, or Ctrl-C: the half-written video goes too
+                proc.kill()
+                proc.wait()
+        if code != 0:
+            log.seek(0)
+            said = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+            raise VideoError(f"ffmpeg could not write {name}: " + (said[-1].strip()[:300] if said else f"it stopped with exit code {code}"))

@@ -319,13 +319,18 @@ def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skip
     assert r.exit_code == 1 and "would hold 9 images" in r.output, r.output
     import imageio.v2 as imageio
 
-    real_writer, events = imageio.get_writer, []
+    import stylelift.images
 
-    def recording_writer(*args, **kwargs):  # notes when each frame reaches the mp4 writer
-        writer = real_writer(*args, **kwargs)
-        append = writer.append_data
-        writer.append_data = lambda frame: events.append("written") or append(frame)
-        return writer
+    real_writer, events = stylelift.images._write_mp4, []
+
+    def recording_writer(tmp, first, rest, *args, **kwargs):  # notes when each frame goes to ffmpeg
+        def noted(frames):
+            for frame in frames:
+                events.append("written")
+                yield frame
+
+        events.append("written")
+        return real_writer(tmp, first, noted(rest), *args, **kwargs)
 
     def rendered(*args, **kwargs):  # notes when each frame is rendered
         for image in iter_render_ws(*args, **kwargs):
@@ -334,7 +339,7 @@ def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skip
 
     from stylelift.generation import iter_render_ws
 
-    monkeypatch.setattr(imageio, "get_writer", recording_writer)
+    monkeypatch.setattr(stylelift.images, "_write_mp4", recording_writer)
     monkeypatch.setattr("stylelift.generation.iter_render_ws", rendered)
     r = invoke("interpolate", "1", "2", "--frames", "9", "--batch-size", "2", "--network", net, "--out", tmp_path / "i.mp4")
     assert r.exit_code == 0, r.output

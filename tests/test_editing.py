@@ -471,6 +471,51 @@ def test_gif_frames_play_for_the_right_time(tmp_path, count, fps, expect_frames,
     assert abs(sum(durations) - expect_ms) <= 10
 
 
+def fake_ffmpeg(tmp_path, script: str) -> str:
+    exe = tmp_path / "ffmpeg"
+    exe.write_text("#!/bin/sh\n" + script)
+    exe.chmod(0o755)
+    return str(exe)
+
+
+@pytest.mark.parametrize(
+    "script, said",
+    [
+        ('echo "Unknown encoder libx264" >&2; exit 1\n', "Unknown encoder libx264"),  # quits at once: a broken pipe for us
+        ('cat > /dev/null; echo "No space left on device" >&2; exit 1\n', "No space left on device"),  # reads every frame, then fails
+        ("cat > /dev/null; exit 3\n", "exit code 3"),  # fails without a word
+        (None, "cannot run ffmpeg"),  # no ffmpeg at all
+    ],
+)
+def test_a_failing_ffmpeg_is_one_line_and_keeps_the_old_video(tmp_path, monkeypatch, script, said):
+    from stylelift.errors import VideoError
+    from stylelift.images import write_video
+
+    out = tmp_path / "v.mp4"
+    out.write_bytes(b"the earlier video")
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", fake_ffmpeg(tmp_path, script) if script else str(tmp_path / "nowhere" / "ffmpeg"))
+    frames = (np.zeros((64, 64, 3), np.uint8) for _ in range(100))  # 1.2 MB: more than a pipe holds
+    with pytest.raises(VideoError, match=said) as e:
+        write_video(out, frames, fps=10)
+    assert "\n" not in str(e.value) and "v.mp4" in str(e.value)
+    left = sorted(p.name for p in tmp_path.iterdir())  # no temporary file
+    assert out.read_bytes() == b"the earlier video" and left == (["ffmpeg", "v.mp4"] if script else ["v.mp4"])
+
+
+def test_mp4_frames_of_odd_size_are_padded_and_mismatched_ones_refused(tmp_path):
+    from stylelift.images import write_video
+
+    frames = [np.full((33, 47, 3), 10 * i, np.uint8) for i in range(12)]
+    write_video(tmp_path / "v.mp4", iter(frames), fps=12.5)
+    reader = imageio.get_reader(tmp_path / "v.mp4")
+    assert reader.count_frames() == 12 and reader.get_meta_data()["size"] == (48, 34) and reader.get_meta_data()["fps"] == 12.5
+    means = [reader.get_data(i)[:33, :47].mean() for i in range(12)]
+    assert np.allclose(means, [10 * i for i in range(12)], atol=2)
+    with pytest.raises(InputError, match="differ in size: 47x20 after 47x33"):
+        write_video(tmp_path / "w.mp4", [frames[0], frames[1][:20]], fps=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
 def test_truncation_cutoff_outside_the_ws_is_refused():
     G = tiny_generator()
     ws = G.mapping(torch.randn(1, G.z_dim))
