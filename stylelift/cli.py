@@ -114,14 +114,6 @@ def check_new_file(path: Path, overwrite: bool) -> None:
         fail(f"{path} exists; pass --overwrite to replace it")
 
 
-def check_class_for(items: list[str], class_idx: Optional[int]) -> None:
-    """--class picks the class of the latents sampled from seeds; with only latent files it would do nothing."""
-    from .generation import is_seed
-
-    if class_idx is not None and not any(is_seed(item) for item in items):
-        raise typer.BadParameter("--class applies to seeds; latent files already hold their ws")
-
-
 def finite(value: Optional[float]) -> Optional[float]:
     """Option callback: NaN and infinity are not settings."""
     if value is not None and not np.isfinite(value):
@@ -241,7 +233,7 @@ def generate(
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = parse_int_list(seeds) if seeds is not None else None
     if latents is not None:
-        check_class_for([str(latents)], class_idx)
+        generation.check_seed_options([str(latents)], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     dev = resolve_device(device)
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")

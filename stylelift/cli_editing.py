@@ -11,7 +11,7 @@ import typer
 
 from . import cli
 from .fileio import file_in_the_way
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_class_for, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -134,11 +134,11 @@ def mix(
 ) -> None:
     """Style-mixing grid: sources on the top row and left column, each cell mixes its row and column."""
     from .editing import mixing_grid, parse_layers
-    from .generation import latents_for_items, render_ws
+    from .generation import check_seed_options, latents_for_items, render_ws
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
-    check_class_for(row_items + col_items, class_idx)
+    check_seed_options(row_items + col_items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")
@@ -176,12 +176,12 @@ def interpolate(
     import torch
 
     from .editing import interpolation_path
-    from .generation import class_label, is_seed, iter_render_ws, latents_for_items, z_from_seed
+    from .generation import check_seed_options, class_label, is_seed, iter_render_ws, latents_for_items, z_from_seed
     from .models.base import check_truncation_cutoff
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
-    check_class_for(items, class_idx)
+    check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if space not in ("w", "z") or easing not in ("linear", "smooth"):
         raise typer.BadParameter("--space must be w or z, --easing linear or smooth")
     if frames < 2:
@@ -242,11 +242,11 @@ def edit(
 
     from .editing import apply_direction, parse_layers
     from .editing.shipped import resolve_direction
-    from .generation import is_seed, latents_for_items, render_ws, stored_noises
+    from .generation import check_seed_options, is_seed, latents_for_items, render_ws, stored_noises
     from .latents import load_latents
 
     check_out(out, video=True)
-    check_class_for([item], class_idx)
+    check_seed_options([item], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     if photo is not None and not photo.is_file():

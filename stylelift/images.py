@@ -68,7 +68,7 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     16-bit images converted. Anything that is not a readable image raises InputError."""
     from PIL import ImageOps, UnidentifiedImageError
 
-    from .errors import InputError, VideoError, first_line
+    from .errors import InputError
 
     path = Path(path)
     if not path.exists():

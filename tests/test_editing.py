@@ -742,9 +742,12 @@ def test_every_command_that_samples_seeds_takes_a_class_on_a_conditional_network
         "generate": ["generate", "--latents", tmp_path / "a.npz", "--outdir", tmp_path / "g"],
         "learn": ["directions", "learn", "--attribute", "x", "--labels", tmp_path / "files.csv", "--out", tmp_path / "y.npy"],
     }
-    for name, args in only_files.items():  # a class that would do nothing is refused, not ignored
+    for name, args in only_files.items():  # a class or a truncation that would do nothing is refused, not ignored
         r = invoke(*args, "--network", net, "--class", "1")
-        assert r.exit_code in (1, 2) and "--class applies to seeds" in " ".join(r.output.replace("│", " ").split()), (name, r.output)
+        assert r.exit_code == 1 and "--class applies to seeds" in r.output, (name, r.output)
+        r = invoke(*args, "--network", net, "--trunc", "0.5", "--trunc-cutoff", "2")
+        assert r.exit_code == 1 and "--trunc and --trunc-cutoff apply to seeds" in r.output, (name, r.output)
+        assert not args[-1].exists(), name  # nothing written
     r = invoke("mix", "--rows", tmp_path / "a.npz", "--cols", "6", "--styles", "0-1", "--class", "2", "--network", net, "--out", tmp_path / "m3.png")
     assert r.exit_code == 0, r.output  # a seed among them: the class is the seed's
     r = invoke(*only_files["learn"], "--network", net)

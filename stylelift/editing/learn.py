@@ -97,15 +97,17 @@ def learn_direction(
     `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
     which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
     """
-    from ..generation import latents_for_items, render_ws, seed_label
+    from ..generation import check_seed_options, latents_for_items, render_ws, seed_label
     from ..models import network_id
 
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     if labels_csv is not None:
         items, scores = read_labels_csv(labels_csv)
         check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
-        if class_idx is not None and not any(is_seed(item) for item in items):
-            raise InputError("--class applies to seeds; the labels CSV names only latent files, which already hold their ws")
+        try:
+            check_seed_options(items, class_idx=class_idx, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        except InputError as e:
+            raise InputError(f"{labels_csv.name} names only latent files: {e}") from None
         seed_label(G, items, class_idx, device)  # likewise a missing or needless --class
         try:
             ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
