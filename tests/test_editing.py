@@ -343,15 +343,28 @@ def test_classifier_labels_are_saved_and_a_refit_from_them_gives_the_same_direct
     G = tiny_generator()
     first = tmp_path / "first.npy"
     labels = tmp_path / "age.csv"
-    r = invoke("directions", "learn", "--attribute", "age", "--samples", "120", "--network", net, "--out", first, "--save-labels", labels)
+    r = invoke("directions", "learn", "--attribute", "age", "--samples", "120", "--trunc", "0.7", "--network", net, "--out", first, "--save-labels", labels)
     assert r.exit_code == 0, r.output
     rows = labels.read_text().splitlines()
-    assert rows[0] == "item,label" and len(rows) == 121 and rows[1].split(",")[0] == "0"
+    sampling = {"network_id": network_id(G), "truncation_psi": 0.7, "truncation_cutoff": None, "class": None}
+    assert rows[0] == "# stylelift sampling " + json.dumps(sampling)  # how the seeds were mapped, for the refit
+    assert rows[1] == "item,label" and len(rows) == 122 and rows[2].split(",")[0] == "0"
     refit = tmp_path / "refit.npy"
     r = invoke("directions", "learn", "--attribute", "age", "--labels", labels, "--network", net, "--out", refit)
+    assert r.exit_code == 1 and "sampled with --trunc 0.7, not --trunc 1.0" in r.output and not refit.exists(), r.output  # other faces
+    r = invoke("directions", "learn", "--attribute", "age", "--labels", labels, "--trunc", "0.7", "--network", net, "--out", refit)
     assert r.exit_code == 0, r.output
     a, b = load_direction(first, w_dim=G.w_dim), load_direction(refit, w_dim=G.w_dim)
     assert np.allclose(a.vector, b.vector, atol=1e-4) and a.meta["accuracy"] == b.meta["accuracy"]
+    labels.write_text(labels.read_text().replace(network_id(G), "stylegan2-elsewhere"))
+    r = invoke("directions", "learn", "--attribute", "age", "--labels", labels, "--trunc", "0.7", "--network", net, "--out", tmp_path / "x.npy")
+    assert r.exit_code == 1 and "labels seeds of another network (stylegan2-elsewhere" in r.output, r.output
+    labels.write_text(labels.read_text().replace('"stylegan2-elsewhere"', "?"))
+    r = invoke("directions", "learn", "--attribute", "age", "--labels", labels, "--trunc", "0.7", "--network", net, "--out", tmp_path / "x.npy")
+    assert r.exit_code == 1 and "is not a JSON object" in r.output, r.output
+    labels.write_text("\n".join(labels.read_text().splitlines()[1:]))  # the user's own CSV: no record, no check
+    r = invoke("directions", "learn", "--attribute", "age", "--labels", labels, "--network", net, "--out", tmp_path / "x.npy")
+    assert r.exit_code == 0, r.output
 
 
 def test_edit_command_and_its_bad_inputs(tmp_path, net):

