@@ -455,10 +455,9 @@ def encoder_train(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train an encoder on images the network generates (known latents): latent MSE + image loss."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .encoder_training import EncoderTrainOptions, train_encoder
     from .models.encoder import FACE_BACKBONE, load_encoder, new_encoder
+    from .progress import StepProgress
 
     if backbone == FACE_BACKBONE:
         fail(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
@@ -488,9 +487,8 @@ def encoder_train(
             fail(f"{out} was trained with other settings ({', '.join(f'{k} {saved[k]!r:.30}' for k in changed)}); resume with the same options")
     out.parent.mkdir(parents=True, exist_ok=True)
     start = int(state.get("step", 0)) if state else 0
-    with Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[terms]}")) as bar:
-        task = bar.add_task("train", total=steps, completed=start, terms="")
-        train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(task, completed=step, terms=" ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
+    with StepProgress("training", steps, completed=start) as bar:
+        train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
     typer.echo(f"wrote {out}")
 
 
@@ -506,10 +504,9 @@ def encoder_fit(
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit a dlib-face encoder in minutes on a CPU: dlib's pretrained face ResNet, frozen, and a linear head by ridge regression."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from .encoder_training import FaceEncoderFitOptions, fit_face_encoder
     from .models.encoder import save_encoder
+    from .progress import StepProgress
 
     if out.suffix.lower() != ".pt":
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
@@ -517,9 +514,8 @@ def encoder_fit(
     opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
     out.parent.mkdir(parents=True, exist_ok=True)
     G, _ = load(network, device)
-    with Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
-        task = bar.add_task("fit", total=samples)
-        encoder, report = fit_face_encoder(G, opts, callback=lambda done: bar.update(task, completed=done))
+    with StepProgress("rendering", samples) as bar:
+        encoder, report = fit_face_encoder(G, opts, callback=bar.update)
     save_encoder(out, encoder, training={"fit": report})
     typer.echo(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {rank} "
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")

@@ -395,3 +395,23 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys):
     with pytest.raises(typer.Exit) as e:
         writes_to_a_dead_subprocess()  # stdout here is pytest's capture, whose reader is alive
     assert e.value.exit_code == 1 and "error: Broken pipe" in capsys.readouterr().err  # said, not swallowed
+
+
+def test_progress_off_a_terminal_is_a_line_at_every_tenth_of_the_job():
+    import io
+
+    from stylelift.progress import StepProgress
+
+    log = io.StringIO()
+    with StepProgress("p0.png", 25, stream=log) as bar:
+        for step in range(1, 26):
+            bar.update(step, f"loss={1 / step:.3g}")
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "p0.png: 3/25 loss=0.333" and lines[-1] == "p0.png: 25/25 loss=0.04"
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == [3, 6, 9, 12, 15, 18, 21, 24, 25]
+    log = io.StringIO()
+    with StepProgress("training", 100, completed=40, stream=log) as bar:  # resumed: the next tenth, not the first
+        for step in range(41, 101):
+            bar.update(step)
+    assert log.getvalue().splitlines() == [f"training: {k}/100" for k in range(50, 101, 10)]
+    assert "\x1b" not in log.getvalue()

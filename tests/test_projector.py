@@ -1,4 +1,5 @@
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -345,19 +346,51 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
     target_png, proj_png = (to_tensor(Image.open(out / f"p0_{name}.png")) for name in ("target", "proj"))
     assert metrics["psnr"] == pytest.approx(float(psnr(target_png, proj_png)[0]), abs=0.05)  # the pair that was written (to 8-bit rounding)
     assert metrics["ssim"] == pytest.approx(float(ssim(target_png, proj_png)[0]), abs=2e-3)
+    assert f"p0.png: done -> {out / 'p0.npz'} (PSNR {metrics['psnr']:.1f} dB, SSIM {metrics['ssim']:.3f})" in r.output
     mtime = (out / "p0.npz").stat().st_mtime_ns
     r = run(*args)
     assert "already done" in r.output and (out / "p0.npz").stat().st_mtime_ns == mtime
+    other_photo = photo_dir / "elsewhere" / "p0.png"  # another photo of the same name
+    other_photo.parent.mkdir()
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(other_photo)
+    changed = {  # a finished photo is done only for the options it was done with
+        "steps": (("--steps", "13"), "done earlier with steps 12 (now 13)"),
+        "loss": (("--loss", "mse=1,l1=1"), "with loss 'mse' (now 'mse=1,l1=1')"),
+        "space": (("--space", "w"), "with space 'w+' (now 'w')"),
+        "seed": (("--seed", "1"), "with seed 0 (now 1)"),
+        "no video": (("--no-video",), None),  # fewer files: still done
+        "video": (("--video",), None),
+    }
+    for name, (extra, said) in changed.items():
+        r = run(*args, *extra)
+        if said is None:
+            assert "p0.png: already done" in r.output, (name, r.output)
+        else:
+            assert r.exit_code == 1 and said in r.output and "pass --overwrite" in r.output, (name, r.output)
+        assert (out / "p0.npz").stat().st_mtime_ns == mtime, name
+    r = run(other_photo, *args[1:])
+    assert r.exit_code == 1 and "done earlier from another photo of that name (p0.png)" in r.output, r.output
+    shutil.copy(photo_dir / "photos" / "p0.png", other_photo)  # the same photo elsewhere: done
+    r = run(other_photo, *args[1:])
+    assert r.exit_code == 0 and "already done" in r.output, r.output
     r = run(*args, "--overwrite")
     assert (out / "p0.npz").stat().st_mtime_ns != mtime
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+    (out / "p1_proj.mp4").unlink()
+    r = run(photo_dir / "photos" / "p1.png", *args[1:])
+    assert r.exit_code == 1 and "done earlier without p1_proj.mp4" in r.output, r.output
 
 
-def test_project_command_bad_inputs(photo_dir):
+def test_project_command_bad_inputs(photo_dir, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(photo_dir / "torch-home"))  # no ImageNet weights cached there
     r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--init", photo_dir / "nope.npz", "--no-align")
     assert r.exit_code == 1 and "nope.npz" in r.output and "Traceback" not in r.output
     r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--loss", "fancy", "--no-align")
     assert r.exit_code == 1 and "unknown loss" in r.output
+    for loss in ("lpips", "mse=1,vgg16=0.5"):  # weights that are not here: said once, before any photo is read
+        r = run(photo_dir / "photos", "--network", photo_dir / "net.pt", "--loss", loss, "--no-align", "--outdir", photo_dir / "o")
+        assert r.exit_code == 1 and r.output.count("error:") == 1 and "ImageNet VGG16 weights" in r.output, r.output
+        assert "broken.png" not in r.output and not (photo_dir / "o").exists()
 
 
 def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_go_on(photo_dir, monkeypatch):

@@ -189,8 +189,9 @@ def find_vgg16_weights(explicit: Optional[Path]) -> Path:
     if cached.is_file():
         return cached
     raise MissingWeightsError(
-        f"the lpips/vgg16 losses need torchvision's ImageNet VGG16 weights: put {VGG16_FILE} in "
-        f"{cached.parent}/ or pass --perceptual-weights PATH (or use --loss auto for the offline losses)"
+        f"the lpips/vgg16 losses need torchvision's ImageNet VGG16 weights: put {VGG16_FILE} (from "
+        f"https://download.pytorch.org/models/{VGG16_FILE}) in {cached.parent}/ or pass --perceptual-weights PATH "
+        "(or use --loss auto for the offline losses)"
     )
 
 
@@ -306,6 +307,17 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
         backbone[f"slice{slice_no}.{idx}.{parts[2]}"] = v
     model.net.load_state_dict(backbone)
     return model.eval().requires_grad_(False).to(ctx.device)
+
+
+def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None) -> None:
+    """Before any work: the ImageNet weights (and the lpips package) the named terms need are here."""
+    if "lpips" in weights or "vgg16" in weights:
+        find_vgg16_weights(explicit)
+    if "lpips" in weights:
+        try:
+            import lpips  # noqa: F401
+        except ImportError:
+            raise MissingWeightsError("the lpips loss needs the lpips package: pip install lpips") from None
 
 
 def lpips_available(explicit: Optional[Path] = None) -> bool:

@@ -5,6 +5,7 @@ A photo that fails (unreadable, no face) is reported in one line and the others 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,9 @@ from ..errors import InputError, StyleliftError, error_message, is_out_of_memory
 from ..fileio import file_in_the_way
 from ..images import load_photo, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
+from ..progress import StepProgress
 from .files import ProjectionFiles, write_projection
-from .losses import LossContext, find_vgg16_weights, load_lpips, lpips_available, parse_loss_spec
+from .losses import LossContext, check_weights_for, find_vgg16_weights, load_lpips, lpips_available, parse_loss_spec
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
 
@@ -70,7 +72,7 @@ def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool
     if perceptual_weights is not None:
         find_vgg16_weights(perceptual_weights)  # checked before any work
     if spec != "auto":
-        parse_loss_spec(spec)  # checked before any work
+        check_weights_for(parse_loss_spec(spec), perceptual_weights)  # checked before any work
         return spec
     if lpips_available(perceptual_weights):
         return "lpips=1"
@@ -115,6 +117,38 @@ def _init_latents(job: ProjectJob, G):
     return torch.from_numpy(latents.w[:1])
 
 
+# what an earlier run's latent file records of its options, compared before it counts as done
+COMPARED = {"network_id": "network", "space": "space", "steps": "steps", "loss": "loss", "seed": "seed", "noise_optimized": "noise", "w_noise": "w noise", "init": "init"}
+
+
+def photo_hash(path: Path) -> Optional[str]:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None  # reported when the photo is read
+
+
+def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, meta: dict) -> Optional[str]:
+    """None when the finished outputs in `files` are this run's: the same photo, the options their
+    latent file records, and every file this run writes. Else how they differ, in words."""
+    try:
+        earlier = load_latents(files.latent).meta
+    except (StyleliftError, OSError) as e:
+        return f"but its {files.latent.name} cannot be read ({error_message(e)})"
+    if earlier.get("photo_sha256", photo_hash(path)) != photo_hash(path):
+        return f"from another photo of that name ({earlier.get('photo')})"
+    alignment = earlier.get("alignment")
+    if (alignment is not None) != job.align and "photo" in earlier:
+        return "with --align" if alignment is not None else "with --no-align"
+    differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and earlier[key] != meta[key]]
+    if differ:
+        return "with " + ", ".join(differ)
+    missing = [files.path(suffix).name for suffix, wanted in (("_proj.mp4", job.video), ("_pasted.png", job.paste_back)) if wanted and not files.path(suffix).exists()]
+    if missing:
+        return f"without {', '.join(missing)}"
+    return None
+
+
 def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None], *, load: Optional[Callable] = None) -> int:
     """Project every photo; returns the number that failed. `load(network, device)` loads the
     generator once the job's options are checked (default `load_generator`)."""
@@ -127,6 +161,19 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     G = load(job.network, job.device) if load is not None else load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
+    meta_base = {
+        "network": getattr(G, "source", job.network),
+        "network_id": network_id(G),
+        "space": job.space,
+        "steps": job.steps,
+        "loss": loss,
+        "seed": job.seed,
+        "noise_optimized": job.optimize_noise and bool(G.synthesis.noise_layers()),  # the bundled network has no noise inputs
+        "w_noise": job.w_noise,
+        "init": job.init,
+        "stylelift": __version__,
+        "resolution": G.img_resolution,
+    }
     todo, failures, stems = [], 0, {}
     for path in paths:
         if stems.setdefault(path.stem, path) != path:  # NAME.npz etc. would overwrite the other photo's
@@ -135,7 +182,11 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             continue
         files = ProjectionFiles(job.outdir, path.stem)
         if files.done() and not job.overwrite:
-            report(f"{path.name}: already done (use --overwrite to redo)")
+            if (why := earlier_run_differs(files, path, job, meta_base)) is None:
+                report(f"{path.name}: already done (use --overwrite to redo)")
+            else:
+                report(f"error: {path.name}: done earlier {why}; pass --overwrite to redo it with these options, or another --outdir", error=True)
+                failures += 1
             continue
         try:
             files.check_writable(video=job.video, pasted=job.paste_back)
@@ -143,22 +194,10 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except (StyleliftError, OSError) as e:
             report(f"error: {error_message(e)}", error=True)
             failures += 1
-    meta_base = {
-        "network": getattr(G, "source", job.network),
-        "network_id": network_id(G),
-        "space": job.space,
-        "steps": job.steps,
-        "loss": loss,
-        "seed": job.seed,
-        "noise_optimized": job.optimize_noise,
-        "w_noise": job.w_noise,
-        "stylelift": __version__,
-        "resolution": G.img_resolution,
-    }
     for start in range(0, len(todo), job.batch_size):
         batch = todo[start : start + job.batch_size]
         try:
-            _project_batch(G, batch, job, loss, init, meta_base)
+            metrics = _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
             raise
         except (StyleliftError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
@@ -167,14 +206,14 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
                 report(f"error: {item.path.name}: {why}", error=True)
             failures += len(batch)
             continue
-        for item in batch:
-            report(f"{item.path.name}: done -> {item.files.latent}")
+        for item, m in zip(batch, metrics):
+            face = f", face distance {m['face_distance']:.3f}" if m.get("face_distance") is not None else ""
+            report(f"{item.path.name}: done -> {item.files.latent} (PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.3f}{face})")
     return failures
 
 
-def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict) -> list[dict]:
+    """Project one batch and write its files; returns each photo's metrics."""
     device = job.device
     target = to_tensor(np.stack([p.target for p in batch])).to(device)
     frames: list[list[np.ndarray]] = [[] for _ in batch]
@@ -185,12 +224,10 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
     target_small_u8 = to_uint8(target_small)
     names = ", ".join(p.path.name for p in batch)
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[terms]}"), transient=True) as bar:
-        task = bar.add_task(names[:40], total=job.steps, terms="")
+    with StepProgress(names if len(names) <= 40 else names[:39] + "…", job.steps, transient=True) as bar:
 
         def callback(step: int, synth: torch.Tensor, record: dict) -> None:
-            terms = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr"))
-            bar.update(task, advance=1, terms=terms)
+            bar.update(step + 1, " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr")))
             if job.video and (step % every == 0 or step == job.steps - 1):
                 synth_u8 = to_uint8(synth)
                 for i in range(len(batch)):
@@ -206,9 +243,10 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
 
     lpips_model = load_lpips(LossContext(device, job.perceptual_weights)) if lpips_available(job.perceptual_weights) else None
     images_u8 = to_uint8(result.image)
+    written = []
     for i, item in enumerate(batch):
         noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
-        meta = dict(meta_base, photo=item.path.name, final_loss=float(result.final_loss[i]))
+        meta = dict(meta_base, photo=item.path.name, photo_sha256=photo_hash(item.path), final_loss=float(result.final_loss[i]))
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
         latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
@@ -226,3 +264,5 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
             item.files, latents=latents, target=item.target, projection=images_u8[i],
             frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
         )
+        written.append(metrics)
+    return written
