@@ -49,6 +49,8 @@ class AlignedFace:
     box: tuple[int, int, int, int]  # detector box (left, top, right, bottom) in the source photo
     source_size: tuple[int, int]  # (width, height) of the source photo
     size: Optional[int] = None  # side of the aligned crop, when `image` is not kept (read back from a latent file)
+    index: int = 0  # which of the faces found in the photo, 0 = the largest
+    found: int = 1  # how many faces the detector found in the photo
 
     def transform_meta(self) -> dict:
         """JSON-ready description of the alignment (stored in latent files)."""
@@ -57,6 +59,8 @@ class AlignedFace:
             "source_size": list(self.source_size),
             "size": self.image.size[0],
             "box": list(self.box),
+            "face_index": self.index,
+            "faces_found": self.found,
         }
 
     @classmethod
@@ -256,15 +260,16 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
     boxes = detect_faces(image, cnn=cnn)
     if not boxes:
         raise NoFaceError(f"no face found in {name}")
+    indices = range(len(boxes))
     if only is not None:
         if not 0 <= only < len(boxes):
             raise InputError(f"{name} has {len(boxes)} face(s); face index {only} does not exist")
-        boxes = [boxes[only]]
+        indices = [only]
     out = []
-    for box, _score in boxes:
-        lm = face_landmarks(image, box)
+    for i in indices:
+        lm = face_landmarks(image, boxes[i][0])
         quad = ffhq_quad(lm)
-        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size))
+        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, boxes[i][0], image.size, index=i, found=len(boxes)))
     return out
 
 

@@ -211,7 +211,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
 @user_errors
 def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
-    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention); 0-7 when neither --seeds nor --latents is given.")] = None,
     latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
     trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=finite)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
@@ -231,7 +231,7 @@ def generate(
             seeds = "0-7"
         else:
             raise typer.BadParameter("give --seeds or --latents, not both")
-    seed_list = parse_int_list(seeds) if seeds is not None else None
+    seed_list = list(dict.fromkeys(parse_int_list(seeds))) if seeds is not None else None  # each seed once: one file each
     if latents is not None:
         generation.check_seed_options([str(latents)], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     dev = resolve_device(device)
@@ -290,7 +290,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     """Files, folders (their images, sorted) and globs -> (photo paths in order without repeats,
-    the number of globs that matched nothing, each reported in one line: a failure of the run)."""
+    the number of globs that matched nothing, each reported in one line: a failure of the run).
+    No photo at all ends the run (with no second message when a glob has said so)."""
     import glob
 
     out: list[Path] = []
@@ -310,6 +311,10 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     seen: dict[Path, Path] = {}  # one photo named two ways is done once, under the name first given
     for p in out:
         seen.setdefault(p.resolve() if p.exists() else p, p)
+    if not seen:
+        if misses:
+            raise typer.Exit(1)
+        fail("no photos given (no images in the folders named)" if items else "no photos given")
     return list(seen.values()), misses
 
 
@@ -333,8 +338,6 @@ def align(
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
     paths, failed = expand_photos(photos)
-    if not paths:
-        fail("no photos given")
     outdir.mkdir(parents=True, exist_ok=True)
     stems: dict[str, Path] = {}
     for path in paths:
@@ -353,7 +356,11 @@ def align(
             stem = f"{path.stem}_face{k}" if all_faces else path.stem
             save_image(np.asarray(face.image), outdir / f"{stem}.png")
             write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
-        typer.echo(f"{path.name}: {len(faces)} face{'s' * (len(faces) != 1)} -> {outdir}/")
+        found = faces[0].found
+        if all_faces or found == 1:
+            typer.echo(f"{path.name}: {found} face{'s' * (found != 1)} -> {outdir}/")
+        else:
+            typer.echo(f"{path.name}: face {faces[0].index} of the {found} found ({'the largest; ' if faces[0].index == 0 else ''}--all-faces writes each) -> {outdir}/{path.stem}.png")
     if failed:
         raise typer.Exit(1)
 
@@ -389,8 +396,6 @@ def project(
     if paste_back and not do_align:
         raise typer.BadParameter("--paste-back needs --align (the alignment says where the face goes back)")
     paths, misses = expand_photos(photos)
-    if not paths:
-        fail("no photos given")
     job = ProjectJob(
         network=network, space=space, steps=steps, optimize_noise=noise, loss=loss, perceptual_weights=perceptual_weights,
         init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,

@@ -543,8 +543,6 @@ def encoder_run(
     from .projector.run import ProjectJob, prepare
 
     paths, failed = expand_photos(photos)
-    if not paths:
-        fail("no photos given")
     encoder_path = resolve_encoder_path(encoder_spec)
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)

@@ -27,10 +27,12 @@ def check_made_for(G, latents, name: str) -> None:
     """Refuse a latent file whose shape or recorded network does not match G."""
     from .models import network_id
 
-    latents.check_fits(G.num_ws, G.w_dim, name=name)
     made_for = latents.meta.get("network_id")
-    if made_for and made_for != network_id(G):
-        raise InputError(f"{name} was made for network {made_for}, not this one ({network_id(G)})")
+    if made_for and made_for != network_id(G):  # before the shape: which network is the more useful news
+        source = latents.meta.get("network")
+        hint = f", {source!s:.200}: pass --network {source!s:.200}" if isinstance(source, str) and source else ""
+        raise InputError(f"{name} was made for network {made_for}{hint} (this one is {network_id(G)})")
+    latents.check_fits(G.num_ws, G.w_dim, name=name)
 
 
 def random_labels(G, n: int, generator: torch.Generator, device) -> Optional[torch.Tensor]:

@@ -1,5 +1,6 @@
 """Alignment on the public-domain astronaut photo (examples/) and variants of it made here."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,12 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     assert "Traceback" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
     assert Image.open(out / "astronaut.png").size == (64, 64)
+    assert "astronaut.png: face 0 of the 2 found (the largest; --all-faces writes each)" in r.output  # the face and the mission patch
+    record = json.loads((out / "astronaut_align.json").read_text())
+    assert record["face_index"] == 0 and record["faces_found"] == 2
+    r = CliRunner().invoke(app, ["align", str(PHOTO), "--size", "64", "--all-faces", "--outdir", str(out)])
+    assert r.exit_code == 0 and "astronaut.png: 2 faces" in r.output
+    assert [json.loads((out / f"astronaut_face{k}_align.json").read_text())["face_index"] for k in (0, 1)] == [0, 1]
 
 
 def test_face_distance_reads_any_memory_layout(photo):

@@ -141,6 +141,7 @@ def odd_files(tmp_path, net):
     (tmp_path / "afile").write_text("x")
     np.save(tmp_path / "w.npy", np.zeros([1, G.num_ws, G.w_dim], np.float32))
     save_latents(tmp_path / "other.npz", LatentFile(w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta={"network_id": "someone-else"}))
+    save_latents(tmp_path / "other2.npz", LatentFile(w=np.zeros([1, 10, 512], np.float32), meta={"network_id": "stylegan2-x", "network": "ffhq-256.pkl"}))
     np.savez(tmp_path / "listmeta.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array("[1, 2]"))
     np.savez(tmp_path / "dir.npz", x=np.ones([1, G.w_dim], np.float32))
     (tmp_path / "folder.pt").mkdir()
@@ -167,6 +168,9 @@ BAD_INVOCATIONS = {
     "strength-inf-end": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "inf:1:3", "--out", "{d}/e.png"], 2, None),
     "photo-folder": (["edit", "0", "--direction", "{d}/dir.npz", "--paste-back", "--photo", "{d}/dirs", "--out", "{d}/e.png"], 1, "a folder, not a photo"),
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
+    "glob-matching-nothing": (["align", "{d}/nothing*.jpg", "--outdir", "{d}/al"], 1, "no photo matches"),  # said once, not twice
+    "folder-without-images": (["project", "{d}/dirs", "--outdir", "{d}/pr"], 1, "no images in the folders named"),
+    "direction-unknown-name": (["edit", "0", "--direction", "smile", "--out", "{d}/e.png"], 1, "name a shipped one (age, gender"),
     "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, "afile is a file"),
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, "afile is a file"),
     "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
@@ -195,6 +199,7 @@ BAD_INVOCATIONS = {
     "labels-folder": (["directions", "learn", "--attribute", "x", "--labels", "{d}", "--out", "{d}/d.npy"], 1, "is a folder, not a file"),
     "perceptual-weights-folder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}", "--outdir", "{d}/p"], 1, "a folder, not a file"),
     "latent-of-another-network": (["generate", "--latents", "{d}/other.npz", "--outdir", "{d}/o"], 1, "made for network someone-else"),
+    "latent-of-another-shaped-network": (["generate", "--latents", "{d}/other2.npz", "--outdir", "{d}/o"], 1, "made for network stylegan2-x, ffhq-256.pkl: pass --network ffhq-256.pkl"),
     "npz-as-direction": (["edit", "0", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 1, "an .npz archive"),
     "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
     "missing-perceptual-weights": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}/none.pth", "--outdir", "{d}/p"], 1, "no such file"),
@@ -415,3 +420,10 @@ def test_progress_off_a_terminal_is_a_line_at_every_tenth_of_the_job():
             bar.update(step)
     assert log.getvalue().splitlines() == [f"training: {k}/100" for k in range(50, 101, 10)]
     assert "\x1b" not in log.getvalue()
+
+
+def test_generate_renders_a_repeated_seed_once(tmp_path, net):
+    r = invoke("generate", "--seeds", "3,0,3,0-1", "--network", net, "--outdir", tmp_path / "g")
+    assert r.exit_code == 0 and "wrote 3 images" in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["grid.png", "seed0000.png", "seed0001.png", "seed0003.png"]
+    assert Image.open(tmp_path / "g" / "grid.png").size == (2 * 16, 2 * 16)  # three tiles, two to a row

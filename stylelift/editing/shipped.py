@@ -28,6 +28,8 @@ def resolve_direction(spec: str, G) -> Direction:
             raise InputError(f"no shipped {spec!r} direction in this install; learn one with `stylelift directions learn --attribute {spec}`")
     else:
         path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"no direction {spec!r}: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
     d = load_direction(path, w_dim=G.w_dim)
     made_for = d.meta.get("network_id")
     if made_for and made_for != network_id(G):

@@ -234,7 +234,8 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
     path = Path(path)
     architecture = getattr(G, "family", None)
     if architecture not in _CONFIGS:
-        raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators; {getattr(G, 'source', type(G).__name__)} is a {type(G).__name__} (load it by its own name or file)")
+        source = getattr(G, "source", type(G).__name__)
+        raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators, and {source} is a {type(G).__name__}: no conversion is needed, every command loads it as it is (--network {source})")
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
     info = {k: v for k, v in info.items() if v is not None}
