@@ -186,6 +186,10 @@ def project(
 ) -> ProjectionResult:
     """Optimise latents so that G's image matches `target` [N, C, H, W] in [-1, 1].
 
+    `loss` names weighted terms ("lpips=1", "mse=1,ms-ssim=1,face=0.1,face-id=0.1", ...); the default
+    is plain MSE, which needs nothing; `stylelift project --loss auto` picks LPIPS when its ImageNet
+    weights are here, else that offline mix.
+
     The generator is never modified (its requires_grad flags are restored on exit). Each of the N
     targets gets its own latent, noise maps and random stream seeded with `seed`, so a batch gives
     what N separate calls would.
