@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from . import cli
-from .fileio import file_in_the_way
+from .fileio import file_in_the_way, parse_json
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
@@ -339,8 +339,6 @@ def directions_learn(
 def earlier_set(outdir: Path, prefix: str) -> list[Path]:
     """The files of an earlier `directions PREFIX` run in `outdir`: PREFIX_00.npy, PREFIX_00.json, ...
     named as the command names them, each pair's sidecar saying the command made it."""
-    import json
-
     if not outdir.is_dir():
         return []
     found = []
@@ -349,7 +347,7 @@ def earlier_set(outdir: Path, prefix: str) -> list[Path]:
         if not (re.fullmatch(r"[0-9]{2,}", digits) and digits == f"{int(digits):02d}"):  # ASCII digits only ('²' is a digit to isdigit)
             continue
         try:
-            made_by = json.loads(sidecar.read_text(encoding="utf-8")).get("method")
+            made_by = parse_json(sidecar.read_text(encoding="utf-8")).get("method")
         except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object: not ours to touch
             continue
         if made_by == prefix:

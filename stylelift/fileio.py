@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Iterator, Optional
+
+
+def parse_json(text: str):
+    """json.loads for text from a file: a document nested too deeply for the parser (RecursionError)
+    is a ValueError, like any other damage, not a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text[:20], 0) from None
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .fileio import atomic_path
+from .fileio import atomic_path, parse_json
 
 
 @dataclass
@@ -104,7 +104,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
             if "meta" in data.files:
                 _check_claimed_size(data, "meta", path.name)
                 try:
-                    meta = json.loads(str(data["meta"]))
+                    meta = parse_json(str(data["meta"]))
                 except json.JSONDecodeError:
                     meta = None
                 if not isinstance(meta, dict):  # it names the network the latents belong to, so it is not passed over

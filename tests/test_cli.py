@@ -153,6 +153,12 @@ def odd_files(tmp_path, net):
     (tmp_path / "ok.csv").write_text("seed,label\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    deep = "[" * 100_000 + "]" * 100_000  # JSON nested past Python's recursion limit
+    np.savez(tmp_path / "deep.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array(deep))
+    np.save(tmp_path / "deepdir.npy", np.ones([1, G.w_dim], np.float32))
+    (tmp_path / "deepdir.json").write_text(deep)
+    (tmp_path / "bom.csv").write_text("\ufeff" + "".join(f"{i},{i % 2}\n" for i in range(12)), encoding="utf-8")
+    (tmp_path / "deepcsv.csv").write_text("# stylelift sampling " + deep[49_000:-49_000] + "\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     return tmp_path
 
 
@@ -168,6 +174,9 @@ BAD_INVOCATIONS = {
     "strength-inf-end": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "inf:1:3", "--out", "{d}/e.png"], 2, None),
     "photo-folder": (["edit", "0", "--direction", "{d}/dir.npz", "--paste-back", "--photo", "{d}/dirs", "--out", "{d}/e.png"], 1, "a folder, not a photo"),
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
+    "latent-meta-nested-too-deep": (["generate", "--latents", "{d}/deep.npz", "--outdir", "{d}/o"], 1, "deep.npz: its 'meta' is not the JSON object"),
+    "sidecar-nested-too-deep": (["edit", "0", "--direction", "{d}/deepdir.npy", "--out", "{d}/e.png"], 1, "deepdir.json, the sidecar of deepdir.npy, is not readable JSON"),
+    "sampling-line-nested-too-deep": (["directions", "learn", "--attribute", "x", "--labels", "{d}/deepcsv.csv", "--out", "{d}/d.npy"], 1, "is not a JSON object"),
     "glob-matching-nothing": (["align", "{d}/nothing*.jpg", "--outdir", "{d}/al"], 1, "no photo matches"),  # said once, not twice
     "folder-without-images": (["project", "{d}/dirs", "--outdir", "{d}/pr"], 1, "no images in the folders named"),
     "direction-unknown-name": (["edit", "0", "--direction", "smile", "--out", "{d}/e.png"], 1, "name a shipped one (age, gender"),
@@ -427,3 +436,13 @@ def test_generate_renders_a_repeated_seed_once(tmp_path, net):
     assert r.exit_code == 0 and "wrote 3 images" in r.output, r.output
     assert sorted(p.name for p in (tmp_path / "g").iterdir()) == ["grid.png", "seed0000.png", "seed0001.png", "seed0003.png"]
     assert Image.open(tmp_path / "g" / "grid.png").size == (2 * 16, 2 * 16)  # three tiles, two to a row
+
+
+def test_labels_with_a_byte_order_mark_and_damaged_json_beside_a_set_are_read(odd_files, net):
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", odd_files / "bom.csv", "--network", net, "--out", odd_files / "b.npy")
+    assert r.exit_code == 0, r.output  # Excel's UTF-8 CSVs start with one; the first seed is 0, not '\ufeff0'
+    s = odd_files / "s"
+    s.mkdir()
+    (s / "sefa_05.json").write_text("[" * 100_000 + "]" * 100_000)  # not a sidecar sefa wrote: neither read as one nor removed
+    r = invoke("directions", "sefa", "--network", net, "--k", "2", "--outdir", s)
+    assert r.exit_code == 0 and (s / "sefa_05.json").exists(), r.output

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, first_line
-from ..fileio import atomic_path, write_text_atomic
+from ..fileio import atomic_path, parse_json, write_text_atomic
 from ..generation import random_labels
 from ..models.base import is_real, is_whole
 from .layers import layer_indices
@@ -100,7 +100,7 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     sidecar = _sidecar(path)
     if sidecar.exists():  # it names the network and the layers, so a damaged one is not passed over
         try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8-sig"))  # -sig: also with a byte-order mark
+            meta = parse_json(sidecar.read_text(encoding="utf-8-sig"))  # -sig: also with a byte-order mark
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not readable JSON ({first_line(e)}); repair or delete it") from None
         if not isinstance(meta, dict):

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import write_text_atomic
+from ..fileio import parse_json, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
 from .directions import Direction, condition, fit_boundary, load_direction
@@ -35,14 +35,14 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
     items, labels = [], []
     seen: dict[str, float] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: also with a byte-order mark (Excel writes one)
         rows = list(csv.reader(lines))
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"{path.name} is not a CSV text file ({type(e).__name__})") from None
     sampling = next((line[len(SAMPLING_TAG) :] for line in lines if line.startswith(SAMPLING_TAG)), None)
     if sampling is not None:
         try:
-            sampling = json.loads(sampling)
+            sampling = parse_json(sampling)
         except ValueError:
             sampling = None
         if not isinstance(sampling, dict):
