@@ -32,11 +32,13 @@ def first_line(e: BaseException) -> str:
 
 
 def is_out_of_memory(e: BaseException) -> bool:
-    """Host memory (MemoryError) or GPU memory (torch's error, a RuntimeError): the user asked for
-    too much at once, which is not a bug."""
+    """Host memory (MemoryError, or torch's CPU allocator failing, a plain RuntimeError) or GPU memory
+    (torch's error, a RuntimeError too): the user asked for too much at once, which is not a bug."""
     torch = sys.modules.get("torch")  # not imported yet: the error cannot be torch's
     # torch.cuda.OutOfMemoryError: torch.OutOfMemoryError exists only from torch 2.5
-    return isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError))
+    if isinstance(e, MemoryError) or (torch is not None and isinstance(e, torch.cuda.OutOfMemoryError)):
+        return True
+    return type(e) is RuntimeError and "DefaultCPUAllocator: can't allocate memory" in str(e)
 
 
 def error_message(e: BaseException) -> str:

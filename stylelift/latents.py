@@ -60,9 +60,10 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
 
 
 DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this
+MAX_NOISE_SIDE = 4096  # noise maps are one map per layer, r x r (r at most 1024 in NVIDIA's networks)
 
 
-def _check_claimed_size(data, key: str, name: str) -> None:
+def _check_claimed_size(data, key: str, name: str) -> tuple[int, ...]:
     """Refuse an array whose header claims more bytes than its archive entry holds or could
     inflate to (a damaged or hostile file), before numpy allocates what the header asks for."""
     info = data.zip.getinfo(f"{key}.npy" if f"{key}.npy" in data.zip.namelist() else key)  # np.load lists both as `key`
@@ -76,6 +77,7 @@ def _check_claimed_size(data, key: str, name: str) -> None:
     holds = info.file_size if info.compress_type == zipfile.ZIP_STORED else min(info.file_size, info.compress_size * DEFLATE_MAX_RATIO)
     if claimed > holds:
         raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {holds:,}; the file is damaged")
+    return tuple(shape)
 
 
 def load_latents(path: str | os.PathLike) -> LatentFile:
@@ -98,7 +100,10 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
             noises = {}
             for key in data.files:
                 if re.fullmatch(r"noise_[0-9]+", key):
-                    _check_claimed_size(data, key, path.name)
+                    shape = _check_claimed_size(data, key, path.name)
+                    side = shape[-1] if shape else 0
+                    if len(shape) < 2 or shape[-2] != side or not 1 <= side <= MAX_NOISE_SIDE or int(np.prod(shape, dtype=object)) != side * side:
+                        raise InputError(f"{path.name}: '{key}' is {list(shape)}, not one square noise map of at most {MAX_NOISE_SIDE}x{MAX_NOISE_SIDE}")
                     noises[int(key[6:])] = np.asarray(data[key], dtype=np.float32)
             meta: dict = {}
             if "meta" in data.files:

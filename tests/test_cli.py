@@ -48,6 +48,13 @@ def test_running_out_of_gpu_memory_is_one_line_and_exit_1(tmp_path, net, monkeyp
     r = invoke("generate", "--network", net, "--seeds", "0-3", "--outdir", tmp_path / "out", "--device", "cpu")
     assert r.exit_code == 1 and "out of memory" in r.output and "Traceback" not in r.output, r.output
 
+    def host_too_small(*args, **kwargs):
+        torch.empty(2**62, dtype=torch.uint8)  # torch's CPU allocator fails with a plain RuntimeError
+
+    monkeypatch.setattr(generation, "iter_seed_images", host_too_small)
+    r = invoke("generate", "--network", net, "--seeds", "0-3", "--outdir", tmp_path / "out", "--device", "cpu")
+    assert r.exit_code == 1 and "out of memory" in r.output and "Traceback" not in r.output, r.output
+
     def bug(*args, **kwargs):
         raise RuntimeError("a bug")  # other RuntimeErrors are bugs: not hidden behind an error line
 
@@ -153,6 +160,10 @@ def odd_files(tmp_path, net):
     (tmp_path / "ok.csv").write_text("seed,label\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    with open(tmp_path / "hugeclaim.npy", "wb") as f:  # a header that claims 400 GB, and 8 bytes
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (1, 10**11)})
+        f.write(b"\0" * 8)
+    np.savez(tmp_path / "noisestack.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), noise_0=np.zeros([3, 64, 64], np.float32))
     deep = "[" * 100_000 + "]" * 100_000  # JSON nested past Python's recursion limit
     np.savez(tmp_path / "deep.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array(deep))
     np.save(tmp_path / "deepdir.npy", np.ones([1, G.w_dim], np.float32))
@@ -177,6 +188,8 @@ BAD_INVOCATIONS = {
     "latent-meta-nested-too-deep": (["generate", "--latents", "{d}/deep.npz", "--outdir", "{d}/o"], 1, "deep.npz: its 'meta' is not the JSON object"),
     "sidecar-nested-too-deep": (["edit", "0", "--direction", "{d}/deepdir.npy", "--out", "{d}/e.png"], 1, "deepdir.json, the sidecar of deepdir.npy, is not readable JSON"),
     "sampling-line-nested-too-deep": (["directions", "learn", "--attribute", "x", "--labels", "{d}/deepcsv.csv", "--out", "{d}/d.npy"], 1, "is not a JSON object"),
+    "direction-claiming-too-much": (["edit", "0", "--direction", "{d}/hugeclaim.npy", "--out", "{d}/e.png"], 1, "hugeclaim.npy claims an array [1, 100000000000]"),
+    "noise-maps-that-are-not-one-map": (["generate", "--latents", "{d}/noisestack.npz", "--outdir", "{d}/o"], 1, "'noise_0' is [3, 64, 64], not one square noise map"),
     "glob-matching-nothing": (["align", "{d}/nothing*.jpg", "--outdir", "{d}/al"], 1, "no photo matches"),  # said once, not twice
     "folder-without-images": (["project", "{d}/dirs", "--outdir", "{d}/pr"], 1, "no images in the folders named"),
     "direction-unknown-name": (["edit", "0", "--direction", "smile", "--out", "{d}/e.png"], 1, "name a shipped one (age, gender"),

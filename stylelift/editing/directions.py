@@ -78,8 +78,17 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
+            if magic == b"\x93NUMPY":  # refuse a header that claims more than the file holds before numpy allocates it
+                f.seek(0)
+                version = np.lib.format.read_magic(f)
+                shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > path.stat().st_size - f.tell():
+                    raise InputError(f"{path.name} claims an array {list(shape)} ({claimed:,} bytes) but holds less; the file is damaged")
         vec = np.load(path, allow_pickle=False) if magic[:2] == b"PK" or magic == b"\x93NUMPY" else None  # numpy tries anything else as a pickle
     except (ValueError, OSError, EOFError) as e:
+        if isinstance(e, InputError):
+            raise
         raise InputError(f"{path.name} is not a readable .npy direction ({e})") from None
     if vec is None:
         raise InputError(f"{path.name} is not a .npy file (a direction is one array [1, w_dim], as np.save writes it)")

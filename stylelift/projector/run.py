@@ -200,8 +200,10 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             metrics = _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
             raise
-        except (StyleliftError, OSError, MemoryError, torch.cuda.OutOfMemoryError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
-            why = "out of memory (try a smaller --batch-size)" if is_out_of_memory(e) else e
+        except (StyleliftError, OSError, MemoryError, RuntimeError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
+            if isinstance(e, RuntimeError) and not is_out_of_memory(e):
+                raise  # a bug, not this batch's failure
+            why = "out of memory (try a smaller --batch-size)" if is_out_of_memory(e) else error_message(e)
             for item in batch:
                 report(f"error: {item.path.name}: {why}", error=True)
             failures += len(batch)
