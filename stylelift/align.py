@@ -129,6 +129,8 @@ def detect_faces(image: Image.Image, *, cnn: bool = False) -> list[tuple[tuple[i
     """Face boxes (left, top, right, bottom) in `image` coordinates with scores, largest first."""
     w, h = image.size
     scale = min(1.0, DETECT_MAX_SIDE / max(w, h))
+    if min(w, h) * scale < 16:  # a sliver (1 x 5000 px) holds no face, and would shrink to nothing
+        return []
     small = image if scale == 1.0 else image.resize((round(w * scale), round(h * scale)), Image.Resampling.BILINEAR)
     arr = np.asarray(small)
     upsample = 2 if max(small.size) < 400 else 1 if max(small.size) < 1000 else 0

@@ -17,7 +17,7 @@ import typer
 
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import StyleliftError, error_message, is_out_of_memory
-from .fileio import file_in_the_way
+from .fileio import check_writable, file_in_the_way
 from .runtime import keep_freed_memory
 
 app = typer.Typer(
@@ -112,6 +112,7 @@ def check_new_file(path: Path, overwrite: bool) -> None:
         fail(f"{path} is a folder; name the file to write")
     if path.exists() and not overwrite:
         fail(f"{path} exists; pass --overwrite to replace it")
+    check_writable(path.parent)
 
 
 def finite(value: Optional[float]) -> Optional[float]:

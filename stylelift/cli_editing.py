@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Iterable, Optional
@@ -10,7 +11,7 @@ import numpy as np
 import typer
 
 from . import cli
-from .fileio import file_in_the_way, parse_json
+from .fileio import check_writable, file_in_the_way, parse_json
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
@@ -29,13 +30,26 @@ def check_out(out: Path, *, video: bool) -> None:
     ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
     if out.suffix.lower() not in ok:
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
+    check_writable(out.parent)
 
 
-def check_output_size(count: int, width: int, height: int, what: str) -> None:
-    """Refuse, before rendering, an output that would hold more image bytes than `cli.OUTPUT_BYTES`."""
+MAX_IMAGE_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500, ".gif": 65535, ".png": 2**31 - 1}  # what each format can hold
+
+
+def check_output_size(count: int, width: int, height: int, what: str, *, out: Path, cols: Optional[int] = None) -> None:
+    """Refuse, before rendering, an output that would hold more image bytes than `cli.OUTPUT_BYTES`,
+    or a picture larger than its format allows (`count` tiles, `cols` to a row as `make_grid` lays
+    them out; each frame alone in a video)."""
     if too_big(count, width, height):
         gib = count * width * height * 3 / 2**30
         fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
+    suffix = out.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        cols = cols or math.ceil(math.sqrt(count))
+        width, height = width * min(cols, count), height * math.ceil(count / cols)
+    limit = MAX_IMAGE_SIDE.get(suffix)
+    if limit is not None and max(width, height) > limit:
+        fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png, or fewer images")
 
 
 def parse_range(text: str, *, what: str) -> list[float]:
@@ -112,7 +126,7 @@ def truncation_sweep(
     psis = parse_range(psi, what="--psi")
     seed_items = [str(s) for s in parse_int_list(seeds)]
     G, dev = load(network, device)
-    check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid")
+    check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))
     ws = latents_for_items(G, seed_items, class_idx=class_idx, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
@@ -141,7 +155,7 @@ def mix(
     check_seed_options(row_items + col_items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     G, dev = load(network, device)
     layers = parse_layers(styles, G.layer_resolutions)
-    check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid")
+    check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(col_items) + 1)
     row_ws = latents_for_items(G, row_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     col_ws = latents_for_items(G, col_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
@@ -210,7 +224,7 @@ def interpolate(
         keys = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
     if grid or out.suffix.lower() == ".gif":
-        check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF")
+        check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
     images = iter_render_ws(G, ws, batch_size=batch_size)  # an mp4 takes the frames as they are rendered
     if grid:
         images = list(images)
@@ -253,7 +267,7 @@ def edit(
         fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'no such file'}")
     strengths = parse_range(strength, what="--strength")
     G, dev = load(network, device)
-    check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit")
+    check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit", out=out, cols=len(strengths))
     d = resolve_direction(direction, G)
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
@@ -263,11 +277,11 @@ def edit(
     noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None
     images = render_ws(G, edited, batch_size=batch_size, noises=noises)
     if paste_back:
-        images = pasted_images(images, latents, photo, item)
+        images = pasted_images(images, latents, photo, item, out=out)
     save_output(images, out, cols=len(images), fps=fps)
 
 
-def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item: str) -> list[np.ndarray]:
+def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item: str, *, out: Path) -> list[np.ndarray]:
     from PIL import Image
 
     from .align import AlignedFace, paste_back
@@ -283,7 +297,7 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     if not Path(photo_path).is_file():
         fail(f"--paste-back: the photo {item} was projected from is no longer at {printable(photo_path)}; pass it with --photo PATH")
     original = load_photo(Path(photo_path))
-    check_output_size(len(images), original.width, original.height, "the edit pasted into the photo")  # photo-sized images
+    check_output_size(len(images), original.width, original.height, "the edit pasted into the photo", out=out, cols=len(images))  # photo-sized images
     return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
 
 
@@ -325,6 +339,7 @@ def directions_learn(
         parse_layers(layers, G.layer_resolutions)
     if save_labels is not None:
         save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
+        check_writable(save_labels.parent)
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
         truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
@@ -361,9 +376,12 @@ def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> 
     smaller --k onto it would leave a folder holding two runs' directions under one numbering."""
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
+    check_writable(outdir)
+    ours = {outdir / f"{prefix}_{i:02d}{suffix}" for i in range(k) for suffix in (".npy", ".json")}
+    if folders := sorted(p.name for p in ours if p.is_dir()):  # found half-way through the writing, they would leave two sets
+        fail(f"{outdir}/{folders[0]} is a folder where a direction file goes; move it or write to another --outdir")
     if overwrite or not outdir.is_dir():
         return
-    ours = {outdir / f"{prefix}_{i:02d}{suffix}" for i in range(k) for suffix in (".npy", ".json")}
     taken = sorted({p.name for p in ours if p.exists()} | {p.name for p in earlier_set(outdir, prefix)})
     if taken:
         fail(f"{outdir}/ already holds {', '.join(taken[:3])}{' ...' if len(taken) > 3 else ''}; pass --overwrite to replace them, or another --outdir")
@@ -483,7 +501,11 @@ def encoder_train(
         changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and getattr(opts, k, v) != v]
         if changed:
             fail(f"{out} was trained with other settings ({', '.join(f'{k} {saved[k]!r:.30}' for k in changed)}); resume with the same options")
+    side = -(-encoder.config.input_resolution // 32)  # the ResNet's last feature map is side x side
+    if batch_size * side * side < 2:
+        fail(f"--batch-size {batch_size} at input resolution {encoder.config.input_resolution}: batch norm needs two values per channel; use --batch-size 2 or more")
     out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)  # before the training, not at its first checkpoint
     start = int(state.get("step", 0)) if state else 0
     with StepProgress("training", steps, completed=start) as bar:
         train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))

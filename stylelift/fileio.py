@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -29,7 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        if e.filename is not None and Path(os.fsdecode(e.filename)) == tmp:
+        if e.filename is not None and Path(os.fsdecode(e.filename)).absolute() == tmp.absolute():  # writers may name it either way
             raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
     finally:
@@ -41,6 +42,22 @@ def file_in_the_way(folder: str | os.PathLike) -> Optional[Path]:
     folder = Path(folder)
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
     return existing if existing is not None and not existing.is_dir() else None
+
+
+def check_writable(folder: str | os.PathLike) -> None:
+    """Before long work: a file can be made in `folder`, or, when it does not exist yet, in the
+    nearest folder above it that does (where it will be made). Raises the OSError that writing
+    would, naming that folder; creates nothing."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        return  # a file in the way: `file_in_the_way` says so in words
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".stylelift-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror, str(existing)) from None
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

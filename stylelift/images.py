@@ -129,11 +129,10 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
         raise InputError(f"no frames to write to {path.name}")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
-            import imageio.v2 as imageio
-
             frames, durations = _gif_timing([first, *frames], fps)
-            # Pillow's GIF writer reads a one-item list as a list of frames, not as a delay
-            imageio.mimsave(tmp, frames, duration=durations if len(durations) > 1 else durations[0], loop=0)
+            images = [Image.fromarray(frame) for frame in frames]
+            with open(tmp, "wb") as f:  # opened here, so a folder that cannot be written is an OSError about this file
+                images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
         else:
             _write_mp4(tmp, first, frames, fps, name=path.name)
 

@@ -186,10 +186,12 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
 
     (tmp_path / "broken.jpg").write_text("nope")
     Image.fromarray(np.zeros([120, 120, 3], np.uint8)).save(tmp_path / "blank.png")
+    Image.new("RGB", (1, 5000)).save(tmp_path / "thin.png")  # shrunk for the detector, it would be 0 px wide
     out = tmp_path / "out"
-    r = CliRunner().invoke(app, ["align", str(PHOTO), str(tmp_path / "broken.jpg"), str(tmp_path / "blank.png"), "--size", "64", "--outdir", str(out)])
+    r = CliRunner().invoke(app, ["align", str(tmp_path / "thin.png"), str(PHOTO), str(tmp_path / "broken.jpg"), str(tmp_path / "blank.png"), "--size", "64", "--outdir", str(out)])
     assert r.exit_code == 1
     assert "no face found in blank.png" in r.output and "broken.jpg is not a readable image" in r.output
+    assert "no face found in thin.png" in r.output
     assert "Traceback" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
     assert Image.open(out / "astronaut.png").size == (64, 64)

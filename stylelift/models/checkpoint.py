@@ -248,8 +248,8 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
         "state_dict": state,
         "meta": json.loads(json.dumps(info, default=str)),
     }
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
+        torch.save(data, f)
 
 
 def network_id(G: MappedGenerator) -> str:

@@ -187,8 +187,8 @@ def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: O
     if not config["head_rank"]:
         del config["head_rank"]  # so that ResNet checkpoints stay readable by stylelift versions before head_rank
     data = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": config, "state_dict": state, "training": training or {}}
-    with atomic_path(path) as tmp:
-        torch.save(data, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
+        torch.save(data, f)
 
 
 def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, torch.device] = "cpu") -> tuple[Encoder, dict]:

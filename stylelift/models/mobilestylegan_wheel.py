@@ -95,7 +95,8 @@ def _save_cache(G: MobileStyleGAN, path: Path, meta: dict) -> None:
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(data, tmp)
+        with open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
+            torch.save(data, f)
         os.replace(tmp, path)  # atomic: a reader sees the old file, no file, or the whole new one
     finally:
         tmp.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError, error_message, is_out_of_memory
-from ..fileio import file_in_the_way
+from ..fileio import check_writable, file_in_the_way
 from ..images import load_photo, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
@@ -158,6 +158,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     blocker = file_in_the_way(job.outdir)
     if blocker is not None:
         raise InputError(f"--outdir {job.outdir}: {blocker} is a file, not a folder")
+    check_writable(job.outdir)  # before the optimisation, not after it
     G = load(job.network, job.device) if load is not None else load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
@@ -181,7 +182,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             failures += 1
             continue
         files = ProjectionFiles(job.outdir, path.stem)
-        if files.done() and not job.overwrite:
+        if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             if (why := earlier_run_differs(files, path, job, meta_base)) is None:
                 report(f"{path.name}: already done (use --overwrite to redo)")
             else:

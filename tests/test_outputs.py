@@ -1,0 +1,99 @@
+"""Outputs that cannot be written are found before the work, and said in one line."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import tiny_generator
+from stylelift import save_generator
+from stylelift.cli import app
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def net(tmp_path):
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(), path)
+    return path
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder no file can be made in, even by root (chattr +i), or a skip where that cannot be had."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    os.chmod(folder, 0o555)
+    immutable = False
+    if os.access(folder, os.W_OK) and shutil.which("chattr"):  # root ignores the mode
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    try:
+        (folder / "probe").write_text("x")
+        (folder / "probe").unlink()
+        writable = True
+    except OSError:
+        writable = False
+    if writable:
+        pytest.skip("no read-only folder can be made here")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    os.chmod(folder, 0o755)
+
+
+def one_line_naming(r, path) -> bool:
+    lines = r.output.strip().splitlines()
+    return r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:") and str(path) in lines[0] and ".tmp-" not in lines[0]
+
+
+def test_a_read_only_folder_is_one_line_before_any_work(tmp_path, net, read_only, monkeypatch):
+    from stylelift.projector import run as run_module
+
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
+    monkeypatch.setattr(run_module, "_project_batch", lambda *a: pytest.fail("projected before finding the folder read-only"))
+    r = invoke("project", tmp_path / "p.png", "--network", net, "--no-align", "--loss", "mse", "--steps", "2", "--outdir", read_only / "sub")
+    assert one_line_naming(r, read_only), r.output
+    for args in (
+        ["convert", net, read_only / "x.pt"],  # torch.save opening the file itself raised a RuntimeError
+        ["directions", "sefa", "--network", net, "--outdir", read_only],
+        ["directions", "learn", "--attribute", "x", "--labels", tmp_path / "none.csv", "--network", net, "--out", read_only / "d.npy"],
+        ["encoder", "fit", "--network", net, "--out", read_only / "f.pt", "--samples", "10", "--rank", "2"],
+        ["encoder", "train", "--network", net, "--out", read_only / "e.pt", "--steps", "1", "--batch-size", "2", "--input-resolution", "32"],
+    ):
+        r = invoke(*args)
+        assert one_line_naming(r, read_only), (args[:2], r.output)
+    monkeypatch.setattr("stylelift.generation.render_ws", lambda *a, **k: pytest.fail("rendered before finding the folder read-only"))
+    for out in ("x.gif", "x.png", "x.mp4"):
+        r = invoke("edit", "3", "--direction", "age", "--network", net, "--out", read_only / out)
+        assert one_line_naming(r, read_only), (out, r.output)
+    assert list(read_only.iterdir()) == []
+
+
+def test_a_picture_larger_than_its_format_holds_is_refused_before_rendering(tmp_path, net):
+    for out, count in (("e.webp", 1025), ("e.jpg", 4097)):  # 16-px tiles in a row: 16,400 and 65,552 pixels wide
+        r = invoke("edit", "3", "--direction", "age", "--strength", f"0:1:{count}", "--network", net, "--out", tmp_path / out)
+        assert r.exit_code == 1 and f"pixels, more than a {out[1:]}" in r.output, r.output  # before the direction is even read
+    r = invoke("truncation-sweep", "--seeds", "0", "--psi", "0:1:1023", "--network", net, "--out", tmp_path / "t.webp")
+    assert r.exit_code == 0 and Image.open(tmp_path / "t.webp").size == (1023 * 16, 16), r.output  # 16,368 pixels: fits
+
+
+def test_a_folder_where_one_of_a_set_goes_is_found_before_the_set_is_replaced(tmp_path, net):
+    s = tmp_path / "s"
+    assert invoke("directions", "sefa", "--network", net, "--k", "3", "--outdir", s).exit_code == 0
+    before = {p.name: p.read_bytes() for p in s.iterdir()}
+    (s / "sefa_01.json").unlink()
+    (s / "sefa_01.json").mkdir()
+    r = invoke("directions", "sefa", "--network", net, "--k", "3", "--layers", "0", "--outdir", s, "--overwrite")
+    assert r.exit_code == 1 and "sefa_01.json is a folder" in r.output, r.output
+    assert all((s / name).read_bytes() == data for name, data in before.items() if name != "sefa_01.json")  # nothing replaced
+
+
+def test_encoder_training_refuses_a_batch_norm_of_one_value(tmp_path, net):
+    r = invoke("encoder", "train", "--network", net, "--out", tmp_path / "e.pt", "--steps", "1", "--batch-size", "1", "--input-resolution", "32", "--device", "cpu")
+    assert r.exit_code == 1 and "--batch-size 2 or more" in r.output and not (tmp_path / "e.pt").exists(), r.output
