@@ -15,6 +15,7 @@ from typing import Annotated, Callable, Optional
 import numpy as np
 import typer
 
+from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import StyleliftError, error_message, is_out_of_memory
 from .fileio import check_writable, file_in_the_way
@@ -202,8 +203,17 @@ def resolve_device(name: str):
     return device
 
 
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"stylelift {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (give it before the command).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     keep_freed_memory()  # a CLI run is one job: reuse freed tensor memory (stylelift/runtime.py)
 
@@ -375,7 +385,7 @@ def project(
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     w_noise: Annotated[float, typer.Option(min=0, max=1, callback=finite, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
-    loss: Annotated[str, typer.Option(help="auto, or weighted terms such as lpips=1,mse=0.1 (see --help of the terms).")] = "auto",
+    loss: Annotated[str, typer.Option(help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
     perceptual_weights: Annotated[Optional[Path], typer.Option(help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,

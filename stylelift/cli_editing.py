@@ -246,7 +246,7 @@ def edit(
     class_idx: ClassOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
-    out: Annotated[Path, typer.Option(help="grid .png, or .mp4/.gif for a video.")] = Path("edit.png"),
+    out: Annotated[Path, typer.Option(help="A strip (.png, .jpg, .webp), or .mp4/.gif for a video with one frame per strength (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: FpsOpt = 10,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -308,7 +308,7 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
 @directions_app.command("learn")
 @user_errors
 def directions_learn(
-    attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier), or any name with --labels.")],
+    attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier; for age the youngest and oldest 30% are the two classes, as with any labels that are not 0/1), or any name with --labels.")],
     out: Annotated[Path, typer.Option(help="Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=10_000_000, help="Latents to sample and label.")] = 1000,
@@ -348,7 +348,8 @@ def directions_learn(
         d.meta["layers"] = layers
     out.parent.mkdir(parents=True, exist_ok=True)
     save_direction(out, d)
-    typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples)")
+    rough = " (too few to tell much: label more with --samples)" if d.meta["held_out"] < 50 else ""
+    typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples{rough})")
 
 
 def earlier_set(outdir: Path, prefix: str) -> list[Path]:

@@ -26,6 +26,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     An OSError about the temporary file names `path` instead: the file the user asked for."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    if len(os.fsencode(tmp.name)) > 255:  # a long name the file system takes, made too long by the temporary name's additions
+        tmp = path.with_name(f".stylelift.tmp-{os.getpid()}{path.suffix[:16]}")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -85,6 +85,10 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no latent file {path}")
+    if not path.is_file() and not path.is_dir():  # a FIFO or a device would be read forever
+        raise InputError(f"{path.name} is not a regular file")
+    if path.is_file():
+        open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"
     if path.is_file() and not zipfile.is_zipfile(path):
         raise InputError(f"{path.name} is not a readable .npz latent file: a latent file is an archive with a 'w' array (np.savez writes one)")
     try:
@@ -93,7 +97,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                 raise InputError(f"{path.name} has no 'w' array (keys: {', '.join(data.files) or 'none'})")
             _check_claimed_size(data, "w", path.name)
             raw = data["w"]
-            if not np.issubdtype(raw.dtype, np.floating) and not np.issubdtype(raw.dtype, np.integer):
+            if raw.dtype.kind not in "fiu":  # numbers; not complex, dates or times (timedelta64 counts as an integer to numpy)
                 raise InputError(f"{path.name}: 'w' holds {raw.dtype} values, not real numbers")
             with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
                 w = raw.astype(np.float32)
@@ -104,7 +108,10 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                     side = shape[-1] if shape else 0
                     if len(shape) < 2 or shape[-2] != side or not 1 <= side <= MAX_NOISE_SIDE or int(np.prod(shape, dtype=object)) != side * side:
                         raise InputError(f"{path.name}: '{key}' is {list(shape)}, not one square noise map of at most {MAX_NOISE_SIDE}x{MAX_NOISE_SIDE}")
-                    noises[int(key[6:])] = np.asarray(data[key], dtype=np.float32)
+                    noise = data[key]
+                    if noise.dtype.kind not in "fiu":
+                        raise InputError(f"{path.name}: '{key}' holds {noise.dtype} values, not real numbers")
+                    noises[int(key[6:])] = noise.astype(np.float32)
             meta: dict = {}
             if "meta" in data.files:
                 _check_claimed_size(data, "meta", path.name)

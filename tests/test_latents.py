@@ -49,6 +49,9 @@ def test_pickled_object_arrays_are_never_unpickled(tmp_path):
         ({"w": np.zeros(3)}, "shape"),
         ({"w": np.full([1, 2, 3], np.nan)}, "NaN"),
         ({"w": np.zeros([1, 2, 3]), "noise_0": np.full([1, 4, 4], np.inf)}, "noise_0"),
+        ({"w": np.zeros([1, 2, 3], "timedelta64[s]")}, "'w' holds timedelta64"),  # an integer to numpy, not a number to us
+        ({"w": np.zeros([1, 2, 3]), "noise_0": np.zeros([1, 4, 4], np.complex64)}, "'noise_0' holds complex64"),
+        ({"w": np.zeros([1, 2, 3]), "noise_0": np.zeros([2, 4, 4])}, "not one square noise map"),
     ],
 )
 def test_bad_contents(tmp_path, arrays, match):
@@ -128,3 +131,17 @@ def test_stored_noise_maps_must_be_one_map_of_the_layer_size():
     for bad in (np.zeros([2, sizes[0], sizes[0]], np.float32), np.zeros([sizes[0]], np.float32), np.zeros([1, 3, 3], np.float32)):
         with pytest.raises(InputError, match="noise map 0"):
             stored_noises(G, {**good, 0: bad}, "cpu")
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.npz")
+    with pytest.raises(InputError, match="not a regular file"):
+        load_latents(tmp_path / "pipe.npz")
+
+
+def test_a_long_file_name_gets_a_short_temporary_one(tmp_path):
+    name = "x" * 246 + ".npz"  # 250 bytes: allowed, but not with '.tmp-PID' added
+    save_latents(tmp_path / name, LatentFile(w=np.zeros([1, 2, 3], np.float32)))
+    assert load_latents(tmp_path / name).w.shape == (1, 2, 3) and [p.name for p in tmp_path.iterdir()] == [name]
