@@ -31,6 +31,9 @@ def test_lr_ramps_up_then_down_with_a_cosine():
     assert lr_at(500, 1000) == pytest.approx(0.1)
     assert lr_at(875, 1000) == pytest.approx(0.05)  # half-way down the 25% cosine
     assert lr_at(999, 1000) < 1e-4
+    assert lr_at(5, 20, rampup_min_steps=10) == pytest.approx(0.05)  # 5% of 20 steps is one: ramped over 10 instead
+    assert lr_at(2, 10, rampup_min_steps=10) == pytest.approx(0.04)  # over half a run shorter than 20 steps: 5 steps
+    assert lr_at(25, 1000, rampup_min_steps=10) == lr_at(25, 1000)  # 5% of 1000 is more than 10: NVIDIA's ramp
 
 
 def test_w_noise_decays_quadratically_to_zero_at_three_quarters():

@@ -135,7 +135,7 @@ def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, met
         earlier = load_latents(files.latent).meta
     except (StyleliftError, OSError) as e:
         return f"but its {files.latent.name} cannot be read ({error_message(e)})"
-    if earlier.get("photo_sha256", photo_hash(path)) != photo_hash(path):
+    if earlier.get("photo_sha256") not in (None, photo_hash(path)):  # files made before the hash was kept have none
         return f"from another photo of that name ({earlier.get('photo')})"
     alignment = earlier.get("alignment")
     if (alignment is not None) != job.align and "photo" in earlier:
