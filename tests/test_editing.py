@@ -286,6 +286,8 @@ def test_pca_directions_are_the_top_eigenvectors_of_the_sampled_ws():
     assert np.allclose(np.abs((pcs * top).sum(1)), 1, atol=1e-4)  # each the eigenvector (up to sign)
     assert np.allclose(var, values[::-1][:3], rtol=1e-3)  # and its variance
     assert np.allclose(var, ((w - w.mean(0)) @ pcs.T).var(0, ddof=1), rtol=1e-3)
+    assert np.all(np.take_along_axis(pcs, np.abs(pcs).argmax(1)[:, None], 1) > 0)  # signs fixed: the largest entry positive
+    assert pca_directions(G, samples=3, k=5)[0].shape == (2, G.w_dim)  # 3 samples span 2 directions
 
 
 def test_learn_from_a_labels_csv_finds_the_hidden_rule(tmp_path, net):
