@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+import torch
 
 from ..errors import InputError
 from ..fileio import parse_json, write_text_atomic
@@ -151,24 +152,24 @@ def learn_direction(
         from ..models.attributes import CLASSIFY_SIZE, classify
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
-        # held in host memory (100,000 samples of a 1024-px network are 3.8 GB), rendered a batch at a time
-        ws = latents_for_items(G, seeds, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
-        kept, kept_seeds, scores = [], [], []
-        for start in range(0, len(seeds), batch_size):
-            images = render_ws(G, ws[start : start + batch_size], batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
+        kept, kept_seeds, scores = [], [], []  # kept: the w of each labelled face (the boundary is fitted on w)
+        for start in range(0, len(seeds), batch_size):  # mapped, rendered and labelled a batch at a time: only the kept w stay
+            batch = seeds[start : start + batch_size]
+            ws = latents_for_items(G, batch, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device)
+            images = render_ws(G, ws, batch_size=batch_size, max_resolution=CLASSIFY_SIZE)
             for j, image in enumerate(images):
                 a = classify(image)
                 if a is None:
                     continue
                 if attribute == "gender" and abs(a.male - 0.5) < GENDER_CONFIDENCE - 0.5:
                     continue
-                kept.append(start + j)
-                kept_seeds.append(seeds[start + j])
+                kept.append(ws[j, 0].cpu())
+                kept_seeds.append(batch[j])
                 scores.append(a.age if attribute == "age" else float(a.male > 0.5))
             progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
         if len(scores) < 10:
             raise InputError(f"only {len(scores)} of {samples} samples could be labelled; sample more")
-        ws = ws[kept]
+        ws = torch.stack(kept)[:, None]  # [K, 1, w_dim]
         scores = np.array(scores)
         if save_labels is not None:
             write_labels_csv(save_labels, kept_seeds, scores, sampling)
