@@ -34,6 +34,7 @@ def test_lr_ramps_up_then_down_with_a_cosine():
     assert lr_at(5, 20, rampup_min_steps=10) == pytest.approx(0.05)  # 5% of 20 steps is one: ramped over 10 instead
     assert lr_at(2, 10, rampup_min_steps=10) == pytest.approx(0.04)  # over half a run shorter than 20 steps: 5 steps
     assert lr_at(25, 1000, rampup_min_steps=10) == lr_at(25, 1000)  # 5% of 1000 is more than 10: NVIDIA's ramp
+    assert lr_at(1, 20, rampup=0, rampup_min_steps=10) == pytest.approx(0.1)  # no ramp-up asked for: none
 
 
 def test_w_noise_decays_quadratically_to_zero_at_three_quarters():
@@ -487,3 +488,13 @@ def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file
     r = run(photo_path, *args, "--steps", "1", "--init", tmp_path / "a" / "astronaut.npz", "--outdir", tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert np.allclose(load_latents(tmp_path / "b" / "astronaut.npz").w, lf.w, atol=1e-6)  # one step at lr 0: the file's ws
+
+
+def test_a_video_that_cannot_be_written_fails_its_photo_and_the_others_go_on(photo_dir, monkeypatch):
+    ffmpeg = photo_dir / "ffmpeg"
+    ffmpeg.write_text("#!/bin/sh\necho 'no encoder' >&2\nexit 1\n")
+    ffmpeg.chmod(0o755)
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(ffmpeg))
+    photos, out = photo_dir / "photos", photo_dir / "out"
+    r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
+    assert r.exit_code == 1 and r.output.count("ffmpeg could not write") == 2 and "Traceback" not in r.output, r.output  # both were tried

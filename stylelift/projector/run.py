@@ -128,7 +128,7 @@ def photo_hash(path: Path) -> Optional[str]:
         return None  # reported when the photo is read
 
 
-def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, meta: dict) -> Optional[str]:
+def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, meta: dict, *, ignore: tuple[str, ...] = ()) -> Optional[str]:
     """None when the finished outputs in `files` are this run's: the same photo, the options their
     latent file records, and every file this run writes. Else how they differ, in words."""
     try:
@@ -140,7 +140,7 @@ def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, met
     alignment = earlier.get("alignment")
     if (alignment is not None) != job.align and "photo" in earlier:
         return "with --align" if alignment is not None else "with --no-align"
-    differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and earlier[key] != meta[key]]
+    differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
     if differ:
         return "with " + ", ".join(differ)
     missing = [files.path(suffix).name for suffix, wanted in (("_proj.mp4", job.video), ("_pasted.png", job.paste_back)) if wanted and not files.path(suffix).exists()]
@@ -183,7 +183,8 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             continue
         files = ProjectionFiles(job.outdir, path.stem)
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
-            if (why := earlier_run_differs(files, path, job, meta_base)) is None:
+            ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
+            if (why := earlier_run_differs(files, path, job, meta_base, ignore=ignore)) is None:
                 report(f"{path.name}: already done (use --overwrite to redo)")
             else:
                 report(f"error: {path.name}: done earlier {why}; pass --overwrite to redo it with these options, or another --outdir", error=True)
@@ -202,8 +203,8 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except KeyboardInterrupt:
             raise
         except (StyleliftError, OSError, MemoryError, RuntimeError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
-            if isinstance(e, RuntimeError) and not is_out_of_memory(e):
-                raise  # a bug, not this batch's failure
+            if isinstance(e, RuntimeError) and not isinstance(e, StyleliftError) and not is_out_of_memory(e):
+                raise  # a bug, not this batch's failure (a VideoError is a RuntimeError too, and the batch's)
             why = "out of memory (try a smaller --batch-size)" if is_out_of_memory(e) else error_message(e)
             for item in batch:
                 report(f"error: {item.path.name}: {why}", error=True)

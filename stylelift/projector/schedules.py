@@ -13,7 +13,7 @@ def lr_at(step: int, steps: int, *, lr: float = 0.1, rampup: float = 0.05, rampd
     """Learning rate: linear ramp-up over the first `rampup` of the run (but over at least
     `rampup_min_steps` steps, or half a shorter run), cosine ramp-down over the last `rampdown`."""
     t = step / steps
-    if rampup > 0 or rampup_min_steps > 0:
+    if rampup > 0:  # 0: no ramp-up at all, floor or not
         rampup = max(rampup, min(0.5, rampup_min_steps / steps))
     ramp = min(1.0, (1.0 - t) / rampdown) if rampdown > 0 else 1.0
     ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
