@@ -46,7 +46,7 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
     suffix = out.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         cols = cols or math.ceil(math.sqrt(count))
-        width, height = width * min(cols, count), height * math.ceil(count / cols)
+        width, height = width * cols, height * math.ceil(count / cols)  # as make_grid lays them out
     limit = MAX_IMAGE_SIDE.get(suffix)
     if limit is not None and max(width, height) > limit:
         fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png, or fewer images")
