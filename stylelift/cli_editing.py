@@ -239,6 +239,7 @@ def edit(
     item: Annotated[str, typer.Argument(help="A latent file (from project) or a seed.")],
     direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
+    unit: Annotated[str, typer.Option(help="What a strength of 1 is: w (a distance of 1 in W along the unit direction, InterFaceGAN's unit) or sigma (one standard deviation of the network's w along it, GANSpace's, measured on 10,000 samples; w varies far more along some PCA and SeFa directions than along others).")] = "w",
     layers: Annotated[Optional[str], typer.Option(help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
@@ -254,11 +255,13 @@ def edit(
     """Move a latent along an attribute direction at several strengths."""
     import torch
 
-    from .editing import apply_direction, parse_layers
+    from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
     from .generation import check_seed_options, is_seed, latents_for_items, render_ws, stored_noises
     from .latents import load_latents
 
+    if unit not in ("w", "sigma"):
+        raise typer.BadParameter("--unit must be w or sigma")
     check_out(out, video=True)
     check_seed_options([item], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
@@ -269,10 +272,15 @@ def edit(
     G, dev = load(network, device)
     check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit", out=out, cols=len(strengths))
     d = resolve_direction(direction, G)
+    vector = d.vector
+    if unit == "sigma":
+        sigma = w_std_along(G, d.vector)
+        typer.echo(f"1 sigma along {printable(direction, 100)} is {sigma:.3g} in W", err=True)
+        vector = d.vector * sigma
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
     ws = latents_for_items(G, [item], truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
-    edited = torch.cat([apply_direction(ws, d.vector, s, layer_idx) for s in strengths])
+    edited = torch.cat([apply_direction(ws, vector, s, layer_idx) for s in strengths])
     latents = None if is_seed(item) else load_latents(item)
     noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None
     images = render_ws(G, edited, batch_size=batch_size, noises=noises)

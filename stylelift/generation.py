@@ -59,6 +59,15 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
+def rendered(img: torch.Tensor, ws: Optional[torch.Tensor] = None) -> np.ndarray:
+    """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a --trunc or
+    --strength far outside the trained range overflows float32 and would be saved as black."""
+    if not torch.isfinite(img).all():
+        largest = f" (the largest |w| is {ws.abs().max().item():.3g})" if ws is not None and torch.isfinite(ws).all() else ""
+        raise InputError(f"the network's output is not finite{largest}: the latents are far outside what it was trained on; lower --trunc or --strength")
+    return to_uint8(img)
+
+
 def iter_seed_images(
     G,
     seeds: Sequence[int],
@@ -79,7 +88,7 @@ def iter_seed_images(
             z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
             with torch.inference_mode():
                 img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-            yield to_uint8(img)[0]
+            yield rendered(img)[0]
 
     return images()
 
@@ -100,7 +109,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", 
         for w in torch.from_numpy(latents.w).to(device):
             with torch.inference_mode():
                 img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
-            yield to_uint8(img)[0]
+            yield rendered(img, w)[0]
 
     return len(latents.w), images()
 
@@ -208,6 +217,7 @@ def iter_render_ws(
     if offered:
         kwargs["out_res"] = min(offered)
     for start in range(0, ws.shape[0], batch_size):
+        batch_ws = ws[start : start + batch_size].to(G.w_avg.device)
         with torch.inference_mode():
-            batch = to_uint8(G.synthesis(ws[start : start + batch_size].to(G.w_avg.device), noise_mode=noise_mode, noises=noises, **kwargs))
+            batch = rendered(G.synthesis(batch_ws, noise_mode=noise_mode, noises=noises, **kwargs), batch_ws)
         yield from batch

@@ -27,6 +27,7 @@ from stylelift.editing import (
     slerp,
     style_ranges,
     truncate,
+    w_std_along,
 )
 from stylelift.errors import InputError
 from stylelift.generation import latents_for_items, z_from_seed
@@ -290,6 +291,22 @@ def test_pca_directions_are_the_top_eigenvectors_of_the_sampled_ws():
     assert pca_directions(G, samples=3, k=5)[0].shape == (2, G.w_dim)  # 3 samples span 2 directions
 
 
+def test_sigma_is_the_spread_of_sampled_w_along_the_direction(tmp_path, net):
+    G = tiny_generator()
+    pcs, var = pca_directions(G, samples=2000, k=3, seed=0)
+    sigmas = [w_std_along(G, -3 * pc, samples=2000, seed=0) for pc in pcs]  # any length, either sign
+    assert np.allclose(np.square(sigmas), var, rtol=1e-3)  # the same samples: GANSpace's sigma of each component
+    save_direction(tmp_path / "pc2.npy", Direction(pcs[2:3], {}))
+    r = invoke("edit", "7", "--direction", tmp_path / "pc2.npy", "--strength", "-2,1", "--unit", "sigma", "--network", net, "--out", tmp_path / "s.png")
+    assert r.exit_code == 0 and f"1 sigma along {tmp_path / 'pc2.npy'} is " in r.output, r.output
+    sigma = w_std_along(G, pcs[2])
+    ws = latents_for_items(G, ["7"])
+    expected = [to_uint8(G.synthesis(apply_direction(ws, pcs[2], s * sigma)))[0] for s in (-2, 1)]
+    assert np.abs(np.hstack(expected).astype(int) - np.asarray(Image.open(tmp_path / "s.png")).astype(int)).max() <= 1
+    r = invoke("edit", "7", "--direction", tmp_path / "pc2.npy", "--unit", "sd", "--network", net, "--out", tmp_path / "x.png")
+    assert r.exit_code == 2 and "--unit must be w or sigma" in r.output and not (tmp_path / "x.png").exists()
+
+
 def test_learn_from_a_labels_csv_finds_the_hidden_rule(tmp_path, net):
     G = tiny_generator()
     seeds = [str(s) for s in range(200)]
@@ -412,6 +429,25 @@ def test_truncation_sweep_grid(tmp_path, net):
         z = torch.from_numpy(z_from_seed(seed, G.z_dim))
         for col, psi in ((0, -1.0), (2, 1.0)):  # every tile at its own psi, not only psi 0
             assert np.array_equal(t[row][col], to_uint8(G.synthesis(G.mapping(z, truncation_psi=psi)))[0]), (seed, psi)
+
+
+def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net):
+    """float32 overflows far outside the trained range; the NaN pixels were saved as a black picture."""
+    G = tiny_generator()
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
+    save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
+    runs = {
+        "generate": ("generate", "--seeds", "0", "--trunc", "1e38", "--outdir", tmp_path / "g"),
+        "generate file": ("generate", "--latents", tmp_path / "big.npz", "--outdir", tmp_path / "g"),
+        "edit": ("edit", "0", "--direction", tmp_path / "d.npy", "--strength", "1e39:1e39:1", "--out", tmp_path / "e.png"),
+        "mix": ("mix", "--rows", "0", "--cols", "1", "--trunc", "1e38", "--out", tmp_path / "m.png"),
+    }
+    for name, args in runs.items():
+        r = invoke(*args, "--network", net)
+        assert r.exit_code == 1 and "not finite" in r.output and "Traceback" not in r.output, (name, r.output)
+    assert not (tmp_path / "e.png").exists() and not (tmp_path / "m.png").exists() and not list((tmp_path / "g").glob("*.png"))
+    r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
+    assert r.exit_code == 0, r.output
 
 
 def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp_path, net):

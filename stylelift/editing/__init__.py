@@ -1,6 +1,6 @@
 """What users do with latents: truncation, style mixing, interpolation, attribute directions."""
 
-from .directions import Direction, apply_direction, condition, fit_boundary, load_direction, pca_directions, save_direction, sefa
+from .directions import Direction, apply_direction, condition, fit_boundary, load_direction, pca_directions, save_direction, sefa, w_std_along
 from .interpolation import interpolation_path, lerp, slerp
 from .layers import parse_layers, style_ranges
 from .mixing import mix_styles, mixing_grid, truncate
@@ -22,4 +22,5 @@ __all__ = [
     "slerp",
     "style_ranges",
     "truncate",
+    "w_std_along",
 ]
