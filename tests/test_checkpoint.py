@@ -1,3 +1,4 @@
+import warnings
 import zipfile
 
 import pytest
@@ -170,3 +171,21 @@ def test_torch_files_that_are_not_or_no_longer_archives_say_so(tmp_path):
     torch.save(data, tmp_path / "noconfig.pt")
     with pytest.raises(CheckpointError, match="has no config"):
         load_generator(tmp_path / "noconfig.pt")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: torch.zeros(3, dtype=torch.complex64), lambda: torch.zeros(3, dtype=torch.float8_e4m3fn), lambda: torch.quantize_per_tensor(torch.zeros(3), 0.1, 0, torch.qint8)],
+    ids=["complex", "float8", "quantised"],
+)
+def test_tensors_of_a_type_networks_are_not_stored_in_are_not_called_code(tmp_path, make):
+    """torch data types outside the allow-list are refused as unreadable, not as a file asking to run code."""
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    data = torch.load(tmp_path / "net.pt", weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates making quantised tensors; files of them exist
+        data["state_dict"]["mapping.fc0.weight"] = make()
+    torch.save(data, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"^cannot read odd.pt: it holds tensors of a type networks are not stored in \(torch\.") as e:
+        load_generator(tmp_path / "odd.pt")
+    assert "run code" not in str(e.value)

@@ -368,3 +368,12 @@ def test_plain_data_survives_every_protocol(protocol):
         "nested": [[[{"k": ()}]]],
     }
     assert safe_pickle.loads(pickle.dumps(data, protocol=protocol)) == data
+
+
+@pytest.mark.parametrize("value, said", [(5, "its 'G_ema' is an int, not a network"), ({"a": 1}, "its 'G_ema' is a dict with keys [\"'a'\"], not a network")])
+def test_a_g_ema_that_is_not_a_network_is_named_as_such(tmp_path, value, said):
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": value}, protocol=4))
+    with pytest.raises(CheckpointError) as e:
+        read_nvidia_pickle(path)
+    assert str(e.value) == f"odd.pkl is a pickle but not an NVIDIA PyTorch network pickle: {said}"

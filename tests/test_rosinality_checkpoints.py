@@ -174,3 +174,9 @@ def test_integer_weights_are_refused_in_one_line(tmp_path):
     with pytest.raises(CheckpointError) as e:
         read_rosinality(pf.write_torch(tmp_path / "g_ema.pt", sd))
     assert str(e.value) == "g_ema.pt: tensor conv1.activate.bias holds int64, not floating-point numbers"
+
+
+def test_a_g_ema_that_is_not_a_state_dict_is_named_as_such(tmp_path):
+    torch.save({"g_ema": 5, "latent_avg": torch.zeros(4)}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"^odd.pt is a torch file but not a rosinality StyleGAN2 checkpoint: its 'g_ema' holds int, not a state dict$"):
+        read_rosinality(tmp_path / "odd.pt")

@@ -106,7 +106,8 @@ def _describe(x: Any) -> str:
     if isinstance(x, dict):
         keys = [show_value(k, 30) for k in list(x)[:8]]
         return f"a dict with keys {keys}"
-    return f"a {type(x).__name__}"
+    name = type(x).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def _informational(value: Any, default: int) -> int:
@@ -122,9 +123,8 @@ def _informational(value: Any, default: int) -> int:
 def _read_pytorch(source: str, data: dict, file_size: int) -> RawNetwork:
     G = data.get("G_ema")
     if not isinstance(G, PersistentObject):
-        raise CheckpointError(
-            f"{source} is a pickle but not an NVIDIA PyTorch network pickle: no 'G_ema' network (found {_describe(data)})"
-        )
+        found = f"its 'G_ema' is {_describe(G)}, not a network" if "G_ema" in data else f"no 'G_ema' network (found {_describe(data)})"
+        raise CheckpointError(f"{source} is a pickle but not an NVIDIA PyTorch network pickle: {found}")
     modules = _module_tree(source, G)
     _refuse_other_generators(source, G, modules)
     records = _module_tensors(source, modules)

@@ -82,6 +82,8 @@ def _convert(source: str, ckpt: Any) -> RawNetwork:
         sd = ckpt["g_ema"]
     elif "input.input" in ckpt:
         sd = ckpt  # a bare generator state dict
+    elif "g_ema" in ckpt:
+        raise CheckpointError(f"{source} is a torch file but not a rosinality StyleGAN2 checkpoint: its 'g_ema' holds {type(ckpt['g_ema']).__name__}, not a state dict")
     else:
         keys = [str(k)[:30] for k in list(ckpt)[:8]]
         raise CheckpointError(f"{source} is a torch file but not a rosinality StyleGAN2 checkpoint: no 'g_ema' (keys: {keys})")

@@ -53,8 +53,15 @@ TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (pre-zip
 TORCH_LEGACY_PROTOCOL = 1001
 
 
-def refusal(source: str, what: str) -> UnsafeCheckpointError:
-    """The one message for a file that asks to run code; `what` is usually `module.qualname`."""
+def refusal(source: str, what: str) -> CheckpointError:
+    """The one message for a file that asks to run code; `what` is usually `module.qualname`.
+    A torch data type outside the allow-list (complex, quantised) is not code: that file is only
+    one stylelift cannot read."""
+    module, _, name = what.rpartition(".")
+    kind = getattr(torch, name, None) if module in ("torch", "torch.storage") else None
+    rebuilds_a_tensor = module == "torch._utils" and name in ("_rebuild_qtensor", "_rebuild_sparse_tensor", "_rebuild_nested_tensor", "_rebuild_meta_tensor_no_storage")
+    if isinstance(kind, torch.dtype) or (isinstance(kind, type) and name.endswith("Storage")) or rebuilds_a_tensor:
+        return CheckpointError(f"cannot read {source}: it holds tensors of a type networks are not stored in ({what}; stylelift reads real floating-point weights)")
     return UnsafeCheckpointError(f"refusing to load {source}: it asks to run code ({what})")
 
 
