@@ -17,7 +17,7 @@ import typer
 
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
-from .errors import StyleliftError, error_message, is_out_of_memory
+from .errors import StyleliftError, error_message, is_out_of_memory, per_item_error
 from .fileio import check_writable, file_in_the_way
 from .runtime import keep_freed_memory
 
@@ -359,8 +359,8 @@ def align(
         try:
             image = load_photo(path)
             faces = align_faces(image, size=size, cnn=cnn, name=path.name, only=None if all_faces else (face_index or 0))
-        except (StyleliftError, OSError) as e:
-            typer.secho(f"error: {printable(error_message(e), 1000)}", fg=typer.colors.RED, err=True)
+        except Exception as e:  # this photo fails; the others still run
+            typer.secho(f"error: {printable(per_item_error(e, path.name), 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
         for k, face in enumerate(faces):

@@ -564,7 +564,7 @@ def encoder_run(
     import torch
 
     from .cli import expand_photos
-    from .errors import StyleliftError, error_message
+    from .errors import per_item_error
     from .images import save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -580,8 +580,8 @@ def encoder_run(
     for path in paths:
         try:
             item = prepare(path, job, G.img_resolution)
-        except (StyleliftError, OSError) as e:
-            typer.secho(f"error: {printable(error_message(e), 1000)}", fg=typer.colors.RED, err=True)
+        except Exception as e:  # this photo fails; the others still run
+            typer.secho(f"error: {printable(per_item_error(e, path.name), 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
         target = to_tensor(item.target).to(dev)

@@ -1,6 +1,7 @@
 """Errors a user can cause. The CLI prints their message as one line and exits with code 1."""
 
 import errno
+import logging
 import sys
 
 
@@ -56,3 +57,15 @@ def error_message(e: BaseException) -> str:
     if e.errno == errno.EISDIR:
         return f"{name} is a folder, not a file"
     return f"{name}: {e.strerror or e}"
+
+
+def per_item_error(e: Exception, name: str) -> str:
+    """The error line for one photo of many that failed, so that the others still run: the message
+    of an expected error, or for an unexpected one (a library tripping over an odd file, or a bug)
+    its type and first line, with its traceback logged for `-v`."""
+    if isinstance(e, (StyleliftError, OSError)):
+        return error_message(e)
+    if is_out_of_memory(e):
+        return f"{name}: out of memory"
+    logging.getLogger("stylelift").info("traceback of the error on %s:", name, exc_info=e)
+    return f"{name}: unexpected {type(e).__name__}: {first_line(e)} (a stylelift bug? please report it with this file; -v prints the traceback)"

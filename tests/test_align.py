@@ -264,3 +264,26 @@ def test_align_size_is_checked(photo):
 
 def test_tiny_networks_get_tiny_aligned_faces(photo):
     assert align_face(photo, size=4).image.size == (4, 4)  # `stylelift project` aligns at the network's resolution
+
+
+def test_an_unexpected_error_on_one_photo_fails_that_photo_alone(tmp_path, monkeypatch):
+    """A library tripping over one odd file (or a bug) is that photo's error line; the rest are aligned."""
+    from typer.testing import CliRunner
+
+    import stylelift.align
+    from stylelift.cli import app
+
+    real = stylelift.align.align_faces
+
+    def trips_on_odd(image, *, name, **kw):
+        if name == "odd.png":
+            raise ValueError("some library's complaint\nsecond line")
+        return real(image, name=name, **kw)
+
+    monkeypatch.setattr(stylelift.align, "align_faces", trips_on_odd)
+    Image.open(PHOTO).save(tmp_path / "odd.png")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["align", str(tmp_path / "odd.png"), str(PHOTO), "--size", "64", "--outdir", str(out)])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "error: odd.png: unexpected ValueError: some library's complaint (a stylelift bug?" in r.output and "second line" not in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]

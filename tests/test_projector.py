@@ -15,6 +15,7 @@ from stylelift.generation import stored_noises
 from stylelift.projector import ProjectionOptions, parse_loss_spec, project, w_statistics
 from stylelift.projector.losses import MissingWeightsError, ms_ssim, ssim
 from stylelift.projector import metrics
+from stylelift.projector import run as run_module
 from stylelift.projector.metrics import psnr
 from stylelift.projector.project import same_device
 from stylelift.projector.schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
@@ -323,6 +324,22 @@ def photo_dir(tmp_path):
 
 def run(*args):
     return CliRunner().invoke(app, ["project", *map(str, args)])
+
+
+def test_an_unexpected_error_preparing_one_photo_fails_that_photo_alone(photo_dir, monkeypatch):
+    real = run_module.prepare
+
+    def trips_on_p0(path, *args):
+        if path.name == "p0.png":
+            raise IndexError("list index out of range")
+        return real(path, *args)
+
+    monkeypatch.setattr(run_module, "prepare", trips_on_p0)
+    out = photo_dir / "out"
+    r = run(photo_dir / "photos" / "p0.png", photo_dir / "photos" / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--outdir", out, "--loss", "mse", "--no-video")
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "error: p0.png: unexpected IndexError: list index out of range" in r.output
+    assert (out / "p1.npz").exists() and not (out / "p0.npz").exists()
 
 
 def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from ..errors import InputError, StyleliftError, error_message, is_out_of_memory
+from ..errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error
 from ..fileio import check_writable, file_in_the_way
 from ..images import load_photo, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
@@ -193,8 +193,8 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         try:
             files.check_writable(video=job.video, pasted=job.paste_back)
             todo.append(prepare(path, job, G.img_resolution))
-        except (StyleliftError, OSError) as e:
-            report(f"error: {error_message(e)}", error=True)
+        except Exception as e:  # this photo fails; the others still run
+            report(f"error: {per_item_error(e, path.name)}", error=True)
             failures += 1
     for start in range(0, len(todo), job.batch_size):
         batch = todo[start : start + job.batch_size]
