@@ -236,7 +236,7 @@ def interpolate(
 @app.command()
 @user_errors
 def edit(
-    item: Annotated[str, typer.Argument(help="A latent file (from project) or a seed.")],
+    items: Annotated[list[str], typer.Argument(help="Latent files (from project) and/or seeds: one row of the strip each.")],
     direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
     unit: Annotated[str, typer.Option(help="What a strength of 1 is: w (a distance of 1 in W along the unit direction, InterFaceGAN's unit) or sigma (one standard deviation of the network's w along it, GANSpace's, measured on 10,000 samples; w varies far more along some PCA and SeFa directions than along others).")] = "w",
@@ -245,32 +245,42 @@ def edit(
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
-    paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo.")] = False,
+    paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo (one latent file).")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
-    out: Annotated[Path, typer.Option(help="A strip (.png, .jpg, .webp), or .mp4/.gif for a video with one frame per strength (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
+    out: Annotated[Path, typer.Option(help="A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: FpsOpt = 10,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Move a latent along an attribute direction at several strengths."""
+    """Move latents along an attribute direction at several strengths."""
     import torch
 
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
     from .generation import check_seed_options, is_seed, latents_for_items, render_ws, stored_noises
+    from .images import make_grid
     from .latents import load_latents
 
     if unit not in ("w", "sigma"):
         raise typer.BadParameter("--unit must be w or sigma")
+    if paste_back and len(items) > 1:
+        raise typer.BadParameter("--paste-back pastes into one photo: give one latent file")
+    if len(items) > cli.MAX_LIST:
+        raise typer.BadParameter(f"{len(items)} items; at most {cli.MAX_LIST}")
     check_out(out, video=True)
-    check_seed_options([item], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
+    check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     if photo is not None and not photo.is_file():
         fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'no such file'}")
     strengths = parse_range(strength, what="--strength")
+    video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
-    check_output_size(len(strengths), G.img_resolution, G.img_resolution, "the edit", out=out, cols=len(strengths))
+    res, k, n = G.img_resolution, len(items), len(strengths)
+    if video:  # each frame: the items side by side
+        check_output_size(n, k * res, res, "the edit", out=out)
+    else:
+        check_output_size(k * n, res, res, "the edit", out=out, cols=n)
     d = resolve_direction(direction, G)
     vector = d.vector
     if unit == "sigma":
@@ -279,14 +289,21 @@ def edit(
         vector = d.vector * sigma
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
-    ws = latents_for_items(G, [item], truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
-    edited = torch.cat([apply_direction(ws, vector, s, layer_idx) for s in strengths])
-    latents = None if is_seed(item) else load_latents(item)
-    noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None
-    images = render_ws(G, edited, batch_size=batch_size, noises=noises)
-    if paste_back:
-        images = pasted_images(images, latents, photo, item, out=out)
-    save_output(images, out, cols=len(images), fps=fps)
+    ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
+    rows = []  # per item, its images at every strength
+    for item, w in zip(items, ws):
+        edited = torch.cat([apply_direction(w[None], vector, s, layer_idx) for s in strengths])
+        latents = None if is_seed(item) else load_latents(item)
+        noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None  # each file its own
+        images = render_ws(G, edited, batch_size=batch_size, noises=noises)
+        if paste_back:
+            images = pasted_images(images, latents, photo, item, out=out)
+        rows.append(images)
+    if video:
+        frames = [make_grid([row[j] for row in rows], cols=k) for j in range(n)] if k > 1 else rows[0]
+        save_output(frames, out, fps=fps)
+    else:
+        save_output([image for row in rows for image in row], out, cols=n)
 
 
 def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item: str, *, out: Path) -> list[np.ndarray]:

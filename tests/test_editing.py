@@ -716,6 +716,35 @@ def test_edit_and_generate_render_a_latent_file_with_its_own_noise_maps(tmp_path
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g" / "l00.png").convert("RGB")), expected)
 
 
+def test_edit_of_several_items_gives_a_row_each_and_video_frames_side_by_side(tmp_path, net):
+    from stylelift.generation import stored_noises
+
+    G = tiny_generator()
+    d = np.random.default_rng(2).normal(size=[1, G.w_dim])
+    save_direction(tmp_path / "d.npy", Direction(d, {}))
+    ws = G.mapping(torch.from_numpy(z_from_seed(9, G.z_dim)))
+    noises = {k: 2 * np.random.default_rng(k).normal(size=[1, layer.resolution, layer.resolution]).astype(np.float32) for k, layer in enumerate(G.synthesis.noise_layers())}
+    save_latents(tmp_path / "l.npz", LatentFile(w=ws.numpy(), noises=noises, meta={"network_id": network_id(G)}))
+    unit = torch.from_numpy(d / np.linalg.norm(d)).float()
+    expected = {  # the file with its own noise maps, the seed without
+        "file": [to_uint8(G.synthesis(apply_direction(ws, unit, s), noises=stored_noises(G, noises, "cpu")))[0] for s in (-1, 0, 2)],
+        "seed": [to_uint8(G.synthesis(apply_direction(latents_for_items(G, ["4"]), unit, s)))[0] for s in (-1, 0, 2)],
+    }
+    r = invoke("edit", tmp_path / "l.npz", "4", "--direction", tmp_path / "d.npy", "--strength", "-1,0,2", "--network", net, "--out", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "e.png", 16, 2, 3)
+    for row, name in enumerate(("file", "seed")):
+        for col in range(3):
+            assert np.abs(t[row][col].astype(int) - expected[name][col].astype(int)).max() <= 1, (name, col)
+    r = invoke("edit", tmp_path / "l.npz", "4", "--direction", tmp_path / "d.npy", "--strength", "-1,0,2", "--network", net, "--out", tmp_path / "e.gif")
+    assert r.exit_code == 0, r.output
+    frames = imageio.mimread(tmp_path / "e.gif")
+    assert len(frames) == 3 and frames[0].shape[:2] == (16, 32)
+    r = invoke("edit", tmp_path / "l.npz", "4", "--direction", tmp_path / "d.npy", "--paste-back", "--network", net, "--out", tmp_path / "x.png")
+    said = " ".join(r.output.replace("│", " ").split())
+    assert r.exit_code == 2 and "--paste-back pastes into one photo" in said and not (tmp_path / "x.png").exists()
+
+
 def test_directions_learn_condition_removes_the_other_direction(tmp_path, net):
     G = tiny_generator()
     (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{s % 3}\n" for s in range(60)))
