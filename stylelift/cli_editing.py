@@ -147,8 +147,10 @@ def mix(
     device: DeviceOpt = "auto",
 ) -> None:
     """Style-mixing grid: sources on the top row and left column, each cell mixes its row and column."""
+    import torch
+
     from .editing import mixing_grid, parse_layers
-    from .generation import check_seed_options, latents_for_items, render_ws
+    from .generation import check_seed_options, item_noises, latents_for_items, render_ws
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
@@ -158,9 +160,18 @@ def mix(
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(col_items) + 1)
     row_ws = latents_for_items(G, row_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     col_ws = latents_for_items(G, col_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
-    cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size)
-    row_imgs = render_ws(G, row_ws, batch_size=batch_size)
-    col_imgs = render_ws(G, col_ws, batch_size=batch_size)
+    noises = item_noises(G, row_items + col_items, dev)  # latent files bring their noise maps
+    cell_noises = None
+    if noises is not None:
+        mixed, r, c = set(layers), len(row_items), len(col_items)
+
+        def cell_noises(start: int, stop: int) -> list:  # noise input k sits in the layer that reads ws[k]
+            i, j = torch.arange(start, stop).div(c, rounding_mode="floor"), torch.arange(start, stop) % c  # cell (i, j), row-major
+            return [maps[r + j] if k in mixed else maps[i] for k, maps in enumerate(noises)]
+
+    cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises)
+    row_imgs = render_ws(G, row_ws, batch_size=batch_size, noises=None if noises is None else [m[: len(row_items)] for m in noises])
+    col_imgs = render_ws(G, col_ws, batch_size=batch_size, noises=None if noises is None else [m[len(row_items) :] for m in noises])
     blank = np.full_like(cells[0], 255)
     tiles = [blank] + col_imgs
     for i, row_img in enumerate(row_imgs):
@@ -190,7 +201,8 @@ def interpolate(
     import torch
 
     from .editing import interpolation_path
-    from .generation import check_seed_options, class_label, is_seed, iter_render_ws, latents_for_items, z_from_seed
+    from .editing.interpolation import between, path_steps
+    from .generation import check_seed_options, class_label, is_seed, item_noises, iter_render_ws, latents_for_items, z_from_seed
     from .models.base import check_truncation_cutoff
 
     if len(items) < 2:
@@ -208,6 +220,7 @@ def interpolate(
     if grid:
         check_out(out, video=False)
     G, dev = load(network, device)
+    frame_noises = None
     if space == "z":
         if not all(is_seed(i) for i in items):
             fail("--space z needs seeds; latent files live in W (use --space w)")
@@ -223,9 +236,16 @@ def interpolate(
     else:
         keys = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
+        noises = item_noises(G, items, dev)  # latent files bring their noise maps: lerped as their ws are
+        if noises is not None:
+            steps = path_steps(len(items), frames, loop=loop, easing=easing)
+
+            def frame_noises(start: int, stop: int) -> list:
+                return [torch.stack([between(maps[a], maps[b], t) for a, b, t in steps[start:stop]]) for maps in noises]
+
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
-    images = iter_render_ws(G, ws, batch_size=batch_size)  # an mp4 takes the frames as they are rendered
+    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises)  # an mp4 takes the frames as they are rendered
     if grid:
         images = list(images)
         save_output(images, out, cols=len(images))

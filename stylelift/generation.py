@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -128,6 +128,26 @@ def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor
     return out
 
 
+def item_noises(G, items: Sequence[str], device) -> Optional[list[torch.Tensor]]:
+    """Noise maps for rendering seeds and latent files together, the items in order: for each noise
+    input a stack [K, 1, r, r] of each latent file's stored map, or, for a seed or a file without
+    maps, the network's constant one (what noise_mode "const" uses). None when no item has stored
+    maps: then rendering with noise_mode "const" is the same and costs no memory."""
+    stored = {}
+    for i, item in enumerate(items):
+        if not is_seed(item):
+            latents = load_latents(item)
+            if latents.noises:
+                stored[i] = stored_noises(G, latents.noises, device)
+    if not stored:
+        return None
+    stacks = []
+    for k, layer in enumerate(G.synthesis.noise_layers()):
+        const = layer.noise_const.to(device).reshape(1, 1, layer.resolution, layer.resolution)
+        stacks.append(torch.cat([stored[i][k] if i in stored else const for i in range(len(items))]))
+    return stacks
+
+
 def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
     """Write each image to its path as it comes; with `grid_path`, also all of them in one grid."""
     kept = []
@@ -194,30 +214,42 @@ def latents_for_items(
     return torch.cat(out)
 
 
+# Noise maps for rendering K images: one map per noise input, [1, 1, r, r] shared by every image
+# (a projection's) or [K, 1, r, r], one per image; or a function (start, stop) giving those of
+# images start..stop-1, for sets too large to hold at once.
+Noises = Union[list[torch.Tensor], Callable[[int, int], list[torch.Tensor]]]
+
+
 @torch.inference_mode()
 def render_ws(
-    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None, max_resolution: Optional[int] = None
+    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[Noises] = None, max_resolution: Optional[int] = None
 ) -> list[np.ndarray]:
-    """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time.
-
-    `noises` (one map [1, 1, r, r] per noise layer, e.g. a projection's) are shared by all images.
-    `max_resolution` asks for a smaller native output where the network has one (else full size).
+    """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time, with `noises`
+    (see `Noises`) when given. `max_resolution` asks for a smaller native output where the network
+    has one (else full size).
     """
     return list(iter_render_ws(G, ws, batch_size=batch_size, noise_mode=noise_mode, noises=noises, max_resolution=max_resolution))
 
 
 def iter_render_ws(
-    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None, max_resolution: Optional[int] = None
+    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[Noises] = None, max_resolution: Optional[int] = None
 ) -> Iterator[np.ndarray]:
     """`render_ws`, one image at a time as the batches are rendered (for outputs too big to hold)."""
     if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
+    if noises is not None and not callable(noises) and any(m.shape[0] not in (1, ws.shape[0]) for m in noises):
+        raise InputError(f"noise maps for {ws.shape[0]} images must be one shared map or one per image, got {[m.shape[0] for m in noises]}")
     kwargs = {}
     offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]
     if offered:
         kwargs["out_res"] = min(offered)
     for start in range(0, ws.shape[0], batch_size):
-        batch_ws = ws[start : start + batch_size].to(G.w_avg.device)
+        stop = min(start + batch_size, ws.shape[0])
+        batch_ws = ws[start:stop].to(G.w_avg.device)
+        if noises is None or callable(noises):
+            batch_noises = noises(start, stop) if noises is not None else None
+        else:
+            batch_noises = [m if m.shape[0] == 1 else m[start:stop] for m in noises]
         with torch.inference_mode():
-            batch = rendered(G.synthesis(batch_ws, noise_mode=noise_mode, noises=noises, **kwargs), batch_ws)
+            batch = rendered(G.synthesis(batch_ws, noise_mode=noise_mode, noises=batch_noises, **kwargs), batch_ws)
         yield from batch

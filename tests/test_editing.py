@@ -745,6 +745,48 @@ def test_edit_of_several_items_gives_a_row_each_and_video_frames_side_by_side(tm
     assert r.exit_code == 2 and "--paste-back pastes into one photo" in said and not (tmp_path / "x.png").exists()
 
 
+def noisy_latent_file(G, path, seed):
+    """A latent file as project writes it on a network with noise inputs: w and its own noise maps."""
+    ws = G.mapping(torch.from_numpy(z_from_seed(seed, G.z_dim)))
+    rng = np.random.default_rng(seed)
+    noises = {k: 3 * rng.normal(size=[1, layer.resolution, layer.resolution]).astype(np.float32) for k, layer in enumerate(G.synthesis.noise_layers())}
+    save_latents(path, LatentFile(w=ws.numpy(), noises=noises, meta={"network_id": network_id(G)}))
+    return ws, [torch.from_numpy(noises[k]).reshape(1, 1, *noises[k].shape[1:]) for k in sorted(noises)]
+
+
+def const_noises(G):
+    return [layer.noise_const.reshape(1, 1, layer.resolution, layer.resolution) for layer in G.synthesis.noise_layers()]
+
+
+def test_mix_renders_latent_files_with_their_noise_maps_taken_with_their_layers(tmp_path, net):
+    G = tiny_generator()
+    ws_a, noise_a = noisy_latent_file(G, tmp_path / "a.npz", 5)
+    ws_seed = latents_for_items(G, ["2"])
+    r = invoke("mix", "--rows", "2", "--cols", tmp_path / "a.npz", "--styles", "0-2", "--network", net, "--out", tmp_path / "m.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "m.png", 16, 2, 2)
+    assert np.array_equal(t[0][1], to_uint8(G.synthesis(ws_a, noises=noise_a))[0])  # the column source as projected
+    assert np.array_equal(t[1][0], to_uint8(G.synthesis(ws_seed))[0])  # the seed with the network's own noise
+    mixed_noise = [noise_a[k] if k <= 2 else const_noises(G)[k] for k in range(len(noise_a))]  # noise k goes with ws[k]
+    expected = to_uint8(G.synthesis(mix_styles(ws_seed, ws_a, [0, 1, 2]), noises=mixed_noise))[0]
+    assert np.abs(t[1][1].astype(int) - expected.astype(int)).max() <= 1
+    assert not np.array_equal(expected, to_uint8(G.synthesis(mix_styles(ws_seed, ws_a, [0, 1, 2])))[0])  # the maps matter
+
+
+def test_interpolation_starts_and_ends_on_each_latent_files_own_image_noise_and_all(tmp_path, net):
+    G = tiny_generator()
+    ws_a, noise_a = noisy_latent_file(G, tmp_path / "a.npz", 5)
+    ws_b = latents_for_items(G, ["3"])
+    r = invoke("interpolate", tmp_path / "a.npz", "3", "--frames", "5", "--grid", "--network", net, "--out", tmp_path / "i.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "i.png", 16, 1, 5)
+    assert np.array_equal(t[0][0], to_uint8(G.synthesis(ws_a, noises=noise_a))[0])
+    assert np.array_equal(t[0][4], to_uint8(G.synthesis(ws_b))[0])
+    half = [a + (b - a) * 0.5 for a, b in zip(noise_a, const_noises(G))]
+    expected = to_uint8(G.synthesis(ws_a + (ws_b - ws_a) * 0.5, noises=half))[0]
+    assert np.abs(t[0][2].astype(int) - expected.astype(int)).max() <= 1
+
+
 def test_directions_learn_condition_removes_the_other_direction(tmp_path, net):
     G = tiny_generator()
     (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{s % 3}\n" for s in range(60)))

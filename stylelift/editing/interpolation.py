@@ -52,31 +52,41 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return direction * (na + (nb - na) * t)
 
 
-def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:
-    """keys [K, ...] -> [frames, ...] through every key in order (and back to the first with `loop`).
+def path_steps(num_keys: int, frames: int, *, loop: bool = False, easing: str = "linear") -> list[tuple[int, int, float]]:
+    """Where each frame of a path through `num_keys` keys lies: (key a, key b, t), the frame being
+    a + (b - a) * t, with t already eased; t is exactly 0 or 1 on a key's own frame.
 
-    Every key is a frame of its own, exactly (given at least one frame per segment): the frames
-    are shared out between the segments as evenly as whole numbers allow. Without a loop the first
-    frame is keys[0] and the last keys[-1]; a loop leaves out the repeated first key at the end.
+    The frames are shared out between the segments as evenly as whole numbers allow. Without a
+    loop the first frame is key 0 and the last the last key; a loop returns to key 0 and leaves out
+    its repeated frame at the end.
     """
-    if keys.shape[0] < 2:
+    if num_keys < 2:
         raise ValueError("interpolation needs at least two keys")
     if frames < 2:
         raise ValueError("interpolation needs at least two frames")
-    if loop:
-        keys = torch.cat([keys, keys[:1]])
-    segments = keys.shape[0] - 1
+    segments = num_keys if loop else num_keys - 1
     span = frames if loop else frames - 1  # frame steps along the whole path
     bounds = [math.floor(k * span / segments + 0.5) for k in range(segments + 1)]  # the frame of each key
-    out = []
+    steps = []
     for i in range(frames):
         s = max(k for k in range(segments) if bounds[k] <= i and bounds[k + 1] > bounds[k]) if i < span else segments - 1
-        t = ease(torch.tensor([(i - bounds[s]) / max(bounds[s + 1] - bounds[s], 1)], dtype=torch.float32, device=keys.device), easing)
-        fn = slerp if spherical else lerp
-        frame = fn(keys[s], keys[s + 1], t)[0]
-        if t.item() == 0:
-            frame = keys[s].clone()
-        elif t.item() == 1:
-            frame = keys[s + 1].clone()
-        out.append(frame)
-    return torch.stack(out)
+        t = ease(torch.tensor((i - bounds[s]) / max(bounds[s + 1] - bounds[s], 1), dtype=torch.float32), easing).item()
+        steps.append((s, (s + 1) % num_keys, t))
+    return steps
+
+
+def between(a: Tensor, b: Tensor, t: float, *, spherical: bool = False) -> Tensor:
+    """One frame of `path_steps`: a and b themselves at t = 0 and 1, else their lerp (or slerp)."""
+    if t == 0:
+        return a.clone()
+    if t == 1:
+        return b.clone()
+    return (slerp if spherical else lerp)(a, b, torch.tensor([t], dtype=torch.float32, device=a.device))[0]
+
+
+def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:
+    """keys [K, ...] -> [frames, ...] through every key in order (and back to the first with `loop`).
+
+    Every key is a frame of its own, exactly (given at least one frame per segment); see `path_steps`.
+    """
+    return torch.stack([between(keys[a], keys[b], t, spherical=spherical) for a, b, t in path_steps(keys.shape[0], frames, loop=loop, easing=easing)])
