@@ -108,7 +108,8 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
 @user_errors
 def truncation_sweep(
     network: NetworkOpt = DEFAULT_NETWORK,
-    seeds: Annotated[str, typer.Option(help="Seeds, one row each.")] = "0-3",
+    seeds: Annotated[Optional[str], typer.Option(help="Seeds, one row each; 0-3 when neither --seeds nor --latents is given.")] = None,
+    latents: Annotated[Optional[list[Path]], typer.Option(help="Latent files (from project), one row each after the seeds; repeat the option for more.")] = None,
     psi: Annotated[str, typer.Option(help="psi values START:STOP:COUNT, one column each.")] = "-1:1:9",
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
@@ -116,20 +117,24 @@ def truncation_sweep(
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
-    """The StyleGAN paper's truncation figure: seeds down, psi across."""
+    """The StyleGAN paper's truncation figure: seeds (and latent files) down, psi across."""
     import torch
 
     from .editing import truncate
-    from .generation import latents_for_items, render_ws
+    from .generation import check_seed_options, is_seed, item_noises, latents_for_items, render_ws
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
-    seed_items = [str(s) for s in parse_int_list(seeds)]
+    seed_list = parse_int_list(seeds) if seeds is not None else [] if latents else parse_int_list("0-3")
+    items = [str(s) for s in seed_list] + [str(p) if not is_seed(str(p)) else f"./{p}" for p in latents or []]  # a file named 12 is not seed 12
+    check_seed_options(items, class_idx=class_idx)
     G, dev = load(network, device)
-    check_output_size(len(seed_items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))
-    ws = latents_for_items(G, seed_items, class_idx=class_idx, device=dev)
+    check_output_size(len(items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))
+    ws = latents_for_items(G, items, class_idx=class_idx, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
-    save_output(render_ws(G, grid, batch_size=batch_size), out, cols=len(psis))
+    noises = item_noises(G, items, dev)  # latent files bring their noise maps, the same in every column
+    row_noises = None if noises is None else (lambda start, stop: [maps[torch.arange(start, stop) // len(psis)] for maps in noises])
+    save_output(render_ws(G, grid, batch_size=batch_size, noises=row_noises), out, cols=len(psis))
 
 
 @app.command()

@@ -450,6 +450,20 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     assert r.exit_code == 0, r.output
 
 
+def test_truncation_sweep_of_a_latent_file_keeps_its_noise_maps(tmp_path, net):
+    G = tiny_generator()
+    ws_a, noise_a = noisy_latent_file(G, tmp_path / "12", 5)  # a file whose name is all digits is still a file
+    r = invoke("truncation-sweep", "--latents", tmp_path / "12", "--psi", "0,0.5,1", "--network", net, "--out", tmp_path / "t.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "t.png", 16, 1, 3)  # no seed rows: --seeds was not given
+    for col, psi in enumerate((0, 0.5, 1)):
+        expected = to_uint8(G.synthesis(truncate(ws_a, G.w_avg, psi), noises=noise_a))[0]
+        assert np.abs(t[0][col].astype(int) - expected.astype(int)).max() <= 1, psi
+    r = invoke("truncation-sweep", "--seeds", "4", "--latents", tmp_path / "12", "--psi", "0.5", "--network", net, "--out", tmp_path / "u.png")
+    t = tiles(tmp_path / "u.png", 16, 2, 1)
+    assert r.exit_code == 0 and np.array_equal(t[0][0], to_uint8(G.synthesis(G.mapping(torch.from_numpy(z_from_seed(4, G.z_dim)), truncation_psi=0.5)))[0])
+
+
 def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp_path, net):
     """mix, interpolate and edit take --trunc-cutoff as generate does (NVIDIA's StyleGAN samples use 8)."""
     G = tiny_generator()
