@@ -198,7 +198,7 @@ def interpolate(
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help=".mp4 or .gif (or .png with --grid) [default: interpolation.mp4, or interpolation.png with --grid].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help=".mp4 or .gif, or .png with --grid (default: interpolation.mp4, or interpolation.png with --grid).")] = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -213,8 +213,10 @@ def interpolate(
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
     check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
-    if space not in ("w", "z") or easing not in ("linear", "smooth"):
-        raise typer.BadParameter("--space must be w or z, --easing linear or smooth")
+    if space not in ("w", "z"):
+        raise typer.BadParameter(f"--space must be w or z, not {space!r:.20}")
+    if easing not in ("linear", "smooth"):
+        raise typer.BadParameter(f"--easing must be linear or smooth, not {easing!r:.20}")
     if frames < 2:
         raise typer.BadParameter("--frames must be at least 2")
     out = out or Path("interpolation.png" if grid else "interpolation.mp4")
@@ -337,7 +339,9 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     from .align import AlignedFace, paste_back
     from .images import load_photo
 
-    align = (latents.meta.get("alignment") if latents is not None else None) or None
+    if latents is None:
+        fail(f"--paste-back: {item} is a seed; it needs a latent file made by `stylelift project` from a photo")
+    align = latents.meta.get("alignment") or None
     if align is None:
         fail(f"--paste-back needs a latent file made by `stylelift project` with alignment; {item} has none")
     face = AlignedFace.from_meta(align, what=item)

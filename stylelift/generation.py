@@ -59,12 +59,12 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
-def rendered(img: torch.Tensor, ws: Optional[torch.Tensor] = None) -> np.ndarray:
-    """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a --trunc or
-    --strength far outside the trained range overflows float32 and would be saved as black."""
+def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "") -> np.ndarray:
+    """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a truncation psi
+    or edit strength far outside the trained range overflows float32 and would be saved as black."""
     if not torch.isfinite(img).all():
-        largest = f" (the largest |w| is {ws.abs().max().item():.3g})" if ws is not None and torch.isfinite(ws).all() else ""
-        raise InputError(f"the network's output is not finite{largest}: the latents are far outside what it was trained on; lower --trunc or --strength")
+        largest = f"the largest |w| is {ws.abs().max().item():.3g}" if torch.isfinite(ws).all() else "w is not finite"
+        raise InputError(f"{what}the network's output is not finite ({largest}): the latents are far outside what it was trained on; ask for a truncation psi or an edit strength nearer 0")
     return to_uint8(img)
 
 
@@ -86,9 +86,10 @@ def iter_seed_images(
     def images():
         for seed in seeds:
             z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
-            with torch.inference_mode():
-                img = G(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, noise_mode=noise_mode)
-            yield rendered(img)[0]
+            with torch.inference_mode():  # G(z, c) in two steps, to report ws
+                ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+                img = G.synthesis(ws, noise_mode=noise_mode)
+            yield rendered(img, ws, f"seed {seed}: ")[0]
 
     return images()
 
@@ -106,10 +107,10 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", 
     noises = stored_noises(G, latents.noises, device) if latents.noises else None
 
     def images():
-        for w in torch.from_numpy(latents.w).to(device):
+        for i, w in enumerate(torch.from_numpy(latents.w).to(device)):
             with torch.inference_mode():
                 img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
-            yield rendered(img, w)[0]
+            yield rendered(img, w, f"{Path(path).name} latent {i}: ")[0]
 
     return len(latents.w), images()
 
@@ -150,11 +151,17 @@ def item_noises(G, items: Sequence[str], device) -> Optional[list[torch.Tensor]]
 
 def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
     """Write each image to its path as it comes; with `grid_path`, also all of them in one grid."""
-    kept = []
-    for img, path in zip(images, paths):
-        save_image(img, path)
-        if grid_path is not None:
-            kept.append(img)
+    kept, written = [], 0
+    try:
+        for img, path in zip(images, paths):
+            save_image(img, path)
+            written += 1
+            if grid_path is not None:
+                kept.append(img)
+    except InputError as e:  # an image that cannot be rendered: say what was written before it
+        if not written:
+            raise
+        raise InputError(f"{e} (the {written} image{'s' * (written != 1)} before it {'were' if written != 1 else 'was'} written; no grid)") from None
     if grid_path is not None and len(kept) > 1:
         save_image(make_grid(kept), grid_path)
 
@@ -200,6 +207,8 @@ def latents_for_items(
     c = seed_label(G, items, class_idx, device)
     out = []
     for item in items:
+        if not str(item).strip():
+            raise InputError("an empty item: give seeds (e.g. 42) and latent files (.npz)")
         if is_seed(item):
             z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
             with torch.no_grad():

@@ -406,6 +406,14 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
         assert r.exit_code == 1 and text in r.output and "Traceback" not in r.output, (extra, r.output)
     r = invoke("edit", tmp_path / "bad.npz", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
     assert r.exit_code == 1 and "needs [N, 6, 16]" in r.output
+    for args, text in [
+        (("3", "--direction", ""), "the direction's name is empty"),
+        (("", "--direction", tmp_path / "d.npy"), "an empty item"),
+        (("3", "--direction", tmp_path / "d.npy", "--layers", "0-1,,3"), "has an empty item"),
+        (("3", "--direction", tmp_path / "d.npy", "--paste-back"), "3 is a seed; it needs a latent file"),
+    ]:
+        r = invoke("edit", *args, "--network", net, "--out", tmp_path / "x.png")
+        assert r.exit_code == 1 and text in r.output and "Traceback" not in r.output, (args, r.output)
     usage = [
         (["--photo", tmp_path / "d.npy"], "add --paste-back"),
         (["--strength", "3:-3:0"], "COUNT must be 1 to"),
@@ -448,6 +456,11 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     assert not (tmp_path / "e.png").exists() and not (tmp_path / "m.png").exists() and not list((tmp_path / "g").glob("*.png"))
     r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
     assert r.exit_code == 0, r.output
+    w = np.stack([latents_for_items(G, ["0"])[0].numpy(), np.full([G.num_ws, G.w_dim], 3e38, np.float32)])
+    save_latents(tmp_path / "two.npz", LatentFile(w=w, meta={}))
+    r = invoke("generate", "--latents", tmp_path / "two.npz", "--outdir", tmp_path / "h", "--network", net)
+    assert r.exit_code == 1 and "two.npz latent 1: the network's output is not finite" in r.output, r.output
+    assert "(the 1 image before it was written; no grid)" in r.output and [p.name for p in (tmp_path / "h").iterdir()] == ["two00.png"]
 
 
 def test_truncation_sweep_of_a_latent_file_keeps_its_noise_maps(tmp_path, net):

@@ -42,7 +42,7 @@ def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
     for part in re.split(r"[,|+]", spec):
         part = part.strip().lower()
         if not part:
-            continue
+            raise InputError(f"layers {spec!r} has an empty item; use coarse, middle, fine, all or indices such as 0-3,8")
         if part in ranges:
             out.update(ranges[part])
             continue

@@ -22,6 +22,8 @@ def resolve_direction(spec: str, G) -> Direction:
     """
     from ..models import network_id
 
+    if not spec.strip():
+        raise InputError(f"the direction's name is empty: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
     if spec in SHIPPED:
         path = shipped_path(spec)
         if not path.exists():
