@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import tiny_generator
-from stylelift import CheckpointError, load_generator, network_id, save_generator
+from stylelift import CheckpointError, UnsafeCheckpointError, load_generator, network_id, save_generator
 from stylelift.models.checkpoint import FORMAT_TAG, NetworkNotFoundError, estimate_w_avg, sniff_format
 
 
@@ -179,13 +179,13 @@ def test_torch_files_that_are_not_or_no_longer_archives_say_so(tmp_path):
     ids=["complex", "float8", "quantised"],
 )
 def test_tensors_of_a_type_networks_are_not_stored_in_are_not_called_code(tmp_path, make):
-    """torch data types outside the allow-list are refused as unreadable, not as a file asking to run code."""
+    """torch data types outside the allow-list are named as such, not as a file asking to run code."""
     save_generator(tiny_generator(), tmp_path / "net.pt")
     data = torch.load(tmp_path / "net.pt", weights_only=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch deprecates making quantised tensors; files of them exist
         data["state_dict"]["mapping.fc0.weight"] = make()
     torch.save(data, tmp_path / "odd.pt")
-    with pytest.raises(CheckpointError, match=r"^cannot read odd.pt: it holds tensors of a type networks are not stored in \(torch\.") as e:
+    with pytest.raises(UnsafeCheckpointError, match=r"^refusing to load odd.pt: it names a tensor type stylelift does not read \(torch\.") as e:
         load_generator(tmp_path / "odd.pt")
     assert "run code" not in str(e.value)

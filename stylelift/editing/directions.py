@@ -251,7 +251,7 @@ def w_std_along(G, direction: np.ndarray | Tensor, *, samples: int = 10_000, see
     direction (on the bundled network w's spread is 2.8 along the first PCA component, 0.06 along
     the last; a unit vector does not say)."""
     _check_count("samples", samples, 2)
-    d = torch.as_tensor(np.asarray(direction, dtype=np.float64)).reshape(-1)
+    d = (direction.detach().cpu() if isinstance(direction, Tensor) else torch.as_tensor(np.asarray(direction))).double().reshape(-1)
     if d.numel() != G.w_dim or not torch.isfinite(d).all() or d.norm() == 0:
         raise InputError(f"the direction must be {G.w_dim} finite numbers, not all 0")
     d = d / d.norm()

@@ -53,15 +53,15 @@ TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (pre-zip
 TORCH_LEGACY_PROTOCOL = 1001
 
 
-def refusal(source: str, what: str) -> CheckpointError:
-    """The one message for a file that asks to run code; `what` is usually `module.qualname`.
-    A torch data type outside the allow-list (complex, quantised) is not code: that file is only
-    one stylelift cannot read."""
+def refusal(source: str, what: str) -> UnsafeCheckpointError:
+    """The one message for a file that names a global outside the allow-list; `what` is usually
+    `module.qualname`. A torch data type (complex, float8, quantised) is named as such, since that is
+    the likelier story, but the scan stopped there, so the file is refused as unsafe all the same."""
     module, _, name = what.rpartition(".")
-    kind = getattr(torch, name, None) if module in ("torch", "torch.storage") else None
+    kind = vars(torch).get(name) if module in ("torch", "torch.storage") else None  # vars: no lazy imports for a file's names
     rebuilds_a_tensor = module == "torch._utils" and name in ("_rebuild_qtensor", "_rebuild_sparse_tensor", "_rebuild_nested_tensor", "_rebuild_meta_tensor_no_storage")
     if isinstance(kind, torch.dtype) or (isinstance(kind, type) and name.endswith("Storage")) or rebuilds_a_tensor:
-        return CheckpointError(f"cannot read {source}: it holds tensors of a type networks are not stored in ({what}; stylelift reads real floating-point weights)")
+        return UnsafeCheckpointError(f"refusing to load {source}: it names a tensor type stylelift does not read ({what}; network weights are real floating-point numbers)")
     return UnsafeCheckpointError(f"refusing to load {source}: it asks to run code ({what})")
 
 
