@@ -26,7 +26,7 @@ import stylelift
 from stylelift.editing import apply_direction, interpolation_path, mix_styles, parse_layers, pca_directions, style_ranges, w_std_along
 from stylelift.editing.interpolation import between, path_steps
 from stylelift.editing.shipped import resolve_direction
-from stylelift.generation import latents_for_items, render_ws
+from stylelift.generation import item_noises, latents_for_items, render_ws
 from stylelift.images import load_photo, make_grid, save_image, to_tensor, to_uint8, write_video
 
 OFFLINE_LOSS = "mse=1,ms-ssim=1,face=0.1,face-id=0.1"  # what `stylelift project --loss auto` picks without ImageNet weights
@@ -71,12 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     mixed = mix_styles(seeds, ws.expand(len(seeds), -1, -1), coarse)
     save_image(make_grid(render_ws(G, torch.cat([seeds, mixed])), cols=3), args.outdir / "mix.png")
 
-    # 4. A loop from the photo to seed 0 and back; the projection's noise maps fade into the network's own.
+    # 4. A loop from the photo to seed 0 and back; the projection's noise maps fade into the network's constant ones.
     keys = torch.cat([ws, latents_for_items(G, ["0"], truncation_psi=0.7)])
     path = interpolation_path(keys, 48, loop=True, easing="smooth")
-    if noises is not None:
-        const = [layer.noise_const.reshape(1, 1, *layer.noise_const.shape) for layer in G.synthesis.noise_layers()]
-        ends = [torch.cat([mine, own]) for mine, own in zip(noises, const)]  # [2, 1, r, r] per noise input
+    ends = item_noises(G, [str(args.outdir / "projected.npz"), "0"], "cpu")  # the file's maps, then the network's own
+    if ends is not None:  # [2, 1, r, r] per noise input
         steps = path_steps(2, 48, loop=True, easing="smooth")  # where each frame lies: (key a, key b, t)
 
         def frame_noises(start, stop):  # a batch's maps at a time: all 48 frames' would be large at 1024 px

@@ -284,7 +284,7 @@ def edit(
 
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
-    from .generation import check_seed_options, is_seed, latents_for_items, render_ws, stored_noises
+    from .generation import check_seed_options, is_seed, item_noises, latents_for_items, render_ws
     from .images import make_grid
     from .latents import load_latents
 
@@ -317,14 +317,13 @@ def edit(
     layers = layers if layers is not None else d.default_layers
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
     ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
+    noises = item_noises(G, items, dev)  # latent files bring their noise maps
     rows = []  # per item, its images at every strength
-    for item, w in zip(items, ws):
+    for i, (item, w) in enumerate(zip(items, ws)):
         edited = torch.cat([apply_direction(w[None], vector, s, layer_idx) for s in strengths])
-        latents = None if is_seed(item) else load_latents(item)
-        noises = stored_noises(G, latents.noises, dev) if latents is not None and latents.noises else None  # each file its own
-        images = render_ws(G, edited, batch_size=batch_size, noises=noises)
+        images = render_ws(G, edited, batch_size=batch_size, noises=None if noises is None else [m[i : i + 1] for m in noises])
         if paste_back:
-            images = pasted_images(images, latents, photo, item, out=out)
+            images = pasted_images(images, None if is_seed(item) else load_latents(item), photo, item, out=out)
         rows.append(images)
     if video:
         frames = [make_grid([row[j] for row in rows], cols=k) for j in range(n)] if k > 1 else rows[0]
