@@ -26,7 +26,7 @@ import stylelift
 from stylelift.editing import apply_direction, interpolation_path, mix_styles, parse_layers, pca_directions, style_ranges, w_std_along
 from stylelift.editing.interpolation import between, path_steps
 from stylelift.editing.shipped import resolve_direction
-from stylelift.generation import item_noises, latents_for_items, render_ws
+from stylelift.generation import item_noises, iter_render_ws, latents_for_items, render_ws
 from stylelift.images import load_photo, make_grid, save_image, to_tensor, to_uint8, write_video
 
 OFFLINE_LOSS = "mse=1,ms-ssim=1,face=0.1,face-id=0.1"  # what `stylelift project --loss auto` picks without ImageNet weights
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             return [torch.stack([between(maps[a], maps[b], t) for a, b, t in steps[start:stop]]) for maps in ends]
     else:
         frame_noises = None
-    write_video(args.outdir / "morph.mp4", render_ws(G, path, noises=frame_noises), fps=24)
+    write_video(args.outdir / "morph.mp4", iter_render_ws(G, path, noises=frame_noises), fps=24)  # frames streamed to ffmpeg
     print(f"wrote projected.npz, projected.png, older_younger.png, mix.png and morph.mp4 to {args.outdir}/")
 
 

@@ -257,11 +257,10 @@ def generate(
     else:
         count, images = generation.iter_latent_file_images(G, latents, noise_mode=noise_mode, device=dev)
         names = [f"{latents.stem}{i:02d}.png" for i in range(count)]
-    grid_path = outdir / "grid.png" if grid and len(names) > 1 else None
+    grid_path = outdir / "grid.png" if grid else None
     if grid_path is not None and too_big(len(names), G.img_resolution, G.img_resolution):
         typer.echo(f"not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture")
         grid_path = None
-    outdir.mkdir(parents=True, exist_ok=True)
     generation.write_images(images, [outdir / n for n in names], grid_path=grid_path)  # each image is written as it is rendered
     typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)} to {outdir}/")
 

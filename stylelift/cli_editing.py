@@ -104,6 +104,11 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
     typer.echo(f"wrote {out}")
 
 
+def trunc_hint(trunc: float) -> str:
+    """What to change when an image of seeds and latent files is not finite: only --trunc is the user's."""
+    return "ask for a --trunc nearer 0" if trunc != 1 else ""
+
+
 @app.command("truncation-sweep")
 @user_errors
 def truncation_sweep(
@@ -121,7 +126,7 @@ def truncation_sweep(
     import torch
 
     from .editing import truncate
-    from .generation import check_seed_options, is_seed, item_noises, latents_for_items, render_ws
+    from .generation import check_seed_options, is_seed, item_name, item_noises, latents_for_items, render_ws
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
@@ -134,7 +139,11 @@ def truncation_sweep(
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
     noises = item_noises(G, items, dev)  # latent files bring their noise maps, the same in every column
     row_noises = None if noises is None else (lambda start, stop: [maps[torch.arange(start, stop) // len(psis)] for maps in noises])
-    save_output(render_ws(G, grid, batch_size=batch_size, noises=row_noises), out, cols=len(psis))
+
+    def names(k: int) -> str:
+        return f"{item_name(items[k // len(psis)])} at psi {psis[k % len(psis)]:g}"
+
+    save_output(render_ws(G, grid, batch_size=batch_size, noises=row_noises, names=names, hint="ask for --psi values nearer 0"), out, cols=len(psis))
 
 
 @app.command()
@@ -155,7 +164,7 @@ def mix(
     import torch
 
     from .editing import mixing_grid, parse_layers
-    from .generation import check_seed_options, item_noises, latents_for_items, render_ws
+    from .generation import check_seed_options, item_name, item_noises, latents_for_items, render_ws
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
@@ -174,9 +183,15 @@ def mix(
             i, j = torch.arange(start, stop).div(c, rounding_mode="floor"), torch.arange(start, stop) % c  # cell (i, j), row-major
             return [maps[r + j] if k in mixed else maps[i] for k, maps in enumerate(noises)]
 
-    cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises)
-    row_imgs = render_ws(G, row_ws, batch_size=batch_size, noises=None if noises is None else [m[: len(row_items)] for m in noises])
-    col_imgs = render_ws(G, col_ws, batch_size=batch_size, noises=None if noises is None else [m[len(row_items) :] for m in noises])
+    hint, n_rows = trunc_hint(trunc), len(row_items)
+    row_noises, col_noises = (None, None) if noises is None else ([m[:n_rows] for m in noises], [m[n_rows:] for m in noises])
+    row_imgs = render_ws(G, row_ws, batch_size=batch_size, noises=row_noises, names=lambda k: item_name(row_items[k]), hint=hint)
+    col_imgs = render_ws(G, col_ws, batch_size=batch_size, noises=col_noises, names=lambda k: item_name(col_items[k]), hint=hint)
+
+    def cell_name(k: int) -> str:
+        return f"the cell of {item_name(row_items[k // len(col_items)])} and {item_name(col_items[k % len(col_items)])}"
+
+    cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=hint)
     blank = np.full_like(cells[0], 255)
     tiles = [blank] + col_imgs
     for i, row_img in enumerate(row_imgs):
@@ -252,7 +267,7 @@ def interpolate(
 
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
-    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises)  # an mp4 takes the frames as they are rendered
+    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises, names=lambda k: f"frame {k + 1} of {len(ws)}", hint=trunc_hint(trunc))  # an mp4 takes the frames as they are rendered
     if grid:
         images = list(images)
         save_output(images, out, cols=len(images))
@@ -284,7 +299,7 @@ def edit(
 
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
-    from .generation import check_seed_options, is_seed, item_noises, latents_for_items, render_ws
+    from .generation import check_seed_options, is_seed, item_name, item_noises, latents_for_items, render_ws
     from .images import make_grid
     from .latents import load_latents
 
@@ -321,7 +336,14 @@ def edit(
     rows = []  # per item, its images at every strength
     for i, (item, w) in enumerate(zip(items, ws)):
         edited = torch.cat([apply_direction(w[None], vector, s, layer_idx) for s in strengths])
-        images = render_ws(G, edited, batch_size=batch_size, noises=None if noises is None else [m[i : i + 1] for m in noises])
+        def hint(j: int, item: str = item) -> str:  # what to change when image j is not finite
+            knobs = ["--strength values"] * (strengths[j] != 0) + ["a --trunc"] * (trunc != 1 and is_seed(item))
+            return f"ask for {' or '.join(knobs)} nearer 0" if knobs else ""
+
+        images = render_ws(
+            G, edited, batch_size=batch_size, noises=None if noises is None else [m[i : i + 1] for m in noises],
+            names=lambda j, item=item: f"{item_name(item)} at strength {strengths[j]:g}", hint=hint,
+        )  # fmt: skip
         if paste_back:
             images = pasted_images(images, None if is_seed(item) else load_latents(item), photo, item, out=out)
         rows.append(images)

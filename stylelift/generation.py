@@ -59,12 +59,14 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
-def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "") -> np.ndarray:
+def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "ask for a truncation psi nearer 0") -> np.ndarray:
     """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a truncation psi
-    or edit strength far outside the trained range overflows float32 and would be saved as black."""
+    or edit strength far outside the trained range overflows float32 and would be saved as black.
+    The error starts with `what` (which image) and ends with `hint` (what to change), when given."""
     if not torch.isfinite(img).all():
         largest = f"the largest |w| is {ws.abs().max().item():.3g}" if torch.isfinite(ws).all() else "w is not finite"
-        raise InputError(f"{what}the network's output is not finite ({largest}): the latents are far outside what it was trained on; ask for a truncation psi or an edit strength nearer 0")
+        advice = f"; {hint}" if hint else ""
+        raise InputError(f"{what}the network's output is not finite ({largest}): the latents are far outside what it was trained on{advice}")
     return to_uint8(img)
 
 
@@ -110,7 +112,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", 
         for i, w in enumerate(torch.from_numpy(latents.w).to(device)):
             with torch.inference_mode():
                 img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
-            yield rendered(img, w, f"{Path(path).name} latent {i}: ")[0]
+            yield rendered(img, w, f"{Path(path).name} latent {i}: ", hint="")[0]  # the file's own w: no option to change
 
     return len(latents.w), images()
 
@@ -150,10 +152,12 @@ def item_noises(G, items: Sequence[str], device) -> Optional[list[torch.Tensor]]
 
 
 def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
-    """Write each image to its path as it comes; with `grid_path`, also all of them in one grid."""
+    """Write each image to its path as it comes; with `grid_path`, also all of them in one grid.
+    Folders are made at the first image, so a first image that cannot be rendered leaves none."""
     kept, written = [], 0
     try:
         for img, path in zip(images, paths):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
             save_image(img, path)
             written += 1
             if grid_path is not None:
@@ -162,7 +166,8 @@ def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_pa
         if not written:
             raise
         raise InputError(f"{e} (the {written} image{'s' * (written != 1)} before it {'were' if written != 1 else 'was'} written; no grid)") from None
-    if grid_path is not None and len(kept) > 1:
+    if grid_path is not None and kept:  # one image too: a grid.png left from an earlier run would show other seeds
+        grid_path.parent.mkdir(parents=True, exist_ok=True)
         save_image(make_grid(kept), grid_path)
 
 
@@ -182,6 +187,11 @@ def check_seed_options(items: Sequence[str], *, class_idx: Optional[int] = None,
     asked = [name for name, given in (("--class", class_idx is not None), ("--trunc", truncation_psi != 1), ("--trunc-cutoff", truncation_cutoff is not None)) if given]
     if asked:
         raise InputError(f"{' and '.join(asked)} appl{'y' if len(asked) > 1 else 'ies'} to seeds; latent files already hold their ws (drop {'them' if len(asked) > 1 else 'it'})")
+
+
+def item_name(item: str) -> str:
+    """'seed 42' or the latent file's name, for messages."""
+    return f"seed {int(item)}" if is_seed(item) else Path(item).name
 
 
 def is_seed(item: str) -> bool:
@@ -230,20 +240,30 @@ Noises = Union[list[torch.Tensor], Callable[[int, int], list[torch.Tensor]]]
 
 
 @torch.inference_mode()
-def render_ws(
-    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[Noises] = None, max_resolution: Optional[int] = None
-) -> list[np.ndarray]:
-    """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time, with `noises`
-    (see `Noises`) when given. `max_resolution` asks for a smaller native output where the network
-    has one (else full size).
-    """
-    return list(iter_render_ws(G, ws, batch_size=batch_size, noise_mode=noise_mode, noises=noises, max_resolution=max_resolution))
+def render_ws(G, ws: torch.Tensor, **kwargs) -> list[np.ndarray]:
+    """uint8 HWC images for ws [K, num_ws, w_dim]: all of `iter_render_ws` in a list."""
+    return list(iter_render_ws(G, ws, **kwargs))
 
 
 def iter_render_ws(
-    G, ws: torch.Tensor, *, batch_size: int = 8, noise_mode: str = "const", noises: Optional[Noises] = None, max_resolution: Optional[int] = None
+    G,
+    ws: torch.Tensor,
+    *,
+    batch_size: int = 8,
+    noise_mode: str = "const",
+    noises: Optional[Noises] = None,
+    max_resolution: Optional[int] = None,
+    names: Optional[Callable[[int], str]] = None,
+    hint: Union[str, Callable[[int], str]] = "",
 ) -> Iterator[np.ndarray]:
-    """`render_ws`, one image at a time as the batches are rendered (for outputs too big to hold)."""
+    """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time and given out
+    one by one as they are (for outputs too big to hold), with `noises` (see `Noises`) when given.
+    `max_resolution` asks for a smaller native output where the network has one (else full size).
+
+    An image whose pixels are not finite is an InputError naming it (`names(k)` for image k, e.g.
+    "seed 4 at strength 3"; else "image k+1 of K") and ending with `hint` (or `hint(k)`), what the
+    user can change.
+    """
     if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
     if noises is not None and not callable(noises) and any(m.shape[0] not in (1, ws.shape[0]) for m in noises):
@@ -260,5 +280,10 @@ def iter_render_ws(
         else:
             batch_noises = [m if m.shape[0] == 1 else m[start:stop] for m in noises]
         with torch.inference_mode():
-            batch = rendered(G.synthesis(batch_ws, noise_mode=noise_mode, noises=batch_noises, **kwargs), batch_ws)
-        yield from batch
+            img = G.synthesis(batch_ws, noise_mode=noise_mode, noises=batch_noises, **kwargs)
+        bad = (~torch.isfinite(img)).flatten(1).any(dim=1)
+        if bad.any():
+            k = start + int(bad.int().argmax())  # the first image that failed
+            what = names(k) if names is not None else f"image {k + 1} of {ws.shape[0]}"
+            rendered(img[k - start], batch_ws[k - start], f"{what}: ", hint(k) if callable(hint) else hint)  # raises
+        yield from to_uint8(img)

@@ -135,7 +135,7 @@ def _stylelift_file_with(tmp_path, **changes):
         ({"channel_base": -64}, "channel_base must be an integer"),
         ({"mapping_layers": 10**9}, "mapping_layers must be an integer"),
         ({"z_dim": 4000}, "the weights do not fit"),  # plausible, but not what the weights are: refused before building
-        ({"meta": 7}, "meta is a int"),
+        ({"meta": 7}, "meta is an int"),
         ({"resample_filter": ["a"]}, "resample_filter must list"),
         ({"resample_filter": []}, "resample_filter must list"),
         ({"resample_filter": [1, 1e30, 1]}, "resample_filter must list 1 to 16 numbers within"),

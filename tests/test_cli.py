@@ -459,3 +459,16 @@ def test_labels_with_a_byte_order_mark_and_damaged_json_beside_a_set_are_read(od
     (s / "sefa_05.json").write_text("[" * 100_000 + "]" * 100_000)  # not a sidecar sefa wrote: neither read as one nor removed
     r = invoke("directions", "sefa", "--network", net, "--k", "2", "--outdir", s)
     assert r.exit_code == 0 and (s / "sefa_05.json").exists(), r.output
+
+
+def test_generate_of_one_seed_replaces_the_grid_of_an_earlier_run(tmp_path, net):
+    assert invoke("generate", "--seeds", "0-3", "--network", net, "--outdir", tmp_path / "g").exit_code == 0
+    r = invoke("generate", "--seeds", "5", "--network", net, "--outdir", tmp_path / "g")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "g" / "grid.png")), np.asarray(Image.open(tmp_path / "g" / "seed0005.png")))
+
+
+def test_generate_whose_first_image_fails_leaves_no_empty_folder(tmp_path, net):
+    r = invoke("generate", "--seeds", "0", "--trunc", "1e38", "--network", net, "--outdir", tmp_path / "new" / "g")
+    assert r.exit_code == 1 and "not finite" in r.output, r.output
+    assert not (tmp_path / "new").exists()

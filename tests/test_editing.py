@@ -1,5 +1,6 @@
 import json
 import warnings
+from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
@@ -444,16 +445,25 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     G = tiny_generator()
     save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
     save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
-    runs = {
-        "generate": ("generate", "--seeds", "0", "--trunc", "1e38", "--outdir", tmp_path / "g"),
-        "generate file": ("generate", "--latents", tmp_path / "big.npz", "--outdir", tmp_path / "g"),
-        "edit": ("edit", "0", "--direction", tmp_path / "d.npy", "--strength", "1e39:1e39:1", "--out", tmp_path / "e.png"),
-        "mix": ("mix", "--rows", "0", "--cols", "1", "--trunc", "1e38", "--out", tmp_path / "m.png"),
+    runs = {  # each names the image that failed and what to change (nothing, for a file's own w)
+        ("generate", "--seeds", "0", "--trunc", "1e38", "--outdir", tmp_path / "g"): "seed 0: ; ask for a truncation psi nearer 0",
+        ("generate", "--latents", tmp_path / "big.npz", "--outdir", tmp_path / "g"): "big.npz latent 0: ; what it was trained on",
+        ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "-1e39,0", "--out", tmp_path / "e.png"): "seed 3 at strength -1e+39: ; ask for --strength values nearer 0",
+        ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "big.npz at strength 0: ; what it was trained on",  # its own w: no option to change
+        ("edit", "3", "--trunc", "1e38", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "seed 3 at strength 0: ; ask for a --trunc nearer 0",
+        ("mix", "--rows", "0", "--cols", "1", "--trunc", "1e38", "--out", tmp_path / "m.png"): "seed 0: ; ask for a --trunc nearer 0",
+        ("mix", "--rows", "0,1", "--cols", f"2,{tmp_path / 'big.npz'}", "--out", tmp_path / "m.png"): "big.npz: ; what it was trained on",
+        ("truncation-sweep", "--seeds", "5", "--psi", "1,1e38", "--out", tmp_path / "t.png"): "seed 5 at psi 1e+38: ; ask for --psi values nearer 0",
+        ("interpolate", "4", tmp_path / "big.npz", "--frames", "3", "--grid", "--out", tmp_path / "i.png"): "frame 2 of 3: ; what it was trained on",
     }
-    for name, args in runs.items():
+    for args, said in runs.items():
         r = invoke(*args, "--network", net)
-        assert r.exit_code == 1 and "not finite" in r.output and "Traceback" not in r.output, (name, r.output)
-    assert not (tmp_path / "e.png").exists() and not (tmp_path / "m.png").exists() and not list((tmp_path / "g").glob("*.png"))
+        out = " ".join(r.output.split())
+        assert r.exit_code == 1 and "not finite" in out and "Traceback" not in out, (args, r.output)
+        what, advice = said.split(" ; ")
+        assert out.startswith(f"error: {what} the network's output is not finite") and out.endswith(advice), (args, out)
+    assert "ask for" not in invoke("mix", "--rows", "0", "--cols", tmp_path / "big.npz", "--network", net, "--out", tmp_path / "m.png").output
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"] and not list((tmp_path / "g").glob("*.png"))
     r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
     assert r.exit_code == 0, r.output
     w = np.stack([latents_for_items(G, ["0"])[0].numpy(), np.full([G.num_ws, G.w_dim], 3e38, np.float32)])
@@ -909,3 +919,42 @@ def test_seeds_are_ascii_digits():
     assert is_seed("42") and is_seed("007") and not is_seed("\u00b2") and not is_seed("4\u00b2") and not is_seed("-1") and not is_seed("")
     with pytest.raises(FileNotFoundError, match="neither a seed nor"):
         latents_for_items(tiny_generator(), ["\u00b2"])
+
+
+def test_mix_grid_of_several_files_and_seeds_gives_every_cell_its_own_noise_maps(tmp_path, net):
+    """2 rows x 3 columns mixing files and seeds, rendered in batches that straddle rows: a swapped
+    row/column index or a batch offset would give some cell another item's maps."""
+    G = tiny_generator()
+    files = {name: noisy_latent_file(G, tmp_path / f"{name}.npz", seed) for name, seed in (("a", 5), ("b", 6), ("c", 7))}
+    rows, cols = ["2", str(tmp_path / "b.npz")], [str(tmp_path / "a.npz"), "3", str(tmp_path / "c.npz")]
+
+    def source(item):  # (ws, noise maps) of one item, rendered alone
+        name = Path(item).stem
+        return files[name] if name in files else (latents_for_items(G, [item]), const_noises(G))
+
+    r = invoke("mix", "--rows", ",".join(rows), "--cols", ",".join(cols), "--styles", "0-2", "--batch-size", "4", "--network", net, "--out", tmp_path / "m.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "m.png", 16, 3, 4)
+    for i, row in enumerate(rows):
+        (row_ws, row_noise) = source(row)
+        assert np.array_equal(t[i + 1][0], to_uint8(G.synthesis(row_ws, noises=row_noise))[0]), row
+        for j, col in enumerate(cols):
+            col_ws, col_noise = source(col)
+            noise = [col_noise[k] if k <= 2 else row_noise[k] for k in range(len(row_noise))]
+            expected = to_uint8(G.synthesis(mix_styles(row_ws, col_ws, [0, 1, 2]), noises=noise))[0]
+            assert np.abs(t[i + 1][j + 1].astype(int) - expected.astype(int)).max() <= 1, (row, col)
+
+
+def test_truncation_sweep_rows_of_files_and_seeds_keep_their_own_noise_maps(tmp_path, net):
+    G = tiny_generator()
+    ws_a, noise_a = noisy_latent_file(G, tmp_path / "a.npz", 5)
+    ws_b, noise_b = noisy_latent_file(G, tmp_path / "b.npz", 6)
+    args = ("--seeds", "4", "--latents", tmp_path / "a.npz", "--latents", tmp_path / "b.npz", "--psi", "0.5,1", "--batch-size", "3")
+    r = invoke("truncation-sweep", *args, "--network", net, "--out", tmp_path / "t.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "t.png", 16, 3, 2)
+    rows = [(latents_for_items(G, ["4"], truncation_psi=1), const_noises(G)), (ws_a, noise_a), (ws_b, noise_b)]
+    for i, (ws, noise) in enumerate(rows):
+        for j, psi in enumerate((0.5, 1)):
+            expected = to_uint8(G.synthesis(truncate(ws, G.w_avg, psi), noises=noise))[0]
+            assert np.abs(t[i][j].astype(int) - expected.astype(int)).max() <= 1, (i, psi)

@@ -180,3 +180,12 @@ def test_a_g_ema_that_is_not_a_state_dict_is_named_as_such(tmp_path):
     torch.save({"g_ema": 5, "latent_avg": torch.zeros(4)}, tmp_path / "odd.pt")
     with pytest.raises(CheckpointError, match=r"^odd.pt is a torch file but not a rosinality StyleGAN2 checkpoint: its 'g_ema' holds int, not a state dict$"):
         read_rosinality(tmp_path / "odd.pt")
+
+
+def test_a_torch_file_of_another_kind_is_named_with_its_type(tmp_path):
+    torch.save(7, tmp_path / "number.pt")
+    with pytest.raises(CheckpointError, match=r"\(it holds an int\)$"):
+        read_rosinality(tmp_path / "number.pt")
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match=r"\(it holds a list\)$"):
+        read_rosinality(tmp_path / "list.pt")

@@ -24,7 +24,7 @@ from ..fileio import atomic_path
 from .base import MappedGenerator
 from .download import is_url
 from .raw import RawNetwork
-from .reading import check_shapes, show_value
+from .reading import a_type, check_shapes, show_value
 from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
@@ -124,7 +124,7 @@ def read_stylelift(path: Path) -> RawNetwork:
     check_shapes(path.name, cfg, {k: tuple(v.shape) for k, v in state.items()})  # before anything is built from cfg
     meta = data.get("meta") or {}
     if not isinstance(meta, dict):
-        raise CheckpointError(f"{path.name}: its meta is a {type(meta).__name__}, not a dict")
+        raise CheckpointError(f"{path.name}: its meta is {a_type(meta)}, not a dict")
     return RawNetwork(cfg, state, format="stylelift", has_w_avg="mapping.w_avg" in state, info=dict(meta))
 
 
@@ -235,7 +235,7 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
     architecture = getattr(G, "family", None)
     if architecture not in _CONFIGS:
         source = getattr(G, "source", type(G).__name__)
-        raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators, and {source} is a {type(G).__name__}: no conversion is needed, every command loads it as it is (--network {source})")
+        raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators, and {source} is {a_type(G)}: no conversion is needed, every command loads it as it is (--network {source})")
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
     info = {k: v for k, v in info.items() if v is not None}

@@ -97,7 +97,13 @@ def show_value(value: Any, width: int = 40) -> str:
     structure (a list that holds itself many times over would take forever to print)."""
     if value is None or isinstance(value, (bool, int, float, str, bytes, np.integer, np.floating)):
         return repr(value[:width] if isinstance(value, (str, bytes)) else value)[:width]
-    return f"a {type(value).__name__}"
+    return a_type(value)
+
+
+def a_type(value: Any) -> str:
+    """'a dict', 'an OrderedDict': the type of a value from the file, with its article."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def int_setting(source: str, value: Any, what: str, *, minimum: int = 0) -> int:

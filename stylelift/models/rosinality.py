@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
 from .nvidia import taps_from_kernel
-from .reading import check_floating, check_shapes, to_float32
+from .reading import a_type, check_floating, check_shapes, to_float32
 from .raw import RawNetwork
 from .rosinality_stylegan import is_stylegan_checkpoint, read_stylegan_checkpoint
 from .stylegan2 import StyleGAN2Config
@@ -71,7 +71,7 @@ def _load(path: Path) -> Any:
 
 def _convert(source: str, ckpt: Any) -> RawNetwork:
     if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{source} is a torch file but not a rosinality checkpoint (it holds a {type(ckpt).__name__})")
+        raise CheckpointError(f"{source} is a torch file but not a rosinality checkpoint (it holds {a_type(ckpt)})")
     if is_stylegan_checkpoint(ckpt):  # rosinality's StyleGAN (v1) port
         return read_stylegan_checkpoint(source, ckpt)
     args = ckpt.get("args")
