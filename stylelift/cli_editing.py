@@ -28,9 +28,15 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 def check_out(out: Path, *, video: bool) -> None:
     """Refuse an output name whose format we cannot write, before any work is done."""
     ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
+    check_not_folder(out)
     if out.suffix.lower() not in ok:
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
     check_writable(out.parent)
+
+
+def check_not_folder(out: Path, suffix: str = ".png") -> None:
+    if out.is_dir():
+        raise typer.BadParameter(f"--out {out} is a folder: give a file name, e.g. {out / 'NAME'}{suffix}")
 
 
 MAX_IMAGE_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500, ".gif": 65535, ".png": 2**31 - 1}  # what each format can hold
@@ -235,6 +241,7 @@ def interpolate(
     if frames < 2:
         raise typer.BadParameter("--frames must be at least 2")
     out = out or Path("interpolation.png" if grid else "interpolation.mp4")
+    check_not_folder(out, ".png" if grid else ".mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
     if grid and out.suffix.lower() in VIDEO_SUFFIXES:
@@ -386,7 +393,7 @@ def directions_learn(
     attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier; for age the youngest and oldest 30% are the two classes, as with any labels that are not 0/1), or any name with --labels.")],
     out: Annotated[Path, typer.Option(help="Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    samples: Annotated[int, typer.Option(min=10, max=10_000_000, help="Latents to sample and label.")] = 1000,
+    samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit: 2 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[Path], typer.Option("--condition", help="Remove the component along this direction (.npy).")] = None,
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,

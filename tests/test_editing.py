@@ -958,3 +958,20 @@ def test_truncation_sweep_rows_of_files_and_seeds_keep_their_own_noise_maps(tmp_
         for j, psi in enumerate((0.5, 1)):
             expected = to_uint8(G.synthesis(truncate(ws, G.w_avg, psi), noises=noise))[0]
             assert np.abs(t[i][j].astype(int) - expected.astype(int)).max() <= 1, (i, psi)
+
+
+def test_an_out_that_is_a_folder_is_named_as_a_folder(tmp_path, net, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short path: rich wraps long ones mid-word
+    (tmp_path / "outdir").mkdir()
+    runs = {
+        ("edit", "0", "--direction", "1", "--out"): ".png",
+        ("mix", "--rows", "0", "--cols", "1", "--out"): ".png",
+        ("truncation-sweep", "--out"): ".png",
+        ("interpolate", "0", "1", "--out"): ".mp4",
+        ("interpolate", "0", "1", "--grid", "--out"): ".png",
+    }
+    for args, suffix in runs.items():
+        r = invoke(*args, "outdir", "--network", net)
+        said = " ".join(r.output.replace("│", " ").split())
+        assert r.exit_code == 2 and f"--out outdir is a folder: give a file name, e.g. outdir/NAME{suffix}" in said, (args, said)
+    assert list((tmp_path / "outdir").iterdir()) == []
