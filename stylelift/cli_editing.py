@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Iterable, Optional
+from typing import Annotated, Iterable, Iterator, Optional
 
 import numpy as np
 import typer
@@ -31,6 +32,8 @@ def check_out(out: Path, *, video: bool) -> None:
     check_not_folder(out)
     if out.suffix.lower() not in ok:
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
+    if (blocker := file_in_the_way(out.parent)) is not None:
+        fail(f"--out {out}: {blocker} is a file, not a folder")
     check_writable(out.parent)
 
 
@@ -110,6 +113,16 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
     typer.echo(f"wrote {out}")
 
 
+def shown(images: Iterable[np.ndarray], total: int, label: str = "rendering") -> Iterator[np.ndarray]:
+    """`images` as they come, with a progress bar on stderr (a line every tenth off a terminal)."""
+    from .progress import StepProgress
+
+    with StepProgress(label, total, transient=True) as bar:
+        for k, image in enumerate(images, 1):
+            yield image
+            bar.update(k)
+
+
 def trunc_hint(trunc: float) -> str:
     """What to change when an image of seeds and latent files is not finite: only --trunc is the user's."""
     return "ask for a --trunc nearer 0" if trunc != 1 else ""
@@ -132,7 +145,7 @@ def truncation_sweep(
     import torch
 
     from .editing import truncate
-    from .generation import check_seed_options, is_seed, item_name, item_noises, latents_for_items, render_ws
+    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
@@ -149,7 +162,8 @@ def truncation_sweep(
     def names(k: int) -> str:
         return f"{item_name(items[k // len(psis)])} at psi {psis[k % len(psis)]:g}"
 
-    save_output(render_ws(G, grid, batch_size=batch_size, noises=row_noises, names=names, hint="ask for --psi values nearer 0"), out, cols=len(psis))
+    images = iter_render_ws(G, grid, batch_size=batch_size, noises=row_noises, names=names, hint="ask for --psi values nearer 0")
+    save_output(list(shown(images, len(grid))), out, cols=len(psis))
 
 
 @app.command()
@@ -170,7 +184,7 @@ def mix(
     import torch
 
     from .editing import mixing_grid, parse_layers
-    from .generation import check_seed_options, item_name, item_noises, latents_for_items, render_ws
+    from .generation import check_seed_options, item_name, item_noises, iter_render_ws, latents_for_items, render_ws
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
@@ -197,7 +211,7 @@ def mix(
     def cell_name(k: int) -> str:
         return f"the cell of {item_name(row_items[k // len(col_items)])} and {item_name(col_items[k % len(col_items)])}"
 
-    cells = render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=hint)
+    cells = list(shown(iter_render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=hint), n_rows * len(col_items)))
     blank = np.full_like(cells[0], 255)
     tiles = [blank] + col_imgs
     for i, row_img in enumerate(row_imgs):
@@ -274,7 +288,8 @@ def interpolate(
 
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
-    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises, names=lambda k: f"frame {k + 1} of {len(ws)}", hint=trunc_hint(trunc))  # an mp4 takes the frames as they are rendered
+    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises, names=lambda k: f"frame {k + 1} of {len(ws)}", hint=trunc_hint(trunc))
+    images = shown(images, len(ws))  # an mp4 takes the frames as they are rendered
     if grid:
         images = list(images)
         save_output(images, out, cols=len(images))
@@ -306,7 +321,7 @@ def edit(
 
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
-    from .generation import check_seed_options, is_seed, item_name, item_noises, latents_for_items, render_ws
+    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
     from .images import make_grid
     from .latents import load_latents
 
@@ -340,20 +355,20 @@ def edit(
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
     ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     noises = item_noises(G, items, dev)  # latent files bring their noise maps
-    rows = []  # per item, its images at every strength
-    for i, (item, w) in enumerate(zip(items, ws)):
-        edited = torch.cat([apply_direction(w[None], vector, s, layer_idx) for s in strengths])
-        def hint(j: int, item: str = item) -> str:  # what to change when image j is not finite
+
+    def item_images(i: int, item: str, w: torch.Tensor) -> Iterator[np.ndarray]:  # one item at every strength
+        def hint(j: int) -> str:  # what to change when image j is not finite
             knobs = ["--strength values"] * (strengths[j] != 0) + ["a --trunc"] * (trunc != 1 and is_seed(item))
             return f"ask for {' or '.join(knobs)} nearer 0" if knobs else ""
 
-        images = render_ws(
-            G, edited, batch_size=batch_size, noises=None if noises is None else [m[i : i + 1] for m in noises],
-            names=lambda j, item=item: f"{item_name(item)} at strength {strengths[j]:g}", hint=hint,
-        )  # fmt: skip
-        if paste_back:
-            images = pasted_images(images, None if is_seed(item) else load_latents(item), photo, item, out=out)
-        rows.append(images)
+        edited = torch.cat([apply_direction(w[None], vector, s, layer_idx) for s in strengths])
+        item_noise = None if noises is None else [m[i : i + 1] for m in noises]
+        return iter_render_ws(G, edited, batch_size=batch_size, noises=item_noise, names=lambda j: f"{item_name(item)} at strength {strengths[j]:g}", hint=hint)
+
+    flat = list(shown(itertools.chain.from_iterable(item_images(i, item, w) for i, (item, w) in enumerate(zip(items, ws))), k * n))
+    rows = [flat[i * n : (i + 1) * n] for i in range(k)]  # per item, its images at every strength
+    if paste_back:  # one latent file
+        rows = [pasted_images(rows[0], None if is_seed(items[0]) else load_latents(items[0]), photo, items[0], out=out)]
     if video:
         frames = [make_grid([row[j] for row in rows], cols=k) for j in range(n)] if k > 1 else rows[0]
         save_output(frames, out, fps=fps)

@@ -176,7 +176,7 @@ def odd_files(tmp_path, net):
 BAD_INVOCATIONS = {
     # an existing file where the output folder should be
     "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
-    "sweep-out-under-a-file": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/afile/t.png"], 1, "afile is a file, so no folder"),
+    "sweep-out-under-a-file": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/afile/t.png"], 1, "afile is a file, not a folder"),
     "sefa-outdir-under-a-file": (["directions", "sefa", "--outdir", "{d}/afile/s"], 1, "afile is a file, not a folder"),
     "pca-outdir-is-a-file": (["directions", "pca", "--samples", "10", "--outdir", "{d}/afile"], 1, "afile is a file, not a folder"),
     "learn-bad-cutoff": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--trunc", "0.5", "--trunc-cutoff", "99", "--out", "{d}/d.npy"], 1, "error: the truncation cutoff"),

@@ -458,8 +458,10 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     }
     for args, said in runs.items():
         r = invoke(*args, "--network", net)
-        out = " ".join(r.output.split())
-        assert r.exit_code == 1 and "not finite" in out and "Traceback" not in out, (args, r.output)
+        before, _, said_now = r.output.rpartition("error: ")
+        assert all(line.startswith("rendering: ") for line in before.splitlines()), r.output  # the progress of the images before it
+        out = "error: " + " ".join(said_now.split())
+        assert r.exit_code == 1 and "not finite" in out and "Traceback" not in r.output, (args, r.output)
         what, advice = said.split(" ; ")
         assert out.startswith(f"error: {what} the network's output is not finite") and out.endswith(advice), (args, out)
     assert "ask for" not in invoke("mix", "--rows", "0", "--cols", tmp_path / "big.npz", "--network", net, "--out", tmp_path / "m.png").output
@@ -975,3 +977,16 @@ def test_an_out_that_is_a_folder_is_named_as_a_folder(tmp_path, net, monkeypatch
         said = " ".join(r.output.replace("│", " ").split())
         assert r.exit_code == 2 and f"--out outdir is a folder: give a file name, e.g. outdir/NAME{suffix}" in said, (args, said)
     assert list((tmp_path / "outdir").iterdir()) == []
+
+
+def test_videos_and_grids_show_their_rendering_progress_on_stderr(tmp_path, net):
+    """Off a terminal: a line every tenth of the images; stdout keeps only what was written."""
+    r = invoke("interpolate", "0", "1", "--frames", "20", "--network", net, "--out", tmp_path / "i.mp4")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines() == [f"rendering: {k}/20" for k in range(2, 21, 2)] and r.stdout == f"wrote {tmp_path / 'i.mp4'}\n"
+    r = invoke("mix", "--rows", "0,1", "--cols", "2,3,4", "--network", net, "--out", tmp_path / "m.png")
+    assert r.exit_code == 0 and r.stderr.splitlines() == [f"rendering: {k}/6" for k in range(1, 7)], r.output  # the cells
+    G = tiny_generator()
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
+    r = invoke("edit", "0", "1", "--direction", tmp_path / "d.npy", "--strength", "-1:1:5", "--network", net, "--out", tmp_path / "e.mp4")
+    assert r.exit_code == 0 and r.stderr.splitlines() == [f"rendering: {k}/10" for k in range(1, 11)], r.output  # both items
