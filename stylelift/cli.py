@@ -116,6 +116,13 @@ def check_new_file(path: Path, overwrite: bool) -> None:
     check_writable(path.parent)
 
 
+def fraction(value: float) -> float:
+    """Option callback: a number from 0 to 1 (NaN named as such, not as out of range)."""
+    if not 0 <= finite(value) <= 1:
+        raise typer.BadParameter(f"{value} is not between 0 and 1")
+    return value
+
+
 def finite(value: Optional[float]) -> Optional[float]:
     """Option callback: NaN and infinity are not settings."""
     if value is not None and not np.isfinite(value):
@@ -232,7 +239,7 @@ def generate(
     grid: Annotated[bool, typer.Option(help="Also write grid.png with all images.")] = True,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Render images from seeds or from a latent file: seed0000.png, ... (and grid.png)."""
+    """Render images from seeds (seed0000.png, ...) or from a latent file NAME.npz (NAME00.png, ...), and grid.png."""
     from . import generation
 
     if noise_mode not in ("const", "random", "none"):
@@ -350,6 +357,7 @@ def align(
     paths, failed = expand_photos(photos)
     outdir.mkdir(parents=True, exist_ok=True)
     stems: dict[str, Path] = {}
+    photos_given = {p.resolve() for p in paths}  # never written over: --outdir may be the photos' own folder
     for path in paths:
         if stems.setdefault(path.stem, path) != path:  # NAME.png would overwrite the other photo's
             typer.secho(f"error: {printable(path, 500)}: its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); align it with another --outdir", fg=typer.colors.RED, err=True)
@@ -362,8 +370,12 @@ def align(
             typer.secho(f"error: {printable(per_item_error(e, path.name), 1000)}", fg=typer.colors.RED, err=True)
             failed += 1
             continue
-        for k, face in enumerate(faces):
-            stem = f"{path.stem}_face{k}" if all_faces else path.stem
+        stems_out = [f"{path.stem}_face{k}" if all_faces else path.stem for k in range(len(faces))]
+        if clash := next((p for stem in stems_out for p in (outdir / f"{stem}.png", outdir / f"{stem}_align.json") if p.resolve() in photos_given), None):
+            typer.secho(f"error: {printable(path.name)}: its aligned face would replace the photo {printable(clash, 500)}; give another --outdir", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        for stem, face in zip(stems_out, faces):
             save_image(np.asarray(face.image), outdir / f"{stem}.png")
             write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
         found = faces[0].found
@@ -381,9 +393,9 @@ def project(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     space: Annotated[str, typer.Option(help="w (one w for all layers) or w+ (one w per layer).")] = "w+",
-    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
+    steps: Annotated[int, typer.Option(max=1_000_000, help="Optimisation steps.")] = 1000,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
-    w_noise: Annotated[float, typer.Option(min=0, max=1, callback=finite, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
+    w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
     loss: Annotated[str, typer.Option(help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
     perceptual_weights: Annotated[Optional[Path], typer.Option(help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",

@@ -427,12 +427,14 @@ def directions_learn(
 
     if out.suffix.lower() != ".npy":
         raise typer.BadParameter(f"--out {out}: a direction file ends in .npy")
+    if save_labels is not None and labels is not None:
+        raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     for path in (out.with_suffix(".json"), save_labels):
         if path is not None and path.is_dir():
             fail(f"{path} is a folder")
     G, dev = load(network, device)
-    if layers:
+    if layers is not None:
         parse_layers(layers, G.layer_resolutions)
     if save_labels is not None:
         save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
@@ -441,11 +443,11 @@ def directions_learn(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
         truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
     )
-    if layers:
+    if layers is not None:
         d.meta["layers"] = layers
     out.parent.mkdir(parents=True, exist_ok=True)
     save_direction(out, d)
-    rough = " (too few to tell much: label more with --samples)" if d.meta["held_out"] < 50 else ""
+    rough = f" (too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'})" if d.meta["held_out"] < 50 else ""
     typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples{rough})")
 
 
@@ -516,7 +518,7 @@ def directions_sefa(
 
     check_new_directions(outdir, "sefa", k, overwrite)
     G, _ = load(network, "cpu")
-    idx = parse_layers(layers, G.layer_resolutions) if layers else None
+    idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
     vecs, values = sefa(G, layers=idx, k=k)
     metas = [{"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers} for i, ev in enumerate(values)]  # layers: the spec `edit` reads
     write_directions(outdir, "sefa", [Direction(v[None], m) for v, m in zip(vecs, metas)])
@@ -561,7 +563,7 @@ def encoder_train(
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
     lr: Annotated[float, typer.Option(min=0, max=1, help="Adam learning rate.", callback=finite)] = 1e-4,
     backbone: Annotated[Optional[str], typer.Option(help="resnet18 or resnet34 (default resnet18; a resumed run keeps its own; dlib-face encoders are made by `encoder fit`).")] = None,
-    input_resolution: Annotated[Optional[int], typer.Option(help="Encoder input size (default 256; a resumed run keeps its own).")] = None,
+    input_resolution: Annotated[Optional[int], typer.Option(min=32, max=4096, help="Encoder input size (default 256; a resumed run keeps its own).")] = None,
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
@@ -588,7 +590,7 @@ def encoder_train(
     else:
         if out.exists():
             fail(f"{out} exists; pass --resume to continue it or choose another --out")
-        encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=input_resolution or 256)
+        encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=256 if input_resolution is None else input_resolution)
     opts = EncoderTrainOptions(
         steps=steps, batch_size=batch_size, lr=lr, image_loss=image_loss if image_loss != "none" else "mse",
         image_weight=0.0 if image_loss == "none" else 1.0, checkpoint_every=checkpoint_every, seed=seed,
@@ -647,6 +649,7 @@ def encoder_run(
     network: NetworkOpt = DEFAULT_NETWORK,
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     outdir: Annotated[Path, typer.Option(help="Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace latent files that exist (a projection of the same photo, say).")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """One pass of the encoder per photo: a latent file and its image."""
@@ -666,7 +669,18 @@ def encoder_run(
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
+    stems: dict[str, Path] = {}
     for path in paths:
+        latent_path = outdir / f"{path.stem}.npz"
+        taken = None
+        if stems.setdefault(path.stem, path) != path:
+            taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
+        elif latent_path.exists() and not overwrite:
+            taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
+        if taken is not None:
+            typer.secho(f"error: {printable(path.name)}: {taken}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
         try:
             item = prepare(path, job, G.img_resolution)
         except Exception as e:  # this photo fails; the others still run
@@ -680,8 +694,8 @@ def encoder_run(
         meta = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "photo": path.name}
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
-        save_latents(outdir / f"{path.stem}.npz", LatentFile(w=ws.cpu().numpy(), meta=meta))
         save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")
-        typer.echo(f"{path.name}: -> {outdir / (path.stem + '.npz')}")
+        save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
+        typer.echo(f"{path.name}: -> {latent_path}")
     if failed:
         raise typer.Exit(1)

@@ -287,3 +287,20 @@ def test_an_unexpected_error_on_one_photo_fails_that_photo_alone(tmp_path, monke
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert "error: odd.png: unexpected ValueError: some library's complaint (a stylelift bug?" in r.output and "second line" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
+
+
+def test_align_into_the_photos_own_folder_never_replaces_a_photo(tmp_path):
+    import hashlib
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    shutil.copy(PHOTO, tmp_path / "face.png")
+    shutil.copy(PHOTO, tmp_path / "other.jpg")
+    before = hashlib.sha256((tmp_path / "face.png").read_bytes()).hexdigest()
+    r = CliRunner().invoke(app, ["align", str(tmp_path / "face.png"), str(tmp_path / "other.jpg"), "--size", "64", "--outdir", str(tmp_path)])
+    assert r.exit_code == 1 and f"face.png: its aligned face would replace the photo {tmp_path / 'face.png'}" in " ".join(r.output.split()), r.output
+    assert hashlib.sha256((tmp_path / "face.png").read_bytes()).hexdigest() == before
+    assert Image.open(tmp_path / "other.png").size == (64, 64)  # a photo of another suffix is aligned beside it

@@ -179,6 +179,9 @@ BAD_INVOCATIONS = {
     "sweep-out-under-a-file": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/afile/t.png"], 1, "afile is a file, not a folder"),
     "sefa-outdir-under-a-file": (["directions", "sefa", "--outdir", "{d}/afile/s"], 1, "afile is a file, not a folder"),
     "pca-outdir-is-a-file": (["directions", "pca", "--samples", "10", "--outdir", "{d}/afile"], 1, "afile is a file, not a folder"),
+    "psi-beyond-float32": (["generate", "--seeds", "0", "--trunc", "1e39", "--outdir", "{d}/o"], 1, "psi must be a finite number within float32's range"),
+    "learn-psi-beyond-float32": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--trunc", "-1e39", "--out", "{d}/d.npy"], 1, "float32's range"),
+    "sweep-psi-beyond-float32": (["truncation-sweep", "--seeds", "0", "--psi", "1,1e39", "--out", "{d}/t.png"], 1, "float32's range"),
     "learn-bad-cutoff": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--trunc", "0.5", "--trunc-cutoff", "99", "--out", "{d}/d.npy"], 1, "error: the truncation cutoff"),
     "labels-conflicting-spelled-apart": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice2.csv", "--out", "{d}/d.npy"], 1, "01 is labelled twice, 0.1 and 0.1000001"),
     "strength-overflow": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "1e308:-1e308:3", "--out", "{d}/e.png"], 2, None),
@@ -197,6 +200,12 @@ BAD_INVOCATIONS = {
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, "afile is a file"),
     "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
     "convert-to-a-pickle-name": (["convert", "{net}", "{d}/n.pkl"], 2, "NAME.pt"),
+    "sefa-empty-layers": (["directions", "sefa", "--layers", "", "--outdir", "{d}/s"], 1, "layers '' has an empty item"),
+    "learn-empty-layers": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--layers", "", "--out", "{d}/d.npy"], 1, "layers '' has an empty item"),
+    "save-labels-with-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--save-labels", "{d}/s.csv", "--out", "{d}/d.npy"], 2, "--save-labels writes"),
+    "w-noise-nan": (["project", "{d}/photo.png", "--w-noise", "nan", "--outdir", "{d}/p"], 2, "nan is not a finite number"),
+    "project-steps-huge": (["project", "{d}/photo.png", "--steps", "99999999999999999999", "--outdir", "{d}/p"], 2, None),
+    "encoder-input-resolution-0": (["encoder", "train", "--out", "{d}/e.pt", "--input-resolution", "0"], 2, None),
     "sefa-onto-earlier-ones": (["directions", "sefa", "--k", "3", "--outdir", "{d}/dirs"], 1, "already holds sefa_01.npy; pass --overwrite"),
     "pca-onto-earlier-ones": (["directions", "pca", "--k", "3", "--samples", "10", "--outdir", "{d}/dirs"], 1, "already holds pca_02.json; pass --overwrite"),
     # formats and counts checked before any work
@@ -235,6 +244,7 @@ BAD_INVOCATIONS = {
     "project-seed-huge": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "99999999999999999999", "--outdir", "{d}/p"], 2, None),
     "project-seed-negative": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "-1", "--outdir", "{d}/p"], 2, None),
     "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 1, "positive number"),
+    "loss-weight-left-out": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=", "--outdir", "{d}/p"], 1, "loss weight for 'mse' must be a positive number, got ''"),
     "loss-zero": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=0", "--outdir", "{d}/p"], 1, "positive number"),
     "loss-twice": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=1,mse=2", "--outdir", "{d}/p"], 1, "named twice"),
     "paste-back-unaligned": (["project", "{d}/photo.png", "--no-align", "--paste-back", "--steps", "1", "--outdir", "{d}/p"], 2, "needs --align"),
@@ -472,3 +482,10 @@ def test_generate_whose_first_image_fails_leaves_no_empty_folder(tmp_path, net):
     r = invoke("generate", "--seeds", "0", "--trunc", "1e38", "--network", net, "--outdir", tmp_path / "new" / "g")
     assert r.exit_code == 1 and "not finite" in r.output, r.output
     assert not (tmp_path / "new").exists()
+
+
+def test_a_loss_that_overflows_stops_the_photo_at_once(odd_files, net):
+    """It ran every step on NaN, then said its latents were not finite."""
+    r = invoke("project", odd_files / "photo.png", "--no-align", "--steps", "500", "--loss", "mse=1e308,l1=1e308", "--no-video", "--outdir", odd_files / "p", "--network", net)
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == "error: photo.png: the loss became inf at step 1 (loss mse=1e+308,l1=1e+308): ask for smaller weights, or a start (init) nearer the network's w_avg", r.output
+    assert not (odd_files / "p").exists() or not list((odd_files / "p").iterdir())

@@ -236,3 +236,28 @@ def test_an_encoder_trains_on_a_conditional_network(tmp_path):
     assert r.exit_code == 0, r.output
     enc, state = load_encoder(tmp_path / "e.pt", G=G)
     assert state["step"] == 2 and enc(torch.zeros(1, 3, 16, 16)).shape == (1, G.num_ws, G.w_dim)
+
+
+def test_encoder_run_keeps_a_projection_and_project_no_longer_counts_it_done(tmp_path):
+    """encoder run into project's --outdir replaced NAME.npz silently, and project then said 'already done'."""
+    from PIL import Image
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32))
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
+    Image.new("RGB", (40, 40), (20, 80, 60)).save(tmp_path / "p.bmp")
+    net, out = str(tmp_path / "net.pt"), str(tmp_path / "o")
+    project_args = ["project", str(tmp_path / "p.png"), "--network", net, "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out, "--no-video"]
+    assert CliRunner().invoke(app, project_args).exit_code == 0
+    projected = (tmp_path / "o" / "p.npz").read_bytes()
+    run = ["encoder", "run", str(tmp_path / "p.png"), "--encoder", str(tmp_path / "enc.pt"), "--network", net, "--no-align", "--outdir", out]
+    r = CliRunner().invoke(app, run)
+    assert r.exit_code == 1 and "p.npz exists; pass --overwrite" in " ".join(r.output.split()), r.output
+    assert (tmp_path / "o" / "p.npz").read_bytes() == projected
+    r = CliRunner().invoke(app, [*run, "--overwrite"])
+    assert r.exit_code == 0 and load_latents(tmp_path / "o" / "p.npz").meta["method"] == "encoder", r.output
+    r = CliRunner().invoke(app, project_args)
+    assert r.exit_code == 1 and "p.npz was written since by 'encoder', not by a projection; pass --overwrite" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(app, [*run[:2], str(tmp_path / "p.bmp"), *run[2:], "--overwrite"])  # two photos named p
+    assert r.exit_code == 1 and "p.png: its outputs would overwrite those of p.bmp" in " ".join(r.output.split()), r.output

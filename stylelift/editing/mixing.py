@@ -8,16 +8,13 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..models.base import check_truncation_cutoff, is_real
+from ..models.base import check_psi, check_truncation_cutoff
 from .layers import layer_indices
 
 
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
-    if isinstance(psi, torch.Tensor) and psi.numel() == 1:
-        psi = psi.item()
-    if not is_real(psi):
-        raise InputError(f"psi must be a finite number, got {psi!r:.20}")
+    psi = check_psi(psi)
     if ws.ndim != 3 or not ws.is_floating_point():
         raise InputError(f"ws must be float [N, num_ws, w_dim], got {ws.dtype} {list(ws.shape)}")
     check_truncation_cutoff(ws.shape[1], cutoff)

@@ -54,9 +54,22 @@ def check_truncation_cutoff(num_ws: int, cutoff: Optional[int]) -> None:
         raise InputError(f"the truncation cutoff must be between 0 and num_ws={num_ws}, got {cutoff!r:.20}")
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_psi(psi) -> float:
+    """A truncation psi: a finite number float32 can hold (1e39 would overflow the lerp)."""
+    if isinstance(psi, Tensor) and psi.numel() == 1:
+        psi = psi.item()
+    if not is_real(psi) or abs(psi) > FLOAT32_MAX:
+        raise InputError(f"the truncation psi must be a finite number within float32's range, got {psi!r:.20}")
+    return psi
+
+
 def broadcast_truncated(w: Tensor, num_ws: int, psi: float, cutoff: Optional[int], truncate: Callable[[Tensor, float], Tensor]) -> Tensor:
     """A mapping network's w [N, w_dim] -> ws [N, num_ws, w_dim], the first `cutoff` ws (all when
     None) moved toward w_avg by `truncate(ws, psi)` (each network keeps its reference's arithmetic)."""
+    psi = check_psi(psi)
     x = w.unsqueeze(1).repeat([1, num_ws, 1])
     if psi != 1:
         check_truncation_cutoff(num_ws, cutoff)

@@ -58,14 +58,14 @@ def parse_loss_spec(spec: str) -> dict[str, float]:
         part = part.strip()
         if not part:
             continue
-        name, _, value = part.partition("=")
+        name, sep, value = part.partition("=")
         name = name.strip()
         if name not in REGISTRY:
             raise InputError(f"unknown loss term {name!r}; known: {', '.join(sorted(REGISTRY))}")
         if name in weights:
             raise InputError(f"loss term {name!r} is named twice in {spec!r}")
         try:
-            weight = float(value) if value else 1.0
+            weight = float(value) if sep else 1.0  # "mse=" is a weight left out, not 1
         except ValueError:
             weight = None
         if weight is None or not math.isfinite(weight) or weight <= 0:

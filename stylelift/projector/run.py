@@ -135,6 +135,8 @@ def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, met
         earlier = load_latents(files.latent).meta
     except (StyleliftError, OSError) as e:
         return f"but its {files.latent.name} cannot be read ({error_message(e)})"
+    if earlier.get("method", "project") != "project":  # e.g. `encoder run` into the same folder
+        return f"but its {files.latent.name} was written since by {str(earlier['method'])[:40]!r}, not by a projection"
     if earlier.get("photo_sha256") not in (None, photo_hash(path)):  # files made before the hash was kept have none
         return f"from another photo of that name ({earlier.get('photo')})"
     alignment = earlier.get("alignment")
