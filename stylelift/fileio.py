@@ -32,7 +32,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        if e.filename is not None and Path(os.fsdecode(e.filename)).absolute() == tmp.absolute():  # writers may name it either way
+        about_tmp = e.filename is not None and Path(os.fsdecode(e.filename)).absolute() == tmp.absolute()  # writers may name it either way
+        if about_tmp or (e.filename is None and e.errno is not None):  # a full disk names no file: say which one
             raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
     finally:

@@ -489,3 +489,17 @@ def test_a_loss_that_overflows_stops_the_photo_at_once(odd_files, net):
     r = invoke("project", odd_files / "photo.png", "--no-align", "--steps", "500", "--loss", "mse=1e308,l1=1e308", "--no-video", "--outdir", odd_files / "p", "--network", net)
     assert r.exit_code == 1 and r.output.splitlines()[-1] == "error: photo.png: the loss became inf at step 1 (loss mse=1e+308,l1=1e+308): ask for smaller weights, or a start (init) nearer the network's w_avg", r.output
     assert not (odd_files / "p").exists() or not list((odd_files / "p").iterdir())
+
+
+def test_a_write_that_fails_without_naming_a_file_names_the_output(tmp_path):
+    import errno
+
+    from stylelift.errors import error_message
+    from stylelift.fileio import atomic_path
+
+    with pytest.raises(OSError) as info:
+        with atomic_path(tmp_path / "grid.png") as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk reports a write
+    assert error_message(info.value) == f"{tmp_path / 'grid.png'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
