@@ -116,6 +116,15 @@ def check_new_file(path: Path, overwrite: bool) -> None:
     check_writable(path.parent)
 
 
+def psi_value(value: float) -> float:
+    """Option callback: a truncation psi, finite and within float32's range (the networks' arithmetic)."""
+    from .models.base import FLOAT32_MAX
+
+    if abs(finite(value)) > FLOAT32_MAX:
+        raise typer.BadParameter(f"{value:g} is beyond float32's range")
+    return value
+
+
 def fraction(value: float) -> float:
     """Option callback: a number from 0 to 1 (NaN named as such, not as out of range)."""
     if not 0 <= finite(value) <= 1:
@@ -231,7 +240,7 @@ def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention); 0-7 when neither --seeds nor --latents is given.")] = None,
     latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
-    trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=finite)] = 1.0,
+    trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=psi_value)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
     class_idx: ClassOpt = None,
@@ -335,6 +344,14 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     return list(seen.values()), misses
 
 
+def is_given_photo(path: Path, photos: set[Path]) -> bool:
+    """Whether writing `path` would replace one of `photos` (resolved paths), also where the file
+    system ignores case (Face.PNG and Face.png are one file on macOS and Windows)."""
+    if path.resolve() in photos:
+        return True
+    return path.exists() and any(os.path.samefile(path, photo) for photo in photos if photo.exists())
+
+
 @app.command()
 @user_errors
 def align(
@@ -371,7 +388,7 @@ def align(
             failed += 1
             continue
         stems_out = [f"{path.stem}_face{k}" if all_faces else path.stem for k in range(len(faces))]
-        if clash := next((p for stem in stems_out for p in (outdir / f"{stem}.png", outdir / f"{stem}_align.json") if p.resolve() in photos_given), None):
+        if clash := next((p for stem in stems_out for p in (outdir / f"{stem}.png", outdir / f"{stem}_align.json") if is_given_photo(p, photos_given)), None):
             typer.secho(f"error: {printable(path.name)}: its aligned face would replace the photo {printable(clash, 500)}; give another --outdir", fg=typer.colors.RED, err=True)
             failed += 1
             continue

@@ -12,13 +12,14 @@ import numpy as np
 import typer
 
 from . import cli
+from .errors import InputError, StyleliftError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, resolve_device, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, parse_int_list, printable, psi_value, resolve_device, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
 
-TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=finite)]
+TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=psi_value)]
 BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Images rendered per network call.")]
 FpsOpt = Annotated[int, typer.Option(min=1, max=240, help="Frames per second of a video.")]
 MAX_VALUES = 10_000  # values one START:STOP:COUNT may ask for
@@ -102,14 +103,25 @@ def load(network: str, device: str):
 
 
 def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
+    """Write the images as one grid picture or a video, whichever `out` names. Frames that come from
+    an iterator are rendered as the video is written: the folder is made at the first one (a render
+    that fails leaves none), and the iterator is closed however the writing ends."""
     from .images import make_grid, save_image, write_video
 
     check_out(out, video=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() in VIDEO_SUFFIXES:
-        write_video(out, images, fps=fps)
-    else:
-        save_image(make_grid(list(images), cols=cols), out)
+    frames = iter(images)
+    try:
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"no images to write to {out.name}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() in VIDEO_SUFFIXES:
+            write_video(out, itertools.chain([first], frames), fps=fps)
+        else:
+            save_image(make_grid([first, *frames], cols=cols), out)
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()  # a progress bar inside ends before the error is printed
     typer.echo(f"wrote {out}")
 
 
@@ -123,9 +135,12 @@ def shown(images: Iterable[np.ndarray], total: int, label: str = "rendering") ->
             bar.update(k)
 
 
-def trunc_hint(trunc: float) -> str:
-    """What to change when an image of seeds and latent files is not finite: only --trunc is the user's."""
-    return "ask for a --trunc nearer 0" if trunc != 1 else ""
+def trunc_hint(trunc: float, *items: str) -> str:
+    """What to change when an image made from these items is not finite: --trunc, when it was given
+    and one of them is a seed (a latent file's own w is not truncated)."""
+    from .generation import is_seed
+
+    return "ask for a --trunc nearer 0" if trunc != 1 and any(is_seed(item) for item in items) else ""
 
 
 @app.command("truncation-sweep")
@@ -146,9 +161,12 @@ def truncation_sweep(
 
     from .editing import truncate
     from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
+    from .models.base import FLOAT32_MAX
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
+    if beyond := [p for p in psis if abs(p) > FLOAT32_MAX]:
+        raise typer.BadParameter(f"--psi {beyond[0]:g} is beyond float32's range")
     seed_list = parse_int_list(seeds) if seeds is not None else [] if latents else parse_int_list("0-3")
     items = [str(s) for s in seed_list] + [str(p) if not is_seed(str(p)) else f"./{p}" for p in latents or []]  # a file named 12 is not seed 12
     check_seed_options(items, class_idx=class_idx)
@@ -203,15 +221,18 @@ def mix(
             i, j = torch.arange(start, stop).div(c, rounding_mode="floor"), torch.arange(start, stop) % c  # cell (i, j), row-major
             return [maps[r + j] if k in mixed else maps[i] for k, maps in enumerate(noises)]
 
-    hint, n_rows = trunc_hint(trunc), len(row_items)
+    n_rows, n_cols = len(row_items), len(col_items)
     row_noises, col_noises = (None, None) if noises is None else ([m[:n_rows] for m in noises], [m[n_rows:] for m in noises])
-    row_imgs = render_ws(G, row_ws, batch_size=batch_size, noises=row_noises, names=lambda k: item_name(row_items[k]), hint=hint)
-    col_imgs = render_ws(G, col_ws, batch_size=batch_size, noises=col_noises, names=lambda k: item_name(col_items[k]), hint=hint)
+    row_imgs = render_ws(G, row_ws, batch_size=batch_size, noises=row_noises, names=lambda k: item_name(row_items[k]), hint=lambda k: trunc_hint(trunc, row_items[k]))
+    col_imgs = render_ws(G, col_ws, batch_size=batch_size, noises=col_noises, names=lambda k: item_name(col_items[k]), hint=lambda k: trunc_hint(trunc, col_items[k]))
 
     def cell_name(k: int) -> str:
-        return f"the cell of {item_name(row_items[k // len(col_items)])} and {item_name(col_items[k % len(col_items)])}"
+        return f"the cell of {item_name(row_items[k // n_cols])} and {item_name(col_items[k % n_cols])}"
 
-    cells = list(shown(iter_render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=hint), n_rows * len(col_items)))
+    def cell_hint(k: int) -> str:
+        return trunc_hint(trunc, row_items[k // n_cols], col_items[k % n_cols])
+
+    cells = list(shown(iter_render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=cell_hint), n_rows * n_cols))
     blank = np.full_like(cells[0], 255)
     tiles = [blank] + col_imgs
     for i, row_img in enumerate(row_imgs):
@@ -264,6 +285,7 @@ def interpolate(
         check_out(out, video=False)
     G, dev = load(network, device)
     frame_noises = None
+    steps = path_steps(len(items), frames, loop=loop, easing=easing)  # where each frame lies: (item a, item b, t)
     if space == "z":
         if not all(is_seed(i) for i in items):
             fail("--space z needs seeds; latent files live in W (use --space w)")
@@ -281,20 +303,18 @@ def interpolate(
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)
         noises = item_noises(G, items, dev)  # latent files bring their noise maps: lerped as their ws are
         if noises is not None:
-            steps = path_steps(len(items), frames, loop=loop, easing=easing)
 
             def frame_noises(start: int, stop: int) -> list:
                 return [torch.stack([between(maps[a], maps[b], t) for a, b, t in steps[start:stop]]) for maps in noises]
 
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
-    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises, names=lambda k: f"frame {k + 1} of {len(ws)}", hint=trunc_hint(trunc))
-    images = shown(images, len(ws))  # an mp4 takes the frames as they are rendered
-    if grid:
-        images = list(images)
-        save_output(images, out, cols=len(images))
-    else:
-        save_output(images, out, fps=fps)
+    def frame_hint(k: int) -> str:  # the items frame k lies between
+        a, b, _ = steps[k]
+        return trunc_hint(trunc, items[a], items[b])
+
+    images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises, names=lambda k: f"frame {k + 1} of {len(ws)}", hint=frame_hint)
+    save_output(shown(images, len(ws)), out, cols=len(ws), fps=fps)  # an mp4 takes the frames as they are rendered
 
 
 @app.command()
@@ -641,6 +661,17 @@ def encoder_fit(
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
 
 
+def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
+    """Whether a latent file is `encoder run`'s output for this photo with these options."""
+    from .latents import load_latents
+
+    try:
+        meta = load_latents(latent_path).meta
+    except (StyleliftError, OSError):
+        return False
+    return all(meta.get(k) == v for k, v in same.items()) and ("alignment" in meta) == aligned
+
+
 @encoder_app.command("run")
 @user_errors
 def encoder_run(
@@ -661,7 +692,7 @@ def encoder_run(
     from .latents import LatentFile, save_latents
     from .models import network_id
     from .models.encoder import load_encoder, resolve_encoder_path
-    from .projector.run import ProjectJob, prepare
+    from .projector.run import ProjectJob, photo_hash, prepare
 
     paths, failed = expand_photos(photos)
     encoder_path = resolve_encoder_path(encoder_spec)
@@ -676,6 +707,9 @@ def encoder_run(
         if stems.setdefault(path.stem, path) != path:
             taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
         elif latent_path.exists() and not overwrite:
+            if encoded_before(latent_path, {"method": "encoder", "encoder": encoder_path.name, "network_id": network_id(G), "photo_sha256": photo_hash(path)}, do_align):
+                typer.echo(f"{path.name}: already done (use --overwrite to redo)")
+                continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
         if taken is not None:
             typer.secho(f"error: {printable(path.name)}: {taken}", fg=typer.colors.RED, err=True)
@@ -691,7 +725,7 @@ def encoder_run(
         with torch.no_grad():
             ws = encoder(target)
             image = G.synthesis(ws)
-        meta = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "photo": path.name}
+        meta = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "photo": path.name, "photo_sha256": photo_hash(path)}
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
         save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -33,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     except OSError as e:
         about_tmp = e.filename is not None and Path(os.fsdecode(e.filename)).absolute() == tmp.absolute()  # writers may name it either way
-        if about_tmp or (e.filename is None and e.errno is not None):  # a full disk names no file: say which one
+        if about_tmp or (e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):  # a full disk names no file: say which one
             raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
     finally:

@@ -59,7 +59,7 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
-def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "ask for a truncation psi nearer 0") -> np.ndarray:
+def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "") -> np.ndarray:
     """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a truncation psi
     or edit strength far outside the trained range overflows float32 and would be saved as black.
     The error starts with `what` (which image) and ends with `hint` (what to change), when given."""
@@ -91,7 +91,7 @@ def iter_seed_images(
             with torch.inference_mode():  # G(z, c) in two steps, to report ws
                 ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
                 img = G.synthesis(ws, noise_mode=noise_mode)
-            yield rendered(img, ws, f"seed {seed}: ")[0]
+            yield rendered(img, ws, f"seed {seed}: ", "ask for a truncation psi nearer 0" if truncation_psi != 1 else "")[0]
 
     return images()
 
@@ -112,7 +112,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", 
         for i, w in enumerate(torch.from_numpy(latents.w).to(device)):
             with torch.inference_mode():
                 img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
-            yield rendered(img, w, f"{Path(path).name} latent {i}: ", hint="")[0]  # the file's own w: no option to change
+            yield rendered(img, w, f"{Path(path).name} latent {i}: ")[0]  # the file's own w: no option to change
 
     return len(latents.w), images()
 

@@ -453,6 +453,7 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
         ("edit", "3", "--trunc", "1e38", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "seed 3 at strength 0: ; ask for a --trunc nearer 0",
         ("mix", "--rows", "0", "--cols", "1", "--trunc", "1e38", "--out", tmp_path / "m.png"): "seed 0: ; ask for a --trunc nearer 0",
         ("mix", "--rows", "0,1", "--cols", f"2,{tmp_path / 'big.npz'}", "--out", tmp_path / "m.png"): "big.npz: ; what it was trained on",
+        ("mix", "--rows", f"1,{tmp_path / 'big.npz'}", "--cols", "2", "--trunc", "0.5", "--out", tmp_path / "m.png"): "big.npz: ; what it was trained on",  # --trunc does not touch a file
         ("truncation-sweep", "--seeds", "5", "--psi", "1,1e38", "--out", tmp_path / "t.png"): "seed 5 at psi 1e+38: ; ask for --psi values nearer 0",
         ("interpolate", "4", tmp_path / "big.npz", "--frames", "3", "--grid", "--out", tmp_path / "i.png"): "frame 2 of 3: ; what it was trained on",
     }
@@ -729,6 +730,8 @@ def test_library_counts_and_item_lists_are_checked():
         (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, holdout=1.5), "holdout"),
         (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, l2=-1), "l2"),
         (lambda: truncate(ws, G.w_avg, float("nan")), "psi must be a finite"),
+        (lambda: truncate(ws, G.w_avg, 1e39), "psi must be a finite number within float32's range"),  # the lerp would overflow
+        (lambda: G.mapping(torch.zeros(1, G.z_dim), truncation_psi=-1e39), "within float32's range"),
         (lambda: truncate(ws.long(), G.w_avg, 0.5), "ws must be float"),
     ]
     for call, why in calls:
@@ -990,3 +993,25 @@ def test_videos_and_grids_show_their_rendering_progress_on_stderr(tmp_path, net)
     save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
     r = invoke("edit", "0", "1", "--direction", tmp_path / "d.npy", "--strength", "-1:1:5", "--network", net, "--out", tmp_path / "e.mp4")
     assert r.exit_code == 0 and r.stderr.splitlines() == [f"rendering: {k}/10" for k in range(1, 11)], r.output  # both items
+
+
+def test_a_video_whose_writing_fails_closes_its_frames_and_makes_no_folder(tmp_path, net):
+    from stylelift.cli_editing import save_output
+
+    closed = []
+
+    def frames(sizes):
+        try:
+            for size in sizes:
+                yield np.zeros([size, size, 3], np.uint8)
+        finally:
+            closed.append(True)  # a progress bar's `with` ends here
+
+    video = frames([16, 8, 8])  # held here, so only save_output can close it
+    with pytest.raises(InputError):  # the second frame has another size: ffmpeg is fed no more
+        save_output(video, tmp_path / "v" / "a.mp4")
+    assert closed == [True] and not list(tmp_path.glob("v/*.mp4"))
+    G = tiny_generator()
+    save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
+    r = invoke("interpolate", tmp_path / "big.npz", "4", "--frames", "3", "--network", net, "--out", tmp_path / "new" / "sub" / "i.mp4")
+    assert r.exit_code == 1 and "frame 1 of 3" in r.output and not (tmp_path / "new").exists(), r.output

@@ -257,7 +257,17 @@ def test_encoder_run_keeps_a_projection_and_project_no_longer_counts_it_done(tmp
     assert (tmp_path / "o" / "p.npz").read_bytes() == projected
     r = CliRunner().invoke(app, [*run, "--overwrite"])
     assert r.exit_code == 0 and load_latents(tmp_path / "o" / "p.npz").meta["method"] == "encoder", r.output
-    r = CliRunner().invoke(app, project_args)
-    assert r.exit_code == 1 and "p.npz was written since by 'encoder', not by a projection; pass --overwrite" in " ".join(r.output.split()), r.output
+    encoded = (tmp_path / "o" / "p.npz").read_bytes()
+    r = CliRunner().invoke(app, run)  # the same again: nothing to do
+    assert r.exit_code == 0 and r.output == "p.png: already done (use --overwrite to redo)\n", r.output
+    r = CliRunner().invoke(app, [*run[:-2], "--outdir", out, "--align"])  # other options: not done, and not replaced
+    assert r.exit_code == 1 and "p.npz exists; pass --overwrite" in " ".join(r.output.split()), r.output
+    for outdir in (out, str(tmp_path / "fresh")):  # project onto the encoder's file, done before or not
+        if outdir != out:
+            assert CliRunner().invoke(app, [*run[:-1], outdir]).exit_code == 0
+        r = CliRunner().invoke(app, [*project_args[:-3], "--outdir", outdir, "--no-video"])
+        assert r.exit_code == 1 and "p.npz holds latents made by 'encoder', not by a projection; pass --overwrite" in " ".join(r.output.split()), r.output
+    assert (tmp_path / "o" / "p.npz").read_bytes() == encoded
+    assert CliRunner().invoke(app, [*project_args, "--overwrite"]).exit_code == 0
     r = CliRunner().invoke(app, [*run[:2], str(tmp_path / "p.bmp"), *run[2:], "--overwrite"])  # two photos named p
     assert r.exit_code == 1 and "p.png: its outputs would overwrite those of p.bmp" in " ".join(r.output.split()), r.output

@@ -156,7 +156,7 @@ def learn_direction(
         for start in range(0, len(seeds), batch_size):  # mapped, rendered and labelled a batch at a time: only the kept w stay
             batch = seeds[start : start + batch_size]
             ws = latents_for_items(G, batch, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device)
-            images = render_ws(G, ws, batch_size=batch_size, max_resolution=CLASSIFY_SIZE, names=lambda j: f"seed {batch[j]}", hint="ask for a truncation psi nearer 0")
+            images = render_ws(G, ws, batch_size=batch_size, max_resolution=CLASSIFY_SIZE, names=lambda j: f"seed {batch[j]}", hint="ask for a truncation psi nearer 0" if truncation_psi != 1 else "")
             for j, image in enumerate(images):
                 a = classify(image)
                 if a is None:

@@ -128,6 +128,15 @@ def photo_hash(path: Path) -> Optional[str]:
         return None  # reported when the photo is read
 
 
+def written_by(latent: Path) -> Optional[str]:
+    """The method a latent file records ("project" when it records none, as projections do), or
+    None when there is no readable file (an unreadable one is reported where it is read)."""
+    try:
+        return str(load_latents(latent).meta.get("method", "project"))[:40] if latent.is_file() else None
+    except (StyleliftError, OSError):
+        return None
+
+
 def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, meta: dict, *, ignore: tuple[str, ...] = ()) -> Optional[str]:
     """None when the finished outputs in `files` are this run's: the same photo, the options their
     latent file records, and every file this run writes. Else how they differ, in words."""
@@ -135,8 +144,6 @@ def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, met
         earlier = load_latents(files.latent).meta
     except (StyleliftError, OSError) as e:
         return f"but its {files.latent.name} cannot be read ({error_message(e)})"
-    if earlier.get("method", "project") != "project":  # e.g. `encoder run` into the same folder
-        return f"but its {files.latent.name} was written since by {str(earlier['method'])[:40]!r}, not by a projection"
     if earlier.get("photo_sha256") not in (None, photo_hash(path)):  # files made before the hash was kept have none
         return f"from another photo of that name ({earlier.get('photo')})"
     alignment = earlier.get("alignment")
@@ -184,6 +191,10 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             failures += 1
             continue
         files = ProjectionFiles(job.outdir, path.stem)
+        if not job.overwrite and (method := written_by(files.latent)) not in (None, "project"):  # `encoder run` into this folder, say
+            report(f"error: {path.name}: {files.latent} holds latents made by {method!r}, not by a projection; pass --overwrite to replace them, or another --outdir", error=True)
+            failures += 1
+            continue
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
             if (why := earlier_run_differs(files, path, job, meta_base, ignore=ignore)) is None:
