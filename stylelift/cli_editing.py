@@ -273,8 +273,8 @@ def interpolate(
         raise typer.BadParameter(f"--space must be w or z, not {space!r:.20}")
     if easing not in ("linear", "smooth"):
         raise typer.BadParameter(f"--easing must be linear or smooth, not {easing!r:.20}")
-    if frames < 2:
-        raise typer.BadParameter("--frames must be at least 2")
+    if frames < max(2, len(items)):
+        raise typer.BadParameter(f"--frames must be at least {max(2, len(items))}: a frame for each of the {len(items)} items")
     out = out or Path("interpolation.png" if grid else "interpolation.mp4")
     check_not_folder(out, ".png" if grid else ".mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
@@ -381,7 +381,13 @@ def edit(
             knobs = ["--strength values"] * (strengths[j] != 0) + ["a --trunc"] * (trunc != 1 and is_seed(item))
             return f"ask for {' or '.join(knobs)} nearer 0" if knobs else ""
 
-        edited = torch.cat([apply_direction(w[None], vector, s, layer_idx) for s in strengths])
+        def edited_at(strength: float) -> torch.Tensor:
+            try:
+                return apply_direction(w[None], vector, strength, layer_idx)
+            except InputError as e:
+                raise InputError(f"{item_name(item)} at strength {strength:g}: {e}") from None
+
+        edited = torch.cat([edited_at(s) for s in strengths])
         item_noise = None if noises is None else [m[i : i + 1] for m in noises]
         return iter_render_ws(G, edited, batch_size=batch_size, noises=item_noise, names=lambda j: f"{item_name(item)} at strength {strengths[j]:g}", hint=hint)
 

@@ -13,7 +13,7 @@ import torch
 from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
-from .models.base import check_truncation_cutoff, is_whole
+from .models.base import check_psi, check_truncation_cutoff, is_whole
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
@@ -82,6 +82,12 @@ def iter_seed_images(
 ) -> Iterator[np.ndarray]:
     """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so
     pixels match it. The options are checked before this returns."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise InputError(f"seeds must be a list of whole numbers, got {seeds!r:.30}")
+    seeds = list(seeds)
+    if not all(is_whole(s) and s >= 0 for s in seeds):
+        raise InputError(f"seeds must be whole numbers >= 0, got {[s for s in seeds if not (is_whole(s) and s >= 0)][:3]!r:.60}")
+    check_psi(truncation_psi)
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # now, not at the first image
     c = class_label(G, class_idx, device)
 
@@ -194,8 +200,11 @@ def item_name(item: str) -> str:
     return f"seed {int(item)}" if is_seed(item) else Path(item).name
 
 
-def is_seed(item: str) -> bool:
-    return re.fullmatch(r"[0-9]+", item) is not None  # ASCII digits: '²' is a digit to str.isdigit, not to int()
+def is_seed(item) -> bool:
+    """42 or '42' (a Path is a file, whatever its name)."""
+    if is_whole(item):
+        return item >= 0
+    return isinstance(item, str) and re.fullmatch(r"[0-9]+", item) is not None  # ASCII digits: '²' is a digit to str.isdigit, not to int()
 
 
 def latents_for_items(
@@ -217,9 +226,11 @@ def latents_for_items(
     c = seed_label(G, items, class_idx, device)
     out = []
     for item in items:
-        if not str(item).strip():
+        if not is_seed(item) and not isinstance(item, (str, os.PathLike)):
+            raise InputError(f"items are seeds (42 or '42') and latent files ('a.npz' or a Path), got {item!r:.30}")
+        if isinstance(item, str) and not item.strip():
             raise InputError("an empty item: give seeds (e.g. 42) and latent files (.npz)")
-        if is_seed(item):
+        if is_seed(item):  # a Path is a file, even one named 12
             z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
             with torch.no_grad():
                 out.append(G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float().to(out_device))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -50,9 +51,18 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> None:
 
 
 def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 0) -> np.ndarray:
-    """Tile equally sized uint8 HWC images into one (row-major), `cols` wide (default: near-square)."""
+    """Tile equally sized uint8 HWC images (a list, or an array [N, H, W, C] as `to_uint8` gives) into
+    one (row-major), `cols` wide (default: near-square), `pad` pixels apart."""
+    from .errors import InputError
+
+    images = list(images)
     if not images:
-        raise ValueError("no images to tile")
+        raise InputError("no images to tile")
+    shapes = {np.shape(im) for im in images}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+        raise InputError(f"images to tile must be HWC arrays of one size, got shapes {sorted(shapes)[:3]}")
+    if (cols is not None and (not isinstance(cols, numbers.Integral) or cols < 1)) or not isinstance(pad, numbers.Integral) or pad < 0:
+        raise InputError(f"cols must be a whole number >= 1 (or None) and pad one >= 0, got {cols!r:.20} and {pad!r:.20}")
     h, w, c = images[0].shape
     cols = cols or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)

@@ -31,27 +31,46 @@ class LatentFile:
             )
 
 
-def _host_array(x) -> np.ndarray:
-    """float32 numpy array of an array or a tensor on any device (GPU tensors have no __array__)."""
+def _host_array(x, what: str) -> np.ndarray:
+    """float32 numpy array of real numbers from an array or a tensor on any device (GPU tensors have
+    no __array__)."""
     if hasattr(x, "detach"):  # a torch tensor (this module does not import torch)
         x = x.detach().cpu()
-    return np.asarray(x, dtype=np.float32)
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise InputError(f"{what} must hold real numbers, got {x.dtype}")  # complex would lose its imaginary part
+    return x.astype(np.float32)
+
+
+def _check_noise_shape(shape: tuple, key: str, name: str) -> None:
+    """One square map: [r, r], [1, r, r] or [1, 1, r, r], r at most MAX_NOISE_SIDE."""
+    side = shape[-1] if shape else 0
+    if len(shape) < 2 or shape[-2] != side or not 1 <= side <= MAX_NOISE_SIDE or int(np.prod(shape, dtype=object)) != side * side:
+        raise InputError(f"{name}: '{key}' is {list(shape)}, not one square noise map of at most {MAX_NOISE_SIDE}x{MAX_NOISE_SIDE}")
 
 
 def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     """Write atomically: the file appears complete or not at all."""
     path = Path(path)
-    arrays = {"w": _host_array(latents.w)}
+    if not isinstance(latents, LatentFile):
+        raise InputError(f"save_latents takes a LatentFile(w=..., noises=..., meta=...), got {type(latents).__name__}")
+    arrays = {"w": _host_array(latents.w, "w")}
     if arrays["w"].ndim == 2:  # one code [num_ws, w_dim], as load_latents also reads it
         arrays["w"] = arrays["w"][None]
     if arrays["w"].ndim != 3 or 0 in arrays["w"].shape or not np.isfinite(arrays["w"]).all():
         raise InputError(f"w must be finite values [N, num_ws, w_dim], got shape {list(arrays['w'].shape)}")  # what load_latents reads back
     if not isinstance(latents.meta, dict):
         raise InputError(f"meta must be a dict (it is written as a JSON object), got {type(latents.meta).__name__}")
-    for k, v in latents.noises.items():
-        arrays[f"noise_{k}"] = _host_array(v)
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0 or not np.isfinite(arrays[f"noise_{k}"]).all():
-            raise InputError(f"noise maps are keyed by layer index (a whole number >= 0) and hold finite values; noise {k!r:.20} does not")
+    noises = {} if latents.noises is None else latents.noises
+    if not isinstance(noises, dict):
+        raise InputError(f"noises must be a dict of noise layer index -> map, got {type(noises).__name__}")
+    for k, v in noises.items():
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+            raise InputError(f"noise maps are keyed by layer index (a whole number >= 0), got {k!r:.20}")
+        arrays[f"noise_{k}"] = _host_array(v, f"noise map {k}")
+        _check_noise_shape(arrays[f"noise_{k}"].shape, f"noise_{k}", "noise map")  # what load_latents reads back
+        if not np.isfinite(arrays[f"noise_{k}"]).all():
+            raise InputError(f"noise map {k} holds NaN or infinite values")
     arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -105,9 +124,9 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
             for key in data.files:
                 if re.fullmatch(r"noise_[0-9]+", key):
                     shape = _check_claimed_size(data, key, path.name)
-                    side = shape[-1] if shape else 0
-                    if len(shape) < 2 or shape[-2] != side or not 1 <= side <= MAX_NOISE_SIDE or int(np.prod(shape, dtype=object)) != side * side:
-                        raise InputError(f"{path.name}: '{key}' is {list(shape)}, not one square noise map of at most {MAX_NOISE_SIDE}x{MAX_NOISE_SIDE}")
+                    _check_noise_shape(shape, key, path.name)
+                    if int(key[6:]) in noises:
+                        raise InputError(f"{path.name}: two arrays name noise map {int(key[6:])} ('{key}' and another); keep one")
                     noise = data[key]
                     if noise.dtype.kind not in "fiu":
                         raise InputError(f"{path.name}: '{key}' holds {noise.dtype} values, not real numbers")

@@ -33,7 +33,18 @@ def test_own_format_holds_no_code_and_loads_with_weights_only(tmp_path):
 
 
 def test_network_id_changes_with_the_weights():
+    import copy
+
     assert network_id(tiny_generator(seed=0)) != network_id(tiny_generator(seed=1))
+    G = tiny_generator(seed=0)
+    before = network_id(G)
+    twin = copy.deepcopy(G)
+    assert network_id(twin) == before and network_id(G.double()) == network_id(G.float()) == before  # a copy, a round trip
+    with torch.no_grad():
+        next(twin.parameters()).add_(1)  # fine-tuned, say: the id was kept from before
+    assert network_id(twin) != before and network_id(G) == before
+    twin.load_state_dict(G.state_dict())
+    assert network_id(twin) == before
 
 
 def test_save_replaces_atomically_and_leaves_no_temporary_files(tmp_path):

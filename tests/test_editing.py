@@ -448,7 +448,7 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     runs = {  # each names the image that failed and what to change (nothing, for a file's own w)
         ("generate", "--seeds", "0", "--trunc", "1e38", "--outdir", tmp_path / "g"): "seed 0: ; ask for a truncation psi nearer 0",
         ("generate", "--latents", tmp_path / "big.npz", "--outdir", tmp_path / "g"): "big.npz latent 0: ; what it was trained on",
-        ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "-1e39,0", "--out", tmp_path / "e.png"): "seed 3 at strength -1e+39: ; ask for --strength values nearer 0",
+        ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "-3e38,0", "--out", tmp_path / "e.png"): "seed 3 at strength -3e+38: ; ask for --strength values nearer 0",
         ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "big.npz at strength 0: ; what it was trained on",  # its own w: no option to change
         ("edit", "3", "--trunc", "1e38", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "seed 3 at strength 0: ; ask for a --trunc nearer 0",
         ("mix", "--rows", "0", "--cols", "1", "--trunc", "1e38", "--out", tmp_path / "m.png"): "seed 0: ; ask for a --trunc nearer 0",
@@ -466,6 +466,8 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
         what, advice = said.split(" ; ")
         assert out.startswith(f"error: {what} the network's output is not finite") and out.endswith(advice), (args, out)
     assert "ask for" not in invoke("mix", "--rows", "0", "--cols", tmp_path / "big.npz", "--network", net, "--out", tmp_path / "m.png").output
+    r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "-1e39,0", "--out", tmp_path / "e.png", "--network", net)
+    assert r.exit_code == 1 and r.output == "error: seed 3 at strength -1e+39: the edited ws overflow float: ask for a strength nearer 0\n", r.output  # before rendering
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"] and not list((tmp_path / "g").glob("*.png"))
     r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
     assert r.exit_code == 0, r.output
@@ -732,7 +734,27 @@ def test_library_counts_and_item_lists_are_checked():
         (lambda: truncate(ws, G.w_avg, float("nan")), "psi must be a finite"),
         (lambda: truncate(ws, G.w_avg, 1e39), "psi must be a finite number within float32's range"),  # the lerp would overflow
         (lambda: G.mapping(torch.zeros(1, G.z_dim), truncation_psi=-1e39), "within float32's range"),
-        (lambda: truncate(ws.long(), G.w_avg, 0.5), "ws must be float"),
+        (lambda: truncate(ws.long(), G.w_avg, 0.5), "ws must be a float tensor"),
+        (lambda: truncate(ws, torch.zeros(8), 0.5), "w_avg must be a tensor of the ws' 16 numbers"),
+        (lambda: truncate(ws * 1e37, G.w_avg, 3e38), "beyond float32's range"),
+        (lambda: apply_direction(ws, np.zeros([1, G.w_dim]), 1.0), "all zeros"),
+        (lambda: apply_direction(ws, np.full([1, G.w_dim], np.nan), 1.0), "not finite"),
+        (lambda: apply_direction(ws, np.ones([2, G.w_dim // 2]), 1.0), "one vector"),
+        (lambda: apply_direction(ws, np.ones([1, G.w_dim]), 1.0, []), "layers is empty"),
+        (lambda: apply_direction(ws, np.ones([1, G.w_dim]), 1e39), "overflow"),
+        (lambda: apply_direction(ws, np.ones([1, G.w_dim]), "1"), "strength must be a finite number"),
+        (lambda: apply_direction(ws.long(), np.ones([1, G.w_dim]), 1.0), "ws must be a float tensor"),
+        (lambda: apply_direction(ws.numpy(), np.ones([1, G.w_dim]), 1.0), "ws must be a float tensor"),
+        (lambda: condition(np.ones([1, G.w_dim]), np.zeros([1, G.w_dim])), "all zeros"),
+        (lambda: mix_styles(ws, ws.to("meta"), [0]), "different devices"),
+        (lambda: mix_styles(ws.numpy(), ws.numpy(), [0]), "row and column ws"),
+        (lambda: sefa(G, layers=[-1]), "not all whole numbers"),
+        (lambda: sefa(G, layers=[]), "layers is empty"),
+        (lambda: interpolation_path(torch.randn(5, G.w_dim), 3), "3 frames cannot pass through 5 keys"),
+        (lambda: interpolation_path(np.zeros([2, 4]), 3), "keys must be a float tensor"),
+        (lambda: fit_boundary(np.random.default_rng(1).standard_normal((20, 4)), np.array([1] + [0] * 19), holdout=0.5, seed=2), "all of one class"),
+        (lambda: fit_boundary(np.full([20, 4], np.nan), np.arange(20) % 2), "NaN or infinite"),
+        (lambda: G.mapping(torch.zeros(2, G.z_dim), torch.zeros(2, 3)), "unconditional"),
     ]
     for call, why in calls:
         with pytest.raises(InputError, match=why):
@@ -1015,3 +1037,33 @@ def test_a_video_whose_writing_fails_closes_its_frames_and_makes_no_folder(tmp_p
     save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
     r = invoke("interpolate", tmp_path / "big.npz", "4", "--frames", "3", "--network", net, "--out", tmp_path / "new" / "sub" / "i.mp4")
     assert r.exit_code == 1 and "frame 1 of 3" in r.output and not (tmp_path / "new").exists(), r.output
+
+
+def test_directions_are_taken_as_loaded_and_strengths_per_sample():
+    G = tiny_generator()
+    ws = latents_for_items(G, ["1", "2"])
+    vec = np.random.default_rng(0).standard_normal([1, G.w_dim]).astype(np.float32)
+    d = Direction(vec / np.linalg.norm(vec), {})
+    assert torch.equal(apply_direction(ws, d, 2.0), apply_direction(ws, d.vector, 2.0))  # a Direction as load_direction gives it
+    per_sample = apply_direction(ws, d, torch.tensor([1.0, -2.0]))  # [N]
+    assert torch.allclose(per_sample[1], apply_direction(ws[1:], d, -2.0)[0]) and torch.allclose(per_sample[0], apply_direction(ws[:1], d, np.float64(1.0))[0])
+    assert w_std_along(G, d, samples=100) == w_std_along(G, d.vector, samples=100)
+    other = Direction(np.eye(1, G.w_dim, dtype=np.float32), {})
+    assert abs((condition(d, other) @ other.vector.T).item()) < 1e-6
+
+
+def test_items_may_be_ints_and_paths_and_seed_lists_are_checked(tmp_path):
+    from stylelift.generation import generate_from_seeds
+
+    G = tiny_generator()
+    ws, _ = noisy_latent_file(G, tmp_path / "12", 5)  # a Path named 12 is a file
+    got = latents_for_items(G, [3, np.int64(4), tmp_path / "12", "3"])
+    assert torch.equal(got[0], got[3]) and torch.equal(got[1], latents_for_items(G, ["4"])[0]) and torch.equal(got[2], ws[0])
+    for items, why in (([-1], "items are seeds"), ([1.5], "items are seeds"), ([True], "items are seeds")):
+        with pytest.raises(InputError, match=why):
+            latents_for_items(G, items)
+    for seeds, why in ((1, "seeds must be a list"), (["1"], "whole numbers"), ([-2], "whole numbers")):
+        with pytest.raises(InputError, match=why):
+            generate_from_seeds(G, seeds)
+    with pytest.raises(InputError, match="psi"):
+        generate_from_seeds(G, [1], truncation_psi="x")

@@ -16,7 +16,9 @@ def test_round_trip_with_noise_and_meta(tmp_path):
         with pytest.raises(InputError, match="w must be finite values"):
             save_latents(tmp_path / "b.npz", LatentFile(w=w))
     w = np.zeros([1, 6, 16], np.float32)
-    for bad, why in ((LatentFile(w=w, noises={0: np.full([4, 4], np.nan)}), "noise maps"), (LatentFile(w=w, noises={"x": np.ones([4, 4])}), "noise maps"), (LatentFile(w=w, meta=None), "meta must be a dict")):
+    for bad, why in ((LatentFile(w=w, noises={0: np.full([4, 4], np.nan)}), "noise map 0 holds NaN"),
+                         (LatentFile(w=w, noises={0: np.zeros([4, 5])}), r"is \[4, 5\], not one square noise map"),
+                         (LatentFile(w=w.astype(np.complex64)), "w must hold real numbers"), (LatentFile(w=w, noises={"x": np.ones([4, 4])}), "noise maps"), (LatentFile(w=w, meta=None), "meta must be a dict")):
         with pytest.raises(InputError, match=why):
             save_latents(tmp_path / "b.npz", bad)
     assert not (tmp_path / "b.npz").exists()
@@ -145,3 +147,9 @@ def test_a_long_file_name_gets_a_short_temporary_one(tmp_path):
     name = "x" * 246 + ".npz"  # 250 bytes: allowed, but not with '.tmp-PID' added
     save_latents(tmp_path / name, LatentFile(w=np.zeros([1, 2, 3], np.float32)))
     assert load_latents(tmp_path / name).w.shape == (1, 2, 3) and [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_two_arrays_naming_one_noise_map_are_refused(tmp_path):
+    np.savez(tmp_path / "two.npz", w=np.zeros([1, 6, 16], np.float32), noise_0=np.zeros([4, 4], np.float32), noise_00=np.ones([4, 4], np.float32))
+    with pytest.raises(InputError, match="two arrays name noise map 0"):
+        load_latents(tmp_path / "two.npz")

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -97,3 +98,14 @@ def test_a_folder_where_one_of_a_set_goes_is_found_before_the_set_is_replaced(tm
 def test_encoder_training_refuses_a_batch_norm_of_one_value(tmp_path, net):
     r = invoke("encoder", "train", "--network", net, "--out", tmp_path / "e.pt", "--steps", "1", "--batch-size", "1", "--input-resolution", "32", "--device", "cpu")
     assert r.exit_code == 1 and "--batch-size 2 or more" in r.output and not (tmp_path / "e.pt").exists(), r.output
+
+
+def test_make_grid_takes_a_batch_array_and_refuses_odd_tiles():
+    from stylelift.errors import InputError
+    from stylelift.images import make_grid
+
+    batch = np.arange(4 * 2 * 3 * 3, dtype=np.uint8).reshape(4, 2, 3, 3)  # [N, H, W, C] as to_uint8 gives
+    assert np.array_equal(make_grid(batch, cols=2), make_grid(list(batch), cols=2)) and make_grid(batch, cols=np.int64(4)).shape == (2, 12, 3)
+    for images, kwargs, why in (([batch[0], batch[0][:1]], {}, "one size"), (batch, {"cols": -1}, "cols must be"), (batch, {"pad": -1}, "pad"), ([], {}, "no images")):
+        with pytest.raises(InputError, match=why):
+            make_grid(images, **kwargs)

@@ -266,6 +266,19 @@ def test_init_from_latents_and_bad_shapes():
         project(G, target, steps=1, space="z")
     with pytest.raises(InputError, match="generator is on cpu, but projection was asked on meta"):
         project(G, target, steps=1, device="meta")
+    options = {  # each refused before any step, in words
+        "init": ("encoder", "init must be 'avg' or latents"),
+        "steps": ("5", "steps must be a whole number"),
+        "seed": (1.5, "seed must be a whole number"),
+        "loss": ({"mse": 1}, "loss is a spec"),
+        "options": (None, "options must be a ProjectionOptions"),
+        "optimize_noise": ("no", "optimize_noise must be True or False"),
+        "callback": (5, "callback must be a function"),
+        "device": ("gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"),
+    }
+    for name, (value, why) in options.items():
+        with pytest.raises(InputError, match=why):
+            project(G, target, **{"steps": 1, name: value})
 
 
 def test_a_device_without_an_index_means_any_of_its_kind():

@@ -117,31 +117,79 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     return Direction(vec.astype(np.float32) / norm, meta)
 
 
-def apply_direction(ws: Tensor, direction: Tensor | np.ndarray, strength: float, layers: Optional[Sequence[int]] = None) -> Tensor:
-    """ws + strength * direction on `layers` (all when None). ws [N, num_ws, w_dim]."""
-    if ws.ndim != 3:
-        raise InputError(f"ws must be [N, num_ws, w_dim], got {list(ws.shape)}")
-    d = torch.as_tensor(np.asarray(direction) if not isinstance(direction, Tensor) else direction, dtype=ws.dtype, device=ws.device).reshape(-1)
-    if d.numel() != ws.shape[-1]:
-        raise InputError(f"direction has {d.numel()} dimensions, ws have {ws.shape[-1]}")
-    if not torch.isfinite(torch.as_tensor(strength, dtype=torch.float64)).all():  # a number, or per-sample strengths [N, 1, 1]
-        raise InputError(f"strength must be finite, got {strength}")
-    layers = None if layers is None else layer_indices(layers, ws.shape[1])
+def direction_vector(direction, w_dim: Optional[int] = None, *, what: str = "the direction") -> Tensor:
+    """A direction as a float64 CPU vector [w_dim], checked: a `Direction`, or one vector ([w_dim],
+    [1, w_dim]) as a tensor or array, finite and not zero, of `w_dim` numbers when given."""
+    if isinstance(direction, Direction):
+        direction = direction.vector
+    if isinstance(direction, Tensor):
+        d = direction.detach()
+        if d.is_meta:
+            raise InputError(f"{what} is on the meta device: it holds no numbers")
+        d = d.cpu()
+    else:
+        d = torch.as_tensor(np.asarray(direction)) if isinstance(direction, (np.ndarray, list, tuple)) else None
+    if d is None or not (d.is_floating_point() or d.dtype in (torch.int32, torch.int64)) or d.ndim < 1 or d.numel() != d.shape[-1]:
+        shape = list(d.shape) if d is not None else type(direction).__name__
+        raise InputError(f"{what} must be one vector of real numbers [1, w_dim], got {shape} (a Direction, a tensor or an array)")
+    d = d.double().reshape(-1)
+    if w_dim is not None and d.numel() != w_dim:
+        raise InputError(f"{what} has {d.numel()} dimensions, the ws have {w_dim}")
+    if not torch.isfinite(d).all() or not d.any():
+        raise InputError(f"{what} is {'not finite' if not torch.isfinite(d).all() else 'all zeros'}: it points nowhere")
+    return d
+
+
+def apply_direction(ws: Tensor, direction, strength, layers: Optional[Sequence[int]] = None) -> Tensor:
+    """ws + strength * direction on `layers` (all when None). ws [N, num_ws, w_dim]; `direction`
+    a `Direction` or a vector [1, w_dim]; `strength` a number, or one per sample ([N] or [N, 1, 1])."""
+    if not isinstance(ws, Tensor) or ws.ndim != 3 or not ws.is_floating_point():
+        raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {describe(ws)}")
+    if not torch.isfinite(ws).all():
+        raise InputError("ws hold NaN or infinite values")
+    d = direction_vector(direction, ws.shape[-1]).to(ws.device, ws.dtype)
+    strength = _strength(strength, ws.shape[0]).to(ws.device, ws.dtype)
+    if layers is not None:
+        layers = layer_indices(layers, ws.shape[1])
+        if not layers:
+            raise InputError("layers is empty: name the ws to edit, or None for all of them")
     out = ws.clone()
     idx = slice(None) if layers is None else torch.as_tensor(layers, dtype=torch.long, device=ws.device)
     out[:, idx] += strength * d
+    if not torch.isfinite(out).all():
+        raise InputError("the edited ws overflow float: ask for a strength nearer 0")
     return out
 
 
-def condition(primary: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """primary with its component along `other` removed, renormalised (both [1, w_dim])."""
-    p, o = primary.reshape(-1).astype(np.float64), other.reshape(-1).astype(np.float64)
-    o = o / np.linalg.norm(o)
+def _strength(strength, n: int) -> Tensor:
+    """A strength as a tensor that broadcasts over ws [N, num_ws, w_dim]: a real number, or N of them."""
+    if is_real(strength):
+        return torch.tensor(float(strength), dtype=torch.float64)
+    if isinstance(strength, (Tensor, np.ndarray)) and not isinstance(strength, bool):
+        t = torch.as_tensor(strength).detach().cpu()
+        if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n) and torch.isfinite(t.double()).all():
+            return t.double().reshape(-1, 1, 1) if t.numel() == n and t.ndim else t.double().reshape(())
+    raise InputError(f"strength must be a finite number, or one per sample ([N] or [N, 1, 1]), got {describe(strength)}")
+
+
+def describe(value) -> str:
+    """A value's type and shape, for messages: 'Tensor float32 [2, 8]', 'str'."""
+    if isinstance(value, (Tensor, np.ndarray)):
+        return f"{type(value).__name__} {value.dtype} {list(value.shape)}"
+    return repr(value)[:30] if is_real(value) or value is None else type(value).__name__
+
+
+def condition(primary, other) -> np.ndarray:
+    """primary with its component along `other` removed, renormalised (each a `Direction` or a
+    vector [1, w_dim]; returns [1, w_dim])."""
+    p = direction_vector(primary, what="the direction to condition")
+    o = direction_vector(other, p.numel(), what="the direction conditioned on")
+    o = o / o.norm()
     p = p - (p @ o) * o
-    n = np.linalg.norm(p)
+    n = p.norm()
     if n < 1e-8:
         raise InputError("the two directions are parallel: nothing is left after conditioning")
-    return (p / n).astype(np.float32)[None]
+    return (p / n).float().numpy()[None]
 
 
 def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, float]:
@@ -157,10 +205,14 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
         raise InputError(f"need w [N, w_dim] and N labels, got {list(w.shape)} and {y.shape[0]}")
     if not set(np.unique(y)) <= {0.0, 1.0} or len(np.unique(y)) < 2:
         raise InputError("labels must be 0/1 with both classes present")
+    if not np.isfinite(w).all():
+        raise InputError("the labelled latents hold NaN or infinite values")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(y))
     n_test = int(round(len(y) * holdout))
     test, train = order[:n_test], order[n_test:]
+    if len(np.unique(y[train])) < 2:
+        raise InputError(f"the {len(train)} latents the boundary is fitted on (held out: {n_test}) are all of one class; label more of the other")
     mean = w[train].mean(0)
     x = torch.from_numpy(w[train] - mean)
     t = torch.from_numpy(y[train])
@@ -191,6 +243,9 @@ def style_affine_weights(G, layers: Optional[Sequence[int]] = None) -> list[Tens
     weights = G.synthesis.style_affine_weights()
     if layers is None:
         return weights
+    layers = layer_indices(layers, len(weights))  # not -1 for the last, nor True for 1
+    if not layers:
+        raise InputError("layers is empty: name the ws whose affines to use, or None for all of them")
     return [weights[i] for i in layers]
 
 
@@ -245,15 +300,13 @@ def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> t
     return (directions * largest.sign()).float().numpy(), values[top].clamp(min=0).float().numpy()
 
 
-def w_std_along(G, direction: np.ndarray | Tensor, *, samples: int = 10_000, seed: int = 0) -> float:
+def w_std_along(G, direction, *, samples: int = 10_000, seed: int = 0) -> float:
     """The standard deviation of the network's w (untruncated) along a direction: GANSpace's unit of
     edit strength, so that strength 1 is as far as w commonly varies that way, whatever the
     direction (on the bundled network w's spread is 2.8 along the first PCA component, 0.06 along
     the last; a unit vector does not say)."""
     _check_count("samples", samples, 2)
-    d = (direction.detach().cpu() if isinstance(direction, Tensor) else torch.as_tensor(np.asarray(direction))).double().reshape(-1)
-    if d.numel() != G.w_dim or not torch.isfinite(d).all() or d.norm() == 0:
-        raise InputError(f"the direction must be {G.w_dim} finite numbers, not all 0")
+    d = direction_vector(direction, G.w_dim)
     d = d / d.norm()
     along = torch.cat([w @ d for w in _sampled_w(G, samples, seed)])
     return float(along.std())

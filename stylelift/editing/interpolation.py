@@ -7,6 +7,9 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import InputError
+from ..models.base import is_whole
+
 EASINGS = ("linear", "smooth")
 
 
@@ -15,12 +18,12 @@ def ease(t: Tensor, easing: str) -> Tensor:
         return t
     if easing == "smooth":
         return t * t * (3 - 2 * t)  # smoothstep: zero speed at each key
-    raise ValueError(f"easing must be one of {EASINGS}, got {easing!r}")
+    raise InputError(f"easing must be one of {EASINGS}, got {easing!r}")
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """a, b [...]; t [T] -> [T, ...]."""
-    t = t.reshape([-1] + [1] * a.ndim)
+    """a, b [...]; t [T] (or one number) -> [T, ...]."""
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape([-1] + [1] * a.ndim)
     return a + (b - a) * t
 
 
@@ -32,10 +35,10 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     opposite vectors every great circle is as short: the path takes the one through the axis least
     along `a`.
     """
-    t = t.reshape([-1] + [1] * a.ndim)
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape([-1] + [1] * a.ndim)
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     if not (na > 0).all() or not (nb > 0).all():
-        raise ValueError("spherical interpolation needs non-zero vectors (a zero one has no direction)")
+        raise InputError("spherical interpolation needs non-zero, finite vectors (a zero one has no direction)")
     ua, ub = a / na, b / nb
     dot = (ua * ub).sum(-1, keepdim=True)
     perp = ub - dot * ua  # b's direction without its part along a
@@ -60,10 +63,12 @@ def path_steps(num_keys: int, frames: int, *, loop: bool = False, easing: str = 
     loop the first frame is key 0 and the last the last key; a loop returns to key 0 and leaves out
     its repeated frame at the end.
     """
-    if num_keys < 2:
-        raise ValueError("interpolation needs at least two keys")
-    if frames < 2:
-        raise ValueError("interpolation needs at least two frames")
+    if not is_whole(num_keys) or num_keys < 2:
+        raise InputError("interpolation needs at least two keys")
+    if not is_whole(frames) or frames < 2:
+        raise InputError(f"interpolation needs a whole number of frames, at least two, got {frames!r:.20}")
+    if frames < num_keys:
+        raise InputError(f"{frames} frames cannot pass through {num_keys} keys: ask for at least {num_keys}")
     segments = num_keys if loop else num_keys - 1
     span = frames if loop else frames - 1  # frame steps along the whole path
     bounds = [math.floor(k * span / segments + 0.5) for k in range(segments + 1)]  # the frame of each key
@@ -87,6 +92,10 @@ def between(a: Tensor, b: Tensor, t: float, *, spherical: bool = False) -> Tenso
 def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:
     """keys [K, ...] -> [frames, ...] through every key in order (and back to the first with `loop`).
 
-    Every key is a frame of its own, exactly (given at least one frame per segment); see `path_steps`.
+    Every key is a frame of its own, exactly; see `path_steps`.
     """
+    if not isinstance(keys, Tensor) or not keys.is_floating_point() or keys.ndim < 2:
+        raise InputError(f"keys must be a float tensor [K, ...] (z [K, z_dim] or ws [K, num_ws, w_dim]), got {type(keys).__name__} {getattr(keys, 'dtype', '')} {list(getattr(keys, 'shape', []))}")
+    if not torch.isfinite(keys).all():
+        raise InputError("keys hold NaN or infinite values")
     return torch.stack([between(keys[a], keys[b], t, spherical=spherical) for a, b, t in path_steps(keys.shape[0], frames, loop=loop, easing=easing)])

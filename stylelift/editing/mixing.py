@@ -15,19 +15,25 @@ from .layers import layer_indices
 def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None) -> Tensor:
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
     psi = check_psi(psi)
-    if ws.ndim != 3 or not ws.is_floating_point():
-        raise InputError(f"ws must be float [N, num_ws, w_dim], got {ws.dtype} {list(ws.shape)}")
+    if not isinstance(ws, Tensor) or ws.ndim != 3 or not ws.is_floating_point():
+        raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {type(ws).__name__} {getattr(ws, 'dtype', '')} {list(getattr(ws, 'shape', []))}")
+    if not isinstance(w_avg, Tensor) or w_avg.reshape(-1).shape != ws.shape[2:]:
+        raise InputError(f"w_avg must be a tensor of the ws' {ws.shape[2]} numbers (G.w_avg), got {type(w_avg).__name__} {list(getattr(w_avg, 'shape', []))}")
     check_truncation_cutoff(ws.shape[1], cutoff)
     out = ws.clone()
     n = ws.shape[1] if cutoff is None else cutoff
-    out[:, :n] = w_avg.to(ws).lerp(ws[:, :n], psi)
+    out[:, :n] = w_avg.reshape(-1).to(ws).lerp(ws[:, :n], psi)
+    if not torch.isfinite(out).all() and torch.isfinite(ws).all():
+        raise InputError(f"psi {psi:g} takes the ws beyond float32's range: ask for a psi nearer 0")
     return out
 
 
 def mix_styles(row: Tensor, col: Tensor, layers: Sequence[int]) -> Tensor:
     """ws taking `layers` from `col` and every other layer from `row` (both [N, num_ws, w_dim])."""
-    if row.ndim != 3 or col.ndim != 3 or row.shape[1:] != col.shape[1:] or col.shape[0] not in (1, row.shape[0]) or row.dtype != col.dtype:
+    if not isinstance(row, Tensor) or not isinstance(col, Tensor) or row.ndim != 3 or col.ndim != 3 or row.shape[1:] != col.shape[1:] or col.shape[0] not in (1, row.shape[0]) or row.dtype != col.dtype:
         raise InputError(f"row and column ws must be alike [N, num_ws, w_dim] (or one column [1, ...]), got {list(row.shape)} {row.dtype} and {list(col.shape)} {col.dtype}")
+    if row.device != col.device:
+        raise InputError(f"row and column ws are on different devices ({row.device} and {col.device})")
     out = row.clone()
     idx = torch.as_tensor(layer_indices(layers, row.shape[1]), dtype=torch.long, device=row.device)
     out[:, idx] = col[:, idx]
@@ -36,7 +42,7 @@ def mix_styles(row: Tensor, col: Tensor, layers: Sequence[int]) -> Tensor:
 
 def mixing_grid(rows: Tensor, cols: Tensor, layers: Sequence[int]) -> Tensor:
     """ws for every (row, col) cell, row-major: [R * C, num_ws, w_dim]."""
-    if rows.ndim != 3 or cols.ndim != 3 or rows.shape[1:] != cols.shape[1:]:
+    if not isinstance(rows, Tensor) or not isinstance(cols, Tensor) or rows.ndim != 3 or cols.ndim != 3 or rows.shape[1:] != cols.shape[1:]:
         raise InputError(f"row and column ws must be [N, num_ws, w_dim] of one network, got {list(rows.shape)} and {list(cols.shape)}")
     r, c = rows.shape[0], cols.shape[0]
     row_ws = rows.repeat_interleave(c, dim=0)

@@ -41,8 +41,14 @@ def check_z(z: Tensor, z_dim: int) -> None:
 
 
 def check_c(c: Optional[Tensor], c_dim: int, n: Optional[int]) -> None:
-    """A conditional network's label: a real tensor [N, c_dim] (one-hot for a class), one row per z
-    (`n`; None for a network without z)."""
+    """A network's label: for a conditional one a real tensor [N, c_dim] (one-hot for a class), one
+    row per z (`n`; None for a network without z); for an unconditional one None or an empty
+    [N, 0] (NVIDIA's code passes that)."""
+    if c_dim == 0:
+        if c is not None and not (isinstance(c, Tensor) and c.ndim == 2 and c.shape[1] == 0):
+            got = tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
+            raise InputError(f"this network is unconditional: it takes no class label (c=None), got {got}")
+        return
     if not isinstance(c, Tensor) or c.ndim != 2 or c.shape[1] != c_dim or c.shape[0] != (n or c.shape[0]) or c.is_complex():
         got = "none" if c is None else tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
         raise InputError(f"this network is conditional: c must be a label tensor of shape [{n or 'N'}, {c_dim}] (one-hot for a class), got {got}")

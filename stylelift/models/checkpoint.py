@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -197,7 +198,7 @@ def load_generator(
 
         G = load_mobilestylegan(device=device)
         # Named by its source files, so the id survives changes to how stylelift lays out the weights.
-        G._network_id = f"mobilestylegan-{G.source_info['source sha256'][:16]}"
+        _SOURCE_IDS.setdefault(_weights_hash(G), f"mobilestylegan-{G.source_info['source sha256'][:16]}")
         return G
     if key in NAMED_NETWORKS:
         G = build_generator(NAMED_NETWORKS[key](), name=key)
@@ -252,16 +253,35 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
         torch.save(data, f)
 
 
-def network_id(G: MappedGenerator) -> str:
-    """A short fingerprint of the weights and config: the same network gives the same id in any format."""
-    cached = getattr(G, "_network_id", None)
-    if cached:
-        return cached
+_IDS: "weakref.WeakKeyDictionary[MappedGenerator, tuple[tuple, str]]" = weakref.WeakKeyDictionary()  # G -> (weights key, id)
+_SOURCE_IDS: dict[str, str] = {}  # the weights' hash -> the id of a network named by its source files instead
+
+
+def _weights_key(G: MappedGenerator) -> tuple:
+    """Changes when a weight is replaced or changed in place (load_state_dict, an optimiser step, a
+    move to another device); not when one is written through `.data`, which torch does not count."""
+    return tuple((t.data_ptr(), t._version) for t in G.state_dict(keep_vars=True).values())
+
+
+def _weights_hash(G: MappedGenerator) -> str:
     h = hashlib.sha256(json.dumps(G.config.to_dict(), sort_keys=True).encode())
     for k, v in sorted(G.state_dict().items()):
         h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    G._network_id = f"{G.family}-{h.hexdigest()[:16]}"
-    return G._network_id
+        v = v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()  # a float64 copy is the same network
+        h.update(v.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def network_id(G: MappedGenerator) -> str:
+    """A short fingerprint of the weights and config: the same network gives the same id in any
+    format, on any device, in any copy (the bundled network's id names its source files, so that it
+    survives changes to how stylelift lays out the weights). Kept for each network object until its
+    weights change."""
+    key = _weights_key(G)
+    cached = _IDS.get(G)
+    if cached is None or cached[0] != key:
+        digest = _weights_hash(G)
+        cached = _IDS[G] = (key, _SOURCE_IDS.get(digest, f"{G.family}-{digest[:16]}"))
+    return cached[1]
 
 

@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MappedGenerator, broadcast_truncated, check_noise_mode, check_ws, check_z
+from .base import MappedGenerator, broadcast_truncated, check_c, check_noise_mode, check_ws, check_z
 
 
 @dataclass(frozen=True)
@@ -565,6 +565,7 @@ class MobileMappingNetwork(nn.Module):
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
         check_z(z, self.z_dim)
+        check_c(c, 0, None)  # unconditional
         x = z.to(torch.float32)
         x = x * (x.square().mean(dim=1, keepdim=True) + self.eps).rsqrt()
         for i in range(self.num_layers):

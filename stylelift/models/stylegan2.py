@@ -389,8 +389,8 @@ class MappingNetwork(nn.Module):
         if self.z_dim > 0:
             check_z(z, self.z_dim)
             x = normalize_2nd_moment(z.to(torch.float32))
+        check_c(c, self.c_dim, z.shape[0] if self.z_dim > 0 else None)
         if self.c_dim > 0:
-            check_c(c, self.c_dim, z.shape[0] if self.z_dim > 0 else None)
             y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
             x = torch.cat([x, y], dim=1) if x is not None else y
         for idx in range(self.num_layers):

@@ -144,7 +144,13 @@ def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
     if init is None or (isinstance(init, str) and init == "avg"):
         ws = w_avg.reshape(1, 1, -1).repeat(n, 1, 1)
     else:
-        ws = torch.as_tensor(np.asarray(init) if not isinstance(init, Tensor) else init).float().to(w_avg.device)
+        real = (not init.is_complex()) if isinstance(init, Tensor) else isinstance(init, np.ndarray) and init.dtype.kind in "fiu"
+        if not real:
+            raise InputError(f"init must be 'avg' or latents [N, 1 or {G.num_ws}, {G.w_dim}] (a tensor or an array; a LatentFile's .w), got {type(init).__name__}"
+                             + (" (an encoder's guess is a tensor: run the encoder, or `stylelift project --init`)" if isinstance(init, str) else ""))
+        if isinstance(init, Tensor) and init.is_meta:
+            raise InputError("init is on the meta device: it holds no numbers")
+        ws = torch.as_tensor(np.asarray(init) if not isinstance(init, Tensor) else init.detach()).float().to(w_avg.device)
         if ws.ndim == 2:
             ws = ws.unsqueeze(1)
         if ws.ndim != 3 or ws.shape[2] != G.w_dim or ws.shape[1] not in (1, G.num_ws):
@@ -204,8 +210,22 @@ def project(
     """
     if space not in SPACES:
         raise InputError(f"space must be 'w' or 'w+', got {space!r}")
-    if steps < 1:
-        raise InputError("steps must be at least 1")
+    if not is_whole(steps) or steps < 1:
+        raise InputError(f"steps must be a whole number >= 1, got {steps!r:.20}")
+    if not is_whole(seed) or seed < 0:
+        raise InputError(f"seed must be a whole number >= 0, got {seed!r:.20}")
+    if not isinstance(loss, str):
+        raise InputError(f"loss is a spec such as 'mse=1,ms-ssim=1', got {type(loss).__name__}")
+    if not isinstance(options, ProjectionOptions):
+        raise InputError(f"options must be a ProjectionOptions, got {type(options).__name__}")
+    if not isinstance(optimize_noise, bool):
+        raise InputError(f"optimize_noise must be True or False, got {optimize_noise!r:.20}")
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback must be a function (step, image, record), got {type(callback).__name__}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r:.30}") from None
     if not same_device(G.w_avg.device, device):
         raise InputError(f"the generator is on {G.w_avg.device}, but projection was asked on {device}")
     device = G.w_avg.device
