@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import InputError
-from .models.base import is_whole
+from .models.base import is_real, is_whole
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,8 @@ def _reflect_pad_blurred(img: Image.Image, pad: np.ndarray, blur: float) -> Imag
 
 def align_face(image: Image.Image, *, size: int = 1024, face_index: Optional[int] = None, cnn: bool = False, name: str = "the photo") -> AlignedFace:
     """Detect a face (the largest, or the `face_index`-th largest), find its landmarks, crop it FFHQ-style."""
+    if face_index is not None and (not is_whole(face_index) or face_index < 0):
+        raise InputError(f"face_index must be a whole number >= 0 (0 = the largest face), got {face_index!r:.20}")
     faces = align_faces(image, size=size, cnn=cnn, name=name, only=face_index or 0)
     return faces[0]
 
@@ -257,6 +259,8 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
     """Every face in the photo, largest first (or just the `only`-th)."""
     if not is_whole(size) or not 1 <= size <= MAX_SIZE:  # tiny networks' 4 px too
         raise InputError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, got {size!r:.20}")
+    if not isinstance(image, Image.Image):
+        raise InputError(f"align_face takes a PIL image, got {type(image).__name__}; read photos with stylelift.images.load_photo")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
     boxes = detect_faces(image, cnn=cnn)
@@ -281,6 +285,10 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     Pixels outside the crop square are returned untouched. `feather` is the width of the soft edge
     as a fraction of the square's side.
     """
+    if not isinstance(edited, Image.Image) or not isinstance(original, Image.Image) or not isinstance(face, AlignedFace):
+        raise InputError(f"paste_back takes the edited face and the original photo as PIL images and the AlignedFace, got {type(edited).__name__}, {type(face).__name__}, {type(original).__name__}")
+    if not is_real(feather):
+        raise InputError(f"feather is a fraction of the square's side, 0 to 0.5, got {feather!r:.20}")
     if original.size != face.source_size:
         raise InputError(f"the original photo is {original.size}, but the face was aligned in a {face.source_size} photo")
     if edited.width != edited.height or edited.width < 1:

@@ -304,3 +304,16 @@ def test_align_into_the_photos_own_folder_never_replaces_a_photo(tmp_path):
     assert r.exit_code == 1 and f"face.png: its aligned face would replace the photo {tmp_path / 'face.png'}" in " ".join(r.output.split()), r.output
     assert hashlib.sha256((tmp_path / "face.png").read_bytes()).hexdigest() == before
     assert Image.open(tmp_path / "other.png").size == (64, 64)  # a photo of another suffix is aligned beside it
+
+
+def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):
+    from stylelift.align import paste_back
+    from stylelift.errors import InputError
+
+    for image, kwargs, why in ((np.asarray(photo), {}, "takes a PIL image, got ndarray"), (str(PHOTO), {}, "takes a PIL image, got str"), (photo, {"face_index": "0"}, "face_index must be")):
+        with pytest.raises(InputError, match=why):
+            align_face(image, size=64, **kwargs)
+    face = align_face(photo, size=64)
+    for args, kwargs, why in (((face.image, face, np.asarray(photo)), {}, "PIL images"), ((face.image, face, photo), {"feather": "0.1"}, "feather")):
+        with pytest.raises(InputError, match=why):
+            paste_back(*args, **kwargs)

@@ -200,3 +200,13 @@ def test_tensors_of_a_type_networks_are_not_stored_in_are_not_called_code(tmp_pa
     with pytest.raises(UnsafeCheckpointError, match=r"^refusing to load odd.pt: it names a tensor type stylelift does not read \(torch\.") as e:
         load_generator(tmp_path / "odd.pt")
     assert "run code" not in str(e.value)
+
+
+def test_a_device_torch_cannot_use_here_is_one_clear_error():
+    from stylelift.errors import InputError
+
+    for device, why in (("gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"), (None, "device must be"), ("cuda:7", "CUDA GPU")):
+        if device == "cuda:7" and torch.cuda.device_count() > 7:
+            continue
+        with pytest.raises(InputError, match=why):
+            load_generator("random-stylegan2-64", device=device)
