@@ -755,6 +755,8 @@ def test_library_counts_and_item_lists_are_checked():
         (lambda: fit_boundary(np.random.default_rng(1).standard_normal((20, 4)), np.array([1] + [0] * 19), holdout=0.5, seed=2), "all of one class"),
         (lambda: fit_boundary(np.full([20, 4], np.nan), np.arange(20) % 2), "NaN or infinite"),
         (lambda: G.mapping(torch.zeros(2, G.z_dim), torch.zeros(2, 3)), "unconditional"),
+        (lambda: fit_boundary(np.zeros([20, 4]), np.arange(20) % 2, seed="a"), "seed must be"),
+        (lambda: pca_directions(G, samples=10, seed=-1), "seed must be"),
     ]
     for call, why in calls:
         with pytest.raises(InputError, match=why):

@@ -109,3 +109,13 @@ def test_make_grid_takes_a_batch_array_and_refuses_odd_tiles():
     for images, kwargs, why in (([batch[0], batch[0][:1]], {}, "one size"), (batch, {"cols": -1}, "cols must be"), (batch, {"pad": -1}, "pad"), ([], {}, "no images")):
         with pytest.raises(InputError, match=why):
             make_grid(images, **kwargs)
+
+
+def test_to_uint8_refuses_what_is_not_a_network_image_batch():
+    import torch
+
+    from stylelift.images import to_uint8
+
+    for bad in (torch.rand(1, 8, 8, 3), np.zeros([1, 3, 8, 8]), torch.zeros(1, 3, 8, 8, dtype=torch.uint8)):  # NHWC, an array, pixels already
+        with pytest.raises(ValueError, match=r"float image batch \[N, C, H, W\]"):
+            to_uint8(bad)

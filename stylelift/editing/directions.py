@@ -197,6 +197,7 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
     The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
     """
+    _check_count("seed", seed, 0)
     if not (is_real(holdout) and 0 <= holdout < 1) or not (is_real(l2) and l2 >= 0):
         raise InputError(f"holdout must be a fraction in [0, 1) and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
     w = np.asarray(w.detach().cpu() if isinstance(w, Tensor) else w, dtype=np.float64)
@@ -268,6 +269,7 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
 def _sampled_w(G, samples: int, seed: int) -> Iterator[Tensor]:
     """w [n, w_dim] (float64, on the CPU) of `samples` random z, mapped 1000 at a time without
     truncation; a conditional network's classes are drawn alike."""
+    _check_count("seed", seed, 0)
     gen = torch.Generator().manual_seed(seed)
     for start in range(0, samples, 1000):
         z = torch.randn([min(1000, samples - start), G.z_dim], generator=gen).to(G.w_avg.device)

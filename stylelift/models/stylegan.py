@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_noises, check_ws, check_z, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -339,8 +339,8 @@ class SynthesisNetwork(nn.Module):
         check_noise_mode(noise_mode)
         layers = self.layers()
         n_noise = len(self.noise_layers())
-        if noises is not None and len(noises) != n_noise:
-            raise ValueError(f"expected {n_noise} noise maps, got {len(noises)}")
+        if noises is not None:
+            check_noises(noises, [layer.resolution for layer in self.noise_layers()], ws.shape[0])
         noises = iter(noises if noises is not None else [None] * n_noise)
         ws = ws.to(torch.float32)
         x = self.b4.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_noises, check_ws, check_z, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -591,8 +591,8 @@ class SynthesisNetwork(nn.Module):
         n_layers = len(self.noise_layers())
         if noises is None:
             noises = [None] * n_layers
-        elif len(noises) != n_layers:
-            raise ValueError(f"expected {n_layers} noise maps, got {len(noises)}")
+        else:
+            check_noises(noises, [layer.resolution for layer in self.noise_layers()], ws.shape[0])
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = n_idx = 0
