@@ -713,7 +713,7 @@ def encoder_run(
         if stems.setdefault(path.stem, path) != path:
             taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
         elif latent_path.exists() and not overwrite:
-            if encoded_before(latent_path, {"method": "encoder", "encoder": encoder_path.name, "network_id": network_id(G), "photo_sha256": photo_hash(path)}, do_align):
+            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {"method": "encoder", "encoder": encoder_path.name, "network_id": network_id(G), "photo_sha256": photo_hash(path)}, do_align):
                 typer.echo(f"{path.name}: already done (use --overwrite to redo)")
                 continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"

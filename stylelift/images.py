@@ -21,9 +21,9 @@ from .fileio import atomic_path
 
 def to_uint8(img: Tensor) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C], rounding as NVIDIA's generate.py does."""
-    if not isinstance(img, Tensor) or img.ndim != 4 or img.shape[1] not in (1, 3, 4) or not img.is_floating_point():
+    if not isinstance(img, Tensor) or img.ndim != 4 or not 1 <= img.shape[1] <= 4 or not img.is_floating_point():
         got = f"{img.dtype} {tuple(img.shape)}" if isinstance(img, Tensor) else type(img).__name__
-        raise ValueError(f"expected a float image batch [N, C, H, W] (C = 1, 3 or 4) in [-1, 1], as networks give it; got {got}")
+        raise ValueError(f"expected a float image batch [N, C, H, W] (C from 1 to 4) in [-1, 1], as networks give it; got {got}")
     x = (img.detach().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     return x.cpu().numpy()
 

@@ -735,7 +735,7 @@ def test_library_counts_and_item_lists_are_checked():
         (lambda: truncate(ws, G.w_avg, 1e39), "psi must be a finite number within float32's range"),  # the lerp would overflow
         (lambda: G.mapping(torch.zeros(1, G.z_dim), truncation_psi=-1e39), "within float32's range"),
         (lambda: truncate(ws.long(), G.w_avg, 0.5), "ws must be a float tensor"),
-        (lambda: truncate(ws, torch.zeros(8), 0.5), "w_avg must be a tensor of the ws' 16 numbers"),
+        (lambda: truncate(ws, torch.zeros(8), 0.5), r"w_avg must be a tensor \[w_dim\]"),
         (lambda: truncate(ws * 1e37, G.w_avg, 3e38), "beyond float32's range"),
         (lambda: apply_direction(ws, np.zeros([1, G.w_dim]), 1.0), "all zeros"),
         (lambda: apply_direction(ws, np.full([1, G.w_dim], np.nan), 1.0), "not finite"),
@@ -1069,3 +1069,16 @@ def test_items_may_be_ints_and_paths_and_seed_lists_are_checked(tmp_path):
             generate_from_seeds(G, seeds)
     with pytest.raises(InputError, match="psi"):
         generate_from_seeds(G, [1], truncation_psi="x")
+
+
+def test_edits_pass_gradients_to_strength_and_direction_and_take_per_layer_averages():
+    G = tiny_generator()
+    ws = latents_for_items(G, ["1", "2"])
+    strength = torch.tensor(1.5, requires_grad=True)
+    direction = torch.randn(1, G.w_dim, requires_grad=True)
+    apply_direction(ws, direction, strength).sum().backward()  # e.g. learning a direction by gradient
+    assert strength.grad is not None and direction.grad is not None
+    column = np.ones([G.w_dim, 1])  # one vector, standing
+    assert torch.equal(apply_direction(ws, column, 1.0), apply_direction(ws, column.T, 1.0))
+    per_layer = G.w_avg.expand(G.num_ws, -1)  # [num_ws, w_dim]
+    assert torch.equal(truncate(ws, per_layer, 0.5, 3), truncate(ws, G.w_avg, 0.5, 3))

@@ -260,6 +260,10 @@ def test_encoder_run_keeps_a_projection_and_project_no_longer_counts_it_done(tmp
     encoded = (tmp_path / "o" / "p.npz").read_bytes()
     r = CliRunner().invoke(app, run)  # the same again: nothing to do
     assert r.exit_code == 0 and r.output == "p.png: already done (use --overwrite to redo)\n", r.output
+    (tmp_path / "o" / "p_enc.png").unlink()
+    assert CliRunner().invoke(app, run).exit_code == 1  # not done without its image: it says the file exists
+    assert CliRunner().invoke(app, [*run, "--overwrite"]).exit_code == 0
+    encoded = (tmp_path / "o" / "p.npz").read_bytes()
     r = CliRunner().invoke(app, [*run[:-2], "--outdir", out, "--align"])  # other options: not done, and not replaced
     assert r.exit_code == 1 and "p.npz exists; pass --overwrite" in " ".join(r.output.split()), r.output
     for outdir in (out, str(tmp_path / "fresh")):  # project onto the encoder's file, done before or not

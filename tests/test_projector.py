@@ -252,6 +252,8 @@ def test_init_from_latents_and_bad_shapes():
     ws, target = generated_target(G)
     r = project(G, target, steps=1, init=ws, optimize_noise=False, loss="mse", options=ProjectionOptions(lr=0.0, working_resolution=0))
     assert torch.allclose(r.ws, ws, atol=1e-6)
+    r = project(G, target, steps=1, init=ws.tolist(), optimize_noise=np.bool_(False), loss="mse", options=ProjectionOptions(lr=0.0, working_resolution=0))
+    assert torch.allclose(r.ws, ws, atol=1e-6)  # a nested list, as from JSON
     with pytest.raises(InputError, match="init latents"):
         project(G, target, steps=1, init=torch.zeros(1, 5, G.w_dim))
     with pytest.raises(InputError, match="target must be"):

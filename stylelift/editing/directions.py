@@ -129,7 +129,7 @@ def direction_vector(direction, w_dim: Optional[int] = None, *, what: str = "the
         d = d.cpu()
     else:
         d = torch.as_tensor(np.asarray(direction)) if isinstance(direction, (np.ndarray, list, tuple)) else None
-    if d is None or not (d.is_floating_point() or d.dtype in (torch.int32, torch.int64)) or d.ndim < 1 or d.numel() != d.shape[-1]:
+    if d is None or not (d.is_floating_point() or d.dtype in (torch.int32, torch.int64)) or d.ndim < 1 or d.numel() != max(d.shape):  # [w_dim], [1, w_dim], [w_dim, 1]
         shape = list(d.shape) if d is not None else type(direction).__name__
         raise InputError(f"{what} must be one vector of real numbers [1, w_dim], got {shape} (a Direction, a tensor or an array)")
     d = d.double().reshape(-1)
@@ -147,8 +147,14 @@ def apply_direction(ws: Tensor, direction, strength, layers: Optional[Sequence[i
         raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {describe(ws)}")
     if not torch.isfinite(ws).all():
         raise InputError("ws hold NaN or infinite values")
-    d = direction_vector(direction, ws.shape[-1]).to(ws.device, ws.dtype)
-    strength = _strength(strength, ws.shape[0]).to(ws.device, ws.dtype)
+    d = direction_vector(direction, ws.shape[-1]).to(ws.device, ws.dtype)  # checked
+    if isinstance(direction, Tensor) and direction.requires_grad:  # the caller's own, so that gradients reach it
+        d = direction.reshape(-1).to(ws)
+    checked = _strength(strength, ws.shape[0])
+    if isinstance(strength, Tensor) and strength.requires_grad:  # likewise
+        strength = strength.to(ws).reshape(checked.shape)
+    else:
+        strength = checked.to(ws.device, ws.dtype)
     if layers is not None:
         layers = layer_indices(layers, ws.shape[1])
         if not layers:

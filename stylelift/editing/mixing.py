@@ -17,12 +17,12 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None
     psi = check_psi(psi)
     if not isinstance(ws, Tensor) or ws.ndim != 3 or not ws.is_floating_point():
         raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {type(ws).__name__} {getattr(ws, 'dtype', '')} {list(getattr(ws, 'shape', []))}")
-    if not isinstance(w_avg, Tensor) or w_avg.reshape(-1).shape != ws.shape[2:]:
-        raise InputError(f"w_avg must be a tensor of the ws' {ws.shape[2]} numbers (G.w_avg), got {type(w_avg).__name__} {list(getattr(w_avg, 'shape', []))}")
+    if not isinstance(w_avg, Tensor) or w_avg.shape not in (ws.shape[2:], ws.shape[1:]):
+        raise InputError(f"w_avg must be a tensor [w_dim] (G.w_avg) or one per layer [num_ws, w_dim], here {list(ws.shape[1:])}, got {type(w_avg).__name__} {list(getattr(w_avg, 'shape', []))}")
     check_truncation_cutoff(ws.shape[1], cutoff)
     out = ws.clone()
     n = ws.shape[1] if cutoff is None else cutoff
-    out[:, :n] = w_avg.reshape(-1).to(ws).lerp(ws[:, :n], psi)
+    out[:, :n] = (w_avg if w_avg.ndim == 1 else w_avg[:n]).to(ws).lerp(ws[:, :n], psi)
     if not torch.isfinite(out).all() and torch.isfinite(ws).all():
         raise InputError(f"psi {psi:g} takes the ws beyond float32's range: ask for a psi nearer 0")
     return out

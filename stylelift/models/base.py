@@ -36,12 +36,15 @@ def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
 
 def check_noises(noises, resolutions: list[int], n: int) -> None:
     """Noise maps for a synthesis call: one per noise input, a float tensor [1 or N, 1, r, r] (or
-    [r, r] / [1, r, r]) at that input's resolution r."""
+    [r, r] / [1, r, r]) at that input's resolution r, or None for one that follows noise_mode."""
     if not isinstance(noises, (list, tuple)) or len(noises) != len(resolutions):
         got = len(noises) if isinstance(noises, (list, tuple)) else type(noises).__name__
         raise InputError(f"noises must be a list of {len(resolutions)} maps, one per noise input, got {got}")
     for k, (m, r) in enumerate(zip(noises, resolutions)):
-        if not isinstance(m, Tensor) or not m.is_floating_point() or tuple(m.shape[-2:]) != (r, r) or m.numel() not in (r * r, n * r * r) or m.ndim > 4:
+        if m is None:  # that input follows noise_mode
+            continue
+        shape = tuple(m.shape) if isinstance(m, Tensor) else ()
+        if not isinstance(m, Tensor) or not m.is_floating_point() or shape not in ((r, r), (1, r, r), (1, 1, r, r), (n, 1, r, r)):
             got = f"{m.dtype} {list(m.shape)}" if isinstance(m, Tensor) else type(m).__name__
             raise InputError(f"noise map {k} must be a float tensor [1 or {n}, 1, {r}, {r}], got {got}")
 

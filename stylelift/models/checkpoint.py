@@ -189,8 +189,8 @@ def check_device(device: Union[str, torch.device]) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-        raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r:.30}")
+    if dev is None or dev.type not in ("cpu", "cuda", "mps") or (dev.type == "mps" and not torch.backends.mps.is_available()):
+        raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N' (or 'mps' on a Mac that has it), got {device!r:.30}")
     if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
         raise InputError(f"device {device!r:.30}: torch sees {torch.cuda.device_count() if torch.cuda.is_available() else 'no'} CUDA GPU(s) on this machine")
     return dev

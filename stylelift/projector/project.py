@@ -139,12 +139,19 @@ def _resize(img: Tensor, size: int) -> Tensor:
     return F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
 
 
+def _real_array(x) -> bool:
+    try:
+        return np.asarray(x).dtype.kind in "fiub"
+    except (ValueError, TypeError):  # ragged lists and the like
+        return False
+
+
 def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
     """Starting latents [N, 1 or num_ws, w_dim]."""
     if init is None or (isinstance(init, str) and init == "avg"):
         ws = w_avg.reshape(1, 1, -1).repeat(n, 1, 1)
     else:
-        real = (not init.is_complex()) if isinstance(init, Tensor) else isinstance(init, np.ndarray) and init.dtype.kind in "fiu"
+        real = (not init.is_complex()) if isinstance(init, Tensor) else not isinstance(init, str) and _real_array(init)
         if not real:
             raise InputError(f"init must be 'avg' or latents [N, 1 or {G.num_ws}, {G.w_dim}] (a tensor or an array; a LatentFile's .w), got {type(init).__name__}"
                              + (" (an encoder's guess is a tensor: run the encoder, or `stylelift project --init`)" if isinstance(init, str) else ""))
@@ -218,7 +225,7 @@ def project(
         raise InputError(f"loss is a spec such as 'mse=1,ms-ssim=1', got {type(loss).__name__}")
     if not isinstance(options, ProjectionOptions):
         raise InputError(f"options must be a ProjectionOptions, got {type(options).__name__}")
-    if not isinstance(optimize_noise, bool):
+    if not isinstance(optimize_noise, (bool, np.bool_)):
         raise InputError(f"optimize_noise must be True or False, got {optimize_noise!r:.20}")
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be a function (step, image, record), got {type(callback).__name__}")
