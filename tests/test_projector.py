@@ -442,8 +442,20 @@ def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_g
     monkeypatch.setattr(run_module, "_project_batch", first_batch_too_big)
     photos, out = photo_dir / "photos", photo_dir / "out"
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
-    assert r.exit_code == 1 and "p0.png: out of memory (try a smaller --batch-size)" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 1 and "p0.png: out of memory, even for one photo at a time" in r.output and "Traceback" not in r.output
     assert (out / "p1.npz").exists() and not (out / "p0.npz").exists()
+    calls = []
+
+    def batches_of_two_too_big(G, batch, *args):
+        calls.append([item.path.name for item in batch])
+        if len(batch) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return real(G, batch, *args)
+
+    monkeypatch.setattr(run_module, "_project_batch", batches_of_two_too_big)
+    r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", photo_dir / "o2", "--batch-size", "2")
+    assert r.exit_code == 0 and "a batch of 2 photos failed (out of memory); projecting them one at a time" in r.output, r.output
+    assert calls == [["p0.png", "p1.png"], ["p0.png"], ["p1.png"]] and (photo_dir / "o2" / "p0.npz").exists() and (photo_dir / "o2" / "p1.npz").exists()
 
     def bug(G, batch, *args):
         raise RuntimeError("a bug")
@@ -530,3 +542,28 @@ def test_a_video_that_cannot_be_written_fails_its_photo_and_the_others_go_on(pho
     photos, out = photo_dir / "photos", photo_dir / "out"
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
     assert r.exit_code == 1 and r.output.count("ffmpeg could not write") == 2 and "Traceback" not in r.output, r.output  # both were tried
+
+
+def test_a_photo_whose_loss_overflows_in_a_batch_fails_alone(photo_dir, monkeypatch):
+    from stylelift.projector import run as run_module
+
+    real = run_module._project_batch
+
+    def p1_diverges(G, batch, *args):
+        if any(item.path.name == "p1.png" for item in batch):
+            raise InputError("the loss became inf at step 3 (loss mse=1)")  # as project() says it, for the whole batch
+        return real(G, batch, *args)
+
+    monkeypatch.setattr(run_module, "_project_batch", p1_diverges)
+    photos, out = photo_dir / "photos", photo_dir / "out"
+    r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out, "--batch-size", "2")
+    assert r.exit_code == 1 and "error: p1.png: the loss became inf" in r.output and "p0.png: error" not in r.output, r.output
+    assert (out / "p0.npz").exists() and not (out / "p1.npz").exists()
+
+
+def test_the_library_names_the_target_whose_loss_overflows():
+    G = tiny_generator()
+    _, target = generated_target(G, n=2)
+    target[1] = 1e20  # finite, but its squared error is not, in float32
+    with pytest.raises(InputError, match=r"the loss of target 2 of 2 became inf at step 1 \(loss mse=1\)"):
+        project(G, target, steps=3, loss="mse")

@@ -308,7 +308,9 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
         record = {"step": step, "lr": lr, **dict(zip(numbers, torch.stack(list(numbers.values())).tolist()))}  # one wait for the GPU
         if not np.isfinite(record["loss"]):  # every later step would be NaN too, and the run end in latents of NaN
             spec = ",".join(f"{k}={v:g}" for k, v in weights.items())
-            raise InputError(f"the loss became {record['loss']} at step {step + 1} (loss {spec}): ask for smaller weights, or a start (init) nearer the network's w_avg")
+            bad = [i + 1 for i in (~torch.isfinite(d.detach())).nonzero().flatten().tolist()]
+            which = f" of target {', '.join(map(str, bad))} of {n}" if n > 1 else ""
+            raise InputError(f"the loss{which} became {record['loss']} at step {step + 1} (loss {spec}): ask for smaller weights, or a start (init) nearer the network's w_avg")
         history.append(record)
         last = d.detach()
         if callback is not None:

@@ -209,8 +209,9 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except Exception as e:  # this photo fails; the others still run
             report(f"error: {per_item_error(e, path.name)}", error=True)
             failures += 1
-    for start in range(0, len(todo), job.batch_size):
-        batch = todo[start : start + job.batch_size]
+    batches = [todo[start : start + job.batch_size] for start in range(0, len(todo), job.batch_size)]
+    while batches:
+        batch = batches.pop(0)
         try:
             metrics = _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
@@ -218,7 +219,12 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except (StyleliftError, OSError, MemoryError, RuntimeError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
             if isinstance(e, RuntimeError) and not isinstance(e, StyleliftError) and not is_out_of_memory(e):
                 raise  # a bug, not this batch's failure (a VideoError is a RuntimeError too, and the batch's)
-            why = "out of memory (try a smaller --batch-size)" if is_out_of_memory(e) else error_message(e)
+            if len(batch) > 1 and (is_out_of_memory(e) or isinstance(e, (InputError, MemoryError))):  # the optimisation failed, nothing was written
+                why = "out of memory" if is_out_of_memory(e) or isinstance(e, MemoryError) else error_message(e)
+                report(f"a batch of {len(batch)} photos failed ({why}); projecting them one at a time")
+                batches[:0] = [[item] for item in batch]  # so that one photo's failure is its own
+                continue
+            why = "out of memory, even for one photo at a time" if is_out_of_memory(e) else error_message(e)
             for item in batch:
                 report(f"error: {item.path.name}: {why}", error=True)
             failures += len(batch)
