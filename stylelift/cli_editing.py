@@ -309,9 +309,9 @@ def interpolate(
 
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
-    def frame_hint(k: int) -> str:  # the items frame k lies between
-        a, b, _ = steps[k]
-        return trunc_hint(trunc, items[a], items[b])
+    def frame_hint(k: int) -> str:  # the items frame k is made of: a key's own frame is that key alone
+        a, b, t = steps[k]
+        return trunc_hint(trunc, *([items[a]] if t == 0 else [items[b]] if t == 1 else [items[a], items[b]]))
 
     images = iter_render_ws(G, ws, batch_size=batch_size, noises=frame_noises, names=lambda k: f"frame {k + 1} of {len(ws)}", hint=frame_hint)
     save_output(shown(images, len(ws)), out, cols=len(ws), fps=fps)  # an mp4 takes the frames as they are rendered

@@ -456,6 +456,7 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
         ("mix", "--rows", f"1,{tmp_path / 'big.npz'}", "--cols", "2", "--trunc", "0.5", "--out", tmp_path / "m.png"): "big.npz: ; what it was trained on",  # --trunc does not touch a file
         ("truncation-sweep", "--seeds", "5", "--psi", "1,1e38", "--out", tmp_path / "t.png"): "seed 5 at psi 1e+38: ; ask for --psi values nearer 0",
         ("interpolate", "4", tmp_path / "big.npz", "--frames", "3", "--grid", "--out", tmp_path / "i.png"): "frame 2 of 3: ; what it was trained on",
+        ("interpolate", tmp_path / "big.npz", "4", "--trunc", "0.5", "--frames", "3", "--grid", "--out", tmp_path / "i.png"): "frame 1 of 3: ; what it was trained on",  # the file's own frame
     }
     for args, said in runs.items():
         r = invoke(*args, "--network", net)
