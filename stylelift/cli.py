@@ -453,4 +453,4 @@ def run() -> None:
         sys.exit(130)
 
 
-from . import cli_editing  # noqa: E402,F401  (registers the editing commands on `app`)
+from . import cli_editing, cli_encoder  # noqa: E402,F401  (registers the editing and encoder commands on `app`)

@@ -71,6 +71,8 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:
     """Read an InterFaceGAN-style boundary `.npy` ([1, w_dim] or [w_dim]) and its sidecar, if any."""
     path = Path(path)
+    if w_dim is not None and (not is_whole(w_dim) or w_dim < 1):
+        raise InputError(f"w_dim must be a whole number >= 1 (G.w_dim), got {w_dim!r:.20}")
     if not path.exists():
         raise FileNotFoundError(f"no direction file {path}")
     if path.is_dir():

@@ -1,0 +1,177 @@
+"""Encoder commands of the `stylelift` CLI: train, fit and run an encoder that guesses W+ latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, printable, user_errors
+from .cli_editing import load
+from .errors import StyleliftError
+from .fileio import check_writable
+
+encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
+app.add_typer(encoder_app, name="encoder")
+
+
+@encoder_app.command("train")
+@user_errors
+def encoder_train(
+    out: Annotated[Path, typer.Option(help="Encoder checkpoint to write (also written every --checkpoint-every steps).")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps in all (a resumed run continues to this count).")] = 20_000,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
+    lr: Annotated[float, typer.Option(min=0, max=1, help="Adam learning rate.", callback=finite)] = 1e-4,
+    backbone: Annotated[Optional[str], typer.Option(help="resnet18 or resnet34 (default resnet18; a resumed run keeps its own; dlib-face encoders are made by `encoder fit`).")] = None,
+    input_resolution: Annotated[Optional[int], typer.Option(min=32, max=4096, help="Encoder input size (default 256; a resumed run keeps its own).")] = None,
+    image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled training latents.")] = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train an encoder on images the network generates (known latents): latent MSE + image loss."""
+    from .encoder_training import EncoderTrainOptions, train_encoder
+    from .models.encoder import FACE_BACKBONE, load_encoder, new_encoder
+    from .progress import StepProgress
+
+    if backbone == FACE_BACKBONE:
+        fail(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
+    G, dev = load(network, device)
+    state = None
+    if resume:
+        encoder, state = load_encoder(out, G=G, device=dev)
+        if encoder.config.backbone == FACE_BACKBONE:
+            fail(f"{out} is a fitted {FACE_BACKBONE} encoder; fit another with `stylelift encoder fit`")
+        for name, given in (("backbone", backbone), ("input_resolution", input_resolution)):
+            if given is not None and given != getattr(encoder.config, name):
+                fail(f"{out} was trained with {name} {getattr(encoder.config, name)}; --resume continues with it (drop --{name.replace('_', '-')})")
+        typer.echo(f"resuming {out} at step {state.get('step', 0)}")
+    else:
+        if out.exists():
+            fail(f"{out} exists; pass --resume to continue it or choose another --out")
+        encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=256 if input_resolution is None else input_resolution)
+    opts = EncoderTrainOptions(
+        steps=steps, batch_size=batch_size, lr=lr, image_loss=image_loss if image_loss != "none" else "mse",
+        image_weight=0.0 if image_loss == "none" else 1.0, checkpoint_every=checkpoint_every, seed=seed,
+        render_resolution=encoder.config.input_resolution,
+    )
+    saved = (state or {}).get("options")
+    if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
+        changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and getattr(opts, k, v) != v]
+        if changed:
+            fail(f"{out} was trained with other settings ({', '.join(f'{k} {saved[k]!r:.30}' for k in changed)}); resume with the same options")
+    side = -(-encoder.config.input_resolution // 32)  # the ResNet's last feature map is side x side
+    if batch_size * side * side < 2:
+        fail(f"--batch-size {batch_size} at input resolution {encoder.config.input_resolution}: batch norm needs two values per channel; use --batch-size 2 or more")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)  # before the training, not at its first checkpoint
+    start = int(state.get("step", 0)) if state else 0
+    with StepProgress("training", steps, completed=start) as bar:
+        train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
+    typer.echo(f"wrote {out}")
+
+
+@encoder_app.command("fit")
+@user_errors
+def encoder_fit(
+    out: Annotated[Path, typer.Option(help="Encoder file to write.")],
+    network: NetworkOpt = DEFAULT_NETWORK,
+    samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
+    rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (the shipped encoder: 128).")] = 128,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled latents.")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Fit a dlib-face encoder in minutes on a CPU: dlib's pretrained face ResNet, frozen, and a linear head by ridge regression."""
+    from .encoder_training import FaceEncoderFitOptions, fit_face_encoder
+    from .models.encoder import save_encoder
+    from .progress import StepProgress
+
+    if out.suffix.lower() != ".pt":
+        raise typer.BadParameter(f"--out {out}: the name must end in .pt")
+    check_new_file(out, overwrite)
+    opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
+    out.parent.mkdir(parents=True, exist_ok=True)
+    G, _ = load(network, device)
+    with StepProgress("rendering", samples) as bar:
+        encoder, report = fit_face_encoder(G, opts, callback=bar.update)
+    save_encoder(out, encoder, training={"fit": report})
+    typer.echo(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {rank} "
+               f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
+
+
+def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
+    """Whether a latent file is `encoder run`'s output for this photo with these options."""
+    from .latents import load_latents
+
+    try:
+        meta = load_latents(latent_path).meta
+    except (StyleliftError, OSError):
+        return False
+    return all(meta.get(k) == v for k, v in same.items()) and ("alignment" in meta) == aligned
+
+
+@encoder_app.command("run")
+@user_errors
+def encoder_run(
+    photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
+    encoder_spec: Annotated[str, typer.Option("--encoder", help="Encoder file, or 'encoder': the one shipped for the bundled network.")] = "encoder",
+    network: NetworkOpt = DEFAULT_NETWORK,
+    do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
+    outdir: Annotated[Path, typer.Option(help="Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace latent files that exist (a projection of the same photo, say).")] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """One pass of the encoder per photo: a latent file and its image."""
+    import torch
+
+    from .cli import expand_photos
+    from .errors import per_item_error
+    from .images import save_image, to_tensor, to_uint8
+    from .latents import LatentFile, save_latents
+    from .models import network_id
+    from .models.encoder import load_encoder, resolve_encoder_path
+    from .projector.run import ProjectJob, photo_hash, prepare
+
+    paths, failed = expand_photos(photos)
+    encoder_path = resolve_encoder_path(encoder_spec)
+    G, dev = load(network, device)
+    encoder, _ = load_encoder(encoder_path, G=G, device=dev)
+    outdir.mkdir(parents=True, exist_ok=True)
+    job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
+    stems: dict[str, Path] = {}
+    for path in paths:
+        latent_path = outdir / f"{path.stem}.npz"
+        taken = None
+        if stems.setdefault(path.stem, path) != path:
+            taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
+        elif latent_path.exists() and not overwrite:
+            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {"method": "encoder", "encoder": encoder_path.name, "network_id": network_id(G), "photo_sha256": photo_hash(path)}, do_align):
+                typer.echo(f"{path.name}: already done (use --overwrite to redo)")
+                continue
+            taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
+        if taken is not None:
+            typer.secho(f"error: {printable(path.name)}: {taken}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        try:
+            item = prepare(path, job, G.img_resolution)
+        except Exception as e:  # this photo fails; the others still run
+            typer.secho(f"error: {printable(per_item_error(e, path.name), 1000)}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        target = to_tensor(item.target).to(dev)
+        with torch.no_grad():
+            ws = encoder(target)
+            image = G.synthesis(ws)
+        meta = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "photo": path.name, "photo_sha256": photo_hash(path)}
+        if item.face is not None:
+            meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
+        save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")
+        save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
+        typer.echo(f"{path.name}: -> {latent_path}")
+    if failed:
+        raise typer.Exit(1)
