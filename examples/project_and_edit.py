@@ -6,7 +6,7 @@ Writes into --outdir:
   projected.npz       the latent file (w and noise maps), as `stylelift project` writes it;
                       `stylelift edit projected.npz ...` and the other commands take it
   projected.png       the aligned photo and its reconstruction, side by side
-  older_younger.png   the face moved along an attribute direction from -3 to +3 standard deviations
+  younger_older.png   the face moved along an attribute direction from -3 to +3 standard deviations
                       (the shipped age direction on the bundled network, else the first PCA one)
   mix.png             three seeds' faces given the photo's coarse layers (pose, face shape)
   morph.mp4           a loop from the photo to seed 0 and back, noise maps lerped with the ws
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     result = stylelift.project(G, target, space="w+", steps=args.steps, loss=args.loss, seed=0)
     ws = result.ws  # [1, num_ws, w_dim]
     noises = [n[:1] for n in result.noises] if result.noises else None  # per noise input [1, 1, r, r]; None: the network has none
-    meta = {"network_id": stylelift.network_id(G), "network": args.network, "space": "w+", "steps": args.steps, "loss": args.loss, "photo": Path(args.photo).name}
+    meta = {"network_id": stylelift.network_id(G), "network": args.network, "space": "w+", "steps": args.steps, "loss": args.loss, "seed": 0,
+            "photo": Path(args.photo).name, "stylelift": stylelift.__version__,
+            "alignment": dict(face.transform_meta(), photo_path=str(Path(args.photo).resolve()))}  # so `stylelift edit --paste-back` can paste it back
     noise_maps = {k: n[0].numpy() for k, n in enumerate(noises or [])}
     stylelift.save_latents(args.outdir / "projected.npz", stylelift.LatentFile(w=ws.numpy(), noises=noise_maps, meta=meta))
     save_image(make_grid([to_uint8(target)[0], to_uint8(result.image)[0]], cols=2), args.outdir / "projected.png")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         vector, layers = pca_directions(G, k=1)[0][None], None
     sigma = w_std_along(G, vector)
     edited = torch.cat([apply_direction(ws, vector, s * sigma, layers) for s in (-3, -1.5, 0, 1.5, 3)])
-    save_image(make_grid(render_ws(G, edited, noises=noises), cols=5), args.outdir / "older_younger.png")
+    save_image(make_grid(render_ws(G, edited, noises=noises), cols=5), args.outdir / "younger_older.png")
 
     # 3. Style mixing: the photo's coarse layers under three seeds' finer ones (top row: the seeds).
     coarse = style_ranges(G.layer_resolutions)["coarse"]
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         frame_noises = None
     write_video(args.outdir / "morph.mp4", iter_render_ws(G, path, noises=frame_noises), fps=24)  # frames streamed to ffmpeg
-    print(f"wrote projected.npz, projected.png, older_younger.png, mix.png and morph.mp4 to {args.outdir}/")
+    print(f"wrote projected.npz, projected.png, younger_older.png, mix.png and morph.mp4 to {args.outdir}/")
 
 
 if __name__ == "__main__":

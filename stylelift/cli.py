@@ -278,7 +278,7 @@ def generate(
         typer.echo(f"not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture")
         grid_path = None
     generation.write_images(images, [outdir / n for n in names], grid_path=grid_path)  # each image is written as it is rendered
-    typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)} to {outdir}/")
+    typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
 
 
 @app.command()

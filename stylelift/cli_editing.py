@@ -375,6 +375,8 @@ def edit(
     layer_idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
     ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     noises = item_noises(G, items, dev)  # latent files bring their noise maps
+    if paste_back:  # checked now, not after the rendering
+        target = paste_target(None if is_seed(items[0]) else load_latents(items[0]), photo, items[0], n, out=out)
 
     def item_images(i: int, item: str, w: torch.Tensor) -> Iterator[np.ndarray]:  # one item at every strength
         def hint(j: int) -> str:  # what to change when image j is not finite
@@ -394,7 +396,12 @@ def edit(
     flat = list(shown(itertools.chain.from_iterable(item_images(i, item, w) for i, (item, w) in enumerate(zip(items, ws))), k * n))
     rows = [flat[i * n : (i + 1) * n] for i in range(k)]  # per item, its images at every strength
     if paste_back:  # one latent file
-        rows = [pasted_images(rows[0], None if is_seed(items[0]) else load_latents(items[0]), photo, items[0], out=out)]
+        from PIL import Image
+
+        from .align import paste_back as paste
+
+        face, original = target
+        rows = [[np.asarray(paste(Image.fromarray(im), face, original)) for im in rows[0]]]
     if video:
         frames = [make_grid([row[j] for row in rows], cols=k) for j in range(n)] if k > 1 else rows[0]
         save_output(frames, out, fps=fps)
@@ -402,10 +409,10 @@ def edit(
         save_output([image for row in rows for image in row], out, cols=n)
 
 
-def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item: str, *, out: Path) -> list[np.ndarray]:
-    from PIL import Image
-
-    from .align import AlignedFace, paste_back
+def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: Path):
+    """(the AlignedFace, the photo) that --paste-back pastes `count` edited faces of `item` into,
+    checked before anything is rendered."""
+    from .align import AlignedFace
     from .images import load_photo
 
     if latents is None:
@@ -420,8 +427,8 @@ def pasted_images(images: list[np.ndarray], latents, photo: Optional[Path], item
     if not Path(photo_path).is_file():
         fail(f"--paste-back: the photo {item} was projected from is no longer at {printable(photo_path)}; pass it with --photo PATH")
     original = load_photo(Path(photo_path))
-    check_output_size(len(images), original.width, original.height, "the edit pasted into the photo", out=out, cols=len(images))  # photo-sized images
-    return [np.asarray(paste_back(Image.fromarray(im), face, original)) for im in images]
+    check_output_size(count, original.width, original.height, "the edit pasted into the photo", out=out, cols=count)  # photo-sized images
+    return face, original
 
 
 # ----------------------------------------------------------------------------------------------

@@ -415,6 +415,7 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
     ]:
         r = invoke("edit", *args, "--network", net, "--out", tmp_path / "x.png")
         assert r.exit_code == 1 and text in r.output and "Traceback" not in r.output, (args, r.output)
+        assert "rendering" not in r.output, r.output  # said before any rendering
     usage = [
         (["--photo", tmp_path / "d.npy"], "add --paste-back"),
         (["--strength", "3:-3:0"], "COUNT must be 1 to"),
