@@ -435,8 +435,8 @@ def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_g
     real = run_module._project_batch
 
     def first_batch_too_big(G, batch, *args):
-        if batch[0].path.name == "p0.png":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")  # a RuntimeError, not a MemoryError
+        if batch[0].path.name == "p0.png":  # as _project_batch passes on an optimisation's failure
+            raise run_module._OptimisationFailed(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))  # a RuntimeError, not a MemoryError
         return real(G, batch, *args)
 
     monkeypatch.setattr(run_module, "_project_batch", first_batch_too_big)
@@ -449,7 +449,7 @@ def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_g
     def batches_of_two_too_big(G, batch, *args):
         calls.append([item.path.name for item in batch])
         if len(batch) > 1:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+            raise run_module._OptimisationFailed(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB"))
         return real(G, batch, *args)
 
     monkeypatch.setattr(run_module, "_project_batch", batches_of_two_too_big)
@@ -550,14 +550,14 @@ def test_a_photo_whose_loss_overflows_in_a_batch_fails_alone(photo_dir, monkeypa
     real = run_module._project_batch
 
     def p1_diverges(G, batch, *args):
-        if any(item.path.name == "p1.png" for item in batch):
-            raise InputError("the loss became inf at step 3 (loss mse=1)")  # as project() says it, for the whole batch
+        if any(item.path.name == "p1.png" for item in batch):  # as project() says it, for the whole batch
+            raise run_module._OptimisationFailed(InputError("the loss of target 2 of 2 became inf at step 3 (loss mse=1)"))
         return real(G, batch, *args)
 
     monkeypatch.setattr(run_module, "_project_batch", p1_diverges)
     photos, out = photo_dir / "photos", photo_dir / "out"
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out, "--batch-size", "2")
-    assert r.exit_code == 1 and "error: p1.png: the loss became inf" in r.output and "p0.png: error" not in r.output, r.output
+    assert r.exit_code == 1 and "error: p1.png: the loss" in r.output and "error: p0.png" not in r.output, r.output
     assert (out / "p0.npz").exists() and not (out / "p1.npz").exists()
 
 
@@ -567,3 +567,22 @@ def test_the_library_names_the_target_whose_loss_overflows():
     target[1] = 1e20  # finite, but its squared error is not, in float32
     with pytest.raises(InputError, match=r"the loss of target 2 of 2 became inf at step 1 \(loss mse=1\)"):
         project(G, target, steps=3, loss="mse")
+
+
+def test_a_photo_whose_files_cannot_be_written_fails_alone_in_its_batch(photo_dir, monkeypatch):
+    """Its batch-mates were written and are done; the batch is not redone."""
+    from stylelift.errors import VideoError
+    from stylelift.projector import run as run_module
+
+    real = run_module.write_projection
+
+    def p1_unwritable(files, **kwargs):
+        if files.stem == "p1":
+            raise VideoError("ffmpeg could not write p1_proj.mp4: disk full")
+        return real(files, **kwargs)
+
+    monkeypatch.setattr(run_module, "write_projection", p1_unwritable)
+    photos, out = photo_dir / "photos", photo_dir / "out"
+    r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out, "--batch-size", "2")
+    assert r.exit_code == 1 and "p0.png: done" in r.output and "error: p1.png: ffmpeg could not write p1_proj.mp4" in r.output, r.output
+    assert "error: p0.png" not in r.output and "one at a time" not in r.output and (out / "p0.npz").exists()

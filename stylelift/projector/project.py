@@ -302,15 +302,17 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
         optimizer.step()
         if noises:
             normalize_noises_(noises)
-        numbers = {"loss": d.detach().float().mean(), **dist.last}
+        numbers = {"loss": d.detach().double().mean(), **dist.last}  # float64: a mean of large finite losses stays finite
         if noises:
             numbers["noise_reg"] = reg.detach().float().mean()
-        record = {"step": step, "lr": lr, **dict(zip(numbers, torch.stack(list(numbers.values())).tolist()))}  # one wait for the GPU
-        if not np.isfinite(record["loss"]):  # every later step would be NaN too, and the run end in latents of NaN
+        values = torch.stack([v.double() for v in numbers.values()] + [torch.isfinite(d.detach()).all().double()]).tolist()  # one wait for the GPU
+        record = {"step": step, "lr": lr, **dict(zip(numbers, values[:-1]))}
+        if not values[-1]:  # a target's loss is not finite: every later step would be NaN too, and the run end in latents of NaN
             spec = ",".join(f"{k}={v:g}" for k, v in weights.items())
-            bad = [i + 1 for i in (~torch.isfinite(d.detach())).nonzero().flatten().tolist()]
-            which = f" of target {', '.join(map(str, bad))} of {n}" if n > 1 else ""
-            raise InputError(f"the loss{which} became {record['loss']} at step {step + 1} (loss {spec}): ask for smaller weights, or a start (init) nearer the network's w_avg")
+            bad = (~torch.isfinite(d.detach())).nonzero().flatten().tolist()
+            which = f" of target {', '.join(str(i + 1) for i in bad)} of {n}" if n > 1 else ""
+            became = d.detach()[bad[0]].item()
+            raise InputError(f"the loss{which} became {became} at step {step + 1} (loss {spec}): ask for smaller weights, or a start (init) nearer the network's w_avg")
         history.append(record)
         last = d.detach()
         if callback is not None:

@@ -213,26 +213,47 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     while batches:
         batch = batches.pop(0)
         try:
-            metrics = _project_batch(G, batch, job, loss, init, meta_base)
+            results = _project_batch(G, batch, job, loss, init, meta_base)
         except KeyboardInterrupt:
             raise
-        except (StyleliftError, OSError, MemoryError, RuntimeError) as e:  # OSError: an output that cannot be written (full disk, a folder in the way)
-            if isinstance(e, RuntimeError) and not isinstance(e, StyleliftError) and not is_out_of_memory(e):
-                raise  # a bug, not this batch's failure (a VideoError is a RuntimeError too, and the batch's)
-            if len(batch) > 1 and (is_out_of_memory(e) or isinstance(e, (InputError, MemoryError))):  # the optimisation failed, nothing was written
-                why = "out of memory" if is_out_of_memory(e) or isinstance(e, MemoryError) else error_message(e)
-                report(f"a batch of {len(batch)} photos failed ({why}); projecting them one at a time")
+        except _OptimisationFailed as failed:  # nothing of the batch was written
+            if len(batch) > 1:
+                report(f"a batch of {len(batch)} photos failed ({_why(failed.error, alone=False)}); projecting them one at a time")
                 batches[:0] = [[item] for item in batch]  # so that one photo's failure is its own
                 continue
-            why = "out of memory, even for one photo at a time" if is_out_of_memory(e) else error_message(e)
-            for item in batch:
-                report(f"error: {item.path.name}: {why}", error=True)
-            failures += len(batch)
-            continue
-        for item, m in zip(batch, metrics):
-            face = f", face distance {m['face_distance']:.3f}" if m.get("face_distance") is not None else ""
-            report(f"{item.path.name}: done -> {item.files.latent} (PSNR {m['psnr']:.1f} dB, SSIM {m['ssim']:.3f}{face})")
+            results = [failed.error]
+        except (StyleliftError, OSError, MemoryError, RuntimeError) as e:  # before any photo's files (the LPIPS metric's weights, say)
+            if isinstance(e, RuntimeError) and not isinstance(e, StyleliftError) and not is_out_of_memory(e):
+                raise  # a bug, not this batch's failure
+            results = [e] * len(batch)
+        for item, r in zip(batch, results):
+            if isinstance(r, BaseException):
+                report(f"error: {item.path.name}: {_why(r)}", error=True)
+                failures += 1
+                continue
+            face = f", face distance {r['face_distance']:.3f}" if r.get("face_distance") is not None else ""
+            report(f"{item.path.name}: done -> {item.files.latent} (PSNR {r['psnr']:.1f} dB, SSIM {r['ssim']:.3f}{face})")
     return failures
+
+
+class _OptimisationFailed(Exception):
+    """A batch's optimisation failed (out of memory, a loss that overflows, ...): nothing was written."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _why(e: BaseException, *, alone: bool = True) -> str:
+    if is_out_of_memory(e) or isinstance(e, MemoryError):
+        return "out of memory, even for one photo at a time" if alone else "out of memory"
+    return error_message(e)
+
+
+def _expected(e: BaseException) -> bool:
+    """An error that is a photo's or a batch's failure, not a bug: stylelift's own, an output that
+    cannot be written (OSError: a full disk, a folder in the way), running out of memory."""
+    return isinstance(e, (StyleliftError, OSError, MemoryError)) or is_out_of_memory(e)
 
 
 def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict) -> list[dict]:
@@ -256,36 +277,51 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
                 for i in range(len(batch)):
                     frames[i].append(np.concatenate([target_small_u8[i], synth_u8[i]], axis=1))
 
-        if isinstance(init, torch.nn.Module):  # an encoder: its guess for each photo
-            with torch.no_grad():
-                init = init(target)
-        result = project(
-            G, target, space=job.space, steps=job.steps, init=init, optimize_noise=job.optimize_noise, loss=loss,
-            device=device, seed=job.seed, options=options, perceptual_weights=job.perceptual_weights, callback=callback,
-        )
+        try:
+            if isinstance(init, torch.nn.Module):  # an encoder: its guess for each photo
+                with torch.no_grad():
+                    init = init(target)
+            result = project(
+                G, target, space=job.space, steps=job.steps, init=init, optimize_noise=job.optimize_noise, loss=loss,
+                device=device, seed=job.seed, options=options, perceptual_weights=job.perceptual_weights, callback=callback,
+            )
+        except Exception as e:
+            if not _expected(e):
+                raise  # a bug
+            raise _OptimisationFailed(e) from e
 
     lpips_model = load_lpips(LossContext(device, job.perceptual_weights)) if lpips_available(job.perceptual_weights) else None
     images_u8 = to_uint8(result.image)
-    written = []
+    written: list = []  # each photo's metrics, or the error that kept its files from being written
     for i, item in enumerate(batch):
-        noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
-        meta = dict(meta_base, photo=item.path.name, photo_sha256=photo_hash(item.path), final_loss=float(result.final_loss[i]))
-        if item.face is not None:
-            meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
-        latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
-        one_target = target[i : i + 1]
-        metrics = projection_metrics(one_target, result.image[i : i + 1], item.target, images_u8[i], lpips_model=lpips_model)
-        metrics.update(steps=job.steps, loss=loss, space=job.space)
-        pasted = None
-        if job.paste_back:
-            if item.face is None:
-                raise InputError("--paste-back needs --align")
-            from ..align import paste_back
-
-            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
-        write_projection(
-            item.files, latents=latents, target=item.target, projection=images_u8[i],
-            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
-        )
-        written.append(metrics)
+        try:
+            written.append(_write_one(i, item, result, images_u8, target, frames, job, loss, meta_base, lpips_model))
+        except Exception as e:
+            if not _expected(e):
+                raise
+            written.append(e)
     return written
+
+
+def _write_one(i, item, result, images_u8, target, frames, job, loss, meta_base, lpips_model) -> dict:
+    """Write photo i's files of a projected batch; returns its metrics."""
+    noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
+    meta = dict(meta_base, photo=item.path.name, photo_sha256=photo_hash(item.path), final_loss=float(result.final_loss[i]))
+    if item.face is not None:
+        meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
+    latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
+    one_target = target[i : i + 1]
+    metrics = projection_metrics(one_target, result.image[i : i + 1], item.target, images_u8[i], lpips_model=lpips_model)
+    metrics.update(steps=job.steps, loss=loss, space=job.space)
+    pasted = None
+    if job.paste_back:
+        if item.face is None:
+            raise InputError("--paste-back needs --align")
+        from ..align import paste_back
+
+        pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
+    write_projection(
+        item.files, latents=latents, target=item.target, projection=images_u8[i],
+        frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
+    )
+    return metrics
