@@ -118,10 +118,15 @@ def check_new_file(path: Path, overwrite: bool) -> None:
 
 def psi_value(value: float) -> float:
     """Option callback: a truncation psi, finite and within float32's range (the networks' arithmetic)."""
+    return in_float32(finite(value))
+
+
+def in_float32(value: float, what: str = "") -> float:
+    """A usage error for a number float32 cannot hold (`what` names the option)."""
     from .models.base import FLOAT32_MAX
 
-    if abs(finite(value)) > FLOAT32_MAX:
-        raise typer.BadParameter(f"{value:g} is beyond float32's range")
+    if abs(value) > FLOAT32_MAX:
+        raise typer.BadParameter(f"{what}{value:g} is beyond float32's range")
     return value
 
 
@@ -197,6 +202,12 @@ def load_network(network: str, device="cpu"):
     if bar.done:  # said once the copy has loaded as a network (a login page saved as ffhq.pkl gets its error alone)
         typer.echo(f"downloaded {printable(shown(network))} ({bar.done / 2**20:.1f} MB) into {cache_dir() / 'downloads'}", err=True)
     return G
+
+
+def load(network: str, device: str):
+    """(the network, the device) for a command's --network and --device."""
+    dev = resolve_device(device)
+    return load_network(network, dev), dev
 
 
 def resolve_device(name: str):
@@ -344,12 +355,14 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     return list(seen.values()), misses
 
 
-def is_given_photo(path: Path, photos: set[Path]) -> bool:
-    """Whether writing `path` would replace one of `photos` (resolved paths), also where the file
-    system ignores case (Face.PNG and Face.png are one file on macOS and Windows)."""
-    if path.resolve() in photos:
-        return True
-    return path.exists() and any(os.path.samefile(path, photo) for photo in photos if photo.exists())
+def file_id(path: Path) -> Optional[tuple[int, int]]:
+    """The (device, inode) of an existing file: one file under any of its names, also where the
+    file system ignores case (Face.PNG and Face.png are one file on macOS and Windows)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @app.command()
@@ -374,7 +387,7 @@ def align(
     paths, failed = expand_photos(photos)
     outdir.mkdir(parents=True, exist_ok=True)
     stems: dict[str, Path] = {}
-    photos_given = {p.resolve() for p in paths}  # never written over: --outdir may be the photos' own folder
+    photos_given = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
         if stems.setdefault(path.stem, path) != path:  # NAME.png would overwrite the other photo's
             typer.secho(f"error: {printable(path, 500)}: its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); align it with another --outdir", fg=typer.colors.RED, err=True)
@@ -388,7 +401,7 @@ def align(
             failed += 1
             continue
         stems_out = [f"{path.stem}_face{k}" if all_faces else path.stem for k in range(len(faces))]
-        if clash := next((p for stem in stems_out for p in (outdir / f"{stem}.png", outdir / f"{stem}_align.json") if is_given_photo(p, photos_given)), None):
+        if clash := next((p for stem in stems_out for p in (outdir / f"{stem}.png", outdir / f"{stem}_align.json") if file_id(p) in photos_given), None):
             typer.secho(f"error: {printable(path.name)}: its aligned face would replace the photo {printable(clash, 500)}; give another --outdir", fg=typer.colors.RED, err=True)
             failed += 1
             continue

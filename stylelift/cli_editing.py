@@ -14,7 +14,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, parse_int_list, printable, psi_value, resolve_device, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, in_float32, load, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -97,11 +97,6 @@ def split_items(text: str, *, what: str) -> list[str]:
     return items
 
 
-def load(network: str, device: str):
-    dev = resolve_device(device)
-    return cli.load_network(network, dev), dev
-
-
 def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
     """Write the images as one grid picture or a video, whichever `out` names. Frames that come from
     an iterator are rendered as the video is written: the folder is made at the first one (a render
@@ -161,12 +156,10 @@ def truncation_sweep(
 
     from .editing import truncate
     from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
-    from .models.base import FLOAT32_MAX
-
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
-    if beyond := [p for p in psis if abs(p) > FLOAT32_MAX]:
-        raise typer.BadParameter(f"--psi {beyond[0]:g} is beyond float32's range")
+    for p in psis:
+        in_float32(p, "--psi ")
     seed_list = parse_int_list(seeds) if seeds is not None else [] if latents else parse_int_list("0-3")
     items = [str(s) for s in seed_list] + [str(p) if not is_seed(str(p)) else f"./{p}" for p in latents or []]  # a file named 12 is not seed 12
     check_seed_options(items, class_idx=class_idx)
@@ -309,6 +302,7 @@ def interpolate(
 
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
+
     def frame_hint(k: int) -> str:  # the items frame k is made of: a key's own frame is that key alone
         a, b, t = steps[k]
         return trunc_hint(trunc, *([items[a]] if t == 0 else [items[b]] if t == 1 else [items[a], items[b]]))

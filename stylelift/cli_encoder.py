@@ -7,8 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, printable, user_errors
-from .cli_editing import load
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, load, printable, user_errors
 from .errors import StyleliftError
 from .fileio import check_writable
 

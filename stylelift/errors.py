@@ -32,6 +32,13 @@ def first_line(e: BaseException) -> str:
     return lines[0][:200] if lines else type(e).__name__
 
 
+def describe(value) -> str:
+    """A value's type and shape for a message: 'Tensor torch.float32 [2, 8]', '1.5', 'str'."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor or an array
+        return f"{type(value).__name__} {value.dtype} {list(value.shape)}"
+    return repr(value)[:30] if value is None or isinstance(value, (int, float)) else type(value).__name__
+
+
 def is_out_of_memory(e: BaseException) -> bool:
     """Host memory (MemoryError, or torch's CPU allocator failing, a plain RuntimeError) or GPU memory
     (torch's error, a RuntimeError too): the user asked for too much at once, which is not a bug."""

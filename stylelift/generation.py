@@ -64,10 +64,15 @@ def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = ""
     or edit strength far outside the trained range overflows float32 and would be saved as black.
     The error starts with `what` (which image) and ends with `hint` (what to change), when given."""
     if not torch.isfinite(img).all():
-        largest = f"the largest |w| is {ws.abs().max().item():.3g}" if torch.isfinite(ws).all() else "w is not finite"
-        advice = f"; {hint}" if hint else ""
-        raise InputError(f"{what}the network's output is not finite ({largest}): the latents are far outside what it was trained on{advice}")
+        raise not_finite(ws, what, hint)
     return to_uint8(img)
+
+
+def not_finite(ws: torch.Tensor, what: str, hint: str) -> InputError:
+    """The error for an image of `ws` whose pixels are not finite (see `rendered`)."""
+    largest = f"the largest |w| is {ws.abs().max().item():.3g}" if torch.isfinite(ws).all() else "w is not finite"
+    advice = f"; {hint}" if hint else ""
+    return InputError(f"{what}the network's output is not finite ({largest}): the latents are far outside what it was trained on{advice}")
 
 
 def iter_seed_images(
@@ -296,5 +301,5 @@ def iter_render_ws(
         if bad.any():
             k = start + int(bad.int().argmax())  # the first image that failed
             what = names(k) if names is not None else f"image {k + 1} of {ws.shape[0]}"
-            rendered(img[k - start], batch_ws[k - start], f"{what}: ", hint(k) if callable(hint) else hint)  # raises
+            raise not_finite(batch_ws[k - start], f"{what}: ", hint(k) if callable(hint) else hint)
         yield from to_uint8(img)

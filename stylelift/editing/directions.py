@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError, first_line
+from ..errors import InputError, describe, first_line
 from ..fileio import atomic_path, parse_json, write_text_atomic
 from ..generation import random_labels
 from ..models.base import is_real, is_whole
@@ -178,13 +178,6 @@ def _strength(strength, n: int) -> Tensor:
         if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n) and torch.isfinite(t.double()).all():
             return t.double().reshape(-1, 1, 1) if t.numel() == n and t.ndim else t.double().reshape(())
     raise InputError(f"strength must be a finite number, or one per sample ([N] or [N, 1, 1]), got {describe(strength)}")
-
-
-def describe(value) -> str:
-    """A value's type and shape, for messages: 'Tensor float32 [2, 8]', 'str'."""
-    if isinstance(value, (Tensor, np.ndarray)):
-        return f"{type(value).__name__} {value.dtype} {list(value.shape)}"
-    return repr(value)[:30] if is_real(value) or value is None else type(value).__name__
 
 
 def condition(primary, other) -> np.ndarray:

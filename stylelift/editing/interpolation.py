@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, describe
 from ..models.base import is_whole
 
 EASINGS = ("linear", "smooth")
@@ -95,7 +95,7 @@ def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing:
     Every key is a frame of its own, exactly; see `path_steps`.
     """
     if not isinstance(keys, Tensor) or not keys.is_floating_point() or keys.ndim < 2:
-        raise InputError(f"keys must be a float tensor [K, ...] (z [K, z_dim] or ws [K, num_ws, w_dim]), got {type(keys).__name__} {getattr(keys, 'dtype', '')} {list(getattr(keys, 'shape', []))}")
+        raise InputError(f"keys must be a float tensor [K, ...] (z [K, z_dim] or ws [K, num_ws, w_dim]), got {describe(keys)}")
     if not torch.isfinite(keys).all():
         raise InputError("keys hold NaN or infinite values")
     return torch.stack([between(keys[a], keys[b], t, spherical=spherical) for a, b, t in path_steps(keys.shape[0], frames, loop=loop, easing=easing)])

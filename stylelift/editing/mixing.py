@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..errors import InputError
+from ..errors import InputError, describe
 from ..models.base import check_psi, check_truncation_cutoff
 from .layers import layer_indices
 
@@ -16,9 +16,9 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None
     """w' = w_avg + psi (w - w_avg) on the first `cutoff` ws (all when None)."""
     psi = check_psi(psi)
     if not isinstance(ws, Tensor) or ws.ndim != 3 or not ws.is_floating_point():
-        raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {type(ws).__name__} {getattr(ws, 'dtype', '')} {list(getattr(ws, 'shape', []))}")
+        raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {describe(ws)}")
     if not isinstance(w_avg, Tensor) or w_avg.shape not in (ws.shape[2:], ws.shape[1:]):
-        raise InputError(f"w_avg must be a tensor [w_dim] (G.w_avg) or one per layer [num_ws, w_dim], here {list(ws.shape[1:])}, got {type(w_avg).__name__} {list(getattr(w_avg, 'shape', []))}")
+        raise InputError(f"w_avg must be a tensor [w_dim] (G.w_avg) or one per layer [num_ws, w_dim], here {list(ws.shape[1:])}, got {describe(w_avg)}")
     check_truncation_cutoff(ws.shape[1], cutoff)
     out = ws.clone()
     n = ws.shape[1] if cutoff is None else cutoff

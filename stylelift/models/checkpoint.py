@@ -214,7 +214,8 @@ def load_generator(
 
         G = load_mobilestylegan(device=device)
         # Named by its source files, so the id survives changes to how stylelift lays out the weights.
-        _SOURCE_IDS.setdefault(_weights_hash(G), f"mobilestylegan-{G.source_info['source sha256'][:16]}")
+        source_id = _SOURCE_IDS.setdefault(_weights_hash(G), f"mobilestylegan-{G.source_info['source sha256'][:16]}")
+        _IDS[G] = (_weights_key(G), source_id)  # hashed once: network_id(G) needs no second pass
         return G
     if key in NAMED_NETWORKS:
         G = build_generator(NAMED_NETWORKS[key](), name=key)

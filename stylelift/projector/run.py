@@ -128,22 +128,18 @@ def photo_hash(path: Path) -> Optional[str]:
         return None  # reported when the photo is read
 
 
-def written_by(latent: Path) -> Optional[str]:
-    """The method a latent file records ("project" when it records none, as projections do), or
-    None when there is no readable file (an unreadable one is reported where it is read)."""
+def earlier_meta(latent: Path) -> tuple[Optional[dict], Optional[str]]:
+    """(the meta of an earlier run's latent file, None) or (None, why it cannot be read)."""
     try:
-        return str(load_latents(latent).meta.get("method", "project"))[:40] if latent.is_file() else None
-    except (StyleliftError, OSError):
-        return None
-
-
-def earlier_run_differs(files: ProjectionFiles, path: Path, job: ProjectJob, meta: dict, *, ignore: tuple[str, ...] = ()) -> Optional[str]:
-    """None when the finished outputs in `files` are this run's: the same photo, the options their
-    latent file records, and every file this run writes. Else how they differ, in words."""
-    try:
-        earlier = load_latents(files.latent).meta
+        return load_latents(latent).meta, None
     except (StyleliftError, OSError) as e:
-        return f"but its {files.latent.name} cannot be read ({error_message(e)})"
+        return None, f"but its {latent.name} cannot be read ({error_message(e)})"
+
+
+def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: ProjectJob, meta: dict, *, ignore: tuple[str, ...] = ()) -> Optional[str]:
+    """None when the finished outputs in `files` (their latent file's meta: `earlier`) are this
+    run's: the same photo, the options that meta records, and every file this run writes. Else how
+    they differ, in words."""
     if earlier.get("photo_sha256") not in (None, photo_hash(path)):  # files made before the hash was kept have none
         return f"from another photo of that name ({earlier.get('photo')})"
     alignment = earlier.get("alignment")
@@ -191,13 +187,14 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             failures += 1
             continue
         files = ProjectionFiles(job.outdir, path.stem)
-        if not job.overwrite and (method := written_by(files.latent)) not in (None, "project"):  # `encoder run` into this folder, say
+        earlier, unreadable = earlier_meta(files.latent) if not job.overwrite and files.latent.exists() else (None, None)
+        if earlier is not None and (method := str(earlier.get("method", "project"))[:40]) != "project":  # `encoder run` into this folder, say
             report(f"error: {path.name}: {files.latent} holds latents made by {method!r}, not by a projection; pass --overwrite to replace them, or another --outdir", error=True)
             failures += 1
             continue
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
-            if (why := earlier_run_differs(files, path, job, meta_base, ignore=ignore)) is None:
+            if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
                 report(f"{path.name}: already done (use --overwrite to redo)")
             else:
                 report(f"error: {path.name}: done earlier {why}; pass --overwrite to redo it with these options, or another --outdir", error=True)
@@ -214,16 +211,14 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         batch = batches.pop(0)
         try:
             results = _project_batch(G, batch, job, loss, init, meta_base)
-        except KeyboardInterrupt:
-            raise
         except _OptimisationFailed as failed:  # nothing of the batch was written
             if len(batch) > 1:
                 report(f"a batch of {len(batch)} photos failed ({_why(failed.error, alone=False)}); projecting them one at a time")
                 batches[:0] = [[item] for item in batch]  # so that one photo's failure is its own
                 continue
             results = [failed.error]
-        except (StyleliftError, OSError, MemoryError, RuntimeError) as e:  # before any photo's files (the LPIPS metric's weights, say)
-            if isinstance(e, RuntimeError) and not isinstance(e, StyleliftError) and not is_out_of_memory(e):
+        except Exception as e:  # before any photo's files (the LPIPS metric's weights, say)
+            if not _expected(e):
                 raise  # a bug, not this batch's failure
             results = [e] * len(batch)
         for item, r in zip(batch, results):
@@ -292,36 +287,36 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
 
     lpips_model = load_lpips(LossContext(device, job.perceptual_weights)) if lpips_available(job.perceptual_weights) else None
     images_u8 = to_uint8(result.image)
+
+    def write_one(i: int, item: Prepared) -> dict:
+        """Write photo i's files; returns its metrics."""
+        noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
+        meta = dict(meta_base, photo=item.path.name, photo_sha256=photo_hash(item.path), final_loss=float(result.final_loss[i]))
+        if item.face is not None:
+            meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
+        latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
+        one_target = target[i : i + 1]
+        metrics = projection_metrics(one_target, result.image[i : i + 1], item.target, images_u8[i], lpips_model=lpips_model)
+        metrics.update(steps=job.steps, loss=loss, space=job.space)
+        pasted = None
+        if job.paste_back:
+            if item.face is None:
+                raise InputError("--paste-back needs --align")
+            from ..align import paste_back
+
+            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
+        write_projection(
+            item.files, latents=latents, target=item.target, projection=images_u8[i],
+            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
+        )
+        return metrics
+
     written: list = []  # each photo's metrics, or the error that kept its files from being written
     for i, item in enumerate(batch):
         try:
-            written.append(_write_one(i, item, result, images_u8, target, frames, job, loss, meta_base, lpips_model))
+            written.append(write_one(i, item))
         except Exception as e:
             if not _expected(e):
                 raise
             written.append(e)
     return written
-
-
-def _write_one(i, item, result, images_u8, target, frames, job, loss, meta_base, lpips_model) -> dict:
-    """Write photo i's files of a projected batch; returns its metrics."""
-    noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
-    meta = dict(meta_base, photo=item.path.name, photo_sha256=photo_hash(item.path), final_loss=float(result.final_loss[i]))
-    if item.face is not None:
-        meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
-    latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
-    one_target = target[i : i + 1]
-    metrics = projection_metrics(one_target, result.image[i : i + 1], item.target, images_u8[i], lpips_model=lpips_model)
-    metrics.update(steps=job.steps, loss=loss, space=job.space)
-    pasted = None
-    if job.paste_back:
-        if item.face is None:
-            raise InputError("--paste-back needs --align")
-        from ..align import paste_back
-
-        pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
-    write_projection(
-        item.files, latents=latents, target=item.target, projection=images_u8[i],
-        frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
-    )
-    return metrics
