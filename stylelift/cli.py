@@ -130,6 +130,19 @@ def in_float32(value: float, what: str = "") -> float:
     return value
 
 
+def output_path(value: object) -> Path:
+    """Parser of the output options: an empty name is refused (as a Path it is ".", and the
+    outputs would land in the current folder)."""
+    if not str(value).strip():
+        raise typer.BadParameter("is empty; name a file or folder")
+    return Path(value)
+
+
+def output_option(help: str):
+    """typer.Option for a file or folder to write (see `output_path`)."""
+    return typer.Option(parser=output_path, metavar="<path>", help=help)
+
+
 def fraction(value: float) -> float:
     """Option callback: a number from 0 to 1 (NaN named as such, not as out of range)."""
     if not 0 <= finite(value) <= 1:
@@ -255,7 +268,7 @@ def generate(
     trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
     class_idx: ClassOpt = None,
-    outdir: Annotated[Path, typer.Option(help="Where to write the images.")] = Path("out"),
+    outdir: Annotated[Path, output_option("Where to write the images.")] = Path("out"),
     grid: Annotated[bool, typer.Option(help="Also write grid.png with all images.")] = True,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -370,7 +383,7 @@ def file_id(path: Path) -> Optional[tuple[int, int]]:
 def align(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
     size: Annotated[int, typer.Option(min=16, max=ALIGN_MAX_SIZE, help="Side of the aligned square in pixels.")] = 1024,
-    outdir: Annotated[Path, typer.Option(help="Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
+    outdir: Annotated[Path, output_option("Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
     face_index: Annotated[Optional[int], typer.Option(help="Which face, 0 = the largest.")] = None,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Write every face as NAME_face<K>.png.")] = False,
     cnn: Annotated[bool, typer.Option("--cnn", help="Use dlib's CNN face detector (slower, finds more faces).")] = False,
@@ -431,7 +444,7 @@ def project(
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,
-    outdir: Annotated[Path, typer.Option(help="Where to write the results.")] = Path("projected"),
+    outdir: Annotated[Path, output_option("Where to write the results.")] = Path("projected"),
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write NAME_proj.mp4 of the optimisation.")] = True,
     batch_size: Annotated[int, typer.Option(help="Photos optimised together.")] = 1,
     device: DeviceOpt = "auto",

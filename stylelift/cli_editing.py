@@ -14,7 +14,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, in_float32, load, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -147,7 +147,7 @@ def truncation_sweep(
     psi: Annotated[str, typer.Option(help="psi values START:STOP:COUNT, one column each.")] = "-1:1:9",
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
-    out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("truncation.png"),
+    out: Annotated[Path, output_option("Grid image to write.")] = Path("truncation.png"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -187,7 +187,7 @@ def mix(
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
-    out: Annotated[Path, typer.Option(help="Grid image to write.")] = Path("mix.png"),
+    out: Annotated[Path, output_option("Grid image to write.")] = Path("mix.png"),
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -247,7 +247,7 @@ def interpolate(
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help=".mp4 or .gif, or .png with --grid (default: interpolation.mp4, or interpolation.png with --grid).")] = None,
+    out: Annotated[Optional[Path], output_option(".mp4 or .gif, or .png with --grid (default: interpolation.mp4, or interpolation.png with --grid).")] = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -325,7 +325,7 @@ def edit(
     class_idx: ClassOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo (one latent file).")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
-    out: Annotated[Path, typer.Option(help="A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
+    out: Annotated[Path, output_option("A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: FpsOpt = 10,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -433,7 +433,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
 @user_errors
 def directions_learn(
     attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier; for age the youngest and oldest 30% are the two classes, as with any labels that are not 0/1), or any name with --labels.")],
-    out: Annotated[Path, typer.Option(help="Direction file to write (.npy, with a .json sidecar).")],
+    out: Annotated[Path, output_option("Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit: 2 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
@@ -533,7 +533,7 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
 @directions_app.command("sefa")
 @user_errors
 def directions_sefa(
-    outdir: Annotated[Path, typer.Option(help="Folder for sefa_00.npy, ...")] = Path("directions"),
+    outdir: Annotated[Path, output_option("Folder for sefa_00.npy, ...")] = Path("directions"),
     network: NetworkOpt = DEFAULT_NETWORK,
     layers: Annotated[Optional[str], typer.Option(help="Layers whose affines to factorise (default all).")] = None,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many directions.")] = 10,
@@ -555,7 +555,7 @@ def directions_sefa(
 @directions_app.command("pca")
 @user_errors
 def directions_pca(
-    outdir: Annotated[Path, typer.Option(help="Folder for pca_00.npy, ...")] = Path("directions"),
+    outdir: Annotated[Path, output_option("Folder for pca_00.npy, ...")] = Path("directions"),
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=2, max=10_000_000, help="Sampled w.")] = 10_000,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many components.")] = 10,

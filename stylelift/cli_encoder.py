@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, load, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, load, output_option, printable, user_errors
 from .errors import StyleliftError
 from .fileio import check_writable
 
@@ -18,7 +18,7 @@ app.add_typer(encoder_app, name="encoder")
 @encoder_app.command("train")
 @user_errors
 def encoder_train(
-    out: Annotated[Path, typer.Option(help="Encoder checkpoint to write (also written every --checkpoint-every steps).")],
+    out: Annotated[Path, output_option("Encoder checkpoint to write (also written every --checkpoint-every steps).")],
     network: NetworkOpt = DEFAULT_NETWORK,
     steps: Annotated[int, typer.Option(min=1, help="Training steps in all (a resumed run continues to this count).")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
@@ -76,7 +76,7 @@ def encoder_train(
 @encoder_app.command("fit")
 @user_errors
 def encoder_fit(
-    out: Annotated[Path, typer.Option(help="Encoder file to write.")],
+    out: Annotated[Path, output_option("Encoder file to write.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
     rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (the shipped encoder: 128).")] = 128,
@@ -120,7 +120,7 @@ def encoder_run(
     encoder_spec: Annotated[str, typer.Option("--encoder", help="Encoder file, or 'encoder': the one shipped for the bundled network.")] = "encoder",
     network: NetworkOpt = DEFAULT_NETWORK,
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
-    outdir: Annotated[Path, typer.Option(help="Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
+    outdir: Annotated[Path, output_option("Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace latent files that exist (a projection of the same photo, say).")] = False,
     device: DeviceOpt = "auto",
 ) -> None:

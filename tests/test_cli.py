@@ -503,3 +503,28 @@ def test_a_write_that_fails_without_naming_a_file_names_the_output(tmp_path):
             raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk reports a write
     assert error_message(info.value) == f"{tmp_path / 'grid.png'}: No space left on device"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "--seeds", "0", "--outdir", ""],
+        ["align", "photo.jpg", "--outdir", ""],
+        ["project", "photo.jpg", "--outdir", " "],
+        ["truncation-sweep", "--seeds", "0", "--out", ""],
+        ["mix", "--rows", "0", "--cols", "1", "--out", ""],
+        ["interpolate", "0", "1", "--out", ""],
+        ["edit", "0", "--direction", "age", "--out", ""],
+        ["directions", "learn", "--attribute", "age", "--out", ""],
+        ["directions", "sefa", "--outdir", ""],
+        ["directions", "pca", "--outdir", ""],
+        ["encoder", "run", "photo.jpg", "--outdir", ""],
+        ["encoder", "fit", "--out", ""],
+        ["encoder", "train", "--out", ""],
+    ],
+)
+def test_an_empty_output_name_is_a_usage_error_not_the_current_folder(tmp_path, monkeypatch, net, args):
+    monkeypatch.chdir(tmp_path)  # an empty name used to mean "." and write here
+    r = invoke(*args, *([] if args[0] == "align" else ["--network", net]))
+    assert r.exit_code == 2 and "is empty" in r.output, r.output
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
