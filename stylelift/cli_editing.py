@@ -156,6 +156,7 @@ def truncation_sweep(
 
     from .editing import truncate
     from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
+
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
     for p in psis:
@@ -174,7 +175,7 @@ def truncation_sweep(
         return f"{item_name(items[k // len(psis)])} at psi {psis[k % len(psis)]:g}"
 
     images = iter_render_ws(G, grid, batch_size=batch_size, noises=row_noises, names=names, hint="ask for --psi values nearer 0")
-    save_output(list(shown(images, len(grid))), out, cols=len(psis))
+    save_output(shown(images, len(grid)), out, cols=len(psis))
 
 
 @app.command()

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, load, output_option, printable, user_errors
-from .errors import StyleliftError
 from .fileio import check_writable
 
 encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
@@ -104,13 +103,10 @@ def encoder_fit(
 
 def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
     """Whether a latent file is `encoder run`'s output for this photo with these options."""
-    from .latents import load_latents
+    from .projector.run import earlier_meta
 
-    try:
-        meta = load_latents(latent_path).meta
-    except (StyleliftError, OSError):
-        return False
-    return all(meta.get(k) == v for k, v in same.items()) and ("alignment" in meta) == aligned
+    meta, _ = earlier_meta(latent_path)
+    return meta is not None and all(meta.get(k) == v for k, v in same.items()) and ("alignment" in meta) == aligned
 
 
 @encoder_app.command("run")

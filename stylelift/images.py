@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import os
 import warnings
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch import Tensor
 
 from .errors import InputError, VideoError, first_line
 from .fileio import atomic_path
+from .models.base import is_whole
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -54,15 +54,13 @@ def save_image(array: np.ndarray, path: str | os.PathLike) -> None:
 def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 0) -> np.ndarray:
     """Tile equally sized uint8 HWC images (a list, or an array [N, H, W, C] as `to_uint8` gives) into
     one (row-major), `cols` wide (default: near-square), `pad` pixels apart."""
-    from .errors import InputError
-
     images = list(images)
     if not images:
         raise InputError("no images to tile")
     shapes = {np.shape(im) for im in images}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise InputError(f"images to tile must be HWC arrays of one size, got shapes {sorted(shapes)[:3]}")
-    if (cols is not None and (not isinstance(cols, numbers.Integral) or cols < 1)) or not isinstance(pad, numbers.Integral) or pad < 0:
+    if (cols is not None and (not is_whole(cols) or cols < 1)) or not is_whole(pad) or pad < 0:
         raise InputError(f"cols must be a whole number >= 1 (or None) and pad one >= 0, got {cols!r:.20} and {pad!r:.20}")
     h, w, c = images[0].shape
     cols = cols or math.ceil(math.sqrt(len(images)))
