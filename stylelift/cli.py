@@ -466,7 +466,7 @@ def project(
         init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite, w_noise=w_noise,
     )
-    report = lambda msg, error=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error)  # noqa: E731
+    report = lambda msg, error=False, note=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error or note)  # noqa: E731
     failures = misses + run_project_job(job, paths, report=report, load=load_network)
     if failures:
         raise typer.Exit(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Iterable, Iterator, Optional
@@ -95,6 +96,18 @@ def split_items(text: str, *, what: str) -> list[str]:
         else:
             items.append(part)
     return items
+
+
+def expand_seed_lists(items: list[str]) -> list[str]:
+    """Positional items, each a latent file or seeds as --seeds takes them ('7', '0-3', '1,5-6'),
+    expanded in order. A name that is not a single seed and exists is a file, whatever it looks like."""
+    out: list[str] = []
+    for item in items:
+        if re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.exists(item):
+            out += [str(s) for s in parse_int_list(item)]
+        else:
+            out.append(item)
+    return out
 
 
 def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
@@ -237,7 +250,7 @@ def mix(
 @app.command()
 @user_errors
 def interpolate(
-    items: Annotated[list[str], typer.Argument(help="Two or more seeds and/or latent files.")],
+    items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Two or more seeds (or lists such as 0-3 or 1,5) and/or latent files, in order.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     frames: Annotated[int, typer.Option(max=MAX_VALUES, help="Frames in all.")] = 60,
     fps: FpsOpt = 30,
@@ -315,7 +328,7 @@ def interpolate(
 @app.command()
 @user_errors
 def edit(
-    items: Annotated[list[str], typer.Argument(help="Latent files (from project) and/or seeds: one row of the strip each.")],
+    items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Latent files (from project) and/or seeds (or lists such as 0-3 or 1,5): one row of the strip each.")],
     direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
     unit: Annotated[str, typer.Option(help="What a strength of 1 is: w (a distance of 1 in W along the unit direction, InterFaceGAN's unit) or sigma (one standard deviation of the network's w along it, GANSpace's, measured on 10,000 samples; w varies far more along some PCA and SeFa directions than along others).")] = "w",

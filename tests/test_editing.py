@@ -813,6 +813,27 @@ def test_edit_of_several_items_gives_a_row_each_and_video_frames_side_by_side(tm
     assert r.exit_code == 2 and "--paste-back pastes into one photo" in said and not (tmp_path / "x.png").exists()
 
 
+def test_edit_and_interpolate_take_seed_lists_as_generate_does(tmp_path, net, monkeypatch):
+    G = tiny_generator()
+    d = np.random.default_rng(2).normal(size=[1, G.w_dim])
+    save_direction(tmp_path / "d.npy", Direction(d, {}))
+    r = invoke("edit", "3-4,7", "1", "--direction", tmp_path / "d.npy", "--strength", "0", "--network", net, "--out", tmp_path / "e.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "e.png", 16, 4, 1)
+    for row, seed in enumerate(("3", "4", "7", "1")):  # a row per seed, in the order given
+        assert np.array_equal(t[row][0], to_uint8(G.synthesis(latents_for_items(G, [seed])))[0]), seed
+    r = invoke("interpolate", "2-4", "--frames", "3", "--grid", "--network", net, "--out", tmp_path / "s.png")
+    assert r.exit_code == 0, r.output
+    t = tiles(tmp_path / "s.png", 16, 1, 3)
+    assert all(np.array_equal(t[0][k], to_uint8(G.synthesis(latents_for_items(G, [str(2 + k)])))[0]) for k in range(3))  # one key per frame
+    r = invoke("edit", "4-3", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
+    assert r.exit_code == 2 and "runs backwards" in r.output and not (tmp_path / "x.png").exists()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "5-6").write_bytes(b"not a latent file")  # a file of that name is the file
+    r = invoke("edit", "5-6", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
+    assert r.exit_code == 1 and "5-6" in r.output and not (tmp_path / "x.png").exists()
+
+
 def noisy_latent_file(G, path, seed):
     """A latent file as project writes it on a network with noise inputs: w and its own noise maps."""
     ws = G.mapping(torch.from_numpy(z_from_seed(seed, G.z_dim)))

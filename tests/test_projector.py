@@ -454,7 +454,9 @@ def test_running_out_of_gpu_memory_fails_that_batch_in_one_line_and_the_others_g
 
     monkeypatch.setattr(run_module, "_project_batch", batches_of_two_too_big)
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", photo_dir / "o2", "--batch-size", "2")
-    assert r.exit_code == 0 and "a batch of 2 photos failed (out of memory); projecting them one at a time" in r.output, r.output
+    assert r.exit_code == 0 and "a batch of 2 photos failed (out of memory); projecting them one at a time" in r.stderr, r.output
+    assert [line.split(":")[0] for line in r.stdout.splitlines()] == ["p0.png", "p1.png"], r.stdout  # results on stdout; notes, as that one and the loss, on stderr
+    assert "loss mse" in r.stderr and "loss" not in r.stdout
     assert calls == [["p0.png", "p1.png"], ["p0.png"], ["p1.png"]] and (photo_dir / "o2" / "p0.npz").exists() and (photo_dir / "o2" / "p1.npz").exists()
 
     def bug(G, batch, *args):

@@ -156,7 +156,8 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
 
 def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None], *, load: Optional[Callable] = None) -> int:
     """Project every photo; returns the number that failed. `load(network, device)` loads the
-    generator once the job's options are checked (default `load_generator`)."""
+    generator once the job's options are checked (default `load_generator`). `report(message)` gets
+    each photo's result; with error=True its failure, with note=True what is said on the way."""
     from ..models import load_generator, network_id
 
     loss = resolve_loss(job.loss, job.perceptual_weights, aligned=job.align)
@@ -166,7 +167,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     check_writable(job.outdir)  # before the optimisation, not after it
     G = load(job.network, job.device) if load is not None else load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
-    report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}")
+    report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}", note=True)
     meta_base = {
         "network": getattr(G, "source", job.network),
         "network_id": network_id(G),
@@ -213,7 +214,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             results = _project_batch(G, batch, job, loss, init, meta_base)
         except _OptimisationFailed as failed:  # nothing of the batch was written
             if len(batch) > 1:
-                report(f"a batch of {len(batch)} photos failed ({_why(failed.error, alone=False)}); projecting them one at a time")
+                report(f"a batch of {len(batch)} photos failed ({_why(failed.error, alone=False)}); projecting them one at a time", note=True)
                 batches[:0] = [[item] for item in batch]  # so that one photo's failure is its own
                 continue
             results = [failed.error]
