@@ -162,7 +162,7 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)  # ASCII digits: int() would also read '١' as 1
         if not m:
             raise typer.BadParameter(f"cannot read {part!r} in {what} {text!r}; use e.g. 0,3,5-9")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
@@ -301,7 +301,10 @@ def generate(
     if grid_path is not None and too_big(len(names), G.img_resolution, G.img_resolution):
         typer.echo(f"not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture")
         grid_path = None
-    generation.write_images(images, [outdir / n for n in names], grid_path=grid_path)  # each image is written as it is rendered
+    paths = [outdir / n for n in names]
+    if folder := next((p for p in paths + [grid_path] if p is not None and p.is_dir()), None):  # before any rendering
+        fail(f"{folder} is a folder, not a file; move it or give another --outdir")
+    generation.write_images(images, paths, grid_path=grid_path)  # each image is written as it is rendered
     typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
 
 
@@ -398,7 +401,9 @@ def align(
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
     paths, failed = expand_photos(photos)
-    outdir.mkdir(parents=True, exist_ok=True)
+    if (blocker := file_in_the_way(outdir)) is not None:
+        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
+    check_writable(outdir)  # made at the first face written: photos that all fail leave no folder
     stems: dict[str, Path] = {}
     photos_given = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
@@ -418,6 +423,7 @@ def align(
             typer.secho(f"error: {printable(path.name)}: its aligned face would replace the photo {printable(clash, 500)}; give another --outdir", fg=typer.colors.RED, err=True)
             failed += 1
             continue
+        outdir.mkdir(parents=True, exist_ok=True)
         for stem, face in zip(stems_out, faces):
             save_image(np.asarray(face.image), outdir / f"{stem}.png")
             write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))

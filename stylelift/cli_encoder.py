@@ -7,11 +7,30 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, finite, load, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, load, output_option, printable, user_errors
 from .fileio import check_writable
 
 encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
+
+
+def learning_rate(value: float) -> float:
+    """Option callback: a learning rate is a number in (0, 1] (NaN is not)."""
+    if not 0 < value <= 1:
+        raise typer.BadParameter(f"{value} is not a learning rate in (0, 1]")
+    return value
+
+
+def check_image_loss(spec: str) -> None:
+    """Refuse, before any work, image terms that are unknown or need VGG16 weights that are not here
+    (`encoder train` reads them only from torch's cache; it has no --perceptual-weights)."""
+    import torch
+
+    from .projector.losses import parse_loss_spec, vgg16_weights_available
+
+    needs = sorted(set(parse_loss_spec(spec)) & {"lpips", "vgg16"})
+    if needs and not vgg16_weights_available():
+        fail(f"--image-loss {'/'.join(needs)} needs torchvision's ImageNet VGG16 weights in {Path(torch.hub.get_dir()) / 'checkpoints'}/; without them use mse, l1, ms-ssim, face or face-id")
 
 
 @encoder_app.command("train")
@@ -21,10 +40,10 @@ def encoder_train(
     network: NetworkOpt = DEFAULT_NETWORK,
     steps: Annotated[int, typer.Option(min=1, help="Training steps in all (a resumed run continues to this count).")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Generated images per step.")] = 8,
-    lr: Annotated[float, typer.Option(min=0, max=1, help="Adam learning rate.", callback=finite)] = 1e-4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, in (0, 1].", callback=learning_rate)] = 1e-4,
     backbone: Annotated[Optional[str], typer.Option(help="resnet18 or resnet34 (default resnet18; a resumed run keeps its own; dlib-face encoders are made by `encoder fit`).")] = None,
     input_resolution: Annotated[Optional[int], typer.Option(min=32, max=4096, help="Encoder input size (default 256; a resumed run keeps its own).")] = None,
-    image_loss: Annotated[str, typer.Option(help="Image reconstruction terms (cheap ones: mse, l1, ms-ssim), or none.")] = "mse",
+    image_loss: Annotated[str, typer.Option(help="Image reconstruction terms, weighted as project's --loss (mse, l1, ms-ssim, face, face-id, face-age; lpips and vgg16 need ImageNet VGG16 weights in torch's cache), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled training latents.")] = 0,
@@ -35,8 +54,12 @@ def encoder_train(
     from .models.encoder import FACE_BACKBONE, load_encoder, new_encoder
     from .progress import StepProgress
 
+    if out.suffix.lower() != ".pt":
+        raise typer.BadParameter(f"--out {out}: the name must end in .pt")
     if backbone == FACE_BACKBONE:
         fail(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
+    if image_loss != "none":
+        check_image_loss(image_loss)
     G, dev = load(network, device)
     state = None
     if resume:

@@ -160,6 +160,7 @@ def odd_files(tmp_path, net):
     (tmp_path / "ok.csv").write_text("seed,label\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    (tmp_path / "g" / "grid.png").mkdir(parents=True)  # a folder where generate's grid would go
     with open(tmp_path / "hugeclaim.npy", "wb") as f:  # a header that claims 400 GB, and 8 bytes
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (1, 10**11)})
         f.write(b"\0" * 8)
@@ -174,6 +175,13 @@ def odd_files(tmp_path, net):
 
 
 BAD_INVOCATIONS = {
+    # outputs checked before any work, and no folder made for nothing
+    "grid-is-a-folder": (["generate", "--seeds", "0", "--outdir", "{d}/g"], 1, "grid.png is a folder, not a file"),
+    "align-no-face-no-folder": (["align", "{d}/photo.png", "--outdir", "{d}/al"], 1, "photo.png"),
+    "align-outdir-is-a-file": (["align", "{d}/photo.png", "--outdir", "{d}/afile"], 1, "afile is a file, not a folder"),
+    "seeds-unicode-digit": (["generate", "--seeds", "\u0661", "--outdir", "{d}/o"], 2, "cannot read"),
+    "train-lr-nan": (["encoder", "train", "--out", "{d}/e.pt", "--lr", "nan"], 2, "nan is not a learning rate"),
+    "train-out-not-pt": (["encoder", "train", "--out", "{d}/e.txt", "--steps", "1"], 2, "must end in .pt"),
     # an existing file where the output folder should be
     "outdir-is-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile"], 1, None),
     "sweep-out-under-a-file": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:2", "--out", "{d}/afile/t.png"], 1, "afile is a file, not a folder"),
@@ -528,3 +536,11 @@ def test_an_empty_output_name_is_a_usage_error_not_the_current_folder(tmp_path, 
     r = invoke(*args, *([] if args[0] == "align" else ["--network", net]))
     assert r.exit_code == 2 and "is empty" in r.output, r.output
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
+
+
+def test_encoder_train_checks_its_image_loss_before_any_work(tmp_path, net, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no VGG16 weights in this cache
+    for spec, code, said in (("lpips=1", 1, "--image-loss lpips needs torchvision's ImageNet VGG16 weights in"), ("mse,vgg16", 1, "--image-loss vgg16 needs"), ("foo", 1, "unknown loss term 'foo'")):
+        r = invoke("encoder", "train", "--out", tmp_path / "e.pt", "--steps", "1", "--image-loss", spec, "--network", net)
+        assert r.exit_code == code and said in r.output and "--perceptual-weights" not in r.output, r.output
+        assert not (tmp_path / "e.pt").exists()

@@ -57,6 +57,9 @@ def test_coarse_middle_fine_of_an_18_ws_network():
     ranges = style_ranges(G.layer_resolutions)
     assert ranges == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6, 7], "fine": list(range(8, 18))}
     assert parse_layers("coarse,9-10", G.layer_resolutions) == [0, 1, 2, 3, 9, 10]
+    assert parse_layers("fine,all", G.layer_resolutions) == list(range(18))
+    with pytest.raises(InputError, match="unknown layer name"):
+        parse_layers("\u0661-3", G.layer_resolutions)  # an Arabic-Indic 1, which int() would read
 
 
 def test_layer_names_follow_the_network_not_a_fixed_18():
@@ -218,11 +221,16 @@ def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
         with pytest.raises(InputError, match="a direction"):  # what load_direction would refuse
             save_direction(tmp_path / "bad.npy", Direction(vec, meta))
     assert not (tmp_path / "bad.npy").exists()
-    np.save(tmp_path / "big.npy", np.full([1, 16], 3e38, np.float32))  # its norm overflows: refused, no numpy warning
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # no numpy warning either
         warnings.simplefilter("error")
-        with pytest.raises(InputError, match="non-finite"):
-            load_direction(tmp_path / "big.npy")
+        for value in (3e38, 1e-45):  # a float32 norm would overflow, or vanish: only the direction counts
+            np.save(tmp_path / "big.npy", np.concatenate([np.full([1, 15], value), [[-value]]], axis=1).astype(np.float32))
+            expected = np.array([[1] * 15 + [-1]]) / 4
+            assert np.abs(load_direction(tmp_path / "big.npy").vector - expected).max() < 1e-6, value
+        for value in (np.nan, np.inf):
+            np.save(tmp_path / "big.npy", np.concatenate([np.ones([1, 15]), [[value]]], axis=1).astype(np.float32))
+            with pytest.raises(InputError, match="NaN or infinite"):
+                load_direction(tmp_path / "big.npy")
     Image.new("RGB", (8, 8)).save(tmp_path / "face.png")
     with pytest.raises(InputError, match="not a .npy file"):  # not numpy's advice to unpickle it
         load_direction(tmp_path / "face.png")
@@ -351,6 +359,13 @@ def test_edit_uses_the_layers_the_direction_names_unless_told_otherwise(tmp_path
         save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": bad}))
         r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
         assert r.exit_code == 1 and "names its layers" in r.output, (bad, r.output)
+    for bad, why in (("hair", "unknown layer name 'hair'"), ([0, 100], "outside 0-")):  # the sidecar's mistake, not the user's
+        save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": bad}))
+        r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
+        said = " ".join(r.output.split())
+        assert r.exit_code == 1 and said.startswith("error: d.json, the sidecar of d.npy: ") and why in said and "(or give --layers)" in said, said
+        r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--layers", "all,coarse", "--network", net, "--out", tmp_path / "e.png")
+        assert r.exit_code == 0 and np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered(None)), r.output  # 'all' joins other names
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "none.csv", "--layers", "hair", "--network", net, "--out", tmp_path / "x.npy")
     assert r.exit_code == 1 and "unknown layer" in r.output
 
@@ -634,7 +649,11 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     r = learn("".join(f"{tmp_path / f'same{i}.npz'},{i % 2}\n" for i in range(20)))
     assert r.exit_code == 1 and "do not separate" in r.output and not (tmp_path / "d.npy").exists(), r.output
     r = learn("".join(f"{i},5\n" for i in range(20)))  # every label the same
-    assert r.exit_code == 1 and "do not split" in r.output, r.output
+    assert r.exit_code == 1 and "l.csv: the labels do not split" in r.output, r.output
+    r = learn("".join(f"{i},1\n" for i in range(20)))  # one class only
+    assert r.exit_code == 1 and "l.csv: labels must be 0/1 with both classes" in r.output, r.output
+    r = invoke("directions", "learn", "--attribute", " ", "--labels", tmp_path / "l.csv", "--network", net, "--out", tmp_path / "d.npy")
+    assert r.exit_code == 1 and "attribute must name" in r.output and not (tmp_path / "d.npy").exists(), r.output
     r = learn("".join(f"{i},{i}\n" for i in range(6)))  # too few at the two ends
     assert r.exit_code == 1 and "at least 10" in r.output, r.output
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))

