@@ -157,6 +157,7 @@ def odd_files(tmp_path, net):
     (tmp_path / "dirs" / "pca_02.json").write_text("earlier")
     (tmp_path / "twice.csv").write_text("seed,label\n1,0\n2,1\n3,0\n4,1\n3,1\n")
     (tmp_path / "twice2.csv").write_text("seed,label\n1,0.1\n2,1\n3,0\n4,1\n01,0.1000001\n")
+    (tmp_path / "three.csv").write_text("seed,age,gender\n" + "".join(f"{i},{20 + i},{i % 2}\n" for i in range(12)))
     (tmp_path / "ok.csv").write_text("seed,label\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
@@ -234,6 +235,7 @@ BAD_INVOCATIONS = {
     "npy-as-latent": (["generate", "--latents", "{d}/w.npy", "--outdir", "{d}/o"], 1, "not a readable .npz"),
     "meta-not-an-object": (["mix", "--rows", "{d}/listmeta.npz", "--cols", "1", "--out", "{d}/m.png"], 1, "'meta' is not the JSON object"),
     "labels-conflicting": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice.csv", "--out", "{d}/d.npy"], 1, "twice.csv: 3 is labelled twice, 0.0 and 1.0"),
+    "labels-three-columns": (["directions", "learn", "--attribute", "x", "--labels", "{d}/three.csv", "--out", "{d}/d.npy"], 1, "three.csv: each row is item,label (two columns); got ['seed', 'age', 'gender']"),
     "labels-bad-item": (["directions", "learn", "--attribute", "x", "--labels", "{d}/minus.csv", "--out", "{d}/d.npy"], 1, "minus.csv: -5 is neither"),
     "labels-folder": (["directions", "learn", "--attribute", "x", "--labels", "{d}", "--out", "{d}/d.npy"], 1, "is a folder, not a file"),
     "perceptual-weights-folder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}", "--outdir", "{d}/p"], 1, "a folder, not a file"),

@@ -1124,3 +1124,15 @@ def test_edits_pass_gradients_to_strength_and_direction_and_take_per_layer_avera
     assert torch.equal(apply_direction(ws, column, 1.0), apply_direction(ws, column.T, 1.0))
     per_layer = G.w_avg.expand(G.num_ws, -1)  # [num_ws, w_dim]
     assert torch.equal(truncate(ws, per_layer, 0.5, 3), truncate(ws, G.w_avg, 0.5, 3))
+
+
+def test_a_labels_csv_has_two_columns_and_spreadsheet_trailing_cells_are_fine(tmp_path):
+    from stylelift.editing.learn import read_labels_csv
+
+    (tmp_path / "l.csv").write_text("seed,label,\n" + "".join(f"{i},{i % 2},,\n" for i in range(6)))
+    items, labels, sampling = read_labels_csv(tmp_path / "l.csv")
+    assert items == [str(i) for i in range(6)] and labels.tolist() == [0, 1, 0, 1, 0, 1] and sampling is None
+    for text in ("seed,age,gender\n1,30,0\n", "1\n2\n", "1,0,x\n"):
+        (tmp_path / "l.csv").write_text(text)
+        with pytest.raises(InputError, match=r"l.csv: each row is item,label \(two columns\)"):
+            read_labels_csv(tmp_path / "l.csv")

@@ -51,8 +51,10 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
     for row in rows:
         if not row or row[0].strip().startswith("#"):
             continue
-        if len(row) < 2:
-            raise InputError(f"{path.name}: each row needs item,label; got {row}")
+        while len(row) > 2 and not row[-1].strip():
+            row.pop()  # empty trailing cells, as spreadsheets write them
+        if len(row) != 2:  # seed,age,gender: which one is meant is not for us to guess
+            raise InputError(f"{path.name}: each row is item,label (two columns); got {row!r:.80}")
         try:
             label = float(row[1])
         except ValueError:
