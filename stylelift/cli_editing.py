@@ -100,11 +100,14 @@ def split_items(text: str, *, what: str) -> list[str]:
 
 def expand_seed_lists(items: list[str]) -> list[str]:
     """Positional items, each a latent file or seeds as --seeds takes them ('7', '0-3', '1,5-6'),
-    expanded in order. A name that is not a single seed and exists is a file, whatever it looks like."""
+    expanded in order. A file that is not named as a single seed is a file, whatever its name looks like."""
     out: list[str] = []
     for item in items:
-        if re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.exists(item):
-            out += [str(s) for s in parse_int_list(item)]
+        if re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
+            try:
+                out += [str(s) for s in parse_int_list(item)]
+            except typer.BadParameter as e:
+                raise typer.BadParameter(f"{item!r} is neither a latent file nor a list of seeds: {e.message}") from None
         else:
             out.append(item)
     return out
@@ -475,6 +478,8 @@ def directions_learn(
         raise typer.BadParameter(f"--out {out}: a direction file ends in .npy")
     if save_labels is not None and labels is not None:
         raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
+    if not attribute.strip():
+        raise typer.BadParameter("--attribute is empty; name what the labels measure, e.g. age")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     for path in (out.with_suffix(".json"), save_labels):
         if path is not None and path.is_dir():
@@ -482,8 +487,9 @@ def directions_learn(
     G, dev = load(network, device)
     if layers is not None:
         parse_layers(layers, G.layer_resolutions)
-    if save_labels is not None:
-        save_labels.parent.mkdir(parents=True, exist_ok=True)  # likewise an unwritable folder
+    if save_labels is not None:  # likewise a file in the way or an unwritable folder (made when the labels are written)
+        if (blocker := file_in_the_way(save_labels.parent)) is not None:
+            fail(f"--save-labels {save_labels}: {blocker} is a file, not a folder")
         check_writable(save_labels.parent)
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,

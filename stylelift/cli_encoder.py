@@ -26,11 +26,12 @@ def check_image_loss(spec: str) -> None:
     (`encoder train` reads them only from torch's cache; it has no --perceptual-weights)."""
     import torch
 
-    from .projector.losses import parse_loss_spec, vgg16_weights_available
+    from .projector.losses import VGG16_FILE, parse_loss_spec, vgg16_weights_available
 
     needs = sorted(set(parse_loss_spec(spec)) & {"lpips", "vgg16"})
     if needs and not vgg16_weights_available():
-        fail(f"--image-loss {'/'.join(needs)} needs torchvision's ImageNet VGG16 weights in {Path(torch.hub.get_dir()) / 'checkpoints'}/; without them use mse, l1, ms-ssim, face or face-id")
+        fail(f"--image-loss {'/'.join(needs)} needs torchvision's ImageNet VGG16 weights: put {VGG16_FILE} (from https://download.pytorch.org/models/{VGG16_FILE}) "
+             f"in {Path(torch.hub.get_dir()) / 'checkpoints'}/, where encoder train reads them; without them use mse, l1, ms-ssim, face or face-id")
 
 
 @encoder_app.command("train")

@@ -358,7 +358,8 @@ def test_edit_uses_the_layers_the_direction_names_unless_told_otherwise(tmp_path
     for bad in (5, {"a": 1}, [0.5]):
         save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": bad}))
         r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
-        assert r.exit_code == 1 and "names its layers" in r.output, (bad, r.output)
+        said = " ".join(r.output.split())
+        assert r.exit_code == 1 and said.startswith("error: d.json, the sidecar of d.npy: the direction's layers are given as") and said.count("sidecar") == 1, (bad, said)
     for bad, why in (("hair", "unknown layer name 'hair'"), ([0, 100], "outside 0-")):  # the sidecar's mistake, not the user's
         save_direction(tmp_path / "d.npy", Direction(vec, {"network_id": network_id(G), "layers": bad}))
         r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "3", "--network", net, "--out", tmp_path / "e.png")
@@ -635,6 +636,7 @@ def test_truncation_cutoff_outside_the_ws_is_refused():
 
 
 def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_first(tmp_path, net, monkeypatch):
+    from stylelift.editing.learn import learn_direction
     from stylelift.models import attributes
 
     def learn(csv_text, *extra):
@@ -652,14 +654,19 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     assert r.exit_code == 1 and "l.csv: the labels do not split" in r.output, r.output
     r = learn("".join(f"{i},1\n" for i in range(20)))  # one class only
     assert r.exit_code == 1 and "l.csv: labels must be 0/1 with both classes" in r.output, r.output
-    r = invoke("directions", "learn", "--attribute", " ", "--labels", tmp_path / "l.csv", "--network", net, "--out", tmp_path / "d.npy")
-    assert r.exit_code == 1 and "attribute must name" in r.output and not (tmp_path / "d.npy").exists(), r.output
+    r = invoke("directions", "learn", "--attribute", " ", "--save-labels", tmp_path / "sub" / "l.csv", "--network", net, "--out", tmp_path / "d.npy")
+    assert r.exit_code == 2 and "--attribute is empty" in r.output and not (tmp_path / "d.npy").exists() and not (tmp_path / "sub").exists(), r.output
+    with pytest.raises(InputError, match="attribute must name"):  # the library's own check
+        learn_direction(tiny_generator(), attribute="", labels_csv=tmp_path / "l.csv")
     r = learn("".join(f"{i},{i}\n" for i in range(6)))  # too few at the two ends
     assert r.exit_code == 1 and "at least 10" in r.output, r.output
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
     assert r.exit_code == 0, r.output
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
     assert r.exit_code == 1 and "exists; pass --overwrite" in r.output, r.output
+    monkeypatch.setattr(attributes, "classify", lambda image: None)  # no face found: the labelling fails, its folder is not made
+    r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--save-labels", tmp_path / "sub" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
+    assert r.exit_code == 1 and "only 0 of 20 samples could be labelled" in r.output and not (tmp_path / "sub").exists(), r.output
     calls = []
     monkeypatch.setattr(attributes, "classify", lambda image: calls.append(1) or attributes.Attributes(age=30.0, male=0.9))
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--condition", tmp_path / "none.npy", "--network", net, "--out", tmp_path / "e.npy")
@@ -846,11 +853,16 @@ def test_edit_and_interpolate_take_seed_lists_as_generate_does(tmp_path, net, mo
     t = tiles(tmp_path / "s.png", 16, 1, 3)
     assert all(np.array_equal(t[0][k], to_uint8(G.synthesis(latents_for_items(G, [str(2 + k)])))[0]) for k in range(3))  # one key per frame
     r = invoke("edit", "4-3", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
-    assert r.exit_code == 2 and "runs backwards" in r.output and not (tmp_path / "x.png").exists()
+    assert r.exit_code == 2 and "runs backwards" in " ".join(r.output.replace("│", " ").split()) and not (tmp_path / "x.png").exists()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "5-6").write_bytes(b"not a latent file")  # a file of that name is the file
     r = invoke("edit", "5-6", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
     assert r.exit_code == 1 and "5-6" in r.output and not (tmp_path / "x.png").exists()
+    (tmp_path / "3-4").mkdir()  # a folder named after the seeds it holds, as `generate --outdir 3-4` makes: still seeds
+    r = invoke("edit", "3-4", "--direction", tmp_path / "d.npy", "--strength", "0", "--network", net, "--out", tmp_path / "x.png")
+    assert r.exit_code == 0 and len(tiles(tmp_path / "x.png", 16, 2, 1)) == 2, r.output
+    r = invoke("edit", "2024-05", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "y.png")
+    assert r.exit_code == 2 and "'2024-05' is neither a latent file nor a list of seeds" in " ".join(r.output.replace("│", " ").split()), r.output
 
 
 def noisy_latent_file(G, path, seed):

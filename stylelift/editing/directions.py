@@ -43,7 +43,7 @@ class Direction:
             return layers
         if isinstance(layers, list) and layers and all(isinstance(v, int) and not isinstance(v, bool) for v in layers):
             return ",".join(str(v) for v in layers)
-        raise InputError(f'the direction\'s sidecar names its layers as {layers!r:.40}; use a spec such as "4-7" or a list of indices')
+        raise InputError(f'the direction\'s layers are given as {layers!r:.40}; use a spec such as "4-7" or a list of indices')
 
 
 def _sidecar(path: Path) -> Path:

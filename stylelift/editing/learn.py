@@ -79,6 +79,7 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
 
 def write_labels_csv(path: Path, items: list[str], scores: np.ndarray, sampling: dict) -> None:
     rows = "".join(f"{item},{score:g}\n" for item, score in zip(items, scores))
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, SAMPLING_TAG + json.dumps(sampling) + "\nitem,label\n" + rows)
 
 
