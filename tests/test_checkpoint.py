@@ -4,8 +4,9 @@ import zipfile
 import pytest
 import torch
 
-from conftest import tiny_generator
+from conftest import tiny_config, tiny_generator
 from stylelift import CheckpointError, UnsafeCheckpointError, load_generator, network_id, save_generator
+from stylelift.models import Generator
 from stylelift.models.checkpoint import FORMAT_TAG, NetworkNotFoundError, estimate_w_avg, sniff_format
 
 
@@ -45,6 +46,9 @@ def test_network_id_changes_with_the_weights():
     assert network_id(twin) != before and network_id(G) == before
     twin.load_state_dict(G.state_dict())
     assert network_id(twin) == before
+    clamped = Generator(tiny_config(conv_clamp=256))  # the same weights, another network: its config is part of the id
+    clamped.load_state_dict(G.state_dict())
+    assert network_id(clamped) != before
 
 
 def test_save_replaces_atomically_and_leaves_no_temporary_files(tmp_path):
@@ -121,6 +125,7 @@ def test_w_avg_estimate_is_the_mean_of_mapped_samples_and_reproducible():
     G = tiny_generator()
     a = estimate_w_avg(G, n=2000, seed=3)
     assert torch.equal(a, estimate_w_avg(G, n=2000, seed=3))
+    assert not torch.equal(a, estimate_w_avg(G, n=2000, seed=4))  # the seed chooses the samples
     z = torch.randn(20000, G.z_dim)
     assert torch.allclose(a, G.mapping(z)[:, 0].mean(0), atol=0.05 * G.mapping(z)[:, 0].std())
 

@@ -67,7 +67,7 @@ def test_layer_names_follow_the_network_not_a_fixed_18():
     assert style_ranges(G.layer_resolutions) == {"coarse": [0, 1, 2, 3], "middle": [4, 5, 6, 7], "fine": []}
 
 
-@pytest.mark.parametrize("spec, match", [("hair", "unknown layer"), ("0-99", "outside"), ("3-1", "runs backwards")])
+@pytest.mark.parametrize("spec, match", [("hair", "unknown layer"), ("0-99", "outside"), ("0-4", "outside 0-3"), ("4", "outside 0-3"), ("3-1", "runs backwards")])
 def test_bad_layer_specs(spec, match):
     with pytest.raises(InputError, match=match):
         parse_layers(spec, [4, 4, 8, 8])

@@ -38,10 +38,22 @@ def test_nvidia_style_file_with_only_w_loads(tmp_path):
     assert load_latents(tmp_path / "projected_w.npz").w.shape == (1, 18, 512)
 
 
+class _Touch:
+    """Unpickling this creates the file it names: evidence that a pickle was run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
 def test_pickled_object_arrays_are_never_unpickled(tmp_path):
-    np.savez(tmp_path / "evil.npz", w=np.array([object()], dtype=object))
-    with pytest.raises(InputError):
+    marker = tmp_path / "ran"
+    np.savez(tmp_path / "evil.npz", w=np.array([_Touch(marker)], dtype=object))
+    with pytest.raises(InputError, match="'w' holds Python objects, not numbers"):
         load_latents(tmp_path / "evil.npz")
+    assert not marker.exists()  # refused before anything was unpickled
 
 
 @pytest.mark.parametrize(
@@ -117,8 +129,16 @@ def test_not_an_npz(tmp_path):
 
 
 def test_check_fits():
-    with pytest.raises(InputError, match=r"needs \[N, 18, 512\]"):
-        LatentFile(w=np.zeros([1, 14, 512])).check_fits(18, 512)
+    for shape in ([1, 14, 512], [1, 18, 256]):  # another num_ws, another w_dim
+        with pytest.raises(InputError, match=r"needs \[N, 18, 512\]"):
+            LatentFile(w=np.zeros(shape)).check_fits(18, 512)
+    LatentFile(w=np.zeros([3, 18, 512])).check_fits(18, 512)
+
+
+def test_a_single_code_without_its_batch_axis_is_read_as_one_latent(tmp_path):
+    w = np.random.default_rng(0).normal(size=[4, 8]).astype(np.float32)
+    np.savez(tmp_path / "one.npz", w=w)  # [num_ws, w_dim], as some tools write one code
+    assert np.array_equal(load_latents(tmp_path / "one.npz").w, w[None])
 
 
 def test_stored_noise_maps_must_be_one_map_of_the_layer_size():

@@ -317,8 +317,34 @@ def test_loss_is_computed_at_the_working_resolution():
     G = tiny_generator(img_resolution=32)
     _, target = generated_target(G)
     seen = []
-    project(G, target, steps=2, loss="mse", options=ProjectionOptions(working_resolution=16), callback=lambda s, img, rec: seen.append(img.shape))
-    assert seen == [(1, 3, 16, 16)] * 2
+    r = project(G, target, steps=3, loss="mse", options=ProjectionOptions(working_resolution=16), callback=lambda s, img, rec: seen.append((img, rec["loss"])))
+    assert [img.shape for img, _ in seen] == [(1, 3, 16, 16)] * 3
+    small = torch.nn.functional.interpolate(target, size=(16, 16), mode="area")  # the target, area-downsampled
+    for img, loss in seen:  # the loss is that image's distance to it
+        assert abs(loss - float((img - small).square().mean())) < 1e-5 * max(1.0, loss)
+    assert torch.allclose(r.final_loss, torch.tensor([seen[-1][1]], dtype=r.final_loss.dtype), rtol=1e-5)  # the last step's
+
+
+def test_noise_maps_are_regularised_and_renormalised_every_step():
+    G = tiny_generator(img_resolution=32)
+    _, target = generated_target(G, n=2)
+    r = project(G, target, steps=4, loss="mse", options=ProjectionOptions(working_resolution=16))
+    for maps in r.noises:  # each sample's map: zero mean, unit variance, after every step
+        assert torch.allclose(maps.mean(dim=[1, 2, 3]), torch.zeros(2), atol=1e-5)
+        assert torch.allclose(maps.square().mean(dim=[1, 2, 3]), torch.ones(2), atol=1e-4)
+    assert all(rec["noise_reg"] > 0 for rec in r.history)
+    unregularised = project(G, target, steps=4, loss="mse", options=ProjectionOptions(working_resolution=16, noise_reg_weight=0.0))
+    assert not all(torch.allclose(a, b) for a, b in zip(r.noises, unregularised.noises))  # the regulariser is in what is optimised
+
+
+def test_projection_refuses_a_target_that_is_not_square_and_an_init_of_another_size():
+    G = tiny_generator(img_resolution=32)
+    _, target = generated_target(G, n=2)
+    with pytest.raises(InputError, match="target must be square, got 32x16"):
+        project(G, target[..., :16], steps=1, loss="mse")
+    init = G.mapping(torch.randn(3, G.z_dim))
+    with pytest.raises(InputError, match="init holds 3 latents for 2 targets"):
+        project(G, target, steps=1, loss="mse", init=init)
 
 
 # --- the command ---------------------------------------------------------------------------------
