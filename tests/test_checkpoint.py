@@ -168,6 +168,32 @@ def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, cha
         load_generator(path)
 
 
+def test_a_stylelift_file_of_another_format_version_is_refused(tmp_path):
+    from stylelift.models.checkpoint import FORMAT_VERSION
+
+    path = _stylelift_file_with(tmp_path)
+    data = torch.load(path, weights_only=True)
+    data["version"] = FORMAT_VERSION + 1  # written by a later stylelift
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match=f"net.pt has stylelift format version {FORMAT_VERSION + 1}; this stylelift reads {FORMAT_VERSION}"):
+        load_generator(path)
+
+
+def test_resampling_filters_are_read_as_integer_taps_or_refused():
+    from stylelift.models.nvidia import taps_from_kernel
+
+    taps = torch.tensor([1.0, 3, 3, 1])
+    assert taps_from_kernel("f", torch.outer(taps, taps) / 64 * 7) == (1, 3, 3, 1)  # any scale
+    bump = torch.zeros(4, 4)
+    bump[:2, :2] = torch.tensor([[1.0, -1], [-1, 1]])  # keeps every row and column sum
+    with pytest.raises(CheckpointError, match="cannot express as integer taps"):
+        taps_from_kernel("f", torch.outer(taps, taps) + bump)  # rows sum as 1,3,3,1, but not separable
+    with pytest.raises(CheckpointError, match="cannot express as integer taps"):
+        taps_from_kernel("f", torch.outer(torch.tensor([1.0, 2.5, 1]), torch.tensor([1.0, 2.5, 1])))  # not integer
+    with pytest.raises(CheckpointError, match="not a square 2-D kernel"):
+        taps_from_kernel("f", torch.ones(3, 4))
+
+
 def test_torch_files_that_are_not_or_no_longer_archives_say_so(tmp_path):
     from stylelift.models.encoder import load_encoder
     from stylelift.models.torch_files import load_torch_file
