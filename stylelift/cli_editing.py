@@ -103,7 +103,7 @@ def expand_seed_lists(items: list[str]) -> list[str]:
     expanded in order. A file that is not named as a single seed is a file, whatever its name looks like."""
     out: list[str] = []
     for item in items:
-        if re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
+        if re.fullmatch(r"\s*[0-9]+(-[0-9]+)?(\s*,\s*[0-9]+(-[0-9]+)?)*\s*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
             try:
                 out += [str(s) for s in parse_int_list(item)]
             except typer.BadParameter as e:

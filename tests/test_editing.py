@@ -843,7 +843,7 @@ def test_edit_and_interpolate_take_seed_lists_as_generate_does(tmp_path, net, mo
     G = tiny_generator()
     d = np.random.default_rng(2).normal(size=[1, G.w_dim])
     save_direction(tmp_path / "d.npy", Direction(d, {}))
-    r = invoke("edit", "3-4,7", "1", "--direction", tmp_path / "d.npy", "--strength", "0", "--network", net, "--out", tmp_path / "e.png")
+    r = invoke("edit", "3-4, 7", "1", "--direction", tmp_path / "d.npy", "--strength", "0", "--network", net, "--out", tmp_path / "e.png")
     assert r.exit_code == 0, r.output
     t = tiles(tmp_path / "e.png", 16, 4, 1)
     for row, seed in enumerate(("3", "4", "7", "1")):  # a row per seed, in the order given
