@@ -382,13 +382,13 @@ def edit(
         sigma = w_std_along(G, d.vector)
         typer.echo(f"1 sigma along {printable(direction, 100)} is {sigma:.3g} in W", err=True)
         vector = d.vector * sigma
-    if layers is not None:
-        layer_idx = parse_layers(layers, G.layer_resolutions)
-    else:  # the layers the direction's sidecar names, if any: a bad name there is the sidecar's
-        try:
-            layer_idx = parse_layers(d.default_layers, G.layer_resolutions) if d.default_layers is not None else None
-        except InputError as e:
-            fail(f"{Path(direction).with_suffix('.json').name}, the sidecar of {Path(direction).name}: {e} (or give --layers)")
+    try:  # --layers, else the layers the direction's sidecar names (a bad name there is the sidecar's), else all
+        spec = layers if layers is not None else d.default_layers
+        layer_idx = parse_layers(spec, G.layer_resolutions) if spec is not None else None
+    except InputError as e:
+        if layers is not None:
+            raise
+        fail(f"{Path(direction).with_suffix('.json').name}, the sidecar of {Path(direction).name}: {e} (or give --layers)")
     ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     noises = item_noises(G, items, dev)  # latent files bring their noise maps
     if paste_back:  # checked now, not after the rendering

@@ -22,16 +22,11 @@ def learning_rate(value: float) -> float:
 
 
 def check_image_loss(spec: str) -> None:
-    """Refuse, before any work, image terms that are unknown or need VGG16 weights that are not here
-    (`encoder train` reads them only from torch's cache; it has no --perceptual-weights)."""
-    import torch
+    """Refuse, before any work, image terms that are unknown or need weights that are not here
+    (`encoder train` reads VGG16's only from torch's cache: it has no --perceptual-weights)."""
+    from .projector.losses import check_weights_for, parse_loss_spec
 
-    from .projector.losses import VGG16_FILE, parse_loss_spec, vgg16_weights_available
-
-    needs = sorted(set(parse_loss_spec(spec)) & {"lpips", "vgg16"})
-    if needs and not vgg16_weights_available():
-        fail(f"--image-loss {'/'.join(needs)} needs torchvision's ImageNet VGG16 weights: put {VGG16_FILE} (from https://download.pytorch.org/models/{VGG16_FILE}) "
-             f"in {Path(torch.hub.get_dir()) / 'checkpoints'}/, where encoder train reads them; without them use mse, l1, ms-ssim, face or face-id")
+    check_weights_for(parse_loss_spec(spec), otherwise="(encoder train reads them only from there), or give --image-loss mse, l1, ms-ssim, face or face-id")
 
 
 @encoder_app.command("train")

@@ -542,7 +542,7 @@ def test_an_empty_output_name_is_a_usage_error_not_the_current_folder(tmp_path, 
 
 def test_encoder_train_checks_its_image_loss_before_any_work(tmp_path, net, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no VGG16 weights in this cache
-    for spec, code, said in (("lpips=1", 1, "--image-loss lpips needs torchvision's ImageNet VGG16 weights: put vgg16-397923af.pth (from https://"), ("mse,vgg16", 1, "--image-loss vgg16 needs"), ("foo", 1, "unknown loss term 'foo'")):
+    for spec, code, said in (("lpips=1", 1, "need torchvision's ImageNet VGG16 weights: put vgg16-397923af.pth (from https://"), ("mse,vgg16", 1, "(encoder train reads them only from there), or give --image-loss mse"), ("foo", 1, "unknown loss term 'foo'")):
         r = invoke("encoder", "train", "--out", tmp_path / "e.pt", "--steps", "1", "--image-loss", spec, "--network", net)
         assert r.exit_code == code and said in r.output and "--perceptual-weights" not in r.output, r.output
         assert not (tmp_path / "e.pt").exists()

@@ -180,7 +180,12 @@ def _ms_ssim(target: Tensor, ctx: LossContext) -> Term:
 # Perceptual terms on ImageNet VGG16 (need weights that cannot be downloaded at run time here)
 
 
-def find_vgg16_weights(explicit: Optional[Path]) -> Path:
+PROJECT_ADVICE = "or pass --perceptual-weights PATH (or use --loss auto for the offline losses)"  # what a user of project can do
+
+
+def find_vgg16_weights(explicit: Optional[Path], *, otherwise: str = PROJECT_ADVICE) -> Path:
+    """The VGG16 weights file: `explicit`, else torch's cache; when there are none, the error ends
+    with `otherwise`, what the caller's user can do instead."""
     if explicit is not None:
         if not Path(explicit).is_file():
             raise MissingWeightsError(f"--perceptual-weights {explicit}: {'a folder, not a file' if Path(explicit).is_dir() else 'no such file'}")
@@ -190,8 +195,7 @@ def find_vgg16_weights(explicit: Optional[Path]) -> Path:
         return cached
     raise MissingWeightsError(
         f"the lpips/vgg16 losses need torchvision's ImageNet VGG16 weights: put {VGG16_FILE} (from "
-        f"https://download.pytorch.org/models/{VGG16_FILE}) in {cached.parent}/ or pass --perceptual-weights PATH "
-        "(or use --loss auto for the offline losses)"
+        f"https://download.pytorch.org/models/{VGG16_FILE}) in {cached.parent}/ {otherwise}"
     )
 
 
@@ -309,10 +313,10 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
     return model.eval().requires_grad_(False).to(ctx.device)
 
 
-def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None) -> None:
+def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> None:
     """Before any work: the ImageNet weights (and the lpips package) the named terms need are here."""
     if "lpips" in weights or "vgg16" in weights:
-        find_vgg16_weights(explicit)
+        find_vgg16_weights(explicit, otherwise=otherwise)
     if "lpips" in weights:
         try:
             import lpips  # noqa: F401
