@@ -14,7 +14,6 @@ import http.client
 import logging
 import os
 import re
-import shutil
 import socket
 import tempfile
 import urllib.error
@@ -159,6 +158,3 @@ def forget(url: str) -> None:
     """Remove the cached copy of `url` (a file that turned out not to be what was wanted)."""
     cached_path(url).unlink(missing_ok=True)
 
-
-def clear_cache() -> None:
-    shutil.rmtree(cache_dir() / "downloads", ignore_errors=True)

@@ -18,7 +18,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -154,13 +154,6 @@ class IRGraph:
             raise IRFormatError(f"layer {self.layers[lid].name!r} has no input on port {port}")
         return self._in[lid][port]
 
-    def input_port_of(self, consumer: Layer, producer: Layer) -> int:
-        """Which input port of `consumer` `producer` feeds."""
-        for port, (src, _) in self._in.get(consumer.id, {}).items():
-            if src == producer.id:
-                return port
-        raise IRFormatError(f"{producer.name!r} does not feed {consumer.name!r}")
-
     def topological_order(self) -> list[Layer]:
         """All layers, each after every layer it reads (ties broken by layer id, so it is stable)."""
         indeg = {lid: len(self._in.get(lid, {})) for lid in self.layers}
@@ -273,14 +266,3 @@ def read_ir(xml_path: Union[str, os.PathLike], bin_path: Union[str, os.PathLike,
     ]
     weights = np.memmap(bin_path, dtype=np.uint8, mode="r") if bin_path.stat().st_size else np.zeros(0, np.uint8)
     return IRGraph(root.get("name", xml_path.stem), version, layers, edges, weights)
-
-
-def summarize(graph: IRGraph, types: Optional[Iterable[str]] = None) -> str:
-    """One line per layer in topological order: id, type, name, output shape (for exploring a graph)."""
-    keep = set(types) if types else None
-    lines = []
-    for layer in graph.topological_order():
-        if keep is None or layer.type in keep:
-            ins = ",".join(str(p.id) for p in graph.inputs(layer))
-            lines.append(f"{layer.id:5d} {layer.type:30s} {layer.name[:50]:50s} <- [{ins}] {' '.join(str(list(p.shape)) for p in layer.outputs)}")
-    return "\n".join(lines)
