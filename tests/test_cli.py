@@ -160,6 +160,14 @@ def odd_files(tmp_path, net):
     (tmp_path / "three.csv").write_text("seed,age,gender\n" + "".join(f"{i},{20 + i},{i % 2}\n" for i in range(12)))
     (tmp_path / "ok.csv").write_text("seed,label\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     (tmp_path / "minus.csv").write_text("seed,label\n1,0\n2,1\n-5,0\n4,1\n")
+    (tmp_path / "word.csv").write_text("seed,label\n1,0\n2,x\n3,0\n4,1\n")
+    (tmp_path / "nan.csv").write_text("seed,label\n1,0\n2,nan\n3,0\n4,1\n")
+    (tmp_path / "few.csv").write_text("seed,label\n1,0\n2,1\n3,0\n3,0\n")  # a repeated row counts once
+    (tmp_path / "garbage.npy").write_bytes(b"not a numpy file")
+    (tmp_path / "badheader.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4 }\n")  # the magic, then a header numpy cannot read
+    np.save(tmp_path / "two.npy", np.ones([2, G.w_dim], np.float32))
+    np.save(tmp_path / "ints.npy", np.ones([1, G.w_dim], np.int64))
+    np.save(tmp_path / "short.npy", np.ones([1, G.w_dim - 1], np.float32))
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     (tmp_path / "g" / "grid.png").mkdir(parents=True)  # a folder where generate's grid would go
     with open(tmp_path / "hugeclaim.npy", "wb") as f:  # a header that claims 400 GB, and 8 bytes
@@ -237,6 +245,18 @@ BAD_INVOCATIONS = {
     "labels-conflicting": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice.csv", "--out", "{d}/d.npy"], 1, "twice.csv: 3 is labelled twice, 0.0 and 1.0"),
     "labels-three-columns": (["directions", "learn", "--attribute", "x", "--labels", "{d}/three.csv", "--out", "{d}/d.npy"], 1, "three.csv: each row is item,label (two columns); got ['seed', 'age', 'gender']"),
     "labels-bad-item": (["directions", "learn", "--attribute", "x", "--labels", "{d}/minus.csv", "--out", "{d}/d.npy"], 1, "minus.csv: -5 is neither"),
+    "labels-word": (["directions", "learn", "--attribute", "x", "--labels", "{d}/word.csv", "--out", "{d}/d.npy"], 1, "word.csv: label 'x' is not a number"),
+    "labels-nan": (["directions", "learn", "--attribute", "x", "--labels", "{d}/nan.csv", "--out", "{d}/d.npy"], 1, "nan.csv: label 'nan' is not a finite number"),
+    "labels-too-few": (["directions", "learn", "--attribute", "x", "--labels", "{d}/few.csv", "--out", "{d}/d.npy"], 1, "few.csv has 3 labelled items"),
+    "labels-missing": (["directions", "learn", "--attribute", "x", "--labels", "{d}/none.csv", "--out", "{d}/d.npy"], 1, "no labels file "),
+    "learn-attribute-unknown-to-the-classifier": (["directions", "learn", "--attribute", "smile", "--samples", "10", "--out", "{d}/d.npy"], 1, "knows age and gender, not 'smile'; pass --labels CSV"),
+    "direction-folder": (["edit", "0", "--direction", "{d}/dirs", "--out", "{d}/e.png"], 1, "is a folder, not a direction file"),
+    "direction-garbage": (["edit", "0", "--direction", "{d}/garbage.npy", "--out", "{d}/e.png"], 1, "garbage.npy is not a .npy file (a direction is one array [1, w_dim]"),
+    "direction-damaged-header": (["edit", "0", "--direction", "{d}/badheader.npy", "--out", "{d}/e.png"], 1, "badheader.npy is not a readable .npy direction"),
+    "direction-two-rows": (["edit", "0", "--direction", "{d}/two.npy", "--out", "{d}/e.png"], 1, "two.npy must hold a float array [1, w_dim], got float32 [2, 16]"),
+    "direction-ints": (["edit", "0", "--direction", "{d}/ints.npy", "--out", "{d}/e.png"], 1, "ints.npy must hold a float array [1, w_dim], got int64 [1, 16]"),
+    "direction-other-w-dim": (["edit", "0", "--direction", "{d}/short.npy", "--out", "{d}/e.png"], 1, "short.npy is a direction in 15-D, but this network's w has 16 dimensions"),
+    "condition-garbage": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--condition", "{d}/garbage.npy", "--out", "{d}/d.npy"], 1, "garbage.npy is not a .npy file (a direction is one array [1, w_dim]"),
     "labels-folder": (["directions", "learn", "--attribute", "x", "--labels", "{d}", "--out", "{d}/d.npy"], 1, "is a folder, not a file"),
     "perceptual-weights-folder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}", "--outdir", "{d}/p"], 1, "a folder, not a file"),
     "latent-of-another-network": (["generate", "--latents", "{d}/other.npz", "--outdir", "{d}/o"], 1, "made for network someone-else"),

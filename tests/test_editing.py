@@ -217,6 +217,10 @@ def test_direction_files_round_trip_and_refuse_bad_shapes(tmp_path):
     np.save(tmp_path / "z.npy", np.zeros([1, 16]))
     with pytest.raises(InputError, match="zero"):
         load_direction(tmp_path / "z.npy")
+    np.save(tmp_path / "flat.npy", np.arange(16.0) - 5)  # [w_dim], as some tools save a boundary: read as [1, w_dim]
+    assert np.allclose(load_direction(tmp_path / "flat.npy", w_dim=16).vector, (np.arange(16.0) - 5)[None] / np.linalg.norm(np.arange(16.0) - 5))
+    with pytest.raises(InputError, match="parallel"):  # conditioning on itself (or its opposite) leaves nothing
+        condition(d, -2 * d.vector)
     for vec, meta in ((np.zeros([1, 16]), {}), (np.full([1, 16], np.nan), {}), (np.ones([2, 2, 16]), {}), (np.ones([1, 16]), [1])):
         with pytest.raises(InputError, match="a direction"):  # what load_direction would refuse
             save_direction(tmp_path / "bad.npy", Direction(vec, meta))
