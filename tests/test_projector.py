@@ -132,7 +132,10 @@ def test_auto_loss_uses_lpips_when_possible_and_face_terms_only_for_aligned_face
     assert run.resolve_loss("auto", None, aligned=False) == "mse=1,ms-ssim=1"
     assert run.resolve_loss("l1=2", None, aligned=True) == "l1=2"
     monkeypatch.setattr(run, "lpips_available", lambda weights: True)
+    checked = []
+    monkeypatch.setattr(run, "check_weights_for", lambda weights, explicit: checked.append(weights))
     assert run.resolve_loss("auto", None, aligned=False) == "lpips=1"
+    assert checked == [{"lpips": 1.0}]  # the weights file it chose is read before any work
     assert set(parse_loss_spec(run.OFFLINE_LOSS)) == {"mse", "ms-ssim", "face", "face-id"}
 
 

@@ -213,7 +213,8 @@ def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
     try:
         state = load_torch_file(path)
     except (CheckpointError, OSError) as e:
-        raise MissingWeightsError(f"cannot read VGG16 weights {path}: {str(e).splitlines()[0]}") from None
+        why = str(e).splitlines()[0].removeprefix(f"cannot read {path.name}: ")
+        raise MissingWeightsError(f"cannot read VGG16 weights {path}: {why}") from None
     if not isinstance(state, dict) or "features.0.weight" not in state:
         raise MissingWeightsError(f"{path} is not a torchvision VGG16 state dict (no features.0.weight)")
     return state
@@ -316,7 +317,7 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
 def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> None:
     """Before any work: the ImageNet weights (and the lpips package) the named terms need are here."""
     if "lpips" in weights or "vgg16" in weights:
-        find_vgg16_weights(explicit, otherwise=otherwise)
+        _load_vgg16_state(find_vgg16_weights(explicit, otherwise=otherwise))  # a damaged file, too (memory-mapped: cheap)
     if "lpips" in weights:
         try:
             import lpips  # noqa: F401

@@ -71,12 +71,10 @@ def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool
     """`auto` -> LPIPS when its weights exist, else the offline mix (face terms for aligned faces only)."""
     if perceptual_weights is not None:
         find_vgg16_weights(perceptual_weights)  # checked before any work
-    if spec != "auto":
-        check_weights_for(parse_loss_spec(spec), perceptual_weights)  # checked before any work
-        return spec
-    if lpips_available(perceptual_weights):
-        return "lpips=1"
-    return OFFLINE_LOSS if aligned else OFFLINE_LOSS_UNALIGNED
+    if spec == "auto":
+        spec = "lpips=1" if lpips_available(perceptual_weights) else OFFLINE_LOSS if aligned else OFFLINE_LOSS_UNALIGNED
+    check_weights_for(parse_loss_spec(spec), perceptual_weights)  # checked before any work
+    return spec
 
 
 def centre_crop(photo: Image.Image, size: int) -> Image.Image:
