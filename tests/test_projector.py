@@ -1,3 +1,4 @@
+import json
 import math
 import shutil
 
@@ -13,7 +14,7 @@ from stylelift.cli import app
 from stylelift.errors import InputError
 from stylelift.generation import stored_noises
 from stylelift.projector import ProjectionOptions, parse_loss_spec, project, w_statistics
-from stylelift.projector.losses import MissingWeightsError, ms_ssim, ssim
+from stylelift.projector.losses import VGG16_FILE, MissingWeightsError, ms_ssim, ssim
 from stylelift.projector import metrics
 from stylelift.projector import run as run_module
 from stylelift.projector.metrics import psnr
@@ -368,6 +369,26 @@ def photo_dir(tmp_path):
 
 def run(*args):
     return CliRunner().invoke(app, ["project", *map(str, args)])
+
+
+def test_a_damaged_vgg16_file_is_found_before_any_work_or_costs_only_the_lpips_metric(photo_dir, monkeypatch):
+    photos, out = photo_dir / "photos", photo_dir / "out"
+    torch.save({"weight": torch.zeros(2)}, photo_dir / "notvgg.pth")
+    base = (photos / "p0.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--no-video")
+    args = (*base, "--loss", "mse", "--outdir", out)
+    r = run(*args, "--perceptual-weights", photo_dir / "notvgg.pth")  # asked for, so an error, though the loss is mse
+    assert r.exit_code == 1 and r.output.startswith("error: ") and "notvgg.pth is not a torchvision VGG16 state dict" in r.output, r.output
+    assert not out.exists()
+    monkeypatch.setenv("TORCH_HOME", str(photo_dir / "torch"))  # torch's cache, where a download was cut short
+    cached = photo_dir / "torch" / "hub" / "checkpoints" / VGG16_FILE
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"PK\x03\x04 cut short")
+    r = run(*args)
+    assert r.exit_code == 0, r.output
+    assert f"no LPIPS in the metrics: cannot read VGG16 weights {cached}: a damaged zip" in r.output
+    assert (out / "p0.npz").exists() and "lpips" not in json.loads((out / "p0_metrics.json").read_text())
+    r = run(*base, "--loss", "auto", "--outdir", out / "auto")  # auto would take LPIPS: that needs the file
+    assert r.exit_code == 1 and "a damaged zip" in r.output and not (out / "auto").exists(), r.output
 
 
 def test_an_unexpected_error_preparing_one_photo_fails_that_photo_alone(photo_dir, monkeypatch):
