@@ -197,19 +197,20 @@ BOMBS = {
     "100k_nested_lists_via_memo": (deep_bottom_up(100_000), "nested more than 100 levels deep"),
     "200k_items_on_the_stack": (b"\x80\x02" + b"N" * 200_000 + b".", "more than 100000 items on the stack"),
     # x = (x, x) sixty times over, then a dict key: hashing it would take 2**60 steps
-    "dict_key_hashing_2_to_the_60": (b"\x80\x04}\x8c\x01a" + b"2\x86" * 60 + b"Ns.", "a dict key that is not a string"),
+    "shared_tuple_2_to_the_60": (b"\x80\x04]\x8c\x01a" + b"2\x86" * 60 + b"a.", "walking it visits more than 33,554,432 items"),  # x = (x, x): hashing or printing it never ends
+    "dict_key_a_nested_tuple": (b"\x80\x04}\x8c\x01a" + b"2\x86" * 3 + b"Ns.", "a dict key that is not a string"),
     # 20k ints that share one hash: a frozenset of them fills in quadratic time
     "frozenset_of_colliding_ints": (
         b"\x80\x04(" + b"".join(b"\x8a\x0a" + (k * ((1 << 61) - 1)).to_bytes(10, "little", signed=True) for k in range(1, 20_001)) + b"\x91.",
         "a frozenset member that is not a string",
     ),
-    "dict_opcode_with_a_deep_tuple_key": (b"(\x8c\x01a" + b"2\x86" * 60 + b"Nd.", "a dict key that is not a string"),
+    "dict_opcode_with_a_nested_tuple_key": (b"(\x8c\x01a" + b"2\x86" * 3 + b"Nd.", "a dict key that is not a string"),
     "ordered_dict_built_from_pairs": (
-        b"\x80\x02ccollections\nOrderedDict\n]" + b"\x8c\x01a" + b"2\x86" * 60 + b"N\x86a" + b"\x85R.",
+        b"\x80\x02ccollections\nOrderedDict\n]" + b"\x8c\x01a" + b"2\x86" * 3 + b"N\x86a" + b"\x85R.",
         "collections.OrderedDict built from arguments",
     ),
-    "set_of_deep_tuples_via_reduce": (
-        b"\x80\x02c__builtin__\nset\n\x8c\x01a" + b"2\x86" * 60 + b"\x85\x85R.",
+    "set_of_nested_tuples_via_reduce": (
+        b"\x80\x02c__builtin__\nset\n\x8c\x01a" + b"2\x86" * 3 + b"\x85\x85R.",
         "a set member that is not a string",
     ),
 }

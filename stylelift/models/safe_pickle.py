@@ -48,6 +48,7 @@ MAX_OPS = 5_000_000  # opcodes in one pickle (each may allocate an object); real
 MAX_INT_BYTES = 1024  # LONG4 / text LONG; real files hold no integer above 2**64
 MAX_LINE = 1 << 20  # one text argument of a protocol-0 opcode
 MAX_NDIM = 32
+MAX_EXPANDED = 1 << 25  # items of one value counted through its shared references (what hashing or printing it visits)
 
 TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy (pre-zip) torch.save stream
 TORCH_LEGACY_PROTOCOL = 1001
@@ -475,13 +476,16 @@ class _Tag:
     (`x = (x, x)`, 60 times) takes 2**60 steps to hash, and ints or floats can be chosen to share
     one hash (a dict of them fills in quadratic time). Network pickles key their dicts and sets by
     strings and small ints only, so only those, and short flat tuples of them, are `hashable`.
-    `members_hashable`: every item put into this container so far is."""
+    `members_hashable`: every item put into this container so far is. `size`: the items a walk of
+    the value visits, a shared reference counted each time, as `hash`, `repr` and `==` visit them
+    (a reader that looks a setting up in a set, or prints it, would hang on `x = (x, x)` too).
+    `items`: a tuple's first few items (a REDUCE's arguments, a persistent id)."""
 
-    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "count", "items")
+    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "count", "items", "size")
 
     def __init__(self, kind: str, value: Any = None, height: int = 0, hashable: bool = False):
         self.kind, self.value, self.height, self.hashable = kind, value, height, hashable
-        self.members_hashable, self.count, self.items = True, 0, []
+        self.members_hashable, self.count, self.items, self.size = True, 0, [], 1
 
     def describe(self) -> str:
         if self.kind in ("obj", "global"):
@@ -490,7 +494,7 @@ class _Tag:
 
 
 MAX_KEY_TUPLE = 16  # items of a tuple used as a dict key or set member
-_KEY_ATOM = _Tag("atom", hashable=True)  # small ints, strings, bytes, None, booleans
+_KEY_ATOM = _Tag("atom", hashable=True)  # strings, bytes, None, booleans (small ints get their own, with their value)
 _NUMBER = _Tag("number")  # ints that may be large, floats: never a key
 _HASHING_GLOBALS = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
 _FIXED_ARGS = {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q", "float8": ">d"}
@@ -516,6 +520,7 @@ class _Scanner:
 
     def __init__(self, f: BinaryIO, start: int, end: int, source: str, allow: AllowList):
         self.f, self.pos, self.end, self.source, self.allow = f, start, end, source, allow
+        self.storages: list[Optional[StorageId]] = []  # each persistent id, None where it is not a plain storage id
         self.stack: list[_Tag] = []
         self.marks: list[int] = []
         self.memo: dict[int, _Tag] = {}
@@ -630,8 +635,11 @@ class _Scanner:
             container.members_hashable = container.members_hashable and all(t.hashable for t in items)
             if container.kind == "tuple" and container.count == 0:
                 container.hashable = container.members_hashable and container.height == 1 and len(items) <= MAX_KEY_TUPLE
-                container.items = items[:1]  # a REDUCE's argument tuple: what set() would be given
+                container.items = items[:6]  # a REDUCE's argument tuple (what set() would be given), a persistent id
             container.count += len(items)
+            container.size += sum(t.size for t in items)
+            if container.size > MAX_EXPANDED:
+                raise self._limit(f"data that refers to its own parts so often that walking it visits more than {MAX_EXPANDED:,} items")
 
     def _check_hashable(self, container: _Tag, what: str) -> None:
         if not container.members_hashable:
@@ -672,11 +680,13 @@ class _Scanner:
     def _step(self, name: str, arg: Any) -> bool:
         if name in _LITERAL_STRINGS:
             self._push(_Tag("str", arg, hashable=True))
+        elif name in ("BININT", "BININT1", "BININT2"):
+            self._push(_Tag("atom", arg, hashable=True))
         elif name in _ATOMS:
             self._push(_KEY_ATOM)
         elif name in _NUMBERS:
             small_int = name in ("INT", "LONG", "LONG1", "LONG4") and isinstance(arg, int) and abs(arg) < 2**61
-            self._push(_KEY_ATOM if small_int else _NUMBER)
+            self._push(_Tag("atom", arg, hashable=True) if small_int else _NUMBER)
         elif name in _EMPTY:
             self._push(_Tag(_EMPTY[name]))
         elif name in _FROM_MARK:
@@ -758,8 +768,8 @@ class _Scanner:
         elif name in ("PERSID", "BINPERSID"):
             if not self.allow.persistent_ids:
                 raise _corrupt(self.source, "the pickle uses persistent ids, which network pickles do not")
-            if name == "BINPERSID":
-                self._pop()
+            pid = self._pop()[0] if name == "BINPERSID" else None
+            self.storages.append(_storage_id(pid))
             self._push(_Tag("obj", ("persistent", "id")))
         elif name == "PROTO":
             if arg > HIGHEST_PROTOCOL:
@@ -800,6 +810,33 @@ def scan(f: BinaryIO, start: int, end: int, source: str, allow: AllowList) -> in
     """Check the pickle starting at `start` against `allow`; return the offset just after its STOP."""
     f.seek(start)
     return _Scanner(f, start, end, source, allow).run()
+
+
+@dataclass(frozen=True)
+class StorageId:
+    """A zip-format torch file's persistent id of a storage: `('storage', torch.FloatStorage, key, location, numel)`."""
+
+    storage_type: tuple[str, str]  # the global, e.g. ("torch", "FloatStorage")
+    key: str  # its data is the archive's entry data/<key>
+    numel: int
+
+
+def _storage_id(pid: Optional[_Tag]) -> Optional[StorageId]:
+    items = pid.items if pid is not None and pid.kind == "tuple" and pid.count == 5 else []
+    if len(items) != 5 or items[0].value != "storage" or items[1].kind != "global" or items[2].kind != "str":
+        return None
+    numel = items[4].value if items[4].kind == "atom" else None
+    if not isinstance(items[2].value, str) or not _is_int(numel) or numel < 0:
+        return None
+    return StorageId(items[1].value, items[2].value, numel)
+
+
+def scan_storages(data: bytes, source: str, allow: AllowList) -> list[Optional[StorageId]]:
+    """`scan` a whole in-memory pickle; returns its persistent ids, as `StorageId`s (None where one is not)."""
+    scanner = _Scanner(io.BytesIO(data), 0, len(data), source, allow)
+    if scanner.run() != len(data):
+        raise _corrupt(source, "data after the end of the pickle")
+    return scanner.storages
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ the pickle describes, hashes their keys and allocates the storages it declares. 
 
 from __future__ import annotations
 
-import io
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,9 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
         is_zip = zipfile.is_zipfile(path)
         if is_zip:
             data = read_zip_pickle(path, source)
-            safe_pickle.scan(io.BytesIO(data), 0, len(data), source, allow)
+            if data[:1] == b"\x80" and data[1:2] > b"\x03":  # torch.save(..., pickle_protocol=4)
+                raise CheckpointError(f"cannot read {source}: saved with pickle protocol {data[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
+            check_storage_entries(path, source, safe_pickle.scan_storages(data, source, allow))
         else:  # legacy: magic number, protocol version, system info, the data, the storage keys
             with open(path, "rb") as f:
                 head = f.read(4)
@@ -88,15 +90,38 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
     except OSError as e:
         raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
     try:
-        with torch.serialization.safe_globals(list(safe_globals)):
+        with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's notes on the file's pickle protocol and the like: not for our users
             return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        module, _, name = found.group(1).rpartition(".") if found else ("", "", "")
+        if found and (module or "builtins", name) in allow.globals:  # data, not code, but torch does not rebuild it
+            raise CheckpointError(f"cannot read {source}: it holds a {name}, which torch's safe loader does not read") from None
         if found:
             raise safe_pickle.refusal(source, found.group(1)) from None
-        raise CheckpointError(f"cannot read {source}: {first_line(e)}") from None
+        why = re.search(r"WeightsUnpickler error: (.*)", str(e))  # not torch's first line, which advises weights_only=False
+        raise CheckpointError(f"cannot read {source}: torch's safe loader refused it ({why.group(1)[:200] if why else type(e).__name__})") from None
     except Exception as e:  # torch raises many types on corrupt input; report them as one line
         raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {first_line(e)})") from None
+
+
+def check_storage_entries(path: Path, source: str, storages: list) -> None:
+    """Every storage the pickle names has its entry data/<key>, holding at least the bytes it declares:
+    a memory-mapped torch.load reads a short entry on into the entries after it, silently."""
+    with zipfile.ZipFile(path) as zf:
+        sizes = {name.partition("/data/")[2]: info.file_size for info in zf.infolist() if "/data/" in (name := info.filename)}
+    for storage in storages:
+        if storage is None:
+            raise CheckpointError(f"cannot read {source}: its pickle refers to something other than a tensor storage, which torch.save never writes")
+        kind = storage.storage_type[1]
+        itemsize = 1 if kind == "UntypedStorage" else safe_pickle.TORCH_STORAGE_TYPES[kind].itemsize if kind in safe_pickle.TORCH_STORAGE_TYPES else None
+        if itemsize is None:
+            raise CheckpointError(f"cannot read {source}: a storage of type {'.'.join(storage.storage_type)[:60]}")
+        if storage.key not in sizes:
+            raise CheckpointError(f"cannot read {source}: the data of storage {storage.key[:40]!r} is missing (a damaged file?)")
+        if sizes[storage.key] < storage.numel * itemsize:
+            raise CheckpointError(f"cannot read {source}: storage {storage.key[:40]!r} holds {sizes[storage.key]:,} bytes where it needs {storage.numel * itemsize:,} (cut short?)")
 
 
 def read_zip_pickle(path: Path, source: str) -> bytes:
