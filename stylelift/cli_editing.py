@@ -61,6 +61,19 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
     limit = MAX_IMAGE_SIDE.get(suffix)
     if limit is not None and max(width, height) > limit:
         fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png, or fewer images")
+    check_mp4_writer(out)
+
+
+def check_mp4_writer(out: Path) -> None:
+    """Before rendering: an .mp4 needs an ffmpeg that runs."""
+    from .errors import VideoError
+    from .images import find_ffmpeg
+
+    if out.suffix.lower() == ".mp4":
+        try:
+            find_ffmpeg()
+        except VideoError as e:
+            fail(f"{e}; write a .gif instead, or install ffmpeg")
 
 
 def parse_range(text: str, *, what: str) -> list[float]:
@@ -319,6 +332,7 @@ def interpolate(
 
     if grid or out.suffix.lower() == ".gif":
         check_output_size(frames, G.img_resolution, G.img_resolution, "the strip" if grid else "the GIF", out=out, cols=frames)
+    check_mp4_writer(out)  # an mp4 is written as its frames come: no size to check, but it needs ffmpeg
 
     def frame_hint(k: int) -> str:  # the items frame k is made of: a key's own frame is that key alone
         a, b, t = steps[k]

@@ -146,14 +146,28 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
             _write_mp4(tmp, first, frames, fps, name=path.name)
 
 
+def find_ffmpeg(what: str = "mp4 videos") -> str:
+    """The ffmpeg that writes mp4s (imageio-ffmpeg's own, else the system's); VideoError when there is
+    none that can run, so that a command can say so before its work rather than after it."""
+    import shutil
+
+    from imageio_ffmpeg import get_ffmpeg_exe
+
+    try:
+        exe = get_ffmpeg_exe()
+    except RuntimeError as e:  # imageio-ffmpeg found none
+        raise VideoError(f"no ffmpeg to write {what} ({first_line(e)})") from None
+    if shutil.which(exe) is None:  # missing, or not executable
+        raise VideoError(f"cannot run ffmpeg ({exe}) to write {what}")
+    return exe
+
+
 def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: float, *, name: str) -> None:
     """H.264 by imageio-ffmpeg's ffmpeg, fed raw RGB frames through a pipe. ffmpeg's exit code is
     checked and its last message line reported (imageio's writer ignores the one, and its error
     is a screenful with ffmpeg's command line in it)."""
     import subprocess
     import tempfile
-
-    from imageio_ffmpeg import get_ffmpeg_exe
 
     h, w = first.shape[:2]
     pad = ((0, h % 2), (0, w % 2), (0, 0))  # H.264 in yuv420p wants even sizes
@@ -162,8 +176,8 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
            "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "10", str(tmp)]
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg never blocks on a full stderr
         try:
-            proc = subprocess.Popen([get_ffmpeg_exe(), *cmd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        except (OSError, RuntimeError) as e:  # RuntimeError: imageio-ffmpeg found no ffmpeg
+            proc = subprocess.Popen([find_ffmpeg(name), *cmd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        except OSError as e:
             raise VideoError(f"cannot run ffmpeg to write {name}: {first_line(e)}") from None
         try:
             try:

@@ -617,6 +617,24 @@ def test_a_failing_ffmpeg_is_one_line_and_keeps_the_old_video(tmp_path, monkeypa
     assert out.read_bytes() == b"the earlier video" and left == (["ffmpeg", "v.mp4"] if script else ["v.mp4"])
 
 
+def test_commands_that_write_an_mp4_find_ffmpeg_missing_before_any_work(tmp_path, net, monkeypatch):
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "nowhere" / "ffmpeg"))
+    rendered = []
+    monkeypatch.setattr("stylelift.generation.iter_render_ws", lambda *a, **k: rendered.append(1) or iter([]))
+    np.save(tmp_path / "d.npy", np.ones([1, 16], np.float32))
+    for args in (["interpolate", "0", "1", "--frames", "3", "--out", tmp_path / "v.mp4"], ["edit", "0", "--direction", tmp_path / "d.npy", "--out", tmp_path / "e.mp4"]):
+        r = invoke(*args, "--network", net)
+        assert r.exit_code == 1 and r.output.strip() == f"error: cannot run ffmpeg ({tmp_path / 'nowhere' / 'ffmpeg'}) to write mp4 videos; write a .gif instead, or install ffmpeg", r.output
+    assert not rendered and not list(tmp_path.glob("*.mp4"))
+    r = invoke("interpolate", "0", "1", "--frames", "3", "--out", tmp_path / "v.gif", "--network", net)
+    assert r.exit_code == 1 and rendered, r.output  # a GIF needs no ffmpeg: rendered (here, into nothing)
+    Image.new("RGB", (16, 16)).save(tmp_path / "p.png")
+    r = invoke("project", tmp_path / "p.png", "--no-align", "--steps", "1", "--network", net, "--outdir", tmp_path / "out")
+    assert r.exit_code == 1 and "to write mp4 videos; pass --no-video, or install ffmpeg" in r.output and not (tmp_path / "out").exists(), r.output
+    r = invoke("project", tmp_path / "p.png", "--no-align", "--steps", "1", "--network", net, "--outdir", tmp_path / "out", "--no-video")
+    assert r.exit_code == 0 and (tmp_path / "out" / "p.npz").exists(), r.output
+
+
 def test_mp4_frames_of_odd_size_are_padded_and_mismatched_ones_refused(tmp_path):
     from stylelift.images import write_video
 

@@ -16,9 +16,9 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from ..errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error
+from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
 from ..fileio import check_writable, file_in_the_way
-from ..images import load_photo, to_tensor, to_uint8
+from ..images import find_ffmpeg, load_photo, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, write_projection
@@ -163,6 +163,11 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     if blocker is not None:
         raise InputError(f"--outdir {job.outdir}: {blocker} is a file, not a folder")
     check_writable(job.outdir)  # before the optimisation, not after it
+    if job.video:
+        try:
+            find_ffmpeg()
+        except VideoError as e:
+            raise InputError(f"{e}; pass --no-video, or install ffmpeg") from None
     lpips_metric = lpips_available(job.perceptual_weights)
     if lpips_metric and not {"lpips", "vgg16"} & set(parse_loss_spec(loss)):  # the loss has not read the weights
         try:
