@@ -165,6 +165,7 @@ def odd_files(tmp_path, net):
     (tmp_path / "few.csv").write_text("seed,label\n1,0\n2,1\n3,0\n3,0\n")  # a repeated row counts once
     (tmp_path / "garbage.npy").write_bytes(b"not a numpy file")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "notvgg.pth")
+    torch.save({"features.0.weight": torch.zeros(3), "features.x.bias": torch.zeros(3)}, tmp_path / "badvgg.pth")  # a key, the wrong shape
     (tmp_path / "badheader.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4 }\n")  # the magic, then a header numpy cannot read
     np.save(tmp_path / "two.npy", np.ones([2, G.w_dim], np.float32))
     np.save(tmp_path / "ints.npy", np.ones([1, G.w_dim], np.int64))
@@ -266,6 +267,7 @@ BAD_INVOCATIONS = {
     "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
     "perceptual-weights-not-torch": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "vgg16", "--perceptual-weights", "{d}/photo.png", "--outdir", "{d}/p"], 1, "photo.png: not a torch file stylelift reads"),
     "perceptual-weights-not-vgg16": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "vgg16", "--perceptual-weights", "{d}/notvgg.pth", "--outdir", "{d}/p"], 1, "notvgg.pth is not a torchvision VGG16 state dict (no features.0.weight)"),
+    "perceptual-weights-wrong-shapes": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse", "--perceptual-weights", "{d}/badvgg.pth", "--outdir", "{d}/p"], 1, "badvgg.pth is not torchvision's VGG16: its features.0.weight is torch.float32 [3], not float [64, 3, 3, 3]"),
     "init-neither-latents-nor-encoder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--init", "{d}/afile", "--outdir", "{d}/p"], 1, "--init must be avg, encoder (the shipped one), a latent .npz or an encoder .pt"),
     "missing-perceptual-weights": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}/none.pth", "--outdir", "{d}/p"], 1, "no such file"),
     # options checked before any work

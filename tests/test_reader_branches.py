@@ -218,6 +218,97 @@ def test_torch_pickle_with_a_malformed_persistent_id_is_one_line_error(tmp_path)
     assert corrupt(e, "pid.pt") == "cannot read pid.pt: its pickle refers to something other than a tensor storage, which torch.save never writes"
 
 
+# ----------------------------------------------------------------------------------------------
+# Legacy (pre-zip) torch files: five pickles, then each storage as an int64 element count and its
+# elements. torch fills only the storages the fifth pickle lists, in its order.
+
+
+LEGACY_STATE = {"a": torch.arange(6.0), "b": torch.full([6], 2.0), "c": torch.zeros(3)}  # a and b: storages of one size
+
+
+def legacy_file(tmp_path: Path, name: str = "legacy.pt", **save) -> Path:
+    path = tmp_path / name
+    torch.save(LEGACY_STATE, path, _use_new_zipfile_serialization=False, **save)
+    return path
+
+
+def legacy_split(path: Path) -> tuple[bytes, list, list[bytes]]:
+    """(the first four pickles, the storage keys, each storage's block: count and elements)."""
+    from stylelift.models.torch_files import TORCH_SAVE_PICKLE
+
+    data = path.read_bytes()
+    f, pos = io.BytesIO(data), 0
+    for allow in (safe_pickle.PLAIN_DATA,) * 3 + (TORCH_SAVE_PICKLE,):
+        pos = safe_pickle.scan(f, pos, len(data), "x", allow)
+    head, (keys, pos) = data[:pos], safe_pickle.load_plain(f, pos, len(data), "x")
+    blocks = []
+    for _ in keys:
+        n = struct.unpack("<q", data[pos : pos + 8])[0]
+        blocks.append(data[pos : pos + 8 + 4 * n])  # float32 storages
+        pos += 8 + 4 * n
+    assert pos == len(data)
+    return head, keys, blocks
+
+
+def legacy_join(path: Path, head: bytes, keys: list, blocks: list[bytes]) -> Path:
+    path.write_bytes(head + pickle.dumps(keys, protocol=2) + b"".join(blocks))
+    return path
+
+
+def test_an_intact_legacy_file_reads_and_trailing_bytes_are_ignored_as_torch_does(tmp_path):
+    head, keys, blocks = legacy_split(legacy_file(tmp_path))
+    for path in (legacy_file(tmp_path), legacy_join(tmp_path / "tail.pt", head, keys, blocks + [b"extra"])):
+        state = load_torch_file(path)
+        assert all(torch.equal(state[k], v) for k, v in LEGACY_STATE.items()), path.name
+
+
+@pytest.mark.parametrize(
+    "damage, said",
+    [
+        (lambda keys, blocks: (keys[:-1], blocks[:-1]), "its list of stored tensors does not match the tensors it holds"),  # an unlisted storage: torch leaves it uninitialised
+        (lambda keys, blocks: (keys[:-1] + keys[:1], blocks[:-1] + blocks[:1]), "its list of stored tensors does not match"),  # one twice, one missing
+        (lambda keys, blocks: ([], []), "its list of stored tensors does not match"),
+        (lambda keys, blocks: (keys[::-1], blocks[::-1]), "not in the order torch.save writes them"),  # same-size storages would trade data
+        (lambda keys, blocks: (keys, [struct.pack("<q", 7) + blocks[0][8:]] + blocks[1:]), "holds 7 elements where its tensors say"),
+        (lambda keys, blocks: (keys, [struct.pack("<q", 2**62) + blocks[0][8:]] + blocks[1:]), "holds 4611686018427387904 elements"),
+        (lambda keys, blocks: (keys, blocks[:-1] + [blocks[-1][:10]]), "the file is cut short (in the data of storage"),
+        (lambda keys, blocks: (keys, blocks[:-1] + [blocks[-1][:4]]), "the file is cut short (the data of storage"),
+    ],
+)
+def test_a_damaged_legacy_file_is_one_line_and_never_read_into_wrong_or_uninitialised_weights(tmp_path, damage, said):
+    head, keys, blocks = legacy_split(legacy_file(tmp_path))
+    assert sorted({struct.unpack("<q", b[:8])[0] for b in blocks}) == [3, 6] and keys == sorted(keys)
+    path = legacy_join(tmp_path / "bad.pt", head, *damage(keys, blocks))
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(path)
+    assert said in corrupt(e, "bad.pt")
+
+
+def test_legacy_files_of_another_byte_order_or_pickle_protocol_are_refused_by_name(tmp_path):
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(legacy_file(tmp_path, "p4.pt", pickle_protocol=4))
+    assert corrupt(e, "p4.pt") == "cannot read p4.pt: saved with pickle protocol 4, which torch's safe loader does not read; save it again with torch.save's default protocol"
+    head, keys, blocks = legacy_split(legacy_file(tmp_path))
+    info = pickle.dumps({"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}, protocol=2)
+    assert info in head  # what torch.save writes on this machine
+    path = legacy_join(tmp_path / "be.pt", head.replace(info, info.replace(b"\x88", b"\x89")), keys, blocks)  # NEWTRUE -> NEWFALSE
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(path)
+    assert corrupt(e, "be.pt") == "cannot read be.pt: saved on a big-endian machine (not supported)"
+
+
+def test_a_legacy_tensor_larger_than_its_storage_is_one_line(tmp_path):
+    path = tmp_path / "view.pt"
+    torch.save({"t": torch.zeros(3)}, path, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    size = b"K\x03\x85"  # the tensor's size, (3,): BININT1 3, TUPLE1
+    assert data.count(size) == 1
+    path.write_bytes(data.replace(size, b"K\x05\x85"))  # a [5] tensor over a 3-element storage
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(path)
+    assert corrupt(e, "view.pt") == "cannot read view.pt: a tensor reaches past its storage (a damaged file?)"
+
+
 def test_empty_tensor_needs_no_storage_extent_check():
     check_storage_extent("x.pt", "w", torch.zeros(1).expand(0, 4))  # zero strides, but nothing to read
     with pytest.raises(CheckpointError, match="tensor w is not a plain array over its own data"):

@@ -814,29 +814,42 @@ def scan(f: BinaryIO, start: int, end: int, source: str, allow: AllowList) -> in
 
 @dataclass(frozen=True)
 class StorageId:
-    """A zip-format torch file's persistent id of a storage: `('storage', torch.FloatStorage, key, location, numel)`."""
+    """A torch file's persistent id of a storage: `('storage', torch.FloatStorage, key, location, numel)`
+    in a zip file; a legacy file adds a view, None or `(view_key, offset, size)` of the storage."""
 
     storage_type: tuple[str, str]  # the global, e.g. ("torch", "FloatStorage")
-    key: str  # its data is the archive's entry data/<key>
+    key: str  # a zip's entry data/<key>; in a legacy file, the key of a storage after the pickles
     numel: int
+    view: Optional[tuple[int, int]] = None  # (offset, size) of a legacy storage view
+
+
+def _int_value(tag: _Tag) -> Optional[int]:
+    return tag.value if tag.kind == "atom" and _is_int(tag.value) and tag.value >= 0 else None
 
 
 def _storage_id(pid: Optional[_Tag]) -> Optional[StorageId]:
-    items = pid.items if pid is not None and pid.kind == "tuple" and pid.count == 5 else []
-    if len(items) != 5 or items[0].value != "storage" or items[1].kind != "global" or items[2].kind != "str":
+    items = pid.items if pid is not None and pid.kind == "tuple" and pid.count in (5, 6) else []
+    if len(items) not in (5, 6) or items[0].value != "storage" or items[1].kind != "global" or items[2].kind != "str" or not isinstance(items[2].value, str):
         return None
-    numel = items[4].value if items[4].kind == "atom" else None
-    if not isinstance(items[2].value, str) or not _is_int(numel) or numel < 0:
-        return None
-    return StorageId(items[1].value, items[2].value, numel)
+    numel, view = _int_value(items[4]), None
+    if len(items) == 6 and items[5] is not _KEY_ATOM:  # None (or the like, which torch refuses itself), else a view
+        parts = items[5].items if items[5].kind == "tuple" and items[5].count == 3 else []
+        view = (_int_value(parts[1]), _int_value(parts[2])) if len(parts) == 3 else (None, None)
+        if None in view:
+            return None
+    return None if numel is None else StorageId(items[1].value, items[2].value, numel, view)
 
 
-def scan_storages(data: bytes, source: str, allow: AllowList) -> list[Optional[StorageId]]:
-    """`scan` a whole in-memory pickle; returns its persistent ids, as `StorageId`s (None where one is not)."""
-    scanner = _Scanner(io.BytesIO(data), 0, len(data), source, allow)
-    if scanner.run() != len(data):
-        raise _corrupt(source, "data after the end of the pickle")
-    return scanner.storages
+def scan_storages(f: BinaryIO, start: int, end: int, source: str, allow: AllowList) -> tuple[int, list[Optional[StorageId]]]:
+    """`scan`, also returning the pickle's persistent ids as `StorageId`s (None where one is not a storage's)."""
+    f.seek(start)
+    scanner = _Scanner(f, start, end, source, allow)
+    return scanner.run(), scanner.storages
+
+
+def load_plain(f: BinaryIO, start: int, end: int, source: str) -> tuple[Any, int]:
+    """Scan and unpickle a pickle of plain data (no globals) at `start`; returns it and the offset after it."""
+    return _load_one(f, start, end, source, PLAIN_DATA)
 
 
 # ----------------------------------------------------------------------------------------------

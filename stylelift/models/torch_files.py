@@ -12,6 +12,7 @@ the pickle describes, hashes their keys and allocates the storages it declares. 
 
 from __future__ import annotations
 
+import io
 import pickle
 import re
 import warnings
@@ -71,20 +72,20 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
         is_zip = zipfile.is_zipfile(path)
         if is_zip:
             data = read_zip_pickle(path, source)
-            if data[:1] == b"\x80" and data[1:2] > b"\x03":  # torch.save(..., pickle_protocol=4)
-                raise CheckpointError(f"cannot read {source}: saved with pickle protocol {data[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
-            check_storage_entries(path, source, safe_pickle.scan_storages(data, source, allow))
-        else:  # legacy: magic number, protocol version, system info, the data, the storage keys
+            check_protocol(source, data[:2])
+            stop, storages = safe_pickle.scan_storages(io.BytesIO(data), 0, len(data), source, allow)
+            if stop != len(data) or any(s is not None and s.view is not None for s in storages):
+                raise CheckpointError(f"cannot read {source}: its data.pkl is not one pickle as torch.save writes it")
+            check_storage_entries(path, source, storages)
+        else:  # legacy: magic number, protocol version, system info, the data, the storage keys, then each storage
             with open(path, "rb") as f:
                 head = f.read(4)
                 if head.startswith(b"PK"):
                     raise CheckpointError(f"cannot read {source}: a damaged zip archive (cut short?)")
                 if head[:1] != b"\x80":  # torch.save's pickles (protocol 2 and later) begin with a protocol byte
                     raise CheckpointError(f"cannot read {source}: not a torch file stylelift reads (neither a zip archive nor a pickle of protocol 2 or later)")
-                f.seek(0)
-                pos = 0
-                for part in (safe_pickle.PLAIN_DATA, safe_pickle.PLAIN_DATA, safe_pickle.PLAIN_DATA, allow, safe_pickle.PLAIN_DATA):
-                    pos = safe_pickle.scan(f, pos, size, source, part)
+                check_protocol(source, head[:2])
+                check_legacy_file(f, size, source, allow)
     except StyleliftError:
         raise
     except OSError as e:
@@ -100,10 +101,66 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
             raise CheckpointError(f"cannot read {source}: it holds a {name}, which torch's safe loader does not read") from None
         if found:
             raise safe_pickle.refusal(source, found.group(1)) from None
-        why = re.search(r"WeightsUnpickler error: (.*)", str(e))  # not torch's first line, which advises weights_only=False
+        why = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))  # not torch's first line, which advises weights_only=False
         raise CheckpointError(f"cannot read {source}: torch's safe loader refused it ({why.group(1)[:200] if why else type(e).__name__})") from None
     except Exception as e:  # torch raises many types on corrupt input; report them as one line
+        if "wrong byte size" in str(e):  # a legacy file's tensor view larger than its storage; torch's message is unformatted
+            raise CheckpointError(f"cannot read {source}: a tensor reaches past its storage (a damaged file?)") from None
         raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {first_line(e)})") from None
+
+
+def check_protocol(source: str, head: bytes) -> None:
+    if head[1:2] > b"\x03":  # torch.save(..., pickle_protocol=4): FRAME opcodes, which torch's weights-only unpickler refuses
+        raise CheckpointError(f"cannot read {source}: saved with pickle protocol {head[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
+
+
+def _itemsize(source: str, storage) -> int:
+    kind = storage.storage_type[1]
+    if kind == "UntypedStorage":
+        return 1
+    if kind not in safe_pickle.TORCH_STORAGE_TYPES:
+        raise CheckpointError(f"cannot read {source}: a storage of type {'.'.join(storage.storage_type)[:60]}")
+    return safe_pickle.TORCH_STORAGE_TYPES[kind].itemsize
+
+
+def check_legacy_file(f, size: int, source: str, allow: AllowList) -> None:
+    """A legacy torch.save file, before torch.load sees it: its pickles scanned, and every storage its
+    tensors name listed once and stored whole after them, with the size they declare. torch fills only
+    the storages the list names (an unlisted one keeps whatever memory it was given, and may be
+    declared as large as anyone likes), puts each listed key's data where the key says, and reports
+    a wrong size with an unformatted message."""
+    magic, pos = safe_pickle.load_plain(f, 0, size, source)
+    version, pos = safe_pickle.load_plain(f, pos, size, source)
+    sys_info, pos = safe_pickle.load_plain(f, pos, size, source)
+    if magic != safe_pickle.TORCH_LEGACY_MAGIC or version != safe_pickle.TORCH_LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+        raise CheckpointError(f"cannot read {source}: not a torch file stylelift reads (a pickle, but not torch.save's header)")
+    if sys_info.get("little_endian") is not True:
+        raise CheckpointError(f"cannot read {source}: saved on a big-endian machine (not supported)")
+    pos, storages = safe_pickle.scan_storages(f, pos, size, source, allow)
+    keys, pos = safe_pickle.load_plain(f, pos, size, source)
+    declared: dict[str, tuple] = {}
+    for storage in storages:
+        if storage is None:
+            raise CheckpointError(f"cannot read {source}: its pickle refers to something other than a tensor storage, which torch.save never writes")
+        if declared.setdefault(storage.key, (storage.storage_type, storage.numel)) != (storage.storage_type, storage.numel):
+            raise CheckpointError(f"cannot read {source}: storage {storage.key[:40]!r} is declared twice, with different types or sizes")
+        if storage.view is not None and storage.view[0] + storage.view[1] > storage.numel:
+            raise CheckpointError(f"cannot read {source}: a view of storage {storage.key[:40]!r} reaches past its end")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(set(keys)) != len(keys) or set(keys) != set(declared):
+        raise CheckpointError(f"cannot read {source}: its list of stored tensors does not match the tensors it holds (a damaged file?)")
+    if keys != sorted(keys):  # every torch.save sorts them; out of order, two storages of one size would trade data
+        raise CheckpointError(f"cannot read {source}: its stored tensors are not in the order torch.save writes them (a damaged file?)")
+    for key in keys:  # each: an int64 element count, then the elements
+        f.seek(pos)
+        header = f.read(8)
+        kind, numel = declared[key]
+        if len(header) < 8:
+            raise CheckpointError(f"cannot read {source}: the file is cut short (the data of storage {key[:40]!r} is missing)")
+        if int.from_bytes(header, "little", signed=True) != numel:
+            raise CheckpointError(f"cannot read {source}: storage {key[:40]!r} says it holds {int.from_bytes(header, 'little', signed=True)} elements where its tensors say {numel} (a damaged file?)")
+        pos += 8 + numel * _itemsize(source, safe_pickle.StorageId(kind, key, numel))
+        if pos > size:
+            raise CheckpointError(f"cannot read {source}: the file is cut short (in the data of storage {key[:40]!r})")
 
 
 def check_storage_entries(path: Path, source: str, storages: list) -> None:
@@ -114,10 +171,7 @@ def check_storage_entries(path: Path, source: str, storages: list) -> None:
     for storage in storages:
         if storage is None:
             raise CheckpointError(f"cannot read {source}: its pickle refers to something other than a tensor storage, which torch.save never writes")
-        kind = storage.storage_type[1]
-        itemsize = 1 if kind == "UntypedStorage" else safe_pickle.TORCH_STORAGE_TYPES[kind].itemsize if kind in safe_pickle.TORCH_STORAGE_TYPES else None
-        if itemsize is None:
-            raise CheckpointError(f"cannot read {source}: a storage of type {'.'.join(storage.storage_type)[:60]}")
+        itemsize = _itemsize(source, storage)
         if storage.key not in sizes:
             raise CheckpointError(f"cannot read {source}: the data of storage {storage.key[:40]!r} is missing (a damaged file?)")
         if sizes[storage.key] < storage.numel * itemsize:

@@ -217,7 +217,12 @@ def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
         raise MissingWeightsError(f"cannot read VGG16 weights {path}: {why}") from None
     if not isinstance(state, dict) or "features.0.weight" not in state:
         raise MissingWeightsError(f"{path} is not a torchvision VGG16 state dict (no features.0.weight)")
-    return state
+    for name, shape in VGG16Features.conv_shapes().items():  # the convs the features use, nothing else (the classifier is not needed)
+        t = state.get(name)
+        if not isinstance(t, Tensor) or not t.is_floating_point() or tuple(t.shape) != shape:
+            got = "missing" if name not in state else f"{t.dtype} {list(t.shape)}" if isinstance(t, Tensor) else f"a {type(t).__name__}"
+            raise MissingWeightsError(f"{path} is not torchvision's VGG16: its {name} is {got}, not float {list(shape)}")
+    return {name: state[name] for name in VGG16Features.conv_shapes()}
 
 
 VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -231,6 +236,17 @@ class VGG16Features(nn.Module):
 
     LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)  # torchvision's "D"
 
+    @classmethod
+    def conv_shapes(cls) -> dict[str, tuple[int, ...]]:
+        """torchvision's names and shapes of the conv weights and biases of `features`, up to relu5_3."""
+        shapes, index, channels = {}, 0, 3
+        for v in cls.LAYOUT:
+            if v != "M":
+                shapes[f"features.{index}.weight"], shapes[f"features.{index}.bias"] = (v, channels, 3, 3), (v,)
+                channels = v
+            index += 1 if v == "M" else 2  # a conv and its ReLU
+        return shapes
+
     def __init__(self, state: dict[str, Tensor]):
         super().__init__()
         # built here rather than by torchvision.models.vgg16(), which first initialises its unused
@@ -243,7 +259,7 @@ class VGG16Features(nn.Module):
                 layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                 channels = v
         features = nn.Sequential(*layers)  # 30 modules: conv1_1 ... relu5_3
-        features.load_state_dict({k[len("features.") :]: v for k, v in state.items() if k.startswith("features.") and int(k.split(".")[1]) < 30})
+        features.load_state_dict({k.removeprefix("features."): state[k] for k in self.conv_shapes()})
         self.features = features.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(self.MEAN).reshape(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(self.STD).reshape(1, 3, 1, 1))
@@ -303,10 +319,8 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
         model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
     backbone = {}
-    for k, v in state.items():
+    for k, v in state.items():  # only the features' convs, checked by _load_vgg16_state
         parts = k.split(".")
-        if parts[0] != "features" or int(parts[1]) >= 30:
-            continue
         idx = int(parts[1])
         slice_no = next(i for i, (lo, hi) in enumerate(VGG_SLICES) if lo <= idx < hi) + 1
         backbone[f"slice{slice_no}.{idx}.{parts[2]}"] = v
