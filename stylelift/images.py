@@ -151,8 +151,10 @@ def find_ffmpeg(what: str = "mp4 videos") -> str:
     none that can run, so that a command can say so before its work rather than after it."""
     import shutil
 
-    from imageio_ffmpeg import get_ffmpeg_exe
-
+    try:
+        from imageio_ffmpeg import get_ffmpeg_exe
+    except ImportError:
+        raise VideoError(f"no ffmpeg to write {what}: pip install imageio-ffmpeg") from None
     try:
         exe = get_ffmpeg_exe()
     except RuntimeError as e:  # imageio-ffmpeg found none
