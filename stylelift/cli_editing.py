@@ -61,7 +61,6 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
     limit = MAX_IMAGE_SIDE.get(suffix)
     if limit is not None and max(width, height) > limit:
         fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png, or fewer images")
-    check_mp4_writer(out)
 
 
 def check_mp4_writer(out: Path) -> None:
@@ -388,6 +387,7 @@ def edit(
     res, k, n = G.img_resolution, len(items), len(strengths)
     if video:  # each frame: the items side by side
         check_output_size(n, k * res, res, "the edit", out=out)
+        check_mp4_writer(out)
     else:
         check_output_size(k * n, res, res, "the edit", out=out, cols=n)
     d = resolve_direction(direction, G)

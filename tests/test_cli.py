@@ -165,7 +165,7 @@ def odd_files(tmp_path, net):
     (tmp_path / "few.csv").write_text("seed,label\n1,0\n2,1\n3,0\n3,0\n")  # a repeated row counts once
     (tmp_path / "garbage.npy").write_bytes(b"not a numpy file")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "notvgg.pth")
-    torch.save({"features.0.weight": torch.zeros(3), "features.x.bias": torch.zeros(3)}, tmp_path / "badvgg.pth")  # a key, the wrong shape
+    torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "badvgg.pth")  # the key, the wrong shape
     (tmp_path / "badheader.npy").write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': <f4 }\n")  # the magic, then a header numpy cannot read
     np.save(tmp_path / "two.npy", np.ones([2, G.w_dim], np.float32))
     np.save(tmp_path / "ints.npy", np.ones([1, G.w_dim], np.int64))

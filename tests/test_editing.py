@@ -633,6 +633,9 @@ def test_commands_that_write_an_mp4_find_ffmpeg_missing_before_any_work(tmp_path
     assert r.exit_code == 1 and "to write mp4 videos; pass --no-video, or install ffmpeg" in r.output and not (tmp_path / "out").exists(), r.output
     r = invoke("project", tmp_path / "p.png", "--no-align", "--steps", "1", "--network", net, "--outdir", tmp_path / "out", "--no-video")
     assert r.exit_code == 0 and (tmp_path / "out" / "p.npz").exists(), r.output
+    (tmp_path / "out" / "p_proj.mp4").write_bytes(b"made where there was an ffmpeg")  # all done: nothing needs ffmpeg
+    r = invoke("project", tmp_path / "p.png", "--no-align", "--steps", "1", "--network", net, "--outdir", tmp_path / "out")
+    assert r.exit_code == 0 and "already done" in r.output, r.output
 
 
 def test_mp4_frames_of_odd_size_are_padded_and_mismatched_ones_refused(tmp_path):

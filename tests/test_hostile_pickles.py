@@ -240,7 +240,7 @@ def test_object_count_is_capped(tmp_path, monkeypatch):
 def test_nesting_built_top_down_is_a_clean_error_not_a_crash(tmp_path):
     path = tmp_path / "deep.pkl"
     path.write_bytes(deep_top_down(20_000))  # far deeper than Python's recursion limit
-    with pytest.raises(CheckpointError, match="not an NVIDIA network pickle: .* found a list"):
+    with pytest.raises(CheckpointError, match="a container filled after it was put inside another"):  # its depth is not known when it is placed
         read_nvidia_pickle(path)
 
 

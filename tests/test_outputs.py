@@ -57,7 +57,7 @@ def test_a_read_only_folder_is_one_line_before_any_work(tmp_path, net, read_only
     from stylelift.projector import run as run_module
 
     Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
-    monkeypatch.setattr(run_module, "_project_batch", lambda *a: pytest.fail("projected before finding the folder read-only"))
+    monkeypatch.setattr(run_module, "_project_batch", lambda *a, **k: pytest.fail("projected before finding the folder read-only"))
     r = invoke("project", tmp_path / "p.png", "--network", net, "--no-align", "--loss", "mse", "--steps", "2", "--outdir", read_only / "sub")
     assert one_line_naming(r, read_only), r.output
     for args in (

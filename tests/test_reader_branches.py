@@ -284,6 +284,38 @@ def test_a_damaged_legacy_file_is_one_line_and_never_read_into_wrong_or_uninitia
     assert said in corrupt(e, "bad.pt")
 
 
+class Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2 did: str as SHORT_BINSTRING, an OrderedDict as (OrderedDict, ([[key, value], ...],))."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj):
+        data = obj.encode("latin-1")
+        self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data if len(data) < 256 else pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = save_py2_str
+
+    def reducer_override(self, obj):
+        if type(obj) is OrderedDict:
+            return OrderedDict, ([[k, v] for k, v in obj.items()],)
+        return NotImplemented
+
+
+def test_a_legacy_file_python_2_wrote_reads_as_torch_reads_it(tmp_path):
+    import types
+
+    module = types.ModuleType("python2_pickle")
+    module.Pickler, module.dump = Python2Pickler, lambda obj, f, protocol=2: Python2Pickler(f, protocol).dump(obj)
+    state = OrderedDict([("features.0.weight", torch.randn(2, 3)), ("n", torch.arange(3))])
+    path = tmp_path / "py2.pt"
+    torch.save(state, path, pickle_module=module, _use_new_zipfile_serialization=False)
+    data = path.read_bytes()
+    assert pickle.SHORT_BINSTRING + b"\x07storage" in data and b"X\x07\x00\x00\x00storage" not in data  # Python 2's str, not unicode
+    loaded = load_torch_file(path)
+    assert list(loaded) == list(state) and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
 def test_legacy_files_of_another_byte_order_or_pickle_protocol_are_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_torch_file(legacy_file(tmp_path, "p4.pt", pickle_protocol=4))

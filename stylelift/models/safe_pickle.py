@@ -481,11 +481,13 @@ class _Tag:
     (a reader that looks a setting up in a set, or prints it, would hang on `x = (x, x)` too).
     `items`: a tuple's first few items (a REDUCE's arguments, a persistent id)."""
 
-    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "count", "items", "size")
+    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "members_are_pairs", "count", "items", "size", "placed")
 
     def __init__(self, kind: str, value: Any = None, height: int = 0, hashable: bool = False):
         self.kind, self.value, self.height, self.hashable = kind, value, height, hashable
         self.members_hashable, self.count, self.items, self.size = True, 0, [], 1
+        self.placed = False  # put inside a container: its size and height are counted there, so it may not grow
+        self.members_are_pairs = True  # every item a 2-item list or tuple whose first item is `hashable`: what OrderedDict(pairs) takes
 
     def describe(self) -> str:
         if self.kind in ("obj", "global"):
@@ -505,6 +507,7 @@ _COUNTED_ARGS = {
 }  # fmt: skip
 _LINE_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl", "stringnl", "stringnl_noescape", "unicodestringnl"}
 _LITERAL_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
+_PY2_STRINGS = {"SHORT_BINSTRING", "BINSTRING"}  # Python 2's str, as its pickles (and torch files it wrote) hold 'storage' and keys
 _ATOMS = {
     "BININT", "BININT1", "BININT2", "STRING", "BINSTRING", "SHORT_BINSTRING",
     "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE",
@@ -577,6 +580,8 @@ class _Scanner:
                     return self._read(n).decode("utf-8")
                 except UnicodeDecodeError:
                     raise _corrupt(self.source, f"a string that is not UTF-8 at byte {self.pos}") from None
+            if op.name in _PY2_STRINGS and n <= 1024:
+                return self._read(n).decode("latin-1")
             self._skip(n)
             return None
         if kind == "stringnl_noescape_pair":
@@ -629,13 +634,19 @@ class _Scanner:
 
     def _grow(self, container: _Tag, items: list[_Tag]) -> None:
         if items:
+            if container.placed:  # pickle fills a container before it places it, unless the data refers to itself
+                raise self._limit("a container filled after it was put inside another (data that refers to itself)")
+            for t in items:
+                t.placed = True
             container.height = max(container.height, 1 + max(t.height for t in items))
             if container.height > MAX_NESTING:
                 raise self._limit(f"data nested more than {MAX_NESTING} levels deep")
             container.members_hashable = container.members_hashable and all(t.hashable for t in items)
+            container.members_are_pairs = container.members_are_pairs and all(t.kind in ("list", "tuple") and t.count == 2 and t.items[0].hashable for t in items)
             if container.kind == "tuple" and container.count == 0:
                 container.hashable = container.members_hashable and container.height == 1 and len(items) <= MAX_KEY_TUPLE
-                container.items = items[:6]  # a REDUCE's argument tuple (what set() would be given), a persistent id
+            if container.kind in ("tuple", "list") and len(container.items) < 6:  # a REDUCE's arguments, a persistent id, a pair
+                container.items += items[: 6 - len(container.items)]
             container.count += len(items)
             container.size += sum(t.size for t in items)
             if container.size > MAX_EXPANDED:
@@ -678,7 +689,7 @@ class _Scanner:
                 return self.pos
 
     def _step(self, name: str, arg: Any) -> bool:
-        if name in _LITERAL_STRINGS:
+        if name in _LITERAL_STRINGS or name in _PY2_STRINGS:
             self._push(_Tag("str", arg, hashable=True))
         elif name in ("BININT", "BININT1", "BININT2"):
             self._push(_Tag("atom", arg, hashable=True))
@@ -738,9 +749,11 @@ class _Scanner:
             if func.kind != "global":
                 what = f"what {func.describe()} returned" if func.kind == "obj" else func.describe()
                 raise refusal(self.source, f"{name} of {what}, not of a named global")
-            if func.value in self.allow.dict_like and not (items[1].kind == "tuple" and items[1].count == 0 and all(t.count == 0 for t in items[2:])):
-                # OrderedDict(pairs) would hash keys unseen; pickle builds these empty, then SETITEMS
-                raise self._limit(f"{'.'.join(func.value)} built from arguments")
+            args, rest_empty = items[1], all(t.count == 0 for t in items[2:])
+            pairs = args.items[0] if args.kind == "tuple" and args.count == 1 and name == "REDUCE" else None
+            if func.value in self.allow.dict_like and not (args.kind == "tuple" and args.count == 0 and rest_empty) and not (pairs is not None and pairs.kind in ("list", "tuple") and pairs.members_are_pairs):
+                # Python 3 builds these empty, then SETITEMS; Python 2 from a list of [key, value] pairs, whose keys must be safe to hash
+                raise self._limit(f"{'.'.join(func.value)} built from arguments other than [key, value] pairs")
             if func.value in _HASHING_GLOBALS:  # set(iterable) hashes the iterable's items
                 args = items[1]
                 inner = args.items[0] if args.kind == "tuple" and args.count == 1 else None

@@ -207,9 +207,20 @@ def vgg16_weights_available(explicit: Optional[Path] = None) -> bool:
         return False
 
 
+_VGG16_STATES: dict[tuple, dict[str, Tensor]] = {}  # the last file read: checks, the loss and the metric all need it
+
+
 def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
+    """The conv weights of a torchvision VGG16 state dict file, checked; read once per file version."""
     from ..models.torch_files import load_torch_file
 
+    try:
+        info = path.stat()
+        key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+    except OSError:
+        key = None
+    if key in _VGG16_STATES:
+        return _VGG16_STATES[key]
     try:
         state = load_torch_file(path)
     except (CheckpointError, OSError) as e:
@@ -222,7 +233,9 @@ def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
         if not isinstance(t, Tensor) or not t.is_floating_point() or tuple(t.shape) != shape:
             got = "missing" if name not in state else f"{t.dtype} {list(t.shape)}" if isinstance(t, Tensor) else f"a {type(t).__name__}"
             raise MissingWeightsError(f"{path} is not torchvision's VGG16: its {name} is {got}, not float {list(shape)}")
-    return {name: state[name] for name in VGG16Features.conv_shapes()}
+    _VGG16_STATES.clear()
+    _VGG16_STATES[key] = {name: state[name] for name in VGG16Features.conv_shapes()}
+    return _VGG16_STATES[key]
 
 
 VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
@@ -328,10 +341,15 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
     return model.eval().requires_grad_(False).to(ctx.device)
 
 
+def read_vgg16_weights(explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> dict[str, Tensor]:
+    """The VGG16 conv weights, from `explicit` or torch's cache, checked (MissingWeightsError when absent or damaged)."""
+    return _load_vgg16_state(find_vgg16_weights(explicit, otherwise=otherwise))
+
+
 def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> None:
     """Before any work: the ImageNet weights (and the lpips package) the named terms need are here."""
     if "lpips" in weights or "vgg16" in weights:
-        _load_vgg16_state(find_vgg16_weights(explicit, otherwise=otherwise))  # a damaged file, too (memory-mapped: cheap)
+        read_vgg16_weights(explicit, otherwise=otherwise)  # a damaged file, too
     if "lpips" in weights:
         try:
             import lpips  # noqa: F401
@@ -339,12 +357,18 @@ def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None
             raise MissingWeightsError("the lpips loss needs the lpips package: pip install lpips") from None
 
 
-def lpips_available(explicit: Optional[Path] = None) -> bool:
+def lpips_problem(explicit: Optional[Path] = None) -> Optional[str]:
+    """Why LPIPS cannot be used (no lpips package, no VGG16 weights, a damaged weights file), or None."""
     try:
-        import lpips  # noqa: F401
-    except ImportError:
-        return False
-    return vgg16_weights_available(explicit)
+        check_weights_for({"lpips": 1.0}, explicit)
+    except MissingWeightsError as e:
+        return str(e)
+    return None
+
+
+def lpips_available(explicit: Optional[Path] = None) -> bool:
+    """The lpips package is installed and the VGG16 weights are there and readable."""
+    return lpips_problem(explicit) is None
 
 
 # The offline face terms (dlib's face-recognition ResNet in torch) register themselves here.

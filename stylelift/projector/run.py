@@ -22,7 +22,7 @@ from ..images import find_ffmpeg, load_photo, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, write_projection
-from .losses import LossContext, MissingWeightsError, check_weights_for, load_lpips, lpips_available, parse_loss_spec
+from .losses import LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, vgg16_weights_available
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
 
@@ -70,7 +70,7 @@ class Prepared:
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
     """`auto` -> LPIPS when its weights exist, else the offline mix (face terms for aligned faces only)."""
     if perceptual_weights is not None:  # read before any work, whether the loss or only the LPIPS metric uses it
-        check_weights_for({"vgg16": 1.0}, perceptual_weights)
+        read_vgg16_weights(perceptual_weights)
     if spec == "auto":
         spec = "lpips=1" if lpips_available(perceptual_weights) else OFFLINE_LOSS if aligned else OFFLINE_LOSS_UNALIGNED
     check_weights_for(parse_loss_spec(spec), perceptual_weights)  # checked before any work
@@ -163,18 +163,10 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     if blocker is not None:
         raise InputError(f"--outdir {job.outdir}: {blocker} is a file, not a folder")
     check_writable(job.outdir)  # before the optimisation, not after it
-    if job.video:
-        try:
-            find_ffmpeg()
-        except VideoError as e:
-            raise InputError(f"{e}; pass --no-video, or install ffmpeg") from None
-    lpips_metric = lpips_available(job.perceptual_weights)
-    if lpips_metric and not {"lpips", "vgg16"} & set(parse_loss_spec(loss)):  # the loss has not read the weights
-        try:
-            check_weights_for({"lpips": 1.0}, job.perceptual_weights)
-        except MissingWeightsError as e:  # an optional metric: the projections need not wait for it
-            report(f"no LPIPS in the metrics: {e}", note=True)
-            lpips_metric = False
+    problem = lpips_problem(job.perceptual_weights)
+    lpips_metric = problem is None
+    if problem is not None and vgg16_weights_available(job.perceptual_weights):  # a weights file that cannot be used: say so
+        report(f"no LPIPS in the metrics{'' if job.loss != 'auto' else ' or the loss'}: {problem}", note=True)
     G = load(job.network, job.device) if load is not None else load_generator(job.network, device=job.device)
     init = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}", note=True)
@@ -217,11 +209,16 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except Exception as e:  # this photo fails; the others still run
             report(f"error: {per_item_error(e, path.name)}", error=True)
             failures += 1
+    if job.video and todo:  # before any optimisation, and not for a folder that is all done already
+        try:
+            find_ffmpeg()
+        except VideoError as e:
+            raise InputError(f"{e}; pass --no-video, or install ffmpeg") from None
     batches = [todo[start : start + job.batch_size] for start in range(0, len(todo), job.batch_size)]
     while batches:
         batch = batches.pop(0)
         try:
-            results = _project_batch(G, batch, job, loss, init, meta_base, lpips_metric)
+            results = _project_batch(G, batch, job, loss, init, meta_base, lpips_metric=lpips_metric)
         except _OptimisationFailed as failed:  # nothing of the batch was written
             if len(batch) > 1:
                 report(f"a batch of {len(batch)} photos failed ({_why(failed.error, alone=False)}); projecting them one at a time", note=True)
@@ -262,7 +259,7 @@ def _expected(e: BaseException) -> bool:
     return isinstance(e, (StyleliftError, OSError, MemoryError)) or is_out_of_memory(e)
 
 
-def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, lpips_metric: bool) -> list[dict]:
+def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, *, lpips_metric: bool) -> list[dict]:
     """Project one batch and write its files; returns each photo's metrics."""
     device = job.device
     target = to_tensor(np.stack([p.target for p in batch])).to(device)
