@@ -316,6 +316,63 @@ def test_a_legacy_file_python_2_wrote_reads_as_torch_reads_it(tmp_path):
     assert list(loaded) == list(state) and all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
+class _Storage:
+    """A storage in a hand-written legacy pickle: its persistent id is written as given."""
+
+    def __init__(self, *pid):
+        self.pid = ("storage", *pid)
+
+
+class _Tensor:
+    def __init__(self, storage: _Storage, size: tuple, stride: tuple):
+        self.args = (storage, 0, size, stride, False, OrderedDict())
+
+    def __reduce__(self):
+        return torch._utils._rebuild_tensor_v2, self.args
+
+
+def old_legacy_file(path: Path, tensors: dict, data: dict[str, torch.Tensor]) -> Path:
+    """A legacy file as torch <= 0.3 wrote it: 6-tuple storage ids, whose last item may be a view
+    (view_key, offset, size) of the storage; `data` holds each stored storage's elements."""
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return obj.pid if isinstance(obj, _Storage) else None
+
+    f = io.BytesIO()
+    for x in (safe_pickle.TORCH_LEGACY_MAGIC, safe_pickle.TORCH_LEGACY_PROTOCOL, {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 8}}):
+        pickle.dump(x, f, protocol=2)
+    Pickler(f, protocol=2).dump(tensors)
+    pickle.dump(sorted(data), f, protocol=2)
+    for key in sorted(data):
+        f.write(struct.pack("<q", data[key].numel()) + data[key].numpy().tobytes())
+    path.write_bytes(f.getvalue())
+    return path
+
+
+def test_storage_views_of_old_legacy_files_read_and_are_bounded(tmp_path):
+    data = {"10": torch.arange(10.0)}
+    whole, tail = _Storage(torch.FloatStorage, "10", "cpu", 10, None), _Storage(torch.FloatStorage, "10", "cpu", 10, ("11", 4, 6))
+    state = load_torch_file(old_legacy_file(tmp_path / "views.pt", {"whole": _Tensor(whole, (10,), (1,)), "tail": _Tensor(tail, (2, 3), (3, 1))}, data))
+    assert torch.equal(state["whole"], torch.arange(10.0)) and torch.equal(state["tail"], torch.arange(4.0, 10.0).reshape(2, 3))  # as torch reads it
+    cases = {
+        "past.pt": ({"t": _Tensor(_Storage(torch.FloatStorage, "10", "cpu", 10, ("11", 6, 6)), (6,), (1,))}, "a view of storage '10' reaches past its end"),
+        "twice.pt": ({"a": _Tensor(whole, (10,), (1,)), "b": _Tensor(_Storage(torch.FloatStorage, "10", "cpu", 12, None), (10,), (1,))}, "storage '10' is declared twice, with different types or sizes"),
+        "dtype.pt": ({"t": _Tensor(_Storage(torch.float32, "10", "cpu", 10, None), (10,), (1,))}, "a storage of type torch.float32"),
+    }
+    for name, (tensors, said) in cases.items():
+        with pytest.raises(CheckpointError) as e:
+            load_torch_file(old_legacy_file(tmp_path / name, tensors, data))
+        assert said in corrupt(e, name), name
+
+
+def test_a_zip_data_pickle_with_more_after_it_is_refused(tmp_path):
+    bad = rewrite_zip(rosinality_file(tmp_path), tmp_path / "two.pt", lambda n, b: b + pickle.dumps(1, protocol=2) if n.endswith("/data.pkl") else b)
+    with pytest.raises(CheckpointError) as e:
+        read_rosinality(bad)
+    assert corrupt(e, "two.pt") == "cannot read two.pt: its data.pkl is not one pickle as torch.save writes it"
+
+
 def test_legacy_files_of_another_byte_order_or_pickle_protocol_are_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_torch_file(legacy_file(tmp_path, "p4.pt", pickle_protocol=4))
