@@ -123,6 +123,10 @@ def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):
         (lambda d: d.update(training={"step": "abc"}), "training step 'abc'"),
         (lambda d: d.update(training={"step": -3}), "training step -3"),
         (lambda d: d["state_dict"].update(w_avg=torch.zeros(1).expand(20_000)), "not a plain array"),
+        (lambda d: d["state_dict"].update({"head.weight": torch.zeros(3, 3)}), r"head.weight is \[3, 3\], not \[96, 512\]"),
+        (lambda d: d["state_dict"].update(extra=torch.zeros(1)), "extra is \\[1\\], not an encoder weight"),
+        # a config 16384 ws of 16384 (a 550 GB head) with the file's own small weights: refused before anything is allocated
+        (lambda d: (d["config"].update(num_ws=1 << 14, w_dim=1 << 14), d["state_dict"].update(w_avg=torch.zeros(1, 1, 1 << 14))), r"head.weight is \[96, 512\], not \[268435456, 512\]"),
     ],
 )
 def test_damaged_encoder_checkpoints_are_one_error(tmp_path, damage, match):

@@ -232,6 +232,12 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     w_avg = state.get("w_avg")
     if not isinstance(w_avg, Tensor) or w_avg.numel() != cfg.w_dim:
         raise CheckpointError(f"{path.name}: no w_avg of {cfg.w_dim} values")
+    with torch.device("meta"):  # the shapes the config asks for, before anything that size is allocated
+        expected = {k: tuple(v.shape) for k, v in Encoder(cfg, torch.zeros(cfg.w_dim)).state_dict().items()}
+    if {k: tuple(v.shape) for k, v in state.items()} != expected:
+        odd = next((k for k in expected if k not in state or tuple(state[k].shape) != expected[k]), None) or next(k for k in state if k not in expected)
+        got = list(state[odd].shape) if odd in state else "missing"
+        raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({odd} is {got}{f', not {list(expected[odd])}' if odd in expected else ', not an encoder weight'})")
     try:
         enc = Encoder(cfg, w_avg.float().reshape(-1))
         enc.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
