@@ -79,6 +79,7 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
 
 
 DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this
+INFLATE_LIMIT = (64, 1 << 28)  # a compressed array may inflate more than 64x only up to 256 MB (zero noise maps: 1000x)
 MAX_NOISE_SIDE = 4096  # noise maps are one map per layer, r x r (r at most 1024 in NVIDIA's networks)
 
 
@@ -96,6 +97,9 @@ def _check_claimed_size(data, key: str, name: str) -> tuple[int, ...]:
     holds = info.file_size if info.compress_type == zipfile.ZIP_STORED else min(info.file_size, info.compress_size * DEFLATE_MAX_RATIO)
     if claimed > holds:
         raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {holds:,}; the file is damaged")
+    ratio, most = INFLATE_LIMIT
+    if info.compress_type != zipfile.ZIP_STORED and claimed > max(info.compress_size * ratio, most):  # real latents compress 1.1x (W: 16x)
+        raise InputError(f"{name}: '{key}' inflates from {info.compress_size:,} bytes to {claimed:,}, more than any latent file does")
     return tuple(shape)
 
 
@@ -144,6 +148,8 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         if isinstance(e, InputError):
             raise
         raise InputError(f"{path.name} is not a readable .npz latent file ({e})") from None
+    except MemoryError:
+        raise InputError(f"{path.name}: its arrays are too large for this machine's memory") from None
     if w.ndim == 2:  # a single [num_ws, w_dim] code
         w = w[None]
     if w.ndim != 3 or 0 in w.shape:

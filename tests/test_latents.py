@@ -104,6 +104,14 @@ def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(
     monkeypatch.setattr(latents, "DEFLATE_MAX_RATIO", 100)
     with pytest.raises(InputError, match="'w' claims"):
         load_latents(tmp_path / "zeros.npz")
+    monkeypatch.undo()
+    # within deflate's bound, but a small file that inflates to hundreds of MB is no latent file
+    monkeypatch.setattr(latents, "INFLATE_LIMIT", (64, 1 << 19))  # 512 kB, not 256 MB: the test stays small
+    with pytest.raises(InputError, match=r"'w' inflates from [\d,]+ bytes to 737,280, more than any latent file does"):
+        load_latents(tmp_path / "zeros.npz")
+    with zipfile.ZipFile(tmp_path / "w.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:  # W-space latents (one w repeated): 16x
+        z.writestr("w.npy", _npy(np.repeat(np.random.default_rng(0).normal(size=[20, 1, 512]).astype(np.float32), 18, axis=1)))
+    assert load_latents(tmp_path / "w.npz").w.shape == (20, 18, 512)
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -402,6 +402,20 @@ def test_empty_tensor_needs_no_storage_extent_check():
     check_storage_extent("x.pt", "w", torch.zeros(1).expand(0, 4))  # zero strides, but nothing to read
     with pytest.raises(CheckpointError, match="tensor w is not a plain array over its own data"):
         check_storage_extent("x.pt", "w", torch.zeros(1).expand(2, 4))
+    base = torch.zeros(64)
+    check_storage_extent("x.pt", "w", base[8:].reshape(8, 7)[:, ::2].t())  # a strided view inside its storage: fine
+    with pytest.raises(CheckpointError, match=r"tensor w is not a plain array over its own data \(shape \[32, 32\], strides \[1, 1\]\)"):
+        check_storage_extent("x.pt", "w", base.as_strided((32, 32), (1, 1)))  # 1,024 elements over 64: each read many times
+
+
+def test_views_of_one_storage_under_many_names_cannot_make_a_giant_network(tmp_path):
+    base = torch.randn(256, 256)  # 256 kB of data
+    torch.save({f"w{i}": base[i % 2 :] for i in range(40)}, tmp_path / "views.pt")  # 40 names over it: 10 MB of tensors
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(tmp_path / "views.pt")
+    assert re.fullmatch(r"cannot read views.pt: its tensors add up to [\d,]+ bytes from a file of [\d,]+; they share their data more than any network file does", corrupt(e, "views.pt"))
+    torch.save({"w": base, "tied": base, "also": base}, tmp_path / "tied.pt")  # one tensor under three names: its data once
+    assert load_torch_file(tmp_path / "tied.pt")["tied"] is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -787,8 +801,9 @@ def test_tensorflow_settings_that_do_not_fit_are_refused(tmp_path, setting, said
         ("synthesis", lambda v: v.update({"4x4/Const/const": np.zeros([1, 7, 4, 4], np.float32)}), "a constant input of 7 channels feeding 12"),
         ("synthesis", lambda v: v.update(lod=np.float32(0)), "a progressive-growing StyleGAN2 network (configs A-D) is not supported"),
         ("synthesis", lambda v: v.update({"4x4/Conv/bias": "zeros"}), "TensorFlow variable synthesis/4x4/Conv/bias is not an array"),
+        ("synthesis", lambda v: v.update({"4x4/ToRGB/bias": v["4x4/Conv/bias"]}), "TensorFlow variables "),  # one array, pickled once, under two names
     ],
-    ids=["no-dense", "no-const", "const-width", "lod", "text-variable"],
+    ids=["no-dense", "no-const", "const-width", "lod", "text-variable", "shared-array"],
 )
 def test_tensorflow_variables_that_do_not_fit_are_refused(tmp_path, component, change, said):
     nets = tf_networks()

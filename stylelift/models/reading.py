@@ -136,6 +136,7 @@ def tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
     """All variables of Gs and its components, named 'mapping/Dense0/weight' and so on."""
     out: dict[str, np.ndarray] = {}
     seen: set[int] = set()
+    data_of: dict[int, str] = {}  # where each variable's bytes are: two names over one array would make a small file a big network
     todo = [("", Gs, 0)]
     while todo:
         prefix, net, depth = todo.pop()
@@ -159,6 +160,11 @@ def tf_variables(source: str, Gs: TFNetwork) -> dict[str, np.ndarray]:
                 raise CheckpointError(f"{source}: TensorFlow variable {prefix}{name} is not an array")
             if prefix + name in out:
                 raise CheckpointError(f"{source}: TensorFlow variable {prefix}{name} is stored twice")
+            if value.nbytes:
+                at = value.__array_interface__["data"][0]
+                if at in data_of:
+                    raise CheckpointError(f"{source}: TensorFlow variables {data_of[at]} and {prefix}{name} share one array's data, which no network pickle does")
+                data_of[at] = prefix + name
             out[prefix + name] = value
         for name, comp in (net.get("components") or {}).items():
             if not isinstance(comp, TFNetwork) or not isinstance(name, str):

@@ -93,7 +93,7 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
     try:
         with torch.serialization.safe_globals(list(safe_globals)), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch's notes on the file's pickle protocol and the like: not for our users
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         module, _, name = found.group(1).rpartition(".") if found else ("", "", "")
@@ -107,6 +107,27 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
         if "wrong byte size" in str(e):  # a legacy file's tensor view larger than its storage; torch's message is unformatted
             raise CheckpointError(f"cannot read {source}: a tensor reaches past its storage (a damaged file?)") from None
         raise CheckpointError(f"cannot read {source}: not a readable torch file ({type(e).__name__}: {first_line(e)})") from None
+    check_tensor_bytes(source, data, size)
+    return data
+
+
+def check_tensor_bytes(source: str, data: Any, file_size: int) -> None:
+    """Refuse tensors that add up to more than twice the file (tied weights aside, each tensor has its
+    own data in the file): views of one storage under many names would make a small file a giant network."""
+    total, seen, todo = 0, set(), [data]
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, Tensor):
+            total += x.numel() * x.element_size()
+        elif isinstance(x, dict):
+            todo.extend(x.values())
+        elif isinstance(x, (list, tuple)):
+            todo.extend(x)
+    if total > 2 * file_size + (1 << 20):
+        raise CheckpointError(f"cannot read {source}: its tensors add up to {total:,} bytes from a file of {file_size:,}; they share their data more than any network file does")
 
 
 def check_protocol(source: str, head: bytes) -> None:
@@ -201,11 +222,13 @@ def read_zip_pickle(path: Path, source: str) -> bytes:
 
 
 def check_storage_extent(source: str, name: str, tensor: Tensor) -> None:
-    """Refuse a tensor that reaches past its storage or repeats it with zero strides (a 4-byte
-    storage viewed as 40,000 x 40,000), before anything copies it."""
+    """Refuse a tensor that reaches past its storage, repeats it with zero strides (a 4-byte storage
+    viewed as 40,000 x 40,000) or overlaps itself (16,384 x 16,384 with strides 1, 1 over 32 kB),
+    before anything copies it: a tensor may have no more elements than its storage holds."""
     if tensor.numel() == 0:
         return
     extent = tensor.storage_offset() + 1 + sum((n - 1) * abs(s) for n, s in zip(tensor.shape, tensor.stride()))
     dense = all(s != 0 for n, s in zip(tensor.shape, tensor.stride()) if n > 1)
-    if not dense or extent * tensor.element_size() > tensor.untyped_storage().nbytes():
+    room = tensor.untyped_storage().nbytes() - tensor.storage_offset() * tensor.element_size()
+    if not dense or extent * tensor.element_size() > tensor.untyped_storage().nbytes() or tensor.numel() * tensor.element_size() > room:
         raise CheckpointError(f"{source}: tensor {name[:80]} is not a plain array over its own data (shape {list(tensor.shape)}, strides {list(tensor.stride())})")
