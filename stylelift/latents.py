@@ -79,11 +79,11 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
 
 
 DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this
-INFLATE_LIMIT = (64, 1 << 28)  # a compressed array may inflate more than 64x only up to 256 MB (zero noise maps: 1000x)
+INFLATE_LIMIT = (64, 1 << 28)  # compressed arrays may inflate more than 64x only up to 256 MB in all (zero noise maps: 1000x)
 MAX_NOISE_SIDE = 4096  # noise maps are one map per layer, r x r (r at most 1024 in NVIDIA's networks)
 
 
-def _check_claimed_size(data, key: str, name: str) -> tuple[int, ...]:
+def _check_claimed_size(data, key: str, name: str, inflating: list[int]) -> tuple[int, ...]:
     """Refuse an array whose header claims more bytes than its archive entry holds or could
     inflate to (a damaged or hostile file), before numpy allocates what the header asks for."""
     info = data.zip.getinfo(f"{key}.npy" if f"{key}.npy" in data.zip.namelist() else key)  # np.load lists both as `key`
@@ -98,8 +98,10 @@ def _check_claimed_size(data, key: str, name: str) -> tuple[int, ...]:
     if claimed > holds:
         raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {holds:,}; the file is damaged")
     ratio, most = INFLATE_LIMIT
-    if info.compress_type != zipfile.ZIP_STORED and claimed > max(info.compress_size * ratio, most):  # real latents compress 1.1x (W: 16x)
-        raise InputError(f"{name}: '{key}' inflates from {info.compress_size:,} bytes to {claimed:,}, more than any latent file does")
+    if info.compress_type != zipfile.ZIP_STORED and claimed > info.compress_size * ratio:  # real latents compress 1.1x (W: 16x)
+        inflating[0] += claimed  # `inflating`: the bytes of such arrays so far
+        if inflating[0] > most:
+            raise InputError(f"{name}: '{key}' inflates from {info.compress_size:,} bytes to {claimed:,}, more than any latent file does")
     return tuple(shape)
 
 
@@ -114,11 +116,13 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"
     if path.is_file() and not zipfile.is_zipfile(path):
         raise InputError(f"{path.name} is not a readable .npz latent file: a latent file is an archive with a 'w' array (np.savez writes one)")
+    inflating = [0]  # the bytes of arrays that inflate far more than real latents do
     try:
         with np.load(path, allow_pickle=False) as data:
             if "w" not in data.files:
                 raise InputError(f"{path.name} has no 'w' array (keys: {', '.join(data.files) or 'none'})")
-            _check_claimed_size(data, "w", path.name)
+            read = [key for key in data.files if key in ("w", "meta") or re.fullmatch(r"noise_[0-9]+", key)]
+            shapes = {key: _check_claimed_size(data, key, path.name, inflating) for key in read}  # all, before any is read
             raw = data["w"]
             if raw.dtype.kind not in "fiu":  # numbers; not complex, dates or times (timedelta64 counts as an integer to numpy)
                 raise InputError(f"{path.name}: 'w' holds {raw.dtype} values, not real numbers")
@@ -127,8 +131,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
             noises = {}
             for key in data.files:
                 if re.fullmatch(r"noise_[0-9]+", key):
-                    shape = _check_claimed_size(data, key, path.name)
-                    _check_noise_shape(shape, key, path.name)
+                    _check_noise_shape(shapes[key], key, path.name)
                     if int(key[6:]) in noises:
                         raise InputError(f"{path.name}: two arrays name noise map {int(key[6:])} ('{key}' and another); keep one")
                     noise = data[key]
@@ -137,7 +140,6 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                     noises[int(key[6:])] = noise.astype(np.float32)
             meta: dict = {}
             if "meta" in data.files:
-                _check_claimed_size(data, "meta", path.name)
                 try:
                     meta = parse_json(str(data["meta"]))
                 except json.JSONDecodeError:

@@ -109,6 +109,15 @@ def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(
     monkeypatch.setattr(latents, "INFLATE_LIMIT", (64, 1 << 19))  # 512 kB, not 256 MB: the test stays small
     with pytest.raises(InputError, match=r"'w' inflates from [\d,]+ bytes to 737,280, more than any latent file does"):
         load_latents(tmp_path / "zeros.npz")
+    with zipfile.ZipFile(tmp_path / "maps.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:  # each map under the limit, all together over it
+        z.writestr("w.npy", _npy(np.ones([1, 18, 512], np.float32)))
+        for i in range(4):
+            z.writestr(f"noise_{i}.npy", _npy(np.zeros([1, 1, 256, 256], np.float32)))
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda *a: pytest.fail("an array was read before all were checked"))
+    with pytest.raises(InputError, match="'noise_1' inflates from"):
+        load_latents(tmp_path / "maps.npz")
+    monkeypatch.undo()
+    monkeypatch.setattr(latents, "INFLATE_LIMIT", (64, 1 << 19))
     with zipfile.ZipFile(tmp_path / "w.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:  # W-space latents (one w repeated): 16x
         z.writestr("w.npy", _npy(np.repeat(np.random.default_rng(0).normal(size=[20, 1, 512]).astype(np.float32), 18, axis=1)))
     assert load_latents(tmp_path / "w.npz").w.shape == (20, 18, 512)

@@ -414,8 +414,11 @@ def test_views_of_one_storage_under_many_names_cannot_make_a_giant_network(tmp_p
     with pytest.raises(CheckpointError) as e:
         load_torch_file(tmp_path / "views.pt")
     assert re.fullmatch(r"cannot read views.pt: its tensors add up to [\d,]+ bytes from a file of [\d,]+; they share their data more than any network file does", corrupt(e, "views.pt"))
-    torch.save({"w": base, "tied": base, "also": base}, tmp_path / "tied.pt")  # one tensor under three names: its data once
+    torch.save({"w": base, "tied": base}, tmp_path / "tied.pt")  # one tensor under two names (tied weights): read
     assert load_torch_file(tmp_path / "tied.pt")["tied"] is not None
+    torch.save({f"w{i}": base for i in range(40)}, tmp_path / "same.pt")  # one tensor under 40 names: refused too
+    with pytest.raises(CheckpointError, match="they share their data more than any network file does"):
+        load_torch_file(tmp_path / "same.pt")
 
 
 # ----------------------------------------------------------------------------------------------

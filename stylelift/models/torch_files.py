@@ -112,17 +112,19 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
 
 
 def check_tensor_bytes(source: str, data: Any, file_size: int) -> None:
-    """Refuse tensors that add up to more than twice the file (tied weights aside, each tensor has its
-    own data in the file): views of one storage under many names would make a small file a giant network."""
+    """Refuse tensors that add up to more than twice the file (+1 MB): each tensor has its own data in
+    a network file, or shares it with one other (tied weights); views of one storage, or one tensor,
+    under many names would make a small file a giant network (each name becomes its own weights)."""
     total, seen, todo = 0, set(), [data]
     while todo:
         x = todo.pop()
+        if isinstance(x, Tensor):
+            total += x.numel() * x.element_size()  # every name it appears under
+            continue
         if id(x) in seen:
             continue
         seen.add(id(x))
-        if isinstance(x, Tensor):
-            total += x.numel() * x.element_size()
-        elif isinstance(x, dict):
+        if isinstance(x, dict):
             todo.extend(x.values())
         elif isinstance(x, (list, tuple)):
             todo.extend(x)
