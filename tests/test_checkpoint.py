@@ -168,6 +168,15 @@ def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, cha
         load_generator(path)
 
 
+def test_a_stylelift_file_of_integer_weights_is_refused(tmp_path):
+    path = _stylelift_file_with(tmp_path)
+    data = torch.load(path, weights_only=True)
+    data["state_dict"]["mapping.fc0.weight"] = data["state_dict"]["mapping.fc0.weight"].to(torch.uint8)
+    torch.save(data, path)
+    with pytest.raises(CheckpointError, match="^net.pt: tensor mapping.fc0.weight holds uint8, not floating-point numbers$"):
+        load_generator(path)
+
+
 def test_a_stylelift_file_of_another_format_version_is_refused(tmp_path):
     from stylelift.models.checkpoint import FORMAT_VERSION
 

@@ -25,7 +25,7 @@ from ..fileio import atomic_path
 from .base import MappedGenerator
 from .download import is_url
 from .raw import RawNetwork
-from .reading import a_type, check_shapes, show_value
+from .reading import a_type, check_floating, check_shapes, show_value
 from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
 from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
@@ -122,6 +122,7 @@ def read_stylelift(path: Path) -> RawNetwork:
         raise CheckpointError(f"{path.name} has no valid state_dict")
     for k, v in state.items():
         check_storage_extent(path.name, k, v)
+        check_floating(path.name, k, v)
     check_shapes(path.name, cfg, {k: tuple(v.shape) for k, v in state.items()})  # before anything is built from cfg
     meta = data.get("meta") or {}
     if not isinstance(meta, dict):

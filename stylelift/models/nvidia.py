@@ -251,7 +251,7 @@ def _pytorch_config(
 
     resolutions = [2**i for i in range(2, int(math.log2(resolution)) + 1)]
     if 2 ** (len(resolutions) + 1) != resolution or any(f"synthesis.b{r}" not in modules for r in resolutions):
-        raise CheckpointError(f"{source}: the synthesis blocks do not match img_resolution={resolution}")
+        raise CheckpointError(f"{source}: the synthesis blocks do not match img_resolution={show_value(resolution)}")
     blocks = [f"synthesis.b{r}" for r in resolutions]
     layers = [m for m in modules if re.fullmatch(r"synthesis\.b\d+\.(conv0|conv1)", m)]
     to_rgbs = [m for m in modules if re.fullmatch(r"synthesis\.b\d+\.torgb", m)]
@@ -390,14 +390,14 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
     resolution = int_setting(source, kwargs.get("resolution", 1024), "resolution", minimum=4)
     resolutions = [2**i for i in range(2, int(math.log2(resolution)) + 1)]
     if 2 ** (len(resolutions) + 1) != resolution:
-        raise CheckpointError(f"{source}: resolution {resolution} is not a power of two")
+        raise CheckpointError(f"{source}: resolution {show_value(resolution)} is not a power of two")
     if any(name.startswith("synthesis/ToRGB_lod") for name in v) or "synthesis/lod" in v:
         raise CheckpointError(f"{source}: a progressive-growing StyleGAN2 network (configs A-D) is not supported")
     if (
         f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v
         or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v
     ):
-        raise CheckpointError(f"{source}: the synthesis variables do not match resolution={resolution}")
+        raise CheckpointError(f"{source}: the synthesis variables do not match resolution={show_value(resolution)}")
     const_channels = shape("synthesis/4x4/Const/const", 4)[1]
     channels = [shape("synthesis/4x4/Conv/weight", 4)[3]] + [shape(f"synthesis/{r}x{r}/Conv1/weight", 4)[3] for r in resolutions[1:]]
     if const_channels != channels[0]:

@@ -137,7 +137,7 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
     if 2**log2 != resolution or not 2 <= log2 <= 10:
         raise CheckpointError(f"{source}: resolution {str(resolution)[:20]} is not a power of two from 4 to 1024")
     if (resolution > 4 and f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v) or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v:
-        raise CheckpointError(f"{source}: the synthesis variables do not match resolution={resolution}")
+        raise CheckpointError(f"{source}: the synthesis variables do not match resolution={show_value(resolution)}")
     resolutions = [2**i for i in range(2, log2 + 1)]
     channels = [shape("synthesis/4x4/Const/const", 4)[1]] + [shape(f"synthesis/{r}x{r}/Conv1/weight", 4)[3] for r in resolutions[1:]]
 

@@ -95,6 +95,8 @@ def some(items: list[str], n: int = 3) -> str:
 def show_value(value: Any, width: int = 40) -> str:
     """A value from the file, for an error message: short, one line, and never the repr of a big
     structure (a list that holds itself many times over would take forever to print)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and abs(int(value)).bit_length() > 3 * width:
+        return f"an integer of {abs(int(value)).bit_length()} bits"  # its first digits alone would read as the value
     if value is None or isinstance(value, (bool, int, float, str, bytes, np.integer, np.floating)):
         return repr(value[:width] if isinstance(value, (str, bytes)) else value)[:width]
     return a_type(value)
