@@ -137,12 +137,13 @@ def check_protocol(source: str, head: bytes) -> None:
         raise CheckpointError(f"cannot read {source}: saved with pickle protocol {head[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
 
 
-def _itemsize(source: str, storage) -> int:
-    kind = storage.storage_type[1]
+def _itemsize(source: str, storage_type: tuple[str, str]) -> int:
+    """Bytes per element of a storage type named in a persistent id, e.g. ("torch", "FloatStorage")."""
+    kind = storage_type[1]
     if kind == "UntypedStorage":
         return 1
     if kind not in safe_pickle.TORCH_STORAGE_TYPES:
-        raise CheckpointError(f"cannot read {source}: a storage of type {'.'.join(storage.storage_type)[:60]}")
+        raise CheckpointError(f"cannot read {source}: a storage of type {'.'.join(storage_type)[:60]}")
     return safe_pickle.TORCH_STORAGE_TYPES[kind].itemsize
 
 
@@ -181,7 +182,7 @@ def check_legacy_file(f, size: int, source: str, allow: AllowList) -> None:
             raise CheckpointError(f"cannot read {source}: the file is cut short (the data of storage {key[:40]!r} is missing)")
         if int.from_bytes(header, "little", signed=True) != numel:
             raise CheckpointError(f"cannot read {source}: storage {key[:40]!r} says it holds {int.from_bytes(header, 'little', signed=True)} elements where its tensors say {numel} (a damaged file?)")
-        pos += 8 + numel * _itemsize(source, safe_pickle.StorageId(kind, key, numel))
+        pos += 8 + numel * _itemsize(source, kind)
         if pos > size:
             raise CheckpointError(f"cannot read {source}: the file is cut short (in the data of storage {key[:40]!r})")
 
@@ -194,7 +195,7 @@ def check_storage_entries(path: Path, source: str, storages: list) -> None:
     for storage in storages:
         if storage is None:
             raise CheckpointError(f"cannot read {source}: its pickle refers to something other than a tensor storage, which torch.save never writes")
-        itemsize = _itemsize(source, storage)
+        itemsize = _itemsize(source, storage.storage_type)
         if storage.key not in sizes:
             raise CheckpointError(f"cannot read {source}: the data of storage {storage.key[:40]!r} is missing (a damaged file?)")
         if sizes[storage.key] < storage.numel * itemsize:
