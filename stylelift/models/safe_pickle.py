@@ -479,7 +479,8 @@ class _Tag:
     `members_hashable`: every item put into this container so far is. `size`: the items a walk of
     the value visits, a shared reference counted each time, as `hash`, `repr` and `==` visit them
     (a reader that looks a setting up in a set, or prints it, would hang on `x = (x, x)` too).
-    `items`: a tuple's first few items (a REDUCE's arguments, a persistent id)."""
+    `items`: a tuple's or list's first few items (a REDUCE's arguments, a persistent id, a pair);
+    `members_are_pairs`, `placed`: see below."""
 
     __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "members_are_pairs", "count", "items", "size", "placed")
 
@@ -508,10 +509,8 @@ _COUNTED_ARGS = {
 _LINE_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl", "stringnl", "stringnl_noescape", "unicodestringnl"}
 _LITERAL_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
 _PY2_STRINGS = {"SHORT_BINSTRING", "BINSTRING"}  # Python 2's str, as its pickles (and torch files it wrote) hold 'storage' and keys
-_ATOMS = {
-    "BININT", "BININT1", "BININT2", "STRING", "BINSTRING", "SHORT_BINSTRING",
-    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE",
-}  # fmt: skip
+_SMALL_INTS = {"BININT", "BININT1", "BININT2"}
+_ATOMS = {"STRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE"}
 _NUMBERS = {"INT", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "BYTEARRAY8"}  # BYTEARRAY8: not hashable at all
 _EMPTY = {"EMPTY_LIST": "list", "EMPTY_TUPLE": "tuple", "EMPTY_DICT": "dict", "EMPTY_SET": "set"}
 _FROM_MARK = {"LIST": "list", "TUPLE": "tuple", "DICT": "dict", "FROZENSET": "frozenset"}
@@ -691,7 +690,7 @@ class _Scanner:
     def _step(self, name: str, arg: Any) -> bool:
         if name in _LITERAL_STRINGS or name in _PY2_STRINGS:
             self._push(_Tag("str", arg, hashable=True))
-        elif name in ("BININT", "BININT1", "BININT2"):
+        elif name in _SMALL_INTS:
             self._push(_Tag("atom", arg, hashable=True))
         elif name in _ATOMS:
             self._push(_KEY_ATOM)
@@ -821,8 +820,7 @@ class _Scanner:
 
 def scan(f: BinaryIO, start: int, end: int, source: str, allow: AllowList) -> int:
     """Check the pickle starting at `start` against `allow`; return the offset just after its STOP."""
-    f.seek(start)
-    return _Scanner(f, start, end, source, allow).run()
+    return scan_storages(f, start, end, source, allow)[0]
 
 
 @dataclass(frozen=True)

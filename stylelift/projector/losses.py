@@ -294,7 +294,7 @@ def _unit(t: Tensor) -> Tensor:
 @register("vgg16")
 def _vgg16(target: Tensor, ctx: LossContext) -> Term:
     """NVIDIA-style: squared distance of channel-normalised VGG16 features, summed over layers."""
-    net = VGG16Features(_load_vgg16_state(find_vgg16_weights(ctx.perceptual_weights))).to(ctx.device)
+    net = VGG16Features(read_vgg16_weights(ctx.perceptual_weights)).to(ctx.device)
     with torch.no_grad():
         target_feats = [_unit(f) for f in net(target)]
 
