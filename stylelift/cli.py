@@ -177,9 +177,9 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
 
 
 class DownloadBar:
-    """`progress(done, total)` for a download: a rich bar on stderr from the first bytes on, when
-    stderr is a terminal (a log file gets none: rich would leave a blank line there); `done` counts
-    the bytes received (0: nothing was downloaded)."""
+    """`progress(done, total)` for a download: a rich bar on stderr from the server's answer on, when
+    stderr is a terminal; a log file gets one line instead (rich would leave a blank line there).
+    `done` counts the bytes received (0: nothing was downloaded)."""
 
     def __init__(self, label: str):
         self.label, self.done, self.bar = label, 0, None
@@ -193,6 +193,8 @@ class DownloadBar:
             console = Console(stderr=True)
             columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
             self.bar = Progress(*columns, transient=True, console=console, disable=not console.is_terminal)
+            if not console.is_terminal:
+                typer.echo(f"{self.label} ({'size unknown' if total is None else f'{total / 2**20:.1f} MB'}) ...", err=True)
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=None)  # markup off: a URL's [red] stays text
         self.bar.update(self.task, completed=done, total=total)

@@ -7,6 +7,7 @@ from PIL import Image
 
 from conftest import tiny_generator
 from stylelift import load_generator, network_id, save_generator
+from stylelift.errors import CheckpointError
 from stylelift.models.download import DownloadError, cached_download
 
 
@@ -32,6 +33,32 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Location", self.path)
             self.end_headers()
             return
+        if self.path.startswith("/endless"):  # no Content-Length: the body ends when the server hangs up
+            self.send_response(200)
+            self.end_headers()
+            self._send(b"z" * 65536 for _ in range(200))
+            return
+        if self.path.startswith("/huge"):  # says it is 20 GB
+            self.send_response(200)
+            self.send_header("Content-Length", str(20 << 30))
+            self.end_headers()
+            return
+        if self.path.startswith("/drip"):  # a byte every 20 ms: every read is well inside the timeout
+            self.send_response(200)
+            self.send_header("Content-Length", "500")
+            self.end_headers()
+            self._send(b"d" for _ in range(500))
+            return
+        if self.path.startswith("/to-ftp"):
+            self.send_response(302)
+            self.send_header("Location", "ftp://127.0.0.1/net.pt")
+            self.end_headers()
+            return
+        if self.path.startswith("/moved"):
+            self.send_response(301)
+            self.send_header("Location", "/net.pt")
+            self.end_headers()
+            return
         if self.path.startswith("/slow"):  # the whole file, in pieces, while another request runs
             import time
 
@@ -45,6 +72,18 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 time.sleep(0.02)
             return
         super().do_GET()
+
+    def _send(self, pieces):
+        import time
+
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                if len(piece) == 1:
+                    time.sleep(0.02)
+        except OSError:  # the client gave up
+            pass
 
     def log_message(self, *args):
         pass
@@ -213,3 +252,95 @@ def test_the_download_bar_shows_a_url_as_text(server, tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["info", f"{url}/[red]/{{a}}.pt"])  # as typed, not %-encoded
     assert r.exit_code == 0 and "format: stylelift" in r.output, r.output
     assert f"downloading {url}/[red]/{{a}}.pt" in r.output  # drawn as typed: no markup, no format fields
+
+
+def test_a_body_without_a_length_is_cut_off_at_the_size_limit(server, tmp_path):
+    _, url = server
+    with pytest.raises(DownloadError, match="larger than stylelift's limit of 0.0 GiB"):
+        cached_download(f"{url}/endless.bin", max_bytes=1 << 20)
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+    with pytest.raises(DownloadError, match="the server says it is 20.0 GiB, above stylelift's limit of 4.0 GiB"):
+        cached_download(f"{url}/huge.bin")
+    assert len(cached_download(f"{url}/endless.bin", max_bytes=20 << 20).read_bytes()) == 200 * 65536  # under the limit: kept
+
+
+def test_a_download_that_drips_is_called_stalled(server, tmp_path):
+    import time
+
+    _, url = server
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"has stalled \(\d+ bytes in the last 0 s\)"):
+        cached_download(f"{url}/drip.bin", timeout=0.3, min_speed=1000)
+    assert time.monotonic() - start < 5  # the whole body would take 10 s
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_a_file_bigger_than_the_free_space_is_refused_before_it_is_fetched(server, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    root, url = server
+    (root / "f.bin").write_bytes(b"x" * 3_000_000)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2_000_000, 2_000_000))
+    with pytest.raises(DownloadError, match=r"it is 3 MB and the cache folder .* has 2 MB free \(set STYLELIFT_CACHE"):
+        cached_download(f"{url}/f.bin")
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_redirects_are_followed_over_http_only(server, tmp_path):
+    root, url = server
+    save_generator(tiny_generator(), root / "net.pt")
+    assert network_id(load_generator(f"{url}/moved.pt")) == network_id(load_generator(root / "net.pt"))
+    with pytest.raises(DownloadError, match="redirects it to ftp://127.0.0.1/net.pt, and only http and https are followed") as e:
+        cached_download(f"{url}/to-ftp.pt?token=secret")
+    assert "secret" not in str(e.value)
+    assert [p.name.split("-", 1)[1] for p in (tmp_path / "cache" / "downloads").iterdir()] == ["moved.pt"]
+
+
+def test_a_damaged_download_names_its_url_and_is_not_kept(server, tmp_path):
+    root, url = server
+    save_generator(tiny_generator(), root / "good.pt")
+    whole = (root / "good.pt").read_bytes()
+    (root / "net.pt").write_bytes(whole[: len(whole) // 2])  # a zip cut in half: it looks like a torch file
+    with pytest.raises(CheckpointError, match=f"^{url}/net.pt \\(downloaded\\): .*; removed it from the cache$"):
+        load_generator(f"{url}/net.pt")
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+    (root / "net.pt").write_bytes(whole)  # mended on the server: the next try fetches it again
+    assert network_id(load_generator(f"{url}/net.pt")) == network_id(load_generator(root / "good.pt"))
+    assert Handler.hits == ["/net.pt", "/net.pt"]
+
+
+def test_killed_downloads_are_cleared_and_kept_files_follow_the_umask(server, tmp_path):
+    import os
+    import time
+
+    root, url = server
+    (root / "f.bin").write_bytes(b"abc")
+    folder = tmp_path / "cache" / "downloads"
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".x.1.part", folder / ".y.2.part"
+    old.write_bytes(b"left by kill -9")
+    fresh.write_bytes(b"another download, running")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    mask = os.umask(0o027)
+    try:
+        path = cached_download(f"{url}/f.bin")
+    finally:
+        os.umask(mask)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, fresh.name])
+    assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+
+
+def test_a_log_file_is_told_of_a_download_when_it_starts(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    root, url = server
+    save_generator(tiny_generator(), root / "net.pt")
+    size = (root / "net.pt").stat().st_size / 2**20
+    r = CliRunner().invoke(app, ["info", f"{url}/net.pt"])  # stderr is no terminal here
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == f"downloading {url}/net.pt ({size:.1f} MB) ..." and lines[1].startswith(f"downloaded {url}/net.pt ({size:.1f} MB)"), r.output

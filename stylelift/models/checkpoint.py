@@ -232,7 +232,12 @@ def load_generator(
         except CheckpointError as e:  # not a pickle or torch file at all (a login page saved as ffhq.pkl): do not keep it
             forget(url)
             raise CheckpointError(f"{shown(url)} did not give a network file ({e}); removed it from the cache") from None
-        return build_generator(read_network(path), name=path.name.split("-", 1)[-1]).to(device)
+        try:
+            G = build_generator(read_network(path), name=path.name.split("-", 1)[-1])
+        except CheckpointError as e:  # damaged on the server or on the way: the next try downloads it again
+            forget(url)
+            raise type(e)(f"{shown(url)} (downloaded): {e}; removed it from the cache") from None
+        return G.to(device)
     else:
         path = Path(key).expanduser()
     if not path.exists():

@@ -14,8 +14,10 @@ import http.client
 import logging
 import os
 import re
+import secrets
+import shutil
 import socket
-import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -105,18 +107,96 @@ def _reason(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+MAX_BYTES = 4 << 30  # the largest StyleGAN-family pickles are about 1.5 GB
+MIN_SPEED = 1024  # bytes per second, averaged over `timeout` seconds, below which a download has stalled
+STALE_PART = 24 * 3600  # seconds after which an untouched .part file is a killed download's
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib follows redirects to ftp:// too; a network file is fetched over http(s) only."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise DownloadError(f"cannot download {shown(req.full_url)}: the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_opener = urllib.request.build_opener(_HttpOnlyRedirects)
+
+
+def _new_part(folder: Path, name: str) -> tuple[int, Path]:
+    """A fresh temporary file for a download, made with the permissions the user's umask gives new
+    files (mkstemp's are 0600, which would make the cached copy unreadable to a shared cache's other users)."""
+    while True:
+        path = folder / f".{name[:40]}.{secrets.token_hex(8)}.part"
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+        except FileExistsError:
+            continue
+
+
+def _remove_stale_parts(folder: Path) -> None:
+    """Delete .part files nobody has written to for STALE_PART seconds: downloads that were killed
+    outright (a running one writes at least every `timeout` seconds, or fails)."""
+    now = time.time()
+    for part in folder.glob(".*.part"):
+        try:
+            if now - part.stat().st_mtime > STALE_PART:
+                part.unlink()
+        except OSError:  # another process removed or renamed it first
+            pass
+
+
+def _check_room(url: str, folder: Path, total: Optional[int], max_bytes: int) -> None:
+    if total is None:
+        return
+    if total > max_bytes:
+        raise DownloadError(f"cannot download {shown(url)}: the server says it is {total / 2**30:.1f} GiB, above stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
+    free = shutil.disk_usage(folder).free
+    if total > free:
+        raise DownloadError(f"cannot download {shown(url)}: it is {total / 2**20:.0f} MB and the cache folder {folder} has {free / 2**20:.0f} MB free (set STYLELIFT_CACHE to a folder with room)")
+
+
+def _copy_body(url, response, out, digest, total, *, timeout, max_bytes, min_speed, progress) -> int:
+    """Copy the response body to `out` as it arrives; return its size. Refuses a body above `max_bytes`
+    and one that arrives at under `min_speed` bytes/s over `timeout` seconds (a server that drips a
+    byte at a time never trips the socket's timeout, which bounds one wait)."""
+    done = 0
+    window_start, window_done = time.monotonic(), 0
+    if progress:
+        progress(0, total)
+    while chunk := response.read1(1 << 20):  # read1: whatever has arrived, so the checks below run often
+        done += len(chunk)
+        if done > max_bytes:
+            raise DownloadError(f"cannot download {shown(url)}: it is larger than stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
+        out.write(chunk)
+        digest.update(chunk)
+        if progress:
+            progress(done, total)
+        now = time.monotonic()
+        if now - window_start >= timeout:
+            if (done - window_done) / (now - window_start) < min_speed:
+                raise DownloadError(f"cannot download {shown(url)}: it has stalled ({done - window_done} bytes in the last {now - window_start:.0f} s)")
+            window_start, window_done = now, done
+    return done
+
+
 def cached_download(
     url: str,
     *,
     timeout: float = 60.0,
     sha256: Optional[str] = None,
     progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    max_bytes: int = MAX_BYTES,
+    min_speed: float = MIN_SPEED,
 ) -> Path:
     """Return the local path of `url`, downloading it into the cache first if needed.
 
     `sha256`, when given, is checked before the file is kept, and again when a cached copy is
-    reused. `progress(done, total)` is called as bytes arrive. `timeout` bounds each wait for the
-    server, not the whole download.
+    reused. `progress(done, total)` is called when the server answers and as bytes arrive.
+    `timeout` bounds each wait for the server; a download that averages under `min_speed` bytes/s
+    over `timeout` seconds has stalled, and one above `max_bytes` is refused, both with an error.
     """
     dest = cached_path(url)
     if dest.is_file():
@@ -125,23 +205,18 @@ def cached_download(
         log.info("the cached copy of %s does not match its sha256; downloading it again", shown(url))  # kept until a matching one replaces it
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name[:40]}.", suffix=".part")
+        _remove_stale_parts(dest.parent)
+        fd, tmp = _new_part(dest.parent, dest.name)
     except OSError as e:
         raise DownloadError(f"cannot download {shown(url)}: the cache folder {dest.parent} is not writable ({_reason(e)})") from None
-    tmp = Path(tmp_name)
     log.info("downloading %s -> %s", shown(url), dest)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+        with os.fdopen(fd, "wb") as out, _opener.open(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total and re.fullmatch(r"[0-9]+", total) else None
-            done = 0
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
+            _check_room(url, dest.parent, total, max_bytes)
+            done = _copy_body(url, response, out, digest, total, timeout=timeout, max_bytes=max_bytes, min_speed=min_speed, progress=progress)
         if total is not None and done != total:
             raise DownloadError(f"download of {shown(url)} stopped after {done} of {total} bytes")
         if sha256 and digest.hexdigest() != sha256.lower():
