@@ -118,7 +118,7 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         scheme = urllib.parse.urlsplit(newurl).scheme.lower()
         if scheme not in ("http", "https"):
-            raise DownloadError(f"cannot download {shown(req.full_url)}: the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")
+            raise urllib.error.URLError(f"the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")  # named with the URL asked for
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
