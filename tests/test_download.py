@@ -269,14 +269,52 @@ def test_a_body_without_a_length_is_cut_off_at_the_size_limit(server, tmp_path):
     assert len(cached_download(f"{url}/endless.bin", max_bytes=20 << 20).read_bytes()) == 200 * 65536  # under the limit: kept
 
 
-def test_a_download_that_drips_is_called_stalled(server, tmp_path):
+@pytest.fixture
+def dripping_server():
+    """A raw server that sends its answer a byte every 20 ms after a head given by the path: the
+    headers dripped (/head), the body (/body, 500 bytes) or a chunk size line (/chunk)."""
+    import socket
     import time
 
-    _, url = server
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads = {
+        "/head": b"HTTP/1.1 200 OK\r\nX-Slow: ",
+        "/body": b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n",
+        "/chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n1",
+    }
+
+    def answer(conn):
+        with conn:
+            path = conn.recv(65536).split()[1].decode().split("?")[0]
+            try:
+                conn.sendall(heads[path])
+                for _ in range(500):
+                    conn.sendall(b"0" if path == "/chunk" else b"a")  # a chunk size of 10000... digits
+                    time.sleep(0.02)
+            except OSError:  # the client gave up
+                pass
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+@pytest.mark.parametrize("part", ["head", "body", "chunk"])
+def test_a_download_that_drips_is_called_stalled(server, dripping_server, tmp_path, part):
+    import time
+
     start = time.monotonic()
-    with pytest.raises(DownloadError, match=r"has stalled \(\d+ bytes in the last 0 s\)"):
-        cached_download(f"{url}/drip.bin", timeout=0.3, min_speed=1000)
-    assert time.monotonic() - start < 5  # the whole body would take 10 s
+    with pytest.raises(DownloadError, match=rf"^cannot download {dripping_server}/{part}: it has stalled \(\d+ bytes in the last 0.3 s\)$"):
+        cached_download(f"{dripping_server}/{part}?token=secret", timeout=0.3, min_speed=1000)
+    assert time.monotonic() - start < 3  # each byte comes well inside the timeout, and the whole answer takes 10 s
     assert not any((tmp_path / "cache" / "downloads").iterdir())
 
 

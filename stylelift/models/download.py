@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -122,7 +123,81 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_opener = urllib.request.build_opener(_HttpOnlyRedirects)
+class _Watchdog:
+    """Watches one download from its first connection on. When fewer than `min_speed * timeout`
+    bytes of the file arrive in any `timeout` seconds, it shuts the download's connections down, so
+    that a read blocked on a server that drips its headers, chunk sizes or body a byte at a time
+    (each byte well inside the socket's timeout, which bounds one wait only) returns at once."""
+
+    def __init__(self, timeout: float, min_speed: float):
+        self.timeout, self.least = timeout, min_speed * timeout
+        self.received = 0  # bytes of the file so far, counted by the reader
+        self.stalled: Optional[str] = None  # why it fired
+        self._guards: list[socket.socket] = []  # duplicates of the connections' sockets
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stylelift-download-watchdog", daemon=True)
+        self._thread.start()
+
+    def watch(self, sock: socket.socket) -> None:
+        guard = socket.socket(fileno=os.dup(sock.fileno()))  # a plain socket even under TLS; shutting it down ends the shared connection
+        with self._lock:
+            self._guards.append(guard)
+            if self.stalled:
+                self._shut(guard)
+
+    def _run(self) -> None:
+        before = 0
+        while not self._stop.wait(self.timeout):
+            now = self.received
+            if now - before < self.least:
+                with self._lock:
+                    self.stalled = f"{now - before} bytes in the last {self.timeout:g} s"
+                    for guard in self._guards:
+                        self._shut(guard)
+                return
+            before = now
+
+    @staticmethod
+    def _shut(guard: socket.socket) -> None:
+        try:
+            guard.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed by the other side
+            pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            for guard in self._guards:
+                guard.close()
+            self._guards.clear()
+
+
+class _Watched:
+    """A urllib handler whose connections the download's watchdog watches."""
+
+    def __init__(self, watchdog: _Watchdog):
+        super().__init__()
+        self.watchdog = watchdog
+
+    def do_open(self, http_class, req, **kwargs):
+        watchdog = self.watchdog
+
+        class WatchedConnection(http_class):
+            def connect(self):
+                super().connect()
+                watchdog.watch(self.sock)
+
+        return super().do_open(WatchedConnection, req, **kwargs)
+
+
+class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
+    pass
+
+
+class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
+    pass
 
 
 def _new_part(folder: Path, name: str) -> tuple[int, Path]:
@@ -158,28 +233,26 @@ def _check_room(url: str, folder: Path, total: Optional[int], max_bytes: int) ->
         raise DownloadError(f"cannot download {shown(url)}: it is {total / 2**20:.0f} MB and the cache folder {folder} has {free / 2**20:.0f} MB free (set STYLELIFT_CACHE to a folder with room)")
 
 
-def _copy_body(url, response, out, digest, total, *, timeout, max_bytes, min_speed, progress) -> int:
-    """Copy the response body to `out` as it arrives; return its size. Refuses a body above `max_bytes`
-    and one that arrives at under `min_speed` bytes/s over `timeout` seconds (a server that drips a
-    byte at a time never trips the socket's timeout, which bounds one wait)."""
+def _copy_body(url, response, out, digest, total, *, watchdog: _Watchdog, max_bytes: int, progress) -> int:
+    """Copy the response body to `out` as it arrives, counting it for the watchdog; return its size.
+    Refuses a body above `max_bytes`, whatever the server said its size is (it may say nothing)."""
     done = 0
-    window_start, window_done = time.monotonic(), 0
     if progress:
         progress(0, total)
-    while chunk := response.read1(1 << 20):  # read1: whatever has arrived, so the checks below run often
+    while chunk := response.read1(1 << 20):  # read1: whatever has arrived, so the count is current
         done += len(chunk)
+        watchdog.received = done
         if done > max_bytes:
             raise DownloadError(f"cannot download {shown(url)}: it is larger than stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
         out.write(chunk)
         digest.update(chunk)
         if progress:
             progress(done, total)
-        now = time.monotonic()
-        if now - window_start >= timeout:
-            if (done - window_done) / (now - window_start) < min_speed:
-                raise DownloadError(f"cannot download {shown(url)}: it has stalled ({done - window_done} bytes in the last {now - window_start:.0f} s)")
-            window_start, window_done = now, done
     return done
+
+
+def _stalled(url: str, watchdog: _Watchdog) -> DownloadError:
+    return DownloadError(f"cannot download {shown(url)}: it has stalled ({watchdog.stalled})")
 
 
 def cached_download(
@@ -195,8 +268,9 @@ def cached_download(
 
     `sha256`, when given, is checked before the file is kept, and again when a cached copy is
     reused. `progress(done, total)` is called when the server answers and as bytes arrive.
-    `timeout` bounds each wait for the server; a download that averages under `min_speed` bytes/s
-    over `timeout` seconds has stalled, and one above `max_bytes` is refused, both with an error.
+    `timeout` bounds each wait for the server; a download that gets fewer than `min_speed` bytes/s
+    of the file in any `timeout` seconds from its first connection on (headers and redirects
+    included) has stalled, and one above `max_bytes` is refused, both with an error.
     """
     dest = cached_path(url)
     if dest.is_file():
@@ -211,20 +285,27 @@ def cached_download(
         raise DownloadError(f"cannot download {shown(url)}: the cache folder {dest.parent} is not writable ({_reason(e)})") from None
     log.info("downloading %s -> %s", shown(url), dest)
     digest = hashlib.sha256()
+    watchdog = _Watchdog(timeout, min_speed)
+    opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
-        with os.fdopen(fd, "wb") as out, _opener.open(url, timeout=timeout) as response:
+        with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total and re.fullmatch(r"[0-9]+", total) else None
             _check_room(url, dest.parent, total, max_bytes)
-            done = _copy_body(url, response, out, digest, total, timeout=timeout, max_bytes=max_bytes, min_speed=min_speed, progress=progress)
+            done = _copy_body(url, response, out, digest, total, watchdog=watchdog, max_bytes=max_bytes, progress=progress)
+        watchdog.close()
+        if watchdog.stalled and done != total:  # the connection was cut: what arrived is not the whole file
+            raise _stalled(url, watchdog)
         if total is not None and done != total:
             raise DownloadError(f"download of {shown(url)} stopped after {done} of {total} bytes")
         if sha256 and digest.hexdigest() != sha256.lower():
             raise DownloadError(f"download of {shown(url)} has sha256 {digest.hexdigest()}, expected {sha256}")
         os.replace(tmp, dest)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        raise DownloadError(f"cannot download {shown(url)}: {_reason(e)}") from None
+        watchdog.close()
+        raise (_stalled(url, watchdog) if watchdog.stalled else DownloadError(f"cannot download {shown(url)}: {_reason(e)}")) from None
     finally:
+        watchdog.close()
         tmp.unlink(missing_ok=True)
     return dest
 
