@@ -387,3 +387,55 @@ def test_a_log_file_is_told_of_a_download_when_it_starts(server, tmp_path):
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[0] == f"downloading {url}/net.pt ({size:.1f} MB) ..." and lines[1].startswith(f"downloaded {url}/net.pt ({size:.1f} MB)"), r.output
+
+
+def test_https_downloads_work_and_a_dripping_https_server_is_cut_off(tmp_path, monkeypatch):
+    """The watchdog shuts down the TCP socket under TLS; a self-signed certificate for 127.0.0.1,
+    trusted through SSL_CERT_FILE, stands in for a real server's."""
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+    import time
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("STYLELIFT_CACHE", str(tmp_path / "cache"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer(conn):
+        try:
+            with context.wrap_socket(conn, server_side=True) as tls:
+                if b"/drip" not in tls.recv(65536):
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                    return
+                tls.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                for _ in range(500):
+                    tls.sendall(b"a")
+                    time.sleep(0.02)
+        except OSError:
+            pass
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    url = f"https://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        assert cached_download(f"{url}/hello.bin", timeout=5).read_bytes() == b"hello"
+        start = time.monotonic()
+        with pytest.raises(DownloadError, match=r"it has stalled \(0 bytes in the last 0.3 s\)"):
+            cached_download(f"{url}/drip.bin", timeout=0.3, min_speed=1000)
+        assert time.monotonic() - start < 3
+    finally:
+        listener.close()

@@ -133,18 +133,17 @@ class _Watchdog:
         self.timeout, self.least = timeout, min_speed * timeout
         self.received = 0  # bytes of the file so far, counted by the reader
         self.stalled: Optional[str] = None  # why it fired
-        self._guards: list[socket.socket] = []  # duplicates of the connections' sockets
+        self._sockets: list[socket.socket] = []  # the connections', kept open by their responses after urllib closes them
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stylelift-download-watchdog", daemon=True)
         self._thread.start()
 
     def watch(self, sock: socket.socket) -> None:
-        guard = socket.socket(fileno=os.dup(sock.fileno()))  # a plain socket even under TLS; shutting it down ends the shared connection
         with self._lock:
-            self._guards.append(guard)
+            self._sockets.append(sock)
             if self.stalled:
-                self._shut(guard)
+                self._shut(sock)
 
     def _run(self) -> None:
         before = 0
@@ -153,25 +152,23 @@ class _Watchdog:
             if now - before < self.least:
                 with self._lock:
                     self.stalled = f"{now - before} bytes in the last {self.timeout:g} s"
-                    for guard in self._guards:
-                        self._shut(guard)
+                    for sock in self._sockets:
+                        self._shut(sock)
                 return
             before = now
 
     @staticmethod
-    def _shut(guard: socket.socket) -> None:
-        try:
-            guard.shutdown(socket.SHUT_RDWR)
-        except OSError:  # already closed by the other side
+    def _shut(sock: socket.socket) -> None:
+        try:  # the plain socket's shutdown, also under TLS: a blocked read returns, and no TLS state is touched from this thread
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:  # closed already
             pass
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         with self._lock:
-            for guard in self._guards:
-                guard.close()
-            self._guards.clear()
+            self._sockets.clear()
 
 
 class _Watched:
