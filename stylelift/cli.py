@@ -178,11 +178,13 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
 
 class DownloadBar:
     """`progress(done, total)` for a download: a rich bar on stderr from the server's answer on, when
-    stderr is a terminal; a log file gets one line instead (rich would leave a blank line there).
+    stderr is a terminal; a log file gets lines instead (rich would leave a blank line there), one
+    when the server answers and, when it gives the size, one at each tenth of the file.
     `done` counts the bytes received (0: nothing was downloaded)."""
 
     def __init__(self, label: str):
         self.label, self.done, self.bar = label, 0, None
+        self.next_tenth = 1  # off a terminal: the tenth of the file at which the next line is written
 
     def __call__(self, done: int, total: Optional[int]) -> None:
         from rich.console import Console
@@ -198,6 +200,9 @@ class DownloadBar:
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=None)  # markup off: a URL's [red] stays text
         self.bar.update(self.task, completed=done, total=total)
+        if self.bar.disable and total and self.next_tenth * total <= done * 10 < 10 * total:
+            typer.echo(f"{self.label}: {100 * done // total}% ({done / 2**20:.1f} of {total / 2**20:.1f} MB)", err=True)
+            self.next_tenth = done * 10 // total + 1
 
     def __enter__(self) -> "DownloadBar":
         return self

@@ -439,3 +439,12 @@ def test_https_downloads_work_and_a_dripping_https_server_is_cut_off(tmp_path, m
         assert time.monotonic() - start < 3
     finally:
         listener.close()
+
+
+def test_a_log_file_gets_a_line_at_each_tenth_of_a_download(capsys):
+    from stylelift.cli import DownloadBar
+
+    with DownloadBar("downloading x") as bar:  # stderr is captured: no terminal
+        for done in (0, 50, 150, 160, 990, 1000):
+            bar(done, 1000)
+    assert capsys.readouterr().err.splitlines() == ["downloading x (0.0 MB) ...", "downloading x: 15% (0.0 of 0.0 MB)", "downloading x: 99% (0.0 of 0.0 MB)"]
