@@ -108,7 +108,7 @@ def _reason(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-MAX_BYTES = 4 << 30  # the largest StyleGAN-family pickles are about 1.5 GB
+MAX_BYTES = 4 << 30  # generous: a StyleGAN2 network at 1024 px is a few hundred MB
 MIN_SPEED = 1024  # bytes per second, averaged over `timeout` seconds, below which a download has stalled
 STALE_PART = 24 * 3600  # seconds after which an untouched .part file is a killed download's
 
