@@ -371,7 +371,7 @@ def test_a_log_file_is_told_of_a_download_when_it_starts(server, tmp_path):
     assert all(re.fullmatch(rf"downloading {re.escape(url)}/net.pt: \d+% \(.*\)", line) for line in lines[1:done]), r.output  # the file may come in pieces
 
 
-def test_https_downloads_work_and_a_dripping_https_server_is_cut_off(tmp_path, monkeypatch):
+def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_cut_off(tmp_path, monkeypatch):
     """The watchdog shuts down the TCP socket under TLS; a self-signed certificate for 127.0.0.1,
     trusted through SSL_CERT_FILE, stands in for a real server's."""
     import shutil
@@ -410,6 +410,28 @@ def test_https_downloads_work_and_a_dripping_https_server_is_cut_off(tmp_path, m
         start = time.monotonic()
         with pytest.raises(DownloadError, match=r"it has stalled \(0 bytes in the last 0.3 s\)"):
             cached_download(f"{url}/drip.bin", timeout=0.3, min_speed=1000)
+        assert time.monotonic() - start < 3
+    finally:
+        listener.close()
+
+    def drip_handshake(conn):  # the head of a 16 kB handshake record, then its body a byte at a time
+        # (no watchdog needed: CPython bounds a whole TLS handshake by the socket's timeout)
+        with conn:
+            try:
+                conn.recv(65536)  # the client's hello
+                conn.sendall(b"\x16\x03\x03\x40\x00")
+                for _ in range(500):
+                    conn.sendall(b"\x00")
+                    time.sleep(0.02)
+            except OSError:
+                pass
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    serve_raw(listener, drip_handshake)
+    try:
+        start = time.monotonic()
+        with pytest.raises(DownloadError, match=r"^cannot download https://127.0.0.1:\d+/x.pt: .*handshake operation timed out$"):
+            cached_download(f"https://127.0.0.1:{listener.getsockname()[1]}/x.pt", timeout=0.3, min_speed=0)
         assert time.monotonic() - start < 3
     finally:
         listener.close()
