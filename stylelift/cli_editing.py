@@ -555,15 +555,19 @@ def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> 
 
 def write_directions(outdir: Path, prefix: str, directions: list) -> None:
     """Write the set PREFIX_00.npy ..., then remove what is left of an earlier, larger set (--overwrite):
-    the files `earlier_set` finds, never others."""
+    the files `earlier_set` finds, never others. The set is written into a hidden folder in
+    `outdir` first and moved in once whole, so a run stopped while writing leaves the earlier set as it was."""
+    import tempfile
+
     from .editing import save_direction
 
     outdir.mkdir(parents=True, exist_ok=True)
-    written = set()
-    for i, d in enumerate(directions):
-        path = outdir / f"{prefix}_{i:02d}.npy"
-        save_direction(path, d)
-        written |= {path.name, path.with_suffix(".json").name}
+    with tempfile.TemporaryDirectory(dir=outdir, prefix=f".{prefix}-") as staging:
+        for i, d in enumerate(directions):
+            save_direction(Path(staging) / f"{prefix}_{i:02d}.npy", d)
+        written = sorted(os.listdir(staging))
+        for name in written:
+            os.replace(Path(staging) / name, outdir / name)
     for stale in earlier_set(outdir, prefix):
         if stale.name not in written:
             stale.unlink()

@@ -343,6 +343,25 @@ def test_a_smaller_set_of_directions_replaces_the_whole_earlier_set(tmp_path, ne
     assert r.exit_code == 0 and sorted(p.name for p in mine.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_2024.json", "sefa_\u00b2\u00b2.json"], r.output
 
 
+def test_a_set_of_directions_stopped_while_being_written_leaves_the_earlier_set_whole(tmp_path, net, monkeypatch):
+    import stylelift.editing
+
+    s = tmp_path / "s"
+    assert invoke("directions", "sefa", "--network", net, "--k", "4", "--outdir", s).exit_code == 0
+    before = {p.name: p.read_bytes() for p in s.iterdir()}
+    save = stylelift.editing.save_direction
+
+    def stopped_at_the_third(path, direction):
+        if path.name == "sefa_02.npy":
+            raise KeyboardInterrupt
+        save(path, direction)
+
+    monkeypatch.setattr(stylelift.editing, "save_direction", stopped_at_the_third)
+    r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "3", "--outdir", s, "--overwrite")
+    assert r.exit_code != 0
+    assert {p.name: p.read_bytes() for p in s.iterdir()} == before  # no new files mixed in, no staging folder left
+
+
 def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
     folder = tmp_path / "ph"
     folder.mkdir()
