@@ -513,7 +513,7 @@ def directions_learn(
         d.meta["layers"] = layers
     out.parent.mkdir(parents=True, exist_ok=True)
     save_direction(out, d)
-    rough = f" (too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'})" if d.meta["held_out"] < 50 else ""
+    rough = f"; too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'}" if d.meta["held_out"] < 50 else ""
     typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples{rough})")
 
 

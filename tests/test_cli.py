@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -519,6 +520,7 @@ def test_generate_renders_a_repeated_seed_once(tmp_path, net):
 def test_labels_with_a_byte_order_mark_and_damaged_json_beside_a_set_are_read(odd_files, net):
     r = invoke("directions", "learn", "--attribute", "x", "--labels", odd_files / "bom.csv", "--network", net, "--out", odd_files / "b.npy")
     assert r.exit_code == 0, r.output  # Excel's UTF-8 CSVs start with one; the first seed is 0, not '\ufeff0'
+    assert re.search(r"wrote .*b\.npy \(held-out accuracy [0-9.]+ on \d+ samples; too few to tell much: label more rows of bom\.csv\)$", r.output.strip()), r.output
     s = odd_files / "s"
     s.mkdir()
     (s / "sefa_05.json").write_text("[" * 100_000 + "]" * 100_000)  # not a sidecar sefa wrote: neither read as one nor removed
