@@ -93,6 +93,11 @@ def main() -> None:
             print(f"  predicted age rises monotonically: {rising.mean():.1%}   (target >= 90%; 95% interval {interval(rising)})")
             print(f"  predicted gender flips:            {gender_flip.mean():.1%}   (target <= 10%; vs the unedited face; 95% interval {interval(gender_flip)})")
             print(f"    (vs strength {strengths[0]:g} instead:        {flip_vs_first.mean():.1%})")
+            side = (m > 0.5) != (m[:, unedited : unedited + 1] > 0.5)  # [faces, strengths]: called the other gender here
+            younger, older, start = side[:, :unedited].any(axis=1), side[:, unedited + 1 :].any(axis=1), m[:, unedited]
+            print(f"    where: on the younger side only {(younger & ~older).sum()}, the older side only {(older & ~younger).sum()}, both {(younger & older).sum()};"
+                  f" female to male {(gender_flip & (start < 0.5)).sum()}, male to female {(gender_flip & (start > 0.5)).sum()};"
+                  f" unedited face called with P(male) < 0.2 or > 0.8: {(gender_flip & (np.abs(start - 0.5) > 0.3)).sum()}")
             print(f"  mean predicted age per strength:   {np.round(a.mean(0), 1).tolist()}")
         else:
             rising = (np.diff(m, axis=1) >= 0).all(axis=1) & (m[:, -1] > m[:, 0])
