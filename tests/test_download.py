@@ -47,7 +47,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         if self.path.startswith("/huge"):  # says it is 20 GB
             self.send_response(200)
-            self.send_header("Content-Length", str(20 << 30))
+            self.send_header("Content-Length", getattr(Handler, "huge_length", str(20 << 30)))
             self.end_headers()
             return
         if self.path.startswith("/slow"):  # the whole file, in pieces, while another request runs
@@ -444,3 +444,12 @@ def test_a_log_file_gets_a_line_at_each_tenth_of_a_download(capsys):
         for done in (0, 50, 150, 160, 990, 1000):
             bar(done, 1000)
     assert capsys.readouterr().err.splitlines() == ["downloading x (0.0 MB) ...", "downloading x: 15% (0.0 of 0.0 MB)", "downloading x: 99% (0.0 of 0.0 MB)"]
+
+
+@pytest.mark.parametrize("digits", [400, 5000])
+def test_an_absurd_content_length_is_one_line(server, tmp_path, monkeypatch, digits):
+    _, url = server
+    monkeypatch.setattr(Handler, "huge_length", "1" + "0" * digits, raising=False)
+    with pytest.raises(DownloadError, match="the server says it is far larger than any file, above stylelift's limit") as e:
+        cached_download(f"{url}/huge.bin")
+    assert "\n" not in str(e.value)

@@ -224,7 +224,8 @@ def _check_room(url: str, folder: Path, total: Optional[int], max_bytes: int) ->
     if total is None:
         return
     if total > max_bytes:
-        raise DownloadError(f"cannot download {shown(url)}: the server says it is {total / 2**30:.1f} GiB, above stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
+        said = f"{total / 2**30:.1f} GiB" if total < 2**80 else "far larger than any file"  # a float of a 400-digit length overflows
+        raise DownloadError(f"cannot download {shown(url)}: the server says it is {said}, above stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
     free = shutil.disk_usage(folder).free
     if total > free:
         raise DownloadError(f"cannot download {shown(url)}: it is {total / 2**20:.0f} MB and the cache folder {folder} has {free / 2**20:.0f} MB free (set STYLELIFT_CACHE to a folder with room)")
@@ -287,7 +288,7 @@ def cached_download(
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
-            total = int(total) if total and re.fullmatch(r"[0-9]+", total) else None
+            total = int(total[-40:]) + (10**40 if len(total.lstrip("0")) > 40 else 0) if total and re.fullmatch(r"[0-9]+", total) else None  # int() refuses 4300+ digits
             _check_room(url, dest.parent, total, max_bytes)
             done = _copy_body(url, response, out, digest, total, watchdog=watchdog, max_bytes=max_bytes, progress=progress)
         watchdog.close()
