@@ -29,7 +29,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"100\r\n" + b"x" * 10)
             return
-        redirects = {"/loop": (302, self.path), "/to-ftp": (302, "ftp://127.0.0.1/net.pt"), "/hop": (307, "/to-ftp.pt"), "/moved": (301, "/net.pt")}
+        redirects = {"/loop": (302, self.path), "/to-ftp": (302, "ftp://127.0.0.1/net.pt"), "/hop": (307, "/to-ftp.pt"), "/moved": (301, "/net.pt"), "/to-file": (302, "file:///etc/passwd?token=filesecret")}
         for start, (code, target) in redirects.items():  # /loop redirects to itself forever, /hop on to /to-ftp
             if self.path.startswith(start):
                 self.send_response(code)
@@ -243,6 +243,29 @@ def test_a_body_without_a_length_is_cut_off_at_the_size_limit(server, tmp_path):
     assert len(cached_download(f"{url}/endless.bin", max_bytes=20 << 20).read_bytes()) == 200 * 65536  # under the limit: kept
 
 
+def drip(conn, head: bytes, byte: bytes) -> None:
+    """Send `head`, then `byte` 500 times, one every 20 ms (10 s in all), until the client hangs up."""
+    import time
+
+    try:
+        conn.sendall(head)
+        for _ in range(500):
+            conn.sendall(byte)
+            time.sleep(0.02)
+    except OSError:  # the client gave up
+        pass
+
+
+def cut_off_quickly(url: str, message: str, *, min_speed: float) -> None:
+    """With a 0.3 s timeout, `url` (a server that drips for 10 s) fails with `message` within 3 s."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=message):
+        cached_download(url, timeout=0.3, min_speed=min_speed)
+    assert time.monotonic() - start < 3
+
+
 def serve_raw(listener, answer) -> None:
     """Accept connections on `listener` until it is closed, each answered by answer(conn) in a thread."""
 
@@ -262,7 +285,6 @@ def dripping_server():
     """A raw server that sends its answer a byte every 20 ms after a head given by the path: the
     headers dripped (/head), the body (/body, 500 bytes) or a chunk size line (/chunk)."""
     import socket
-    import time
 
     listener = socket.create_server(("127.0.0.1", 0))
     heads = {
@@ -274,13 +296,7 @@ def dripping_server():
     def answer(conn):
         with conn:
             path = conn.recv(65536).split()[1].decode().split("?")[0]
-            try:
-                conn.sendall(heads[path])
-                for _ in range(500):
-                    conn.sendall(b"0" if path == "/chunk" else b"a")  # a chunk size of 10000... digits
-                    time.sleep(0.02)
-            except OSError:  # the client gave up
-                pass
+            drip(conn, heads[path], b"0" if path == "/chunk" else b"a")  # a chunk size of 10000... digits
 
     serve_raw(listener, answer)
     yield f"http://127.0.0.1:{listener.getsockname()[1]}"
@@ -289,12 +305,8 @@ def dripping_server():
 
 @pytest.mark.parametrize("part", ["head", "body", "chunk"])
 def test_a_download_that_drips_is_called_stalled(server, dripping_server, tmp_path, part):
-    import time
-
-    start = time.monotonic()
-    with pytest.raises(DownloadError, match=rf"^cannot download {dripping_server}/{part}: it has stalled \(\d+ bytes in the last 0.3 s\)$"):
-        cached_download(f"{dripping_server}/{part}?token=secret", timeout=0.3, min_speed=1000)
-    assert time.monotonic() - start < 3  # each byte comes well inside the timeout, and the whole answer takes 10 s
+    # each byte comes well inside the timeout; the message has no token
+    cut_off_quickly(f"{dripping_server}/{part}?token=secret", rf"^cannot download {dripping_server}/{part}: it has stalled \(\d+ bytes in the last 0.3 s\)$", min_speed=1000)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
 
 
@@ -318,6 +330,8 @@ def test_redirects_are_followed_over_http_only(server, tmp_path):
     with pytest.raises(DownloadError, match=f"^cannot download {url}/hop.pt: the server redirects it to ftp://127.0.0.1/net.pt, and only http and https are followed$") as e:
         cached_download(f"{url}/hop.pt?token=secret")  # via /to-ftp.pt: the message names the URL asked for
     assert "secret" not in str(e.value)
+    with pytest.raises(DownloadError, match=f"^cannot download {url}/to-file.pt: the server redirects it to file:///etc/passwd, and only http and https are followed$"):
+        cached_download(f"{url}/to-file.pt")  # urllib's own refusal would show the target's query
     assert [p.name.split("-", 1)[1] for p in (tmp_path / "cache" / "downloads").iterdir()] == ["moved.pt"]
 
 
@@ -378,7 +392,6 @@ def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_c
     import socket
     import ssl
     import subprocess
-    import time
 
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")
@@ -396,10 +409,7 @@ def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_c
                 if b"/drip" not in tls.recv(65536):
                     tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
                     return
-                tls.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                for _ in range(500):
-                    tls.sendall(b"a")
-                    time.sleep(0.02)
+                drip(tls, b"HTTP/1.1 200 OK\r\nX-Slow: ", b"a")
         except OSError:
             pass
 
@@ -407,10 +417,7 @@ def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_c
     url = f"https://127.0.0.1:{listener.getsockname()[1]}"
     try:
         assert cached_download(f"{url}/hello.bin", timeout=5).read_bytes() == b"hello"
-        start = time.monotonic()
-        with pytest.raises(DownloadError, match=r"it has stalled \(0 bytes in the last 0.3 s\)"):
-            cached_download(f"{url}/drip.bin", timeout=0.3, min_speed=1000)
-        assert time.monotonic() - start < 3
+        cut_off_quickly(f"{url}/drip.bin", r"it has stalled \(0 bytes in the last 0.3 s\)", min_speed=1000)
     finally:
         listener.close()
 
@@ -419,20 +426,14 @@ def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_c
         with conn:
             try:
                 conn.recv(65536)  # the client's hello
-                conn.sendall(b"\x16\x03\x03\x40\x00")
-                for _ in range(500):
-                    conn.sendall(b"\x00")
-                    time.sleep(0.02)
             except OSError:
-                pass
+                return
+            drip(conn, b"\x16\x03\x03\x40\x00", b"\x00")
 
     listener = socket.create_server(("127.0.0.1", 0))
     serve_raw(listener, drip_handshake)
     try:
-        start = time.monotonic()
-        with pytest.raises(DownloadError, match=r"^cannot download https://127.0.0.1:\d+/x.pt: .*handshake operation timed out$"):
-            cached_download(f"https://127.0.0.1:{listener.getsockname()[1]}/x.pt", timeout=0.3, min_speed=0)
-        assert time.monotonic() - start < 3
+        cut_off_quickly(f"https://127.0.0.1:{listener.getsockname()[1]}/x.pt", r"^cannot download https://127.0.0.1:\d+/x.pt: .*handshake operation timed out$", min_speed=0)
     finally:
         listener.close()
 

@@ -114,13 +114,18 @@ STALE_PART = 24 * 3600  # seconds after which an untouched .part file is a kille
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """urllib follows redirects to ftp:// too; a network file is fetched over http(s) only."""
+    """urllib follows redirects to ftp:// too, and refuses file:// in a message that shows the target's
+    query string; a network file is fetched over http(s) only, and every other target refused here."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise urllib.error.URLError(f"the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")  # named with the URL asked for
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = headers.get("location") or headers.get("uri")
+        if target is not None:
+            newurl = urllib.parse.urljoin(req.full_url, target)
+            if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+                raise urllib.error.URLError(f"the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")  # named with the URL asked for
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
 class _Watchdog:
@@ -220,11 +225,20 @@ def _remove_stale_parts(folder: Path) -> None:
             pass
 
 
+def _content_length(text: Optional[str]) -> Optional[int]:
+    """The Content-Length header as a number, None when it is absent or not digits. A length of more
+    than 30 digits (which int() may refuse to read) is taken as 10**30: no file comes near either."""
+    if not text or not re.fullmatch(r"[0-9]+", text):
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 30 else 10**30
+
+
 def _check_room(url: str, folder: Path, total: Optional[int], max_bytes: int) -> None:
     if total is None:
         return
     if total > max_bytes:
-        said = f"{total / 2**30:.1f} GiB" if total < 2**80 else "far larger than any file"  # a float of a 400-digit length overflows
+        said = f"{total / 2**30:.1f} GiB" if total < 2**80 else "far larger than any file"
         raise DownloadError(f"cannot download {shown(url)}: the server says it is {said}, above stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
     free = shutil.disk_usage(folder).free
     if total > free:
@@ -287,8 +301,7 @@ def cached_download(
     opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
-            total = int(total[-40:]) + (10**40 if len(total.lstrip("0")) > 40 else 0) if total and re.fullmatch(r"[0-9]+", total) else None  # int() refuses 4300+ digits
+            total = _content_length(response.headers.get("Content-Length"))
             _check_room(url, dest.parent, total, max_bytes)
             done = _copy_body(url, response, out, digest, total, watchdog=watchdog, max_bytes=max_bytes, progress=progress)
         watchdog.close()
@@ -299,8 +312,7 @@ def cached_download(
         if sha256 and digest.hexdigest() != sha256.lower():
             raise DownloadError(f"download of {shown(url)} has sha256 {digest.hexdigest()}, expected {sha256}")
         os.replace(tmp, dest)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
-        watchdog.close()
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # one the watchdog caused comes after it set `stalled`
         raise (_stalled(url, watchdog) if watchdog.stalled else DownloadError(f"cannot download {shown(url)}: {_reason(e)}")) from None
     finally:
         watchdog.close()
