@@ -14,6 +14,7 @@ from typing import Annotated, Callable, Optional
 
 import numpy as np
 import typer
+from typer.core import TyperCommand
 
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
@@ -29,6 +30,29 @@ app = typer.Typer(
 )
 
 DEFAULT_NETWORK = "mobile-ffhq"  # the bundled offline face generator
+
+
+class OnceEach(TyperCommand):
+    """A command that refuses an option of one value given twice (`--latents a.npz --latents
+    b.npz`): the parser would silently keep the last one. Flags and list options may repeat."""
+
+    def make_parser(self, ctx):
+        parser = super().make_parser(ctx)
+        parse = parser.parse_args
+
+        def parse_once(args):
+            opts, rest, order = parse(args)  # order: each option once per time it was given
+            seen = set()
+            for param in order:
+                one_value = getattr(param, "param_type_name", "") == "option" and not (param.multiple or param.is_flag or param.count)
+                if one_value and param.name in seen:
+                    ctx.fail(f"{max(param.opts, key=len)} is given more than once; it takes one value")
+                seen.add(param.name)
+            return opts, rest, order
+
+        parser.parse_args = parse_once
+        return parser
+
 
 NetworkOpt = Annotated[
     str,
@@ -163,6 +187,8 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)  # ASCII digits: int() would also read '١' as 1
+        if not part:
+            raise typer.BadParameter(f"{what} {text!r} has an empty item (a comma too many?)")
         if not m:
             raise typer.BadParameter(f"cannot read {part!r} in {what} {text!r}; use e.g. 0,3,5-9")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
@@ -265,7 +291,7 @@ def main(
     keep_freed_memory()  # a CLI run is one job: reuse freed tensor memory (stylelift/runtime.py)
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
@@ -315,7 +341,7 @@ def generate(
     typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) -> None:
     """Print a network's format, resolution, latent sizes, mapping depth and channel widths."""
@@ -326,7 +352,7 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
         typer.echo(f"{key:>18}: {printable(value)}")
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def convert(
     source: Annotated[str, typer.Argument(help="Network file in any supported format, or a name.")],
@@ -388,7 +414,7 @@ def file_id(path: Path) -> Optional[tuple[int, int]]:
     return st.st_dev, st.st_ino
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def align(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
@@ -443,7 +469,7 @@ def align(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def project(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],

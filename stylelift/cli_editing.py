@@ -15,7 +15,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -112,10 +112,12 @@ def split_items(text: str, *, what: str) -> list[str]:
 
 def expand_seed_lists(items: list[str]) -> list[str]:
     """Positional items, each a latent file or seeds as --seeds takes them ('7', '0-3', '1,5-6'),
-    expanded in order. A file that is not named as a single seed is a file, whatever its name looks like."""
+    expanded in order. A file that is not named as a single seed is a file, whatever its name looks
+    like; digits, commas and dashes that name no file are read as seeds (so '0,1,' is told of its
+    empty item)."""
     out: list[str] = []
     for item in items:
-        if re.fullmatch(r"\s*[0-9]+(-[0-9]+)?(\s*,\s*[0-9]+(-[0-9]+)?)*\s*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
+        if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
             try:
                 out += [str(s) for s in parse_int_list(item)]
             except typer.BadParameter as e:
@@ -166,7 +168,7 @@ def trunc_hint(trunc: float, *items: str) -> str:
     return "ask for a --trunc nearer 0" if trunc != 1 and any(is_seed(item) for item in items) else ""
 
 
-@app.command("truncation-sweep")
+@app.command("truncation-sweep", cls=OnceEach)
 @user_errors
 def truncation_sweep(
     network: NetworkOpt = DEFAULT_NETWORK,
@@ -206,7 +208,7 @@ def truncation_sweep(
     save_output(shown(images, len(grid)), out, cols=len(psis))
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def mix(
     rows: Annotated[str, typer.Option(help="Row sources: seeds and/or latent files, e.g. 1,2,a.npz.")],
@@ -262,7 +264,7 @@ def mix(
     save_output(tiles, out, cols=len(col_imgs) + 1)
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def interpolate(
     items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Two or more seeds (or lists such as 0-3 or 1,5) and/or latent files, in order.")],
@@ -341,7 +343,7 @@ def interpolate(
     save_output(shown(images, len(ws)), out, cols=len(ws), fps=fps)  # an mp4 takes the frames as they are rendered
 
 
-@app.command()
+@app.command(cls=OnceEach)
 @user_errors
 def edit(
     items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Latent files (from project) and/or seeds (or lists such as 0-3 or 1,5): one row of the strip each.")],
@@ -465,7 +467,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
 # directions
 
 
-@directions_app.command("learn")
+@directions_app.command("learn", cls=OnceEach)
 @user_errors
 def directions_learn(
     attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier; for age the youngest and oldest 30% are the two classes, as with any labels that are not 0/1), or any name with --labels.")],
@@ -473,7 +475,7 @@ def directions_learn(
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit: 2 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
-    condition_on: Annotated[Optional[Path], typer.Option("--condition", help="Remove the component along this direction (.npy).")] = None,
+    condition_on: Annotated[Optional[str], typer.Option("--condition", help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
@@ -506,7 +508,7 @@ def directions_learn(
             fail(f"--save-labels {save_labels}: {blocker} is a file, not a folder")
         check_writable(save_labels.parent)
     d = learn_direction(
-        G, attribute=attribute, samples=samples, labels_csv=labels, condition_path=condition_on,
+        G, attribute=attribute, samples=samples, labels_csv=labels, condition_on=condition_on,
         truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
     )
     if layers is not None:
@@ -573,7 +575,7 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
             stale.unlink()
 
 
-@directions_app.command("sefa")
+@directions_app.command("sefa", cls=OnceEach)
 @user_errors
 def directions_sefa(
     outdir: Annotated[Path, output_option("Folder for sefa_00.npy, ...")] = Path("directions"),
@@ -595,7 +597,7 @@ def directions_sefa(
     typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; that is all there are)" if len(vecs) < k else ""))
 
 
-@directions_app.command("pca")
+@directions_app.command("pca", cls=OnceEach)
 @user_errors
 def directions_pca(
     outdir: Annotated[Path, output_option("Folder for pca_00.npy, ...")] = Path("directions"),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, app, check_new_file, fail, load, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, app, check_new_file, fail, load, output_option, printable, user_errors
 from .fileio import check_writable
 
 encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
@@ -29,7 +29,7 @@ def check_image_loss(spec: str) -> None:
     check_weights_for(parse_loss_spec(spec), otherwise="(encoder train reads them only from there), or give --image-loss mse, l1, ms-ssim, face or face-id")
 
 
-@encoder_app.command("train")
+@encoder_app.command("train", cls=OnceEach)
 @user_errors
 def encoder_train(
     out: Annotated[Path, output_option("Encoder checkpoint to write (also written every --checkpoint-every steps).")],
@@ -91,7 +91,7 @@ def encoder_train(
     typer.echo(f"wrote {out}")
 
 
-@encoder_app.command("fit")
+@encoder_app.command("fit", cls=OnceEach)
 @user_errors
 def encoder_fit(
     out: Annotated[Path, output_option("Encoder file to write.")],
@@ -128,7 +128,7 @@ def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
     return meta is not None and all(meta.get(k) == v for k, v in same.items()) and ("alignment" in meta) == aligned
 
 
-@encoder_app.command("run")
+@encoder_app.command("run", cls=OnceEach)
 @user_errors
 def encoder_run(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],

@@ -39,6 +39,13 @@ def test_generate_writes_one_png_per_seed_matching_the_library(tmp_path, net):
     assert Image.open(out / "grid.png").size == (32, 32)
 
 
+def test_a_flag_may_be_given_twice_and_the_last_one_counts(tmp_path, net):
+    out = tmp_path / "out"
+    r = invoke("generate", "--network", net, "--seeds", "0", "--grid", "--no-grid", "--outdir", out, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["seed0000.png"]
+
+
 def test_running_out_of_gpu_memory_is_one_line_and_exit_1(tmp_path, net, monkeypatch):
     from stylelift import generation
 
@@ -278,6 +285,13 @@ BAD_INVOCATIONS = {
     "mix-no-rows": (["mix", "--rows", "", "--cols", "1", "--out", "{d}/m.png"], 2, "--rows '' has an empty item"),
     "mix-only-commas": (["mix", "--rows", "1", "--cols", " , ", "--out", "{d}/m.png"], 2, "--cols ' , ' has an empty item"),
     "mix-empty-item": (["mix", "--rows", "1", "--cols", "1,,2", "--out", "{d}/m.png"], 2, "empty item"),
+    "seeds-trailing-comma": (["generate", "--seeds", "0,1,", "--outdir", "{d}/o"], 2, "seeds '0,1,' has an empty item (a comma too many?)"),
+    "edit-trailing-comma": (["edit", "0-1,", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 2, "'0-1,' is neither a latent file nor a list of seeds: seeds '0-1,' has an empty item"),
+    "interpolate-trailing-comma": (["interpolate", "0,1,", "--out", "{d}/i.gif"], 2, "'0,1,' is neither a latent file nor a list of seeds: seeds '0,1,' has an empty item"),
+    # an option of one value given twice: the parser would keep the last one without a word
+    "latents-twice": (["generate", "--latents", "{d}/w.npy", "--latents", "{d}/deep.npz", "--outdir", "{d}/o"], 2, "--latents is given more than once; it takes one value"),
+    "direction-twice": (["edit", "0", "--direction", "age", "--direction=gender", "--out", "{d}/e.png"], 2, "--direction is given more than once"),
+    "network-twice-short-and-long": (["directions", "sefa", "-n", "{net}", "--outdir", "{d}/s"], 2, "--network is given more than once"),
     "project-seed-huge": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "99999999999999999999", "--outdir", "{d}/p"], 2, "'--seed': Input should be less than or equal to 4294967295"),
     "project-seed-negative": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "-1", "--outdir", "{d}/p"], 2, "'--seed': Input should be greater than or equal to 0"),
     "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 1, "positive number"),

@@ -416,9 +416,12 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
     ws = latents_for_items(G, ["3"])
     assert np.array_equal(t[0][2], to_uint8(G.synthesis(ws))[0])  # strength 0 = the original
     save_direction(tmp_path / "other.npy", Direction(np.random.randn(1, G.w_dim), {"network_id": "stylegan2-somewhere-else"}))
+    save_direction(tmp_path / "othersefa.npy", Direction(np.random.randn(1, G.w_dim), {"network_id": "stylegan2-somewhere-else", "method": "sefa"}))
     save_latents(tmp_path / "bad.npz", LatentFile(w=np.zeros([1, 18, 512], np.float32)))
     cases = [
-        (["--direction", tmp_path / "other.npy"], "made for network"),
+        (["--direction", tmp_path / "other.npy"], f"made for network stylegan2-somewhere-else, not this one ({network_id(G)})"),
+        (["--direction", tmp_path / "other.npy"], "; learn one with `stylelift directions learn`"),
+        (["--direction", tmp_path / "othersefa.npy"], "; make one for it with `stylelift directions sefa`"),
         (["--direction", tmp_path / "d.npy", "--layers", "hair"], "unknown layer"),
         (["--direction", "age"], "direction"),
     ]
@@ -684,7 +687,10 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     with pytest.raises(InputError, match="attribute must name"):  # the library's own check
         learn_direction(tiny_generator(), attribute="", labels_csv=tmp_path / "l.csv")
     r = learn("".join(f"{i},{i}\n" for i in range(6)))  # too few at the two ends
-    assert r.exit_code == 1 and "at least 10" in r.output, r.output
+    assert r.exit_code == 1 and "at least 10 (the lowest and highest 30% of 17 labels or more)" in r.output, r.output
+    r = learn("".join(f"{i},{i}\n" for i in range(17)))  # the fewest that are enough
+    assert r.exit_code == 0, r.output
+    (tmp_path / "d.npy").unlink()
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
     assert r.exit_code == 0, r.output
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
@@ -696,6 +702,8 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     monkeypatch.setattr(attributes, "classify", lambda image: calls.append(1) or attributes.Attributes(age=30.0, male=0.9))
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--condition", tmp_path / "none.npy", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "none.npy" in r.output and not calls, r.output
+    r = invoke("directions", "learn", "--attribute", "age", "--samples", "16", "--network", net, "--out", tmp_path / "e.npy")
+    assert r.exit_code == 1 and "16 samples are too few for age" in r.output and "sample 17 or more" in r.output and not calls, r.output
     (tmp_path / "e.json").mkdir()
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "is a folder" in r.output and not calls and not (tmp_path / "e.npy").exists(), r.output
@@ -945,6 +953,21 @@ def test_directions_learn_condition_removes_the_other_direction(tmp_path, net):
     assert np.allclose(cond, condition(plain, other), atol=1e-6)  # the same fit, its gender part removed
     assert abs(float(cond[0] @ other[0])) < 1e-5 and abs(float(plain[0] @ other[0]) / np.linalg.norm(other)) > 1e-3
     assert json.loads((tmp_path / "cond.json").read_text())["conditioned_on"] == "gender"
+    r = invoke(*common, "--condition", "gender", "--out", tmp_path / "cond2.npy")  # the shipped one, made for the bundled network
+    assert r.exit_code == 1 and "gender.npy was made for network mobilestylegan-" in r.output and not (tmp_path / "cond2.npy").exists(), r.output
+
+
+def test_directions_learn_takes_a_shipped_direction_by_name_as_its_condition(tmp_path):
+    from stylelift import load_generator
+    from stylelift.editing.shipped import resolve_direction
+
+    G = load_generator("mobile-ffhq")
+    (tmp_path / "l.csv").write_text("seed,label\n" + "".join(f"{s},{s % 2}\n" for s in range(40)))  # seeds: only the mapping runs
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--condition", "gender", "--out", tmp_path / "c.npy", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    gender = resolve_direction("gender", G).vector
+    assert abs(float(np.load(tmp_path / "c.npy")[0] @ gender[0])) < 1e-5
+    assert json.loads((tmp_path / "c.json").read_text())["conditioned_on"] == "gender"
 
 
 def test_the_shipped_directions_point_the_way_their_names_say():

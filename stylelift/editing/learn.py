@@ -15,7 +15,8 @@ from ..errors import InputError
 from ..fileio import parse_json, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
-from .directions import Direction, condition, fit_boundary, load_direction
+from .directions import Direction, condition, fit_boundary
+from .shipped import resolve_direction
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,14 @@ def check_sampling(name: str, recorded: dict, asked: dict) -> None:
         raise InputError(f"{name} labels seeds sampled with {was}, not {now}: pass the same options to fit its labels")
 
 
+def fewest_for_ends(fraction: float = EXTREME_FRACTION) -> int:
+    """The fewest continuous labels whose lowest and highest `fraction` hold MIN_FIT latents."""
+    n = MIN_FIT
+    while 2 * int(n * fraction) < MIN_FIT:
+        n += 1
+    return n
+
+
 def binarize(values: np.ndarray, fraction: float = EXTREME_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Continuous scores -> (kept indices, 0/1 labels): the lowest and highest `fraction`."""
     if set(np.unique(values)) <= {0.0, 1.0}:
@@ -114,7 +123,7 @@ def learn_direction(
     attribute: str,
     samples: int = 1000,
     labels_csv: Optional[Path] = None,
-    condition_path: Optional[Path] = None,
+    condition_on: Optional[str | Path] = None,
     truncation_psi: float = 1.0,
     truncation_cutoff: Optional[int] = None,
     class_idx: Optional[int] = None,
@@ -128,13 +137,15 @@ def learn_direction(
 
     `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
     which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
+    `condition_on` names a shipped direction (age, gender) or a direction file, whose component the
+    normal loses (InterFaceGAN's conditional edit).
     """
     from ..generation import check_seed_options, latents_for_items, render_ws, seed_label
     from ..models import network_id
 
     if not isinstance(attribute, str) or not attribute.strip():
         raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
-    other = load_direction(condition_path, w_dim=G.w_dim) if condition_path is not None else None  # before the labelling
+    other = resolve_direction(str(condition_on), G) if condition_on is not None else None  # before the labelling
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
     if labels_csv is not None:
         items, scores, recorded = read_labels_csv(labels_csv)
@@ -154,6 +165,8 @@ def learn_direction(
     else:
         if attribute not in ("age", "gender"):
             raise InputError(f"the offline classifier knows age and gender, not {attribute!r}; pass --labels CSV")
+        if attribute == "age" and samples < fewest_for_ends():  # said before the labelling, not after
+            raise InputError(f"{samples} samples are too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; sample {fewest_for_ends()} or more")
         from ..models.attributes import CLASSIFY_SIZE, classify
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]
@@ -182,7 +195,8 @@ def learn_direction(
     try:
         keep, labels = binarize(np.asarray(scores, dtype=np.float64))
         if len(keep) < MIN_FIT:
-            raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}")
+            more = f" (the lowest and highest {EXTREME_FRACTION:.0%} of {fewest_for_ends()} labels or more)" if len(keep) < len(scores) else ""
+            raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}{more}")
         w = ws[:, 0].detach().cpu().double().numpy()[keep]
         normal, accuracy = fit_boundary(w, labels)
     except InputError as e:  # labels that cannot be fitted: say whose
@@ -205,5 +219,5 @@ def learn_direction(
         meta["class"] = class_idx
     if other is not None:
         normal = condition(normal, other.vector)
-        meta["conditioned_on"] = other.meta.get("attribute", condition_path.name)
+        meta["conditioned_on"] = other.meta.get("attribute", Path(condition_on).name)
     return Direction(normal, meta)

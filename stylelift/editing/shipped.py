@@ -32,9 +32,11 @@ def resolve_direction(spec: str, G) -> Direction:
         path = Path(spec)
         if not path.exists():
             raise FileNotFoundError(f"no direction {spec!r}: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
-    d = load_direction(path, w_dim=G.w_dim)
+    d = load_direction(path)  # the network its sidecar names is checked first: that explains a w of another size
     made_for = d.meta.get("network_id")
     if made_for and made_for != network_id(G):
         hint = f" (the shipped {spec!r} direction is for {d.meta.get('network', made_for)})" if spec in SHIPPED else ""
-        raise InputError(f"{path.name} was made for network {made_for}, not this one ({network_id(G)}){hint}; learn one with `stylelift directions learn`")
-    return d
+        method = d.meta.get("method")
+        remedy = f"make one for it with `stylelift directions {method}`" if method in ("sefa", "pca") else "learn one with `stylelift directions learn`"
+        raise InputError(f"{path.name} was made for network {made_for}, not this one ({network_id(G)}){hint}; {remedy}")
+    return d if d.vector.shape[1] == G.w_dim else load_direction(path, w_dim=G.w_dim)  # the latter: refused with its size
