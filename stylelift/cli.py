@@ -32,9 +32,13 @@ app = typer.Typer(
 DEFAULT_NETWORK = "mobile-ffhq"  # the bundled offline face generator
 
 
+ITEM_OPTIONS = {"seeds", "latents", "direction", "rows", "cols", "photo", "labels", "condition_on"}  # options of one value naming what to work on
+
+
 class OnceEach(TyperCommand):
-    """A command that refuses an option of one value given twice (`--latents a.npz --latents
-    b.npz`): the parser would silently keep the last one. Flags and list options may repeat."""
+    """A command that refuses an option naming what to work on given twice (`--latents a.npz
+    --latents b.npz` reads as two files, and the parser would silently keep the last one). A
+    setting given twice keeps its last value, as on most command lines (an alias's default overridden)."""
 
     def make_parser(self, ctx):
         parser = super().make_parser(ctx)
@@ -44,9 +48,8 @@ class OnceEach(TyperCommand):
             opts, rest, order = parse(args)  # order: each option once per time it was given
             seen = set()
             for param in order:
-                one_value = getattr(param, "param_type_name", "") == "option" and not (param.multiple or param.is_flag or param.count)
-                if one_value and param.name in seen:
-                    ctx.fail(f"{max(param.opts, key=len)} is given more than once; it takes one value")
+                if param.name in ITEM_OPTIONS and not getattr(param, "multiple", False) and param.name in seen:
+                    ctx.fail(f"{max(param.opts, key=len)} is given more than once; it takes one value (the last would be used alone)")
                 seen.add(param.name)
             return opts, rest, order
 
@@ -224,7 +227,8 @@ class DownloadBar:
             if not console.is_terminal:
                 typer.echo(f"{self.label} ({'size unknown' if total is None else f'{total / 2**20:.1f} MB'}) ...", err=True)
             self.bar.start()
-            self.task = self.bar.add_task(self.label, total=None)  # markup off: a URL's [red] stays text
+            short = self.label if len(self.label) <= 60 else f"{self.label[:24]}...{self.label[-33:]}"  # the bar's line: the host and the file name
+            self.task = self.bar.add_task(short, total=None)  # markup off: a URL's [red] stays text
         self.bar.update(self.task, completed=done, total=total)
         if self.bar.disable and total and self.next_tenth * total <= done * 10 < 10 * total:
             typer.echo(f"{self.label}: {100 * done // total}% ({done / 2**20:.1f} of {total / 2**20:.1f} MB)", err=True)
@@ -243,7 +247,7 @@ def load_network(network: str, device="cpu"):
     from .models import load_generator
     from .models.download import cache_dir, shown
 
-    with DownloadBar(f"downloading {printable(shown(network))[-60:]}") as bar:
+    with DownloadBar(f"downloading {printable(shown(network))}") as bar:
         G = load_generator(network, device=device, download_progress=bar)
     if bar.done:  # said once the copy has loaded as a network (a login page saved as ffhq.pkl gets its error alone)
         typer.echo(f"downloaded {printable(shown(network))} ({bar.done / 2**20:.1f} MB) into {cache_dir() / 'downloads'}", err=True)
@@ -361,11 +365,13 @@ def convert(
 ) -> None:
     """Write any supported network file in stylelift's own format (config + weights, no code)."""
     from .models import network_id, save_generator
+    from .models.checkpoint import check_savable
 
     if dest.suffix.lower() not in (".pt", ".pth"):
         raise typer.BadParameter(f"{dest.name}: a stylelift network file is a torch file; name it NAME.pt")
     check_new_file(dest, overwrite)
     G = load_network(source)
+    check_savable(G)  # before the folder is made
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_generator(G, dest)
     typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
@@ -475,7 +481,7 @@ def project(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     space: Annotated[str, typer.Option(help="w (one w for all layers) or w+ (one w per layer).")] = "w+",
-    steps: Annotated[int, typer.Option(max=1_000_000, help="Optimisation steps.")] = 1000,
+    steps: Annotated[int, typer.Option(min=1, max=1_000_000, help="Optimisation steps.")] = 1000,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
     loss: Annotated[str, typer.Option(help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
@@ -485,7 +491,7 @@ def project(
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,
     outdir: Annotated[Path, output_option("Where to write the results.")] = Path("projected"),
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write NAME_proj.mp4 of the optimisation.")] = True,
-    batch_size: Annotated[int, typer.Option(help="Photos optimised together.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Photos optimised together.")] = 1,
     device: DeviceOpt = "auto",
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the optimisation's random streams.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Redo photos that already have results.")] = False,
@@ -495,8 +501,6 @@ def project(
 
     if space not in ("w", "w+"):
         raise typer.BadParameter("--space must be w or w+")
-    if steps < 1 or batch_size < 1:
-        raise typer.BadParameter("--steps and --batch-size must be at least 1")
     if paste_back and not do_align:
         raise typer.BadParameter("--paste-back needs --align (the alignment says where the face goes back)")
     paths, misses = expand_photos(photos)

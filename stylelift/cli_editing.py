@@ -174,7 +174,7 @@ def truncation_sweep(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, one row each; 0-3 when neither --seeds nor --latents is given.")] = None,
     latents: Annotated[Optional[list[Path]], typer.Option(help="Latent files (from project), one row each after the seeds; repeat the option for more.")] = None,
-    psi: Annotated[str, typer.Option(help="psi values START:STOP:COUNT, one column each.")] = "-1:1:9",
+    psi: Annotated[str, typer.Option(help="psi values, START:STOP:COUNT or a comma list (0.5,0.7,1), one column each.")] = "-1:1:9",
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
     out: Annotated[Path, output_option("Grid image to write.")] = Path("truncation.png"),
@@ -269,7 +269,7 @@ def mix(
 def interpolate(
     items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Two or more seeds (or lists such as 0-3 or 1,5) and/or latent files, in order.")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    frames: Annotated[int, typer.Option(max=MAX_VALUES, help="Frames in all.")] = 60,
+    frames: Annotated[int, typer.Option(min=2, max=MAX_VALUES, help="Frames in all (at least one per item).")] = 60,
     fps: FpsOpt = 30,
     space: Annotated[str, typer.Option(help="w (lerp of ws) or z (slerp of z, seeds only).")] = "w",
     loop: Annotated[bool, typer.Option("--loop", help="Return to the first item at the end.")] = False,

@@ -42,6 +42,7 @@ def encoder_train(
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms, weighted as project's --loss (mse, l1, ms-ssim, face, face-id, face-age; lpips and vgg16 need ImageNet VGG16 weights in torch's cache), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh over OUT (replaced at the first checkpoint).")] = False,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled training latents.")] = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -54,6 +55,12 @@ def encoder_train(
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
     if backbone == FACE_BACKBONE:
         fail(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
+    if resume and overwrite:
+        raise typer.BadParameter("--resume continues OUT and --overwrite starts afresh over it: give one")
+    if out.is_dir():
+        fail(f"{out} is a folder; name the checkpoint to write")
+    if out.exists() and not (resume or overwrite):
+        fail(f"{out} exists; pass --resume to continue it, --overwrite to start afresh, or choose another --out")
     if image_loss != "none":
         check_image_loss(image_loss)
     G, dev = load(network, device)
@@ -67,8 +74,6 @@ def encoder_train(
                 fail(f"{out} was trained with {name} {getattr(encoder.config, name)}; --resume continues with it (drop --{name.replace('_', '-')})")
         typer.echo(f"resuming {out} at step {state.get('step', 0)}")
     else:
-        if out.exists():
-            fail(f"{out} exists; pass --resume to continue it or choose another --out")
         encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=256 if input_resolution is None else input_resolution)
     opts = EncoderTrainOptions(
         steps=steps, batch_size=batch_size, lr=lr, image_loss=image_loss if image_loss != "none" else "mse",

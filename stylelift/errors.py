@@ -13,6 +13,11 @@ class CheckpointError(StyleliftError, ValueError):
     """A network file that cannot be read: unknown format, corrupt, truncated, or inconsistent."""
 
 
+class UnsupportedNetworkError(CheckpointError):
+    """A whole, readable network file of a kind or version stylelift does not read (StyleGAN3, a
+    newer format version): reading it again gives the same answer, so a downloaded one is kept."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A pickle that names a global outside the allow-list, i.e. it asks to run code."""
 

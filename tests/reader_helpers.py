@@ -13,7 +13,7 @@ import pickle_fixtures as pf
 import pytest
 import torch
 
-from stylelift.errors import CheckpointError
+from stylelift.errors import CheckpointError, UnsafeCheckpointError
 from stylelift.models import safe_pickle
 from stylelift.models.nvidia import read_nvidia_pickle
 
@@ -25,8 +25,8 @@ def one_line(e: pytest.ExceptionInfo, name: str) -> str:
 
 
 def corrupt(e: pytest.ExceptionInfo, name: str) -> str:
-    """A plain CheckpointError (not a refusal as code) of one line naming the file."""
-    assert type(e.value) is CheckpointError, repr(e.value)
+    """A CheckpointError that is not a refusal as code, of one line naming the file."""
+    assert isinstance(e.value, CheckpointError) and not isinstance(e.value, UnsafeCheckpointError), repr(e.value)
     return one_line(e, name)
 
 

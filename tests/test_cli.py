@@ -39,11 +39,14 @@ def test_generate_writes_one_png_per_seed_matching_the_library(tmp_path, net):
     assert Image.open(out / "grid.png").size == (32, 32)
 
 
-def test_a_flag_may_be_given_twice_and_the_last_one_counts(tmp_path, net):
+def test_a_setting_or_flag_given_twice_keeps_its_last_value(tmp_path, net):
     out = tmp_path / "out"
-    r = invoke("generate", "--network", net, "--seeds", "0", "--grid", "--no-grid", "--outdir", out, "--device", "cpu")
+    r = invoke("generate", "--network", "nowhere.pt", "--trunc", "0.1", "--seeds", "0", "--grid", "--no-grid", "--outdir", out, "--device", "cpu", "-n", net, "--trunc", "0.7")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["seed0000.png"]
+    G = tiny_generator()
+    expected = to_uint8(G(torch.from_numpy(z_from_seed(0, G.z_dim)), truncation_psi=0.7))[0]
+    assert np.array_equal(np.asarray(Image.open(out / "seed0000.png")), expected)
 
 
 def test_running_out_of_gpu_memory_is_one_line_and_exit_1(tmp_path, net, monkeypatch):
@@ -226,6 +229,7 @@ BAD_INVOCATIONS = {
     "out-parent-is-a-file": (["mix", "--rows", "0", "--cols", "1", "--out", "{d}/afile/m.png"], 1, "afile is a file"),
     "convert-into-a-file": (["convert", "{net}", "{d}/afile/x.pt"], 1, "afile is a file"),
     "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
+    "convert-what-needs-no-conversion": (["convert", "mobile-ffhq", "{d}/newfolder/net.pt"], 1, "mobile-ffhq is a MobileStyleGAN: no conversion is needed"),  # and no folder made
     "convert-to-a-pickle-name": (["convert", "{net}", "{d}/n.pkl"], 2, "NAME.pt"),
     "sefa-empty-layers": (["directions", "sefa", "--layers", "", "--outdir", "{d}/s"], 1, "layers '' has an empty item"),
     "learn-empty-layers": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--layers", "", "--out", "{d}/d.npy"], 1, "layers '' has an empty item"),
@@ -291,7 +295,7 @@ BAD_INVOCATIONS = {
     # an option of one value given twice: the parser would keep the last one without a word
     "latents-twice": (["generate", "--latents", "{d}/w.npy", "--latents", "{d}/deep.npz", "--outdir", "{d}/o"], 2, "--latents is given more than once; it takes one value"),
     "direction-twice": (["edit", "0", "--direction", "age", "--direction=gender", "--out", "{d}/e.png"], 2, "--direction is given more than once"),
-    "network-twice-short-and-long": (["directions", "sefa", "-n", "{net}", "--outdir", "{d}/s"], 2, "--network is given more than once"),
+    "rows-twice": (["mix", "--rows", "1", "--cols", "2", "--rows", "3", "--out", "{d}/m.png"], 2, "--rows is given more than once; it takes one value (the last would be used alone)"),
     "project-seed-huge": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "99999999999999999999", "--outdir", "{d}/p"], 2, "'--seed': Input should be less than or equal to 4294967295"),
     "project-seed-negative": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "-1", "--outdir", "{d}/p"], 2, "'--seed': Input should be greater than or equal to 0"),
     "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 1, "positive number"),

@@ -4,6 +4,7 @@ import threading
 from functools import partial
 
 import pytest
+import torch
 from PIL import Image
 
 from conftest import tiny_generator
@@ -135,6 +136,17 @@ def test_malformed_urls_are_one_error_and_fetch_nothing(server, tmp_path, url):
     assert not (tmp_path / "cache" / "downloads").exists() or not any((tmp_path / "cache" / "downloads").iterdir())
 
 
+def test_messages_show_no_password_and_no_query(server, tmp_path):
+    from stylelift.models.download import shown
+
+    assert shown("https://me:pa55@host:8080/a@b/net.pt?token=s#x") == "https://host:8080/a@b/net.pt"
+    assert shown("http://me:pa55@[::1/a@b/x.pt?token=s") == "http://[::1/a@b/x.pt"  # malformed: cut by hand
+    _, url = server
+    with pytest.raises(DownloadError) as e:  # http.client's own refusal quotes the path and query
+        load_generator(f"{url}/a net.pt?token=secret")
+    assert str(e.value) == f"{url}/a net.pt is not a valid URL (it holds a space or a control character; a space is written %20)"
+
+
 def test_url_names_stay_inside_the_cache_and_short(server, tmp_path):
     root, url = server
     long = "n" * 240 + ".bin"  # the temporary name would be longer than a file name may be
@@ -233,14 +245,17 @@ def test_the_download_bar_shows_a_url_as_text(server, tmp_path, monkeypatch):
     assert f"downloading {url}/[red]/{{a}}.pt" in r.output  # drawn as typed: no markup, no format fields
 
 
-def test_a_body_without_a_length_is_cut_off_at_the_size_limit(server, tmp_path):
+def test_a_body_without_a_length_is_cut_off_at_the_size_limit(server, tmp_path, monkeypatch):
     _, url = server
-    with pytest.raises(DownloadError, match="larger than stylelift's limit of 0.0 GiB"):
+    with pytest.raises(DownloadError, match="larger than stylelift's limit of 1.0 MB"):
         cached_download(f"{url}/endless.bin", max_bytes=1 << 20)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
     with pytest.raises(DownloadError, match="the server says it is 20.0 GiB, above stylelift's limit of 4.0 GiB"):
         cached_download(f"{url}/huge.bin")
     assert len(cached_download(f"{url}/endless.bin", max_bytes=20 << 20).read_bytes()) == 200 * 65536  # under the limit: kept
+    monkeypatch.setattr(Handler, "huge_length", str((4 << 30) + 1), raising=False)  # a byte above: both would read 4.0 GiB
+    with pytest.raises(DownloadError, match="the server says it is 4,294,967,297 bytes, above stylelift's limit of 4,294,967,296 bytes"):
+        cached_download(f"{url}/huge.bin")
 
 
 def drip(conn, head: bytes, byte: bytes) -> None:
@@ -291,23 +306,64 @@ def dripping_server():
         "/head": b"HTTP/1.1 200 OK\r\nX-Slow: ",
         "/body": b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n",
         "/chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n1",
+        "/firstchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1",
     }
 
     def answer(conn):
         with conn:
             path = conn.recv(65536).split()[1].decode().split("?")[0]
-            drip(conn, heads[path], b"0" if path == "/chunk" else b"a")  # a chunk size of 10000... digits
+            drip(conn, heads[path], b"0" if "chunk" in path else b"a")  # a chunk size of 10000... digits
 
     serve_raw(listener, answer)
     yield f"http://127.0.0.1:{listener.getsockname()[1]}"
     listener.close()
 
 
-@pytest.mark.parametrize("part", ["head", "body", "chunk"])
-def test_a_download_that_drips_is_called_stalled(server, dripping_server, tmp_path, part):
+@pytest.mark.parametrize(
+    "part, why",
+    [
+        ("head", "the server's answer did not come within 0.3 s"),
+        ("firstchunk", "the file's first byte did not come within 0.3 s"),
+        ("body", r"\d+ bytes in the last 0.3 s"),
+        ("chunk", "4 bytes in the last 0.3 s"),
+    ],
+)
+def test_a_download_that_drips_is_called_stalled(server, dripping_server, tmp_path, part, why):
     # each byte comes well inside the timeout; the message has no token
-    cut_off_quickly(f"{dripping_server}/{part}?token=secret", rf"^cannot download {dripping_server}/{part}: it has stalled \(\d+ bytes in the last 0.3 s\)$", min_speed=1000)
+    cut_off_quickly(f"{dripping_server}/{part}?token=secret", rf"^cannot download {dripping_server}/{part}: it has stalled \({why}\)$", min_speed=1000)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_slow_redirects_and_a_late_first_byte_are_not_stalls(server, tmp_path):
+    """Each connection has the timeout to answer, and the file's first byte the timeout after that;
+    the speed is measured from that byte on. (A watchdog counting from the first connection would
+    call each of these downloads stalled in its first second.)"""
+    import socket
+    import time
+
+    def answer(conn):
+        with conn:
+            path = conn.recv(65536).split()[1].decode()
+            time.sleep(0.6)
+            if path in ("/hop1", "/hop2"):
+                target = "/hop2" if path == "/hop1" else "/late"
+                conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+            time.sleep(0.6)
+            for _ in range(100):  # then 10 kB/s, twice the speed asked for
+                conn.sendall(b"x" * 100)
+                time.sleep(0.01)
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    serve_raw(listener, answer)
+    try:
+        start = time.monotonic()
+        path = cached_download(f"http://127.0.0.1:{listener.getsockname()[1]}/hop1", timeout=1.0, min_speed=5000)
+        assert path.read_bytes() == b"x" * 10000
+        assert time.monotonic() - start > 2.4  # three slow answers, a late first byte and a second of body
+    finally:
+        listener.close()
 
 
 def test_a_file_bigger_than_the_free_space_is_refused_before_it_is_fetched(server, tmp_path, monkeypatch):
@@ -346,6 +402,20 @@ def test_a_damaged_download_names_its_url_and_is_not_kept(server, tmp_path):
     (root / "net.pt").write_bytes(whole)  # mended on the server: the next try fetches it again
     assert network_id(load_generator(f"{url}/net.pt")) == network_id(load_generator(root / "good.pt"))
     assert Handler.hits == ["/net.pt", "/net.pt"]
+
+
+def test_a_whole_download_of_an_unsupported_version_is_kept(server, tmp_path):
+    from stylelift.errors import UnsupportedNetworkError
+
+    root, url = server
+    save_generator(tiny_generator(), root / "good.pt")
+    data = torch.load(root / "good.pt", weights_only=True)
+    data["version"] = 99  # from a newer stylelift: whole, and not readable by this one
+    torch.save(data, root / "new.pt")
+    for _ in range(2):
+        with pytest.raises(UnsupportedNetworkError, match=f"^{url}/new.pt \\(downloaded\\): [0-9a-f]{{16}}-new.pt has stylelift format version 99; this stylelift reads 1$"):
+            load_generator(f"{url}/new.pt")
+    assert Handler.hits == ["/new.pt"]  # the second try read the kept copy
 
 
 def test_killed_downloads_are_cleared_and_kept_files_follow_the_umask(server, tmp_path):
@@ -417,7 +487,7 @@ def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_c
     url = f"https://127.0.0.1:{listener.getsockname()[1]}"
     try:
         assert cached_download(f"{url}/hello.bin", timeout=5).read_bytes() == b"hello"
-        cut_off_quickly(f"{url}/drip.bin", r"it has stalled \(0 bytes in the last 0.3 s\)", min_speed=1000)
+        cut_off_quickly(f"{url}/drip.bin", r"it has stalled \(the server's answer did not come within 0.3 s\)", min_speed=1000)
     finally:
         listener.close()
 

@@ -70,6 +70,23 @@ def test_resume_continues_the_step_count(tmp_path):
     assert more["step"] == 6 and len(more["history"]) == 6
 
 
+def test_encoder_train_onto_an_existing_checkpoint_needs_resume_or_overwrite(tmp_path):
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    args = ["encoder", "train", "--network", tmp_path / "net.pt", "--out", tmp_path / "enc.pt", "--steps", "2", "--batch-size", "2", "--input-resolution", "32", "--device", "cpu"]
+    invoke = lambda *extra: CliRunner().invoke(app, [str(a) for a in args] + list(extra))  # noqa: E731
+    assert invoke().exit_code == 0
+    first = (tmp_path / "enc.pt").read_bytes()
+    r = invoke()
+    assert r.exit_code == 1 and "pass --resume to continue it, --overwrite to start afresh" in r.output, r.output
+    r = invoke("--resume", "--overwrite")
+    assert r.exit_code == 2 and "give one" in r.output, r.output
+    assert (tmp_path / "enc.pt").read_bytes() == first
+    r = invoke("--overwrite", "--seed", "5")
+    assert r.exit_code == 0, r.output
+    _, state = load_encoder(tmp_path / "enc.pt", G=tiny_generator())
+    assert state["step"] == 2 and state["options"]["seed"] == 5  # a new run of 2 steps, not the old one continued
+
+
 def test_encoder_commands_and_project_init(tmp_path):
     from PIL import Image
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, UnsafeCheckpointError, UnsupportedNetworkError, first_line
 from ..fileio import atomic_path
 from .base import MappedGenerator
 from .download import is_url
@@ -107,10 +107,10 @@ def read_stylelift(path: Path) -> RawNetwork:
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift network file")
     if data.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
+        raise UnsupportedNetworkError(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
     config_class = _CONFIGS.get(data.get("architecture")) if isinstance(data.get("architecture"), str) else None
     if config_class is None:
-        raise CheckpointError(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
+        raise UnsupportedNetworkError(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
     if "config" not in data:
         raise CheckpointError(f"{path.name} has no config (a stylelift network file stores its config beside its weights)")
     try:
@@ -234,6 +234,8 @@ def load_generator(
             raise CheckpointError(f"{shown(url)} did not give a network file ({e}); removed it from the cache") from None
         try:
             G = build_generator(read_network(path), name=path.name.split("-", 1)[-1])
+        except (UnsupportedNetworkError, UnsafeCheckpointError) as e:  # whole, and refused as it is: kept, not fetched again each try
+            raise type(e)(f"{shown(url)} (downloaded): {e}") from None
         except CheckpointError as e:  # damaged on the server or on the way: the next try downloads it again
             forget(url)
             raise type(e)(f"{shown(url)} (downloaded): {e}; removed it from the cache") from None
@@ -253,13 +255,19 @@ def load_generator(
 # Writing stylelift's own format
 
 
-def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
-    """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
-    path = Path(path)
+def check_savable(G: MappedGenerator) -> str:
+    """The architecture name stylelift's format stores `G` under; an error for networks it does not hold."""
     architecture = getattr(G, "family", None)
     if architecture not in _CONFIGS:
         source = getattr(G, "source", type(G).__name__)
         raise CheckpointError(f"stylelift's network format holds StyleGAN2 and StyleGAN generators, and {source} is {a_type(G)}: no conversion is needed, every command loads it as it is (--network {source})")
+    return architecture
+
+
+def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
+    """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
+    path = Path(path)
+    architecture = check_savable(G)
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}
     info = {k: v for k, v in info.items() if v is not None}

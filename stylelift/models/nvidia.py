@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, StyleliftError, first_line
+from ..errors import CheckpointError, UnsupportedNetworkError, StyleliftError, first_line
 from . import safe_pickle
 from .nvidia_stylegan import is_stylegan_v1, read_stylegan_tensorflow
 from .raw import RawNetwork
@@ -198,7 +198,7 @@ def _module_tensors(source: str, modules: dict[str, PersistentObject]) -> dict[s
 
 def _refuse_other_generators(source: str, G: PersistentObject, modules: dict[str, PersistentObject]) -> None:
     if "synthesis.input" in modules or any(m.class_name == "SynthesisInput" for m in modules.values()):
-        raise CheckpointError(
+        raise UnsupportedNetworkError(
             f"{source} holds a StyleGAN3 generator (training.networks_stylegan3); stylelift reads StyleGAN2 and StyleGAN (v1) generators, not StyleGAN3"
         )
     if G.class_name != "Generator" or "mapping" not in modules or "synthesis.b4" not in modules:
@@ -258,7 +258,7 @@ def _pytorch_config(
     architecture = same([attr(b, "architecture", "skip") for b in blocks], "the architecture")
     activations = {attr(m, "activation", "lrelu") for m in layers}
     if activation != "lrelu" or activations != {"lrelu"}:
-        raise CheckpointError(f"{source}: activations {sorted({activation} | activations)} are not supported (only lrelu)")
+        raise UnsupportedNetworkError(f"{source}: activations {sorted({activation} | activations)} are not supported (only lrelu)")
     conv_clamp = same([attr(m, "conv_clamp", None) for m in layers + to_rgbs], "conv_clamp")
     use_noise = same([attr(m, "use_noise", True) for m in layers], "use_noise")
 
@@ -322,7 +322,7 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         return read_stylegan_tensorflow(source, Gs)
     version = Gs.get("version")
     if version not in (4, 5):
-        raise CheckpointError(f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
+        raise UnsupportedNetworkError(f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
     kwargs = Gs.get("static_kwargs")
     components = Gs.get("components")
     if not isinstance(kwargs, dict) or not isinstance(components, dict):
@@ -341,7 +341,7 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
             "(stylelift reads StyleGAN2 config E/F networks: G_synthesis_stylegan2, or G_synthesis of StyleGAN2-ADA)"
         )
     if kwargs.get("mapping_func", "G_mapping") != "G_mapping":
-        raise CheckpointError(f"{source}: TensorFlow mapping network {str(kwargs['mapping_func'])[:40]!r} is not supported")
+        raise UnsupportedNetworkError(f"{source}: TensorFlow mapping network {str(kwargs['mapping_func'])[:40]!r} is not supported")
 
     variables = tf_variables(source, Gs)
     cfg = _tensorflow_config(source, kwargs, variables)
@@ -370,10 +370,10 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
             "(LabelConcat, mixed into z before normalisation) has no PyTorch StyleGAN2 equivalent, so stylelift cannot read it"
         )
     if kwargs.get("normalize_latents", True) is not True:
-        raise CheckpointError(f"{source}: networks without latent normalisation are not supported")
+        raise UnsupportedNetworkError(f"{source}: networks without latent normalisation are not supported")
     activations = {kwargs.get("mapping_nonlinearity", "lrelu"), kwargs.get("nonlinearity", "lrelu")}
     if activations != {"lrelu"}:
-        raise CheckpointError(f"{source}: activations {sorted(map(str, activations))} are not supported (only lrelu)")
+        raise UnsupportedNetworkError(f"{source}: activations {sorted(map(str, activations))} are not supported (only lrelu)")
 
     n_mapping = tf_mapping_depth(source, v)
     embed = None
@@ -392,7 +392,7 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
     if 2 ** (len(resolutions) + 1) != resolution:
         raise CheckpointError(f"{source}: resolution {show_value(resolution)} is not a power of two")
     if any(name.startswith("synthesis/ToRGB_lod") for name in v) or "synthesis/lod" in v:
-        raise CheckpointError(f"{source}: a progressive-growing StyleGAN2 network (configs A-D) is not supported")
+        raise UnsupportedNetworkError(f"{source}: a progressive-growing StyleGAN2 network (configs A-D) is not supported")
     if (
         f"synthesis/{resolution}x{resolution}/Conv1/weight" not in v
         or f"synthesis/{2 * resolution}x{2 * resolution}/Conv1/weight" in v

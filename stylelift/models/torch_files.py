@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError, StyleliftError, first_line
+from ..errors import CheckpointError, UnsupportedNetworkError, StyleliftError, first_line
 from . import safe_pickle
 from .safe_pickle import AllowList
 
@@ -134,7 +134,7 @@ def check_tensor_bytes(source: str, data: Any, file_size: int) -> None:
 
 def check_protocol(source: str, head: bytes) -> None:
     if head[1:2] > b"\x03":  # torch.save(..., pickle_protocol=4): FRAME opcodes, which torch's weights-only unpickler refuses
-        raise CheckpointError(f"cannot read {source}: saved with pickle protocol {head[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
+        raise UnsupportedNetworkError(f"cannot read {source}: saved with pickle protocol {head[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
 
 
 def _itemsize(source: str, storage_type: tuple[str, str]) -> int:
