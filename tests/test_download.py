@@ -1,5 +1,7 @@
 import http.server
 import re
+import subprocess
+import sys
 import threading
 from functools import partial
 
@@ -426,16 +428,21 @@ def test_killed_downloads_are_cleared_and_kept_files_follow_the_umask(server, tm
     (root / "f.bin").write_bytes(b"abc")
     folder = tmp_path / "cache" / "downloads"
     folder.mkdir(parents=True)
-    old, fresh = folder / ".x.1.part", folder / ".y.2.part"
+    old, fresh, stopped = folder / ".x.1.part", folder / ".y.2.part", folder / ".z.3.part"
     old.write_bytes(b"left by kill -9")
     fresh.write_bytes(b"another download, running")
-    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    stopped.write_bytes(b"a download stopped with Ctrl-Z for hours: it holds its lock")
+    for path in (old, stopped):
+        os.utime(path, (time.time() - 2 * 3600,) * 2)
+    holder = subprocess.Popen([sys.executable, "-c", f"import fcntl, os, sys; fd = os.open({str(stopped)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"1\n"  # another process holds it, as the stopped download would
     mask = os.umask(0o027)
     try:
         path = cached_download(f"{url}/f.bin")
     finally:
         os.umask(mask)
-    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, fresh.name])
+        holder.communicate(b"")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, fresh.name, stopped.name])
     assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
 
 
@@ -461,7 +468,6 @@ def test_https_downloads_work_and_a_server_dripping_its_answer_or_handshake_is_c
     import shutil
     import socket
     import ssl
-    import subprocess
 
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed")

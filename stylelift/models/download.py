@@ -115,7 +115,7 @@ def _reason(e: BaseException) -> str:
 
 MAX_BYTES = 4 << 30  # generous: a StyleGAN2 network at 1024 px is a few hundred MB
 MIN_SPEED = 1024  # bytes per second, averaged over `timeout` seconds, below which a download has stalled
-STALE_PART = 24 * 3600  # seconds after which an untouched .part file is a killed download's
+STALE_PART = 3600  # seconds after which an untouched .part file that no download holds is a killed download's
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
@@ -232,27 +232,53 @@ class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
     pass
 
 
+def _lock(fd: int) -> bool:
+    """Take the lock that marks a .part file as a running download's (held until `fd` is closed, also
+    while its process is stopped); False when another process holds it. Without flock (Windows): True."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without locks: the file's age alone decides
+        pass
+    return True
+
+
 def _new_part(folder: Path, name: str) -> tuple[int, Path]:
-    """A fresh temporary file for a download, made with the permissions the user's umask gives new
-    files (mkstemp's are 0600, which would make the cached copy unreadable to a shared cache's other users)."""
+    """A fresh temporary file for a download, locked as a running one's, made with the permissions the
+    user's umask gives new files (mkstemp's are 0600, which would make the cached copy unreadable to
+    a shared cache's other users)."""
     while True:
         path = folder / f".{name[:40]}.{secrets.token_hex(8)}.part"
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), path
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        _lock(fd)
+        return fd, path
 
 
 def _remove_stale_parts(folder: Path) -> None:
-    """Delete .part files nobody has written to for STALE_PART seconds: downloads that were killed
-    outright (a running one writes at least every `timeout` seconds, or fails)."""
+    """Delete the .part files of downloads that were killed outright: untouched for STALE_PART seconds
+    (a running download writes at least every `timeout` seconds, or fails) and locked by no process
+    (one stopped with Ctrl-Z, or suspended with its machine, still holds its lock)."""
     now = time.time()
     for part in folder.glob(".*.part"):
         try:
-            if now - part.stat().st_mtime > STALE_PART:
-                part.unlink()
+            if now - part.stat().st_mtime <= STALE_PART:
+                continue
+            fd = os.open(part, os.O_RDONLY)
         except OSError:  # another process removed or renamed it first
-            pass
+            continue
+        try:
+            if _lock(fd):
+                part.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _content_length(text: Optional[str]) -> Optional[int]:
