@@ -309,6 +309,7 @@ def dripping_server():
         "/body": b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n",
         "/chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n1",
         "/firstchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1",
+        "/redirect": b"HTTP/1.1 302 Found\r\nLocation: /body\r\nContent-Length: 500\r\n\r\n",  # urllib reads a redirect's body
     }
 
     def answer(conn):
@@ -326,6 +327,7 @@ def dripping_server():
     [
         ("head", "the server's answer did not come within 0.3 s"),
         ("firstchunk", "the file's first byte did not come within 0.3 s"),
+        ("redirect", "the redirect's end did not come within 0.3 s"),
         ("body", r"\d+ bytes in the last 0.3 s"),
         ("chunk", "4 bytes in the last 0.3 s"),
     ],

@@ -139,9 +139,10 @@ class _Watchdog:
     returns at once: when the download stalls, it shuts the download's connections down.
 
     It has stalled when a connection (the first, or a redirect's) has not brought the server's whole
-    answer `timeout` seconds after it was made, when the file's first byte has not come `timeout`
-    seconds after that answer, or, from the first byte on, when any `timeout` seconds bring fewer
-    than `min_speed * timeout` bytes of the file."""
+    answer `timeout` seconds after it was made, when the file's first byte (after a redirect: the
+    redirect's body and the next connection) has not come `timeout` seconds after that answer, or,
+    from the first byte on, when any `timeout` seconds bring fewer than `min_speed * timeout` bytes
+    of the file."""
 
     def __init__(self, timeout: float, min_speed: float):
         self.timeout, self.least = timeout, min_speed * timeout
@@ -150,7 +151,7 @@ class _Watchdog:
         self._sockets: list[socket.socket] = []  # the connections', kept open by their responses after urllib closes them
         self._lock = threading.Lock()
         self._awaited = "the server's answer"  # before the file's first byte: what must come by the deadline
-        self._deadline = time.monotonic() + timeout
+        self._deadline = float("inf")  # set by the first connection (looking up and reaching the server: the socket's timeout bounds each step)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stylelift-download-watchdog", daemon=True)
         self._thread.start()
@@ -163,10 +164,11 @@ class _Watchdog:
             if self.stalled:
                 self._shut(sock)
 
-    def answered(self) -> None:
-        """The server's answer (its headers) is in: the file's first byte has `timeout` seconds to come."""
+    def answered(self, redirect: bool = False) -> None:
+        """The server's answer (its headers) is in: the file's first byte (or, after a redirect, the
+        redirect's body and the next connection) has `timeout` seconds to come."""
         with self._lock:
-            self._wait_for("the file's first byte")
+            self._wait_for("the redirect's end" if redirect else "the file's first byte")
 
     def _wait_for(self, what: str) -> None:
         self._awaited, self._deadline = what, time.monotonic() + self.timeout
@@ -220,6 +222,11 @@ class _Watched:
             def connect(self):
                 super().connect()
                 watchdog.watch(self.sock)
+
+            def getresponse(self):
+                response = super().getresponse()
+                watchdog.answered(redirect=response.status in (301, 302, 303, 307, 308))
+                return response
 
         return super().do_open(WatchedConnection, req, **kwargs)
 
@@ -365,7 +372,6 @@ def cached_download(
     opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
-            watchdog.answered()
             total = _content_length(response.headers.get("Content-Length"))
             _check_room(url, dest.parent, total, max_bytes)
             done = _copy_body(url, response, out, digest, total, watchdog=watchdog, max_bytes=max_bytes, progress=progress)
