@@ -481,7 +481,7 @@ def project(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     space: Annotated[str, typer.Option(help="w (one w for all layers) or w+ (one w per layer).")] = "w+",
-    steps: Annotated[int, typer.Option(min=1, max=1_000_000, help="Optimisation steps.")] = 1000,
+    steps: Annotated[int, typer.Option(min=1, max=1_000_000, help="Optimisation steps (the learning rate ramps up from 0, as in NVIDIA's projector: --steps 1 returns the start).")] = 1000,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
     loss: Annotated[str, typer.Option(help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
