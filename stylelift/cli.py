@@ -190,6 +190,8 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)  # ASCII digits: int() would also read '١' as 1
+        if not text.strip():
+            raise typer.BadParameter(f"{what} is empty; use e.g. 0,3,5-9")
         if not part:
             raise typer.BadParameter(f"{what} {text!r} has an empty item (a comma too many?)")
         if not m:
@@ -227,7 +229,7 @@ class DownloadBar:
             if not console.is_terminal:
                 typer.echo(f"{self.label} ({'size unknown' if total is None else f'{total / 2**20:.1f} MB'}) ...", err=True)
             self.bar.start()
-            short = self.label if len(self.label) <= 60 else f"{self.label[:24]}...{self.label[-33:]}"  # the bar's line: the host and the file name
+            short = self.label if len(self.label) <= 60 else f"{self.label[:38]}...{self.label[-19:]}"  # the bar's line: the host and the file name
             self.task = self.bar.add_task(short, total=None)  # markup off: a URL's [red] stays text
         self.bar.update(self.task, completed=done, total=total)
         if self.bar.disable and total and self.next_tenth * total <= done * 10 < 10 * total:

@@ -147,6 +147,12 @@ def test_messages_show_no_password_and_no_query(server, tmp_path):
     with pytest.raises(DownloadError) as e:  # http.client's own refusal quotes the path and query
         load_generator(f"{url}/a net.pt?token=secret")
     assert str(e.value) == f"{url}/a net.pt is not a valid URL (it holds a space or a control character; a space is written %20)"
+    with pytest.raises(DownloadError) as e:  # urllib would read the password as a port, and say so
+        load_generator(url.replace("://", "://me:pa55@") + "/net.pt")
+    assert str(e.value) == f"{url}/net.pt: stylelift does not send a user name or password in a URL; download the file yourself and give its path"
+    root, _ = server
+    save_generator(tiny_generator(), root / "net.pt")
+    assert network_id(load_generator(f"{url}/net.pt\n")) == network_id(load_generator(root / "net.pt"))  # pasted with a newline
 
 
 def test_url_names_stay_inside_the_cache_and_short(server, tmp_path):
@@ -309,7 +315,8 @@ def dripping_server():
         "/body": b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n",
         "/chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n1",
         "/firstchunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1",
-        "/redirect": b"HTTP/1.1 302 Found\r\nLocation: /body\r\nContent-Length: 500\r\n\r\n",  # urllib reads a redirect's body
+        "/redirect": b"HTTP/1.1 302 Found\r\nLocation: /body\r\nContent-Length: 500\r\n\r\n",  # its body is not read: /body is
+        "/hugeredirect": b"HTTP/1.1 302 Found\r\nLocation: /body\r\nContent-Length: 100000000000\r\n\r\n",  # read, it was a MemoryError
     }
 
     def answer(conn):
@@ -327,7 +334,8 @@ def dripping_server():
     [
         ("head", "the server's answer did not come within 0.3 s"),
         ("firstchunk", "the file's first byte did not come within 0.3 s"),
-        ("redirect", "the redirect's end did not come within 0.3 s"),
+        ("redirect", r"\d+ bytes in the last 0.3 s"),
+        ("hugeredirect", r"\d+ bytes in the last 0.3 s"),
         ("body", r"\d+ bytes in the last 0.3 s"),
         ("chunk", "4 bytes in the last 0.3 s"),
     ],
@@ -408,6 +416,16 @@ def test_a_damaged_download_names_its_url_and_is_not_kept(server, tmp_path):
     assert Handler.hits == ["/net.pt", "/net.pt"]
 
 
+def test_a_download_refused_as_code_is_not_kept(server, tmp_path):
+    from stylelift.errors import UnsafeCheckpointError
+
+    root, url = server
+    (root / "evil.pkl").write_bytes(b"\x80\x02cos\nsystem\nq\x00.")  # one damaged byte in a class name reads the same way
+    with pytest.raises(UnsafeCheckpointError, match="removed it from the cache$"):
+        load_generator(f"{url}/evil.pkl")
+    assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
 def test_a_whole_download_of_an_unsupported_version_is_kept(server, tmp_path):
     from stylelift.errors import UnsupportedNetworkError
 
@@ -417,7 +435,7 @@ def test_a_whole_download_of_an_unsupported_version_is_kept(server, tmp_path):
     data["version"] = 99  # from a newer stylelift: whole, and not readable by this one
     torch.save(data, root / "new.pt")
     for _ in range(2):
-        with pytest.raises(UnsupportedNetworkError, match=f"^{url}/new.pt \\(downloaded\\): [0-9a-f]{{16}}-new.pt has stylelift format version 99; this stylelift reads 1$"):
+        with pytest.raises(UnsupportedNetworkError, match=f"^{url}/new.pt \\(downloaded\\): [0-9a-f]{{16}}-new.pt has stylelift format version 99; this stylelift reads 1; kept in the cache as .*new.pt$"):
             load_generator(f"{url}/new.pt")
     assert Handler.hits == ["/new.pt"]  # the second try read the kept copy
 
@@ -430,11 +448,12 @@ def test_killed_downloads_are_cleared_and_kept_files_follow_the_umask(server, tm
     (root / "f.bin").write_bytes(b"abc")
     folder = tmp_path / "cache" / "downloads"
     folder.mkdir(parents=True)
-    old, fresh, stopped = folder / ".x.1.part", folder / ".y.2.part", folder / ".z.3.part"
+    old, fresh, stopped, stuck = folder / ".x.1.part", folder / ".y.2.part", folder / ".z.3.part", folder / ".w.4.part"
+    stuck.mkdir()  # cannot be removed as a file: passed over, not an error
     old.write_bytes(b"left by kill -9")
     fresh.write_bytes(b"another download, running")
     stopped.write_bytes(b"a download stopped with Ctrl-Z for hours: it holds its lock")
-    for path in (old, stopped):
+    for path in (old, stopped, stuck):
         os.utime(path, (time.time() - 2 * 3600,) * 2)
     holder = subprocess.Popen([sys.executable, "-c", f"import fcntl, os, sys; fd = os.open({str(stopped)!r}, os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print(1, flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert holder.stdout.readline() == b"1\n"  # another process holds it, as the stopped download would
@@ -444,7 +463,7 @@ def test_killed_downloads_are_cleared_and_kept_files_follow_the_umask(server, tm
     finally:
         os.umask(mask)
         holder.communicate(b"")
-    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, fresh.name, stopped.name])
+    assert sorted(p.name for p in folder.iterdir()) == sorted([path.name, fresh.name, stopped.name, stuck.name])
     assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
 
 

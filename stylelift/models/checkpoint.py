@@ -20,7 +20,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError, UnsafeCheckpointError, UnsupportedNetworkError, first_line
+from ..errors import CheckpointError, UnsupportedNetworkError, first_line
 from ..fileio import atomic_path
 from .base import MappedGenerator
 from .download import is_url
@@ -107,10 +107,12 @@ def read_stylelift(path: Path) -> RawNetwork:
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift network file")
     if data.get("version") != FORMAT_VERSION:
-        raise UnsupportedNetworkError(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
+        refusal = UnsupportedNetworkError if type(data.get("version")) is int else CheckpointError  # a whole file of another version; not a damaged one
+        raise refusal(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
     config_class = _CONFIGS.get(data.get("architecture")) if isinstance(data.get("architecture"), str) else None
     if config_class is None:
-        raise UnsupportedNetworkError(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
+        refusal = UnsupportedNetworkError if isinstance(data.get("architecture"), str) else CheckpointError
+        raise refusal(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
     if "config" not in data:
         raise CheckpointError(f"{path.name} has no config (a stylelift network file stores its config beside its weights)")
     try:
@@ -225,7 +227,7 @@ def load_generator(
     if is_url(key):
         from .download import cached_download, forget, shown, split_pin
 
-        url, sha256 = split_pin(key)
+        url, sha256 = split_pin(key.strip())  # a URL pasted with a newline after it
         path = cached_download(url, sha256=sha256, progress=download_progress)
         try:
             sniff_format(path)
@@ -234,8 +236,8 @@ def load_generator(
             raise CheckpointError(f"{shown(url)} did not give a network file ({e}); removed it from the cache") from None
         try:
             G = build_generator(read_network(path), name=path.name.split("-", 1)[-1])
-        except (UnsupportedNetworkError, UnsafeCheckpointError) as e:  # whole, and refused as it is: kept, not fetched again each try
-            raise type(e)(f"{shown(url)} (downloaded): {e}") from None
+        except UnsupportedNetworkError as e:  # whole, and of a kind or version refused as it is: kept, not fetched again each try
+            raise type(e)(f"{shown(url)} (downloaded): {e}; kept in the cache as {path}") from None
         except CheckpointError as e:  # damaged on the server or on the way: the next try downloads it again
             forget(url)
             raise type(e)(f"{shown(url)} (downloaded): {e}; removed it from the cache") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import logging
 import os
 import re
@@ -85,6 +86,8 @@ def cached_path(url: str) -> Path:
         raise DownloadError(f"{shown(url)} is not a valid URL ({e})") from None
     if not parts.netloc:
         raise DownloadError(f"{shown(url)} is not a valid URL (no host)")
+    if "@" in parts.netloc:  # urllib would take the password for a port, and quote it
+        raise DownloadError(f"{shown(url)}: stylelift does not send a user name or password in a URL; download the file yourself and give its path")
     if re.search(r"[\x00-\x20\x7f]", url.partition("#")[0]):  # http.client's refusal would quote the query
         raise DownloadError(f"{shown(url)} is not a valid URL (it holds a space or a control character; a space is written %20)")
     name = os.path.basename(parts.path)
@@ -128,7 +131,8 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
             newurl = urllib.parse.urljoin(req.full_url, target)
             if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
                 raise urllib.error.URLError(f"the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")  # named with the URL asked for
-        return super().http_error_302(req, fp, code, msg, headers)
+        fp.close()  # its body unread: urllib would read all of it, however large or slow
+        return super().http_error_302(req, io.BytesIO(), code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
@@ -139,8 +143,8 @@ class _Watchdog:
     returns at once: when the download stalls, it shuts the download's connections down.
 
     It has stalled when a connection (the first, or a redirect's) has not brought the server's whole
-    answer `timeout` seconds after it was made, when the file's first byte (after a redirect: the
-    redirect's body and the next connection) has not come `timeout` seconds after that answer, or,
+    answer `timeout` seconds after it was made, when the file's first byte (after a redirect, whose
+    body is not read: the next connection) has not come `timeout` seconds after that answer, or,
     from the first byte on, when any `timeout` seconds bring fewer than `min_speed * timeout` bytes
     of the file."""
 
@@ -164,11 +168,16 @@ class _Watchdog:
             if self.stalled:
                 self._shut(sock)
 
+    def connecting(self) -> None:
+        """A connection is being made: no deadline until it is."""
+        with self._lock:
+            self._deadline = float("inf")
+
     def answered(self, redirect: bool = False) -> None:
         """The server's answer (its headers) is in: the file's first byte (or, after a redirect, the
-        redirect's body and the next connection) has `timeout` seconds to come."""
+        next connection) has `timeout` seconds to come."""
         with self._lock:
-            self._wait_for("the redirect's end" if redirect else "the file's first byte")
+            self._wait_for("the next connection" if redirect else "the file's first byte")
 
     def _wait_for(self, what: str) -> None:
         self._awaited, self._deadline = what, time.monotonic() + self.timeout
@@ -220,6 +229,7 @@ class _Watched:
 
         class WatchedConnection(http_class):
             def connect(self):
+                watchdog.connecting()  # looking up and reaching the next host (a redirect's): bounded by the socket's timeout, step by step
                 super().connect()
                 watchdog.watch(self.sock)
 
@@ -239,15 +249,16 @@ class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
     pass
 
 
-def _lock(fd: int) -> bool:
-    """Take the lock that marks a .part file as a running download's (held until `fd` is closed, also
-    while its process is stopped); False when another process holds it. Without flock (Windows): True."""
+def _lock(fd: int, *, shared: bool = False) -> bool:
+    """Take the lock that marks a .part file as a running download's (exclusive, held until `fd` is
+    closed, also while its process is stopped), or a shared one to test for it (which a read-only `fd`
+    may take over NFS too); False when another process holds the exclusive one. Without flock: True."""
     try:
         import fcntl
     except ImportError:
         return True
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     except OSError:  # a file system without locks: the file's age alone decides
@@ -282,8 +293,10 @@ def _remove_stale_parts(folder: Path) -> None:
         except OSError:  # another process removed or renamed it first
             continue
         try:
-            if _lock(fd):
+            if _lock(fd, shared=True):
                 part.unlink(missing_ok=True)
+        except OSError:  # not ours to remove (another user's, in a shared folder), or not removable while open
+            pass
         finally:
             os.close(fd)
 

@@ -258,7 +258,7 @@ def _pytorch_config(
     architecture = same([attr(b, "architecture", "skip") for b in blocks], "the architecture")
     activations = {attr(m, "activation", "lrelu") for m in layers}
     if activation != "lrelu" or activations != {"lrelu"}:
-        raise UnsupportedNetworkError(f"{source}: activations {sorted({activation} | activations)} are not supported (only lrelu)")
+        raise CheckpointError(f"{source}: activations {sorted({activation} | activations)} are not supported (only lrelu)")
     conv_clamp = same([attr(m, "conv_clamp", None) for m in layers + to_rgbs], "conv_clamp")
     use_noise = same([attr(m, "use_noise", True) for m in layers], "use_noise")
 
@@ -322,7 +322,8 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         return read_stylegan_tensorflow(source, Gs)
     version = Gs.get("version")
     if version not in (4, 5):
-        raise UnsupportedNetworkError(f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
+        refusal = UnsupportedNetworkError if type(version) is int else CheckpointError  # a whole file of another version; not a damaged one
+        raise refusal(f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
     kwargs = Gs.get("static_kwargs")
     components = Gs.get("components")
     if not isinstance(kwargs, dict) or not isinstance(components, dict):
@@ -341,7 +342,7 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
             "(stylelift reads StyleGAN2 config E/F networks: G_synthesis_stylegan2, or G_synthesis of StyleGAN2-ADA)"
         )
     if kwargs.get("mapping_func", "G_mapping") != "G_mapping":
-        raise UnsupportedNetworkError(f"{source}: TensorFlow mapping network {str(kwargs['mapping_func'])[:40]!r} is not supported")
+        raise CheckpointError(f"{source}: TensorFlow mapping network {str(kwargs['mapping_func'])[:40]!r} is not supported")
 
     variables = tf_variables(source, Gs)
     cfg = _tensorflow_config(source, kwargs, variables)
@@ -370,10 +371,10 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
             "(LabelConcat, mixed into z before normalisation) has no PyTorch StyleGAN2 equivalent, so stylelift cannot read it"
         )
     if kwargs.get("normalize_latents", True) is not True:
-        raise UnsupportedNetworkError(f"{source}: networks without latent normalisation are not supported")
+        raise CheckpointError(f"{source}: networks without latent normalisation are not supported")
     activations = {kwargs.get("mapping_nonlinearity", "lrelu"), kwargs.get("nonlinearity", "lrelu")}
     if activations != {"lrelu"}:
-        raise UnsupportedNetworkError(f"{source}: activations {sorted(map(str, activations))} are not supported (only lrelu)")
+        raise CheckpointError(f"{source}: activations {sorted(map(str, activations))} are not supported (only lrelu)")
 
     n_mapping = tf_mapping_depth(source, v)
     embed = None

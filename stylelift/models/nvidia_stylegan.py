@@ -69,7 +69,8 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
     """A StyleGAN (v1) `Gs` -> config and weights in stylelift's names."""
     version, func = Gs.get("version"), Gs.get("build_func_name")
     if type(version) is not int or version not in (2, 3, 4):
-        raise UnsupportedNetworkError(f"{source}: StyleGAN (v1) network version {show_value(version, 20)} is not supported (2, 3 and 4 are)")
+        refusal = UnsupportedNetworkError if type(version) is int else CheckpointError  # a whole file of another version; not a damaged one
+        raise refusal(f"{source}: StyleGAN (v1) network version {show_value(version, 20)} is not supported (2, 3 and 4 are)")
     if func != "G_style":
         raise CheckpointError(f"{source}: a StyleGAN (v1) network built by {show_value(func, 30)}, not G_style")
     components = Gs.get("components")
@@ -90,7 +91,7 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         raise CheckpointError(f"{source}: unknown StyleGAN network setting {unknown[0]!r}; stylelift cannot tell how it changes the network")
     for key, default in _DEFAULTS.items():
         if key in settings and (not isinstance(settings[key], type(default)) or settings[key] != default):
-            raise UnsupportedNetworkError(f"{source}: StyleGAN networks with {key}={show_value(settings[key])} are not supported (only {default!r})")
+            raise CheckpointError(f"{source}: StyleGAN networks with {key}={show_value(settings[key])} are not supported (only {default!r})")
 
     variables = tf_variables(source, Gs)
     for name in ("lod", "synthesis/lod"):

@@ -22,7 +22,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..errors import CheckpointError, UnsupportedNetworkError, StyleliftError, first_line
+from ..errors import CheckpointError, StyleliftError, first_line
 from .nvidia import taps_from_kernel
 from .reading import a_type, check_floating, check_shapes, to_float32
 from .raw import RawNetwork
@@ -77,7 +77,7 @@ def _convert(source: str, ckpt: Any) -> RawNetwork:
     args = ckpt.get("args")
     args = vars(args) if isinstance(args, argparse.Namespace) else {}
     if args.get("arch", "stylegan2") != "stylegan2":
-        raise UnsupportedNetworkError(f"{source}: rosinality architecture {str(args['arch'])[:20]!r} is not supported (only stylegan2)")
+        raise CheckpointError(f"{source}: rosinality architecture {str(args['arch'])[:20]!r} is not supported (only stylegan2)")
     if isinstance(ckpt.get("g_ema"), dict):
         sd = ckpt["g_ema"]
     elif "input.input" in ckpt:
