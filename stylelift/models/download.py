@@ -79,6 +79,7 @@ def split_pin(url: str) -> tuple[str, Optional[str]]:
 
 def cached_path(url: str) -> Path:
     """Where `url` is (or would be) kept: a hash of the whole URL and a tame copy of its file name."""
+    url = url.strip()  # as urllib reads it: a URL pasted with a newline after it is the same URL
     try:
         parts = urllib.parse.urlsplit(url)
         parts.port  # noqa: B018  (reading it checks the port is a number)
@@ -368,6 +369,7 @@ def cached_download(
     `min_speed` bytes/s of the file in any `timeout` seconds has stalled, and one above `max_bytes`
     is refused, both with an error.
     """
+    url = url.strip()
     dest = cached_path(url)
     if dest.is_file():
         if not sha256 or _sha256_of(dest) == sha256.lower():
