@@ -234,13 +234,14 @@ def load_generator(
         except CheckpointError as e:  # not a pickle or torch file at all (a login page saved as ffhq.pkl): do not keep it
             forget(url)
             raise CheckpointError(f"{shown(url)} did not give a network file ({e}); removed it from the cache") from None
+        name = path.name.split("-", 1)[-1]  # the URL's file name, without the cache's hash
         try:
-            G = build_generator(read_network(path), name=path.name.split("-", 1)[-1])
+            G = build_generator(read_network(path), name=name)
         except UnsupportedNetworkError as e:  # whole, and of a kind or version refused as it is: kept, not fetched again each try
-            raise type(e)(f"{shown(url)} (downloaded): {e}; kept in the cache as {path}") from None
+            raise type(e)(f"{shown(url)} (downloaded): {str(e).replace(path.name, name)}; kept in the cache as {path}") from None
         except CheckpointError as e:  # damaged on the server or on the way: the next try downloads it again
             forget(url)
-            raise type(e)(f"{shown(url)} (downloaded): {e}; removed it from the cache") from None
+            raise type(e)(f"{shown(url)} (downloaded): {str(e).replace(path.name, name)}; removed it from the cache") from None
         return G.to(device)
     else:
         path = Path(key).expanduser()
