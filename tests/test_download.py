@@ -146,13 +146,16 @@ def test_messages_show_no_password_and_no_query(server, tmp_path):
     _, url = server
     with pytest.raises(DownloadError) as e:  # http.client's own refusal quotes the path and query
         load_generator(f"{url}/a net.pt?token=secret")
-    assert str(e.value) == f"{url}/a net.pt is not a valid URL (it holds a space or a control character; a space is written %20)"
+    assert str(e.value) == f"{url}/a net.pt is not a valid URL (it holds a space, a control character or a non-ASCII character; write them %-encoded, a space as %20)"
+    with pytest.raises(DownloadError, match="non-ASCII character; write them %-encoded"):  # urllib: "ordinal not in range(128)"
+        load_generator(f"{url}/caf\u00e9.pt")
     with pytest.raises(DownloadError) as e:  # urllib would read the password as a port, and say so
         load_generator(url.replace("://", "://me:pa55@") + "/net.pt")
     assert str(e.value) == f"{url}/net.pt: stylelift does not send a user name or password in a URL; download the file yourself and give its path"
     root, _ = server
     save_generator(tiny_generator(), root / "net.pt")
     assert network_id(load_generator(f"{url}/net.pt\n")) == network_id(load_generator(root / "net.pt"))  # pasted with a newline
+    assert network_id(load_generator(f" {url}/net.pt")) == network_id(load_generator(root / "net.pt"))  # or a space before it
 
 
 def test_url_names_stay_inside_the_cache_and_short(server, tmp_path):
@@ -344,6 +347,25 @@ def test_a_download_that_drips_is_called_stalled(server, dripping_server, tmp_pa
     # each byte comes well inside the timeout; the message has no token
     cut_off_quickly(f"{dripping_server}/{part}?token=secret", rf"^cannot download {dripping_server}/{part}: it has stalled \({why}\)$", min_speed=1000)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
+
+
+def test_an_https_proxy_that_drips_its_answer_is_called_stalled(tmp_path, monkeypatch):
+    import socket
+
+    def answer(conn):  # the tunnel is made, then its answer never ends
+        with conn:
+            conn.recv(65536)
+            drip(conn, b"HTTP/1.1 200 Connection established\r\n", b"X-Slow: a\r\n")
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    serve_raw(listener, answer)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        cut_off_quickly("https://example.invalid/net.pt", r"it has stalled \(the server's answer did not come within 0.3 s\)", min_speed=1000)
+    finally:
+        listener.close()
 
 
 def test_slow_redirects_and_a_late_first_byte_are_not_stalls(server, tmp_path):

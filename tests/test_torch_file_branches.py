@@ -300,3 +300,18 @@ def test_views_of_one_storage_under_many_names_cannot_make_a_giant_network(tmp_p
     torch.save({f"w{i}": base for i in range(40)}, tmp_path / "same.pt")  # one tensor under 40 names: refused too
     with pytest.raises(CheckpointError, match="they share their data more than any network file does"):
         load_torch_file(tmp_path / "same.pt")
+
+
+def test_only_a_real_protocol_4_or_5_head_is_called_unsupported_rather_than_damaged():
+    """A downloaded file refused as unsupported is kept in the cache, so a damaged protocol byte must not pass for one."""
+    from stylelift.errors import UnsupportedNetworkError
+    from stylelift.models.torch_files import check_protocol
+
+    for head in (b"\x80\x04\x95", b"\x80\x05\x95"):  # PROTO 4/5, then the FRAME pickle always writes there
+        with pytest.raises(UnsupportedNetworkError, match="saved with pickle protocol"):
+            check_protocol("x.pt", head)
+    for head in (b"\x80\x04\x8a", b"\x80\x07\x95", b"\x80\xff\x8a"):  # a protocol 2 head with its second byte damaged
+        with pytest.raises(CheckpointError) as e:
+            check_protocol("x.pt", head)
+        assert not isinstance(e.value, UnsupportedNetworkError)
+    check_protocol("x.pt", b"\x80\x02\x8a")  # protocol 2: read on

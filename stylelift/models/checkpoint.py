@@ -224,7 +224,7 @@ def load_generator(
         G = build_generator(NAMED_NETWORKS[key](), name=key)
         G.source_format = "builtin"
         return G.to(device)
-    if is_url(key):
+    if is_url(key.strip()):
         from .download import cached_download, forget, shown, split_pin
 
         url, sha256 = split_pin(key.strip())  # a URL pasted with a newline after it

@@ -89,8 +89,8 @@ def cached_path(url: str) -> Path:
         raise DownloadError(f"{shown(url)} is not a valid URL (no host)")
     if "@" in parts.netloc:  # urllib would take the password for a port, and quote it
         raise DownloadError(f"{shown(url)}: stylelift does not send a user name or password in a URL; download the file yourself and give its path")
-    if re.search(r"[\x00-\x20\x7f]", url.partition("#")[0]):  # http.client's refusal would quote the query
-        raise DownloadError(f"{shown(url)} is not a valid URL (it holds a space or a control character; a space is written %20)")
+    if re.search(r"[^\x21-\x7e]", url.partition("#")[0]):  # http.client's refusal would quote the query
+        raise DownloadError(f"{shown(url)} is not a valid URL (it holds a space, a control character or a non-ASCII character; write them %-encoded, a space as %20)")
     name = os.path.basename(parts.path)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
     key = hashlib.sha256(url.partition("#")[0].encode()).hexdigest()[:16]  # a fragment is not sent: one file
@@ -127,12 +127,12 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
     query string; a network file is fetched over http(s) only, and every other target refused here."""
 
     def http_error_302(self, req, fp, code, msg, headers):
+        fp.close()  # its body unread: urllib would read all of it, however large or slow
         target = headers.get("location") or headers.get("uri")
         if target is not None:
             newurl = urllib.parse.urljoin(req.full_url, target)
             if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
                 raise urllib.error.URLError(f"the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")  # named with the URL asked for
-        fp.close()  # its body unread: urllib would read all of it, however large or slow
         return super().http_error_302(req, io.BytesIO(), code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
@@ -233,6 +233,10 @@ class _Watched:
                 watchdog.connecting()  # looking up and reaching the next host (a redirect's): bounded by the socket's timeout, step by step
                 super().connect()
                 watchdog.watch(self.sock)
+
+            def _tunnel(self):  # through an https proxy: its answer is read inside connect(), and watched as a server's is
+                watchdog.watch(self.sock)
+                super()._tunnel()
 
             def getresponse(self):
                 response = super().getresponse()

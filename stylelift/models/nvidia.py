@@ -322,8 +322,8 @@ def _read_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
         return read_stylegan_tensorflow(source, Gs)
     version = Gs.get("version")
     if version not in (4, 5):
-        refusal = UnsupportedNetworkError if type(version) is int else CheckpointError  # a whole file of another version; not a damaged one
-        raise refusal(f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
+        raise CheckpointError(  # not kept when downloaded: NVIDIA's TF code is frozen, so another version number is a damaged byte
+            f"{source}: TensorFlow network version {show_value(version, 20)} is not supported (4 and 5 are)")
     kwargs = Gs.get("static_kwargs")
     components = Gs.get("components")
     if not isinstance(kwargs, dict) or not isinstance(components, dict):

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, UnsupportedNetworkError, StyleliftError, first_line
+from ..errors import CheckpointError, StyleliftError, first_line
 from .reading import TFState, check_shapes, int_setting, number_setting, primitives, show_value, tf_mapping_depth, tf_shape, tf_variables
 from .raw import RawNetwork
 from .safe_pickle import TFNetwork
@@ -69,8 +69,8 @@ def read_stylegan_tensorflow(source: str, Gs: TFNetwork) -> RawNetwork:
     """A StyleGAN (v1) `Gs` -> config and weights in stylelift's names."""
     version, func = Gs.get("version"), Gs.get("build_func_name")
     if type(version) is not int or version not in (2, 3, 4):
-        refusal = UnsupportedNetworkError if type(version) is int else CheckpointError  # a whole file of another version; not a damaged one
-        raise refusal(f"{source}: StyleGAN (v1) network version {show_value(version, 20)} is not supported (2, 3 and 4 are)")
+        raise CheckpointError(  # not kept when downloaded: NVIDIA's TF code is frozen, so another version number is a damaged byte
+            f"{source}: StyleGAN (v1) network version {show_value(version, 20)} is not supported (2, 3 and 4 are)")
     if func != "G_style":
         raise CheckpointError(f"{source}: a StyleGAN (v1) network built by {show_value(func, 30)}, not G_style")
     components = Gs.get("components")

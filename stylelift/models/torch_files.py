@@ -72,7 +72,7 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
         is_zip = zipfile.is_zipfile(path)
         if is_zip:
             data = read_zip_pickle(path, source)
-            check_protocol(source, data[:2])
+            check_protocol(source, data[:3])
             stop, storages = safe_pickle.scan_storages(io.BytesIO(data), 0, len(data), source, allow)
             if stop != len(data) or any(s is not None and s.view is not None for s in storages):
                 raise CheckpointError(f"cannot read {source}: its data.pkl is not one pickle as torch.save writes it")
@@ -84,7 +84,7 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
                     raise CheckpointError(f"cannot read {source}: a damaged zip archive (cut short?)")
                 if head[:1] != b"\x80":  # torch.save's pickles (protocol 2 and later) begin with a protocol byte
                     raise CheckpointError(f"cannot read {source}: not a torch file stylelift reads (neither a zip archive nor a pickle of protocol 2 or later)")
-                check_protocol(source, head[:2])
+                check_protocol(source, head[:3])
                 check_legacy_file(f, size, source, allow)
     except StyleliftError:
         raise
@@ -134,7 +134,8 @@ def check_tensor_bytes(source: str, data: Any, file_size: int) -> None:
 
 def check_protocol(source: str, head: bytes) -> None:
     if head[1:2] > b"\x03":  # torch.save(..., pickle_protocol=4): FRAME opcodes, which torch's weights-only unpickler refuses
-        raise UnsupportedNetworkError(f"cannot read {source}: saved with pickle protocol {head[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
+        whole = head[:1] == b"\x80" and head[1:2] in (b"\x04", b"\x05") and head[2:3] == b"\x95"  # a real one starts with its FRAME; else a damaged byte
+        raise (UnsupportedNetworkError if whole else CheckpointError)(f"cannot read {source}: saved with pickle protocol {head[1]}, which torch's safe loader does not read; save it again with torch.save's default protocol")
 
 
 def _itemsize(source: str, storage_type: tuple[str, str]) -> int:
