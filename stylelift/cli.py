@@ -134,12 +134,13 @@ def too_big(count: int, width: int, height: int) -> bool:
     return count * width * height * 3 > OUTPUT_BYTES
 
 
-def check_new_file(path: Path, overwrite: bool) -> None:
-    """Refuse, before any work, an output file that is a folder, or that exists without --overwrite."""
+def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwrite to replace it") -> None:
+    """Refuse, before any work, an output file that is a folder, or that exists without --overwrite
+    (`remedy` says what to do instead)."""
     if path.is_dir():
         fail(f"{path} is a folder; name the file to write")
     if path.exists() and not overwrite:
-        fail(f"{path} exists; pass --overwrite to replace it")
+        fail(f"{path} exists; {remedy}")
     check_writable(path.parent)
 
 
@@ -186,12 +187,12 @@ def finite(value: Optional[float]) -> Optional[float]:
 
 def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]."""
+    if not text.strip():
+        raise typer.BadParameter(f"{what} is empty; use e.g. 0,3,5-9")
     out: list[int] = []
     for part in text.split(","):
         part = part.strip()
         m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)  # ASCII digits: int() would also read '١' as 1
-        if not text.strip():
-            raise typer.BadParameter(f"{what} is empty; use e.g. 0,3,5-9")
         if not part:
             raise typer.BadParameter(f"{what} {text!r} has an empty item (a comma too many?)")
         if not m:

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, app, check_new_file, fail, load, output_option, printable, user_errors
-from .fileio import check_writable
 
 encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -57,10 +56,7 @@ def encoder_train(
         fail(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
     if resume and overwrite:
         raise typer.BadParameter("--resume continues OUT and --overwrite starts afresh over it: give one")
-    if out.is_dir():
-        fail(f"{out} is a folder; name the checkpoint to write")
-    if out.exists() and not (resume or overwrite):
-        fail(f"{out} exists; pass --resume to continue it, --overwrite to start afresh, or choose another --out")
+    check_new_file(out, resume or overwrite, remedy="pass --resume to continue it, --overwrite to start afresh, or choose another --out")
     if image_loss != "none":
         check_image_loss(image_loss)
     G, dev = load(network, device)
@@ -89,7 +85,6 @@ def encoder_train(
     if batch_size * side * side < 2:
         fail(f"--batch-size {batch_size} at input resolution {encoder.config.input_resolution}: batch norm needs two values per channel; use --batch-size 2 or more")
     out.parent.mkdir(parents=True, exist_ok=True)
-    check_writable(out.parent)  # before the training, not at its first checkpoint
     start = int(state.get("step", 0)) if state else 0
     with StepProgress("training", steps, completed=start) as bar:
         train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))

@@ -165,8 +165,8 @@ def learn_direction(
     else:
         if attribute not in ("age", "gender"):
             raise InputError(f"the offline classifier knows age and gender, not {attribute!r}; pass --labels CSV")
-        if attribute == "age" and samples < fewest_for_ends():  # said before the labelling, not after
-            raise InputError(f"{samples} samples are too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; sample {fewest_for_ends()} or more")
+        if attribute == "age" and samples < (fewest := fewest_for_ends()):  # said before the labelling, not after
+            raise InputError(f"{samples} samples are too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; sample {fewest} or more")
         from ..models.attributes import CLASSIFY_SIZE, classify
 
         seeds = [str(s) for s in range(first_seed, first_seed + samples)]

@@ -106,13 +106,12 @@ def read_stylelift(path: Path) -> RawNetwork:
     data = load_torch_file(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift network file")
-    if data.get("version") != FORMAT_VERSION:
-        refusal = UnsupportedNetworkError if type(data.get("version")) is int else CheckpointError  # a whole file of another version; not a damaged one
-        raise refusal(f"{path.name} has stylelift format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
-    config_class = _CONFIGS.get(data.get("architecture")) if isinstance(data.get("architecture"), str) else None
+    version, architecture = data.get("version"), data.get("architecture")
+    if version != FORMAT_VERSION:  # an int: a whole file of another version (a zip's CRC rules out a damaged byte); else a damaged one
+        raise (UnsupportedNetworkError if type(version) is int else CheckpointError)(f"{path.name} has stylelift format version {version!r:.20}; this stylelift reads {FORMAT_VERSION}")
+    config_class = _CONFIGS.get(architecture) if isinstance(architecture, str) else None
     if config_class is None:
-        refusal = UnsupportedNetworkError if isinstance(data.get("architecture"), str) else CheckpointError
-        raise refusal(f"{path.name}: unknown architecture {show_value(data.get('architecture'))}")
+        raise (UnsupportedNetworkError if isinstance(architecture, str) else CheckpointError)(f"{path.name}: unknown architecture {show_value(architecture)}")
     if "config" not in data:
         raise CheckpointError(f"{path.name} has no config (a stylelift network file stores its config beside its weights)")
     try:
@@ -224,10 +223,10 @@ def load_generator(
         G = build_generator(NAMED_NETWORKS[key](), name=key)
         G.source_format = "builtin"
         return G.to(device)
-    if is_url(key.strip()):
+    if is_url(url := key.strip()):  # a URL pasted with a space or newline around it
         from .download import cached_download, forget, shown, split_pin
 
-        url, sha256 = split_pin(key.strip())  # a URL pasted with a newline after it
+        url, sha256 = split_pin(url)
         path = cached_download(url, sha256=sha256, progress=download_progress)
         try:
             sniff_format(path)

@@ -174,11 +174,11 @@ class _Watchdog:
         with self._lock:
             self._deadline = float("inf")
 
-    def answered(self, redirect: bool = False) -> None:
-        """The server's answer (its headers) is in: the file's first byte (or, after a redirect, the
-        next connection) has `timeout` seconds to come."""
+    def answered(self) -> None:
+        """The server's answer (its headers) is in: the file's first byte has `timeout` seconds to
+        come (after a redirect, the next connection starts at once and lifts the deadline)."""
         with self._lock:
-            self._wait_for("the next connection" if redirect else "the file's first byte")
+            self._wait_for("the file's first byte")
 
     def _wait_for(self, what: str) -> None:
         self._awaited, self._deadline = what, time.monotonic() + self.timeout
@@ -240,7 +240,7 @@ class _Watched:
 
             def getresponse(self):
                 response = super().getresponse()
-                watchdog.answered(redirect=response.status in (301, 302, 303, 307, 308))
+                watchdog.answered()
                 return response
 
         return super().do_open(WatchedConnection, req, **kwargs)
