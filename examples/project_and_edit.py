@@ -23,9 +23,8 @@ from pathlib import Path
 import torch
 
 import stylelift
-from stylelift.editing import apply_direction, interpolation_path, mix_styles, parse_layers, pca_directions, style_ranges, w_std_along
+from stylelift.editing import apply_direction, interpolation_path, mix_styles, parse_layers, pca_directions, resolve_direction, style_ranges, w_std_along
 from stylelift.editing.interpolation import between, path_steps
-from stylelift.editing.shipped import resolve_direction
 from stylelift.generation import item_noises, iter_render_ws, latents_for_items, render_ws
 from stylelift.images import load_photo, make_grid, save_image, to_tensor, to_uint8, write_video
 

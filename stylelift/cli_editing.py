@@ -288,7 +288,6 @@ def interpolate(
     from .editing import interpolation_path
     from .editing.interpolation import between, path_steps
     from .generation import check_seed_options, class_label, is_seed, item_noises, iter_render_ws, latents_for_items, z_from_seed
-    from .models.base import check_truncation_cutoff
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
@@ -313,7 +312,6 @@ def interpolate(
     if space == "z":
         if not all(is_seed(i) for i in items):
             fail("--space z needs seeds; latent files live in W (use --space w)")
-        check_truncation_cutoff(G.num_ws, trunc_cutoff)  # the mapping checks it only when psi != 1
         zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
         path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
         c = class_label(G, class_idx, dev)  # one class for the whole path

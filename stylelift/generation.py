@@ -13,7 +13,7 @@ import torch
 from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
-from .models.base import check_psi, check_truncation_cutoff, is_whole
+from .models.base import check_psi, check_truncation_cutoff, check_ws, is_whole
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
@@ -280,6 +280,7 @@ def iter_render_ws(
     "seed 4 at strength 3"; else "image k+1 of K") and ending with `hint` (or `hint(k)`), what the
     user can change.
     """
+    check_ws(ws, G.num_ws, G.w_dim)
     if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
     if noises is not None and not callable(noises) and any(m.shape[0] not in (1, ws.shape[0]) for m in noises):

@@ -68,6 +68,10 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
         if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
             raise InputError(f"noise maps are keyed by layer index (a whole number >= 0), got {k!r:.20}")
         arrays[f"noise_{k}"] = _host_array(v, f"noise map {k}")
+        shape = arrays[f"noise_{k}"].shape
+        if len(shape) == 4 and shape[0] > 1:  # a batch projection's maps: one set per latent
+            raise InputError(f"noise map {k} is {list(shape)}: {shape[0]} maps, one per latent, where a latent file holds one set; "
+                             "save one file per latent (w[i:i+1] with each map's [i:i+1])")
         _check_noise_shape(arrays[f"noise_{k}"].shape, f"noise_{k}", "noise map")  # what load_latents reads back
         if not np.isfinite(arrays[f"noise_{k}"]).all():
             raise InputError(f"noise map {k} holds NaN or infinite values")

@@ -543,7 +543,7 @@ def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp
     for args in runs.values():
         psi = () if args[0] == "truncation-sweep" else ("--trunc", "0.5")
         r = invoke(*args, "--network", net, *psi, "--trunc-cutoff", "7")
-        assert r.exit_code == 1 and "the truncation cutoff must be between 0 and num_ws=6, got 7" in r.output, r.output
+        assert r.exit_code == 1 and "the truncation cutoff must be a whole number between 0 and num_ws=6, got 7" in r.output, r.output
 
 
 def test_sefa_normalises_each_style_channel_as_the_paper_does():

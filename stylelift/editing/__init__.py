@@ -4,6 +4,7 @@ from .directions import Direction, apply_direction, condition, fit_boundary, loa
 from .interpolation import interpolation_path, lerp, slerp
 from .layers import parse_layers, style_ranges
 from .mixing import mix_styles, mixing_grid, truncate
+from .shipped import resolve_direction
 
 __all__ = [
     "Direction",
@@ -17,6 +18,7 @@ __all__ = [
     "mixing_grid",
     "parse_layers",
     "pca_directions",
+    "resolve_direction",
     "save_direction",
     "sefa",
     "slerp",

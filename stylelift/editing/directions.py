@@ -58,7 +58,8 @@ def _check_count(name: str, value, lowest: int) -> None:
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     """Write DIR.npy and DIR.json atomically (what `load_direction` refuses is not written)."""
     path = Path(path)
-    vec = np.asarray(direction.vector, dtype=np.float32)
+    vec = direction.vector.detach().cpu().numpy() if isinstance(direction.vector, Tensor) else direction.vector
+    vec = np.asarray(vec, dtype=np.float32)
     if vec.ndim < 1 or vec.size != vec.shape[-1] or not np.isfinite(vec).all() or not vec.any():  # [w_dim], [1, w_dim], [1, 1, w_dim] ...
         raise InputError(f"a direction is one finite, non-zero vector [1, w_dim], got {list(vec.shape)}")
     if not isinstance(direction.meta, dict):
@@ -147,7 +148,10 @@ def direction_vector(direction, w_dim: Optional[int] = None, *, what: str = "the
 
 def apply_direction(ws: Tensor, direction, strength, layers: Optional[Sequence[int]] = None) -> Tensor:
     """ws + strength * direction on `layers` (all when None). ws [N, num_ws, w_dim]; `direction`
-    a `Direction` or a vector [1, w_dim]; `strength` a number, or one per sample ([N] or [N, 1, 1])."""
+    a `Direction` or a vector [1, w_dim]; `strength` a number, or one per sample ([N] or [N, 1, 1], or a list of N).
+
+    A Direction's own layers (its sidecar's, `default_layers`) are not applied here: pass
+    `parse_layers(d.default_layers, G.layer_resolutions)` for what `stylelift edit` does."""
     if not isinstance(ws, Tensor) or ws.ndim != 3 or not ws.is_floating_point():
         raise InputError(f"ws must be a float tensor [N, num_ws, w_dim], got {describe(ws)}")
     if not torch.isfinite(ws).all():
@@ -176,6 +180,8 @@ def _strength(strength, n: int) -> Tensor:
     """A strength as a tensor that broadcasts over ws [N, num_ws, w_dim]: a real number, or N of them."""
     if is_real(strength):
         return torch.tensor(float(strength), dtype=torch.float64)
+    if isinstance(strength, (list, tuple)) and strength and all(is_real(s) for s in strength):
+        strength = np.array(strength, dtype=np.float64)  # one per sample, as a list
     if isinstance(strength, (Tensor, np.ndarray)) and not isinstance(strength, bool):
         t = torch.as_tensor(strength).detach().cpu()
         if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n) and torch.isfinite(t.double()).all():
@@ -259,7 +265,8 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
     normalised to unit length (SeFa's normalisation).
 
     Returns (directions [k, w_dim] unit rows, eigenvalues [k]). Moving w along them changes the
-    styles of the chosen layers the most.
+    styles of the chosen layers the most. Each direction's largest entry is positive, as in
+    `pca_directions`, so a run gives the same signs on any machine.
     """
     _check_count("k", k, 1)
     mats = [m.detach().double().cpu() for m in style_affine_weights(G, layers)]
@@ -267,7 +274,13 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
     a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)  # per style channel
     values, vectors = torch.linalg.eigh(a.T @ a)
     order = torch.argsort(values, descending=True)[:k]
-    return vectors[:, order].T.float().numpy(), values[order].float().numpy()
+    return _signs_fixed(vectors[:, order].T).float().numpy(), values[order].float().numpy()
+
+
+def _signs_fixed(directions: Tensor) -> Tensor:
+    """Eigenvectors [k, w_dim] with each one's largest entry positive (an eigensolver may return either sign)."""
+    largest = directions.gather(1, directions.abs().argmax(1, keepdim=True))
+    return directions * largest.sign()
 
 
 def _sampled_w(G, samples: int, seed: int) -> Iterator[Tensor]:
@@ -288,7 +301,8 @@ def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> t
 
     The covariance is summed a batch at a time, so any number of samples takes w_dim^2 memory (not
     samples x w_dim: 41 GB for 10 million). Each direction's largest entry is positive, so a run
-    gives the same signs on any machine."""
+    gives the same signs on any machine. There are min(k, samples - 1, w_dim) of them: samples
+    w span no more directions than that."""
     _check_count("k", k, 1)
     _check_count("samples", samples, 2)
     shift = total = outer = None
@@ -301,9 +315,7 @@ def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> t
     mean = total / samples
     values, vectors = torch.linalg.eigh((outer - samples * torch.outer(mean, mean)) / (samples - 1))
     top = values.argsort(descending=True)[: min(k, samples - 1)]
-    directions = vectors[:, top].T  # [k, w_dim]
-    largest = directions.gather(1, directions.abs().argmax(1, keepdim=True))
-    return (directions * largest.sign()).float().numpy(), values[top].clamp(min=0).float().numpy()
+    return _signs_fixed(vectors[:, top].T).float().numpy(), values[top].clamp(min=0).float().numpy()
 
 
 def w_std_along(G, direction, *, samples: int = 10_000, seed: int = 0) -> float:

@@ -21,7 +21,7 @@ def truncate(ws: Tensor, w_avg: Tensor, psi: float, cutoff: Optional[int] = None
         raise InputError(f"w_avg must be a tensor [w_dim] (G.w_avg) or one per layer [num_ws, w_dim], here {list(ws.shape[1:])}, got {describe(w_avg)}")
     check_truncation_cutoff(ws.shape[1], cutoff)
     out = ws.clone()
-    n = ws.shape[1] if cutoff is None else cutoff
+    n = ws.shape[1] if cutoff is None else int(cutoff)
     out[:, :n] = (w_avg if w_avg.ndim == 1 else w_avg[:n]).to(ws).lerp(ws[:, :n], psi)
     if not torch.isfinite(out).all() and torch.isfinite(ws).all():
         raise InputError(f"psi {psi:g} takes the ws beyond float32's range: ask for a psi nearer 0")
@@ -42,8 +42,8 @@ def mix_styles(row: Tensor, col: Tensor, layers: Sequence[int]) -> Tensor:
 
 def mixing_grid(rows: Tensor, cols: Tensor, layers: Sequence[int]) -> Tensor:
     """ws for every (row, col) cell, row-major: [R * C, num_ws, w_dim]."""
-    if not isinstance(rows, Tensor) or not isinstance(cols, Tensor) or rows.ndim != 3 or cols.ndim != 3 or rows.shape[1:] != cols.shape[1:]:
-        raise InputError(f"row and column ws must be [N, num_ws, w_dim] of one network, got {list(rows.shape)} and {list(cols.shape)}")
+    if not isinstance(rows, Tensor) or not isinstance(cols, Tensor) or rows.ndim != 3 or cols.ndim != 3 or rows.shape[1:] != cols.shape[1:] or rows.dtype != cols.dtype:
+        raise InputError(f"row and column ws must be alike [N, num_ws, w_dim] of one network, got {describe(rows)} and {describe(cols)}")
     r, c = rows.shape[0], cols.shape[0]
     row_ws = rows.repeat_interleave(c, dim=0)
     col_ws = cols.repeat(r, 1, 1)

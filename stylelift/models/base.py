@@ -7,6 +7,7 @@ import math
 import numbers
 from typing import Callable, Optional
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
@@ -19,6 +20,12 @@ MAX_LR_MULTIPLIER = 100.0  # mapping learning-rate multipliers of real networks:
 def is_real(value) -> bool:
     """A finite int or float (not a bool, a string or a container)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def rng_untouched():
+    """Build modules in this context when their weights are loaded next: the layers' default inits
+    draw from torch's global RNG, and a library call should leave the caller's random stream alone."""
+    return torch.random.fork_rng(devices=[])
 
 
 def is_whole(value) -> bool:
@@ -71,8 +78,8 @@ def check_c(c: Optional[Tensor], c_dim: int, n: Optional[int]) -> None:
 
 def check_truncation_cutoff(num_ws: int, cutoff: Optional[int]) -> None:
     """A truncation cutoff counts ws from the first: 0 to num_ws, or None for all of them."""
-    if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or not 0 <= cutoff <= num_ws):
-        raise InputError(f"the truncation cutoff must be between 0 and num_ws={num_ws}, got {cutoff!r:.20}")
+    if cutoff is not None and not (is_whole(cutoff) and 0 <= cutoff <= num_ws):
+        raise InputError(f"the truncation cutoff must be a whole number between 0 and num_ws={num_ws}, got {cutoff!r:.20}")
 
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -91,10 +98,10 @@ def broadcast_truncated(w: Tensor, num_ws: int, psi: float, cutoff: Optional[int
     """A mapping network's w [N, w_dim] -> ws [N, num_ws, w_dim], the first `cutoff` ws (all when
     None) moved toward w_avg by `truncate(ws, psi)` (each network keeps its reference's arithmetic)."""
     psi = check_psi(psi)
+    check_truncation_cutoff(num_ws, cutoff)  # also at psi 1, where it changes nothing: a wrong one is still a mistake
     x = w.unsqueeze(1).repeat([1, num_ws, 1])
     if psi != 1:
-        check_truncation_cutoff(num_ws, cutoff)
-        n = num_ws if cutoff is None else cutoff
+        n = num_ws if cutoff is None else int(cutoff)
         x[:, :n] = truncate(x[:, :n], psi)
     return x
 

@@ -20,9 +20,9 @@ from typing import Callable, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError, UnsupportedNetworkError, first_line
+from ..errors import CheckpointError, InputError, UnsupportedNetworkError, first_line
 from ..fileio import atomic_path
-from .base import MappedGenerator
+from .base import MappedGenerator, rng_untouched
 from .download import is_url
 from .raw import RawNetwork
 from .reading import a_type, check_floating, check_shapes, show_value
@@ -147,7 +147,8 @@ def read_network(path: Path) -> RawNetwork:
 
 def build_generator(raw: RawNetwork, *, name: str) -> MappedGenerator:
     """Build the module, load its weights strictly, fill in w_avg if the file lacked it."""
-    G = _GENERATORS[type(raw.config)](raw.config)
+    with rng_untouched():
+        G = _GENERATORS[type(raw.config)](raw.config)
     state = dict(raw.state_dict)
     if not raw.has_w_avg:
         state["mapping.w_avg"] = torch.zeros([raw.config.w_dim])
@@ -185,8 +186,6 @@ def estimate_w_avg(G: MappedGenerator, n: int = W_AVG_SAMPLES, seed: int = W_AVG
 
 def check_device(device: Union[str, torch.device]) -> torch.device:
     """A device torch can put a network on here: 'cpu', 'cuda' or 'cuda:N' with that GPU present."""
-    from ..errors import InputError
-
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
@@ -268,6 +267,8 @@ def check_savable(G: MappedGenerator) -> str:
 
 def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: Optional[dict] = None) -> None:
     """Write `G` as config + weights (no code), atomically: a temporary file renamed into place."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"save_generator(G, path) takes the network first and the file second, got a {type(path).__name__} as the file")
     path = Path(path)
     architecture = check_savable(G)
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}

@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from .base import rng_untouched
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +415,8 @@ def state_dict_from_dlib(layers: list[DlibLayer], model: DlibFaceResNet) -> dict
 
 def convert_dlib_face_resnet(path: Union[str, os.PathLike]) -> DlibFaceResNet:
     """Read the .dat and fill the module."""
-    model = DlibFaceResNet()
+    with rng_untouched():
+        model = DlibFaceResNet()
     model.load_state_dict(state_dict_from_dlib(read_dlib_net(path), model), strict=True)
     return model.eval().requires_grad_(False)
 

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError, first_line
 from ..fileio import atomic_path
+from .base import rng_untouched
 from .torch_files import check_storage_extent
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,8 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
         got = list(state[odd].shape) if odd in state else "missing"
         raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({odd} is {got}{f', not {list(expected[odd])}' if odd in expected else ', not an encoder weight'})")
     try:
-        enc = Encoder(cfg, w_avg.float().reshape(-1))
+        with rng_untouched():
+            enc = Encoder(cfg, w_avg.float().reshape(-1))
         enc.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=True)
     except (RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path.name}: weights do not fit the encoder config ({first_line(e)})") from None

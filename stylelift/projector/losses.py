@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
+from ..models.base import rng_untouched
 
 log = logging.getLogger(__name__)
 
@@ -265,12 +266,13 @@ class VGG16Features(nn.Module):
         # built here rather than by torchvision.models.vgg16(), which first initialises its unused
         # 120M-parameter classifier at random (over a second per projection); same module indices
         layers, channels = [], 3
-        for v in self.LAYOUT:
-            if v == "M":
-                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-            else:
-                layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-                channels = v
+        with rng_untouched():
+            for v in self.LAYOUT:
+                if v == "M":
+                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                else:
+                    layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                    channels = v
         features = nn.Sequential(*layers)  # 30 modules: conv1_1 ... relu5_3
         features.load_state_dict({k.removeprefix("features."): state[k] for k in self.conv_shapes()})
         self.features = features.eval().requires_grad_(False)
@@ -330,7 +332,8 @@ def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
     state = _load_vgg16_state(path)
     with warnings.catch_warnings():  # lpips builds its VGG with torchvision's deprecated `pretrained=` argument
         warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-        model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
+        with rng_untouched():
+            model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
     backbone = {}
     for k, v in state.items():  # only the features' convs, checked by _load_vgg16_state
         parts = k.split(".")

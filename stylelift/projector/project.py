@@ -213,7 +213,8 @@ def project(
 
     The generator is never modified (its requires_grad flags are restored on exit). Each of the N
     targets gets its own latent, noise maps and random stream seeded with `seed`, so a batch gives
-    what N separate calls would.
+    what N separate calls would (to float rounding: batched convolutions sum in another order).
+    It works inside `torch.no_grad()` / `torch.inference_mode()` too.
     """
     if space not in SPACES:
         raise InputError(f"space must be 'w' or 'w+', got {space!r}")
@@ -251,7 +252,12 @@ def project(
         # before the final image, so that it is rendered as `generate --latents` will render it.
         torch.backends.cudnn.benchmark = True
     try:
-        ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
+        # the optimisation needs autograd even when the caller has turned it off (inference code wraps
+        # calls in torch.no_grad() or inference_mode()); the clone makes an inference-mode target a
+        # normal tensor, which autograd may keep for the backward pass
+        with torch.inference_mode(False), torch.enable_grad():
+            target = target.clone()
+            ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)

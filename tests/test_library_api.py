@@ -1,0 +1,138 @@
+"""The library as a researcher's script calls it: grad modes, numpy integers, the caller's random
+stream, argument slips that should get a clear message."""
+
+import numpy as np
+import pytest
+import torch
+
+import stylelift
+from conftest import tiny_generator
+from stylelift import LatentFile, load_generator, project, save_generator, save_latents
+from stylelift.editing import Direction, apply_direction, interpolation_path, lerp, load_direction, mixing_grid, resolve_direction, save_direction, sefa, truncate
+from stylelift.editing.interpolation import between
+from stylelift.errors import InputError
+from stylelift.generation import render_ws
+
+
+def target_of(G, seed=1):
+    with torch.no_grad():
+        return G.synthesis(G.mapping(torch.randn(1, G.z_dim, generator=torch.Generator().manual_seed(seed))))
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_project_inside_no_grad_gives_what_it_gives_outside(mode):
+    G = tiny_generator()
+    target = target_of(G)
+    expected = project(G, target, steps=3)
+    with mode():
+        got = project(G, target_of(G), steps=3)
+        assert not torch.is_grad_enabled()  # the caller's mode is back after the call
+    assert torch.equal(got.ws, expected.ws)
+    assert got.final_loss == expected.final_loss
+
+
+def test_truncation_cutoff_takes_numpy_integers():
+    G = tiny_generator()
+    z = torch.randn(2, G.z_dim)
+    ws = G.mapping(z, None)
+    assert torch.equal(truncate(ws, G.w_avg, 0.5, cutoff=np.int64(2)), truncate(ws, G.w_avg, 0.5, cutoff=2))
+    assert torch.equal(G.mapping(z, None, truncation_psi=0.5, truncation_cutoff=np.int64(2)), G.mapping(z, None, truncation_psi=0.5, truncation_cutoff=2))
+
+
+def test_a_cutoff_beyond_the_network_is_refused_even_at_psi_1():
+    G = tiny_generator()
+    with pytest.raises(InputError, match="between 0 and num_ws=6, got 100"):
+        G.mapping(torch.randn(1, G.z_dim), None, truncation_psi=1, truncation_cutoff=100)
+    with pytest.raises(InputError, match="whole number"):
+        G.mapping(torch.randn(1, G.z_dim), None, truncation_psi=0.5, truncation_cutoff=2.5)
+
+
+def test_loading_networks_and_encoders_leaves_the_callers_random_stream_alone(tmp_path):
+    from stylelift.models.encoder import load_encoder, resolve_encoder_path
+
+    save_generator(tiny_generator(), tmp_path / "tiny.pt")
+    G = load_generator("mobile-ffhq")
+    loads = {
+        "a network file": lambda: load_generator(tmp_path / "tiny.pt"),
+        "a random network by name": lambda: load_generator("random-stylegan-64"),
+        "the shipped encoder": lambda: load_encoder(resolve_encoder_path("encoder"), G=G),
+    }
+    torch.manual_seed(123)
+    expected = torch.randn(4)
+    for what, load in loads.items():
+        torch.manual_seed(123)
+        load()
+        assert torch.equal(torch.randn(4), expected), what
+
+
+def test_the_face_loss_leaves_the_callers_random_stream_alone():
+    from stylelift.models.dlib_resnet import convert_dlib_face_resnet, MODEL_FILE
+    from stylelift.align import model_path
+
+    torch.manual_seed(7)
+    convert_dlib_face_resnet(model_path(MODEL_FILE))  # what the face terms build on their first use
+    after = torch.randn(3)
+    torch.manual_seed(7)
+    assert torch.equal(after, torch.randn(3))
+
+
+def test_render_ws_refuses_numpy_with_a_clear_message():
+    G = tiny_generator()
+    with pytest.raises(InputError, match=r"ws must have shape \[N, 6, 16\]"):
+        render_ws(G, np.zeros([1, 6, 16], dtype=np.float32))
+
+
+def test_save_generator_with_its_arguments_swapped_says_so(tmp_path):
+    with pytest.raises(InputError, match="network first and the file second"):
+        save_generator(tmp_path / "x.pt", tiny_generator())
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_direction_that_requires_grad_is_saved(tmp_path):
+    v = torch.randn(1, 16, requires_grad=True)
+    save_direction(tmp_path / "d.npy", Direction(v, {"method": "mine"}))
+    expected = v.detach().numpy()
+    assert np.allclose(load_direction(tmp_path / "d.npy").vector, expected / np.linalg.norm(expected))  # read back as a unit normal
+
+
+def test_a_batch_projections_noise_maps_are_refused_with_the_way_out(tmp_path):
+    G = tiny_generator()
+    r = project(G, torch.cat([target_of(G, 1), target_of(G, 2)]), steps=1)
+    with pytest.raises(InputError, match=r"one per latent.*save one file per latent"):
+        save_latents(tmp_path / "x.npz", LatentFile(w=r.ws, noises=dict(enumerate(r.noises)), meta={}))
+    save_latents(tmp_path / "x0.npz", LatentFile(w=r.ws[:1], noises={k: n[:1] for k, n in enumerate(r.noises)}, meta={}))
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_mixing_grid_names_the_dtypes_that_differ():
+    ws = torch.randn(3, 6, 16)
+    with pytest.raises(InputError, match=r"float32 \[3, 6, 16\] and Tensor torch.float64 \[2, 6, 16\]"):
+        mixing_grid(ws, torch.randn(2, 6, 16, dtype=torch.float64), [0, 1])
+
+
+def test_interpolation_ends_exactly_on_its_keys_in_float64_too():
+    a, b = torch.randn(6, 16, dtype=torch.float64), torch.randn(6, 16, dtype=torch.float64)
+    path = lerp(a, b, torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0]))
+    assert torch.equal(path[0], a) and torch.equal(path[-1], b)
+    t = 1 / 3  # not a float32 number: a float64 path is as exact as float64
+    assert (between(a, b, t) - (a + (b - a) * t)).abs().max() < 1e-14
+    keys = torch.randn(3, 2, 4, dtype=torch.float64)
+    assert torch.equal(interpolation_path(keys, 5)[[0, 2, 4]], keys)
+
+
+def test_sefa_fixes_each_directions_sign():
+    d, _ = sefa(tiny_generator(), k=4)
+    largest = d[np.arange(4), np.abs(d).argmax(1)]
+    assert (largest > 0).all()
+
+
+def test_apply_direction_takes_a_list_of_strengths():
+    ws, d = torch.randn(3, 6, 16), torch.randn(1, 16)
+    assert torch.equal(apply_direction(ws, d, [0.0, 1.0, -2.0]), apply_direction(ws, d, torch.tensor([0.0, 1.0, -2.0])))
+
+
+def test_shipped_directions_are_found_by_name_from_the_editing_package():
+    G = load_generator("mobile-ffhq")
+    age = resolve_direction("age", G)
+    assert age.vector.shape == (1, G.w_dim) and age.default_layers == "middle,fine"
+    assert stylelift.editing.resolve_direction is resolve_direction
