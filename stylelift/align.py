@@ -122,28 +122,52 @@ def _predictor():
 # Detection and landmarks
 
 MAX_SIZE = 4096  # the FFHQ recipe's own working size; an 8192 px face took 6 GB of memory
-DETECT_MAX_SIDE = 1600  # detect on a copy no larger than this (landmarks use the full photo)
+DETECT_MAX_SIDE = 1600  # the first search is on a copy no larger than this (landmarks use the full photo)
+# The finest search, in pixels searched: the HOG detector misses faces under about 80 px, so a face
+# of 100-250 px in a 48 MP photo is only found near full size (3.7 s for 8000 x 6000 on one core;
+# the CNN detector needs far more memory per pixel: 2.7 GB for 4000 x 3000).
+DETECT_MAX_PIXELS = {False: 50_000_000, True: 5_000_000}
+
+
+def detection_scales(width: int, height: int, *, cnn: bool = False) -> list[float]:
+    """The scales (searched side / photo side) `detect_faces` tries in turn, coarsest first.
+
+    The first is the usual one: a copy at most DETECT_MAX_SIDE on a side, searched at twice or four
+    times its size when it is small (under 1000 / 400 px). The next ones are each twice as fine,
+    up to twice the photo's own size or DETECT_MAX_PIXELS, for photos whose faces are small."""
+    first = min(1.0, DETECT_MAX_SIDE / max(width, height))
+    side = max(width, height) * first
+    scales = [first * (4 if side < 400 else 2 if side < 1000 else 1)]
+    finest = min(max(scales[0], 2.0), (DETECT_MAX_PIXELS[cnn] / (width * height)) ** 0.5)
+    while scales[-1] < finest * 0.99:
+        scales.append(min(scales[-1] * 2, finest))
+    return scales
 
 
 def detect_faces(image: Image.Image, *, cnn: bool = False) -> list[tuple[tuple[int, int, int, int], float]]:
-    """Face boxes (left, top, right, bottom) in `image` coordinates with scores, largest first."""
+    """Face boxes (left, top, right, bottom) in `image` coordinates with scores, largest first.
+
+    Searched coarse to fine (`detection_scales`) until some scale finds a face: a large face is
+    found at once on a small copy, and a small face in a large photo at a finer scale."""
     w, h = image.size
-    scale = min(1.0, DETECT_MAX_SIDE / max(w, h))
-    if min(w, h) * scale < 16:  # a sliver (1 x 5000 px) holds no face, and would shrink to nothing
+    if min(w, h) * min(1.0, DETECT_MAX_SIDE / max(w, h)) < 16:  # a sliver (1 x 5000 px) holds no face, and would shrink to nothing
         return []
-    small = image if scale == 1.0 else image.resize((round(w * scale), round(h * scale)), Image.Resampling.BILINEAR)
-    arr = np.asarray(small)
-    upsample = 2 if max(small.size) < 400 else 1 if max(small.size) < 1000 else 0
-    found = []
-    if cnn:
-        for d in _detector(True)(arr, upsample):
-            found.append((d.rect, float(d.confidence)))
-    else:
-        rects, scores, _ = _detector(False).run(arr, upsample, 0.0)
-        found = list(zip(rects, scores))
+    for i, scale in enumerate(detection_scales(w, h, cnn=cnn)):
+        # dlib's own 2x pyramid steps (upsample) for the usual first search, a resized copy after
+        resized = min(1.0, scale) if i == 0 else scale
+        upsample = round(np.log2(scale / resized))
+        search = image if resized == 1.0 else image.resize((round(w * resized), round(h * resized)), Image.Resampling.BILINEAR)
+        arr = np.asarray(search)
+        if cnn:
+            found = [(d.rect, float(d.confidence)) for d in _detector(True)(arr, upsample)]
+        else:
+            rects, scores, _ = _detector(False).run(arr, upsample, 0.0)
+            found = list(zip(rects, scores))
+        if found:
+            break
     boxes = []
     for r, score in found:
-        box = tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom()))
+        box = tuple(int(round(v / resized)) for v in (r.left(), r.top(), r.right(), r.bottom()))
         boxes.append((box, score))
     boxes.sort(key=lambda b: ((b[0][2] - b[0][0]) * (b[0][3] - b[0][1]), b[1]), reverse=True)
     return boxes
@@ -263,9 +287,14 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         raise InputError(f"align_face takes a PIL image, got {type(image).__name__}; read photos with stylelift.images.load_photo")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
-    boxes = detect_faces(image, cnn=cnn)
+    turn, searched, boxes = None, image, detect_faces(image, cnn=cnn)
+    for turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180) if not boxes else ():
+        searched = image.transpose(turn)  # a photo that lost its EXIF rotation lies on its side
+        if boxes := detect_faces(searched, cnn=cnn):
+            log.info("%s: the face was found with the photo turned (%s)", name, turn.name)
+            break
     if not boxes:
-        raise NoFaceError(f"no face found in {name}")
+        raise NoFaceError(f"no face found in {name} (upright, on either side or upside down)")
     indices = range(len(boxes))
     if only is not None:
         if not 0 <= only < len(boxes):
@@ -273,10 +302,27 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         indices = [only]
     out = []
     for i in indices:
-        lm = face_landmarks(image, boxes[i][0])
+        lm, box = face_landmarks(searched, boxes[i][0]), boxes[i][0]
+        if searched is not image:  # back to the photo's own pixels: the FFHQ square turns with the face
+            lm = unturned(lm, turn, image.size)
+            corners = unturned(np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64), turn, image.size)
+            box = tuple(int(v) for v in (*corners.min(0), *corners.max(0)))
         quad = ffhq_quad(lm)
-        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, boxes[i][0], image.size, index=i, found=len(boxes)))
+        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(boxes)))
     return out
+
+
+def unturned(points: np.ndarray, turn: Image.Transpose, size: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates [K, 2] in `image.transpose(turn)` -> the same pixels in `image` (`size`: its width, height)."""
+    w, h = size
+    x, y = points[:, 0], points[:, 1]
+    if turn == Image.Transpose.ROTATE_90:  # counter-clockwise: pixel (x, y) went to (y, w - 1 - x)
+        return np.stack([w - 1 - y, x], axis=1)
+    if turn == Image.Transpose.ROTATE_270:  # clockwise: (x, y) went to (h - 1 - y, x)
+        return np.stack([y, h - 1 - x], axis=1)
+    if turn == Image.Transpose.ROTATE_180:
+        return np.stack([w - 1 - x, h - 1 - y], axis=1)
+    raise ValueError(f"not a quarter turn: {turn}")
 
 
 def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *, feather: float = 0.06) -> Image.Image:
@@ -312,7 +358,10 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     result = np.asarray(original).copy()
     inside = m[..., 0] > 0
     result[inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
-    return Image.fromarray(result, "RGB")
+    pasted = Image.fromarray(result, "RGB")
+    if "icc_profile" in original.info:  # the photo's colour space, as load_photo kept it
+        pasted.info["icc_profile"] = original.info["icc_profile"]
+    return pasted
 
 
 def _feather_mask(size: int, feather: float) -> np.ndarray:

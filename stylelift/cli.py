@@ -438,7 +438,7 @@ def align(
 
     from .align import align_faces
     from .fileio import write_text_atomic
-    from .images import load_photo, save_image
+    from .images import load_photo, photo_profile, save_image
 
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
@@ -467,11 +467,11 @@ def align(
             continue
         outdir.mkdir(parents=True, exist_ok=True)
         for stem, face in zip(stems_out, faces):
-            save_image(np.asarray(face.image), outdir / f"{stem}.png")
+            save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
             write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
         found = faces[0].found
         if all_faces or found == 1:
-            typer.echo(f"{path.name}: {found} face{'s' * (found != 1)} -> {outdir}/")
+            typer.echo(f"{printable(path.name)}: {found} face{'s' * (found != 1)} -> {outdir}/")
         else:
             typer.echo(f"{path.name}: face {faces[0].index} of the {found} found ({'the largest; ' if faces[0].index == 0 else ''}--all-faces writes each) -> {outdir}/{path.stem}.png")
     if failed:

@@ -127,7 +127,7 @@ def expand_seed_lists(items: list[str]) -> list[str]:
     return out
 
 
-def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30) -> None:
+def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30, icc_profile: Optional[bytes] = None) -> None:
     """Write the images as one grid picture or a video, whichever `out` names. Frames that come from
     an iterator are rendered as the video is written: the folder is made at the first one (a render
     that fails leaves none), and the iterator is closed however the writing ends."""
@@ -143,7 +143,7 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
         if out.suffix.lower() in VIDEO_SUFFIXES:
             write_video(out, itertools.chain([first], frames), fps=fps)
         else:
-            save_image(make_grid([first, *frames], cols=cols), out)
+            save_image(make_grid([first, *frames], cols=cols), out, icc_profile=icc_profile)
     finally:
         if hasattr(frames, "close"):
             frames.close()  # a progress bar inside ends before the error is printed
@@ -366,7 +366,7 @@ def edit(
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
     from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
-    from .images import make_grid
+    from .images import make_grid, photo_profile
     from .latents import load_latents
 
     if unit not in ("w", "sigma"):
@@ -436,7 +436,8 @@ def edit(
         frames = [make_grid([row[j] for row in rows], cols=k) for j in range(n)] if k > 1 else rows[0]
         save_output(frames, out, fps=fps)
     else:
-        save_output([image for row in rows for image in row], out, cols=n)
+        profile = photo_profile(target[1]) if paste_back else None  # pasted into the photo: its colour profile
+        save_output([image for row in rows for image in row], out, cols=n, icc_profile=profile)
 
 
 def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: Path):
@@ -444,6 +445,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     checked before anything is rendered."""
     from .align import AlignedFace
     from .images import load_photo
+    from .projector.run import photo_hash
 
     if latents is None:
         fail(f"--paste-back: {item} is a seed; it needs a latent file made by `stylelift project` from a photo")
@@ -458,6 +460,10 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
         fail(f"--paste-back: the photo {item} was projected from is no longer at {printable(photo_path)}; pass it with --photo PATH")
     original = load_photo(Path(photo_path))
     check_output_size(count, original.width, original.height, "the edit pasted into the photo", out=out, cols=count)  # photo-sized images
+    projected = latents.meta.get("photo_sha256")
+    if isinstance(projected, str) and projected != photo_hash(Path(photo_path)):  # a size check alone passed a mirrored copy
+        typer.secho(f"warning: {printable(Path(photo_path).name)} is not the photo {printable(item)} was projected from (another SHA-256); "
+                    "the face goes where that photo's face was", fg=typer.colors.YELLOW, err=True)
     return face, original
 
 

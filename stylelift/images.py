@@ -7,7 +7,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -45,10 +45,21 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def save_image(array: np.ndarray, path: str | os.PathLike) -> None:
-    """Write a uint8 HWC image atomically (temporary file, then rename); the format follows the suffix."""
+def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optional[bytes] = None) -> None:
+    """Write a uint8 HWC image atomically (temporary file, then rename); the format follows the suffix.
+    `icc_profile`: the colour profile of the photo the pixels come from (`photo_profile`), if any."""
     with atomic_path(path) as tmp:
-        to_pil(array).save(tmp)
+        to_pil(array).save(tmp, **({"icc_profile": icc_profile} if icc_profile else {}))
+
+
+def photo_profile(image: Image.Image) -> Optional[bytes]:
+    """The RGB colour profile a photo was read with (`load_photo` keeps it in `info`), else None.
+
+    stylelift works on the photo's pixel values as they are; what is written from a photo (aligned
+    crops, the face pasted back) carries its profile, so a colour-managed viewer shows those images
+    as it shows the photo (a wide-gamut phone photo would otherwise look washed out beside it)."""
+    icc = image.info.get("icc_profile")
+    return icc if isinstance(icc, bytes) and icc[16:20] == b"RGB " else None  # the header's colour space: not a CMYK or grey profile
 
 
 def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 0) -> np.ndarray:
@@ -87,12 +98,18 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 90-180 MP: a big photo, read (and shrunk later); more is refused below
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # "Corrupt EXIF data": the pixels read fine
             with Image.open(path) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{path.name} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    return to_rgb(im)
+    profile = photo_profile(im)
+    im = to_rgb(im)
+    im.info.pop("icc_profile", None)
+    if profile:
+        im.info["icc_profile"] = profile
+    return im
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

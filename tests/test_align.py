@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, face_landmarks, paste_back
+from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, detection_scales, face_landmarks, paste_back
 from stylelift.errors import InputError
 from stylelift.images import load_photo
 
@@ -158,6 +158,70 @@ def test_no_face_is_a_clear_error():
     noise = Image.fromarray(rng.integers(0, 255, [300, 300, 3], dtype=np.uint8))
     with pytest.raises(NoFaceError, match="no face found in noise.png"):
         align_face(noise, name="noise.png")
+
+
+def test_a_small_face_in_a_large_photo_is_found_at_a_finer_scale(photo):
+    """A 100 px face in a 12 MP photo: the first search, on a 1600 px copy, sees it at 40 px, under
+    the HOG detector's 80; the next finer scales find it."""
+    big = Image.new("RGB", (4000, 3000), (90, 110, 130))
+    big.paste(photo.resize((570, 570), Image.Resampling.LANCZOS), (1300, 700))  # the face's box: 90 -> 100 px
+    boxes = detect_faces(big)
+    assert boxes and boxes[0][1] > 0.5
+    (left, top, right, bottom), _ = boxes[0]
+    assert 80 <= right - left <= 130 and 1300 < left < 1870 and 700 < top < 1270
+    face = align_face(big, size=64)
+    assert face.box == boxes[0][0]
+
+
+def test_detection_goes_coarse_to_fine_within_its_pixel_budget():
+    assert detection_scales(512, 512) == [2.0]  # small photos: one search, dlib's upsampling, as before
+    assert detection_scales(1200, 900) == [1.0, 2.0]
+    scales = detection_scales(8000, 6000)
+    assert scales[0] == 0.2 and all(b == 2 * a for a, b in zip(scales[:-2], scales[1:-1]))
+    assert 1.0 <= scales[-1] and 8000 * 6000 * scales[-1] ** 2 <= 50_000_000  # full size, not beyond the budget
+    assert detection_scales(8000, 6000, cnn=True)[-1] < 0.4  # the CNN's budget is smaller
+
+
+def test_a_photos_rgb_colour_profile_goes_with_what_is_made_from_it(photo, tmp_path):
+    from PIL import ImageCms
+
+    from stylelift.images import photo_profile
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    photo.save(tmp_path / "p.png", icc_profile=srgb)
+    loaded = load_photo(tmp_path / "p.png")
+    assert photo_profile(loaded) == srgb
+    face = align_face(loaded, size=64)
+    assert paste_back(face.image, face, loaded).info["icc_profile"] == srgb
+    photo.convert("CMYK").save(tmp_path / "c.jpg", icc_profile=b"\0" * 16 + b"CMYK" + b"\0" * 108)  # a CMYK profile: wrong for RGB pixels
+    assert photo_profile(load_photo(tmp_path / "c.jpg")) is None
+    assert photo_profile(load_photo(PHOTO)) == photo.info["icc_profile"]
+
+
+def test_damaged_exif_is_read_without_warnings(photo, tmp_path):
+    import warnings
+
+    photo.save(tmp_path / "e.jpg", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_photo(tmp_path / "e.jpg").size == photo.size
+
+
+@pytest.mark.parametrize("angle", [90, 180, 270])
+def test_a_photo_on_its_side_or_upside_down_gives_the_upright_face(photo, angle):
+    """A photo that lost its EXIF rotation: the face is found turned, and its square maps back."""
+    upright = align_face(photo, size=128)
+    turned = photo.rotate(angle, expand=True)
+    face = align_face(turned, size=128)
+    assert np.abs(np.asarray(face.image, dtype=float) - np.asarray(upright.image, dtype=float)).mean() < 1
+    x0, y0, x1, y1 = face.box  # where the face is in the turned photo
+    centre = np.array([(upright.box[0] + upright.box[2]) / 2, (upright.box[1] + upright.box[3]) / 2]) - 255.5
+    c = np.radians(angle)  # PIL turns counter-clockwise; y points down
+    expected = np.array([[np.cos(c), np.sin(c)], [-np.sin(c), np.cos(c)]]) @ centre + 255.5
+    assert np.abs(np.array([(x0 + x1) / 2, (y0 + y1) / 2]) - expected).max() < 2
+    pasted = np.asarray(paste_back(face.image, face, turned), dtype=float)  # lands where the upright one does, turned
+    expected = np.asarray(paste_back(upright.image, upright, photo).rotate(angle, expand=True), dtype=float)
+    assert np.abs(pasted - expected)[y0:y1, x0:x1].mean() < 0.5
 
 
 def test_not_an_image(tmp_path):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -721,12 +722,16 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     face = align_face(photo, size=G.img_resolution)
     ws = latents_for_items(G, ["3"]).numpy()
     meta = {"network_id": network_id(G), "alignment": dict(face.transform_meta(), photo_path=str(photo_path))}
+    meta["photo_sha256"] = hashlib.sha256(photo_path.read_bytes()).hexdigest()
     save_latents(tmp_path / "a.npz", LatentFile(w=ws, meta=meta))
     vec = np.random.default_rng(2).normal(size=(1, G.w_dim))
     save_direction(tmp_path / "d.npy", Direction(vec / np.linalg.norm(vec), {"network_id": network_id(G)}))
     args = ("edit", tmp_path / "a.npz", "--direction", tmp_path / "d.npy", "--strength", "0,3", "--paste-back", "--network", net)
     r = invoke(*args, "--out", tmp_path / "e.png")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "mirrored.png")  # the same size: only its hash tells
+    r = invoke(*args, "--photo", tmp_path / "mirrored.png", "--out", tmp_path / "m.png")
+    assert r.exit_code == 0 and "warning: mirrored.png is not the photo" in r.output, r.output
     grid = np.asarray(Image.open(tmp_path / "e.png"))
     assert grid.shape == (photo.height, 2 * photo.width, 3)
     left, right = grid[:, : photo.width].astype(int), grid[:, photo.width :].astype(int)

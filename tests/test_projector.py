@@ -581,6 +581,9 @@ def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file
     x0, y0, x1, y1 = face.box
     assert np.array_equal(pasted[:5, :5], np.asarray(photo)[:5, :5])  # outside the face: the photo itself
     assert np.abs(pasted - np.asarray(photo))[y0:y1, x0:x1].mean() > 1  # inside it: the projection
+    profile = photo.info["icc_profile"]  # the astronaut photo's sRGB profile: what is written from the photo keeps it
+    for name in ("astronaut_pasted.png", "astronaut_target.png", "astronaut_proj.png"):
+        assert Image.open(tmp_path / "a" / name).info.get("icc_profile") == profile, name
     r = run(photo_path, *args, "--steps", "1", "--init", tmp_path / "a" / "astronaut.npz", "--outdir", tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert np.allclose(load_latents(tmp_path / "b" / "astronaut.npz").w, lf.w, atol=1e-6)  # one step at lr 0: the file's ws

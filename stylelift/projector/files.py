@@ -64,15 +64,17 @@ def write_projection(
     pasted: Optional[Image.Image],
     metrics: dict,
     fps: int = 30,
+    icc_profile: Optional[bytes] = None,
 ) -> None:
+    """Write one photo's files; the pictures carry the photo's colour profile (`photo_profile`), if any."""
     files.check_writable(video=bool(frames), pasted=pasted is not None)
     files.outdir.mkdir(parents=True, exist_ok=True)
     files.metrics.unlink(missing_ok=True)  # the "done" mark goes first and comes back last: a failed redo is not done
     save_latents(files.latent, latents)
-    save_image(target, files.path("_target.png"))
-    save_image(projection, files.path("_proj.png"))
+    save_image(target, files.path("_target.png"), icc_profile=icc_profile)
+    save_image(projection, files.path("_proj.png"), icc_profile=icc_profile)  # the photo's pixel values, so its profile too
     if frames:
         write_video(files.path("_proj.mp4"), frames, fps=fps)
     if pasted is not None:
-        save_image(np.asarray(pasted), files.path("_pasted.png"))
+        save_image(np.asarray(pasted), files.path("_pasted.png"), icc_profile=icc_profile)
     write_json(files.metrics, metrics)

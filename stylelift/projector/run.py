@@ -18,7 +18,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
 from ..fileio import check_writable, file_in_the_way
-from ..images import find_ffmpeg, load_photo, to_tensor, to_uint8
+from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, write_projection
@@ -315,7 +315,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
             pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
         write_projection(
             item.files, latents=latents, target=item.target, projection=images_u8[i],
-            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics,
+            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, icc_profile=photo_profile(item.photo),
         )
         return metrics
 
