@@ -584,6 +584,14 @@ def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file
     profile = photo.info["icc_profile"]  # the astronaut photo's sRGB profile: what is written from the photo keeps it
     for name in ("astronaut_pasted.png", "astronaut_target.png", "astronaut_proj.png"):
         assert Image.open(tmp_path / "a" / name).info.get("icc_profile") == profile, name
+    r = run(photo_path, *args, "--steps", "3", "--outdir", tmp_path / "c")  # --paste-back asked for later
+    mtime = (tmp_path / "c" / "astronaut.npz").stat().st_mtime_ns
+    r = run(photo_path, *args, "--steps", "3", "--paste-back", "--outdir", tmp_path / "c")
+    assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
+    assert (tmp_path / "c" / "astronaut.npz").stat().st_mtime_ns == mtime  # not projected again
+    again = Image.open(tmp_path / "c" / "astronaut_pasted.png")
+    assert np.abs(np.asarray(again.convert("RGB")).astype(int) - pasted).max() <= 1  # the file's quad is rounded to 1/1000 px
+    assert again.info.get("icc_profile") == profile
     r = run(photo_path, *args, "--steps", "1", "--init", tmp_path / "a" / "astronaut.npz", "--outdir", tmp_path / "b")
     assert r.exit_code == 0, r.output
     assert np.allclose(load_latents(tmp_path / "b" / "astronaut.npz").w, lf.w, atol=1e-6)  # one step at lr 0: the file's ws

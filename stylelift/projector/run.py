@@ -18,7 +18,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
 from ..fileio import check_writable, file_in_the_way
-from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
+from ..images import find_ffmpeg, load_photo, photo_profile, save_image, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, write_projection
@@ -136,8 +136,8 @@ def earlier_meta(latent: Path) -> tuple[Optional[dict], Optional[str]]:
 
 def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: ProjectJob, meta: dict, *, ignore: tuple[str, ...] = ()) -> Optional[str]:
     """None when the finished outputs in `files` (their latent file's meta: `earlier`) are this
-    run's: the same photo, the options that meta records, and every file this run writes. Else how
-    they differ, in words."""
+    run's: the same photo, the options that meta records, and every file this run writes (but a
+    pasted photo, which `paste_earlier` makes from the latent file). Else how they differ, in words."""
     if earlier.get("photo_sha256") not in (None, photo_hash(path)):  # files made before the hash was kept have none
         return f"from another photo of that name ({earlier.get('photo')})"
     alignment = earlier.get("alignment")
@@ -146,10 +146,26 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
     differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
     if differ:
         return "with " + ", ".join(differ)
-    missing = [files.path(suffix).name for suffix, wanted in (("_proj.mp4", job.video), ("_pasted.png", job.paste_back)) if wanted and not files.path(suffix).exists()]
-    if missing:
-        return f"without {', '.join(missing)}"
+    if job.video and not files.path("_proj.mp4").exists():  # the optimisation's frames are gone with it
+        return f"without {files.path('_proj.mp4').name}"
+    if job.paste_back and not files.path("_pasted.png").exists() and alignment is None:
+        return f"without {files.path('_pasted.png').name}, and without the alignment it needs"
     return None
+
+
+def paste_earlier(G, files: ProjectionFiles, path: Path, alignment: dict) -> None:
+    """Write NAME_pasted.png for an earlier projection asked for again with --paste-back: its latent
+    file rendered (with its noise maps, so the image is the one NAME_proj.png shows) and pasted
+    into the photo, instead of projecting it again."""
+    from ..align import AlignedFace, paste_back
+    from ..generation import item_noises, render_ws
+
+    face = AlignedFace.from_meta(alignment, what=files.latent.name)
+    ws = torch.as_tensor(load_latents(files.latent).w, dtype=torch.float32)
+    image = render_ws(G, ws, noises=item_noises(G, [str(files.latent)], G.w_avg.device))[0]
+    photo = load_photo(path)
+    pasted = paste_back(Image.fromarray(image), face, photo)
+    save_image(np.asarray(pasted), files.path("_pasted.png"), icc_profile=photo_profile(photo))
 
 
 def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None], *, load: Optional[Callable] = None) -> int:
@@ -198,7 +214,18 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
             if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
-                report(f"{path.name}: already done (use --overwrite to redo)")
+                if job.paste_back and not files.path("_pasted.png").exists():
+                    try:
+                        paste_earlier(G, files, path, earlier["alignment"])
+                    except Exception as e:
+                        if not _expected(e):
+                            raise
+                        report(f"error: {per_item_error(e, path.name)}", error=True)
+                        failures += 1
+                        continue
+                    report(f"{path.name}: already done; pasted its projection into the photo -> {files.path('_pasted.png')}")
+                else:
+                    report(f"{path.name}: already done (use --overwrite to redo)")
             else:
                 report(f"error: {path.name}: done earlier {why}; pass --overwrite to redo it with these options, or another --outdir", error=True)
                 failures += 1
