@@ -380,7 +380,8 @@ def convert(
     typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+# a folder's photos; HEIC (iPhones) is read with the pillow-heif package, and each such photo says so without it
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 
 
 def expand_photos(items: list[str]) -> tuple[list[Path], int]:

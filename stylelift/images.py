@@ -95,6 +95,15 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
         raise FileNotFoundError(f"no such photo: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a photo")
+    if path.suffix.lower() in (".heic", ".heif"):  # iPhone photos: Pillow reads them through a plugin
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            register_heif_opener = None
+        if register_heif_opener is not None:
+            register_heif_opener()
+        elif _file_kind(path) == "heif":
+            raise InputError(f"{path.name} is a HEIC photo; reading it needs the pillow-heif package (pip install pillow-heif), or save it as JPEG")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 90-180 MP: a big photo, read (and shrunk later); more is refused below
@@ -110,6 +119,16 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     if profile:
         im.info["icc_profile"] = profile
     return im
+
+
+def _file_kind(path: Path) -> str:
+    """'heif' for an ISO media file of a HEIF brand (what a .heic name promises), else 'other'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return "other"
+    return "heif" if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"heim", b"heis") else "other"
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

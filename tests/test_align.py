@@ -224,6 +224,17 @@ def test_a_photo_on_its_side_or_upside_down_gives_the_upright_face(photo, angle)
     assert np.abs(pasted - expected)[y0:y1, x0:x1].mean() < 0.5
 
 
+def test_a_heic_photo_says_what_reading_it_needs(photo, tmp_path):
+    import importlib.util
+
+    photo.save(tmp_path / "j.heic", format="JPEG")  # a JPEG named .heic: read as what it is
+    assert load_photo(tmp_path / "j.heic").size == photo.size
+    if importlib.util.find_spec("pillow_heif") is None:
+        (tmp_path / "x.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)
+        with pytest.raises(InputError, match=r"x.heic is a HEIC photo; reading it needs the pillow-heif package"):
+            load_photo(tmp_path / "x.heic")
+
+
 def test_not_an_image(tmp_path):
     (tmp_path / "x.jpg").write_text("not an image")
     with pytest.raises(InputError, match="not a readable image"):
