@@ -492,6 +492,7 @@ def project(
     perceptual_weights: Annotated[Optional[Path], typer.Option(help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
+    face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,
     outdir: Annotated[Path, output_option("Where to write the results.")] = Path("projected"),
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write NAME_proj.mp4 of the optimisation.")] = True,
@@ -507,10 +508,12 @@ def project(
         raise typer.BadParameter("--space must be w or w+")
     if paste_back and not do_align:
         raise typer.BadParameter("--paste-back needs --align (the alignment says where the face goes back)")
+    if face_index and not do_align:
+        raise typer.BadParameter("--face-index picks a face to align: it needs --align")
     paths, misses = expand_photos(photos)
     job = ProjectJob(
         network=network, space=space, steps=steps, optimize_noise=noise, loss=loss, perceptual_weights=perceptual_weights,
-        init=init, align=do_align, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
+        init=init, align=do_align, face_index=face_index, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite, w_noise=w_noise,
     )
     report = lambda msg, error=False, note=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error or note)  # noqa: E731

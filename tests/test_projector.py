@@ -649,3 +649,30 @@ def test_a_photo_whose_files_cannot_be_written_fails_alone_in_its_batch(photo_di
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out, "--batch-size", "2")
     assert r.exit_code == 1 and "p0.png: done" in r.output and "error: p1.png: ffmpeg could not write p1_proj.mp4" in r.output, r.output
     assert "error: p0.png" not in r.output and "one at a time" not in r.output and (out / "p0.npz").exists()
+
+
+def test_project_face_index_projects_another_face_of_a_group_photo(tmp_path):
+    from pathlib import Path
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    photo = Image.open(Path(__file__).parents[1] / "examples" / "astronaut.png").convert("RGB")
+    head = photo.crop((100, 0, 350, 250))  # the astronaut's head
+    two = Image.new("RGB", (600, 300))
+    two.paste(head.resize((180, 180)), (360, 60))  # the smaller face: index 1
+    two.paste(head, (0, 0))
+    two.save(tmp_path / "two.png")
+    args = ("--network", tmp_path / "net.pt", "--loss", "mse", "--no-video", "--steps", "1", "--outdir", tmp_path / "out")
+    r = run(tmp_path / "two.png", *args, "--face-index", "1", "--paste-back")
+    assert r.exit_code == 0, r.output
+    alignment = load_latents(tmp_path / "out" / "two.npz").meta["alignment"]
+    assert alignment["face_index"] == 1 and alignment["faces_found"] == 2 and alignment["box"][0] >= 300
+    pasted = np.asarray(Image.open(tmp_path / "out" / "two_pasted.png").convert("RGB")).astype(int)
+    changed = np.abs(pasted - np.asarray(two)).sum(axis=2) > 0
+    assert changed[:, 300:].any() and not changed[:, :300].any()  # the face pasted where the smaller head is
+    r = run(tmp_path / "two.png", *args)
+    assert r.exit_code == 1 and "done earlier for face 1 of the photo (now 0)" in r.output, r.output
+    r = run(tmp_path / "two.png", *args, "--face-index", "5", "--overwrite")
+    assert r.exit_code == 1 and "2 face(s); face index 5 does not exist" in r.output, r.output
+    r = run(tmp_path / "two.png", *args, "--face-index", "1", "--no-align")
+    assert r.exit_code == 2 and "needs --align" in r.output, r.output

@@ -48,6 +48,7 @@ class ProjectJob:
     perceptual_weights: Optional[Path] = None
     init: str = "avg"
     align: bool = True
+    face_index: int = 0  # which face when aligning, 0 = the largest
     paste_back: bool = False
     outdir: Path = Path("projected")
     video: bool = True
@@ -90,7 +91,7 @@ def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
     if job.align:
         from ..align import align_face
 
-        face = align_face(photo, size=resolution, name=path.name)
+        face = align_face(photo, size=resolution, face_index=job.face_index, name=path.name)
         image = face.image
     else:
         image = centre_crop(photo, resolution)
@@ -143,6 +144,8 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
     alignment = earlier.get("alignment")
     if (alignment is not None) != job.align and "photo" in earlier:
         return "with --align" if alignment is not None else "with --no-align"
+    if isinstance(alignment, dict) and job.align and alignment.get("face_index", 0) != job.face_index:
+        return f"for face {alignment.get('face_index', 0)!r:.10} of the photo (now {job.face_index})"
     differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
     if differ:
         return "with " + ", ".join(differ)
