@@ -329,7 +329,8 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     """Warp an edited aligned face back into the original photo with a feathered mask.
 
     Pixels outside the crop square are returned untouched. `feather` is the width of the soft edge
-    as a fraction of the square's side.
+    as a fraction of the square's side. Into a black-and-white photo (all pixels grey) the face goes
+    in grey too.
     """
     if not isinstance(edited, Image.Image) or not isinstance(original, Image.Image) or not isinstance(face, AlignedFace):
         raise InputError(f"paste_back takes the edited face and the original photo as PIL images and the AlignedFace, got {type(edited).__name__}, {type(face).__name__}, {type(original).__name__}")
@@ -351,11 +352,15 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     # PIL AFFINE samples input at (a x + b y + c, d x + e y + f) for output pixel (x, y) (centre at +0.5).
     offset = -inv @ origin
     data = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
-    warped = edited.convert("RGB").transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+    edited = edited.convert("RGB")
+    pixels = np.asarray(original)
+    if (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all():  # a black-and-white photo gets a grey face
+        edited = edited.convert("L").convert("RGB")
+    warped = edited.transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
     mask = Image.fromarray(_feather_mask(size, feather)).transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
     m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
-    out = np.asarray(original, dtype=np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
-    result = np.asarray(original).copy()
+    out = pixels.astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
+    result = pixels.copy()
     inside = m[..., 0] > 0
     result[inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
     pasted = Image.fromarray(result, "RGB")

@@ -235,6 +235,17 @@ def test_a_heic_photo_says_what_reading_it_needs(photo, tmp_path):
             load_photo(tmp_path / "x.heic")
 
 
+def test_a_face_pasted_into_a_black_and_white_photo_is_grey(photo):
+    grey = photo.convert("L").convert("RGB")
+    face = align_face(grey, size=64)
+    colourful = Image.new("RGB", (64, 64), (255, 0, 0))
+    pasted = np.asarray(paste_back(colourful, face, grey)).astype(int)
+    assert (pasted.max(axis=2) == pasted.min(axis=2)).all()
+    x0, y0, x1, y1 = face.box
+    assert np.abs(pasted - np.asarray(grey))[y0:y1, x0:x1].mean() > 10  # the face did go in
+    assert (np.asarray(paste_back(colourful, align_face(photo, size=64), photo))[..., 0] > 200).any()  # a colour photo keeps colour
+
+
 def test_not_an_image(tmp_path):
     (tmp_path / "x.jpg").write_text("not an image")
     with pytest.raises(InputError, match="not a readable image"):
