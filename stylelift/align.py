@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .errors import InputError
+from .images import photo_profile
 from .models.base import is_real, is_whole
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class AlignedFace:
     size: Optional[int] = None  # side of the aligned crop, when `image` is not kept (read back from a latent file)
     index: int = 0  # which of the faces found in the photo, 0 = the largest
     found: int = 1  # how many faces the detector found in the photo
+    turned: int = 0  # degrees (counter-clockwise) the photo was turned to find the face: 0, 90, 180 or 270
 
     def transform_meta(self) -> dict:
         """JSON-ready description of the alignment (stored in latent files)."""
@@ -61,6 +63,7 @@ class AlignedFace:
             "box": list(self.box),
             "face_index": self.index,
             "faces_found": self.found,
+            "turned": self.turned,
         }
 
     @classmethod
@@ -123,36 +126,46 @@ def _predictor():
 
 MAX_SIZE = 4096  # the FFHQ recipe's own working size; an 8192 px face took 6 GB of memory
 DETECT_MAX_SIDE = 1600  # the first search is on a copy no larger than this (landmarks use the full photo)
-# The finest search, in pixels searched: the HOG detector misses faces under about 80 px, so a face
-# of 100-250 px in a 48 MP photo is only found near full size (3.7 s for 8000 x 6000 on one core;
-# the CNN detector needs far more memory per pixel: 2.7 GB for 4000 x 3000).
-DETECT_MAX_PIXELS = {False: 50_000_000, True: 5_000_000}
+# The finest search (HOG only), in pixels searched: the detector misses faces under about 80 px, so
+# a face of 100-250 px in a 48 MP photo is only found near full size (3.7 s for 8000 x 6000).
+DETECT_MAX_PIXELS = 50_000_000
+# What a search beyond the usual first one keeps: its detector score (HOG; CNN confidence) at least
+# this. Faces found at finer scales or in turned copies scored 0.84-1.64 in 17 tries (astronaut
+# copies of 60-250 px in 1200 x 900 to 8000 x 6000 photos, and turned); what those searches found
+# in photos without a face (smooth landscapes and colour blobs, noise) scored 0.03-0.57. A first
+# search keeps everything, as dlib does (none of those photos gave it anything).
+EXTRA_MIN_SCORE = 0.75
 
 
 def detection_scales(width: int, height: int, *, cnn: bool = False) -> list[float]:
     """The scales (searched side / photo side) `detect_faces` tries in turn, coarsest first.
 
     The first is the usual one: a copy at most DETECT_MAX_SIDE on a side, searched at twice or four
-    times its size when it is small (under 1000 / 400 px). The next ones are each twice as fine,
-    up to twice the photo's own size or DETECT_MAX_PIXELS, for photos whose faces are small."""
+    times its size when it is small (under 1000 / 400 px). For the HOG detector, finer ones follow,
+    each twice as fine, up to the photo's own size (twice it for photos under DETECT_MAX_SIDE) and
+    DETECT_MAX_PIXELS, for photos whose faces are small. The CNN detector, which takes gigabytes at
+    these sizes, searches the first only."""
     first = min(1.0, DETECT_MAX_SIDE / max(width, height))
     side = max(width, height) * first
     scales = [first * (4 if side < 400 else 2 if side < 1000 else 1)]
-    finest = min(max(scales[0], 2.0), (DETECT_MAX_PIXELS[cnn] / (width * height)) ** 0.5)
-    while scales[-1] < finest * 0.99:
+    finest = min(max(scales[0], 2.0 if first == 1.0 else 1.0), (DETECT_MAX_PIXELS / (width * height)) ** 0.5)
+    while not cnn and scales[-1] < finest * 0.99:
         scales.append(min(scales[-1] * 2, finest))
     return scales
 
 
-def detect_faces(image: Image.Image, *, cnn: bool = False) -> list[tuple[tuple[int, int, int, int], float]]:
+def detect_faces(image: Image.Image, *, cnn: bool = False, finer: bool = True, min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
     """Face boxes (left, top, right, bottom) in `image` coordinates with scores, largest first.
 
-    Searched coarse to fine (`detection_scales`) until some scale finds a face: a large face is
-    found at once on a small copy, and a small face in a large photo at a finer scale."""
+    Searched coarse to fine (`detection_scales`; only the first scale without `finer`) until some
+    scale finds a face: a large face is found at once on a small copy, and a small face in a large
+    photo at a finer scale, where only detections scoring EXTRA_MIN_SCORE count. `min_score` applies
+    to every scale."""
     w, h = image.size
     if min(w, h) * min(1.0, DETECT_MAX_SIDE / max(w, h)) < 16:  # a sliver (1 x 5000 px) holds no face, and would shrink to nothing
         return []
-    for i, scale in enumerate(detection_scales(w, h, cnn=cnn)):
+    found = []
+    for i, scale in enumerate(detection_scales(w, h, cnn=cnn)[: None if finer else 1]):
         # dlib's own 2x pyramid steps (upsample) for the usual first search, a resized copy after
         resized = min(1.0, scale) if i == 0 else scale
         upsample = round(np.log2(scale / resized))
@@ -163,6 +176,7 @@ def detect_faces(image: Image.Image, *, cnn: bool = False) -> list[tuple[tuple[i
         else:
             rects, scores, _ = _detector(False).run(arr, upsample, 0.0)
             found = list(zip(rects, scores))
+        found = [(r, s) for r, s in found if s >= max(min_score, EXTRA_MIN_SCORE if i else 0.0)]
         if found:
             break
     boxes = []
@@ -287,28 +301,32 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         raise InputError(f"align_face takes a PIL image, got {type(image).__name__}; read photos with stylelift.images.load_photo")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
-    turn, searched, boxes = None, image, detect_faces(image, cnn=cnn)
-    for turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180) if not boxes else ():
-        searched = image.transpose(turn)  # a photo that lost its EXIF rotation lies on its side
-        if boxes := detect_faces(searched, cnn=cnn):
-            log.info("%s: the face was found with the photo turned (%s)", name, turn.name)
+    turn, searched, faces = None, image, detect_faces(image, cnn=cnn)
+    # A photo that lost its EXIF rotation lies on its side (its faces are big, as a rule). Only the
+    # HOG detector's faces are upright: the CNN one also finds faces on their side, and the landmark
+    # model then marks them as if upright, so a turned copy would not say which way is up.
+    for turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180) if not faces and not cnn else ():
+        searched = image.transpose(turn)
+        if faces := detect_faces(searched, finer=False, min_score=EXTRA_MIN_SCORE):
             break
-    if not boxes:
-        raise NoFaceError(f"no face found in {name} (upright, on either side or upside down)")
-    indices = range(len(boxes))
+    if not faces:
+        raise NoFaceError(f"no face found in {name}" + ("" if cnn else " (upright, on either side or upside down)"))
+    indices = range(len(faces))
     if only is not None:
-        if not 0 <= only < len(boxes):
-            raise InputError(f"{name} has {len(boxes)} face(s); face index {only} does not exist")
+        if not 0 <= only < len(faces):
+            raise InputError(f"{name} has {len(faces)} face(s); face index {only} does not exist")
         indices = [only]
     out = []
     for i in indices:
-        lm, box = face_landmarks(searched, boxes[i][0]), boxes[i][0]
+        box = faces[i][0]
+        lm = face_landmarks(searched, box)
         if searched is not image:  # back to the photo's own pixels: the FFHQ square turns with the face
             lm = unturned(lm, turn, image.size)
             corners = unturned(np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64), turn, image.size)
             box = tuple(int(v) for v in (*corners.min(0), *corners.max(0)))
         quad = ffhq_quad(lm)
-        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(boxes)))
+        turned = {None: 0, Image.Transpose.ROTATE_90: 90, Image.Transpose.ROTATE_270: 270, Image.Transpose.ROTATE_180: 180}[turn]
+        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=turned))
     return out
 
 
@@ -364,8 +382,8 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     inside = m[..., 0] > 0
     result[inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
     pasted = Image.fromarray(result, "RGB")
-    if "icc_profile" in original.info:  # the photo's colour space, as load_photo kept it
-        pasted.info["icc_profile"] = original.info["icc_profile"]
+    if profile := photo_profile(original):  # the photo's colour space, as load_photo kept it
+        pasted.info["icc_profile"] = profile
     return pasted
 
 

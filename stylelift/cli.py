@@ -471,10 +471,11 @@ def align(
             save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
             write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
         found = faces[0].found
+        turned = f" (found with the photo turned {faces[0].turned} degrees)" if faces[0].turned else ""
         if all_faces or found == 1:
-            typer.echo(f"{printable(path.name)}: {found} face{'s' * (found != 1)} -> {outdir}/")
+            typer.echo(f"{printable(path.name)}: {found} face{'s' * (found != 1)}{turned} -> {outdir}/")
         else:
-            typer.echo(f"{path.name}: face {faces[0].index} of the {found} found ({'the largest; ' if faces[0].index == 0 else ''}--all-faces writes each) -> {outdir}/{path.stem}.png")
+            typer.echo(f"{printable(path.name)}: face {faces[0].index} of the {found} found ({'the largest; ' if faces[0].index == 0 else ''}--all-faces writes each){turned} -> {outdir}/{printable(path.stem)}.png")
     if failed:
         raise typer.Exit(1)
 

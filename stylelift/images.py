@@ -52,6 +52,9 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optio
         to_pil(array).save(tmp, **({"icc_profile": icc_profile} if icc_profile else {}))
 
 
+MAX_PROFILE_BYTES = 1_000_000  # Pillow reads no larger PNG iCCP chunk (its MAX_TEXT_CHUNK); RGB profiles are a few kB
+
+
 def photo_profile(image: Image.Image) -> Optional[bytes]:
     """The RGB colour profile a photo was read with (`load_photo` keeps it in `info`), else None.
 
@@ -59,7 +62,9 @@ def photo_profile(image: Image.Image) -> Optional[bytes]:
     crops, the face pasted back) carries its profile, so a colour-managed viewer shows those images
     as it shows the photo (a wide-gamut phone photo would otherwise look washed out beside it)."""
     icc = image.info.get("icc_profile")
-    return icc if isinstance(icc, bytes) and icc[16:20] == b"RGB " else None  # the header's colour space: not a CMYK or grey profile
+    if not isinstance(icc, bytes) or len(icc) > MAX_PROFILE_BYTES:
+        return None
+    return icc if icc[16:20] == b"RGB " else None  # the header's colour space: not a CMYK or grey profile
 
 
 def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 0) -> np.ndarray:

@@ -136,3 +136,27 @@ def test_shipped_directions_are_found_by_name_from_the_editing_package():
     age = resolve_direction("age", G)
     assert age.vector.shape == (1, G.w_dim) and age.default_layers == "middle,fine"
     assert stylelift.editing.resolve_direction is resolve_direction
+
+
+def test_a_network_loaded_in_inference_mode_is_refused_by_project_in_one_line():
+    with torch.inference_mode():
+        G = tiny_generator()
+        target = target_of(G)
+    with pytest.raises(InputError, match="loaded inside torch.inference_mode"):
+        project(G, target, steps=1)
+
+
+def test_interpolating_float32_and_float64_keys_gives_float64():
+    a, b = torch.randn(4), torch.randn(4, dtype=torch.float64)
+    assert torch.allclose(lerp(a, b, torch.tensor([0.3]))[0], a.double() + (b - a.double()) * 0.3)
+    assert between(a, b, 0.3).dtype == torch.float64
+
+
+def test_a_profile_too_large_for_a_png_reader_is_not_written(tmp_path):
+    from PIL import Image
+
+    from stylelift.images import load_photo, photo_profile
+
+    huge = bytes(16) + b"RGB " + bytes(1_200_000)
+    Image.new("RGB", (8, 8)).save(tmp_path / "p.jpg", icc_profile=huge)
+    assert photo_profile(load_photo(tmp_path / "p.jpg")) is None

@@ -11,6 +11,7 @@ Ways to get one:
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,7 @@ def _check_count(name: str, value, lowest: int) -> None:
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     """Write DIR.npy and DIR.json atomically (what `load_direction` refuses is not written)."""
     path = Path(path)
-    vec = direction.vector.detach().cpu().numpy() if isinstance(direction.vector, Tensor) else direction.vector
+    vec = direction.vector.detach().float().cpu().numpy() if isinstance(direction.vector, Tensor) else direction.vector
     vec = np.asarray(vec, dtype=np.float32)
     if vec.ndim < 1 or vec.size != vec.shape[-1] or not np.isfinite(vec).all() or not vec.any():  # [w_dim], [1, w_dim], [1, 1, w_dim] ...
         raise InputError(f"a direction is one finite, non-zero vector [1, w_dim], got {list(vec.shape)}")
@@ -180,13 +181,24 @@ def _strength(strength, n: int) -> Tensor:
     """A strength as a tensor that broadcasts over ws [N, num_ws, w_dim]: a real number, or N of them."""
     if is_real(strength):
         return torch.tensor(float(strength), dtype=torch.float64)
-    if isinstance(strength, (list, tuple)) and strength and all(is_real(s) for s in strength):
-        strength = np.array(strength, dtype=np.float64)  # one per sample, as a list
+    given = strength
+    if isinstance(strength, (list, tuple)) and strength and all(_one_number(s) for s in strength):
+        strength = np.array([float(s) for s in strength], dtype=np.float64)  # one per sample, as a list
     if isinstance(strength, (Tensor, np.ndarray)) and not isinstance(strength, bool):
         t = torch.as_tensor(strength).detach().cpu()
-        if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n) and torch.isfinite(t.double()).all():
+        if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n):
+            if not torch.isfinite(t.double()).all():
+                raise InputError(f"strength must be finite numbers, got {f'{given!r:.60}' if isinstance(given, (list, tuple)) else 'NaN or infinity in ' + describe(given)}")
             return t.double().reshape(-1, 1, 1) if t.numel() == n and t.ndim else t.double().reshape(())
-    raise InputError(f"strength must be a finite number, or one per sample ([N] or [N, 1, 1]), got {describe(strength)}")
+    what = f"a list of {len(given)}" if isinstance(given, (list, tuple)) else describe(given)
+    raise InputError(f"strength must be a finite number, or one per sample of the {n} ([N], [N, 1, 1] or a list of N numbers), got {what}")
+
+
+def _one_number(value) -> bool:
+    """A real number, or a tensor or array holding one (not a bool)."""
+    if isinstance(value, (Tensor, np.ndarray)):
+        return value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1 and value.dtype != torch.bool and not value.is_complex()
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def condition(primary, other) -> np.ndarray:

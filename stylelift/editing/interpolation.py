@@ -23,7 +23,9 @@ def ease(t: Tensor, easing: str) -> Tensor:
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     """a, b [...]; t [T] (or one number) -> [T, ...]; exactly a at t = 0 and b at t = 1."""
-    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape([-1] + [1] * a.ndim)
+    dtype = torch.promote_types(a.dtype, b.dtype)  # float32 and float64 keys give float64, as a + (b - a) t does
+    a, b = a.to(dtype), b.to(dtype)
+    t = torch.as_tensor(t, dtype=dtype, device=a.device).reshape([-1] + [1] * a.ndim)
     return torch.lerp(a, b, t)  # a + (b - a) t, or b - (b - a)(1 - t) from t = 0.5 on, which ends on b
 
 
@@ -86,7 +88,7 @@ def between(a: Tensor, b: Tensor, t: float, *, spherical: bool = False) -> Tenso
         return a.clone()
     if t == 1:
         return b.clone()
-    return (slerp if spherical else lerp)(a, b, torch.tensor([t], dtype=a.dtype, device=a.device))[0]
+    return (slerp if spherical else lerp)(a, b, torch.tensor([t], dtype=torch.promote_types(a.dtype, b.dtype), device=a.device))[0]
 
 
 def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:

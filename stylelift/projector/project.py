@@ -234,6 +234,8 @@ def project(
         device = torch.device(device)
     except (RuntimeError, TypeError):
         raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r:.30}") from None
+    if any(t.is_inference() for t in (*G.parameters(), *G.buffers())):
+        raise InputError("the generator was loaded inside torch.inference_mode(), so autograd cannot go through it; load it outside to project with it")
     if not same_device(G.w_avg.device, device):
         raise InputError(f"the generator is on {G.w_avg.device}, but projection was asked on {device}")
     device = G.w_avg.device
