@@ -127,8 +127,11 @@ def _predictor():
 MAX_SIZE = 4096  # the FFHQ recipe's own working size; an 8192 px face took 6 GB of memory
 DETECT_MAX_SIDE = 1600  # the first search is on a copy no larger than this (landmarks use the full photo)
 # The finest search (HOG only), in pixels searched: the detector misses faces under about 80 px, so
-# a face of 100-250 px in a 48 MP photo is only found near full size (3.7 s for 8000 x 6000).
+# a face of 100-250 px in a 48 MP photo is only found near full size (3.7 s for 8000 x 6000). Turned
+# copies of a photo are searched within a smaller budget: a photo that lost its EXIF rotation is
+# most often a portrait, and each turn costs another search.
 DETECT_MAX_PIXELS = 50_000_000
+TURNED_MAX_PIXELS = 8_000_000
 # What a search beyond the usual first one keeps: its detector score (HOG; CNN confidence) at least
 # this. Faces found at finer scales or in turned copies scored 0.84-1.64 in 17 tries (astronaut
 # copies of 60-250 px in 1200 x 900 to 8000 x 6000 photos, and turned); what those searches found
@@ -137,35 +140,35 @@ DETECT_MAX_PIXELS = 50_000_000
 EXTRA_MIN_SCORE = 0.75
 
 
-def detection_scales(width: int, height: int, *, cnn: bool = False) -> list[float]:
+def detection_scales(width: int, height: int, *, cnn: bool = False, max_pixels: int = DETECT_MAX_PIXELS) -> list[float]:
     """The scales (searched side / photo side) `detect_faces` tries in turn, coarsest first.
 
     The first is the usual one: a copy at most DETECT_MAX_SIDE on a side, searched at twice or four
     times its size when it is small (under 1000 / 400 px). For the HOG detector, finer ones follow,
-    each twice as fine, up to the photo's own size (twice it for photos under DETECT_MAX_SIDE) and
-    DETECT_MAX_PIXELS, for photos whose faces are small. The CNN detector, which takes gigabytes at
-    these sizes, searches the first only."""
+    twice as fine each, up to twice the photo's size and `max_pixels`, for photos whose faces are
+    small; the finest comes at once when it is at most 3x the last (the detector's own pyramid goes
+    down from the scale it is given, so a finer search finds what a coarser one would). The CNN
+    detector, which takes gigabytes at these sizes, searches the first only."""
     first = min(1.0, DETECT_MAX_SIDE / max(width, height))
     side = max(width, height) * first
     scales = [first * (4 if side < 400 else 2 if side < 1000 else 1)]
-    finest = min(max(scales[0], 2.0 if first == 1.0 else 1.0), (DETECT_MAX_PIXELS / (width * height)) ** 0.5)
+    finest = min(max(scales[0], 2.0), (max_pixels / (width * height)) ** 0.5)
     while not cnn and scales[-1] < finest * 0.99:
-        scales.append(min(scales[-1] * 2, finest))
+        scales.append(finest if finest <= 3 * scales[-1] else 2 * scales[-1])
     return scales
 
 
-def detect_faces(image: Image.Image, *, cnn: bool = False, finer: bool = True, min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
+def detect_faces(image: Image.Image, *, cnn: bool = False, max_pixels: int = DETECT_MAX_PIXELS, min_score: float = 0.0) -> list[tuple[tuple[int, int, int, int], float]]:
     """Face boxes (left, top, right, bottom) in `image` coordinates with scores, largest first.
 
-    Searched coarse to fine (`detection_scales`; only the first scale without `finer`) until some
-    scale finds a face: a large face is found at once on a small copy, and a small face in a large
-    photo at a finer scale, where only detections scoring EXTRA_MIN_SCORE count. `min_score` applies
-    to every scale."""
+    Searched coarse to fine (`detection_scales`) until some scale finds a face: a large face is
+    found at once on a small copy, and a small face in a large photo at a finer scale, where only
+    detections scoring EXTRA_MIN_SCORE count. `min_score` applies to every scale."""
     w, h = image.size
     if min(w, h) * min(1.0, DETECT_MAX_SIDE / max(w, h)) < 16:  # a sliver (1 x 5000 px) holds no face, and would shrink to nothing
         return []
     found = []
-    for i, scale in enumerate(detection_scales(w, h, cnn=cnn)[: None if finer else 1]):
+    for i, scale in enumerate(detection_scales(w, h, cnn=cnn, max_pixels=max_pixels)):
         # dlib's own 2x pyramid steps (upsample) for the usual first search, a resized copy after
         resized = min(1.0, scale) if i == 0 else scale
         upsample = round(np.log2(scale / resized))
@@ -302,12 +305,11 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
     turn, searched, faces = None, image, detect_faces(image, cnn=cnn)
-    # A photo that lost its EXIF rotation lies on its side (its faces are big, as a rule). Only the
-    # HOG detector's faces are upright: the CNN one also finds faces on their side, and the landmark
+    # A photo that lost its EXIF rotation lies on its side. Only the HOG detector's faces are upright: the CNN one also finds faces on their side, and the landmark
     # model then marks them as if upright, so a turned copy would not say which way is up.
     for turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180) if not faces and not cnn else ():
         searched = image.transpose(turn)
-        if faces := detect_faces(searched, finer=False, min_score=EXTRA_MIN_SCORE):
+        if faces := detect_faces(searched, max_pixels=TURNED_MAX_PIXELS, min_score=EXTRA_MIN_SCORE):
             break
     if not faces:
         raise NoFaceError(f"no face found in {name}" + ("" if cnn else " (upright, on either side or upside down)"))
@@ -347,8 +349,8 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     """Warp an edited aligned face back into the original photo with a feathered mask.
 
     Pixels outside the crop square are returned untouched. `feather` is the width of the soft edge
-    as a fraction of the square's side. Into a black-and-white photo (all pixels grey) the face goes
-    in grey too.
+    as a fraction of the square's side. Into a black-and-white photo (`_black_and_white`) the face
+    goes in grey too.
     """
     if not isinstance(edited, Image.Image) or not isinstance(original, Image.Image) or not isinstance(face, AlignedFace):
         raise InputError(f"paste_back takes the edited face and the original photo as PIL images and the AlignedFace, got {type(edited).__name__}, {type(face).__name__}, {type(original).__name__}")
@@ -372,19 +374,34 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     data = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
     edited = edited.convert("RGB")
     pixels = np.asarray(original)
-    if (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all():  # a black-and-white photo gets a grey face
+    if _black_and_white(pixels):  # gets a grey face
         edited = edited.convert("L").convert("RGB")
-    warped = edited.transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-    mask = Image.fromarray(_feather_mask(size, feather)).transform(original.size, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-    m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
-    out = pixels.astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
+    # Only the square's bounding box changes: warp into that region (the same samples, shifted), not
+    # into a whole photo-sized image (2 GB of float32 for 48 MP).
+    x0, y0 = (max(0, int(np.floor(v)) - 1) for v in q.min(axis=0))
+    x1, y1 = (min(limit, int(np.ceil(v)) + 2) for v, limit in zip(q.max(axis=0), original.size))
     result = pixels.copy()
-    inside = m[..., 0] > 0
-    result[inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
+    if x0 < x1 and y0 < y1:
+        a, b, c, d, e, f = data
+        data = (a, b, a * x0 + b * y0 + c, d, e, d * x0 + e * y0 + f)
+        region = (x1 - x0, y1 - y0)
+        warped = edited.transform(region, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+        mask = Image.fromarray(_feather_mask(size, feather)).transform(region, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
+        m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
+        out = pixels[y0:y1, x0:x1].astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
+        inside = m[..., 0] > 0
+        result[y0:y1, x0:x1][inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
     pasted = Image.fromarray(result, "RGB")
     if profile := photo_profile(original):  # the photo's colour space, as load_photo kept it
         pasted.info["icc_profile"] = profile
     return pasted
+
+
+def _black_and_white(pixels: np.ndarray) -> bool:
+    """A grey photo (uint8 [H, W, 3]): channels within 8 levels of each other (JPEG's colour noise)
+    everywhere but a sprinkle (under 0.1% of pixels: a date stamp, a logo); every 4th pixel is read."""
+    sample = pixels[::4, ::4].astype(np.int16)
+    return float(np.mean(sample.max(axis=2) - sample.min(axis=2) > 8)) < 0.001
 
 
 def _feather_mask(size: int, feather: float) -> np.ndarray:

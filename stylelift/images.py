@@ -117,6 +117,8 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
                 im.load()
                 im = ImageOps.exif_transpose(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        if _file_kind(path) == "heif":  # a HEIC photo by another name
+            raise InputError(f"{path.name} is a HEIC photo; reading it needs the pillow-heif package (pip install pillow-heif), or save it as JPEG") from None
         raise InputError(f"{path.name} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     profile = photo_profile(im)
     im = to_rgb(im)

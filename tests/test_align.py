@@ -176,6 +176,7 @@ def test_a_small_face_in_a_large_photo_is_found_at_a_finer_scale(photo):
 def test_detection_goes_coarse_to_fine_within_its_pixel_budget():
     assert detection_scales(512, 512) == [2.0]  # small photos: one search, dlib's upsampling, as before
     assert detection_scales(1200, 900) == [1.0, 2.0]
+    assert detection_scales(1602, 1200)[-1] == 2.0  # no jump at the first search's 1600 px
     scales = detection_scales(8000, 6000)
     assert scales[0] == 0.2 and all(b == 2 * a for a, b in zip(scales[:-2], scales[1:-1]))
     assert 1.0 <= scales[-1] and 8000 * 6000 * scales[-1] ** 2 <= 50_000_000  # full size, not beyond the budget
@@ -233,9 +234,10 @@ def test_a_heic_photo_says_what_reading_it_needs(photo, tmp_path):
     photo.save(tmp_path / "j.heic", format="JPEG")  # a JPEG named .heic: read as what it is
     assert load_photo(tmp_path / "j.heic").size == photo.size
     if importlib.util.find_spec("pillow_heif") is None:
-        (tmp_path / "x.heic").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)
-        with pytest.raises(InputError, match=r"x.heic is a HEIC photo; reading it needs the pillow-heif package"):
-            load_photo(tmp_path / "x.heic")
+        for name in ("x.heic", "renamed.jpg"):
+            (tmp_path / name).write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 100)
+            with pytest.raises(InputError, match=rf"{name} is a HEIC photo; reading it needs the pillow-heif package"):
+                load_photo(tmp_path / name)
 
 
 def test_a_face_pasted_into_a_black_and_white_photo_is_grey(photo):
@@ -247,6 +249,10 @@ def test_a_face_pasted_into_a_black_and_white_photo_is_grey(photo):
     x0, y0, x1, y1 = face.box
     assert np.abs(pasted - np.asarray(grey))[y0:y1, x0:x1].mean() > 10  # the face did go in
     assert (np.asarray(paste_back(colourful, align_face(photo, size=64), photo))[..., 0] > 200).any()  # a colour photo keeps colour
+    stamped = np.asarray(grey).copy()
+    stamped[-8:, -20:] = (255, 140, 0)  # a date stamp in a corner: still a black-and-white photo
+    pasted = np.asarray(paste_back(colourful, face, Image.fromarray(stamped))).astype(int)
+    assert (pasted.max(axis=2) == pasted.min(axis=2))[:-8].all()
 
 
 def test_searches_beyond_the_first_need_a_confident_detection():
@@ -255,7 +261,7 @@ def test_searches_beyond_the_first_need_a_confident_detection():
     rng = np.random.default_rng(1)
     rng.random((30, 40, 3)), rng.integers(0, 255, (3000, 4000, 3), dtype=np.uint8)  # as the field was first made, with a larger one before it
     field = Image.fromarray((rng.random((15, 20, 3)) * 255).astype(np.uint8)).resize((2000, 1500), Image.Resampling.BICUBIC)
-    blobs = detect_faces(field.transpose(Image.Transpose.ROTATE_270), finer=False)
+    blobs = detect_faces(field.transpose(Image.Transpose.ROTATE_270), max_pixels=1)  # the first scale only
     assert blobs and 0.5 < max(score for _, score in blobs) < 0.75
     with pytest.raises(NoFaceError):
         align_face(field, size=64)

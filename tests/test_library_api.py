@@ -128,7 +128,12 @@ def test_sefa_fixes_each_directions_sign():
 
 def test_apply_direction_takes_a_list_of_strengths():
     ws, d = torch.randn(3, 6, 16), torch.randn(1, 16)
-    assert torch.equal(apply_direction(ws, d, [0.0, 1.0, -2.0]), apply_direction(ws, d, torch.tensor([0.0, 1.0, -2.0])))
+    expected = apply_direction(ws, d, torch.tensor([0.0, 1.0, -2.0]))
+    assert torch.equal(apply_direction(ws, d, [0.0, 1.0, -2.0]), expected)
+    assert torch.equal(apply_direction(ws, d, [torch.tensor(0.0), np.float32(1), np.array(-2)]), expected)
+    for bad in ([np.array(1 + 2j), 1, 2], [np.array("1"), 1, 2], [np.array(True), 1, 2], [1, 2], [float("nan")] * 3):
+        with pytest.raises(InputError, match="strength must be"):
+            apply_direction(ws, d, bad)
 
 
 def test_shipped_directions_are_found_by_name_from_the_editing_package():
@@ -149,7 +154,7 @@ def test_a_network_loaded_in_inference_mode_is_refused_by_project_in_one_line():
 def test_interpolating_float32_and_float64_keys_gives_float64():
     a, b = torch.randn(4), torch.randn(4, dtype=torch.float64)
     assert torch.allclose(lerp(a, b, torch.tensor([0.3]))[0], a.double() + (b - a.double()) * 0.3)
-    assert between(a, b, 0.3).dtype == torch.float64
+    assert all(between(a, b, t).dtype == torch.float64 for t in (0, 0.3, 1))
 
 
 def test_a_profile_too_large_for_a_png_reader_is_not_written(tmp_path):

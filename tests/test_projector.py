@@ -590,6 +590,11 @@ def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file
     assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
     assert (tmp_path / "c" / "astronaut.npz").stat().st_mtime_ns == mtime  # not projected again
     again = Image.open(tmp_path / "c" / "astronaut_pasted.png")
+    (tmp_path / "c" / "astronaut_pasted.png").rename(tmp_path / "c" / "kept.png")
+    (tmp_path / "c" / "astronaut_pasted.png").mkdir()  # a folder in the way: not "already done"
+    r = run(photo_path, *args, "--steps", "3", "--paste-back", "--outdir", tmp_path / "c")
+    assert r.exit_code == 1 and "astronaut.png: pasting its earlier projection" in r.output, r.output
+    again = Image.open(tmp_path / "c" / "kept.png")
     assert np.abs(np.asarray(again.convert("RGB")).astype(int) - pasted).max() <= 1  # the file's quad is rounded to 1/1000 px
     assert again.info.get("icc_profile") == profile
     r = run(photo_path, *args, "--steps", "1", "--init", tmp_path / "a" / "astronaut.npz", "--outdir", tmp_path / "b")

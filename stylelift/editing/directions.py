@@ -183,7 +183,7 @@ def _strength(strength, n: int) -> Tensor:
         return torch.tensor(float(strength), dtype=torch.float64)
     given = strength
     if isinstance(strength, (list, tuple)) and strength and all(_one_number(s) for s in strength):
-        strength = np.array([float(s) for s in strength], dtype=np.float64)  # one per sample, as a list
+        strength = np.array([s.item() if isinstance(s, (Tensor, np.ndarray)) else s for s in strength], dtype=np.float64)  # one per sample, as a list
     if isinstance(strength, (Tensor, np.ndarray)) and not isinstance(strength, bool):
         t = torch.as_tensor(strength).detach().cpu()
         if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n):
@@ -196,8 +196,10 @@ def _strength(strength, n: int) -> Tensor:
 
 def _one_number(value) -> bool:
     """A real number, or a tensor or array holding one (not a bool)."""
-    if isinstance(value, (Tensor, np.ndarray)):
-        return value.size == 1 if isinstance(value, np.ndarray) else value.numel() == 1 and value.dtype != torch.bool and not value.is_complex()
+    if isinstance(value, np.ndarray):
+        return value.size == 1 and value.dtype.kind in "iuf"
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and (value.is_floating_point() or value.dtype in (torch.int32, torch.int64))
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 

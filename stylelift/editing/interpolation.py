@@ -84,11 +84,12 @@ def path_steps(num_keys: int, frames: int, *, loop: bool = False, easing: str = 
 
 def between(a: Tensor, b: Tensor, t: float, *, spherical: bool = False) -> Tensor:
     """One frame of `path_steps`: a and b themselves at t = 0 and 1, else their lerp (or slerp)."""
+    dtype = torch.promote_types(a.dtype, b.dtype)  # every frame in one dtype
     if t == 0:
-        return a.clone()
+        return a.to(dtype, copy=True)
     if t == 1:
-        return b.clone()
-    return (slerp if spherical else lerp)(a, b, torch.tensor([t], dtype=torch.promote_types(a.dtype, b.dtype), device=a.device))[0]
+        return b.to(dtype, copy=True)
+    return (slerp if spherical else lerp)(a, b, torch.tensor([t], dtype=dtype, device=a.device))[0]
 
 
 def interpolation_path(keys: Tensor, frames: int, *, loop: bool = False, easing: str = "linear", spherical: bool = False) -> Tensor:

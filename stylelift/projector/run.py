@@ -149,9 +149,9 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
     differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
     if differ:
         return "with " + ", ".join(differ)
-    if job.video and not files.path("_proj.mp4").exists():  # the optimisation's frames are gone with it
+    if job.video and not files.path("_proj.mp4").is_file():  # the optimisation's frames are gone with it
         return f"without {files.path('_proj.mp4').name}"
-    if job.paste_back and not files.path("_pasted.png").exists() and alignment is None:
+    if job.paste_back and not files.path("_pasted.png").is_file() and alignment is None:
         return f"without {files.path('_pasted.png').name}, and without the alignment it needs"
     return None
 
@@ -217,13 +217,13 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
             if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
-                if job.paste_back and not files.path("_pasted.png").exists():
+                if job.paste_back and not files.path("_pasted.png").is_file():
                     try:
                         paste_earlier(G, files, path, earlier["alignment"])
                     except Exception as e:
                         if not _expected(e):
                             raise
-                        report(f"error: {per_item_error(e, path.name)}", error=True)
+                        report(f"error: {path.name}: pasting its earlier projection: {per_item_error(e, path.name)}", error=True)
                         failures += 1
                         continue
                     report(f"{path.name}: already done; pasted its projection into the photo -> {files.path('_pasted.png')}")
