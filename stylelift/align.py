@@ -349,8 +349,8 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     """Warp an edited aligned face back into the original photo with a feathered mask.
 
     Pixels outside the crop square are returned untouched. `feather` is the width of the soft edge
-    as a fraction of the square's side. Into a black-and-white photo (`_black_and_white`) the face
-    goes in grey too.
+    as a fraction of the square's side. Into a black-and-white photo (`_black_and_white`, under the
+    face's square too) the face goes in grey too.
     """
     if not isinstance(edited, Image.Image) or not isinstance(original, Image.Image) or not isinstance(face, AlignedFace):
         raise InputError(f"paste_back takes the edited face and the original photo as PIL images and the AlignedFace, got {type(edited).__name__}, {type(face).__name__}, {type(original).__name__}")
@@ -366,20 +366,25 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     size = edited.size[0]
     # Affine map: original pixel centre (x, y) -> aligned pixel coordinates (u, v).
     crop_size = face.image.size[0] if face.image is not None else (face.size or size)  # what the crop was cut at
-    q = _sampled_quad(np.asarray(face.quad, dtype=np.float64), crop_size, face.source_size)
-    origin, ex, ey = q[0], (q[3] - q[0]) / size, (q[1] - q[0]) / size
-    inv = np.linalg.inv(np.stack([ex, ey], axis=1))  # [[dx/du, dx/dv], [dy/du, dy/dv]]^-1
+    with np.errstate(all="ignore"):  # a damaged record's square may not map at all: refused below
+        q = _sampled_quad(np.asarray(face.quad, dtype=np.float64), crop_size, face.source_size)
+        origin, ex, ey = q[0], (q[3] - q[0]) / size, (q[1] - q[0]) / size
+        axes = np.stack([ex, ey], axis=1)
+        inv = np.linalg.inv(axes) if np.isfinite(axes).all() and abs(np.linalg.det(axes)) > 0 else np.full([2, 2], np.nan)  # [[dx/du, dx/dv], [dy/du, dy/dv]]^-1
     # PIL AFFINE samples input at (a x + b y + c, d x + e y + f) for output pixel (x, y) (centre at +0.5).
     offset = -inv @ origin
     data = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
+    if not np.isfinite(q).all() or not np.isfinite(inv).all():
+        raise InputError("the face's alignment record is damaged: its square does not map into the photo")
     edited = edited.convert("RGB")
     pixels = np.asarray(original)
-    if _black_and_white(pixels):  # gets a grey face
-        edited = edited.convert("L").convert("RGB")
-    # Only the square's bounding box changes: warp into that region (the same samples, shifted), not
-    # into a whole photo-sized image (2 GB of float32 for 48 MP).
+    # Only the square's bounding box changes: warp into that region (the same samples, shifted: a
+    # pixel may differ by a level in float rounding), not into a photo-sized image (2 GB of float32
+    # at 48 MP for a small face).
     x0, y0 = (max(0, int(np.floor(v)) - 1) for v in q.min(axis=0))
     x1, y1 = (min(limit, int(np.ceil(v)) + 2) for v, limit in zip(q.max(axis=0), original.size))
+    if _black_and_white(pixels) and (x0 >= x1 or y0 >= y1 or _black_and_white(pixels[y0:y1, x0:x1])):  # a colour face in a grey scene stays in colour
+        edited = edited.convert("L").convert("RGB")
     result = pixels.copy()
     if x0 < x1 and y0 < y1:
         a, b, c, d, e, f = data

@@ -253,6 +253,20 @@ def test_a_face_pasted_into_a_black_and_white_photo_is_grey(photo):
     stamped[-8:, -20:] = (255, 140, 0)  # a date stamp in a corner: still a black-and-white photo
     pasted = np.asarray(paste_back(colourful, face, Image.fromarray(stamped))).astype(int)
     assert (pasted.max(axis=2) == pasted.min(axis=2))[:-8].all()
+    splash = np.full((3000, 4000, 3), 128, np.uint8)  # a colour face in a grey scene (under 0.1% of it): stays in colour
+    splash[:512, :512] = np.asarray(grey)
+    x0, y0, x1, y1 = face.box
+    splash[y0:y1, x0:x1] = np.asarray(photo)[y0:y1, x0:x1]
+    splash = Image.fromarray(splash)
+    pasted = np.asarray(paste_back(colourful, align_face(splash, size=64), splash))[y0:y1, x0:x1].astype(int)
+    assert (pasted.max(axis=2) - pasted.min(axis=2)).max() > 100
+
+
+def test_paste_back_refuses_a_record_whose_square_maps_nowhere():
+    record = {"quad": [[0, -600], [0, 600], [1200, 600], [1200, -600]], "source_size": [640, 4], "size": 64, "box": [0, 0, 1, 1]}
+    face = AlignedFace.from_meta(record)  # it fits the photo, but its square shrinks the photo's 4 rows to none
+    with pytest.raises(InputError, match="alignment record is damaged"):
+        paste_back(Image.new("RGB", (64, 64)), face, Image.new("RGB", (640, 4)))
 
 
 def test_searches_beyond_the_first_need_a_confident_detection():

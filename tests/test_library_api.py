@@ -131,7 +131,8 @@ def test_apply_direction_takes_a_list_of_strengths():
     expected = apply_direction(ws, d, torch.tensor([0.0, 1.0, -2.0]))
     assert torch.equal(apply_direction(ws, d, [0.0, 1.0, -2.0]), expected)
     assert torch.equal(apply_direction(ws, d, [torch.tensor(0.0), np.float32(1), np.array(-2)]), expected)
-    for bad in ([np.array(1 + 2j), 1, 2], [np.array("1"), 1, 2], [np.array(True), 1, 2], [1, 2], [float("nan")] * 3):
+    assert torch.equal(apply_direction(ws, d, [torch.tensor(0, dtype=torch.int16), 1, -2]), expected)
+    for bad in ([np.array(1 + 2j), 1, 2], [np.array("1"), 1, 2], [np.array(True), 1, 2], [1, 2], [float("nan")] * 3, [10**400, 1, 2], 10**400):
         with pytest.raises(InputError, match="strength must be"):
             apply_direction(ws, d, bad)
 

@@ -11,7 +11,6 @@ Ways to get one:
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +185,7 @@ def _strength(strength, n: int) -> Tensor:
         strength = np.array([s.item() if isinstance(s, (Tensor, np.ndarray)) else s for s in strength], dtype=np.float64)  # one per sample, as a list
     if isinstance(strength, (Tensor, np.ndarray)) and not isinstance(strength, bool):
         t = torch.as_tensor(strength).detach().cpu()
-        if (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)) and t.numel() in (1, n):
+        if (t.is_floating_point() or t.dtype in INT_DTYPES) and t.numel() in (1, n):
             if not torch.isfinite(t.double()).all():
                 raise InputError(f"strength must be finite numbers, got {f'{given!r:.60}' if isinstance(given, (list, tuple)) else 'NaN or infinity in ' + describe(given)}")
             return t.double().reshape(-1, 1, 1) if t.numel() == n and t.ndim else t.double().reshape(())
@@ -194,13 +193,16 @@ def _strength(strength, n: int) -> Tensor:
     raise InputError(f"strength must be a finite number, or one per sample of the {n} ([N], [N, 1, 1] or a list of N numbers), got {what}")
 
 
+INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def _one_number(value) -> bool:
     """A real number, or a tensor or array holding one (not a bool)."""
     if isinstance(value, np.ndarray):
         return value.size == 1 and value.dtype.kind in "iuf"
     if isinstance(value, Tensor):
-        return value.numel() == 1 and (value.is_floating_point() or value.dtype in (torch.int32, torch.int64))
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+        return value.numel() == 1 and (value.is_floating_point() or value.dtype in INT_DTYPES)
+    return isinstance(value, float) or is_real(value)  # NaN is a number here (refused as not finite); 10**400 is not
 
 
 def condition(primary, other) -> np.ndarray:

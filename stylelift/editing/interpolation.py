@@ -37,7 +37,9 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     opposite vectors every great circle is as short: the path takes the one through the axis least
     along `a`.
     """
-    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape([-1] + [1] * a.ndim)
+    dtype = torch.promote_types(a.dtype, b.dtype)  # as lerp: float32 and float64 keys give float64
+    a, b = a.to(dtype), b.to(dtype)
+    t = torch.as_tensor(t, dtype=dtype, device=a.device).reshape([-1] + [1] * a.ndim)
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     if not (na > 0).all() or not (nb > 0).all():
         raise InputError("spherical interpolation needs non-zero, finite vectors (a zero one has no direction)")

@@ -19,7 +19,12 @@ MAX_LR_MULTIPLIER = 100.0  # mapping learning-rate multipliers of real networks:
 
 def is_real(value) -> bool:
     """A finite int or float (not a bool, a string or a container)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float (10**400)
+        return False
 
 
 def rng_untouched():

@@ -223,7 +223,8 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
                     except Exception as e:
                         if not _expected(e):
                             raise
-                        report(f"error: {path.name}: pasting its earlier projection: {per_item_error(e, path.name)}", error=True)
+                        said = per_item_error(e, path.name).removeprefix(f"{path.name}: ")
+                        report(f"error: {path.name}: pasting its earlier projection: {said}", error=True)
                         failures += 1
                         continue
                     report(f"{path.name}: already done; pasted its projection into the photo -> {files.path('_pasted.png')}")
