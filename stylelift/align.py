@@ -386,20 +386,26 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     if _black_and_white(pixels) and (x0 >= x1 or y0 >= y1 or _black_and_white(pixels[y0:y1, x0:x1])):  # a colour face in a grey scene stays in colour
         edited = edited.convert("L").convert("RGB")
     result = pixels.copy()
-    if x0 < x1 and y0 < y1:
-        a, b, c, d, e, f = data
-        data = (a, b, a * x0 + b * y0 + c, d, e, d * x0 + e * y0 + f)
-        region = (x1 - x0, y1 - y0)
-        warped = edited.transform(region, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-        mask = Image.fromarray(_feather_mask(size, feather)).transform(region, Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-        m = np.asarray(mask, dtype=np.float32)[..., None] / 255.0
-        out = pixels[y0:y1, x0:x1].astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
+    feathered = Image.fromarray(_feather_mask(size, feather))
+    a, b, c, d, e, f = data
+    for top in range(y0, y1, PASTE_STRIP_ROWS):  # a strip at a time: a close-up face in a 48 MP photo is most of it
+        bottom = min(top + PASTE_STRIP_ROWS, y1)
+        if x0 >= x1:
+            break
+        shifted = (a, b, a * x0 + b * top + c, d, e, d * x0 + e * top + f)
+        region = (x1 - x0, bottom - top)
+        warped = edited.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR)
+        m = np.asarray(feathered.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255.0
+        out = pixels[top:bottom, x0:x1].astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
         inside = m[..., 0] > 0
-        result[y0:y1, x0:x1][inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
+        result[top:bottom, x0:x1][inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
     pasted = Image.fromarray(result, "RGB")
     if profile := photo_profile(original):  # the photo's colour space, as load_photo kept it
         pasted.info["icc_profile"] = profile
     return pasted
+
+
+PASTE_STRIP_ROWS = 512  # paste_back blends this many rows at a time (float32 copies of a strip, not of the photo)
 
 
 def _black_and_white(pixels: np.ndarray) -> bool:

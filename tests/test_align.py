@@ -262,6 +262,18 @@ def test_a_face_pasted_into_a_black_and_white_photo_is_grey(photo):
     assert (pasted.max(axis=2) - pasted.min(axis=2)).max() > 100
 
 
+def test_paste_back_in_strips_gives_what_one_pass_gives(photo, monkeypatch):
+    import stylelift.align as align
+
+    face = align_face(photo.rotate(33, expand=True), size=128)
+    turned = photo.rotate(33, expand=True)
+    edited = Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
+    whole = np.asarray(paste_back(edited, face, turned))
+    monkeypatch.setattr(align, "PASTE_STRIP_ROWS", 7)  # the square spans dozens of strips
+    assert np.array_equal(np.asarray(paste_back(edited, face, turned)), whole)
+    assert not np.array_equal(whole, np.asarray(turned))
+
+
 def test_paste_back_refuses_a_record_whose_square_maps_nowhere():
     record = {"quad": [[0, -600], [0, 600], [1200, 600], [1200, -600]], "source_size": [640, 4], "size": 64, "box": [0, 0, 1, 1]}
     face = AlignedFace.from_meta(record)  # it fits the photo, but its square shrinks the photo's 4 rows to none
