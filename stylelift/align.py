@@ -138,6 +138,8 @@ TURNED_MAX_PIXELS = 8_000_000
 # in photos without a face (smooth landscapes and colour blobs, noise) scored 0.03-0.57. A first
 # search keeps everything, as dlib does (none of those photos gave it anything).
 EXTRA_MIN_SCORE = 0.75
+# The turned copies searched when no face is upright, in order, with the degrees (counter-clockwise) each turns.
+TURNS = {Image.Transpose.ROTATE_90: 90, Image.Transpose.ROTATE_270: 270, Image.Transpose.ROTATE_180: 180}
 
 
 def detection_scales(width: int, height: int, *, cnn: bool = False, max_pixels: int = DETECT_MAX_PIXELS) -> list[float]:
@@ -305,9 +307,10 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
     turn, searched, faces = None, image, detect_faces(image, cnn=cnn)
-    # A photo that lost its EXIF rotation lies on its side. Only the HOG detector's faces are upright: the CNN one also finds faces on their side, and the landmark
-    # model then marks them as if upright, so a turned copy would not say which way is up.
-    for turn in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180) if not faces and not cnn else ():
+    # A photo that lost its EXIF rotation lies on its side. Only the HOG detector's faces are upright:
+    # the CNN one also finds faces on their side, and the landmark model then marks them as if
+    # upright, so a turned copy would not say which way is up.
+    for turn in TURNS if not faces and not cnn else ():
         searched = image.transpose(turn)
         if faces := detect_faces(searched, max_pixels=TURNED_MAX_PIXELS, min_score=EXTRA_MIN_SCORE):
             break
@@ -327,8 +330,7 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
             corners = unturned(np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64), turn, image.size)
             box = tuple(int(v) for v in (*corners.min(0), *corners.max(0)))
         quad = ffhq_quad(lm)
-        turned = {None: 0, Image.Transpose.ROTATE_90: 90, Image.Transpose.ROTATE_270: 270, Image.Transpose.ROTATE_180: 180}[turn]
-        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=turned))
+        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=TURNS.get(turn, 0)))
     return out
 
 
@@ -383,15 +385,14 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     # at 48 MP for a small face).
     x0, y0 = (max(0, int(np.floor(v)) - 1) for v in q.min(axis=0))
     x1, y1 = (min(limit, int(np.ceil(v)) + 2) for v, limit in zip(q.max(axis=0), original.size))
-    if _black_and_white(pixels) and (x0 >= x1 or y0 >= y1 or _black_and_white(pixels[y0:y1, x0:x1])):  # a colour face in a grey scene stays in colour
-        edited = edited.convert("L").convert("RGB")
     result = pixels.copy()
+    overlaps = x0 < x1 and y0 < y1  # else the square lies outside the photo, which stays as it is
+    if overlaps and _black_and_white(pixels) and _black_and_white(pixels[y0:y1, x0:x1]):  # a colour face in a grey scene stays in colour
+        edited = edited.convert("L").convert("RGB")
     feathered = Image.fromarray(_feather_mask(size, feather))
     a, b, c, d, e, f = data
-    for top in range(y0, y1, PASTE_STRIP_ROWS):  # a strip at a time: a close-up face in a 48 MP photo is most of it
+    for top in range(y0, y1 if overlaps else y0, PASTE_STRIP_ROWS):  # a strip at a time: a close-up face in a 48 MP photo is most of it
         bottom = min(top + PASTE_STRIP_ROWS, y1)
-        if x0 >= x1:
-            break
         shifted = (a, b, a * x0 + b * top + c, d, e, d * x0 + e * top + f)
         region = (x1 - x0, bottom - top)
         warped = edited.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR)

@@ -100,15 +100,12 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
         raise FileNotFoundError(f"no such photo: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a photo")
-    if path.suffix.lower() in (".heic", ".heif"):  # iPhone photos: Pillow reads them through a plugin
+    if _file_kind(path) == "heif":  # iPhone photos, under any name: Pillow reads them through a plugin
         try:
             from pillow_heif import register_heif_opener
         except ImportError:
-            register_heif_opener = None
-        if register_heif_opener is not None:
-            register_heif_opener()
-        elif _file_kind(path) == "heif":
-            raise InputError(f"{path.name} is a HEIC photo; reading it needs the pillow-heif package (pip install pillow-heif), or save it as JPEG")
+            raise InputError(f"{path.name} is a HEIC photo; reading it needs the pillow-heif package (pip install pillow-heif), or save it as JPEG") from None
+        register_heif_opener()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 90-180 MP: a big photo, read (and shrunk later); more is refused below
@@ -117,8 +114,6 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
                 im.load()
                 im = ImageOps.exif_transpose(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        if _file_kind(path) == "heif":  # a HEIC photo by another name
-            raise InputError(f"{path.name} is a HEIC photo; reading it needs the pillow-heif package (pip install pillow-heif), or save it as JPEG") from None
         raise InputError(f"{path.name} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     profile = photo_profile(im)
     im = to_rgb(im)

@@ -72,7 +72,7 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
         if len(shape) == 4 and shape[0] > 1:  # a batch projection's maps: one set per latent
             raise InputError(f"noise map {k} is {list(shape)}: {shape[0]} maps, one per latent, where a latent file holds one set; "
                              "save one file per latent (w[i:i+1] with each map's [i:i+1])")
-        _check_noise_shape(arrays[f"noise_{k}"].shape, f"noise_{k}", "noise map")  # what load_latents reads back
+        _check_noise_shape(shape, f"noise_{k}", "noise map")  # what load_latents reads back
         if not np.isfinite(arrays[f"noise_{k}"]).all():
             raise InputError(f"noise map {k} holds NaN or infinite values")
     arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))

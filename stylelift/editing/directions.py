@@ -176,6 +176,9 @@ def apply_direction(ws: Tensor, direction, strength, layers: Optional[Sequence[i
     return out
 
 
+INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def _strength(strength, n: int) -> Tensor:
     """A strength as a tensor that broadcasts over ws [N, num_ws, w_dim]: a real number, or N of them."""
     if is_real(strength):
@@ -191,9 +194,6 @@ def _strength(strength, n: int) -> Tensor:
             return t.double().reshape(-1, 1, 1) if t.numel() == n and t.ndim else t.double().reshape(())
     what = f"a list of {len(given)}" if isinstance(given, (list, tuple)) else describe(given)
     raise InputError(f"strength must be a finite number, or one per sample of the {n} ([N], [N, 1, 1] or a list of N numbers), got {what}")
-
-
-INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def _one_number(value) -> bool:
