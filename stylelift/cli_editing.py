@@ -477,7 +477,7 @@ def directions_learn(
     attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier; for age the youngest and oldest 30% are the two classes, as with any labels that are not 0/1), or any name with --labels.")],
     out: Annotated[Path, output_option("Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
-    samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit: 2 GB a million).")] = 1000,
+    samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit, about 12 KB each: 12 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[str], typer.Option("--condition", help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
     save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
@@ -501,9 +501,11 @@ def directions_learn(
     if not attribute.strip():
         raise typer.BadParameter("--attribute is empty; name what the labels measure, e.g. age")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
-    for path in (out.with_suffix(".json"), save_labels):
-        if path is not None and path.is_dir():
-            fail(f"{path} is a folder")
+    check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
+    if save_labels is not None:
+        if save_labels.absolute() in (out.absolute(), out.with_suffix(".json").absolute()):
+            raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
+        check_new_file(save_labels, overwrite)
     G, dev = load(network, device)
     if layers is not None:
         parse_layers(layers, G.layer_resolutions)
@@ -520,7 +522,8 @@ def directions_learn(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_direction(out, d)
     rough = f"; too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'}" if d.meta["held_out"] < 50 else ""
-    typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f} on {d.meta['held_out']} samples{rough})")
+    conditioned = f", {d.meta['conditioned_accuracy']:.3f} once conditioned on {d.meta['conditioned_on']}" if "conditioned_accuracy" in d.meta else ""
+    typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f}{conditioned} on {d.meta['held_out']} samples{rough})")
 
 
 def earlier_set(outdir: Path, prefix: str) -> list[Path]:

@@ -680,9 +680,9 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     r = learn("".join(f"{tmp_path / f'same{i}.npz'},{i % 2}\n" for i in range(20)))
     assert r.exit_code == 1 and "do not separate" in r.output and not (tmp_path / "d.npy").exists(), r.output
     r = learn("".join(f"{i},5\n" for i in range(20)))  # every label the same
-    assert r.exit_code == 1 and "l.csv: the labels do not split" in r.output, r.output
+    assert r.exit_code == 1 and "l.csv: every label is 5: a boundary needs two classes" in r.output, r.output
     r = learn("".join(f"{i},1\n" for i in range(20)))  # one class only
-    assert r.exit_code == 1 and "l.csv: labels must be 0/1 with both classes" in r.output, r.output
+    assert r.exit_code == 1 and "l.csv: every label is 1" in r.output, r.output
     r = invoke("directions", "learn", "--attribute", " ", "--save-labels", tmp_path / "sub" / "l.csv", "--network", net, "--out", tmp_path / "d.npy")
     assert r.exit_code == 2 and "--attribute is empty" in r.output and not (tmp_path / "d.npy").exists() and not (tmp_path / "sub").exists(), r.output
     with pytest.raises(InputError, match="attribute must name"):  # the library's own check
@@ -692,6 +692,9 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     r = learn("".join(f"{i},{i}\n" for i in range(17)))  # the fewest that are enough
     assert r.exit_code == 0, r.output
     (tmp_path / "d.npy").unlink()
+    r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))  # its sidecar is left, and is not replaced unasked
+    assert r.exit_code == 1 and "d.json exists; it would be replaced by the direction's sidecar" in r.output and not (tmp_path / "d.npy").exists(), r.output
+    (tmp_path / "d.json").unlink()
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
     assert r.exit_code == 0, r.output
     r = learn("".join(f"{i},{i % 3}\n" for i in range(40)))
@@ -1201,3 +1204,138 @@ def test_a_labels_csv_has_two_columns_and_spreadsheet_trailing_cells_are_fine(tm
         (tmp_path / "l.csv").write_text(text)
         with pytest.raises(InputError, match=r"l.csv: each row is item,label \(two columns\)"):
             read_labels_csv(tmp_path / "l.csv")
+
+
+def test_direction_files_that_are_empty_or_damaged_zips_are_one_error_line(tmp_path, net):
+    np.save(tmp_path / "empty.npy", np.zeros((1, 0), np.float32))
+    (tmp_path / "pk.npy").write_bytes(b"PK\x03\x04junk")
+    for name, why in (("empty.npy", "must hold a float array"), ("pk.npy", "not a readable .npy direction")):
+        with pytest.raises(InputError, match=why):
+            load_direction(tmp_path / name)
+        r = invoke("edit", "0", "--direction", tmp_path / name, "--network", net, "--out", tmp_path / "x.png")
+        assert r.exit_code == 1 and r.output.count("\n") == 1 and "Traceback" not in r.output and not (tmp_path / "x.png").exists(), r.output
+
+
+def test_conditioning_on_a_nearly_parallel_direction_is_refused_and_the_saved_normal_has_its_own_accuracy(tmp_path, net):
+    G = tiny_generator()
+    seeds = [str(s) for s in range(300)]
+    w = latents_for_items(G, seeds)[:, 0].double().numpy()
+    rule = np.random.default_rng(1).normal(size=G.w_dim)
+    (tmp_path / "l.csv").write_text("".join(f"{s},{int(v > 0)}\n" for s, v in zip(seeds, (w - w.mean(0)) @ rule)))
+    common = ("directions", "learn", "--attribute", "x", "--labels", tmp_path / "l.csv", "--network", net)
+    assert invoke(*common, "--out", tmp_path / "d.npy").exit_code == 0
+    d = np.load(tmp_path / "d.npy")
+    np.save(tmp_path / "half.npy", d.astype(np.float16))  # the same direction, rounded: what is left is rounding
+    np.save(tmp_path / "x3.npy", d * 3)
+    for name in ("half.npy", "x3.npy"):
+        r = invoke(*common, "--condition", tmp_path / name, "--out", tmp_path / "c.npy")
+        assert r.exit_code == 1 and "parallel" in r.output and not (tmp_path / "c.npy").exists(), r.output
+    other = np.random.default_rng(4).normal(size=(1, G.w_dim))
+    save_direction(tmp_path / "o.npy", Direction(other, {"attribute": "other"}))
+    r = invoke(*common, "--condition", tmp_path / "o.npy", "--out", tmp_path / "c.npy")
+    assert r.exit_code == 0 and "once conditioned on other" in r.output, r.output
+    meta = json.loads((tmp_path / "c.json").read_text())
+    plain = json.loads((tmp_path / "d.json").read_text())
+    assert meta["accuracy"] == plain["accuracy"] and 0 <= meta["conditioned_accuracy"] <= 1
+    bent = condition(d, 0.6 * d / np.linalg.norm(d) + 0.8 * other / np.linalg.norm(other))  # far from d: its accuracy drops
+    from stylelift.editing import held_out_accuracy
+
+    labels = ((w - w.mean(0)) @ rule > 0).astype(np.float64)
+    assert meta["accuracy"] > 0.9 and held_out_accuracy(w, labels, d) == pytest.approx(fit_boundary(w, labels)[1], abs=0.05)
+    assert held_out_accuracy(w, labels, -d) == held_out_accuracy(w, labels, d)  # the sign is the offset's business
+    assert held_out_accuracy(w, labels, bent) < held_out_accuracy(w, labels, d)
+
+
+def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp_path, net):
+    G = tiny_generator()
+    (tmp_path / "lat").mkdir()
+    rule = np.random.default_rng(2).normal(size=G.w_dim)
+    rule /= np.linalg.norm(rule)
+    rows = []
+    for s in range(80):
+        ws = latents_for_items(G, [str(s)]).numpy()
+        label = s % 2
+        ws[:, 1:] += (3 * label - 1.5) * rule  # the attribute lives in ws 1.. (W+): ws 0 alone does not show it
+        save_latents(tmp_path / "lat" / f"s{s}.npz", LatentFile(w=ws))
+        rows.append(f"s{s}.npz,{label}\n")
+    (tmp_path / "lat" / "l.csv").write_text("".join(rows))
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "d.npy")
+    assert r.exit_code == 0 and "80 of the 80 latents are W+" in r.output, r.output  # found beside the CSV, not in the current folder
+    d = load_direction(tmp_path / "d.npy")
+    assert float(d.vector[0] @ rule) > 0.8 and d.meta["accuracy"] == 1.0
+    save_latents(tmp_path / "lat" / "two.npz", LatentFile(w=np.concatenate([ws, ws])))
+    (tmp_path / "lat" / "l.csv").write_text("".join(rows) + "two.npz,1\n")
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
+    assert r.exit_code == 1 and "two.npz holds 2 latents; a row labels one face" in r.output and not (tmp_path / "e.npy").exists(), r.output
+    (tmp_path / "lat" / "l.csv").write_text("".join(rows) + "./s0.npz,1\n")  # s0 again, under another name and label
+    r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
+    assert r.exit_code == 1 and "./s0.npz is labelled twice" in r.output, r.output
+
+
+def test_labels_read_a_chunk_at_a_time_give_the_same_direction(tmp_path, monkeypatch):
+    from stylelift.editing import learn
+
+    G = tiny_generator()
+    ws = latents_for_items(G, ["1", "2"]).numpy()
+    save_latents(tmp_path / "a.npz", LatentFile(w=ws[:1]))
+    items = [str(s) for s in range(30)] + [str(tmp_path / "a.npz")]
+    whole = learn.labelled_w(G, items, truncation_psi=0.7, truncation_cutoff=2, class_idx=None, device="cpu")
+    monkeypatch.setattr(learn, "LABELLED_CHUNK", 4)
+    assert np.array_equal(learn.labelled_w(G, items, truncation_psi=0.7, truncation_cutoff=2, class_idx=None, device="cpu"), whole)
+    truncated = latents_for_items(G, ["5"], truncation_psi=0.7, truncation_cutoff=2)
+    assert np.array_equal(whole[5], truncated[0, 0].double().numpy())  # a seed's first ws, as when sampling (not the mean over a cutoff)
+
+
+def test_label_columns_two_valued_header_only_first_and_quoted_names(tmp_path):
+    from stylelift.editing.learn import binarize, read_labels_csv
+
+    keep, labels = binarize(np.array([-1.0, 1, 1, -1]))
+    assert keep.tolist() == [0, 1, 2, 3] and labels.tolist() == [0, 1, 1, 0]
+    assert binarize(np.array([2.0, 1, 1]))[1].tolist() == [1, 0, 0]
+    (tmp_path / "l.csv").write_text("seed,label\n0,female\n1,male\n")
+    with pytest.raises(InputError, match="label 'female' is not a number"):
+        read_labels_csv(tmp_path / "l.csv")
+    (tmp_path / "l.csv").write_text('# made by hand\nitem,label\n"a\nb.npz",1\n1,0\n2,1\n3,0\n')
+    items, labels, _ = read_labels_csv(tmp_path / "l.csv")
+    assert items[0] == "a\nb.npz" and labels.tolist() == [1, 0, 1, 0]
+    (tmp_path / "l.csv").write_text("1," + "9" * 200_000 + "\n")
+    with pytest.raises(InputError, match="not a CSV text file .*field larger than field limit"):
+        read_labels_csv(tmp_path / "l.csv")
+
+
+def test_learn_keeps_other_files_its_labels_and_its_sidecar_would_replace(tmp_path, net):
+    common = ("directions", "learn", "--attribute", "age", "--samples", "20", "--network", net)
+    (tmp_path / "config.json").write_text('{"my": "config"}')
+    r = invoke(*common, "--out", tmp_path / "config.npy")
+    assert r.exit_code == 1 and "config.json exists" in r.output and (tmp_path / "config.json").read_text() == '{"my": "config"}', r.output
+    for labels in ("d.json", "d.npy"):
+        r = invoke(*common, "--out", tmp_path / "d.npy", "--save-labels", tmp_path / labels)
+        assert r.exit_code == 2 and "--save-labels names the direction file or its sidecar" in r.output, r.output
+    (tmp_path / "l.csv").write_text("mine\n")
+    r = invoke(*common, "--out", tmp_path / "d.npy", "--save-labels", tmp_path / "l.csv")
+    assert r.exit_code == 1 and "l.csv exists; pass --overwrite" in r.output and (tmp_path / "l.csv").read_text() == "mine\n", r.output
+
+
+def test_a_direction_pair_is_written_whole_and_unit_or_not_at_all(tmp_path):
+    from stylelift.editing import resolve_direction
+
+    save_direction(tmp_path / "x.npy", Direction(np.full([1, 16], 3.0), {"accuracy": float("nan"), "runs": [float("inf"), 1]}))
+    assert abs(np.linalg.norm(np.load(tmp_path / "x.npy")) - 1) < 1e-6  # InterFaceGAN's boundary: a unit normal
+    assert json.loads((tmp_path / "x.json").read_text()) == {"accuracy": None, "runs": [None, 1]}  # valid JSON, no NaN
+    before = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "y.json").mkdir()
+    np.save(tmp_path / "y.npy", np.ones([1, 16], np.float32))
+    with pytest.raises(InputError, match="y.json is a folder"):
+        save_direction(tmp_path / "y.npy", Direction(np.arange(16.0)[None] + 1, {}))
+    assert np.array_equal(np.load(tmp_path / "y.npy"), np.ones([1, 16], np.float32))
+    (tmp_path / "y.json").rmdir()
+    with pytest.raises(TypeError):  # a sidecar that cannot be written: neither file of the pair is replaced
+        save_direction(tmp_path / "x.npy", Direction(-np.ones([1, 16]), {1j: "complex key"}))
+    assert (tmp_path / "x.npy").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.npy", "y.npy"]
+    G = tiny_generator()
+    save_direction(tmp_path / "age", Direction(np.ones([1, G.w_dim]), {"attribute": "mine"}))  # a file named like a shipped direction
+    assert resolve_direction(tmp_path / "x.npy", G).meta == {"accuracy": None, "runs": [None, 1]}
+    import os
+
+    os.chdir(tmp_path)
+    assert resolve_direction(Path("age"), G).meta == {"attribute": "mine"}  # a Path is a file, not the shipped name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -21,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, describe, first_line
-from ..fileio import atomic_path, parse_json, write_text_atomic
+from ..fileio import atomic_path, parse_json
 from ..generation import random_labels
 from ..models.base import is_real, is_whole
 from .layers import layer_indices
@@ -56,17 +57,37 @@ def _check_count(name: str, value, lowest: int) -> None:
 
 
 def save_direction(path: str | os.PathLike, direction: Direction) -> None:
-    """Write DIR.npy and DIR.json atomically (what `load_direction` refuses is not written)."""
+    """Write DIR.npy (the vector, made unit length) and DIR.json as a pair: both are written to
+    temporary files first and renamed only when both are whole (what `load_direction` refuses is
+    not written). Non-finite numbers in the meta are written as null (JSON has no NaN)."""
     path = Path(path)
     vec = direction.vector.detach().float().cpu().numpy() if isinstance(direction.vector, Tensor) else direction.vector
-    vec = np.asarray(vec, dtype=np.float32)
+    vec = np.asarray(vec, dtype=np.float64)
     if vec.ndim < 1 or vec.size != vec.shape[-1] or not np.isfinite(vec).all() or not vec.any():  # [w_dim], [1, w_dim], [1, 1, w_dim] ...
         raise InputError(f"a direction is one finite, non-zero vector [1, w_dim], got {list(vec.shape)}")
     if not isinstance(direction.meta, dict):
         raise InputError(f"a direction's meta is a dict, got {type(direction.meta).__name__}")
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save adds no .npy to the name
-        np.save(f, vec.reshape(1, -1))
-    write_text_atomic(_sidecar(path), json.dumps(direction.meta, indent=2, sort_keys=True, default=str) + "\n")
+    for target in (path, _sidecar(path)):
+        if target.is_dir():
+            raise InputError(f"{target} is a folder; name the direction file to write")
+    vec = vec / np.abs(vec).max()  # scaled first, as load_direction does
+    vec = (vec / np.linalg.norm(vec)).astype(np.float32).reshape(1, -1)
+    meta = json.dumps(_json_safe(direction.meta), indent=2, sort_keys=True, default=str) + "\n"
+    with atomic_path(path) as tmp, atomic_path(_sidecar(path)) as tmp_meta:  # renamed in turn once both are written
+        with open(tmp, "wb") as f:  # a file object: np.save adds no .npy to the name
+            np.save(f, vec)
+        tmp_meta.write_text(meta)
+
+
+def _json_safe(value):
+    """value with NaN and infinities (which json.dumps writes as invalid JSON) replaced by None."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:
@@ -89,10 +110,10 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
                 if claimed > path.stat().st_size - f.tell():
                     raise InputError(f"{path.name} claims an array {list(shape)} ({claimed:,} bytes) but holds less; the file is damaged")
         vec = np.load(path, allow_pickle=False) if magic[:2] == b"PK" or magic == b"\x93NUMPY" else None  # numpy tries anything else as a pickle
-    except (ValueError, OSError, EOFError) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         if isinstance(e, InputError):
             raise
-        raise InputError(f"{path.name} is not a readable .npy direction ({e})") from None
+        raise InputError(f"{path.name} is not a readable .npy direction ({first_line(e)})") from None
     if vec is None:
         raise InputError(f"{path.name} is not a .npy file (a direction is one array [1, w_dim], as np.save writes it)")
     if not isinstance(vec, np.ndarray):  # an .npz archive
@@ -100,7 +121,7 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         raise InputError(f"{path.name} is an .npz archive; a direction is one .npy array [1, w_dim]")
     if vec.ndim == 1:
         vec = vec[None]
-    if vec.ndim != 2 or vec.shape[0] != 1 or not np.issubdtype(vec.dtype, np.floating):
+    if vec.ndim != 2 or vec.shape[0] != 1 or vec.shape[1] == 0 or not np.issubdtype(vec.dtype, np.floating):
         raise InputError(f"{path.name} must hold a float array [1, w_dim], got {vec.dtype} {list(vec.shape)}")
     if w_dim is not None and vec.shape[1] != w_dim:
         raise InputError(f"{path.name} is a direction in {vec.shape[1]}-D, but this network's w has {w_dim} dimensions")
@@ -205,16 +226,21 @@ def _one_number(value) -> bool:
     return isinstance(value, float) or is_real(value)  # NaN is a number here (refused as not finite); 10**400 is not
 
 
+PARALLEL = 0.01  # conditioning must leave at least this much of the unit direction (an angle of 0.6 degrees)
+
+
 def condition(primary, other) -> np.ndarray:
     """primary with its component along `other` removed, renormalised (each a `Direction` or a
-    vector [1, w_dim]; returns [1, w_dim])."""
+    vector [1, w_dim]; returns [1, w_dim]). Directions (nearly) parallel are refused: what is left
+    of them is rounding, not a direction."""
     p = direction_vector(primary, what="the direction to condition")
     o = direction_vector(other, p.numel(), what="the direction conditioned on")
-    o = o / o.norm()
-    p = p - (p @ o) * o
+    p, o = p / p.norm(), o / o.norm()
+    cos = float(p @ o)
+    p = p - cos * o
     n = p.norm()
-    if n < 1e-8:
-        raise InputError("the two directions are parallel: nothing is left after conditioning")
+    if n < PARALLEL:
+        raise InputError(f"the two directions are {'parallel' if n < 1e-8 else 'nearly parallel'} (cosine {cos:.6f}): nothing is left after conditioning but rounding")
     return (p / n).float().numpy()[None]
 
 
@@ -223,6 +249,30 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
     The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
     """
+    w, y, train, test = _labelled_split(w, labels, holdout, l2, seed)
+    mean = w[train].mean(0)
+    coef, bias = _logistic(w[train] - mean, y[train], l2)
+    if not np.isfinite(coef).all() or not np.linalg.norm(coef) > 0:
+        raise InputError("the labelled latents do not separate: the boundary has no direction (are the latents all the same?)")
+    accuracy = float(((((w[test] - mean) @ coef + bias) > 0) == (y[test] > 0.5)).mean()) if len(test) else float("nan")
+    return (coef / np.linalg.norm(coef)).astype(np.float32)[None], accuracy
+
+
+def held_out_accuracy(w: np.ndarray, labels: np.ndarray, normal, *, holdout: float = 0.2, seed: int = 0) -> float:
+    """How well a given normal (a conditioned one, say) separates the labels: only the boundary's
+    offset along it is fitted, on the part `fit_boundary` fits on (same `holdout` and `seed`), and
+    the accuracy is that on the held-out part (NaN when nothing is held out)."""
+    w, y, train, test = _labelled_split(w, labels, holdout, 0.0, seed)
+    n = direction_vector(normal, w.shape[1], what="the normal").numpy()
+    along = (w - w[train].mean(0)) @ (n / np.linalg.norm(n))
+    scale, bias = _logistic(along[train, None], y[train], 1e-3)
+    if not len(test):
+        return float("nan")
+    return float((((along[test] * scale[0] + bias) > 0) == (y[test] > 0.5)).mean())
+
+
+def _labelled_split(w, labels, holdout, l2, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Checked w [N, w_dim] and 0/1 labels [N] as float64, and the (train, test) indices of a seeded split."""
     _check_count("seed", seed, 0)
     if not (is_real(holdout) and 0 <= holdout < 1) or not (is_real(l2) and l2 >= 0):
         raise InputError(f"holdout must be a fraction in [0, 1) and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
@@ -234,16 +284,19 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
         raise InputError("labels must be 0/1 with both classes present")
     if not np.isfinite(w).all():
         raise InputError("the labelled latents hold NaN or infinite values")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y))
+    order = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(len(y) * holdout))
     test, train = order[:n_test], order[n_test:]
     if len(np.unique(y[train])) < 2:
         raise InputError(f"the {len(train)} latents the boundary is fitted on (held out: {n_test}) are all of one class; label more of the other")
-    mean = w[train].mean(0)
-    x = torch.from_numpy(w[train] - mean)
-    t = torch.from_numpy(y[train])
-    coef = torch.zeros(w.shape[1], dtype=torch.float64, requires_grad=True)
+    return w, y, train, test
+
+
+def _logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
+    """Logistic regression x [N, D] -> y [N] in {0, 1} by L-BFGS, with an L2 penalty on the
+    coefficients (not the bias): (coefficients [D], bias)."""
+    x, t = torch.from_numpy(x), torch.from_numpy(y)
+    coef = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([coef, bias], max_iter=500, line_search_fn="strong_wolfe")
 
@@ -254,15 +307,7 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
         return loss
 
     opt.step(closure)
-    c, b = coef.detach().numpy(), float(bias.detach())
-    if not np.isfinite(c).all() or not np.linalg.norm(c) > 0:
-        raise InputError("the labelled latents do not separate: the boundary has no direction (are the latents all the same?)")
-    if n_test:
-        pred = ((w[test] - mean) @ c + b) > 0
-        accuracy = float((pred == (y[test] > 0.5)).mean())
-    else:
-        accuracy = float("nan")
-    return (c / np.linalg.norm(c)).astype(np.float32)[None], accuracy
+    return coef.detach().numpy(), float(bias.detach())
 
 
 def style_affine_weights(G, layers: Optional[Sequence[int]] = None) -> list[Tensor]:

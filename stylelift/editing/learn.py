@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, first_line
 from ..fileio import parse_json, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
-from .directions import Direction, condition, fit_boundary
+from .directions import Direction, condition, fit_boundary, held_out_accuracy
 from .shipped import resolve_direction
 
 log = logging.getLogger(__name__)
@@ -29,18 +31,20 @@ SAMPLING_TAG = "# stylelift sampling "  # the comment line --save-labels writes 
 
 
 def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
-    """CSV rows `seed,label` or `latent_file,label` (a header row and # comments are allowed) ->
-    (items, labels, sampling): `sampling` is what --save-labels recorded of how its seeds were
-    mapped (network_id, truncation_psi, truncation_cutoff, class), None for a CSV of the user's own."""
+    """CSV rows `seed,label` or `latent_file,label` (a header row first and # comment lines are
+    allowed) -> (items, labels, sampling). A latent file's relative path is taken from the CSV's
+    folder (or, when not there, from the current one). `sampling` is what --save-labels recorded of
+    how its seeds were mapped (network_id, truncation_psi, truncation_cutoff, class), None for a CSV
+    of the user's own."""
     if not path.exists():
         raise FileNotFoundError(f"no labels file {path}")
     items, labels = [], []
     seen: dict[str, float] = {}
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: also with a byte-order mark (Excel writes one)
-        rows = list(csv.reader(lines))
+        rows = list(csv.reader(io.StringIO("\n".join(line for line in lines if not line.strip().startswith("#")))))  # a quoted name may hold a line break
     except (UnicodeDecodeError, csv.Error) as e:
-        raise InputError(f"{path.name} is not a CSV text file ({type(e).__name__})") from None
+        raise InputError(f"{path.name} is not a CSV text file ({first_line(e)})") from None
     sampling = next((line[len(SAMPLING_TAG) :] for line in lines if line.startswith(SAMPLING_TAG)), None)
     if sampling is not None:
         try:
@@ -49,26 +53,34 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
             sampling = None
         if not isinstance(sampling, dict):
             raise InputError(f"{path.name}: its '{SAMPLING_TAG.strip()}' line is not a JSON object; remove the line to use the labels anyway")
+    first = True
     for row in rows:
-        if not row or row[0].strip().startswith("#"):
+        if not row:
             continue
         while len(row) > 2 and not row[-1].strip():
             row.pop()  # empty trailing cells, as spreadsheets write them
         if len(row) != 2:  # seed,age,gender: which one is meant is not for us to guess
             raise InputError(f"{path.name}: each row is item,label (two columns); got {row!r:.80}")
+        header, first = first, False
         try:
             label = float(row[1])
         except ValueError:
-            if not items and not labels:
-                continue  # header
-            raise InputError(f"{path.name}: label {row[1]!r} is not a number") from None
+            if header:
+                continue  # only the first row may be a header
+            raise InputError(f"{path.name}: label {row[1]!r:.40} is not a number (labels are numbers: 0/1, or scores such as ages)") from None
         if not np.isfinite(label):
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
         item = row[0].strip()
-        key = str(int(item)) if is_seed(item) else item  # seed 01 is seed 1
+        if is_seed(item):
+            key = str(int(item))  # seed 01 is seed 1
+        else:
+            beside = path.parent / item
+            if item and not Path(item).is_absolute() and beside.exists():
+                item = str(beside)
+            key = os.path.normcase(os.path.abspath(item))  # ./a.npz is a.npz
         if key in seen:
             if seen[key] != label:
-                raise InputError(f"{path.name}: {item} is labelled twice, {seen[key]!r} and {label!r}")
+                raise InputError(f"{path.name}: {row[0].strip()} is labelled twice, {seen[key]!r} and {label!r}")
             continue  # the same row again
         seen[key] = label
         labels.append(label)
@@ -106,9 +118,13 @@ def fewest_for_ends(fraction: float = EXTREME_FRACTION) -> int:
 
 
 def binarize(values: np.ndarray, fraction: float = EXTREME_FRACTION) -> tuple[np.ndarray, np.ndarray]:
-    """Continuous scores -> (kept indices, 0/1 labels): the lowest and highest `fraction`."""
-    if set(np.unique(values)) <= {0.0, 1.0}:
-        return np.arange(len(values)), values.astype(np.float64)
+    """Scores -> (kept indices, 0/1 labels): two values (0/1, -1/1, 1/2 ...) are the two classes,
+    all kept, the higher one 1; continuous scores give their lowest and highest `fraction`."""
+    distinct = np.unique(values)
+    if len(distinct) < 2:
+        raise InputError(f"every label is {distinct[0]:g}: a boundary needs two classes")
+    if len(distinct) == 2:
+        return np.arange(len(values)), (values == distinct[1]).astype(np.float64)
     order = np.argsort(values, kind="stable")
     k = max(1, int(len(values) * fraction))
     if values[order[k - 1]] >= values[order[-k]]:
@@ -158,7 +174,7 @@ def learn_direction(
         if recorded is not None and any(is_seed(item) for item in items):
             check_sampling(labels_csv.name, recorded, sampling)
         try:
-            ws = latents_for_items(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu")
+            w = labelled_w(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, progress=progress)
         except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
             raise InputError(f"{labels_csv.name}: {e}") from None
         labeler = f"csv:{labels_csv.name}"
@@ -187,7 +203,7 @@ def learn_direction(
             progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
         if len(scores) < 10:
             raise InputError(f"only {len(scores)} of {samples} samples could be labelled; sample more")
-        ws = torch.stack(kept)[:, None]  # [K, 1, w_dim]
+        w = torch.stack(kept).double().numpy()  # [K, w_dim]
         scores = np.array(scores)
         if save_labels is not None:
             write_labels_csv(save_labels, kept_seeds, scores, sampling)
@@ -197,11 +213,14 @@ def learn_direction(
         if len(keep) < MIN_FIT:
             more = f" (the lowest and highest {EXTREME_FRACTION:.0%} of {fewest_for_ends()} labels or more)" if len(keep) < len(scores) else ""
             raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}{more}")
-        w = ws[:, 0].detach().cpu().double().numpy()[keep]
+        w = w[keep]
         normal, accuracy = fit_boundary(w, labels)
     except InputError as e:  # labels that cannot be fitted: say whose
         whose = labels_csv.name if labels_csv is not None else "the classifier's labels"
         raise InputError(f"{whose}: {e}") from None
+    if other is not None:
+        normal = condition(normal, other.vector)
+        conditioned_accuracy = held_out_accuracy(w, labels, normal)
     meta = {
         "network_id": network_id(G),
         "network": getattr(G, "source", None),
@@ -217,7 +236,33 @@ def learn_direction(
     }
     if class_idx is not None:
         meta["class"] = class_idx
-    if other is not None:
-        normal = condition(normal, other.vector)
+    if other is not None:  # "accuracy" is the fitted boundary's; this is the saved normal's, its offset refitted
         meta["conditioned_on"] = other.meta.get("attribute", Path(condition_on).name)
+        meta["conditioned_accuracy"] = conditioned_accuracy
     return Direction(normal, meta)
+
+
+LABELLED_CHUNK = 1000  # latents read at a time when labels come from a CSV: only each one's w is kept
+
+
+def labelled_w(G, items: list[str], *, truncation_psi: float, truncation_cutoff: Optional[int], class_idx: Optional[int], device, progress=lambda s: None) -> np.ndarray:
+    """The w [K, w_dim] (float64) a boundary is fitted on, one per item: a seed's w (its first ws, as
+    when sampling), or a latent file's, the mean of its ws when they differ (W+). A latent file
+    holds one latent: a row labels one face."""
+    from ..generation import is_seed, latents_for_items
+    from ..latents import load_latents
+
+    out, w_plus = [], 0
+    for start in range(0, len(items), LABELLED_CHUNK):
+        chunk = items[start : start + LABELLED_CHUNK]
+        for item in chunk:
+            if not is_seed(item) and Path(item).is_file() and (n := load_latents(Path(item)).w.shape[0]) > 1:
+                raise InputError(f"{item} holds {n} latents; a row labels one face: give each its own latent file")
+        ws = latents_for_items(G, chunk, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu").double()
+        files = torch.tensor([not is_seed(item) for item in chunk])
+        differ = files & ((ws - ws[:, :1]).abs().amax(dim=(1, 2)) > 0)  # a seed's ws differ only by a truncation cutoff
+        w_plus += int(differ.sum())
+        out.append(torch.where(differ[:, None], ws.mean(1), ws[:, 0]).numpy())
+    if w_plus:
+        progress(f"{w_plus} of the {len(items)} latents are W+ (their ws differ): each is fitted as the mean of its ws")
+    return np.concatenate(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -15,13 +16,20 @@ def shipped_path(name: str) -> Path:
     return Path(str(resources.files("stylelift") / "data" / "directions" / f"{name}.npy"))
 
 
-def resolve_direction(spec: str, G) -> Direction:
-    """'age' / 'gender' -> the shipped direction (bundled network only); anything else is a .npy path.
+def resolve_direction(spec: str | os.PathLike, G) -> Direction:
+    """'age' / 'gender' -> the shipped direction (bundled network only); any other string, or a
+    Path (even one named age), is a .npy path.
 
     A direction whose sidecar names another network is refused.
     """
     from ..models import network_id
 
+    if isinstance(spec, os.PathLike):
+        spec = os.fspath(spec)
+        if spec in SHIPPED:
+            spec = os.path.join(".", spec)  # the file, not the shipped direction
+    if not isinstance(spec, str):
+        raise InputError(f"a direction is named by a string (age, gender) or a .npy path, got {type(spec).__name__}")
     if not spec.strip():
         raise InputError(f"the direction's name is empty: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
     if spec in SHIPPED:
