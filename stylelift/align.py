@@ -359,7 +359,7 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     if not is_real(feather):
         raise InputError(f"feather is a fraction of the square's side, 0 to 0.5, got {feather!r:.20}")
     if original.size != face.source_size:
-        raise InputError(f"the original photo is {original.size}, but the face was aligned in a {face.source_size} photo")
+        raise InputError(f"the original photo is {original.width}x{original.height}, but the face was aligned in a {face.source_size[0]}x{face.source_size[1]} photo")
     if edited.width != edited.height or edited.width < 1:
         raise InputError(f"the edited face must be a square image like the aligned crop, got {edited.width}x{edited.height}")
     if not 0 <= feather <= 0.5:  # (NaN fails this too)

@@ -19,7 +19,7 @@ from typer.core import TyperCommand
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import StyleliftError, error_message, is_out_of_memory, per_item_error
-from .fileio import check_writable, file_in_the_way
+from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
 
 app = typer.Typer(
@@ -82,6 +82,21 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def stop_if_interrupted(e: BaseException) -> None:
+    """Stop as a Ctrl-C (exit 130) or SIGTERM (SystemExit) does when `e` was raised while one
+    unwound the stack: torch's zip writer raises its own RuntimeError when stopped half-way."""
+    seen = set()
+    cause = e.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, KeyboardInterrupt):
+            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
+        if isinstance(cause, SystemExit):
+            raise cause from None
+        cause = cause.__context__
+
+
 def stdout_is_gone() -> bool:
     """Whether stdout is a pipe whose reader has closed it (poll reports an error on its write end)."""
     import select
@@ -112,8 +127,10 @@ def user_errors(fn: Callable) -> Callable:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
             raise typer.Exit(1) from None
         except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
+            stop_if_interrupted(e)
             fail(error_message(e))
         except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's GPU out-of-memory error is one
+            stop_if_interrupted(e)
             if not is_out_of_memory(e):
                 raise
             fail("out of memory: ask for fewer images, frames or samples at once (--batch-size)")
@@ -306,7 +323,7 @@ def generate(
     latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
     trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=psi_value)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
-    noise_mode: Annotated[str, typer.Option(help="const | random | none")] = "const",
+    noise_mode: Annotated[Optional[str], typer.Option(help="const | random | none (default: const, or a latent file's own noise maps when it has them).")] = None,
     class_idx: ClassOpt = None,
     outdir: Annotated[Path, output_option("Where to write the images.")] = Path("out"),
     grid: Annotated[bool, typer.Option(help="Also write grid.png with all images.")] = True,
@@ -315,7 +332,7 @@ def generate(
     """Render images from seeds (seed0000.png, ...) or from a latent file NAME.npz (NAME00.png, ...), and grid.png."""
     from . import generation
 
-    if noise_mode not in ("const", "random", "none"):
+    if noise_mode not in (None, "const", "random", "none"):
         raise typer.BadParameter(f"--noise-mode must be const, random or none, not {noise_mode!r}")
     if (seeds is None) == (latents is None):
         if latents is None:
@@ -328,10 +345,11 @@ def generate(
     dev = resolve_device(device)
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
+    check_writable(outdir)  # before the network is loaded and the first image rendered
     G = load_network(network, dev)
     if seed_list is not None:
         images = generation.iter_seed_images(
-            G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode, class_idx=class_idx, device=dev
+            G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode or "const", class_idx=class_idx, device=dev
         )
         names = [f"seed{s:04d}.png" for s in seed_list]
     else:
@@ -384,6 +402,19 @@ def convert(
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 
 
+OUTPUT_STILLS = ("_proj", "_target", "_pasted", "_enc")  # what project and encoder run write beside NAME.npz
+
+
+def earlier_output(path: Path) -> bool:
+    """Whether an image in a folder is one stylelift wrote there: NAME_proj.png (NAME_target,
+    NAME_pasted, NAME_enc) beside its latent file NAME.npz. A folder of photos that is also the
+    --outdir would otherwise have its outputs taken as photos on the next run."""
+    stem = path.stem
+    return path.suffix.lower() == ".png" and any(
+        stem.endswith(end) and len(stem) > len(end) and path.with_name(stem[: -len(end)] + ".npz").is_file() for end in OUTPUT_STILLS
+    )
+
+
 def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     """Files, folders (their images, sorted) and globs -> (photo paths in order without repeats,
     the number of globs that matched nothing, each reported in one line: a failure of the run).
@@ -391,11 +422,14 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     import glob
 
     out: list[Path] = []
-    misses = 0
+    misses = earlier = 0
     for item in items:
         path = Path(item)
         if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            kept = [p for p in images if not earlier_output(p)]
+            earlier += len(images) - len(kept)
+            out += kept
         elif any(ch in item for ch in "*?[") and not path.exists():
             matches = sorted(Path(p) for p in glob.glob(item))
             if not matches:
@@ -404,6 +438,8 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
             out += matches
         else:
             out.append(path)
+    if earlier:
+        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} of the folders that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz)", fg=typer.colors.YELLOW, err=True)
     seen: dict[Path, Path] = {}  # one photo named two ways is done once, under the name first given
     for p in out:
         seen.setdefault(p.resolve() if p.exists() else p, p)
@@ -412,16 +448,6 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
             raise typer.Exit(1)
         fail("no photos given (no images in the folders named)" if items else "no photos given")
     return list(seen.values()), misses
-
-
-def file_id(path: Path) -> Optional[tuple[int, int]]:
-    """The (device, inode) of an existing file: one file under any of its names, also where the
-    file system ignores case (Face.PNG and Face.png are one file on macOS and Windows)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 @app.command(cls=OnceEach)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -33,6 +34,8 @@ def check_out(out: Path, *, video: bool) -> None:
     ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
     check_not_folder(out)
     if out.suffix.lower() not in ok:
+        if not out.suffix and out.name.lower() in {f".{s.lstrip('.')}" for s in ok}:  # ".png": a hidden file's name, with no suffix
+            raise typer.BadParameter(f"--out {out}: give the file a name before its suffix, e.g. out{out.name}")
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
     if (blocker := file_in_the_way(out.parent)) is not None:
         fail(f"--out {out}: {blocker} is a file, not a folder")
@@ -131,7 +134,7 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
     """Write the images as one grid picture or a video, whichever `out` names. Frames that come from
     an iterator are rendered as the video is written: the folder is made at the first one (a render
     that fails leaves none), and the iterator is closed however the writing ends."""
-    from .images import make_grid, save_image, write_video
+    from .images import GIF_MAX_FPS, make_grid, save_image, write_video
 
     check_out(out, video=True)
     frames = iter(images)
@@ -142,6 +145,8 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.suffix.lower() in VIDEO_SUFFIXES:
             write_video(out, itertools.chain([first], frames), fps=fps)
+            if out.suffix.lower() == ".gif" and fps > GIF_MAX_FPS:
+                typer.secho(f"note: a GIF plays at most {GIF_MAX_FPS} frames a second, so {out.name} does (every frame kept); write an .mp4 for {fps}", fg=typer.colors.YELLOW, err=True)
         else:
             save_image(make_grid([first, *frames], cols=cols), out, icc_profile=icc_profile)
     finally:
@@ -385,8 +390,9 @@ def edit(
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
     res, k, n = G.img_resolution, len(items), len(strengths)
-    if video:  # each frame: the items side by side
-        check_output_size(n, k * res, res, "the edit", out=out)
+    if video:  # each frame: the items side by side (an mp4 takes its frames as they are rendered: no size to check)
+        if out.suffix.lower() == ".gif":
+            check_output_size(n, k * res, res, "the GIF", out=out)
         check_mp4_writer(out)
     else:
         check_output_size(k * n, res, res, "the edit", out=out, cols=n)
@@ -408,36 +414,43 @@ def edit(
     if paste_back:  # checked now, not after the rendering
         target = paste_target(None if is_seed(items[0]) else load_latents(items[0]), photo, items[0], n, out=out)
 
-    def item_images(i: int, item: str, w: torch.Tensor) -> Iterator[np.ndarray]:  # one item at every strength
-        def hint(j: int) -> str:  # what to change when image j is not finite
-            knobs = ["--strength values"] * (strengths[j] != 0) + ["a --trunc"] * (trunc != 1 and is_seed(item))
-            return f"ask for {' or '.join(knobs)} nearer 0" if knobs else ""
+    def edited_at(i: int, strength: float) -> torch.Tensor:
+        try:
+            return apply_direction(ws[i : i + 1], vector, strength, layer_idx)
+        except InputError as e:
+            raise InputError(f"{item_name(items[i])} at strength {strength:g}: {e}") from None
 
-        def edited_at(strength: float) -> torch.Tensor:
-            try:
-                return apply_direction(w[None], vector, strength, layer_idx)
-            except InputError as e:
-                raise InputError(f"{item_name(item)} at strength {strength:g}: {e}") from None
+    # image m is item m % k at strength m // k in a video (frame by frame, the items side by side),
+    # item m // n at strength m % n in a strip (row by row)
+    order = [(m % k, m // k) if video else (m // n, m % n) for m in range(k * n)]
+    edited = torch.cat([edited_at(i, strengths[j]) for i, j in order])
 
-        edited = torch.cat([edited_at(s) for s in strengths])
-        item_noise = None if noises is None else [m[i : i + 1] for m in noises]
-        return iter_render_ws(G, edited, batch_size=batch_size, noises=item_noise, names=lambda j: f"{item_name(item)} at strength {strengths[j]:g}", hint=hint)
+    def hint(m: int) -> str:  # what to change when image m is not finite
+        i, j = order[m]
+        knobs = ["--strength values"] * (strengths[j] != 0) + ["a --trunc"] * (trunc != 1 and is_seed(items[i]))
+        return f"ask for {' or '.join(knobs)} nearer 0" if knobs else ""
 
-    flat = list(shown(itertools.chain.from_iterable(item_images(i, item, w) for i, (item, w) in enumerate(zip(items, ws))), k * n))
-    rows = [flat[i * n : (i + 1) * n] for i in range(k)]  # per item, its images at every strength
-    if paste_back:  # one latent file
-        from PIL import Image
+    def image_noises(start: int, stop: int) -> list:  # each image its item's maps
+        picked = torch.tensor([order[m][0] for m in range(start, stop)], device=noises[0].device)
+        return [maps[picked] if maps.shape[0] > 1 else maps for maps in noises]
 
-        from .align import paste_back as paste
+    rendered = shown(iter_render_ws(G, edited, batch_size=batch_size, noises=image_noises if noises is not None else None,
+                                    names=lambda m: f"{item_name(items[order[m][0]])} at strength {strengths[order[m][1]]:g}", hint=hint), k * n)
+    with contextlib.closing(rendered):  # its progress bar ends before an error is printed
+        images = rendered
+        if paste_back:  # one latent file
+            from PIL import Image
 
-        face, original = target
-        rows = [[np.asarray(paste(Image.fromarray(im), face, original)) for im in rows[0]]]
-    if video:
-        frames = [make_grid([row[j] for row in rows], cols=k) for j in range(n)] if k > 1 else rows[0]
-        save_output(frames, out, fps=fps)
-    else:
-        profile = photo_profile(target[1]) if paste_back else None  # pasted into the photo: its colour profile
-        save_output([image for row in rows for image in row], out, cols=n, icc_profile=profile)
+            from .align import paste_back as paste
+
+            face, original = target
+            images = (np.asarray(paste(Image.fromarray(im), face, original)) for im in rendered)
+        if video:  # each frame as it is rendered: an mp4 of any length is never held in memory
+            frames = images if k == 1 else (make_grid([first, *itertools.islice(images, k - 1)], cols=k) for first in images)
+            save_output(frames, out, fps=fps)
+        else:
+            profile = photo_profile(target[1]) if paste_back else None  # pasted into the photo: its colour profile
+            save_output(images, out, cols=n, icc_profile=profile)
 
 
 def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: Path):
@@ -459,6 +472,9 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     if not Path(photo_path).is_file():
         fail(f"--paste-back: the photo {item} was projected from is no longer at {printable(photo_path)}; pass it with --photo PATH")
     original = load_photo(Path(photo_path))
+    if original.size != face.source_size:  # paste_back would say so, after the rendering
+        fail(f"--paste-back: {printable(Path(photo_path).name)} is {original.width}x{original.height}, but {printable(item)} was aligned in a "
+             f"{face.source_size[0]}x{face.source_size[1]} photo; pass the photo it was projected from with --photo")
     check_output_size(count, original.width, original.height, "the edit pasted into the photo", out=out, cols=count)  # photo-sized images
     projected = latents.meta.get("photo_sha256")
     if isinstance(projected, str) and projected != photo_hash(Path(photo_path)):  # a size check alone passed a mirrored copy

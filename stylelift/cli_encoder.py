@@ -70,7 +70,7 @@ def encoder_train(
                 fail(f"{out} was trained with {name} {getattr(encoder.config, name)}; --resume continues with it (drop --{name.replace('_', '-')})")
         typer.echo(f"resuming {out} at step {state.get('step', 0)}")
     else:
-        encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=256 if input_resolution is None else input_resolution)
+        encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=256 if input_resolution is None else input_resolution, seed=seed)
     opts = EncoderTrainOptions(
         steps=steps, batch_size=batch_size, lr=lr, image_loss=image_loss if image_loss != "none" else "mse",
         image_weight=0.0 if image_loss == "none" else 1.0, checkpoint_every=checkpoint_every, seed=seed,
@@ -80,15 +80,68 @@ def encoder_train(
     if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
         changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and getattr(opts, k, v) != v]
         if changed:
-            fail(f"{out} was trained with other settings ({', '.join(f'{k} {saved[k]!r:.30}' for k in changed)}); resume with the same options")
+            fail(f"{out} was trained with other settings ({', '.join(dict.fromkeys(as_option(k, saved) for k in changed))}); resume with the same options")
     side = -(-encoder.config.input_resolution // 32)  # the ResNet's last feature map is side x side
     if batch_size * side * side < 2:
         fail(f"--batch-size {batch_size} at input resolution {encoder.config.input_resolution}: batch norm needs two values per channel; use --batch-size 2 or more")
     out.parent.mkdir(parents=True, exist_ok=True)
     start = int(state.get("step", 0)) if state else 0
-    with StepProgress("training", steps, completed=start) as bar:
-        train_encoder(G, encoder, opts, out=out, state=state, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
+    if start >= steps:
+        typer.echo(f"{out} is at step {start} already; nothing to train (ask for more --steps to go on)")
+        return
+    with StepProgress("training", steps, completed=start) as bar, stop_between_steps() as stop:
+        done = train_encoder(G, encoder, opts, out=out, state=state, stop=stop, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
+    if done.get("stopped"):
+        typer.secho(f"interrupted: {out} holds step {done['step']} of {steps}; continue with --resume", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(stop.exit_code)
     typer.echo(f"wrote {out}")
+
+
+OPTION_OF = {"lr": "--lr", "batch_size": "--batch-size", "image_loss": "--image-loss", "image_weight": "--image-loss", "seed": "--seed", "render_resolution": "--input-resolution"}
+
+
+def as_option(key: str, saved: dict) -> str:
+    """A saved training setting as the option that gives it (`image_weight 0` is --image-loss none)."""
+    if key in ("image_loss", "image_weight"):
+        return f"--image-loss {'none' if saved.get('image_weight') == 0 else saved.get('image_loss')!s:.40}"
+    return f"{OPTION_OF.get(key, key)} {saved[key]!s:.30}"
+
+
+class stop_between_steps:
+    """Within it, Ctrl-C or SIGTERM asks the training to stop after the step under way, so that it
+    writes a checkpoint (a second one stops at once). Called, it says whether to stop; after a
+    stop, `exit_code` is the shell's for that signal (130, 143)."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or 2)
+
+    def _asked(self, signum, frame) -> None:
+        if self.signum is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+        typer.secho("\nstopping after this step, to write a checkpoint (Ctrl-C again to stop at once)", fg=typer.colors.YELLOW, err=True)
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = {sig: signal.signal(sig, self._asked) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in (self._old or {}).items():
+            signal.signal(sig, handler)
 
 
 @encoder_app.command("fit", cls=OnceEach)
@@ -121,11 +174,13 @@ def encoder_fit(
 
 
 def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
-    """Whether a latent file is `encoder run`'s output for this photo with these options."""
+    """Whether a latent file is `encoder run`'s output for this photo with these options (and this
+    encoder's content, where the file records it: an encoder retrained under one name is another)."""
     from .projector.run import earlier_meta
 
     meta, _ = earlier_meta(latent_path)
-    return meta is not None and all(meta.get(k) == v for k, v in same.items()) and ("alignment" in meta) == aligned
+    recorded = {k: v for k, v in same.items() if k != "encoder_sha256" or k in meta} if meta is not None else {}
+    return meta is not None and all(meta.get(k) == v for k, v in recorded.items()) and ("alignment" in meta) == aligned
 
 
 @encoder_app.command("run", cls=OnceEach)
@@ -144,6 +199,7 @@ def encoder_run(
 
     from .cli import expand_photos
     from .errors import per_item_error
+    from .fileio import file_id
     from .images import save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -156,14 +212,18 @@ def encoder_run(
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
+    meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path)}
     stems: dict[str, Path] = {}
+    photos = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
         latent_path = outdir / f"{path.stem}.npz"
         taken = None
         if stems.setdefault(path.stem, path) != path:
             taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
+        elif clash := next((p for p in (latent_path, outdir / f"{path.stem}_enc.png") if file_id(p) in photos), None):
+            taken = f"its {printable(clash.name)} would replace the photo {printable(clash, 500)}; give another --outdir"
         elif latent_path.exists() and not overwrite:
-            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {"method": "encoder", "encoder": encoder_path.name, "network_id": network_id(G), "photo_sha256": photo_hash(path)}, do_align):
+            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": photo_hash(path)}, do_align):
                 typer.echo(f"{path.name}: already done (use --overwrite to redo)")
                 continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
@@ -181,7 +241,7 @@ def encoder_run(
         with torch.no_grad():
             ws = encoder(target)
             image = G.synthesis(ws)
-        meta = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "photo": path.name, "photo_sha256": photo_hash(path)}
+        meta = {**meta_base, "photo": path.name, "photo_sha256": photo_hash(path)}
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
         save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")

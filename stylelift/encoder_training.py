@@ -89,10 +89,14 @@ def train_encoder(
     out: Optional[Path] = None,
     state: Optional[dict] = None,
     callback: Optional[Callable[[int, dict], None]] = None,
+    stop: Optional[Callable[[], bool]] = None,
 ) -> dict:
     """Train `encoder` for G in place; returns the training state (also saved in checkpoints).
 
     `state` (from a checkpoint) resumes: step count, optimizer and random stream continue.
+    `stop` is asked after each step: when it says True, the run ends there and writes its
+    checkpoint (a Ctrl-C caught by the caller, say); the state returned has "stopped": True.
+    A loss or weights that stop being finite end the run with an error, before they are saved.
     """
     device = G.w_avg.device
     flags = [p.requires_grad for p in G.parameters()]
@@ -110,6 +114,7 @@ def train_encoder(
             if "rng" in state:
                 gen.set_state(state["rng"])
             history = list(state.get("history", []))
+            check_adam_state(optimizer)
         except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
             raise CheckpointError(f"{getattr(out, 'name', 'the checkpoint')}: its training state cannot be resumed ({type(e).__name__}: {first_line(e)})") from None
     _, w_std = w_statistics(G)
@@ -119,9 +124,12 @@ def train_encoder(
         return {
             "step": step, "optimizer": on_cpu(optimizer.state_dict()), "rng": gen.get_state(), "history": history[-1000:],
             "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
-            # float32 weights: the file's own are float16, and a resume from rounded weights drifts
-            "weights32": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
         }
+
+    def save() -> None:  # float32 weights: a resume from rounded ones would drift
+        if bad := next((k for k, v in encoder.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None):
+            raise TrainingDiverged(f"training diverged at step {step}: {bad} is no longer finite; {out.name} keeps its last checkpoint; try a lower --lr")
+        save_encoder(out, encoder, training=snapshot(), half=False)
 
     try:
         while step < opts.steps:
@@ -135,6 +143,9 @@ def train_encoder(
                 image_term = sum(w * REGISTRY[name](images, LossContext(device))(recon) for name, w in weights.items())
                 loss = loss + opts.image_weight * image_term
                 record["image"] = float(image_term.detach().mean())
+            if not torch.isfinite(loss).all():
+                kept = f"{out.name} keeps its last checkpoint" if out is not None else "nothing was saved"
+                raise TrainingDiverged(f"training diverged at step {step + 1} (the loss is {float(loss.detach().mean()):g}); {kept}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.mean().backward()
             optimizer.step()
@@ -143,13 +154,35 @@ def train_encoder(
             history.append(record)
             if callback:
                 callback(step, record)
-            if out is not None and (step % opts.checkpoint_every == 0 or step == opts.steps):
-                save_encoder(out, encoder, training=snapshot())
+            stopping = stop is not None and stop() and step < opts.steps
+            if out is not None and (step % opts.checkpoint_every == 0 or step == opts.steps or stopping):
+                save()
+            if stopping:
+                return {**snapshot(), "stopped": True}
     finally:
         for p, f in zip(G.parameters(), flags):
             p.requires_grad_(f)
         encoder.eval()
     return snapshot()
+
+
+class TrainingDiverged(InputError):
+    """The loss or the weights stopped being finite."""
+
+
+def check_adam_state(optimizer: torch.optim.Optimizer) -> None:
+    """An optimizer state loaded from a file fits its parameters: each moment the parameter's
+    shape, every number finite, the second moments not negative (else the first step would fail, or
+    train on NaN)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if not isinstance(value, torch.Tensor):
+                    raise ValueError(f"its {key} is a {type(value).__name__}, not a tensor")
+                if key != "step" and tuple(value.shape) != tuple(p.shape):
+                    raise ValueError(f"its {key} has shape {list(value.shape)}, not its parameter's {list(p.shape)}")
+                if not torch.isfinite(value).all() or (key in ("step", "exp_avg_sq", "max_exp_avg_sq") and (value < 0).any()):
+                    raise ValueError(f"its {key} holds {'NaN or infinite' if not torch.isfinite(value).all() else 'negative'} values")
 
 
 @torch.no_grad()

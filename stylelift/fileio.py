@@ -41,6 +41,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def file_id(path: str | os.PathLike) -> Optional[tuple[int, int]]:
+    """The (device, inode) of an existing file: one file under any of its names, also where the
+    file system ignores case (Face.PNG and Face.png are one file on macOS and Windows)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
 def file_in_the_way(folder: str | os.PathLike) -> Optional[Path]:
     """The file that stands where `folder` or one of its parents should be, if any."""
     folder = Path(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,8 @@ from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
 from .models.base import check_psi, check_truncation_cutoff, check_ws, is_whole
+
+log = logging.getLogger(__name__)
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
@@ -112,12 +115,14 @@ def generate_from_seeds(G, seeds: Sequence[int], **kwargs) -> list[np.ndarray]:
     return list(iter_seed_images(G, seeds, **kwargs))
 
 
-def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: str = "const", device="cpu") -> tuple[int, Iterator[np.ndarray]]:
-    """(count, images) for each w of a latent file (NVIDIA's --projected-w); stored noise maps are
-    used when present. The file is read and checked before this returns."""
+def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] = None, device="cpu") -> tuple[int, Iterator[np.ndarray]]:
+    """(count, images) for each w of a latent file (NVIDIA's --projected-w). With `noise_mode`
+    None its stored noise maps are used when it has them (else "const"); a mode given is used
+    instead of them. The file is read and checked before this returns."""
     latents = load_latents(path)
     check_made_for(G, latents, Path(path).name)
-    noises = stored_noises(G, latents.noises, device) if latents.noises else None
+    noises = stored_noises(G, latents.noises, device) if latents.noises and noise_mode is None else None
+    noise_mode = noise_mode or "const"
 
     def images():
         for i, w in enumerate(torch.from_numpy(latents.w).to(device)):
@@ -245,6 +250,8 @@ def latents_for_items(
             raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
         check_made_for(G, latents, path.name)
+        if len(latents.w) > 1:
+            log.warning("%s holds %d latents; only its first is used here (generate --latents renders them all)", path.name, len(latents.w))
         out.append(torch.from_numpy(latents.w[:1]).to(out_device))
     return torch.cat(out)
 

@@ -155,10 +155,10 @@ GIF_MAX_FPS = 50  # GIF delays are whole hundredths of a second; browsers slow a
 
 
 def _gif_timing(frames: list, fps: float) -> tuple[list, list[int]]:
-    """Frames and per-frame delays in ms (multiples of 10) for a GIF at `fps`: above 50 fps every
-    k-th frame is kept; delays are rounded cumulatively, so the whole plays in the right time."""
-    step = max(1, math.ceil(fps / GIF_MAX_FPS))
-    frames, fps = frames[::step], fps / step
+    """Frames and per-frame delays in ms (multiples of 10) for a GIF at `fps`, at most GIF_MAX_FPS:
+    every frame is kept (each may be a key or a strength of its own), so a faster video plays
+    slower; delays are rounded cumulatively, so the whole plays in the right time."""
+    fps = min(fps, GIF_MAX_FPS)
     ends = [math.floor((i + 1) * 100 / fps + 0.5) for i in range(len(frames))]  # centiseconds
     return frames, [10 * (b - a) for a, b in zip([0] + ends[:-1], ends)]
 

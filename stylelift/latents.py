@@ -114,7 +114,9 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no latent file {path}")
-    if not path.is_file() and not path.is_dir():  # a FIFO or a device would be read forever
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not a latent file (.npz)")
+    if not path.is_file():  # a FIFO or a device would be read forever
         raise InputError(f"{path.name} is not a regular file")
     if path.is_file():
         open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"

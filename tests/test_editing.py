@@ -574,9 +574,10 @@ def test_every_key_is_a_frame_of_the_path(frames, keys, loop):
 
 
 @pytest.mark.parametrize(
-    "count, fps, expect_frames, expect_ms", [(30, 30, 30, 1000), (30, 40, 30, 750), (30, 120, 10, 250), (1, 30, 1, 30), (3, 240, 1, 20)]
+    "count, fps, expect_frames, expect_ms", [(30, 30, 30, 1000), (30, 40, 30, 750), (30, 120, 30, 600), (1, 30, 1, 30), (3, 240, 3, 60)]
 )
 def test_gif_frames_play_for_the_right_time(tmp_path, count, fps, expect_frames, expect_ms):
+    """Every frame is kept (a key, a strength); above 50 fps a GIF plays at 50, the most it can."""
     from stylelift.images import write_video
 
     frames = [np.full((8, 8, 3), i * 8, np.uint8) for i in range(count)]
@@ -588,6 +589,8 @@ def test_gif_frames_play_for_the_right_time(tmp_path, count, fps, expect_frames,
         durations.append(gif.info["duration"])
     assert gif.n_frames == expect_frames and min(durations) >= 20
     assert abs(sum(durations) - expect_ms) <= 10
+    gif.seek(gif.n_frames - 1)
+    assert np.array_equal(np.asarray(gif.convert("RGB")), frames[-1])  # it ends on the last frame
 
 
 def fake_ffmpeg(tmp_path, script: str) -> str:
@@ -735,6 +738,10 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "mirrored.png")  # the same size: only its hash tells
     r = invoke(*args, "--photo", tmp_path / "mirrored.png", "--out", tmp_path / "m.png")
     assert r.exit_code == 0 and "warning: mirrored.png is not the photo" in r.output, r.output
+    photo.resize((photo.width // 2, photo.height // 2)).save(tmp_path / "half.png")
+    r = invoke(*args, "--photo", tmp_path / "half.png", "--out", tmp_path / "h.png")  # refused before the rendering
+    said = f"half.png is {photo.width // 2}x{photo.height // 2}, but {tmp_path / 'a.npz'} was aligned in a {photo.width}x{photo.height} photo"
+    assert r.exit_code == 1 and said in " ".join(r.output.split()) and not (tmp_path / "h.png").exists(), r.output
     grid = np.asarray(Image.open(tmp_path / "e.png"))
     assert grid.shape == (photo.height, 2 * photo.width, 3)
     left, right = grid[:, : photo.width].astype(int), grid[:, photo.width :].astype(int)
@@ -878,6 +885,40 @@ def test_edit_of_several_items_gives_a_row_each_and_video_frames_side_by_side(tm
     r = invoke("edit", tmp_path / "l.npz", "4", "--direction", tmp_path / "d.npy", "--paste-back", "--network", net, "--out", tmp_path / "x.png")
     said = " ".join(r.output.replace("│", " ").split())
     assert r.exit_code == 2 and "--paste-back pastes into one photo" in said and not (tmp_path / "x.png").exists()
+
+
+def test_an_edit_video_is_written_frame_by_frame_as_it_is_rendered(tmp_path, net, monkeypatch):
+    """An edit mp4 was held whole in memory (and refused above 2 GiB); now each frame goes to the
+    writer once its images are rendered, the items side by side at one strength, as in the strip."""
+    from stylelift import generation, images
+
+    G = tiny_generator()
+    save_direction(tmp_path / "d.npy", Direction(np.random.default_rng(2).normal(size=[1, G.w_dim]), {}))
+    noises = {k: np.random.default_rng(k).normal(size=[1, layer.resolution, layer.resolution]).astype(np.float32) for k, layer in enumerate(G.synthesis.noise_layers())}
+    save_latents(tmp_path / "l.npz", LatentFile(w=latents_for_items(G, ["9"]).numpy(), noises=noises, meta={"network_id": network_id(G)}))
+    args = ("edit", tmp_path / "l.npz", "4", "--direction", tmp_path / "d.npy", "--strength", "-2:2:5", "--batch-size", "2", "--network", net)
+    assert invoke(*args, "--out", tmp_path / "e.png").exit_code == 0
+    strip = tiles(tmp_path / "e.png", 16, 2, 5)
+    rendered, received = [], []
+    real_render = generation.iter_render_ws
+
+    def counting(*a, **k):
+        for image in real_render(*a, **k):
+            rendered.append(1)
+            yield image
+
+    def writer(path, frames, fps=30):
+        for frame in frames:
+            received.append((len(rendered), frame))
+        Path(path).write_bytes(b"video")
+
+    monkeypatch.setattr(generation, "iter_render_ws", counting)
+    monkeypatch.setattr(images, "write_video", writer)
+    r = invoke(*args, "--out", tmp_path / "e.mp4")
+    assert r.exit_code == 0, r.output
+    assert [done for done, _ in received] == [2, 4, 6, 8, 10]  # frame j as soon as both items at strength j are rendered
+    for j, (_, frame) in enumerate(received):
+        assert frame.shape == (16, 32, 3) and np.array_equal(frame[:, :16], strip[0][j]) and np.array_equal(frame[:, 16:], strip[1][j]), j
 
 
 def test_edit_and_interpolate_take_seed_lists_as_generate_does(tmp_path, net, monkeypatch):
@@ -1339,3 +1380,29 @@ def test_a_direction_pair_is_written_whole_and_unit_or_not_at_all(tmp_path):
 
     os.chdir(tmp_path)
     assert resolve_direction(Path("age"), G).meta == {"attribute": "mine"}  # a Path is a file, not the shipped name
+
+
+def test_generate_honours_a_noise_mode_given_for_a_latent_file_with_noise_maps(tmp_path, net):
+    G = tiny_generator()
+    noises = {k: 3 * np.random.default_rng(k).normal(size=[1, layer.resolution, layer.resolution]).astype(np.float32) for k, layer in enumerate(G.synthesis.noise_layers())}
+    save_latents(tmp_path / "l.npz", LatentFile(w=latents_for_items(G, ["9"]).numpy(), noises=noises, meta={"network_id": network_id(G)}))
+    pictures = {}
+    for mode in (None, "const", "none"):
+        r = invoke("generate", "--latents", tmp_path / "l.npz", "--network", net, "--outdir", tmp_path / str(mode), *(["--noise-mode", mode] if mode else []))
+        assert r.exit_code == 0, r.output
+        pictures[mode] = np.asarray(Image.open(tmp_path / str(mode) / "l00.png")).astype(int)
+    stored = to_uint8(G.synthesis(torch.from_numpy(load_latents(tmp_path / "l.npz").w), noises=[torch.from_numpy(noises[k])[None] for k in sorted(noises)]))[0]
+    assert np.abs(pictures[None] - stored).max() <= 1  # by default the file's own maps
+    assert np.abs(pictures["const"] - pictures[None]).max() > 10 and np.abs(pictures["none"] - pictures["const"]).max() > 0  # a mode given is used
+
+
+def test_a_latent_file_of_several_latents_says_that_only_its_first_is_used(tmp_path, net, caplog):
+    G = tiny_generator()
+    save_latents(tmp_path / "three.npz", LatentFile(w=latents_for_items(G, ["1", "2", "3"]).numpy(), meta={"network_id": network_id(G)}))
+    with caplog.at_level("WARNING"):
+        r = invoke("truncation-sweep", "--latents", tmp_path / "three.npz", "--psi", "0.5,1", "--network", net, "--out", tmp_path / "t.png")
+    assert r.exit_code == 0 and "three.npz holds 3 latents; only its first is used here" in caplog.text, r.output
+    r = invoke("generate", "--latents", tmp_path / ".", "--network", net, "--outdir", tmp_path / "g")
+    assert r.exit_code == 1 and "is a folder, not a latent file" in r.output, r.output
+    r = invoke("mix", "--rows", "1", "--cols", "2", "--network", net, "--out", tmp_path / ".png")
+    assert r.exit_code == 2 and "give the file a name before its suffix" in " ".join(r.output.replace("│", " ").split()), r.output

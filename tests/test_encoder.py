@@ -296,3 +296,141 @@ def test_encoder_run_keeps_a_projection_and_project_no_longer_counts_it_done(tmp
     assert CliRunner().invoke(app, [*project_args, "--overwrite"]).exit_code == 0
     r = CliRunner().invoke(app, [*run[:2], str(tmp_path / "p.bmp"), *run[2:], "--overwrite"])  # two photos named p
     assert r.exit_code == 1 and "p.png: its outputs would overwrite those of p.bmp" in " ".join(r.output.split()), r.output
+
+
+def test_outputs_never_replace_a_photo_of_the_run_and_earlier_outputs_are_not_photos(tmp_path):
+    """encoder run (and project) into the photos' own folder replaced a photo named like an output."""
+    from PIL import Image
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32))
+    net = str(tmp_path / "net.pt")
+    folders = {}
+    for folder, names in (("pe", ("me.png", "me_enc.png")), ("pj", ("me.png", "me_proj.png")), ("pc", ("me.png",))):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            Image.new("RGB", (40, 40), (120, 80, len(name))).save(tmp_path / folder / name)
+        folders[folder] = {name: (tmp_path / folder / name).read_bytes() for name in names}
+    pe, pj, pc = (str(tmp_path / f) for f in folders)
+    r = CliRunner().invoke(app, ["encoder", "run", pe, "--encoder", str(tmp_path / "enc.pt"), "--network", net, "--no-align", "--outdir", pe])
+    assert r.exit_code == 1 and "me.png: its me_enc.png would replace the photo" in " ".join(r.output.split()), r.output
+    project = ["--network", net, "--steps", "1", "--no-align", "--loss", "mse", "--no-video"]
+    r = CliRunner().invoke(app, ["project", pj, *project, "--outdir", pj])
+    assert r.exit_code == 1 and "its me_proj.png would replace the photo" in " ".join(r.output.split()), r.output
+    for folder in ("pe", "pj"):
+        assert all((tmp_path / folder / name).read_bytes() == data for name, data in folders[folder].items())
+    assert CliRunner().invoke(app, ["project", pc, *project, "--outdir", pc]).exit_code == 0
+    r = CliRunner().invoke(app, ["project", pc, *project, "--outdir", pc])  # its outputs are not photos to project
+    assert r.exit_code == 0 and "left out 2 images of the folders that stylelift wrote" in " ".join(r.output.split()), r.output
+    assert r.output.splitlines()[-1] == "me.png: already done (use --overwrite to redo)" and "me_proj" not in r.output.replace("NAME_proj", "")
+
+
+def test_encoder_train_gives_one_encoder_per_command_and_stops_between_steps(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from stylelift import encoder_training
+
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    common = ["--network", str(tmp_path / "net.pt"), "--batch-size", "2", "--input-resolution", "32", "--checkpoint-every", "100", "--device", "cpu"]
+    args = ["encoder", "train", "--steps", "4", *common]
+    for name in ("a.pt", "b.pt"):
+        torch.manual_seed(len(name) + hash(name) % 1000)  # the caller's random state does not matter
+        assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / name)]).exit_code == 0
+    a, _ = load_encoder(tmp_path / "a.pt")
+    b, _ = load_encoder(tmp_path / "b.pt")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert all(v.dtype != torch.float16 for v in torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"].values())  # exact weights, once
+    calls = []
+    real = encoder_training.sample_batch
+
+    def interrupted(*a, **k):  # Ctrl-C during the second step
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(encoder_training, "sample_batch", interrupted)
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c.pt")])
+    assert r.exit_code == 130 and "c.pt holds step 2 of 4; continue with --resume" in " ".join(r.output.split()) and len(calls) == 2, r.output
+    monkeypatch.setattr(encoder_training, "sample_batch", real)
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c.pt"), "--resume"])
+    assert r.exit_code == 0, r.output
+    c, state = load_encoder(tmp_path / "c.pt")
+    assert state["step"] == 4 and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))  # stopped and resumed: the same run
+    before = (tmp_path / "c.pt").read_bytes()
+    r = CliRunner().invoke(app, ["encoder", "train", "--steps", "3", *common, "--out", str(tmp_path / "c.pt"), "--resume"])
+    assert r.exit_code == 0 and "is at step 4 already; nothing to train" in " ".join(r.output.split()) and (tmp_path / "c.pt").read_bytes() == before, r.output
+    r = CliRunner().invoke(app, ["encoder", "train", "--steps", "6", *common, "--out", str(tmp_path / "c.pt"), "--resume", "--image-loss", "none"])
+    assert r.exit_code == 1 and "other settings (--image-loss mse)" in " ".join(r.output.split()), r.output
+
+
+def test_training_that_diverges_stops_before_its_checkpoint_and_a_bad_optimizer_state_is_refused(tmp_path):
+    G = tiny_generator()
+    path = tmp_path / "enc.pt"
+    opts = EncoderTrainOptions(steps=2, batch_size=2, render_resolution=16, checkpoint_every=1)
+    train_encoder(G, new_encoder(G, input_resolution=32), opts, out=path)
+    before = path.read_bytes()
+    enc, state = load_encoder(path, G=G)
+    with torch.no_grad():
+        next(enc.head.parameters()).fill_(float("nan"))
+    with pytest.raises(InputError, match="training diverged at step 3 .*enc.pt keeps its last checkpoint"):
+        train_encoder(G, enc, EncoderTrainOptions(steps=4, batch_size=2, render_resolution=16, checkpoint_every=1), out=path, state=state)
+    assert path.read_bytes() == before
+    for key, value in (("exp_avg", torch.zeros(3)), ("exp_avg_sq", None), ("step", torch.tensor(float("nan")))):
+        enc, state = load_encoder(path, G=G)
+        moments = state["optimizer"]["state"][0]
+        moments[key] = -moments[key].abs() - 1 if value is None else value
+        with pytest.raises(CheckpointError, match=f"cannot be resumed .*its {key}"):
+            train_encoder(G, enc, EncoderTrainOptions(steps=4, batch_size=2, render_resolution=16), state=state)
+
+
+def test_encoder_run_and_project_init_redo_a_photo_when_the_encoder_file_changed(tmp_path):
+    from PIL import Image
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32))
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
+    net = str(tmp_path / "net.pt")
+    run = ["encoder", "run", str(tmp_path / "p.png"), "--encoder", str(tmp_path / "enc.pt"), "--network", net, "--no-align", "--outdir", str(tmp_path / "o")]
+    project = ["project", str(tmp_path / "p.png"), "--network", net, "--init", str(tmp_path / "enc.pt"), "--steps", "1", "--no-align", "--loss", "mse", "--outdir", str(tmp_path / "p"), "--no-video"]
+    for args in (run, project):
+        assert CliRunner().invoke(app, args).exit_code == 0
+        assert "already done" in CliRunner().invoke(app, args).output
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32, seed=5), training={"step": 1})  # retrained under its name
+    r = CliRunner().invoke(app, run)
+    assert r.exit_code == 1 and "p.npz exists; pass --overwrite" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(app, project)
+    assert r.exit_code == 1 and "done earlier with another content of that --init file" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(app, ["info", str(tmp_path / "enc.pt")])
+    assert r.exit_code == 1 and "enc.pt is a stylelift encoder, not a network" in " ".join(r.output.split()), r.output
+
+
+def test_an_interrupt_that_a_file_writer_turns_into_its_own_error_still_stops_as_an_interrupt():
+    import typer
+
+    from stylelift.cli import user_errors
+
+    @user_errors
+    def writes():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos") from None
+
+    with pytest.raises(typer.Exit) as stopped:
+        writes()
+    assert stopped.value.exit_code == 130
+
+    @user_errors
+    def terminated():
+        try:
+            raise SystemExit(143)
+        except SystemExit:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(SystemExit) as stopped:
+        terminated()
+    assert stopped.value.code == 143

@@ -166,24 +166,30 @@ def local_imagenet_weights(backbone: str) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256, head_rank: int = 0) -> Encoder:
+def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256, head_rank: int = 0, seed: int = 0) -> Encoder:
     """An untrained encoder for generator G (ImageNet backbone weights used when found locally).
 
-    An untrained one answers w_avg. The dlib-face backbone needs `head_rank` and is fitted, not trained
-    (`encoder_training.fit_face_encoder`)."""
+    An untrained one answers w_avg. Layers without pretrained weights start from `seed` (the
+    caller's random stream is left alone), so one command gives one encoder. The dlib-face
+    backbone needs `head_rank` and is fitted, not trained (`encoder_training.fit_face_encoder`)."""
     from .checkpoint import network_id
 
     cfg = EncoderConfig(num_ws=G.num_ws, w_dim=G.w_dim, backbone=backbone, input_resolution=input_resolution, network_id=network_id(G), head_rank=head_rank)
     weights = local_imagenet_weights(backbone) if backbone in BACKBONES else None
     if weights:
         log.info("using ImageNet weights %s", weights)
-    return Encoder(cfg, G.w_avg.detach().cpu(), imagenet_weights=weights).to(G.w_avg.device)
+    with rng_untouched():
+        torch.manual_seed(seed)
+        encoder = Encoder(cfg, G.w_avg.detach().cpu(), imagenet_weights=weights)
+    return encoder.to(G.w_avg.device)
 
 
-def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: Optional[dict] = None) -> None:
-    """Write config + float16 weights (+ training state) atomically."""
+def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: Optional[dict] = None, half: bool = True) -> None:
+    """Write config + weights (+ training state) atomically: the backbone and head in float16,
+    or with `half=False` in float32 (a training checkpoint, so that a resumed run continues
+    from the exact weights)."""
     path = Path(path)
-    state = {k: (v.half() if v.is_floating_point() and k.startswith(("backbone.", "head.")) else v).detach().cpu() for k, v in encoder.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() and k.startswith(("backbone.", "head.")) else v).detach().cpu() for k, v in encoder.state_dict().items()}
     config = dataclasses.asdict(encoder.config)
     if not config["head_rank"]:
         del config["head_rank"]  # so that ResNet checkpoints stay readable by stylelift versions before head_rank
@@ -223,7 +229,7 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     step = training.get("step", 0)
     if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= 10**9:
         raise CheckpointError(f"{path.name}: its training step {step!r:.30} is not a whole number of steps")
-    weights32 = training.get("weights32")
+    weights32 = training.get("weights32")  # earlier training checkpoints held float16 weights and these
     if isinstance(weights32, dict) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in weights32.items()):
         state = weights32  # the exact weights a resumed training continues from
     for k, v in state.items():

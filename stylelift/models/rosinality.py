@@ -72,6 +72,8 @@ def _load(path: Path) -> Any:
 def _convert(source: str, ckpt: Any) -> RawNetwork:
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{source} is a torch file but not a rosinality checkpoint (it holds {a_type(ckpt)})")
+    if ckpt.get("format") == "stylelift-encoder":  # models.encoder.FORMAT_TAG
+        raise CheckpointError(f"{source} is a stylelift encoder, not a network: give it as `project --init` or `encoder run --encoder`, with the network it was made for")
     if is_stylegan_checkpoint(ckpt):  # rosinality's StyleGAN (v1) port
         return read_stylegan_checkpoint(source, ckpt)
     args = ckpt.get("args")

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..fileio import write_text_atomic
+from ..fileio import file_id, write_text_atomic
 from ..images import save_image, write_video
 from ..latents import LatentFile, save_latents
 
@@ -41,13 +41,16 @@ class ProjectionFiles:
     def done(self) -> bool:
         return self.latent.exists() and self.metrics.exists()
 
-    def check_writable(self, *, video: bool, pasted: bool) -> None:
-        """Refuse a set of outputs with a folder in the way, which would fail half-way through writing it."""
+    def check_writable(self, *, video: bool, pasted: bool, photos: frozenset = frozenset()) -> None:
+        """Refuse a set of outputs with a folder in the way, which would fail half-way through
+        writing it, or one that would replace a photo of the run (`photos`: their `file_id`s)."""
         outputs = [self.latent, self.path("_target.png"), self.path("_proj.png"), self.metrics]
         outputs += [self.path("_proj.mp4")] * video + [self.path("_pasted.png")] * pasted
         for path in outputs:
             if path.is_dir():
                 raise InputError(f"{path} is a folder; move it or write to another --outdir")
+            if file_id(path) in photos:
+                raise InputError(f"its {path.name} would replace the photo {path}; give another --outdir")
 
 
 def write_json(path: Path, data: dict) -> None:

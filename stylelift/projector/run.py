@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,7 +18,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
-from ..fileio import check_writable, file_in_the_way
+from ..fileio import check_writable, file_id, file_in_the_way
 from ..images import find_ffmpeg, load_photo, photo_profile, save_image, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
@@ -82,7 +83,9 @@ def centre_crop(photo: Image.Image, size: int) -> Image.Image:
     w, h = photo.size
     side = min(w, h)
     box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-    return photo.crop(box).resize((size, size), Image.Resampling.LANCZOS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big photo, already read (load_photo refuses what is too big)
+        return photo.crop(box).resize((size, size), Image.Resampling.LANCZOS)
 
 
 def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
@@ -117,14 +120,19 @@ def _init_latents(job: ProjectJob, G):
 
 
 # what an earlier run's latent file records of its options, compared before it counts as done
-COMPARED = {"network_id": "network", "space": "space", "steps": "steps", "loss": "loss", "seed": "seed", "noise_optimized": "noise", "w_noise": "w noise", "init": "init"}
+COMPARED = {"network_id": "network", "space": "space", "steps": "steps", "loss": "loss", "seed": "seed", "noise_optimized": "noise", "w_noise": "w noise", "init": "init", "init_sha256": None}
 
 
 def photo_hash(path: Path) -> Optional[str]:
+    """The SHA-256 of a file (a photo, an encoder), None when it cannot be read (reported when it is)."""
+    digest = hashlib.sha256()
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
     except OSError:
-        return None  # reported when the photo is read
+        return None
+    return digest.hexdigest()
 
 
 def earlier_meta(latent: Path) -> tuple[Optional[dict], Optional[str]]:
@@ -146,7 +154,8 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
         return "with --align" if alignment is not None else "with --no-align"
     if isinstance(alignment, dict) and job.align and alignment.get("face_index", 0) != job.face_index:
         return f"for face {alignment.get('face_index', 0)!r:.10} of the photo (now {job.face_index})"
-    differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
+    differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" if name else "another content of that --init file"
+              for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
     if differ:
         return "with " + ", ".join(differ)
     if job.video and not files.path("_proj.mp4").is_file():  # the optimisation's frames are gone with it
@@ -176,6 +185,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     generator once the job's options are checked (default `load_generator`). `report(message)` gets
     each photo's result; with error=True its failure, with note=True what is said on the way."""
     from ..models import load_generator, network_id
+    from ..models.encoder import resolve_encoder_path
 
     loss = resolve_loss(job.loss, job.perceptual_weights, aligned=job.align)
     blocker = file_in_the_way(job.outdir)
@@ -199,10 +209,12 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         "noise_optimized": job.optimize_noise and bool(G.synthesis.noise_layers()),  # the bundled network has no noise inputs
         "w_noise": job.w_noise,
         "init": job.init,
+        "init_sha256": None if job.init == "avg" else photo_hash(resolve_encoder_path(job.init)),  # retrained under one name: not the same start
         "stylelift": __version__,
         "resolution": G.img_resolution,
     }
     todo, failures, stems = [], 0, {}
+    photos = frozenset(file_id(p) for p in paths) - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
         if stems.setdefault(path.stem, path) != path:  # NAME.npz etc. would overwrite the other photo's
             report(f"error: {path}: its outputs would overwrite those of {stems[path.stem]} (same name); rename it or project it with another --outdir", error=True)
@@ -219,6 +231,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
                 if job.paste_back and not files.path("_pasted.png").is_file():
                     try:
+                        files.check_writable(video=False, pasted=True, photos=photos)
                         paste_earlier(G, files, path, earlier["alignment"])
                     except Exception as e:
                         if not _expected(e):
@@ -235,7 +248,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
                 failures += 1
             continue
         try:
-            files.check_writable(video=job.video, pasted=job.paste_back)
+            files.check_writable(video=job.video, pasted=job.paste_back, photos=photos)
             todo.append(prepare(path, job, G.img_resolution))
         except Exception as e:  # this photo fails; the others still run
             report(f"error: {per_item_error(e, path.name)}", error=True)
