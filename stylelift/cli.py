@@ -14,7 +14,7 @@ from typing import Annotated, Callable, Optional
 
 import numpy as np
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
@@ -22,7 +22,22 @@ from .errors import StyleliftError, error_message, is_out_of_memory, per_item_er
 from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
 
+def plain_flags(params: list) -> list:
+    """Flags (--overwrite, --help) shown without a value in --help: Typer 0.29 shows them as
+    taking a `<bool>`, which reads as if `--overwrite true` were asked for."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class PlainFlagsGroup(TyperGroup):
+    def get_params(self, ctx):
+        return plain_flags(super().get_params(ctx))
+
+
 app = typer.Typer(
+    cls=PlainFlagsGroup,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -39,6 +54,9 @@ class OnceEach(TyperCommand):
     """A command that refuses an option naming what to work on given twice (`--latents a.npz
     --latents b.npz` reads as two files, and the parser would silently keep the last one). A
     setting given twice keeps its last value, as on most command lines (an alias's default overridden)."""
+
+    def get_params(self, ctx):
+        return plain_flags(super().get_params(ctx))
 
     def make_parser(self, ctx):
         parser = super().make_parser(ctx)

@@ -18,7 +18,7 @@ from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
-directions_app = typer.Typer(no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
+directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=psi_value)]
@@ -261,7 +261,7 @@ def mix(
     def cell_hint(k: int) -> str:
         return trunc_hint(trunc, row_items[k // n_cols], col_items[k % n_cols])
 
-    cells = list(shown(iter_render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=cell_hint), n_rows * n_cols))
+    cells = list(shown(iter_render_ws(G, mixing_grid(row_ws, col_ws, layers), batch_size=batch_size, noises=cell_noises, names=cell_name, hint=cell_hint), n_rows * n_cols, "rendering the mixed cells"))  # the sources were rendered first
     blank = np.full_like(cells[0], 255)
     tiles = [blank] + col_imgs
     for i, row_img in enumerate(row_imgs):

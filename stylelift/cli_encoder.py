@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, app, check_new_file, fail, load, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, fail, load, output_option, printable, user_errors
 
-encoder_app = typer.Typer(no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
+encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
 
 
@@ -179,8 +179,13 @@ def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
     from .projector.run import earlier_meta
 
     meta, _ = earlier_meta(latent_path)
-    recorded = {k: v for k, v in same.items() if k != "encoder_sha256" or k in meta} if meta is not None else {}
-    return meta is not None and all(meta.get(k) == v for k, v in recorded.items()) and ("alignment" in meta) == aligned
+    if meta is None:
+        return False
+    compared = {k: v for k, v in same.items() if k != "stylelift" and (k in meta or k not in LATER_KEYS)}  # files of earlier versions lack these
+    return all(meta.get(k) == v for k, v in compared.items()) and ("alignment" in meta) == aligned
+
+
+LATER_KEYS = ("encoder_sha256", "space", "resolution")  # what `encoder run` records since a later version
 
 
 @encoder_app.command("run", cls=OnceEach)
@@ -197,6 +202,7 @@ def encoder_run(
     """One pass of the encoder per photo: a latent file and its image."""
     import torch
 
+    from . import __version__
     from .cli import expand_photos
     from .errors import per_item_error
     from .fileio import file_id
@@ -212,7 +218,8 @@ def encoder_run(
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
-    meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path)}
+    meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path),
+                 "space": "w+", "resolution": G.img_resolution, "stylelift": __version__}
     stems: dict[str, Path] = {}
     photos = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:

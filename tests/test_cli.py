@@ -611,3 +611,15 @@ def test_encoder_train_checks_its_image_loss_before_any_work(tmp_path, net, monk
         r = invoke("encoder", "train", "--out", tmp_path / "e.pt", "--steps", "1", "--image-loss", spec, "--network", net)
         assert r.exit_code == code and said in r.output and "--perceptual-weights" not in r.output, r.output
         assert not (tmp_path / "e.pt").exists()
+
+
+def test_flags_are_shown_without_a_value_in_help():
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    for args in ([], ["project"], ["encoder", "train"], ["directions"], ["directions", "learn"], ["edit"]):
+        r = CliRunner().invoke(app, [*args, "--help"])
+        assert r.exit_code == 0 and "--help" in r.output and "<bool>" not in r.output, (args, r.output)
+    r = CliRunner().invoke(app, ["generate", "--grid=yes"])  # a flag still takes no value
+    assert r.exit_code == 2
