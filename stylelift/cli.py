@@ -420,17 +420,28 @@ def convert(
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif"}
 
 
-OUTPUT_STILLS = ("_proj", "_target", "_pasted", "_enc")  # what project and encoder run write beside NAME.npz
+OUTPUT_STILLS = {"project": ("_proj", "_target", "_pasted"), "encoder": ("_enc",)}  # what each writes beside NAME.npz
 
 
 def earlier_output(path: Path) -> bool:
     """Whether an image in a folder is one stylelift wrote there: NAME_proj.png (NAME_target,
-    NAME_pasted, NAME_enc) beside its latent file NAME.npz. A folder of photos that is also the
-    --outdir would otherwise have its outputs taken as photos on the next run."""
+    NAME_pasted) beside the latent file NAME.npz of a projection, NAME_enc.png beside that of
+    `encoder run`. A folder of photos that is also the --outdir would otherwise have its outputs
+    taken as photos on the next run. An image with a latent file of its own is a photo done before."""
+    from .projector.run import earlier_meta
+
     stem = path.stem
-    return path.suffix.lower() == ".png" and any(
-        stem.endswith(end) and len(stem) > len(end) and path.with_name(stem[: -len(end)] + ".npz").is_file() for end in OUTPUT_STILLS
-    )
+    if path.suffix.lower() != ".png" or not path.is_file():
+        return False
+    for method, ends in OUTPUT_STILLS.items():
+        for end in ends:
+            source = path.with_name(stem[: -len(end)] + ".npz")
+            if stem.endswith(end) and len(stem) > len(end) and source.is_file():
+                meta, _ = earlier_meta(source)
+                if meta is not None and str(meta.get("method", "project")) == method:
+                    own, _ = earlier_meta(path.with_suffix(".npz")) if path.with_suffix(".npz").is_file() else (None, None)
+                    return not (own is not None and own.get("photo") == path.name)
+    return False
 
 
 def expand_photos(items: list[str]) -> tuple[list[Path], int]:
@@ -453,11 +464,13 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
             if not matches:
                 typer.secho(f"error: no photo matches {item}", fg=typer.colors.RED, err=True)
                 misses += 1
-            out += matches
+            kept = [p for p in matches if not earlier_output(p)]
+            earlier += len(matches) - len(kept)
+            out += kept
         else:
             out.append(path)
     if earlier:
-        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} of the folders that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz)", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz)", fg=typer.colors.YELLOW, err=True)
     seen: dict[Path, Path] = {}  # one photo named two ways is done once, under the name first given
     for p in out:
         seen.setdefault(p.resolve() if p.exists() else p, p)

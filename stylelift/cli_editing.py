@@ -390,9 +390,11 @@ def edit(
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
     res, k, n = G.img_resolution, len(items), len(strengths)
-    if video:  # each frame: the items side by side (an mp4 takes its frames as they are rendered: no size to check)
+    if video:  # each frame: the items side by side (an mp4 takes its frames as they come: only one frame's size to check)
         if out.suffix.lower() == ".gif":
             check_output_size(n, k * res, res, "the GIF", out=out)
+        else:
+            check_output_size(1, k * res, res, "one frame of the edit", out=out)
         check_mp4_writer(out)
     else:
         check_output_size(k * n, res, res, "the edit", out=out, cols=n)

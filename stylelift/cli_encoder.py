@@ -123,10 +123,15 @@ class stop_between_steps:
         return 128 + (self.signum or 2)
 
     def _asked(self, signum, frame) -> None:
-        if self.signum is not None:  # asked twice: stop now
-            raise KeyboardInterrupt
+        import signal
+
+        if self.signum is not None:  # asked twice: stop now, as that signal does
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
         self.signum = signum
-        typer.secho("\nstopping after this step, to write a checkpoint (Ctrl-C again to stop at once)", fg=typer.colors.YELLOW, err=True)
+        again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+        typer.secho(f"\nstopping after this step, to write a checkpoint{again}", fg=typer.colors.YELLOW, err=True)
 
     def __enter__(self):
         import signal

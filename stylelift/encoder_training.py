@@ -126,10 +126,21 @@ def train_encoder(
             "options": {k: getattr(opts, k) for k in opts.__dataclass_fields__},
         }
 
+    saved_at = step if state else None  # the step OUT holds from this run (or the one resumed)
+
+    def kept() -> str:  # what is left of OUT when the run ends in an error
+        if out is None:
+            return "nothing was saved"
+        if saved_at is not None:
+            return f"{out.name} keeps its checkpoint of step {saved_at}"
+        return f"{out.name} is left as it was" if out.exists() else f"{out.name} was not written"
+
     def save() -> None:  # float32 weights: a resume from rounded ones would drift
+        nonlocal saved_at
         if bad := next((k for k, v in encoder.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()), None):
-            raise TrainingDiverged(f"training diverged at step {step}: {bad} is no longer finite; {out.name} keeps its last checkpoint; try a lower --lr")
+            raise TrainingDiverged(f"training diverged at step {step}: {bad} is no longer finite; {kept()}; try a lower --lr")
         save_encoder(out, encoder, training=snapshot(), half=False)
+        saved_at = step
 
     try:
         while step < opts.steps:
@@ -144,8 +155,7 @@ def train_encoder(
                 loss = loss + opts.image_weight * image_term
                 record["image"] = float(image_term.detach().mean())
             if not torch.isfinite(loss).all():
-                kept = f"{out.name} keeps its last checkpoint" if out is not None else "nothing was saved"
-                raise TrainingDiverged(f"training diverged at step {step + 1} (the loss is {float(loss.detach().mean()):g}); {kept}; try a lower --lr")
+                raise TrainingDiverged(f"training diverged at step {step + 1} (the loss is {float(loss.detach().mean()):g}); {kept()}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.mean().backward()
             optimizer.step()

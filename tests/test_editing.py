@@ -1163,7 +1163,7 @@ def test_videos_and_grids_show_their_rendering_progress_on_stderr(tmp_path, net)
     assert r.exit_code == 0, r.output
     assert r.stderr.splitlines() == [f"rendering: {k}/20" for k in range(2, 21, 2)] and r.stdout == f"wrote {tmp_path / 'i.mp4'}\n"
     r = invoke("mix", "--rows", "0,1", "--cols", "2,3,4", "--network", net, "--out", tmp_path / "m.png")
-    assert r.exit_code == 0 and r.stderr.splitlines() == [f"rendering: {k}/6" for k in range(1, 7)], r.output  # the cells
+    assert r.exit_code == 0 and r.stderr.splitlines() == [f"rendering the mixed cells: {k}/6" for k in range(1, 7)], r.output  # the cells
     G = tiny_generator()
     save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
     r = invoke("edit", "0", "1", "--direction", tmp_path / "d.npy", "--strength", "-1:1:5", "--network", net, "--out", tmp_path / "e.mp4")
@@ -1283,7 +1283,7 @@ def test_conditioning_on_a_nearly_parallel_direction_is_refused_and_the_saved_no
 
     labels = ((w - w.mean(0)) @ rule > 0).astype(np.float64)
     assert meta["accuracy"] > 0.9 and held_out_accuracy(w, labels, d) == pytest.approx(fit_boundary(w, labels)[1], abs=0.05)
-    assert held_out_accuracy(w, labels, -d) == held_out_accuracy(w, labels, d)  # the sign is the offset's business
+    assert held_out_accuracy(w, labels, -d) <= max(labels.mean(), 1 - labels.mean()) + 0.1  # pointing the wrong way: no better than one answer
     assert held_out_accuracy(w, labels, bent) < held_out_accuracy(w, labels, d)
 
 
@@ -1357,7 +1357,7 @@ def test_learn_keeps_other_files_its_labels_and_its_sidecar_would_replace(tmp_pa
     assert r.exit_code == 1 and "l.csv exists; pass --overwrite" in r.output and (tmp_path / "l.csv").read_text() == "mine\n", r.output
 
 
-def test_a_direction_pair_is_written_whole_and_unit_or_not_at_all(tmp_path):
+def test_a_direction_pair_is_written_whole_and_unit_or_not_at_all(tmp_path, monkeypatch):
     from stylelift.editing import resolve_direction
 
     save_direction(tmp_path / "x.npy", Direction(np.full([1, 16], 3.0), {"accuracy": float("nan"), "runs": [float("inf"), 1]}))
@@ -1376,9 +1376,7 @@ def test_a_direction_pair_is_written_whole_and_unit_or_not_at_all(tmp_path):
     G = tiny_generator()
     save_direction(tmp_path / "age", Direction(np.ones([1, G.w_dim]), {"attribute": "mine"}))  # a file named like a shipped direction
     assert resolve_direction(tmp_path / "x.npy", G).meta == {"accuracy": None, "runs": [None, 1]}
-    import os
-
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert resolve_direction(Path("age"), G).meta == {"attribute": "mine"}  # a Path is a file, not the shipped name
 
 
@@ -1406,3 +1404,14 @@ def test_a_latent_file_of_several_latents_says_that_only_its_first_is_used(tmp_p
     assert r.exit_code == 1 and "is a folder, not a latent file" in r.output, r.output
     r = invoke("mix", "--rows", "1", "--cols", "2", "--network", net, "--out", tmp_path / ".png")
     assert r.exit_code == 2 and "give the file a name before its suffix" in " ".join(r.output.replace("│", " ").split()), r.output
+
+
+def test_one_frame_of_an_edit_video_is_checked_for_size(tmp_path, net, monkeypatch):
+    from stylelift import cli
+
+    G = tiny_generator()
+    save_direction(tmp_path / "d.npy", Direction(np.random.default_rng(2).normal(size=[1, G.w_dim]), {}))
+    monkeypatch.setattr(cli, "OUTPUT_BYTES", 3 * 16 * 16 * 3 - 1)  # less than three 16-px faces side by side
+    r = invoke("edit", "1-3", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--network", net, "--out", tmp_path / "e.mp4")
+    assert r.exit_code == 1 and "one frame of the edit would hold 1 images of 48x16" in r.output and not (tmp_path / "e.mp4").exists(), r.output
+    assert invoke("edit", "1-2", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--network", net, "--out", tmp_path / "e.mp4").exit_code == 0

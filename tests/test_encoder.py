@@ -322,7 +322,7 @@ def test_outputs_never_replace_a_photo_of_the_run_and_earlier_outputs_are_not_ph
         assert all((tmp_path / folder / name).read_bytes() == data for name, data in folders[folder].items())
     assert CliRunner().invoke(app, ["project", pc, *project, "--outdir", pc]).exit_code == 0
     r = CliRunner().invoke(app, ["project", pc, *project, "--outdir", pc])  # its outputs are not photos to project
-    assert r.exit_code == 0 and "left out 2 images of the folders that stylelift wrote" in " ".join(r.output.split()), r.output
+    assert r.exit_code == 0 and "left out 2 images that stylelift wrote" in " ".join(r.output.split()), r.output
     assert r.output.splitlines()[-1] == "me.png: already done (use --overwrite to redo)" and "me_proj" not in r.output.replace("NAME_proj", "")
 
 
@@ -375,7 +375,7 @@ def test_training_that_diverges_stops_before_its_checkpoint_and_a_bad_optimizer_
     enc, state = load_encoder(path, G=G)
     with torch.no_grad():
         next(enc.head.parameters()).fill_(float("nan"))
-    with pytest.raises(InputError, match="training diverged at step 3 .*enc.pt keeps its last checkpoint"):
+    with pytest.raises(InputError, match="training diverged at step 3 .*enc.pt keeps its checkpoint of step 2"):
         train_encoder(G, enc, EncoderTrainOptions(steps=4, batch_size=2, render_resolution=16, checkpoint_every=1), out=path, state=state)
     assert path.read_bytes() == before
     for key, value in (("exp_avg", torch.zeros(3)), ("exp_avg_sq", None), ("step", torch.tensor(float("nan")))):
@@ -434,3 +434,44 @@ def test_an_interrupt_that_a_file_writer_turns_into_its_own_error_still_stops_as
     with pytest.raises(SystemExit) as stopped:
         terminated()
     assert stopped.value.code == 143
+
+
+def test_a_photo_named_like_an_output_with_its_own_latent_file_is_still_a_photo(tmp_path):
+    from PIL import Image
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32))
+    ph = tmp_path / "ph"
+    ph.mkdir()
+    for name in ("a.png", "a_target.png"):
+        Image.new("RGB", (40, 40), (120, 80, len(name))).save(ph / name)
+    run = ["encoder", "run", str(ph), "--encoder", str(tmp_path / "enc.pt"), "--network", str(tmp_path / "net.pt"), "--no-align", "--outdir", str(ph)]
+    assert CliRunner().invoke(app, run).exit_code == 0
+    r = CliRunner().invoke(app, run)  # encoder run writes no _target: a_target.png is a photo, done before
+    assert r.exit_code == 0 and "a_target.png: already done" in r.output and "left out 2 images" in " ".join(r.output.split()), r.output
+    glob = ["encoder", "run", str(ph / "*.png"), *run[3:]]
+    r = CliRunner().invoke(app, glob)  # a glob leaves out the outputs as a folder does
+    assert r.exit_code == 0 and "left out 2 images" in " ".join(r.output.split()) and "_enc.png:" not in r.output, r.output
+
+
+def test_a_fresh_run_that_diverges_says_nothing_was_written_and_a_second_sigterm_is_sigterm(tmp_path):
+    import signal
+
+    from stylelift.cli_encoder import stop_between_steps
+
+    G = tiny_generator()
+    enc = new_encoder(G, input_resolution=32)
+    with torch.no_grad():
+        next(enc.head.parameters()).fill_(float("nan"))
+    with pytest.raises(InputError, match="diverged at step 1 .*fresh.pt was not written"):
+        train_encoder(G, enc, EncoderTrainOptions(steps=2, batch_size=2, render_resolution=16), out=tmp_path / "fresh.pt")
+    (tmp_path / "old.pt").write_bytes(b"an earlier run's")
+    with pytest.raises(InputError, match="old.pt is left as it was"):
+        train_encoder(G, enc, EncoderTrainOptions(steps=2, batch_size=2, render_resolution=16), out=tmp_path / "old.pt")
+    stop = stop_between_steps()
+    stop._asked(signal.SIGTERM, None)
+    assert stop() and stop.exit_code == 143
+    with pytest.raises(SystemExit) as again:
+        stop._asked(signal.SIGTERM, None)
+    assert again.value.code == 143

@@ -259,16 +259,29 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
 
 
 def held_out_accuracy(w: np.ndarray, labels: np.ndarray, normal, *, holdout: float = 0.2, seed: int = 0) -> float:
-    """How well a given normal (a conditioned one, say) separates the labels: only the boundary's
-    offset along it is fitted, on the part `fit_boundary` fits on (same `holdout` and `seed`), and
-    the accuracy is that on the held-out part (NaN when nothing is held out)."""
+    """How well a given normal (a conditioned one, say) separates the labels, pointing the way it
+    does (toward label 1): only the boundary's offset along it is fitted, the threshold that
+    classifies the part `fit_boundary` fits on (same `holdout` and `seed`) best; the accuracy is
+    that on the held-out part (NaN when nothing is held out). A normal pointing toward label 0
+    does no better than always answering one label."""
     w, y, train, test = _labelled_split(w, labels, holdout, 0.0, seed)
     n = direction_vector(normal, w.shape[1], what="the normal").numpy()
     along = (w - w[train].mean(0)) @ (n / np.linalg.norm(n))
-    scale, bias = _logistic(along[train, None], y[train], 1e-3)
+    threshold = _best_threshold(along[train], y[train] > 0.5)
     if not len(test):
         return float("nan")
-    return float((((along[test] * scale[0] + bias) > 0) == (y[test] > 0.5)).mean())
+    return float(((along[test] > threshold) == (y[test] > 0.5)).mean())
+
+
+def _best_threshold(x: np.ndarray, positive: np.ndarray) -> float:
+    """The t for which `x > t` agrees with `positive` most often (the middle of the best gap)."""
+    order = np.argsort(x, kind="stable")
+    xs, pos = x[order], positive[order]
+    # with the threshold just below xs[i], the first i are called negative: right are the negatives
+    # among them and the positives from i on
+    right = np.concatenate([[0], np.cumsum(~pos)]) + np.concatenate([np.cumsum(pos[::-1])[::-1], [0]])
+    gaps = np.concatenate([[xs[0] - 1], (xs[:-1] + xs[1:]) / 2, [xs[-1] + 1]])
+    return float(gaps[int(np.argmax(right))])
 
 
 def _labelled_split(w, labels, holdout, l2, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

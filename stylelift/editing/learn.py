@@ -161,7 +161,7 @@ def learn_direction(
 
     if not isinstance(attribute, str) or not attribute.strip():
         raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
-    other = resolve_direction(str(condition_on), G) if condition_on is not None else None  # before the labelling
+    other = resolve_direction(condition_on, G) if condition_on is not None else None  # before the labelling
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
     if labels_csv is not None:
         items, scores, recorded = read_labels_csv(labels_csv)

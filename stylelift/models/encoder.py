@@ -179,7 +179,7 @@ def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256, h
     if weights:
         log.info("using ImageNet weights %s", weights)
     with rng_untouched():
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's, where the layers are made (torch.manual_seed would reseed a GPU's too)
         encoder = Encoder(cfg, G.w_avg.detach().cpu(), imagenet_weights=weights)
     return encoder.to(G.w_avg.device)
 

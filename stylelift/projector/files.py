@@ -49,8 +49,13 @@ class ProjectionFiles:
         for path in outputs:
             if path.is_dir():
                 raise InputError(f"{path} is a folder; move it or write to another --outdir")
-            if file_id(path) in photos:
-                raise InputError(f"its {path.name} would replace the photo {path}; give another --outdir")
+            refuse_replacing(path, photos)
+
+
+def refuse_replacing(path: Path, photos: frozenset) -> None:
+    """An output that is one of the run's photos (`photos`: their `file_id`s) is refused."""
+    if file_id(path) in photos:
+        raise InputError(f"its {path.name} would replace the photo {path}; give another --outdir")
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -22,7 +22,7 @@ from ..fileio import check_writable, file_id, file_in_the_way
 from ..images import find_ffmpeg, load_photo, photo_profile, save_image, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
-from .files import ProjectionFiles, write_projection
+from .files import ProjectionFiles, refuse_replacing, write_projection
 from .losses import LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, vgg16_weights_available
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
@@ -231,7 +231,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
                 if job.paste_back and not files.path("_pasted.png").is_file():
                     try:
-                        files.check_writable(video=False, pasted=True, photos=photos)
+                        refuse_replacing(files.path("_pasted.png"), photos)
                         paste_earlier(G, files, path, earlier["alignment"])
                     except Exception as e:
                         if not _expected(e):
