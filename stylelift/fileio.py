@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
@@ -39,6 +40,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def special_file(path: str | os.PathLike) -> bool:
+    """Whether `path` exists but is neither a regular file nor a folder: a named pipe (FIFO), a
+    device or a socket, which a reader would wait on forever, or read without end."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def file_id(path: str | os.PathLike) -> Optional[tuple[int, int]]:

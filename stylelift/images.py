@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import InputError, VideoError, first_line
-from .fileio import atomic_path
+from .fileio import atomic_path, special_file
 from .models.base import is_whole
 
 
@@ -100,6 +100,8 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
         raise FileNotFoundError(f"no such photo: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a photo")
+    if special_file(path):  # a named pipe would be waited on forever
+        raise InputError(f"{path.name} is not a regular file, not a photo")
     if _file_kind(path) == "heif":  # iPhone photos, under any name: Pillow reads them through a plugin
         try:
             from pillow_heif import register_heif_opener

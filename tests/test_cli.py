@@ -623,3 +623,37 @@ def test_flags_are_shown_without_a_value_in_help():
         assert r.exit_code == 0 and "--help" in r.output and "<bool>" not in r.output, (args, r.output)
     r = CliRunner().invoke(app, ["generate", "--grid=yes"])  # a flag still takes no value
     assert r.exit_code == 2
+
+
+def test_a_named_pipe_given_as_an_input_file_is_refused_not_waited_on(tmp_path):
+    import os
+    import signal
+
+    from typer.testing import CliRunner
+
+    from stylelift.cli import app
+
+    for name in ("f.png", "f.pt", "f.csv"):
+        os.mkfifo(tmp_path / name)
+
+    class Hung(BaseException):  # not an OSError, which the CLI would report as one and go on
+        pass
+
+    def hung(signum, frame):
+        raise Hung("a named pipe was read")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        for args, said in (
+            (["align", "f.png", "--size", "16"], "f.png is not a regular file, not a photo"),
+            (["info", "f.pt"], "f.pt is not a regular file, not a network file"),
+            (["mix", "-n", "f.pt", "--rows", "0", "--cols", "1"], "f.pt is not a regular file, not a network file"),
+            (["directions", "learn", "-n", "random-stylegan2-64", "--attribute", "x", "--labels", "f.csv", "--out", "d.npy"], "f.csv is not a regular file, not a labels CSV"),
+            (["project", "f.png", "--init", "f.pt", "-n", "random-stylegan2-64", "--no-align", "--steps", "1"], "f.pt is not a regular file"),
+        ):
+            r = CliRunner().invoke(app, [str(tmp_path / a) if a.startswith("f.") else a for a in args] + ["--outdir" if args[0] in ("align", "project") else "--out", str(tmp_path / "out.png")] * (args[0] in ("align", "project", "mix")))
+            assert r.exit_code == 1 and said in r.output and r.output.count("\n") == 1, (args, r.output)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

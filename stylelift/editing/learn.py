@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, first_line
-from ..fileio import parse_json, write_text_atomic
+from ..fileio import parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
 from .directions import Direction, condition, fit_boundary, held_out_accuracy
@@ -38,6 +38,8 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
     of the user's own."""
     if not path.exists():
         raise FileNotFoundError(f"no labels file {path}")
+    if special_file(path):  # a named pipe would be waited on forever
+        raise InputError(f"{path.name} is not a regular file, not a labels CSV")
     items, labels = [], []
     seen: dict[str, float] = {}
     try:

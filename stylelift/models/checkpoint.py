@@ -21,7 +21,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..errors import CheckpointError, InputError, UnsupportedNetworkError, first_line
-from ..fileio import atomic_path
+from ..fileio import atomic_path, special_file
 from .base import MappedGenerator, rng_untouched
 from .download import is_url
 from .raw import RawNetwork
@@ -248,6 +248,8 @@ def load_generator(
         raise NetworkNotFoundError(f"no network file {key} (known names: {names})")
     if path.is_dir():
         raise CheckpointError(f"{key} is a folder, not a network file")
+    if special_file(path):  # a named pipe would be waited on forever
+        raise CheckpointError(f"{key} is not a regular file, not a network file")
     raw = read_network(path)
     return build_generator(raw, name=path.name).to(device)
 

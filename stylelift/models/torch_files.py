@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, UnsupportedNetworkError, StyleliftError, first_line
+from ..fileio import special_file
 from . import safe_pickle
 from .safe_pickle import AllowList
 
@@ -66,6 +67,8 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
         raise
     except OSError as e:
         raise CheckpointError(f"cannot read {source}: {e.strerror or e}") from None
+    if special_file(path):  # a named pipe: it would be waited on forever (its size says 0)
+        raise CheckpointError(f"{source} is not a regular file")
     if size == 0:
         raise CheckpointError(f"cannot read {source}: the file is empty")
     try:
