@@ -633,8 +633,11 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_not_waited_on(tmp_path):
 
     from stylelift.cli import app
 
-    for name in ("f.png", "f.pt", "f.csv"):
+    for name in ("f.png", "f.pt", "f.csv", "f.npy", "d.json"):
         os.mkfifo(tmp_path / name)
+    import numpy as np
+
+    np.save(tmp_path / "d.npy", np.ones([1, 512], np.float32))  # its sidecar d.json is a pipe
 
     class Hung(BaseException):  # not an OSError, which the CLI would report as one and go on
         pass
@@ -649,10 +652,12 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_not_waited_on(tmp_path):
             (["align", "f.png", "--size", "16"], "f.png is not a regular file, not a photo"),
             (["info", "f.pt"], "f.pt is not a regular file, not a network file"),
             (["mix", "-n", "f.pt", "--rows", "0", "--cols", "1"], "f.pt is not a regular file, not a network file"),
-            (["directions", "learn", "-n", "random-stylegan2-64", "--attribute", "x", "--labels", "f.csv", "--out", "d.npy"], "f.csv is not a regular file, not a labels CSV"),
+            (["directions", "learn", "-n", "random-stylegan2-64", "--attribute", "x", "--labels", "f.csv", "--out", "new.npy"], "f.csv is not a regular file, not a labels CSV"),
             (["project", "f.png", "--init", "f.pt", "-n", "random-stylegan2-64", "--no-align", "--steps", "1"], "f.pt is not a regular file"),
+            (["edit", "0", "--direction", "f.npy"], "f.npy is not a regular file, not a direction file"),
+            (["edit", "0", "--direction", "d.npy"], "d.json, the sidecar of d.npy, is not a regular file"),
         ):
-            r = CliRunner().invoke(app, [str(tmp_path / a) if a.startswith("f.") else a for a in args] + ["--outdir" if args[0] in ("align", "project") else "--out", str(tmp_path / "out.png")] * (args[0] in ("align", "project", "mix")))
+            r = CliRunner().invoke(app, [str(tmp_path / a) if a.endswith((".png", ".pt", ".csv", ".npy")) else a for a in args] + ["--outdir" if args[0] in ("align", "project") else "--out", str(tmp_path / "out.png")] * (args[0] in ("align", "project", "mix", "edit")))
             assert r.exit_code == 1 and said in r.output and r.output.count("\n") == 1, (args, r.output)
     finally:
         signal.alarm(0)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, describe, first_line
-from ..fileio import atomic_path, parse_json
+from ..fileio import atomic_path, parse_json, special_file
 from ..generation import random_labels
 from ..models.base import is_real, is_whole
 from .layers import layer_indices
@@ -99,6 +99,8 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         raise FileNotFoundError(f"no direction file {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a direction file (.npy)")
+    if special_file(path):  # a named pipe would be waited on forever
+        raise InputError(f"{path.name} is not a regular file, not a direction file (.npy)")
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
@@ -134,6 +136,8 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     vec = vec / peak  # only its direction counts: scaled first, values near float32's limits neither overflow nor vanish
     meta = {}
     sidecar = _sidecar(path)
+    if special_file(sidecar) or sidecar.is_dir():
+        raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not a regular file; move it away")
     if sidecar.exists():  # it names the network and the layers, so a damaged one is not passed over
         try:
             meta = parse_json(sidecar.read_text(encoding="utf-8-sig"))  # -sig: also with a byte-order mark
