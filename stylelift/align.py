@@ -208,8 +208,14 @@ def cnn_finds_face(image: Image.Image, box: tuple[int, int, int, int]) -> bool:
     side = max(right - left, bottom - top, 1)
     scale = CONFIRM_SIDE / side
     region = (left - side // 2, top - side // 2, right + side // 2, bottom + side // 2)
-    crop = image.crop(region)
-    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BILINEAR)
+    inside = (max(region[0], 0), max(region[1], 0), min(region[2], image.width), min(region[3], image.height))
+    if inside[0] >= inside[2] or inside[1] >= inside[3]:
+        return False
+    # the part of the region inside the photo, shrunk as it is read (a crop first would be full size:
+    # a weak box of 7000 px is a 200 MP crop), on black where the region leaves the photo
+    crop = Image.new("RGB", (max(1, round((region[2] - region[0]) * scale)), max(1, round((region[3] - region[1]) * scale))))
+    part = image.resize((max(1, round((inside[2] - inside[0]) * scale)), max(1, round((inside[3] - inside[1]) * scale))), Image.Resampling.BILINEAR, box=inside)
+    crop.paste(part, (round((inside[0] - region[0]) * scale), round((inside[1] - region[1]) * scale)))
     for d in _detector(True)(np.asarray(crop), 0):
         x = region[0] + (d.rect.left() + d.rect.right()) / 2 / scale
         y = region[1] + (d.rect.top() + d.rect.bottom()) / 2 / scale

@@ -385,7 +385,7 @@ def edit(
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     if photo is not None and not photo.is_file():
-        fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'no such file'}")
+        fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'not a regular file, not a photo' if photo.exists() else 'no such file'}")
     strengths = parse_range(strength, what="--strength")
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
@@ -551,6 +551,8 @@ def earlier_set(outdir: Path, prefix: str) -> list[Path]:
         return []
     found = []
     for sidecar in outdir.glob(f"{prefix}_*.json"):
+        if not sidecar.is_file():  # a named pipe would be waited on
+            continue
         digits = sidecar.stem[len(prefix) + 1 :]
         if not (re.fullmatch(r"[0-9]{2,}", digits) and digits == f"{int(digits):02d}"):  # ASCII digits only ('²' is a digit to isdigit)
             continue

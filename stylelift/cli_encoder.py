@@ -210,7 +210,7 @@ def encoder_run(
     from . import __version__
     from .cli import expand_photos
     from .errors import per_item_error
-    from .fileio import file_id
+    from .fileio import file_id, special_file
     from .images import save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -230,7 +230,9 @@ def encoder_run(
     for path in paths:
         latent_path = outdir / f"{path.stem}.npz"
         taken = None
-        if stems.setdefault(path.stem, path) != path:
+        if special_file(path):  # before it is hashed: a named pipe would be waited on
+            taken = "not a regular file, not a photo"
+        elif stems.setdefault(path.stem, path) != path:
             taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
         elif clash := next((p for p in (latent_path, outdir / f"{path.stem}_enc.png") if file_id(p) in photos), None):
             taken = f"its {printable(clash.name)} would replace the photo {printable(clash, 500)}; give another --outdir"

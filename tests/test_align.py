@@ -477,3 +477,21 @@ def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):
     for args, kwargs, why in (((face.image, face, np.asarray(photo)), {}, "PIL images"), ((face.image, face, photo), {"feather": "0.1"}, "feather")):
         with pytest.raises(InputError, match=why):
             paste_back(*args, **kwargs)
+
+
+def test_the_cnn_check_reads_a_large_face_shrunk_not_cropped_at_full_size(photo, monkeypatch):
+    """A weak face box thousands of px wide was cut out at full size first (Pillow refuses crops
+    over 179 MP); the check now reads the box shrunk, and boxes past the photo's edge are fine."""
+    import warnings
+
+    from PIL import Image as PILImage
+
+    from stylelift.align import cnn_finds_face
+
+    big = photo.resize((2048, 2048))
+    box = tuple(v * 4 for v in (175, 76, 265, 166))  # the face, 360 px: its region is 720 x 720
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100_000)  # a full-size crop of it would be a "bomb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cnn_finds_face(big, box)
+    assert not cnn_finds_face(photo, (600, 600, 700, 700)) and not cnn_finds_face(photo, (-300, -300, -200, -200))  # outside the photo

@@ -659,6 +659,21 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_not_waited_on(tmp_path):
         ):
             r = CliRunner().invoke(app, [str(tmp_path / a) if a.endswith((".png", ".pt", ".csv", ".npy")) else a for a in args] + ["--outdir" if args[0] in ("align", "project") else "--out", str(tmp_path / "out.png")] * (args[0] in ("align", "project", "mix", "edit")))
             assert r.exit_code == 1 and said in r.output and r.output.count("\n") == 1, (args, r.output)
+        from stylelift import save_generator
+        from stylelift.models.encoder import new_encoder, save_encoder
+        from conftest import tiny_generator
+
+        save_generator(tiny_generator(), tmp_path / "net.pt")
+        save_encoder(tmp_path / "enc.pt", new_encoder(tiny_generator(), input_resolution=32))
+        (tmp_path / "enc").mkdir()
+        (tmp_path / "enc" / "f.npz").write_bytes(b"an earlier run's")  # done before? the pipe is not hashed to tell
+        (tmp_path / "enc" / "f_enc.png").write_bytes(b"its image")
+        r = CliRunner().invoke(app, ["encoder", "run", str(tmp_path / "f.png"), "--encoder", str(tmp_path / "enc.pt"), "-n", str(tmp_path / "net.pt"), "--outdir", str(tmp_path / "enc")])
+        assert r.exit_code == 1 and "f.png: not a regular file, not a photo" in r.output, r.output
+        (tmp_path / "sefa").mkdir()
+        os.mkfifo(tmp_path / "sefa" / "sefa_00.json")
+        r = CliRunner().invoke(app, ["directions", "sefa", "-n", str(tmp_path / "net.pt"), "--outdir", str(tmp_path / "sefa")])
+        assert r.exit_code == 1 and "already holds sefa_00.json" in r.output, r.output
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
