@@ -421,13 +421,23 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     overlaps = x0 < x1 and y0 < y1  # else the square lies outside the photo, which stays as it is
     if overlaps and _black_and_white(pixels) and _black_and_white(pixels[y0:y1, x0:x1]):  # a colour face in a grey scene stays in colour
         edited = edited.convert("L").convert("RGB")
+    # A face smaller in the photo than the crop is shrunk first, with a filter: the affine warp does
+    # not filter, and shrinking 6x turned the generator's fine texture into a grid of dots (stripes
+    # of 4 px in the crop, pasted 10x smaller, kept a standard deviation of 47 levels; now 0.1-0.3).
+    # The warp then only places it, at about 1:1 (the unedited crop pasted back differs from the
+    # photo by 2.4 levels on average, against 1.1 when sampled straight from the crop).
+    side = int(np.ceil(size * max(np.hypot(*ex), np.hypot(*ey))))
+    if 1 <= side < size:
+        edited = edited.resize((side, side), Image.Resampling.LANCZOS)
+        data = tuple(v * side / size for v in data)
+        size = side
     feathered = Image.fromarray(_feather_mask(size, feather))
     a, b, c, d, e, f = data
     for top in range(y0, y1 if overlaps else y0, PASTE_STRIP_ROWS):  # a strip at a time: a close-up face in a 48 MP photo is most of it
         bottom = min(top + PASTE_STRIP_ROWS, y1)
         shifted = (a, b, a * x0 + b * top + c, d, e, d * x0 + e * top + f)
         region = (x1 - x0, bottom - top)
-        warped = edited.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR)
+        warped = edited.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BICUBIC)  # sharper than bilinear near 1:1
         m = np.asarray(feathered.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255.0
         out = pixels[top:bottom, x0:x1].astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
         inside = m[..., 0] > 0

@@ -495,3 +495,17 @@ def test_the_cnn_check_reads_a_large_face_shrunk_not_cropped_at_full_size(photo,
         warnings.simplefilter("error")
         assert cnn_finds_face(big, box)
     assert not cnn_finds_face(photo, (600, 600, 700, 700)) and not cnn_finds_face(photo, (-300, -300, -200, -200))  # outside the photo
+
+
+def test_a_face_pasted_smaller_than_its_crop_is_filtered_not_aliased(photo):
+    """Fine texture in the crop (stripes 4 px apart) pasted into a photo where the face is a few
+    times smaller is finer than the photo's pixels: it must average out, not fold into a pattern
+    of dots (the warp alone gave a standard deviation of 47 levels here)."""
+    small = photo.resize((256, 256))
+    face = align_face(small, size=1024)
+    x = np.arange(1024)
+    stripes = (np.sin(2 * np.pi * (x[None, :] + x[:, None]) / 4) * 100 + 128).astype(np.uint8)
+    pasted = np.asarray(paste_back(Image.fromarray(np.stack([stripes] * 3, -1)), face, small), dtype=np.float64)
+    x0, y0, x1, y1 = face.box
+    inner = pasted[y0 + 5 : y1 - 5, x0 + 5 : x1 - 5]
+    assert inner.std() < 3 and abs(inner.mean() - 128) < 3
