@@ -178,7 +178,7 @@ def encoder_fit(
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
 
 
-def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
+def encoded_before(latent_path: Path, same: dict, aligned: bool, face_index: int = 0) -> bool:
     """Whether a latent file is `encoder run`'s output for this photo with these options (and this
     encoder's content, where the file records it: an encoder retrained under one name is another)."""
     from .projector.run import earlier_meta
@@ -187,7 +187,9 @@ def encoded_before(latent_path: Path, same: dict, aligned: bool) -> bool:
     if meta is None:
         return False
     compared = {k: v for k, v in same.items() if k != "stylelift" and (k in meta or k not in LATER_KEYS)}  # files of earlier versions lack these
-    return all(meta.get(k) == v for k, v in compared.items()) and ("alignment" in meta) == aligned
+    alignment = meta.get("alignment")
+    same_face = not isinstance(alignment, dict) or alignment.get("face_index", 0) == face_index
+    return all(meta.get(k) == v for k, v in compared.items()) and ("alignment" in meta) == aligned and same_face
 
 
 LATER_KEYS = ("encoder_sha256", "space", "resolution")  # what `encoder run` records since a later version
@@ -200,6 +202,7 @@ def encoder_run(
     encoder_spec: Annotated[str, typer.Option("--encoder", help="Encoder file, or 'encoder': the one shipped for the bundled network.")] = "encoder",
     network: NetworkOpt = DEFAULT_NETWORK,
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
+    face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,
     outdir: Annotated[Path, output_option("Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace latent files that exist (a projection of the same photo, say).")] = False,
     device: DeviceOpt = "auto",
@@ -222,7 +225,9 @@ def encoder_run(
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
-    job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev)
+    if face_index and not do_align:
+        raise typer.BadParameter("--face-index picks a face to align; it needs --align")
+    job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev, face_index=face_index)
     meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path),
                  "space": "w+", "resolution": G.img_resolution, "stylelift": __version__}
     stems: dict[str, Path] = {}
@@ -237,7 +242,7 @@ def encoder_run(
         elif clash := next((p for p in (latent_path, outdir / f"{path.stem}_enc.png") if file_id(p) in photos), None):
             taken = f"its {printable(clash.name)} would replace the photo {printable(clash, 500)}; give another --outdir"
         elif latent_path.exists() and not overwrite:
-            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": photo_hash(path)}, do_align):
+            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": photo_hash(path)}, do_align, face_index):
                 typer.echo(f"{path.name}: already done (use --overwrite to redo)")
                 continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
@@ -260,6 +265,7 @@ def encoder_run(
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
         save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")
         save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
-        typer.echo(f"{path.name}: -> {latent_path}")
+        which = f" (face {item.face.index} of the {item.face.found} found)" if item.face is not None and item.face.found > 1 else ""
+        typer.echo(f"{path.name}{which}: -> {latent_path}")
     if failed:
         raise typer.Exit(1)

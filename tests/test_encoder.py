@@ -475,3 +475,28 @@ def test_a_fresh_run_that_diverges_says_nothing_was_written_and_a_second_sigterm
     with pytest.raises(SystemExit) as again:
         stop._asked(signal.SIGTERM, None)
     assert again.value.code == 143
+
+
+def test_encoder_run_takes_a_face_index_and_says_which_face(tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32))
+    photo = Image.open(Path(__file__).parents[1] / "examples" / "astronaut.png").convert("RGB")
+    head = photo.crop((100, 0, 350, 250))
+    two = Image.new("RGB", (600, 300))
+    two.paste(head.resize((180, 180)), (360, 60))
+    two.paste(head, (0, 0))
+    two.save(tmp_path / "two.png")
+    run = ["encoder", "run", str(tmp_path / "two.png"), "--encoder", str(tmp_path / "enc.pt"), "--network", str(tmp_path / "net.pt"), "--outdir", str(tmp_path / "o")]
+    r = CliRunner().invoke(app, [*run, "--face-index", "1"])
+    assert r.exit_code == 0 and "two.png (face 1 of the 2 found):" in r.output, r.output
+    assert load_latents(tmp_path / "o" / "two.npz").meta["alignment"]["face_index"] == 1
+    assert "already done" in CliRunner().invoke(app, [*run, "--face-index", "1"]).output
+    r = CliRunner().invoke(app, run)  # the other face: not done, and not replaced unasked
+    assert r.exit_code == 1 and "two.npz exists; pass --overwrite" in " ".join(r.output.split()), r.output
+    r = CliRunner().invoke(app, [*run, "--face-index", "1", "--no-align"])
+    assert r.exit_code == 2 and "it needs --align" in " ".join(r.output.replace("│", " ").split()), r.output
