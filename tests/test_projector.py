@@ -669,7 +669,7 @@ def test_project_face_index_projects_another_face_of_a_group_photo(tmp_path):
     two.save(tmp_path / "two.png")
     args = ("--network", tmp_path / "net.pt", "--loss", "mse", "--no-video", "--steps", "1", "--outdir", tmp_path / "out")
     r = run(tmp_path / "two.png", *args, "--face-index", "1", "--paste-back")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "two.png (face 1 of the 2 found): done -> " in r.output, r.output
     alignment = load_latents(tmp_path / "out" / "two.npz").meta["alignment"]
     assert alignment["face_index"] == 1 and alignment["faces_found"] == 2 and alignment["box"][0] >= 300
     pasted = np.asarray(Image.open(tmp_path / "out" / "two_pasted.png").convert("RGB")).astype(int)
