@@ -142,7 +142,7 @@ EXTRA_MIN_SCORE = 0.75
 # kept only if dlib's CNN detector also finds a face there (on a copy where the face is CONFIRM_SIDE
 # px): the HOG detector finds a face in the astronaut's round mission patch (score 0.12), which the
 # CNN detector does not; in a group photo of six it confirmed all six (HOG scores 0.21-2.6) and all
-# 18 faces of copies shrunk until the faces were 36-90 px. About 0.1 s a face (and 1 s to load it once).
+# 17 faces HOG found in copies shrunk until the faces were 36-90 px. About 0.1 s a face (and 1 s to load it once).
 CONFIRM_SIDE = 100
 # The turned copies searched when no face is upright, in order, with the degrees (counter-clockwise) each turns.
 TURNS = {Image.Transpose.ROTATE_90: 90, Image.Transpose.ROTATE_270: 270, Image.Transpose.ROTATE_180: 180}

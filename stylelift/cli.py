@@ -430,17 +430,16 @@ def earlier_output(path: Path) -> bool:
     taken as photos on the next run. An image with a latent file of its own is a photo done before."""
     from .projector.run import earlier_meta
 
-    stem = path.stem
     if path.suffix.lower() != ".png" or not path.is_file():
         return False
     for method, ends in OUTPUT_STILLS.items():
         for end in ends:
-            source = path.with_name(stem[: -len(end)] + ".npz")
-            if stem.endswith(end) and len(stem) > len(end) and source.is_file():
+            source = path.with_name(path.stem.removesuffix(end) + ".npz")
+            if path.stem.endswith(end) and len(path.stem) > len(end) and source.is_file():
                 meta, _ = earlier_meta(source)
                 if meta is not None and str(meta.get("method", "project")) == method:
-                    own, _ = earlier_meta(path.with_suffix(".npz")) if path.with_suffix(".npz").is_file() else (None, None)
-                    return not (own is not None and own.get("photo") == path.name)
+                    own, _ = earlier_meta(path.with_suffix(".npz"))  # None when it has none
+                    return own is None or own.get("photo") != path.name
     return False
 
 

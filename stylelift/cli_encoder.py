@@ -195,6 +195,7 @@ def encoded_before(latent_path: Path, same: dict, aligned: bool, face_index: int
 LATER_KEYS = ("encoder_sha256", "space", "resolution")  # what `encoder run` records since a later version
 
 
+
 @encoder_app.command("run", cls=OnceEach)
 @user_errors
 def encoder_run(
@@ -218,20 +219,21 @@ def encoder_run(
     from .latents import LatentFile, save_latents
     from .models import network_id
     from .models.encoder import load_encoder, resolve_encoder_path
+    from .projector.files import replacing_photo
     from .projector.run import ProjectJob, photo_hash, prepare
 
+    if face_index and not do_align:
+        raise typer.BadParameter("--face-index picks a face to align; it needs --align")
     paths, failed = expand_photos(photos)
     encoder_path = resolve_encoder_path(encoder_spec)
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     outdir.mkdir(parents=True, exist_ok=True)
-    if face_index and not do_align:
-        raise typer.BadParameter("--face-index picks a face to align; it needs --align")
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev, face_index=face_index)
     meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path),
                  "space": "w+", "resolution": G.img_resolution, "stylelift": __version__}
     stems: dict[str, Path] = {}
-    photos = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder
+    photos = frozenset(file_id(p) for p in paths) - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
         latent_path = outdir / f"{path.stem}.npz"
         taken = None
@@ -239,8 +241,8 @@ def encoder_run(
             taken = "not a regular file, not a photo"
         elif stems.setdefault(path.stem, path) != path:
             taken = f"its outputs would overwrite those of {printable(stems[path.stem].name)} (same name); rename it or use another --outdir"
-        elif clash := next((p for p in (latent_path, outdir / f"{path.stem}_enc.png") if file_id(p) in photos), None):
-            taken = f"its {printable(clash.name)} would replace the photo {printable(clash, 500)}; give another --outdir"
+        elif clash := next(filter(None, (replacing_photo(p, photos) for p in (latent_path, outdir / f"{path.stem}_enc.png"))), None):
+            taken = printable(clash, 500)
         elif latent_path.exists() and not overwrite:
             if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": photo_hash(path)}, do_align, face_index):
                 typer.echo(f"{path.name}: already done (use --overwrite to redo)")

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import StyleliftError
+from ..fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +96,6 @@ def cached_path(url: str) -> Path:
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
     key = hashlib.sha256(url.partition("#")[0].encode()).hexdigest()[:16]  # a fragment is not sent: one file
     return cache_dir() / "downloads" / f"{key}-{name}"
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _reason(e: BaseException) -> str:
@@ -376,7 +369,7 @@ def cached_download(
     url = url.strip()
     dest = cached_path(url)
     if dest.is_file():
-        if not sha256 or _sha256_of(dest) == sha256.lower():
+        if not sha256 or file_sha256(dest) == sha256.lower():
             return dest
         log.info("the cached copy of %s does not match its sha256; downloading it again", shown(url))  # kept until a matching one replaces it
     try:

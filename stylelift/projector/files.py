@@ -52,10 +52,14 @@ class ProjectionFiles:
             refuse_replacing(path, photos)
 
 
+def replacing_photo(path: Path, photos: frozenset) -> Optional[str]:
+    """Why an output may not be written: it is one of the run's photos (`photos`: their `file_id`s); else None."""
+    return f"its {path.name} would replace the photo {path}; give another --outdir" if file_id(path) in photos else None
+
+
 def refuse_replacing(path: Path, photos: frozenset) -> None:
-    """An output that is one of the run's photos (`photos`: their `file_id`s) is refused."""
-    if file_id(path) in photos:
-        raise InputError(f"its {path.name} would replace the photo {path}; give another --outdir")
+    if why := replacing_photo(path, photos):
+        raise InputError(why)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -5,7 +5,6 @@ A photo that fails (unreadable, no face) is reported in one line and the others 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
-from ..fileio import check_writable, file_id, file_in_the_way, special_file
+from ..fileio import check_writable, file_id, file_in_the_way, file_sha256, special_file
 from ..images import find_ffmpeg, load_photo, photo_profile, save_image, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
@@ -125,16 +124,12 @@ COMPARED = {"network_id": "network", "space": "space", "steps": "steps", "loss":
 
 def photo_hash(path: Path) -> Optional[str]:
     """The SHA-256 of a file (a photo, an encoder), None when it cannot be read (reported when it is)."""
-    digest = hashlib.sha256()
     if special_file(path):  # a named pipe would be waited on, a device read without end
         return None
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def earlier_meta(latent: Path) -> tuple[Optional[dict], Optional[str]]:
