@@ -81,6 +81,7 @@ NetworkOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
+PasteRegionOpt = Annotated[Optional[str], typer.Option(help="What --paste-back pastes: face (the face and forehead, from the landmarks; the default) or square (the whole aligned square, background and all).")]
 ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class of the seeds' latents (conditional networks).")]
 
 
@@ -551,6 +552,7 @@ def project(
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,
+    paste_region: PasteRegionOpt = None,
     outdir: Annotated[Path, output_option("Where to write the results.")] = Path("projected"),
     video: Annotated[bool, typer.Option("--video/--no-video", help="Write NAME_proj.mp4 of the optimisation.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, max=1024, help="Photos optimised together.")] = 1,
@@ -567,16 +569,26 @@ def project(
         raise typer.BadParameter("--paste-back needs --align (the alignment says where the face goes back)")
     if face_index and not do_align:
         raise typer.BadParameter("--face-index picks a face to align: it needs --align")
+    check_paste_region(paste_region, paste_back)
     paths, misses = expand_photos(photos)
     job = ProjectJob(
         network=network, space=space, steps=steps, optimize_noise=noise, loss=loss, perceptual_weights=perceptual_weights,
-        init=init, align=do_align, face_index=face_index, paste_back=paste_back, outdir=outdir, video=video, batch_size=batch_size,
+        init=init, align=do_align, face_index=face_index, paste_back=paste_back, paste_region=paste_region or "face", outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite, w_noise=w_noise,
     )
     report = lambda msg, error=False, note=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error or note)  # noqa: E731
     failures = misses + run_project_job(job, paths, report=report, load=load_network)
     if failures:
         raise typer.Exit(1)
+
+
+def check_paste_region(region: Optional[str], paste_back: bool) -> None:
+    from .align import PASTE_REGIONS
+
+    if region is not None and region not in PASTE_REGIONS:
+        raise typer.BadParameter(f"--paste-region must be {' or '.join(PASTE_REGIONS)}")
+    if region is not None and not paste_back:
+        raise typer.BadParameter("--paste-region says what --paste-back pastes; add --paste-back")
 
 
 def run() -> None:

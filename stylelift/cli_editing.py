@@ -16,7 +16,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -360,6 +360,7 @@ def edit(
     class_idx: ClassOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo (one latent file).")] = False,
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
+    paste_region: PasteRegionOpt = None,
     out: Annotated[Path, output_option("A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: FpsOpt = 10,
     batch_size: BatchOpt = 8,
@@ -384,6 +385,7 @@ def edit(
     check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
+    cli.check_paste_region(paste_region, paste_back)
     if photo is not None and not photo.is_file():
         fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'not a regular file, not a photo' if photo.exists() else 'no such file'}")
     strengths = parse_range(strength, what="--strength")
@@ -446,7 +448,7 @@ def edit(
             from .align import paste_back as paste
 
             face, original = target
-            images = (np.asarray(paste(Image.fromarray(im), face, original)) for im in rendered)
+            images = (np.asarray(paste(Image.fromarray(im), face, original, region=paste_region or "face")) for im in rendered)
         if video:  # each frame as it is rendered: an mp4 of any length is never held in memory
             frames = images if k == 1 else (make_grid([first, *itertools.islice(images, k - 1)], cols=k) for first in images)
             save_output(frames, out, fps=fps)
@@ -458,7 +460,7 @@ def edit(
 def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: Path):
     """(the AlignedFace, the photo) that --paste-back pastes `count` edited faces of `item` into,
     checked before anything is rendered."""
-    from .align import AlignedFace
+    from .align import AlignedFace, with_landmarks
     from .images import load_photo
     from .projector.run import photo_hash
 
@@ -482,7 +484,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     if isinstance(projected, str) and projected != photo_hash(Path(photo_path)):  # a size check alone passed a mirrored copy
         typer.secho(f"warning: {printable(Path(photo_path).name)} is not the photo {printable(item)} was projected from (another SHA-256); "
                     "the face goes where that photo's face was", fg=typer.colors.YELLOW, err=True)
-    return face, original
+    return with_landmarks(face, original), original  # found once, not for every strength (records from before they were kept)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -509,3 +509,47 @@ def test_a_face_pasted_smaller_than_its_crop_is_filtered_not_aliased(photo):
     x0, y0, x1, y1 = face.box
     inner = pasted[y0 + 5 : y1 - 5, x0 + 5 : x1 - 5]
     assert inner.std() < 3 and abs(inner.mean() - 128) < 3
+
+
+def test_paste_back_of_the_face_region_leaves_the_hair_and_background_as_they_were(photo):
+    """region="face" pastes the face and forehead (the landmarks' outline); "square" the whole
+    aligned square, which brings a projection's blurry background and hair with it."""
+    from stylelift.align import face_outline
+
+    face = align_face(photo, size=SIZE)
+    edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))
+    by_face = np.asarray(paste_back(edited, face, photo)).astype(int)
+    by_square = np.asarray(paste_back(edited, face, photo, region="square")).astype(int)
+    changed_face = np.abs(by_face - np.asarray(photo)).sum(axis=2) > 0
+    changed_square = np.abs(by_square - np.asarray(photo)).sum(axis=2) > 0
+    nose = face.landmarks[30].astype(int)
+    assert tuple(by_face[nose[1], nose[0]]) == (255, 0, 0)
+    for corner in (0.15, 0.85):  # the square's upper corners, inside the photo: hair and background
+        x, y = (face.quad[0] + (face.quad[3] - face.quad[0]) * corner + (face.quad[1] - face.quad[0]) * 0.1).astype(int)
+        assert tuple(by_square[y, x]) == (255, 0, 0) and not changed_face[y, x]
+    assert changed_face.sum() < 0.6 * changed_square.sum()
+    outline = face_outline(face.landmarks)  # the forehead is in: the outline reaches above the brows
+    assert outline[:, 1].min() < face.landmarks[17:27, 1].min() - 0.3 * (face.landmarks[8, 1] - face.landmarks[17:27, 1].mean())
+    with pytest.raises(InputError, match="region is one of face, square"):
+        paste_back(edited, face, photo, region="head")
+
+
+@pytest.mark.parametrize("angle", [0, 90])
+def test_a_record_without_landmarks_finds_them_again_in_its_box(photo, angle):
+    """Latent files written before the landmarks were kept: paste_back finds them in the photo,
+    in the box the record keeps (on the turned copy when the face was found turned)."""
+    from stylelift.align import with_landmarks
+
+    turned = photo.rotate(angle, expand=True)
+    face = align_face(turned, size=SIZE)
+    old = AlignedFace.from_meta({**face.transform_meta(), "landmarks": None})
+    assert old.landmarks is None and old.turned == face.turned
+    assert np.abs(with_landmarks(old, turned).landmarks - face.landmarks).max() < 1e-9
+    edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))
+    kept = AlignedFace.from_meta(face.transform_meta())  # newer records keep them, to 1/100 px
+    assert np.abs(kept.landmarks - face.landmarks).max() <= 0.005
+    assert np.array_equal(np.asarray(paste_back(edited, old, turned)), np.asarray(paste_back(edited, kept, turned)))
+    for damaged in ({**face.transform_meta(), "landmarks": [[0, 0]] * 5}, {**face.transform_meta(), "landmarks": [[float("nan"), 0]] * 68},
+                    {**face.transform_meta(), "turned": 45}):
+        with pytest.raises(InputError, match="alignment record"):
+            AlignedFace.from_meta(damaged)

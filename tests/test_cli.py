@@ -303,6 +303,8 @@ BAD_INVOCATIONS = {
     "loss-zero": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=0", "--outdir", "{d}/p"], 1, "positive number"),
     "loss-twice": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=1,mse=2", "--outdir", "{d}/p"], 1, "named twice"),
     "paste-back-unaligned": (["project", "{d}/photo.png", "--no-align", "--paste-back", "--steps", "1", "--outdir", "{d}/p"], 2, "needs --align"),
+    "paste-region-alone": (["project", "{d}/photo.png", "--paste-region", "square", "--steps", "1", "--outdir", "{d}/p"], 2, "--paste-region says what --paste-back pastes; add --paste-back"),
+    "paste-region-unknown": (["project", "{d}/photo.png", "--paste-back", "--paste-region", "head", "--steps", "1", "--outdir", "{d}/p"], 2, "--paste-region must be face or square"),
     "project-outdir-is-a-file": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--outdir", "{d}/afile"], 1, "is a file"),
     "align-size-huge": (["align", "{d}/photo.png", "--size", "100000", "--outdir", "{d}/al"], 2, "'--size': Input should be less than or equal to 4096"),
     "project-outdir-under-a-file": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--outdir", "{d}/afile/p"], 1, "is a file"),

@@ -442,6 +442,7 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
         assert "rendering" not in r.output, r.output  # said before any rendering
     usage = [
         (["--photo", tmp_path / "d.npy"], "add --paste-back"),
+        (["--paste-region", "square"], "add --paste-back"),
         (["--strength", "3:-3:0"], "COUNT must be 1 to"),
         (["--strength", "1,nan"], "finite"),
         (["--layers", "3-1"], "runs backwards"),
@@ -748,6 +749,12 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     x0, y0, x1, y1 = face.box
     assert np.array_equal(left[:5, :5], np.asarray(photo)[:5, :5])  # outside the face: the photo itself
     assert np.abs(left - right)[y0:y1, x0:x1].mean() > 1  # inside it: the edit shows
+    r = invoke(*args, "--paste-region", "square", "--out", tmp_path / "s.png")
+    assert r.exit_code == 0, r.output
+    square = np.asarray(Image.open(tmp_path / "s.png"))[:, : photo.width].astype(int)
+    x, y = (face.quad[0] + (face.quad[3] - face.quad[0]) * 0.15 + (face.quad[1] - face.quad[0]) * 0.1).astype(int)  # hair, near the square's corner
+    assert np.array_equal(left[y, x], np.asarray(photo)[y, x]) and not np.array_equal(square[y, x], left[y, x])
+    assert np.array_equal(square[y0 + 40, (x0 + x1) // 2], left[y0 + 40, (x0 + x1) // 2])  # the face: the same either way
     monkeypatch.setattr(cli, "OUTPUT_BYTES", 2 * photo.width * photo.height * 3 - 1)
     r = invoke(*args, "--out", tmp_path / "f.png")
     assert r.exit_code == 1 and f"2 images of {photo.width}x{photo.height}" in r.output and not (tmp_path / "f.png").exists(), r.output

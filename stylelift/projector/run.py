@@ -50,6 +50,7 @@ class ProjectJob:
     align: bool = True
     face_index: int = 0  # which face when aligning, 0 = the largest
     paste_back: bool = False
+    paste_region: str = "face"  # what --paste-back pastes: "face" (and forehead) or the whole "square"
     outdir: Path = Path("projected")
     video: bool = True
     batch_size: int = 1
@@ -162,7 +163,7 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
     return None
 
 
-def paste_earlier(G, files: ProjectionFiles, path: Path, alignment: dict) -> None:
+def paste_earlier(G, files: ProjectionFiles, path: Path, alignment: dict, *, region: str = "face") -> None:
     """Write NAME_pasted.png for an earlier projection asked for again with --paste-back: its latent
     file rendered (with its noise maps, so the image is the one NAME_proj.png shows) and pasted
     into the photo, instead of projecting it again."""
@@ -173,7 +174,7 @@ def paste_earlier(G, files: ProjectionFiles, path: Path, alignment: dict) -> Non
     ws = torch.as_tensor(load_latents(files.latent).w, dtype=torch.float32)
     image = render_ws(G, ws, noises=item_noises(G, [str(files.latent)], G.w_avg.device))[0]
     photo = load_photo(path)
-    pasted = paste_back(Image.fromarray(image), face, photo)
+    pasted = paste_back(Image.fromarray(image), face, photo, region=region)
     save_image(np.asarray(pasted), files.path("_pasted.png"), icc_profile=photo_profile(photo))
 
 
@@ -229,7 +230,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
                 if job.paste_back and not files.path("_pasted.png").is_file():
                     try:
                         refuse_replacing(files.path("_pasted.png"), photos)
-                        paste_earlier(G, files, path, earlier["alignment"])
+                        paste_earlier(G, files, path, earlier["alignment"], region=job.paste_region)
                     except Exception as e:
                         if not _expected(e):
                             raise
@@ -354,7 +355,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
                 raise InputError("--paste-back needs --align")
             from ..align import paste_back
 
-            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo)
+            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo, region=job.paste_region)
         write_projection(
             item.files, latents=latents, target=item.target, projection=images_u8[i],
             frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, icc_profile=photo_profile(item.photo),
