@@ -45,7 +45,7 @@ class NoFaceError(InputError):
 
 @dataclass
 class AlignedFace:
-    image: Image.Image  # RGB, size x size
+    image: Optional[Image.Image]  # RGB, size x size (None when read back from a latent file: see `size`)
     landmarks: Optional[np.ndarray]  # [68, 2] in the source photo's pixel coordinates (None: not recorded)
     quad: np.ndarray  # [4, 2] corners of the crop in the source photo: top-left, bottom-left, bottom-right, top-right
     box: tuple[int, int, int, int]  # detector box (left, top, right, bottom) in the source photo
@@ -60,7 +60,7 @@ class AlignedFace:
         return {
             "quad": self.quad.round(3).tolist(),
             "source_size": list(self.source_size),
-            "size": self.image.size[0],
+            "size": self.image.size[0] if self.image is not None else self.size,
             "box": list(self.box),
             "face_index": self.index,
             "faces_found": self.found,
@@ -92,7 +92,12 @@ class AlignedFace:
         lo, hi, side = quad.min(axis=0), quad.max(axis=0), np.linalg.norm(sides, axis=1).max()
         if (hi <= 0).any() or lo[0] >= size[0] or lo[1] >= size[1] or side > 8 * max(size):  # a face found in that photo overlaps it
             raise InputError(f"the alignment record in {what} is damaged (its face square does not fit a {size[0]}x{size[1]} photo)")
-        return cls(image=None, landmarks=landmarks, quad=quad, box=box, source_size=size, size=crop, turned=turned)
+        return cls(image=None, landmarks=landmarks, quad=quad, box=box, source_size=size, size=crop, turned=turned,
+                   index=_whole(record.get("face_index"), 0), found=_whole(record.get("faces_found"), 1))
+
+
+def _whole(value, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
 # ----------------------------------------------------------------------------------------------
@@ -452,9 +457,9 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     for top in range(y0, y1 if overlaps else y0, PASTE_STRIP_ROWS):  # a strip at a time: a close-up face in a 48 MP photo is most of it
         bottom = min(top + PASTE_STRIP_ROWS, y1)
         shifted = (a, b, a * x0 + b * top + c, d, e, d * x0 + e * top + f)
-        region = (x1 - x0, bottom - top)
-        warped = edited.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BICUBIC)  # sharper than bilinear near 1:1
-        m = np.asarray(feathered.transform(region, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255.0
+        strip = (x1 - x0, bottom - top)
+        warped = edited.transform(strip, Image.Transform.AFFINE, shifted, Image.Resampling.BICUBIC)  # sharper than bilinear near 1:1
+        m = np.asarray(feathered.transform(strip, Image.Transform.AFFINE, shifted, Image.Resampling.BILINEAR), dtype=np.float32)[..., None] / 255.0
         out = pixels[top:bottom, x0:x1].astype(np.float32) * (1 - m) + np.asarray(warped, dtype=np.float32) * m
         inside = m[..., 0] > 0
         result[top:bottom, x0:x1][inside] = np.clip(np.rint(out[inside]), 0, 255).astype(np.uint8)
@@ -470,8 +475,8 @@ PASTE_REGIONS = ("face", "square")
 # from the chin (the forehead: the hairline sits about half a face-third above the brows, so the
 # fringe comes too), the outline grown by FACE_MARGIN about its middle, and a soft edge FACE_RAMP
 # of the square's side wide centred on it, so the jaw line, where edits change the most, is kept whole.
-FOREHEAD = 0.45
-FACE_MARGIN = 1.12
+FOREHEAD = 0.4
+FACE_MARGIN = 1.1
 FACE_RAMP = 0.05
 
 

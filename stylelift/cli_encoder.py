@@ -215,7 +215,7 @@ def encoder_run(
     from .cli import expand_photos
     from .errors import per_item_error
     from .fileio import file_id, special_file
-    from .images import save_image, to_tensor, to_uint8
+    from .images import photo_profile, save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
     from .models.encoder import load_encoder, resolve_encoder_path
@@ -265,7 +265,7 @@ def encoder_run(
         meta = {**meta_base, "photo": path.name, "photo_sha256": photo_hash(path)}
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
-        save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png")
+        save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
         save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
         which = f" (face {item.face.index} of the {item.face.found} found)" if item.face is not None and item.face.found > 1 else ""
         typer.echo(f"{path.name}{which}: -> {latent_path}")

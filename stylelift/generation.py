@@ -121,7 +121,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] =
     instead of them. The file is read and checked before this returns."""
     latents = load_latents(path)
     check_made_for(G, latents, Path(path).name)
-    noises = stored_noises(G, latents.noises, device) if latents.noises and noise_mode is None else None
+    noises = stored_noises(G, latents.noises, device, name=Path(path).name) if latents.noises and noise_mode is None else None
     noise_mode = noise_mode or "const"
 
     def images():
@@ -133,10 +133,12 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] =
     return len(latents.w), images()
 
 
-def stored_noises(G, noises: dict[int, np.ndarray], device) -> list[torch.Tensor]:
+def stored_noises(G, noises: dict[int, np.ndarray], device, *, name: str = "the latent file") -> list[torch.Tensor]:
+    """A latent file's noise maps (`name`'s) as the network's noise inputs take them, checked."""
     layers = G.synthesis.noise_layers()
     if sorted(noises) != list(range(len(layers))):
-        raise InputError(f"latent file has noise maps {sorted(noises)}, but this network has {len(layers)} noise inputs")
+        raise InputError(f"{name} has noise maps {sorted(noises)[:8]}, but this network has {len(layers)} noise inputs; "
+                         "render it without them with noise_mode 'const' (generate --noise-mode const)")
     out = []
     for k, layer in enumerate(layers):
         t = torch.from_numpy(noises[k]).to(device)
@@ -157,7 +159,7 @@ def item_noises(G, items: Sequence[str], device) -> Optional[list[torch.Tensor]]
         if not is_seed(item):
             latents = load_latents(item)
             if latents.noises:
-                stored[i] = stored_noises(G, latents.noises, device)
+                stored[i] = stored_noises(G, latents.noises, device, name=Path(item).name)
     if not stored:
         return None
     stacks = []

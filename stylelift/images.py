@@ -45,11 +45,20 @@ def to_pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optional[bytes] = None) -> None:
+def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optional[bytes] = None, text: Optional[dict[str, str]] = None) -> None:
     """Write a uint8 HWC image atomically (temporary file, then rename); the format follows the suffix.
-    `icc_profile`: the colour profile of the photo the pixels come from (`photo_profile`), if any."""
+    `icc_profile`: the colour profile of the photo the pixels come from (`photo_profile`), if any;
+    `text`: PNG text chunks (key: value), which other formats leave out."""
+    options = {"icc_profile": icc_profile} if icc_profile else {}
+    if text and Path(path).suffix.lower() == ".png":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
     with atomic_path(path) as tmp:
-        to_pil(array).save(tmp, **({"icc_profile": icc_profile} if icc_profile else {}))
+        to_pil(array).save(tmp, **options)
 
 
 MAX_PROFILE_BYTES = 1_000_000  # Pillow reads no larger PNG iCCP chunk (its MAX_TEXT_CHUNK); RGB profiles are a few kB

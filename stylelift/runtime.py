@@ -8,7 +8,10 @@ instead of 6, and a 1024-px StyleGAN2 projection step 4.1 s instead of 2.9 s. Te
 keep such blocks in its heap (no mmap, no trimming) lets the next tensor reuse the pages.
 
 The cost: memory freed by the process is not returned to the system until it exits (its peak
-stays resident), which is why the library does not do this on import.
+stays resident), which is why the library does not do this on import. (Importing stylelift does
+set two environment variables, OMP_WAIT_POLICY and THP_MEM_ALLOC_ENABLE, unless they are set: see
+`stylelift/__init__.py`. They only change how torch's threads wait and which pages back its
+tensors, and a user's own settings win.)
 """
 
 import ctypes

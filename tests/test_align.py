@@ -547,6 +547,7 @@ def test_a_record_without_landmarks_finds_them_again_in_its_box(photo, angle):
     assert np.abs(with_landmarks(old, turned).landmarks - face.landmarks).max() < 1e-9
     edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))
     kept = AlignedFace.from_meta(face.transform_meta())  # newer records keep them, to 1/100 px
+    assert kept.transform_meta() == face.transform_meta()  # and a record read back writes the same record
     assert np.abs(kept.landmarks - face.landmarks).max() <= 0.005
     assert np.array_equal(np.asarray(paste_back(edited, old, turned)), np.asarray(paste_back(edited, kept, turned)))
     for damaged in ({**face.transform_meta(), "landmarks": [[0, 0]] * 5}, {**face.transform_meta(), "landmarks": [[float("nan"), 0]] * 68},

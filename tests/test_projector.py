@@ -561,6 +561,35 @@ def test_the_loss_is_the_weighted_sum_of_its_terms_at_every_step():
     assert torch.allclose(loss(synth), expected)
 
 
+def test_a_rerun_with_another_paste_region_pastes_again_without_projecting(tmp_path):
+    """NAME_pasted.png says which region it pasted; asking for the other one pastes the earlier
+    projection again (a file without the note, from before the choice, pasted the whole square)."""
+    from pathlib import Path
+
+    from stylelift.projector.files import PASTE_REGION_KEY
+
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    photo_path = Path(__file__).parents[1] / "examples" / "astronaut.png"
+    args = (photo_path, "--network", tmp_path / "net.pt", "--loss", "mse", "--no-video", "--steps", "2", "--paste-back", "--outdir", tmp_path)
+    assert run(*args).exit_code == 0
+    pasted, latent = tmp_path / "astronaut_pasted.png", tmp_path / "astronaut.npz"
+    mtime = latent.stat().st_mtime_ns
+    face = np.asarray(Image.open(pasted))
+    assert Image.open(pasted).text[PASTE_REGION_KEY] == "face"
+    r = run(*args, "--paste-region", "square")
+    assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
+    assert Image.open(pasted).text[PASTE_REGION_KEY] == "square" and not np.array_equal(np.asarray(Image.open(pasted)), face)
+    r = run(*args, "--paste-region", "square")
+    assert r.exit_code == 0 and "already done (use --overwrite to redo)" in r.output, r.output
+    Image.open(pasted).save(pasted)  # as an earlier version wrote it: no note, the whole square
+    r = run(*args, "--paste-region", "square")
+    assert r.exit_code == 0 and "already done (use --overwrite to redo)" in r.output, r.output
+    r = run(*args)
+    assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
+    assert np.abs(np.asarray(Image.open(pasted)).astype(int) - face).max() <= 1  # the file's quad is rounded to 1/1000 px
+    assert latent.stat().st_mtime_ns == mtime  # never projected again
+
+
 def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file(tmp_path):
     from pathlib import Path
 

@@ -113,7 +113,7 @@ def broadcast_truncated(w: Tensor, num_ws: int, psi: float, cutoff: Optional[int
 
 def check_noise_mode(noise_mode: str) -> None:
     if noise_mode not in NOISE_MODES:
-        raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        raise InputError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r:.30}")
 
 
 def check_int_fields(config, fields: tuple[tuple[str, int, int], ...], *, optional: tuple[str, ...] = ()) -> None:

@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from .base import MappedGenerator, broadcast_truncated, check_c, check_noise_mode, check_ws, check_z
 
 
@@ -531,9 +532,9 @@ class MobileSynthesisNetwork(nn.Module):
         check_ws(ws, self.num_ws, self.w_dim)
         check_noise_mode(noise_mode)
         if noises:
-            raise ValueError("MobileStyleGAN has no noise inputs (noise_layers() is empty); pass noises=None")
+            raise InputError("MobileStyleGAN has no noise inputs (noise_layers() is empty); pass noises=None")
         if out_res not in (None, self.img_resolution, self.img_resolution // 2):
-            raise ValueError(f"out_res must be None, {self.img_resolution} or {self.img_resolution // 2}, got {out_res}")
+            raise InputError(f"out_res must be None, {self.img_resolution} or {self.img_resolution // 2}, got {out_res}")
         w = ws.to(torch.float32).unbind(1)
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         x = self.conv1(x, w[0])

@@ -21,6 +21,8 @@ from ..fileio import file_id, write_text_atomic
 from ..images import save_image, write_video
 from ..latents import LatentFile, save_latents
 
+PASTE_REGION_KEY = "stylelift paste region"  # NAME_pasted.png's text chunk: face or square
+
 
 @dataclass(frozen=True)
 class ProjectionFiles:
@@ -40,6 +42,21 @@ class ProjectionFiles:
 
     def done(self) -> bool:
         return self.latent.exists() and self.metrics.exists()
+
+    def pasted_with(self, region: str) -> bool:
+        """Whether NAME_pasted.png is there, pasted with `region` (it says which in a PNG text chunk;
+        files from before there was a choice pasted the whole square)."""
+        path = self.path("_pasted.png")
+        if not path.is_file():
+            return False
+        try:
+            with Image.open(path) as image:
+                return getattr(image, "text", {}).get(PASTE_REGION_KEY, "square") == region
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # damaged: pasted again
+            return False
+
+    def save_pasted(self, pasted: Image.Image, region: str, *, icc_profile: Optional[bytes] = None) -> None:
+        save_image(np.asarray(pasted), self.path("_pasted.png"), icc_profile=icc_profile, text={PASTE_REGION_KEY: region})
 
     def check_writable(self, *, video: bool, pasted: bool, photos: frozenset = frozenset()) -> None:
         """Refuse a set of outputs with a folder in the way, which would fail half-way through
@@ -75,6 +92,7 @@ def write_projection(
     frames: Optional[list[np.ndarray]],
     pasted: Optional[Image.Image],
     metrics: dict,
+    paste_region: str = "face",
     fps: int = 30,
     icc_profile: Optional[bytes] = None,
 ) -> None:
@@ -88,5 +106,5 @@ def write_projection(
     if frames:
         write_video(files.path("_proj.mp4"), frames, fps=fps)
     if pasted is not None:
-        save_image(np.asarray(pasted), files.path("_pasted.png"), icc_profile=icc_profile)
+        files.save_pasted(pasted, paste_region, icc_profile=icc_profile)
     write_json(files.metrics, metrics)

@@ -38,7 +38,8 @@ W_STAT_SEED = 123
 
 @dataclass(frozen=True)
 class ProjectionOptions:
-    """The optimiser's knobs; the defaults are NVIDIA's, but for the noise on w (below)."""
+    """The optimiser's knobs; the defaults are NVIDIA's, but for the learning rate's shortest ramp-up
+    and the noise on w (both below, with what was measured)."""
 
     lr: float = 0.1
     lr_rampup: float = 0.05

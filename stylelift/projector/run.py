@@ -18,7 +18,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
 from ..fileio import check_writable, file_id, file_in_the_way, file_sha256, special_file
-from ..images import find_ffmpeg, load_photo, photo_profile, save_image, to_tensor, to_uint8
+from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, refuse_replacing, write_projection
@@ -158,7 +158,7 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
         return "with " + ", ".join(differ)
     if job.video and not files.path("_proj.mp4").is_file():  # the optimisation's frames are gone with it
         return f"without {files.path('_proj.mp4').name}"
-    if job.paste_back and not files.path("_pasted.png").is_file() and alignment is None:
+    if job.paste_back and not files.pasted_with(job.paste_region) and alignment is None:
         return f"without {files.path('_pasted.png').name}, and without the alignment it needs"
     return None
 
@@ -175,7 +175,7 @@ def paste_earlier(G, files: ProjectionFiles, path: Path, alignment: dict, *, reg
     image = render_ws(G, ws, noises=item_noises(G, [str(files.latent)], G.w_avg.device))[0]
     photo = load_photo(path)
     pasted = paste_back(Image.fromarray(image), face, photo, region=region)
-    save_image(np.asarray(pasted), files.path("_pasted.png"), icc_profile=photo_profile(photo))
+    files.save_pasted(pasted, region, icc_profile=photo_profile(photo))
 
 
 def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., None], *, load: Optional[Callable] = None) -> int:
@@ -227,7 +227,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
             if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
-                if job.paste_back and not files.path("_pasted.png").is_file():
+                if job.paste_back and not files.pasted_with(job.paste_region):
                     try:
                         refuse_replacing(files.path("_pasted.png"), photos)
                         paste_earlier(G, files, path, earlier["alignment"], region=job.paste_region)
@@ -358,7 +358,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
             pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo, region=job.paste_region)
         write_projection(
             item.files, latents=latents, target=item.target, projection=images_u8[i],
-            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, icc_profile=photo_profile(item.photo),
+            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, paste_region=job.paste_region, icc_profile=photo_profile(item.photo),
         )
         return metrics
 
