@@ -6,11 +6,14 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
+
+from .errors import InputError
 
 
 def parse_json(text: str):
@@ -20,6 +23,30 @@ def parse_json(text: str):
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text[:20], 0) from None
+
+
+def to_json(data, *, what: str = "meta", indent: Optional[int] = None) -> str:
+    """JSON text of `data` (keys sorted), as readers elsewhere expect it: numpy and torch numbers and
+    arrays as numbers and lists (not their str), NaN and infinities as null (JSON has neither),
+    keys as strings (JSON's own rule; 1 and "1" in one dict are refused); anything else as its str."""
+    def plain(value):
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                key = k if isinstance(k, str) else json.dumps(k) if isinstance(k, (bool, int, float)) or k is None else str(k)
+                if key in out:
+                    raise InputError(f"{what} has the key {key!r:.30} twice (as {type(k).__name__} and as a string)")
+                out[key] = plain(v)
+            return out
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if hasattr(value, "tolist") and callable(value.tolist) and not isinstance(value, (str, bytes)):  # numpy and torch
+            return plain(value.tolist())
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value if value is None or isinstance(value, (str, bool, int, float)) else str(value)
+
+    return json.dumps(plain(data), indent=indent, sort_keys=True)
 
 
 @contextlib.contextmanager

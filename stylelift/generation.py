@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import torch
 from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
-from .models.base import check_psi, check_truncation_cutoff, check_ws, is_whole
+from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,8 @@ def iter_seed_images(
     device="cpu",
 ) -> Iterator[np.ndarray]:
     """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so
-    pixels match it. The options are checked before this returns."""
+    pixels match it. The options are checked before this returns. noise_mode "random" draws each
+    image's noise maps from its seed (`seeded_noises`), so a seed gives one image every time."""
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise InputError(f"seeds must be a list of whole numbers, got {seeds!r:.30}")
     seeds = list(seeds)
@@ -104,7 +106,7 @@ def iter_seed_images(
             z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
             with torch.inference_mode():  # G(z, c) in two steps, to report ws
                 ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-                img = G.synthesis(ws, noise_mode=noise_mode)
+                img = G.synthesis(ws, noise_mode=noise_mode, noises=seeded_noises(G, seed, device) if noise_mode == "random" else None)
             yield rendered(img, ws, f"seed {seed}: ", "ask for a truncation psi nearer 0" if truncation_psi != 1 else "")[0]
 
     return images()
@@ -118,7 +120,8 @@ def generate_from_seeds(G, seeds: Sequence[int], **kwargs) -> list[np.ndarray]:
 def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] = None, device="cpu") -> tuple[int, Iterator[np.ndarray]]:
     """(count, images) for each w of a latent file (NVIDIA's --projected-w). With `noise_mode`
     None its stored noise maps are used when it has them (else "const"); a mode given is used
-    instead of them. The file is read and checked before this returns."""
+    instead of them ("random": latent i's maps drawn from seed i). The file is read and checked
+    before this returns."""
     latents = load_latents(path)
     check_made_for(G, latents, Path(path).name)
     noises = stored_noises(G, latents.noises, device, name=Path(path).name) if latents.noises and noise_mode is None else None
@@ -127,10 +130,27 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] =
     def images():
         for i, w in enumerate(torch.from_numpy(latents.w).to(device)):
             with torch.inference_mode():
-                img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=noises)
+                img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=seeded_noises(G, i, device) if noise_mode == "random" else noises)
             yield rendered(img, w, f"{Path(path).name} latent {i}: ")[0]  # the file's own w: no option to change
 
     return len(latents.w), images()
+
+
+def seeded_noises(G, seed: int, device) -> Optional[list[torch.Tensor]]:
+    """One image's random noise maps [1, 1, r, r], one per noise input in synthesis order, drawn
+    from `seed` with a generator of their own (not torch's global one, as noise_mode "random" in
+    the network would); None for a network without noise inputs."""
+    layers = G.synthesis.noise_layers()
+    if not layers:
+        return None
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    return [torch.randn([1, 1, layer.resolution, layer.resolution], generator=gen).to(device) for layer in layers]
+
+
+def _seeded_batch(G, start: int, stop: int) -> list[torch.Tensor]:
+    """`seeded_noises` of images start..stop-1, stacked: [stop - start, 1, r, r] per noise input."""
+    drawn = [seeded_noises(G, k, G.w_avg.device) for k in range(start, stop)]
+    return [torch.cat(maps) for maps in zip(*drawn)]
 
 
 def stored_noises(G, noises: dict[int, np.ndarray], device, *, name: str = "the latent file") -> list[torch.Tensor]:
@@ -282,8 +302,9 @@ def iter_render_ws(
     hint: Union[str, Callable[[int], str]] = "",
 ) -> Iterator[np.ndarray]:
     """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time and given out
-    one by one as they are (for outputs too big to hold), with `noises` (see `Noises`) when given.
-    `max_resolution` asks for a smaller native output where the network has one (else full size).
+    one by one as they are (for outputs too big to hold), with `noises` (see `Noises`) when given;
+    noise_mode "random" without them draws image k's maps from seed k (`seeded_noises`), so the
+    images do not depend on the batch size. `max_resolution` asks for a smaller native output where the network has one (else full size).
 
     An image whose pixels are not finite is an InputError naming it (`names(k)` for image k, e.g.
     "seed 4 at strength 3"; else "image k+1 of K") and ending with `hint` (or `hint(k)`), what the
@@ -292,8 +313,15 @@ def iter_render_ws(
     check_ws(ws, G.num_ws, G.w_dim)
     if not is_whole(batch_size) or batch_size < 1:
         raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
-    if noises is not None and not callable(noises) and any(m.shape[0] not in (1, ws.shape[0]) for m in noises):
-        raise InputError(f"noise maps for {ws.shape[0]} images must be one shared map or one per image, got {[m.shape[0] for m in noises]}")
+    if noise_mode == "random" and noises is None and G.synthesis.noise_layers():
+        noises = functools.partial(_seeded_batch, G)
+
+    if noises is not None and not callable(noises):
+        if not all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in noises):
+            raise InputError("noises must be a list of tensors, one per noise input: [r, r], [1, r, r] or [K, 1, r, r]")
+        noises = [m.reshape(1, 1, *m.shape[-2:]) if m.ndim < 4 else m for m in noises]  # one map, as G.synthesis takes it too
+        if any(m.shape[0] not in (1, ws.shape[0]) for m in noises):
+            raise InputError(f"noise maps for {ws.shape[0]} images must be one shared map or one per image, got {[m.shape[0] for m in noises]} maps")
     kwargs = {}
     offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]
     if offered:

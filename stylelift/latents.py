@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .fileio import atomic_path, parse_json
+from .fileio import atomic_path, parse_json, to_json
 
 
 @dataclass
@@ -36,6 +36,7 @@ def _host_array(x, what: str) -> np.ndarray:
     no __array__)."""
     if hasattr(x, "detach"):  # a torch tensor (this module does not import torch)
         x = x.detach().cpu()
+        x = x.float() if x.is_floating_point() else x  # bfloat16 has no numpy type
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise InputError(f"{what} must hold real numbers, got {x.dtype}")  # complex would lose its imaginary part
@@ -75,7 +76,7 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
         _check_noise_shape(shape, f"noise_{k}", "noise map")  # what load_latents reads back
         if not np.isfinite(arrays[f"noise_{k}"]).all():
             raise InputError(f"noise map {k} holds NaN or infinite values")
-    arrays["meta"] = np.array(json.dumps(latents.meta, sort_keys=True, default=str))
+    arrays["meta"] = np.array(to_json(latents.meta))  # numpy and torch numbers as numbers, NaN as null
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     with atomic_path(path) as tmp:

@@ -1377,8 +1377,8 @@ def test_a_direction_pair_is_written_whole_and_unit_or_not_at_all(tmp_path, monk
         save_direction(tmp_path / "y.npy", Direction(np.arange(16.0)[None] + 1, {}))
     assert np.array_equal(np.load(tmp_path / "y.npy"), np.ones([1, 16], np.float32))
     (tmp_path / "y.json").rmdir()
-    with pytest.raises(TypeError):  # a sidecar that cannot be written: neither file of the pair is replaced
-        save_direction(tmp_path / "x.npy", Direction(-np.ones([1, 16]), {1j: "complex key"}))
+    with pytest.raises(InputError, match="the key '1' twice"):  # a sidecar that cannot be written: neither file of the pair is replaced
+        save_direction(tmp_path / "x.npy", Direction(-np.ones([1, 16]), {1: "a", "1": "b"}))
     assert (tmp_path / "x.npy").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.npy", "y.npy"]
     G = tiny_generator()
     save_direction(tmp_path / "age", Direction(np.ones([1, G.w_dim]), {"attribute": "mine"}))  # a file named like a shipped direction

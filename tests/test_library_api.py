@@ -166,3 +166,81 @@ def test_a_profile_too_large_for_a_png_reader_is_not_written(tmp_path):
     huge = bytes(16) + b"RGB " + bytes(1_200_000)
     Image.new("RGB", (8, 8)).save(tmp_path / "p.jpg", icc_profile=huge)
     assert photo_profile(load_photo(tmp_path / "p.jpg")) is None
+
+
+def test_numpy_seeds_work_and_seeds_past_what_torch_takes_are_refused():
+    from stylelift.editing import pca_directions, w_std_along
+
+    G = tiny_generator()
+    target = target_of(G)
+    assert torch.equal(project(G, target, steps=1, seed=np.int64(3)).ws, project(G, target, steps=1, seed=3).ws)
+    assert np.array_equal(pca_directions(G, samples=20, k=1, seed=np.int64(0))[0], pca_directions(G, samples=20, k=1, seed=0)[0])
+    assert w_std_along(G, np.ones(G.w_dim), samples=20, seed=np.uint32(5)) == w_std_along(G, np.ones(G.w_dim), samples=20, seed=5)
+    with pytest.raises(InputError, match="seed must be a whole number from 0 to 2"):
+        project(G, target, steps=1, seed=2**64)
+
+
+def test_latent_files_keep_numbers_from_numpy_and_torch_as_numbers(tmp_path):
+    from stylelift import load_latents
+
+    meta = {"loss": torch.tensor(0.25), "psnr": np.float32(31.5), "steps": np.int64(3), "bad": float("nan"), "q": np.arange(2), 7: "seven"}
+    save_latents(tmp_path / "a.npz", LatentFile(w=torch.zeros(1, 6, 16, dtype=torch.bfloat16), noises={0: torch.ones(4, 4, dtype=torch.bfloat16)}, meta=meta))
+    back = load_latents(tmp_path / "a.npz")
+    assert back.meta == {"loss": 0.25, "psnr": 31.5, "steps": 3, "bad": None, "q": [0, 1], "7": "seven"}
+    assert back.w.dtype == np.float32 and back.noises[0].sum() == 16
+    with pytest.raises(InputError, match="the key '1' twice"):
+        save_latents(tmp_path / "b.npz", LatentFile(w=np.zeros((1, 6, 16)), meta={1: "a", "1": 2}))
+    assert not (tmp_path / "b.npz").exists()
+
+
+def test_parse_layers_takes_none_as_every_layer_and_mixing_nothing_is_refused():
+    from stylelift.editing import mix_styles, parse_layers
+
+    G = tiny_generator()
+    assert parse_layers(None, G.layer_resolutions) == list(range(G.num_ws))  # a direction without layers of its own
+    assert parse_layers([3, 1, 1], G.layer_resolutions) == [1, 3]
+    ws = torch.zeros(2, G.num_ws, G.w_dim)
+    with pytest.raises(InputError, match="layers is empty"):
+        mix_styles(ws, ws + 1, [])
+
+
+def test_render_ws_takes_single_noise_maps_as_synthesis_does():
+    G = tiny_generator()
+    ws = G.mapping(torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0))).detach()
+    maps = [torch.randn(layer.resolution, layer.resolution, generator=torch.Generator().manual_seed(k)) for k, layer in enumerate(G.synthesis.noise_layers())]
+    with torch.no_grad():
+        expected = G.synthesis(ws, noises=maps)
+    got = np.stack(list(render_ws(G, ws, noises=maps)))
+    assert np.array_equal(got, stylelift.images.to_uint8(expected))
+    assert np.array_equal(np.stack(list(render_ws(G, ws, noises=[m[None] for m in maps]))), got)
+
+
+def test_lerp_and_slerp_refuse_arrays_and_latents_of_two_shapes():
+    from stylelift.editing.interpolation import slerp
+
+    for f in (lerp, slerp):
+        with pytest.raises(InputError, match="takes two tensors, got ndarray"):
+            f(np.zeros(16), np.ones(16), [0.5])
+        with pytest.raises(InputError, match=r"one shape, got \[16\] and \[6, 16\]"):
+            f(torch.zeros(16), torch.ones(6, 16), torch.linspace(0, 1, 6))
+
+
+def test_random_noise_is_drawn_from_each_images_seed_not_from_the_global_stream(tmp_path):
+    """noise_mode "random" in generation: seed s (a latent file's latent i, image k of render_ws)
+    gives the same image every time, whatever the batch and whatever torch's global stream holds."""
+    from stylelift.generation import iter_latent_file_images, iter_seed_images, seeded_noises
+
+    G = tiny_generator()
+    torch.manual_seed(0)
+    first = list(iter_seed_images(G, [4, 5], noise_mode="random"))
+    torch.manual_seed(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, iter_seed_images(G, [4, 5], noise_mode="random")))
+    assert not np.array_equal(first[0], list(iter_seed_images(G, [4]))[0])  # not the constant maps
+    ws = G.mapping(torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(2))).detach()
+    one_by_one = np.stack(list(render_ws(G, ws, noise_mode="random", batch_size=1)))
+    assert np.array_equal(np.stack(list(render_ws(G, ws, noise_mode="random", batch_size=3))), one_by_one)
+    with torch.no_grad():
+        assert np.array_equal(one_by_one[2], stylelift.images.to_uint8(G.synthesis(ws[2:], noises=seeded_noises(G, 2, "cpu")))[0])
+    save_latents(tmp_path / "l.npz", LatentFile(w=ws[:2].numpy()))
+    count, images = iter_latent_file_images(G, tmp_path / "l.npz", noise_mode="random")
+    assert count == 2 and all(np.array_equal(a, b) for a, b in zip(images, one_by_one[:2]))

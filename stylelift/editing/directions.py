@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, describe, first_line
-from ..fileio import atomic_path, parse_json, special_file
+from ..fileio import atomic_path, parse_json, special_file, to_json
 from ..generation import random_labels
-from ..models.base import is_real, is_whole
+from ..models.base import check_seed, is_real, is_whole
 from .layers import layer_indices
 
 
@@ -72,22 +72,11 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
             raise InputError(f"{target} is a folder; name the direction file to write")
     vec = vec / np.abs(vec).max()  # scaled first, as load_direction does
     vec = (vec / np.linalg.norm(vec)).astype(np.float32).reshape(1, -1)
-    meta = json.dumps(_json_safe(direction.meta), indent=2, sort_keys=True, default=str) + "\n"
+    meta = to_json(direction.meta, what="the direction's meta", indent=2) + "\n"
     with atomic_path(path) as tmp, atomic_path(_sidecar(path)) as tmp_meta:  # renamed in turn once both are written
         with open(tmp, "wb") as f:  # a file object: np.save adds no .npy to the name
             np.save(f, vec)
         tmp_meta.write_text(meta)
-
-
-def _json_safe(value):
-    """value with NaN and infinities (which json.dumps writes as invalid JSON) replaced by None."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:
@@ -364,8 +353,7 @@ def _signs_fixed(directions: Tensor) -> Tensor:
 def _sampled_w(G, samples: int, seed: int) -> Iterator[Tensor]:
     """w [n, w_dim] (float64, on the CPU) of `samples` random z, mapped 1000 at a time without
     truncation; a conditional network's classes are drawn alike."""
-    _check_count("seed", seed, 0)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     for start in range(0, samples, 1000):
         z = torch.randn([min(1000, samples - start), G.z_dim], generator=gen).to(G.w_avg.device)
         c = random_labels(G, len(z), gen, z.device)

@@ -21,8 +21,16 @@ def ease(t: Tensor, easing: str) -> Tensor:
     raise InputError(f"easing must be one of {EASINGS}, got {easing!r}")
 
 
+def _check_pair(a, b, what: str) -> None:
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
+        raise InputError(f"{what} takes two tensors, got {type(a).__name__} and {type(b).__name__} (torch.as_tensor turns arrays into them)")
+    if a.shape != b.shape:
+        raise InputError(f"{what} needs two latents of one shape, got {list(a.shape)} and {list(b.shape)}")
+
+
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     """a, b [...]; t [T] (or one number) -> [T, ...]; exactly a at t = 0 and b at t = 1."""
+    _check_pair(a, b, "lerp")
     dtype = torch.promote_types(a.dtype, b.dtype)  # float32 and float64 keys give float64, as a + (b - a) t does
     a, b = a.to(dtype), b.to(dtype)
     t = torch.as_tensor(t, dtype=dtype, device=a.device).reshape([-1] + [1] * a.ndim)
@@ -37,6 +45,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     opposite vectors every great circle is as short: the path takes the one through the axis least
     along `a`.
     """
+    _check_pair(a, b, "slerp")
     dtype = torch.promote_types(a.dtype, b.dtype)  # as lerp: float32 and float64 keys give float64
     a, b = a.to(dtype), b.to(dtype)
     t = torch.as_tensor(t, dtype=dtype, device=a.device).reshape([-1] + [1] * a.ndim)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numbers
 import re
+from typing import Optional
 
 from ..errors import InputError
 
@@ -32,9 +33,15 @@ def layer_indices(layers, num_ws: int) -> list[int]:
     return [int(i) for i in out]
 
 
-def parse_layers(spec: str, layer_resolutions: list[int]) -> list[int]:
-    """'coarse', 'middle,fine', '0-3,8' (or a mix), 'all' -> sorted ws indices, checked against num_ws."""
+def parse_layers(spec: Optional[str], layer_resolutions: list[int]) -> list[int]:
+    """'coarse', 'middle,fine', '0-3,8' (or a mix), 'all' -> sorted ws indices, checked against num_ws.
+    None is all of them (as `apply_direction`'s layers=None; a direction without layers of its own
+    has `default_layers` None); a list of indices is checked and sorted."""
     num_ws = len(layer_resolutions)
+    if spec is None:
+        return list(range(num_ws))
+    if not isinstance(spec, str):
+        return sorted(set(layer_indices(spec, num_ws)))
     ranges = dict(style_ranges(layer_resolutions), all=list(range(num_ws)))
     out: set[int] = set()
     for part in re.split(r"[,|+]", spec):

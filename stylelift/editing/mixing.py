@@ -34,8 +34,11 @@ def mix_styles(row: Tensor, col: Tensor, layers: Sequence[int]) -> Tensor:
         raise InputError(f"row and column ws must be alike [N, num_ws, w_dim] (or one column [1, ...]), got {list(row.shape)} {row.dtype} and {list(col.shape)} {col.dtype}")
     if row.device != col.device:
         raise InputError(f"row and column ws are on different devices ({row.device} and {col.device})")
+    picked = layer_indices(layers, row.shape[1])
+    if not picked:  # as apply_direction: a mix of nothing is a mistake, not the row itself
+        raise InputError("layers is empty: name the ws to take from the column (parse_layers turns 'coarse' or '0-3' into them)")
     out = row.clone()
-    idx = torch.as_tensor(layer_indices(layers, row.shape[1]), dtype=torch.long, device=row.device)
+    idx = torch.as_tensor(picked, dtype=torch.long, device=row.device)
     out[:, idx] = col[:, idx]
     return out
 

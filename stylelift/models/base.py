@@ -38,6 +38,16 @@ def is_whole(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+MAX_TORCH_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds below 2**64
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """A seed for a torch.Generator: a whole number (numpy's too) from 0 to 2**64 - 1, as an int."""
+    if not is_whole(seed) or not 0 <= seed <= MAX_TORCH_SEED:
+        raise InputError(f"{name} must be a whole number from 0 to 2**64 - 1, got {seed!r:.30}")
+    return int(seed)
+
+
 def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
     if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
         shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..errors import CheckpointError, InputError, UnsupportedNetworkError, first_line
-from ..fileio import atomic_path, special_file
+from ..fileio import atomic_path, special_file, to_json
 from .base import MappedGenerator, rng_untouched
 from .download import is_url
 from .raw import RawNetwork
@@ -283,7 +283,7 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
         "architecture": architecture,
         "config": G.config.to_dict(),
         "state_dict": state,
-        "meta": json.loads(json.dumps(info, default=str)),
+        "meta": json.loads(to_json(info)),
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
         torch.save(data, f)

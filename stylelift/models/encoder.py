@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError, first_line
 from ..fileio import atomic_path
-from .base import rng_untouched
+from .base import check_seed, rng_untouched
 from .torch_files import check_storage_extent
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def new_encoder(G, *, backbone: str = "resnet18", input_resolution: int = 256, h
     if weights:
         log.info("using ImageNet weights %s", weights)
     with rng_untouched():
-        torch.default_generator.manual_seed(seed)  # the CPU's, where the layers are made (torch.manual_seed would reseed a GPU's too)
+        torch.default_generator.manual_seed(check_seed(seed))  # the CPU's, where the layers are made (torch.manual_seed would reseed a GPU's too)
         encoder = Encoder(cfg, G.w_avg.detach().cpu(), imagenet_weights=weights)
     return encoder.to(G.w_avg.device)
 

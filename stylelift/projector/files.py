@@ -8,7 +8,6 @@ a finished photo.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -17,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..fileio import file_id, write_text_atomic
+from ..fileio import file_id, to_json, write_text_atomic
 from ..images import save_image, write_video
 from ..latents import LatentFile, save_latents
 
@@ -80,7 +79,7 @@ def refuse_replacing(path: Path, photos: frozenset) -> None:
 
 
 def write_json(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(path, to_json(data, what=path.name, indent=2) + "\n")
 
 
 def write_projection(

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from ..models.base import is_real, is_whole
+from ..models.base import check_seed, is_real, is_whole
 from .losses import CombinedLoss, LossContext, parse_loss_spec
 from .schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
 
@@ -221,8 +221,7 @@ def project(
         raise InputError(f"space must be 'w' or 'w+', got {space!r}")
     if not is_whole(steps) or steps < 1:
         raise InputError(f"steps must be a whole number >= 1, got {steps!r:.20}")
-    if not is_whole(seed) or seed < 0:
-        raise InputError(f"seed must be a whole number >= 0, got {seed!r:.20}")
+    seed = check_seed(seed)  # numpy's ints too
     if not isinstance(loss, str):
         raise InputError(f"loss is a spec such as 'mse=1,ms-ssim=1', got {type(loss).__name__}")
     if not isinstance(options, ProjectionOptions):
