@@ -1,8 +1,8 @@
 """Face alignment the way FFHQ was made, and pasting edited faces back into the photo.
 
 Detector: dlib's HOG frontal face detector (or the CNN `mmod_human_face_detector.dat`); landmarks:
-dlib's 68-point predictor. Model files come from the `face-recognition-models` package, located
-through `importlib.metadata` (that package's own `import` needs `pkg_resources`).
+dlib's 68-point predictor. Model files come from the `face-recognition-models` package
+(`models.dlib_files`).
 
 The crop follows the FFHQ recipe (Karras et al. 2019, the dataset's `recreate_aligned_images`):
 an oriented square from the eye and mouth landmarks, shrink very large photos first, crop with a
@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.metadata
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -26,10 +24,10 @@ from PIL import Image, ImageFilter
 from .errors import InputError
 from .images import photo_profile
 from .models.base import is_real, is_whole
+from .models.dlib_files import model_path
 
 log = logging.getLogger(__name__)
 
-MODELS_PACKAGE = "face-recognition-models"
 
 # Where the recipe puts the eye centres in the aligned square, as fractions of its side. When the
 # eye distance sets the scale (the usual case: half-size s = 2 * eye distance e), the eyes sit at
@@ -101,19 +99,7 @@ def _whole(value, default: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# Model files
-
-
-def model_path(filename: str) -> Path:
-    """Path of one of dlib's model files shipped by `face-recognition-models`."""
-    try:
-        files = importlib.metadata.files(MODELS_PACKAGE) or []
-    except importlib.metadata.PackageNotFoundError:
-        files = []
-    for f in files:
-        if f.name == filename:
-            return Path(f.locate())
-    raise FileNotFoundError(f"dlib model {filename} not found; install it with: pip install {MODELS_PACKAGE}")
+# Model files (found by `models.dlib_files.model_path`)
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import CheckpointError, InputError, first_line
-from .generation import random_labels
+from .models.base import synthesize_at
 from .models.encoder import Encoder, save_encoder
-from .projector.losses import LossContext, REGISTRY, parse_loss_spec
-from .projector.project import w_statistics
+from .models.sampling import random_labels, w_statistics
+from .projector.losses import REGISTRY, LossContext, parse_loss_spec
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +70,8 @@ def sample_batch(G, n: int, opts: EncoderTrainOptions, gen: torch.Generator) -> 
             ws = torch.where(take[..., None].to(device), other, ws)
         ws = G.w_avg.lerp(ws, psi)
         noises = [torch.randn([n, 1, l.resolution, l.resolution], generator=gen).to(device) for l in G.synthesis.noise_layers()] or None
-        images = render_small(G, ws, noises, opts.render_resolution)
+        images = synthesize_at(G, ws, opts.render_resolution, noises=noises)
     return ws, images
-
-
-def render_small(G, ws: Tensor, noises, resolution: int) -> Tensor:
-    offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if resolution <= r < G.img_resolution]
-    img = G.synthesis(ws, noises=noises, out_res=min(offered)) if offered else G.synthesis(ws, noises=noises)
-    return F.interpolate(img, size=(resolution, resolution), mode="area") if img.shape[-1] > resolution else img
 
 
 def train_encoder(
@@ -150,7 +143,7 @@ def train_encoder(
             loss = opts.latent_weight * latent
             record = {"step": step, "latent": float(latent.detach().mean())}
             if weights:
-                recon = render_small(G, pred, None, opts.render_resolution)
+                recon = synthesize_at(G, pred, opts.render_resolution)
                 image_term = sum(w * REGISTRY[name](images, LossContext(device))(recon) for name, w in weights.items())
                 loss = loss + opts.image_weight * image_term
                 record["image"] = float(image_term.detach().mean())
@@ -202,8 +195,8 @@ def held_out_error(G, encoder: Encoder, *, samples: int = 16, seed: int = 10_000
     ws, images = sample_batch(G, samples, opts, torch.Generator().manual_seed(seed))
     pred = encoder(images)
     avg = G.w_avg.reshape(1, 1, -1).expand_as(ws)
-    rec_pred = render_small(G, pred, None, resolution)
-    rec_avg = render_small(G, avg, None, resolution)
+    rec_pred = synthesize_at(G, pred, resolution)
+    rec_avg = synthesize_at(G, avg, resolution)
     return {
         "latent_mse_encoder": float((pred - ws).square().mean()),
         "latent_mse_w_avg": float((avg - ws).square().mean()),

@@ -15,7 +15,7 @@ import torch
 from .errors import InputError
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
-from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole
+from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole, native_output
 
 log = logging.getLogger(__name__)
 
@@ -25,27 +25,6 @@ def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
     if not 0 <= seed < 2**32:
         raise InputError(f"seed {seed} is outside 0..{2**32 - 1} (seeds are 32-bit)")
     return np.random.RandomState(seed).randn(1, z_dim)
-
-
-def check_made_for(G, latents, name: str) -> None:
-    """Refuse a latent file whose shape or recorded network does not match G."""
-    from .models import network_id
-
-    made_for = latents.meta.get("network_id")
-    if made_for and made_for != network_id(G):  # before the shape: which network is the more useful news
-        source = latents.meta.get("network")
-        hint = f", {source!s:.200}: pass --network {source!s:.200}" if isinstance(source, str) and source else ""
-        raise InputError(f"{name} was made for network {made_for}{hint} (this one is {network_id(G)})")
-    latents.check_fits(G.num_ws, G.w_dim, name=name)
-
-
-def random_labels(G, n: int, generator: torch.Generator, device) -> Optional[torch.Tensor]:
-    """One-hot labels [n, c_dim] of classes drawn uniformly, for sampling a conditional network as a
-    whole (PCA, encoder training); None, and no draw, for unconditional networks."""
-    if G.c_dim == 0:
-        return None
-    classes = torch.randint(G.c_dim, [n], generator=generator)
-    return torch.nn.functional.one_hot(classes, G.c_dim).float().to(device)
 
 
 def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
@@ -123,7 +102,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] =
     instead of them ("random": latent i's maps drawn from seed i). The file is read and checked
     before this returns."""
     latents = load_latents(path)
-    check_made_for(G, latents, Path(path).name)
+    latents.check_made_for(G, name=Path(path).name)
     noises = stored_noises(G, latents.noises, device, name=Path(path).name) if latents.noises and noise_mode is None else None
     noise_mode = noise_mode or "const"
 
@@ -271,7 +250,7 @@ def latents_for_items(
         if not path.exists():
             raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
-        check_made_for(G, latents, path.name)
+        latents.check_made_for(G, name=path.name)
         if len(latents.w) > 1:
             log.warning("%s holds %d latents; only its first is used here (generate --latents renders them all)", path.name, len(latents.w))
         out.append(torch.from_numpy(latents.w[:1]).to(out_device))
@@ -322,10 +301,8 @@ def iter_render_ws(
         noises = [m.reshape(1, 1, *m.shape[-2:]) if m.ndim < 4 else m for m in noises]  # one map, as G.synthesis takes it too
         if any(m.shape[0] not in (1, ws.shape[0]) for m in noises):
             raise InputError(f"noise maps for {ws.shape[0]} images must be one shared map or one per image, got {[m.shape[0] for m in noises]} maps")
-    kwargs = {}
-    offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if max_resolution and r >= max_resolution and r < G.img_resolution]
-    if offered:
-        kwargs["out_res"] = min(offered)
+    out_res = native_output(G, max_resolution)
+    kwargs = {"out_res": out_res} if out_res else {}
     for start in range(0, ws.shape[0], batch_size):
         stop = min(start + batch_size, ws.shape[0])
         batch_ws = ws[start:stop].to(G.w_avg.device)

@@ -24,6 +24,17 @@ class LatentFile:
     noises: dict[int, np.ndarray] = field(default_factory=dict)  # noise layer index -> map
     meta: dict = field(default_factory=dict)
 
+    def check_made_for(self, G, *, name: str = "latent file") -> None:
+        """Refuse a file whose recorded network (its meta's network_id) or whose shape is not G's."""
+        from .models.checkpoint import network_id
+
+        made_for = self.meta.get("network_id")
+        if made_for and made_for != network_id(G):  # before the shape: which network is the more useful news
+            source = self.meta.get("network")
+            hint = f", {source!s:.200}: pass --network {source!s:.200}" if isinstance(source, str) and source else ""
+            raise InputError(f"{name} was made for network {made_for!s:.80}{hint} (this one is {network_id(G)})")
+        self.check_fits(G.num_ws, G.w_dim, name=name)
+
     def check_fits(self, num_ws: int, w_dim: int, *, name: str = "latent file") -> None:
         if self.w.ndim != 3 or self.w.shape[1:] != (num_ws, w_dim):
             raise InputError(

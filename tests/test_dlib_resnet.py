@@ -13,7 +13,7 @@ dlib = pytest.importorskip("dlib", reason="dlib (pip dlib-bin) is not installed"
 
 @pytest.fixture(scope="module")
 def dat_path():
-    from stylelift.align import model_path
+    from stylelift.models.dlib_files import model_path
 
     try:
         return model_path(MODEL_FILE)
@@ -43,7 +43,7 @@ def to_tensor(u8: np.ndarray) -> torch.Tensor:  # HWC uint8 (or a stack NHWC) ->
 
 
 def test_descriptor_matches_dlib_on_real_chips(net, dat_path, astronaut):
-    from stylelift.align import model_path
+    from stylelift.models.dlib_files import model_path
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(str(model_path("shape_predictor_5_face_landmarks.dat")))

@@ -67,7 +67,7 @@ def test_loading_networks_and_encoders_leaves_the_callers_random_stream_alone(tm
 
 def test_the_face_loss_leaves_the_callers_random_stream_alone():
     from stylelift.models.dlib_resnet import convert_dlib_face_resnet, MODEL_FILE
-    from stylelift.align import model_path
+    from stylelift.models.dlib_files import model_path
 
     torch.manual_seed(7)
     convert_dlib_face_resnet(model_path(MODEL_FILE))  # what the face terms build on their first use

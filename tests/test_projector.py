@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -168,6 +169,21 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
         net = VGG16Features(state)
         expected = sum((_unit(f) - _unit(t)).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), net(target)))
         assert torch.allclose(value, expected, rtol=1e-5)
+    import stylelift.projector.losses as losses
+
+    reads = []
+    original = losses._load_vgg16_state
+    losses._load_vgg16_state = lambda p: reads.append(p) or original(p)
+    try:  # a term for each new target (encoder training builds one every step): the network is built once
+        for _ in range(3):
+            REGISTRY[term](target, ctx)(synth)
+        assert reads == []
+        torch.save(state, path)  # the file changed: read again
+        os.utime(path, ns=(10**9, 10**9))  # (whatever the file system's clock resolution)
+        REGISTRY[term](target, ctx)
+        assert len(reads) == 1
+    finally:
+        losses._load_vgg16_state = original
 
 
 def test_vgg16_features_are_torchvisions_layers_with_its_state_dict():

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from ..errors import InputError, describe, first_line
 from ..fileio import atomic_path, parse_json, special_file, to_json
-from ..generation import random_labels
-from ..models.base import check_seed, is_real, is_whole
+from ..models.base import is_real, is_whole
+from ..models.sampling import sampled_w
 from .layers import layer_indices
 
 
@@ -351,15 +351,8 @@ def _signs_fixed(directions: Tensor) -> Tensor:
 
 
 def _sampled_w(G, samples: int, seed: int) -> Iterator[Tensor]:
-    """w [n, w_dim] (float64, on the CPU) of `samples` random z, mapped 1000 at a time without
-    truncation; a conditional network's classes are drawn alike."""
-    gen = torch.Generator().manual_seed(check_seed(seed))
-    for start in range(0, samples, 1000):
-        z = torch.randn([min(1000, samples - start), G.z_dim], generator=gen).to(G.w_avg.device)
-        c = random_labels(G, len(z), gen, z.device)
-        with torch.no_grad():
-            w = G.mapping(z, c)[:, 0].double().cpu()
-        yield w  # outside the no_grad block, which would hold for the caller between batches
+    """`sampled_w`, in float64 on the CPU."""
+    return (w.double().cpu() for w in sampled_w(G, samples, seed))
 
 
 def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -168,3 +168,18 @@ class MappedGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"resolution={self.img_resolution}, num_ws={self.num_ws}, w_dim={self.w_dim}"
+
+
+def native_output(G, at_least: Optional[int]) -> Optional[int]:
+    """The smallest of the network's own smaller outputs (MobileStyleGAN's `output_resolutions`)
+    that is at least `at_least` px, to pass as `out_res`; None for the full size."""
+    offered = [r for r in getattr(G.synthesis, "output_resolutions", ()) if at_least and at_least <= r < G.img_resolution]
+    return min(offered) if offered else None
+
+
+def synthesize_at(G, ws: Tensor, resolution: int, *, noises=None) -> Tensor:
+    """Images [N, C, r, r] for ws, r = `resolution` or the network's own when that is smaller: from
+    its cheapest output at least that large (`native_output`), shrunk by averaging."""
+    out_res = native_output(G, resolution)
+    img = G.synthesis(ws, noises=noises, **({"out_res": out_res} if out_res else {}))
+    return torch.nn.functional.interpolate(img, size=(resolution, resolution), mode="area") if img.shape[-1] > resolution else img

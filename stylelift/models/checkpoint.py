@@ -171,15 +171,10 @@ def build_generator(raw: RawNetwork, *, name: str) -> MappedGenerator:
 @torch.no_grad()
 def estimate_w_avg(G: MappedGenerator, n: int = W_AVG_SAMPLES, seed: int = W_AVG_SEED, batch: int = 1000) -> torch.Tensor:
     """Mean of the mapped w of `n` z drawn with a fixed seed (labels: uniform one-hot)."""
-    gen = torch.Generator().manual_seed(seed)
+    from .sampling import sampled_w
+
     total = torch.zeros([G.w_dim], dtype=torch.float64)
-    for start in range(0, n, batch):
-        m = min(batch, n - start)
-        z = torch.randn([m, G.z_dim], generator=gen)
-        c = None
-        if G.c_dim > 0:
-            c = torch.nn.functional.one_hot(torch.randint(G.c_dim, [m], generator=gen), G.c_dim).float().to(G.mapping.w_avg.device)
-        w = G.mapping(z.to(G.mapping.w_avg.device), c)[:, 0]
+    for w in sampled_w(G, n, seed, batch=batch):
         total += w.double().sum(0).cpu()
     return (total / n).float()
 

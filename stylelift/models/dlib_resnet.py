@@ -429,7 +429,7 @@ def load_dlib_face_resnet(path: Optional[Union[str, os.PathLike]] = None, *, dev
     module 0.2 s, so the converted weights are not cached.
     """
     if path is None:
-        from ..align import model_path
+        from .dlib_files import model_path
 
         path = model_path(MODEL_FILE)
     path = Path(path)

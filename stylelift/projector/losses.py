@@ -296,7 +296,7 @@ def _unit(t: Tensor) -> Tensor:
 @register("vgg16")
 def _vgg16(target: Tensor, ctx: LossContext) -> Term:
     """NVIDIA-style: squared distance of channel-normalised VGG16 features, summed over layers."""
-    net = VGG16Features(read_vgg16_weights(ctx.perceptual_weights)).to(ctx.device)
+    net = _frozen_net("vgg16", ctx, lambda path: VGG16Features(_load_vgg16_state(path)).to(ctx.device))
     with torch.no_grad():
         target_feats = [_unit(f) for f in net(target)]
 
@@ -313,17 +313,23 @@ def _lpips(target: Tensor, ctx: LossContext) -> Term:
     return lambda synth: model(synth, target).reshape(-1)
 
 
-_LPIPS_MODELS: dict[tuple[str, str, int], nn.Module] = {}  # frozen, so one per weights file and device serves every call
+# Frozen, so one per kind, weights file and device serves every call: a term is built for each
+# target, and encoder training builds one every step (the vgg16 term read 528 MB from disk each time).
+_FROZEN_NETS: dict[str, tuple[tuple, nn.Module]] = {}
+
+
+def _frozen_net(kind: str, ctx: LossContext, build: Callable[[Path], nn.Module]) -> nn.Module:
+    path = find_vgg16_weights(ctx.perceptual_weights)
+    key = (str(torch.device(ctx.device)), str(path.resolve()), path.stat().st_mtime_ns)
+    if kind not in _FROZEN_NETS or _FROZEN_NETS[kind][0] != key:  # one of each kind: a 1024 projection does not need last run's copy
+        _FROZEN_NETS.pop(kind, None)
+        _FROZEN_NETS[kind] = (key, build(path))
+    return _FROZEN_NETS[kind][1]
 
 
 def load_lpips(ctx: LossContext) -> nn.Module:
     """lpips.LPIPS(net='vgg') with its backbone filled from local torchvision VGG16 weights."""
-    path = find_vgg16_weights(ctx.perceptual_weights)
-    key = (str(torch.device(ctx.device)), str(path.resolve()), path.stat().st_mtime_ns)
-    if key not in _LPIPS_MODELS:
-        _LPIPS_MODELS.clear()  # keep one: a 1024 projection does not need last run's copy
-        _LPIPS_MODELS[key] = _build_lpips(ctx, path)
-    return _LPIPS_MODELS[key]
+    return _frozen_net("lpips", ctx, lambda path: _build_lpips(ctx, path))
 
 
 def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:

@@ -27,7 +27,7 @@ def psnr(a: Tensor, b: Tensor) -> Tensor:
 def _face_models():
     import dlib
 
-    from ..align import model_path
+    from ..models.dlib_files import model_path
 
     return (
         dlib.get_frontal_face_detector(),

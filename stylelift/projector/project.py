@@ -14,7 +14,6 @@ streams, so each result equals projecting it alone.
 from __future__ import annotations
 
 import logging
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -25,15 +24,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from ..models.base import check_seed, is_real, is_whole
+from ..models.base import check_seed, is_real, is_whole, synthesize_at
+from ..models.sampling import w_statistics
 from .losses import CombinedLoss, LossContext, parse_loss_spec
 from .schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
 
 log = logging.getLogger(__name__)
 
 SPACES = ("w", "w+")
-W_STAT_SAMPLES = 10_000
-W_STAT_SEED = 123
 
 
 @dataclass(frozen=True)
@@ -90,31 +88,6 @@ class ProjectionResult:
 
 StepCallback = Callable[[int, Tensor, dict], None]  # (step, working-res synth [N,C,R,R], losses)
 
-_w_stats: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, Tensor, float]]" = weakref.WeakKeyDictionary()
-
-
-@torch.no_grad()
-def w_statistics(G, samples: int = W_STAT_SAMPLES, seed: int = W_STAT_SEED) -> tuple[Tensor, float]:
-    """(w_avg [w_dim], w_std scalar) from mapped samples, cached per network while its mapping
-    weights, device and these arguments stay the same."""
-    device = G.w_avg.device
-    key = (device, samples, seed, tuple((p.data_ptr(), p._version) for p in G.mapping.parameters()))
-    cached = _w_stats.get(G)
-    if cached is not None and cached[0] == key:
-        return cached[1], cached[2]
-    gen = torch.Generator().manual_seed(seed)
-    ws = []
-    for start in range(0, samples, 1000):
-        z = torch.randn([min(1000, samples - start), G.z_dim], generator=gen).to(device)
-        c = None
-        if G.c_dim > 0:
-            c = F.one_hot(torch.randint(G.c_dim, [z.shape[0]], generator=gen), G.c_dim).float().to(device)
-        ws.append(G.mapping(z, c)[:, 0].float())
-    w = torch.cat(ws)
-    w_avg = w.mean(0)
-    w_std = float(((w - w_avg).square().sum() / samples) ** 0.5)
-    _w_stats[G] = (key, w_avg, w_std)
-    return w_avg, w_std
 
 
 def _check_target(G, target: Tensor) -> Tensor:
@@ -176,13 +149,7 @@ def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
 
 def _synthesise(G, ws: Tensor, noises, working: int) -> Tensor:
     """Image at the working resolution, using a cheaper native output when the network has one."""
-    out_res = getattr(G.synthesis, "output_resolutions", None)
-    if out_res:
-        best = min((r for r in out_res if r >= working), default=max(out_res))
-        img = G.synthesis(ws, noises=noises, out_res=best)
-    else:
-        img = G.synthesis(ws, noises=noises)
-    return _resize(img, working)
+    return _resize(synthesize_at(G, ws, working, noises=noises), working)  # (enlarged from a smaller network)
 
 
 def same_device(actual: torch.device, asked: Union[str, torch.device]) -> bool:

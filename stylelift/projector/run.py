@@ -112,10 +112,9 @@ def _init_latents(job: ProjectJob, G):
         return load_encoder(path, G=G, device=job.device)[0]
     if path.suffix.lower() != ".npz":
         raise InputError(f"--init must be avg, {SHIPPED} (the shipped one), a latent .npz or an encoder .pt, got {job.init}")
-    from ..generation import check_made_for
 
     latents = load_latents(path)
-    check_made_for(G, latents, path.name)
+    latents.check_made_for(G, name=path.name)
     return torch.from_numpy(latents.w[:1])
 
 
