@@ -10,11 +10,12 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 
-from .align import AlignedFace, align_face, paste_back
+from .align import AlignedFace, align_face
 from .editing import apply_direction, load_direction
 from .errors import CheckpointError, InputError, StyleliftError, UnsafeCheckpointError
 from .latents import LatentFile, load_latents, save_latents
 from .models import Generator, StyleGAN, StyleGAN2Config, StyleGANConfig, load_generator, network_id, save_generator
+from .paste import paste_back
 from .projector import ProjectionOptions, ProjectionResult, project
 
 __all__ = [

@@ -583,7 +583,7 @@ def project(
 
 
 def check_paste_region(region: Optional[str], paste_back: bool) -> None:
-    from .align import PASTE_REGIONS
+    from .paste import PASTE_REGIONS
 
     if region is not None and region not in PASTE_REGIONS:
         raise typer.BadParameter(f"--paste-region must be {' or '.join(PASTE_REGIONS)}")

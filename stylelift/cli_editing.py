@@ -445,7 +445,7 @@ def edit(
         if paste_back:  # one latent file
             from PIL import Image
 
-            from .align import paste_back as paste
+            from .paste import paste_back as paste
 
             face, original = target
             images = (np.asarray(paste(Image.fromarray(im), face, original, region=paste_region or "face")) for im in rendered)

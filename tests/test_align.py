@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, detection_scales, face_landmarks, paste_back
+from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, detection_scales, face_landmarks
+from stylelift.paste import paste_back
 from stylelift.errors import InputError
 from stylelift.images import load_photo
 
@@ -263,13 +264,13 @@ def test_a_face_pasted_into_a_black_and_white_photo_is_grey(photo):
 
 
 def test_paste_back_in_strips_gives_what_one_pass_gives(photo, monkeypatch):
-    import stylelift.align as align
+    import stylelift.paste as paste
 
     face = align_face(photo.rotate(33, expand=True), size=128)
     turned = photo.rotate(33, expand=True)
     edited = Image.fromarray(np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8))
     whole = np.asarray(paste_back(edited, face, turned))
-    monkeypatch.setattr(align, "PASTE_STRIP_ROWS", 7)  # the square spans dozens of strips
+    monkeypatch.setattr(paste, "PASTE_STRIP_ROWS", 7)  # the square spans dozens of strips
     assert np.array_equal(np.asarray(paste_back(edited, face, turned)), whole)
     assert not np.array_equal(whole, np.asarray(turned))
 
@@ -393,7 +394,7 @@ def test_face_distance_tells_the_same_person_from_another(photo):
 def test_paste_back_maps_exactly_where_the_crop_sampled(size):
     """On a photo whose pixel values are their own x coordinates, each aligned pixel holds the x
     that paste_back's inverse map assigns to it (the crop shrinks big photos first: that too)."""
-    from stylelift.align import _sampled_quad, crop_ffhq
+    from stylelift.align import sampled_quad, crop_ffhq
 
     w, h = 1501, 1203
     img = Image.fromarray(np.tile(np.arange(w, dtype=np.float32), (h, 1)), "F")
@@ -401,7 +402,7 @@ def test_paste_back_maps_exactly_where_the_crop_sampled(size):
     y = np.array([-x[1], x[0]])
     quad = np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
     out = np.asarray(crop_ffhq(img, quad, size=size, oversample=1))
-    q = _sampled_quad(quad, size, (w, h))
+    q = sampled_quad(quad, size, (w, h))
     u = (np.arange(size) + 0.5) / size
     xs = q[0, 0] + u[None, :] * (q[3, 0] - q[0, 0]) + u[:, None] * (q[1, 0] - q[0, 0]) - 0.5
     inner = slice(size // 8, -(size // 8))  # away from the resampling filters' edges
@@ -467,7 +468,7 @@ def test_align_into_the_photos_own_folder_never_replaces_a_photo(tmp_path):
 
 
 def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):
-    from stylelift.align import paste_back
+    from stylelift.paste import paste_back
     from stylelift.errors import InputError
 
     for image, kwargs, why in ((np.asarray(photo), {}, "takes a PIL image, got ndarray"), (str(PHOTO), {}, "takes a PIL image, got str"), (photo, {"face_index": "0"}, "face_index must be")):
@@ -514,7 +515,7 @@ def test_a_face_pasted_smaller_than_its_crop_is_filtered_not_aliased(photo):
 def test_paste_back_of_the_face_region_leaves_the_hair_and_background_as_they_were(photo):
     """region="face" pastes the face and forehead (the landmarks' outline); "square" the whole
     aligned square, which brings a projection's blurry background and hair with it."""
-    from stylelift.align import face_outline
+    from stylelift.paste import face_outline
 
     face = align_face(photo, size=SIZE)
     edited = Image.new("RGB", (SIZE, SIZE), (255, 0, 0))

@@ -166,7 +166,8 @@ def paste_earlier(G, files: ProjectionFiles, path: Path, alignment: dict, *, reg
     """Write NAME_pasted.png for an earlier projection asked for again with --paste-back: its latent
     file rendered (with its noise maps, so the image is the one NAME_proj.png shows) and pasted
     into the photo, instead of projecting it again."""
-    from ..align import AlignedFace, paste_back
+    from ..align import AlignedFace
+    from ..paste import paste_back
     from ..generation import item_noises, render_ws
 
     face = AlignedFace.from_meta(alignment, what=files.latent.name)
@@ -352,7 +353,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
         if job.paste_back:
             if item.face is None:
                 raise InputError("--paste-back needs --align")
-            from ..align import paste_back
+            from ..paste import paste_back
 
             pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo, region=job.paste_region)
         write_projection(
