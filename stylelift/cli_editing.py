@@ -190,7 +190,7 @@ def truncation_sweep(
     import torch
 
     from .editing import truncate
-    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
+    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
@@ -203,8 +203,7 @@ def truncation_sweep(
     check_output_size(len(items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))
     ws = latents_for_items(G, items, class_idx=class_idx, device=dev)
     grid = torch.cat([truncate(ws[i : i + 1], G.w_avg, p, trunc_cutoff) for i in range(len(ws)) for p in psis])
-    noises = item_noises(G, items, dev)  # latent files bring their noise maps, the same in every column
-    row_noises = None if noises is None else (lambda start, stop: [maps[torch.arange(start, stop) // len(psis)] for maps in noises])
+    row_noises = noises_by_item(item_noises(G, items, dev), lambda k: k // len(psis))  # latent files bring their noise maps, the same in every column
 
     def names(k: int) -> str:
         return f"{item_name(items[k // len(psis)])} at psi {psis[k % len(psis)]:g}"
@@ -371,7 +370,7 @@ def edit(
 
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
-    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items
+    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
     from .images import make_grid, photo_profile
     from .latents import load_latents
 
@@ -434,11 +433,7 @@ def edit(
         knobs = ["--strength values"] * (strengths[j] != 0) + ["a --trunc"] * (trunc != 1 and is_seed(items[i]))
         return f"ask for {' or '.join(knobs)} nearer 0" if knobs else ""
 
-    def image_noises(start: int, stop: int) -> list:  # each image its item's maps
-        picked = torch.tensor([order[m][0] for m in range(start, stop)], device=noises[0].device)
-        return [maps[picked] if maps.shape[0] > 1 else maps for maps in noises]
-
-    rendered = shown(iter_render_ws(G, edited, batch_size=batch_size, noises=image_noises if noises is not None else None,
+    rendered = shown(iter_render_ws(G, edited, batch_size=batch_size, noises=noises_by_item(noises, lambda m: order[m][0]),
                                     names=lambda m: f"{item_name(items[order[m][0]])} at strength {strengths[order[m][1]]:g}", hint=hint), k * n)
     with contextlib.closing(rendered):  # its progress bar ends before an error is printed
         images = rendered

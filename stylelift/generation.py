@@ -168,6 +168,19 @@ def item_noises(G, items: Sequence[str], device) -> Optional[list[torch.Tensor]]
     return stacks
 
 
+def noises_by_item(noises: Optional[list[torch.Tensor]], item_of: Callable[[int], int]) -> Optional[Noises]:
+    """`Noises` for images each of which takes its item's maps: `noises` as `item_noises` gives
+    them, `item_of(m)` the item of image m (a grid's row, an edit's latent file). None for None."""
+    if noises is None:
+        return None
+
+    def pick(start: int, stop: int) -> list[torch.Tensor]:
+        picked = torch.tensor([item_of(m) for m in range(start, stop)], device=noises[0].device)
+        return [maps[picked] if maps.shape[0] > 1 else maps for maps in noises]
+
+    return pick
+
+
 def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_path: Optional[Path] = None) -> None:
     """Write each image to its path as it comes; with `grid_path`, also all of them in one grid.
     Folders are made at the first image, so a first image that cannot be rendered leaves none."""
