@@ -211,6 +211,18 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         "stylelift": __version__,
         "resolution": G.img_resolution,
     }
+    todo, failures = plan_photos(G, job, paths, meta_base, report)
+    if job.video and todo:  # before any optimisation, and not for a folder that is all done already
+        try:
+            find_ffmpeg()
+        except VideoError as e:
+            raise InputError(f"{e}; pass --no-video, or install ffmpeg") from None
+    return failures + project_in_batches(G, todo, job, loss, init, meta_base, report, lpips_metric=lpips_metric)
+
+
+def plan_photos(G, job: ProjectJob, paths: list[Path], meta_base: dict, report: Callable[..., None]) -> tuple[list[Prepared], int]:
+    """(the photos to project, prepared; how many failed): photos done earlier with these options are
+    skipped (pasted into the photo when --paste-back asks for it anew), the rest checked and read."""
     todo, failures, stems = [], 0, {}
     photos = frozenset(file_id(p) for p in paths) - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
@@ -226,24 +238,8 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             continue
         if files.done() and not job.overwrite and path.is_file():  # a photo that is gone is reported below, as missing
             ignore = () if G.synthesis.noise_layers() else ("noise_optimized",)  # older files said True on networks without noise
-            if (why := unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)) is None:
-                if job.paste_back and not files.pasted_with(job.paste_region):
-                    try:
-                        refuse_replacing(files.path("_pasted.png"), photos)
-                        paste_earlier(G, files, path, earlier["alignment"], region=job.paste_region)
-                    except Exception as e:
-                        if not _expected(e):
-                            raise
-                        said = per_item_error(e, path.name).removeprefix(f"{path.name}: ")
-                        report(f"error: {path.name}: pasting its earlier projection: {said}", error=True)
-                        failures += 1
-                        continue
-                    report(f"{path.name}: already done; pasted its projection into the photo -> {files.path('_pasted.png')}")
-                else:
-                    report(f"{path.name}: already done (use --overwrite to redo)")
-            else:
-                report(f"error: {path.name}: done earlier {why}; pass --overwrite to redo it with these options, or another --outdir", error=True)
-                failures += 1
+            why = unreadable or earlier_run_differs(files, earlier, path, job, meta_base, ignore=ignore)
+            failures += _done_earlier(G, job, files, path, earlier, why, photos, report)
             continue
         try:
             files.check_writable(video=job.video, pasted=job.paste_back, photos=photos)
@@ -251,11 +247,36 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         except Exception as e:  # this photo fails; the others still run
             report(f"error: {per_item_error(e, path.name)}", error=True)
             failures += 1
-    if job.video and todo:  # before any optimisation, and not for a folder that is all done already
-        try:
-            find_ffmpeg()
-        except VideoError as e:
-            raise InputError(f"{e}; pass --no-video, or install ffmpeg") from None
+    return todo, failures
+
+
+def _done_earlier(G, job: ProjectJob, files: ProjectionFiles, path: Path, earlier: dict, why: Optional[str], photos: frozenset, report: Callable[..., None]) -> int:
+    """Report a photo whose files are there (`why` they are not this run's, or None); paste its
+    projection into the photo when --paste-back asks for a NAME_pasted.png it lacks. Returns 1 on
+    failure, else 0."""
+    if why is not None:
+        report(f"error: {path.name}: done earlier {why}; pass --overwrite to redo it with these options, or another --outdir", error=True)
+        return 1
+    if not job.paste_back or files.pasted_with(job.paste_region):
+        report(f"{path.name}: already done (use --overwrite to redo)")
+        return 0
+    try:
+        refuse_replacing(files.path("_pasted.png"), photos)
+        paste_earlier(G, files, path, earlier["alignment"], region=job.paste_region)
+    except Exception as e:
+        if not _expected(e):
+            raise
+        said = per_item_error(e, path.name).removeprefix(f"{path.name}: ")
+        report(f"error: {path.name}: pasting its earlier projection: {said}", error=True)
+        return 1
+    report(f"{path.name}: already done; pasted its projection into the photo -> {files.path('_pasted.png')}")
+    return 0
+
+
+def project_in_batches(G, todo: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, report: Callable[..., None], *, lpips_metric: bool) -> int:
+    """Project the prepared photos `job.batch_size` at a time and write their files; returns how
+    many failed. A batch that fails is redone one photo at a time, so one photo's failure is its own."""
+    failures = 0
     batches = [todo[start : start + job.batch_size] for start in range(0, len(todo), job.batch_size)]
     while batches:
         batch = batches.pop(0)
