@@ -237,7 +237,15 @@ def condition(primary, other) -> np.ndarray:
     return (p / n).float().numpy()[None]
 
 
-def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, float]:
+HOLDOUT = 0.2  # the share of labelled latents a boundary's accuracy is measured on
+
+
+def held_out_count(n: int, holdout: float = HOLDOUT) -> int:
+    """How many of n labelled latents `fit_boundary` holds out."""
+    return int(round(n * holdout))
+
+
+def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = HOLDOUT, l2: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, float]:
     """Logistic regression on w -> binary label; returns (unit normal [1, w_dim], held-out accuracy).
 
     The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
@@ -251,7 +259,7 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = 0.2, l2:
     return (coef / np.linalg.norm(coef)).astype(np.float32)[None], accuracy
 
 
-def held_out_accuracy(w: np.ndarray, labels: np.ndarray, normal, *, holdout: float = 0.2, seed: int = 0) -> float:
+def held_out_accuracy(w: np.ndarray, labels: np.ndarray, normal, *, holdout: float = HOLDOUT, seed: int = 0) -> float:
     """How well a given normal (a conditioned one, say) separates the labels, pointing the way it
     does (toward label 1): only the boundary's offset along it is fitted, the threshold that
     classifies the part `fit_boundary` fits on (same `holdout` and `seed`) best; the accuracy is
@@ -291,7 +299,7 @@ def _labelled_split(w, labels, holdout, l2, seed) -> tuple[np.ndarray, np.ndarra
     if not np.isfinite(w).all():
         raise InputError("the labelled latents hold NaN or infinite values")
     order = np.random.default_rng(seed).permutation(len(y))
-    n_test = int(round(len(y) * holdout))
+    n_test = held_out_count(len(y), holdout)
     test, train = order[:n_test], order[n_test:]
     if len(np.unique(y[train])) < 2:
         raise InputError(f"the {len(train)} latents the boundary is fitted on (held out: {n_test}) are all of one class; label more of the other")

