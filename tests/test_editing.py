@@ -551,7 +551,7 @@ def test_trunc_cutoff_truncates_only_the_first_ws_wherever_seeds_are_sampled(tmp
 def test_sefa_normalises_each_style_channel_as_the_paper_does():
     """SeFa: A = the style affines stacked [sum C, w_dim], each channel's row scaled to unit length;
     the directions are the top eigenvectors of A^T A."""
-    from stylelift.editing.directions import style_affine_weights
+    from stylelift.editing.discovery import style_affine_weights
 
     G = tiny_generator()
     a = np.concatenate([m.detach().double().numpy() for m in style_affine_weights(G)])

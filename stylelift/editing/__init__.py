@@ -1,6 +1,8 @@
 """What users do with latents: truncation, style mixing, interpolation, attribute directions."""
 
-from .directions import Direction, apply_direction, condition, fit_boundary, held_out_accuracy, load_direction, pca_directions, save_direction, sefa, w_std_along
+from .boundary import fit_boundary, held_out_accuracy
+from .directions import Direction, apply_direction, condition, load_direction, save_direction
+from .discovery import pca_directions, sefa, w_std_along
 from .interpolation import interpolation_path, lerp, slerp
 from .layers import parse_layers, style_ranges
 from .mixing import mix_styles, mixing_grid, truncate

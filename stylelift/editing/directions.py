@@ -1,11 +1,9 @@
-"""Edit directions in W: saved as InterFaceGAN boundaries (`.npy` [1, w_dim]) with a JSON sidecar.
+"""Edit directions in W: saved as InterFaceGAN boundaries (`.npy` [1, w_dim]) with a JSON sidecar,
+applied to ws (`apply_direction`), and conditioned on one another (`condition`: remove the
+component along another direction, InterFaceGAN's conditional edit).
 
-Ways to get one:
-- `fit_boundary`: a linear classifier on labelled w (InterFaceGAN, Shen et al. 2020); the unit
-  normal of its hyperplane is the direction, its held-out accuracy says how linear the attribute is;
-- `condition`: remove the component along another direction (InterFaceGAN's conditional edit);
-- `sefa`: closed-form factorisation of the style affine weights (Shen & Zhou 2021);
-- `pca_directions`: principal components of sampled w (GANSpace, Härkönen et al. 2020).
+Ways to get one: `boundary.fit_boundary` (a linear classifier on labelled w, InterFaceGAN), and
+`discovery.sefa` / `discovery.pca_directions` (SeFa, GANSpace), without labels.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +22,6 @@ from torch import Tensor
 from ..errors import InputError, describe, first_line
 from ..fileio import atomic_path, parse_json, special_file, to_json
 from ..models.base import is_real, is_whole
-from ..models.sampling import sampled_w
 from .layers import layer_indices
 
 
@@ -51,7 +48,7 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _check_count(name: str, value, lowest: int) -> None:
+def check_count(name: str, value, lowest: int) -> None:
     if not is_whole(value) or value < lowest:
         raise InputError(f"{name} must be a whole number >= {lowest}, got {value!r:.20}")
 
@@ -235,163 +232,3 @@ def condition(primary, other) -> np.ndarray:
     if n < PARALLEL:
         raise InputError(f"the two directions are {'parallel' if n < 1e-8 else 'nearly parallel'} (cosine {cos:.6f}): nothing is left after conditioning but rounding")
     return (p / n).float().numpy()[None]
-
-
-HOLDOUT = 0.2  # the share of labelled latents a boundary's accuracy is measured on
-
-
-def held_out_count(n: int, holdout: float = HOLDOUT) -> int:
-    """How many of n labelled latents `fit_boundary` holds out."""
-    return int(round(n * holdout))
-
-
-def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = HOLDOUT, l2: float = 1e-3, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Logistic regression on w -> binary label; returns (unit normal [1, w_dim], held-out accuracy).
-
-    The normal points toward label 1. Features are centred; the boundary is fitted by L-BFGS.
-    """
-    w, y, train, test = _labelled_split(w, labels, holdout, l2, seed)
-    mean = w[train].mean(0)
-    coef, bias = _logistic(w[train] - mean, y[train], l2)
-    if not np.isfinite(coef).all() or not np.linalg.norm(coef) > 0:
-        raise InputError("the labelled latents do not separate: the boundary has no direction (are the latents all the same?)")
-    accuracy = float(((((w[test] - mean) @ coef + bias) > 0) == (y[test] > 0.5)).mean()) if len(test) else float("nan")
-    return (coef / np.linalg.norm(coef)).astype(np.float32)[None], accuracy
-
-
-def held_out_accuracy(w: np.ndarray, labels: np.ndarray, normal, *, holdout: float = HOLDOUT, seed: int = 0) -> float:
-    """How well a given normal (a conditioned one, say) separates the labels, pointing the way it
-    does (toward label 1): only the boundary's offset along it is fitted, the threshold that
-    classifies the part `fit_boundary` fits on (same `holdout` and `seed`) best; the accuracy is
-    that on the held-out part (NaN when nothing is held out). A normal pointing toward label 0
-    does no better than always answering one label."""
-    w, y, train, test = _labelled_split(w, labels, holdout, 0.0, seed)
-    n = direction_vector(normal, w.shape[1], what="the normal").numpy()
-    along = (w - w[train].mean(0)) @ (n / np.linalg.norm(n))
-    threshold = _best_threshold(along[train], y[train] > 0.5)
-    if not len(test):
-        return float("nan")
-    return float(((along[test] > threshold) == (y[test] > 0.5)).mean())
-
-
-def _best_threshold(x: np.ndarray, positive: np.ndarray) -> float:
-    """The t for which `x > t` agrees with `positive` most often (the middle of the best gap)."""
-    order = np.argsort(x, kind="stable")
-    xs, pos = x[order], positive[order]
-    # with the threshold just below xs[i], the first i are called negative: right are the negatives
-    # among them and the positives from i on
-    right = np.concatenate([[0], np.cumsum(~pos)]) + np.concatenate([np.cumsum(pos[::-1])[::-1], [0]])
-    gaps = np.concatenate([[xs[0] - 1], (xs[:-1] + xs[1:]) / 2, [xs[-1] + 1]])
-    return float(gaps[int(np.argmax(right))])
-
-
-def _labelled_split(w, labels, holdout, l2, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Checked w [N, w_dim] and 0/1 labels [N] as float64, and the (train, test) indices of a seeded split."""
-    _check_count("seed", seed, 0)
-    if not (is_real(holdout) and 0 <= holdout < 1) or not (is_real(l2) and l2 >= 0):
-        raise InputError(f"holdout must be a fraction in [0, 1) and l2 a finite number >= 0, got {holdout!r:.20} and {l2!r:.20}")
-    w = np.asarray(w.detach().cpu() if isinstance(w, Tensor) else w, dtype=np.float64)
-    y = np.asarray(labels).astype(np.float64).reshape(-1)
-    if w.ndim != 2 or w.shape[0] != y.shape[0]:
-        raise InputError(f"need w [N, w_dim] and N labels, got {list(w.shape)} and {y.shape[0]}")
-    if not set(np.unique(y)) <= {0.0, 1.0} or len(np.unique(y)) < 2:
-        raise InputError("labels must be 0/1 with both classes present")
-    if not np.isfinite(w).all():
-        raise InputError("the labelled latents hold NaN or infinite values")
-    order = np.random.default_rng(seed).permutation(len(y))
-    n_test = held_out_count(len(y), holdout)
-    test, train = order[:n_test], order[n_test:]
-    if len(np.unique(y[train])) < 2:
-        raise InputError(f"the {len(train)} latents the boundary is fitted on (held out: {n_test}) are all of one class; label more of the other")
-    return w, y, train, test
-
-
-def _logistic(x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, float]:
-    """Logistic regression x [N, D] -> y [N] in {0, 1} by L-BFGS, with an L2 penalty on the
-    coefficients (not the bias): (coefficients [D], bias)."""
-    x, t = torch.from_numpy(x), torch.from_numpy(y)
-    coef = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([coef, bias], max_iter=500, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(x @ coef + bias, t) + l2 * coef.square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return coef.detach().numpy(), float(bias.detach())
-
-
-def style_affine_weights(G, layers: Optional[Sequence[int]] = None) -> list[Tensor]:
-    """The affine (w -> style) weight matrices [C_i, w_dim] of the chosen ws indices."""
-    weights = G.synthesis.style_affine_weights()
-    if layers is None:
-        return weights
-    layers = layer_indices(layers, len(weights))  # not -1 for the last, nor True for 1
-    if not layers:
-        raise InputError("layers is empty: name the ws whose affines to use, or None for all of them")
-    return [weights[i] for i in layers]
-
-
-def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k eigenvectors of A^T A for the stacked affine weights A, each output channel's row
-    normalised to unit length (SeFa's normalisation).
-
-    Returns (directions [k, w_dim] unit rows, eigenvalues [k]). Moving w along them changes the
-    styles of the chosen layers the most. Each direction's largest entry is positive, as in
-    `pca_directions`, so a run gives the same signs on any machine.
-    """
-    _check_count("k", k, 1)
-    mats = [m.detach().double().cpu() for m in style_affine_weights(G, layers)]
-    a = torch.cat(mats, dim=0)  # [sum C_i, w_dim]
-    a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)  # per style channel
-    values, vectors = torch.linalg.eigh(a.T @ a)
-    order = torch.argsort(values, descending=True)[:k]
-    return _signs_fixed(vectors[:, order].T).float().numpy(), values[order].float().numpy()
-
-
-def _signs_fixed(directions: Tensor) -> Tensor:
-    """Eigenvectors [k, w_dim] with each one's largest entry positive (an eigensolver may return either sign)."""
-    largest = directions.gather(1, directions.abs().argmax(1, keepdim=True))
-    return directions * largest.sign()
-
-
-def _sampled_w(G, samples: int, seed: int) -> Iterator[Tensor]:
-    """`sampled_w`, in float64 on the CPU."""
-    return (w.double().cpu() for w in sampled_w(G, samples, seed))
-
-
-def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Principal directions of mapped w (GANSpace): (directions [k, w_dim], explained variance [k]).
-
-    The covariance is summed a batch at a time, so any number of samples takes w_dim^2 memory (not
-    samples x w_dim: 41 GB for 10 million). Each direction's largest entry is positive, so a run
-    gives the same signs on any machine. There are min(k, samples - 1, w_dim) of them: samples
-    w span no more directions than that."""
-    _check_count("k", k, 1)
-    _check_count("samples", samples, 2)
-    shift = total = outer = None
-    for w in _sampled_w(G, samples, seed):
-        if shift is None:  # sums about the first batch's mean stay well conditioned in float64
-            shift, total, outer = w.mean(0), torch.zeros(w.shape[1], dtype=torch.float64), torch.zeros(w.shape[1], w.shape[1], dtype=torch.float64)
-        w = w - shift
-        total += w.sum(0)
-        outer += w.T @ w
-    mean = total / samples
-    values, vectors = torch.linalg.eigh((outer - samples * torch.outer(mean, mean)) / (samples - 1))
-    top = values.argsort(descending=True)[: min(k, samples - 1)]
-    return _signs_fixed(vectors[:, top].T).float().numpy(), values[top].clamp(min=0).float().numpy()
-
-
-def w_std_along(G, direction, *, samples: int = 10_000, seed: int = 0) -> float:
-    """The standard deviation of the network's w (untruncated) along a direction: GANSpace's unit of
-    edit strength, so that strength 1 is as far as w commonly varies that way, whatever the
-    direction (on the bundled network w's spread is 2.8 along the first PCA component, 0.06 along
-    the last; a unit vector does not say)."""
-    _check_count("samples", samples, 2)
-    d = direction_vector(direction, G.w_dim)
-    d = d / d.norm()
-    along = torch.cat([w @ d for w in _sampled_w(G, samples, seed)])
-    return float(along.std())

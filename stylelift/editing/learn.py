@@ -17,7 +17,8 @@ from ..errors import InputError, first_line
 from ..fileio import parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
-from .directions import HOLDOUT, Direction, condition, fit_boundary, held_out_accuracy, held_out_count
+from .boundary import HOLDOUT, fit_boundary, held_out_accuracy, held_out_count
+from .directions import Direction, condition
 from .shipped import resolve_direction
 
 log = logging.getLogger(__name__)
