@@ -153,7 +153,8 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
     r = project(G, target, steps=3, loss=f"{term}=1", perceptual_weights=path, options=FAST)
     assert len(r.history) == 3 and math.isfinite(r.history[-1][term]) and r.history[0][term] > 0
 
-    from stylelift.projector.losses import REGISTRY, LossContext, VGG16Features, _unit, load_lpips
+    from stylelift.models.perceptual import VGG16Features
+    from stylelift.projector.losses import REGISTRY, LossContext, _unit, load_lpips
 
     ctx = LossContext(device=torch.device("cpu"), perceptual_weights=path)
     synth = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
@@ -189,7 +190,7 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
 def test_vgg16_features_are_torchvisions_layers_with_its_state_dict():
     import torchvision
 
-    from stylelift.projector.losses import VGG16Features
+    from stylelift.models.perceptual import VGG16Features
 
     torch.manual_seed(1)
     ref = torchvision.models.vgg16(weights=None)

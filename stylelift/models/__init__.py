@@ -1,4 +1,4 @@
-"""Generators and their checkpoint formats, the ResNet encoder, dlib's face network and the attribute networks."""
+"""Generators and their checkpoint formats, the ResNet encoder, the perceptual (VGG16, LPIPS), dlib face and attribute networks."""
 
 from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
 from .base import MappedGenerator

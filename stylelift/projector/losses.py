@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
-from ..models.base import rng_untouched
+from ..models.perceptual import VGG16Features, build_lpips
 
 log = logging.getLogger(__name__)
 
@@ -239,56 +238,6 @@ def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
     return _VGG16_STATES[key]
 
 
-VGG_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))  # relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
-
-
-class VGG16Features(nn.Module):
-    """torchvision VGG16 conv layers, returning the five LPIPS/NVIDIA feature maps."""
-
-    MEAN = (0.485, 0.456, 0.406)
-    STD = (0.229, 0.224, 0.225)
-
-    LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)  # torchvision's "D"
-
-    @classmethod
-    def conv_shapes(cls) -> dict[str, tuple[int, ...]]:
-        """torchvision's names and shapes of the conv weights and biases of `features`, up to relu5_3."""
-        shapes, index, channels = {}, 0, 3
-        for v in cls.LAYOUT:
-            if v != "M":
-                shapes[f"features.{index}.weight"], shapes[f"features.{index}.bias"] = (v, channels, 3, 3), (v,)
-                channels = v
-            index += 1 if v == "M" else 2  # a conv and its ReLU
-        return shapes
-
-    def __init__(self, state: dict[str, Tensor]):
-        super().__init__()
-        # built here rather than by torchvision.models.vgg16(), which first initialises its unused
-        # 120M-parameter classifier at random (over a second per projection); same module indices
-        layers, channels = [], 3
-        with rng_untouched():
-            for v in self.LAYOUT:
-                if v == "M":
-                    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-                else:
-                    layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
-                    channels = v
-        features = nn.Sequential(*layers)  # 30 modules: conv1_1 ... relu5_3
-        features.load_state_dict({k.removeprefix("features."): state[k] for k in self.conv_shapes()})
-        self.features = features.eval().requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(self.MEAN).reshape(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(self.STD).reshape(1, 3, 1, 1))
-
-    def forward(self, img: Tensor) -> list[Tensor]:  # img in [-1, 1]
-        x = ((img + 1) / 2 - self.mean) / self.std
-        outs = []
-        for lo, hi in VGG_SLICES:
-            for layer in self.features[lo:hi]:
-                x = layer(x)
-            outs.append(x)
-        return outs
-
-
 def _unit(t: Tensor) -> Tensor:
     return t / (t.square().sum(dim=1, keepdim=True) + 1e-10).sqrt()
 
@@ -333,21 +282,7 @@ def load_lpips(ctx: LossContext) -> nn.Module:
 
 
 def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
-    import lpips
-
-    state = _load_vgg16_state(path)
-    with warnings.catch_warnings():  # lpips builds its VGG with torchvision's deprecated `pretrained=` argument
-        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-        with rng_untouched():
-            model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
-    backbone = {}
-    for k, v in state.items():  # only the features' convs, checked by _load_vgg16_state
-        parts = k.split(".")
-        idx = int(parts[1])
-        slice_no = next(i for i, (lo, hi) in enumerate(VGG_SLICES) if lo <= idx < hi) + 1
-        backbone[f"slice{slice_no}.{idx}.{parts[2]}"] = v
-    model.net.load_state_dict(backbone)
-    return model.eval().requires_grad_(False).to(ctx.device)
+    return build_lpips(_load_vgg16_state(path), ctx.device)
 
 
 def read_vgg16_weights(explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> dict[str, Tensor]:
