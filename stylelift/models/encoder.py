@@ -205,14 +205,15 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no encoder file {path}")
+        raise FileNotFoundError(f"no encoder file {path}; make one with `stylelift encoder fit` or `encoder train`, or use the shipped one ('encoder', bundled network)")
     from .torch_files import load_torch_file
 
     data = load_torch_file(path)
     if not isinstance(data, dict) or data.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path.name} is not a stylelift encoder file")
     if data.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path.name} has encoder format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}")
+        raise CheckpointError(f"{path.name} has encoder format version {data.get('version')!r:.20}; this stylelift reads {FORMAT_VERSION}: "
+                              "read it with the stylelift version that wrote it, or make it again with this one")
     try:
         cfg = EncoderConfig(**data["config"])
     except (TypeError, ValueError, KeyError) as e:
