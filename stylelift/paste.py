@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .align import AlignedFace, sampled_quad, with_landmarks
+from .align import AlignedFace, face_landmarks, sampled_quad, with_landmarks
 from .errors import InputError
 from .images import photo_profile
 from .models.base import is_real
@@ -67,7 +67,7 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     # photo by 2.4 levels on average, against 1.1 when sampled straight from the crop).
     outline = None
     if region == "face" and overlaps:  # where the landmarks fall in the edited crop, as fractions of its side
-        outline = face_outline((with_landmarks(face, original).landmarks + 0.5 - origin) @ inv.T / size)
+        outline = edit_outline(edited, (with_landmarks(face, original).landmarks + 0.5 - origin) @ inv.T / size)
     side = int(np.ceil(size * max(np.hypot(*ex), np.hypot(*ey))))
     if 1 <= side < size:
         edited = edited.resize((side, side), Image.Resampling.LANCZOS)
@@ -96,12 +96,24 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
 PASTE_STRIP_ROWS = 512  # paste_back blends this many rows at a time (float32 copies of a strip, not of the photo)
 PASTE_REGIONS = ("face", "square")
 # The face region: the jaw line and the brows, with the brows lifted by FOREHEAD times their distance
-# from the chin (the forehead: the hairline sits about half a face-third above the brows, so the
-# fringe comes too), the outline grown by FACE_MARGIN about its middle, and a soft edge FACE_RAMP
-# of the square's side wide centred on it, so the jaw line, where edits change the most, is kept whole.
-FOREHEAD = 0.4
-FACE_MARGIN = 1.1
+# from the chin (the forehead, short of the hairline, which sits about half a face-third above the
+# brows: a seam through the hair shows more than one across the skin), the outline grown by
+# FACE_MARGIN about its middle, and a soft edge FACE_RAMP of the square's side wide centred on it.
+# The region covers the edited face too (`edit_outline`): an edit that widens the jaw keeps it.
+FOREHEAD = 0.3
+FACE_MARGIN = 1.06
 FACE_RAMP = 0.05
+
+
+def edit_outline(edited: Image.Image, photo_points: np.ndarray) -> np.ndarray:
+    """The region to paste [K, 2], as fractions of the crop's side: the face outline of the photo's
+    landmarks `photo_points` [68, 2] (in the crop, as fractions) and that of the edited face's own,
+    found in the edited crop near them, together."""
+    side = edited.width
+    lo, hi = photo_points.min(axis=0) * side, photo_points.max(axis=0) * side
+    box = tuple(int(round(v)) for v in (*lo, *hi))
+    edited_points = (face_landmarks(edited, box) + 0.5) / side
+    return _convex_hull(np.concatenate([face_outline(photo_points), face_outline(edited_points)]))
 
 
 def face_outline(points: np.ndarray) -> np.ndarray:

@@ -555,3 +555,22 @@ def test_a_record_without_landmarks_finds_them_again_in_its_box(photo, angle):
                     {**face.transform_meta(), "turned": 45}):
         with pytest.raises(InputError, match="alignment record"):
             AlignedFace.from_meta(damaged)
+
+
+def test_the_face_region_covers_an_edited_face_wider_than_the_photos():
+    """An edit that widens the face (the jaw at a strong gender edit) is pasted whole: the region is
+    the photo's face outline and the edited face's own (its landmarks found in the edited crop)."""
+    from stylelift.paste import edit_outline, face_outline
+
+    photo = Image.open(PHOTO).convert("RGB")
+    face = align_face(photo, size=SIZE)
+    crop = face.image
+    wide = crop.resize((int(SIZE * 1.3), SIZE), Image.Resampling.BICUBIC).crop((int(SIZE * 0.15), 0, int(SIZE * 0.15) + SIZE, SIZE))  # 30% wider about the middle
+    from stylelift.align import face_landmarks
+
+    points = (face_landmarks(crop, (0, 0, SIZE, SIZE)) + 0.5) / SIZE  # the photo's face, in the crop
+    own = face_outline(points)
+    assert np.ptp(edit_outline(crop, points)[:, 0]) < 1.02 * np.ptp(own[:, 0])  # unedited: its own outline
+    both = edit_outline(wide, points)
+    assert np.ptp(both[:, 0]) > 1.06 * np.ptp(own[:, 0])  # reaches the wider jaw (8% wider: the landmarks found in the stretched crop spread 15% wider)
+    assert both[:, 1].min() <= own[:, 1].min() + 1e-9 and both[:, 1].max() >= own[:, 1].max() - 1e-9  # and still all of the photo's face
