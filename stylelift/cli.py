@@ -586,7 +586,7 @@ def check_paste_region(region: Optional[str], paste_back: bool) -> None:
     from .paste import PASTE_REGIONS
 
     if region is not None and region not in PASTE_REGIONS:
-        raise typer.BadParameter(f"--paste-region must be {' or '.join(PASTE_REGIONS)}")
+        raise typer.BadParameter(f"--paste-region must be {' or '.join(PASTE_REGIONS)}, not {printable(region, 20)!r}")
     if region is not None and not paste_back:
         raise typer.BadParameter("--paste-region says what --paste-back pastes; add --paste-back")
 
