@@ -291,7 +291,7 @@ def interpolate(
 
     from .editing import interpolation_path
     from .editing.interpolation import between, path_steps
-    from .generation import check_seed_options, class_label, is_seed, item_noises, iter_render_ws, latents_for_items, z_from_seed
+    from .generation import check_seed_options, is_seed, item_noises, iter_render_ws, latents_for_items, mapped_z, z_from_seed
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
@@ -318,12 +318,7 @@ def interpolate(
             fail("--space z needs seeds; latent files live in W (use --space w)")
         zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
         path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
-        c = class_label(G, class_idx, dev)  # one class for the whole path
-        with torch.no_grad():
-            ws = torch.cat([
-                G.mapping(z.to(dev), None if c is None else c.expand(len(z), -1), truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
-                for z in path_z.split(batch_size)
-            ])  # fmt: skip
+        ws = mapped_z(G, path_z, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, batch_size=batch_size, device=dev)  # one class for the whole path
     else:
         keys = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
         ws = interpolation_path(keys.cpu(), frames, loop=loop, easing=easing).to(dev)

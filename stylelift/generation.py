@@ -231,6 +231,19 @@ def is_seed(item) -> bool:
     return isinstance(item, str) and re.fullmatch(r"[0-9]+", item) is not None  # ASCII digits: '²' is a digit to str.isdigit, not to int()
 
 
+def mapped_z(G, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, batch_size: int = 1000, device="cpu") -> torch.Tensor:
+    """ws [N, num_ws, w_dim] of z [N, z_dim] (a path through Z, say), mapped `batch_size` at a time
+    on `device` with one class for all (conditional networks) and the truncation given."""
+    check_psi(truncation_psi)
+    check_truncation_cutoff(G.num_ws, truncation_cutoff)
+    c = class_label(G, class_idx, device)
+    with torch.no_grad():
+        return torch.cat([
+            G.mapping(part.to(device), None if c is None else c.expand(len(part), -1), truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+            for part in z.split(batch_size)
+        ])  # fmt: skip
+
+
 def latents_for_items(
     G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, device="cpu", out_device=None
 ) -> torch.Tensor:
