@@ -8,6 +8,7 @@ Writes into --outdir:
   projected.png       the aligned photo and its reconstruction, side by side
   younger_older.png   the face moved along an attribute direction from -3 to +3 standard deviations
                       (the shipped age direction on the bundled network, else the first PCA one)
+  older_pasted.png    the photo with the +3 face pasted back into it (its face and forehead)
   mix.png             three seeds' faces given the photo's coarse layers (pose, face shape)
   morph.mp4           a loop from the photo to seed 0 and back, noise maps lerped with the ws
 
@@ -20,13 +21,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 import stylelift
 from stylelift.editing import apply_direction, interpolation_path, mix_styles, parse_layers, pca_directions, resolve_direction, style_ranges, w_std_along
 from stylelift.editing.interpolation import between, path_steps
 from stylelift.generation import item_noises, iter_render_ws, latents_for_items, render_ws
-from stylelift.images import load_photo, make_grid, save_image, to_tensor, to_uint8, write_video
+from stylelift.images import load_photo, make_grid, photo_profile, save_image, to_tensor, to_uint8, write_video
 
 OFFLINE_LOSS = "mse=1,ms-ssim=1,face=0.1,face-id=0.1"  # what `stylelift project --loss auto` picks without ImageNet weights
 
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # 1. Align the face as FFHQ was aligned, and optimise W+ latents and noise maps to match it.
     G = stylelift.load_generator(args.network)
-    face = stylelift.align_face(load_photo(args.photo), size=G.img_resolution, name=Path(args.photo).name)
+    photo = load_photo(args.photo)
+    face = stylelift.align_face(photo, size=G.img_resolution, name=Path(args.photo).name)
     target = to_tensor(face.image)  # [1, 3, H, W] in [-1, 1]
     result = stylelift.project(G, target, space="w+", steps=args.steps, loss=args.loss, seed=0)
     ws = result.ws  # [1, num_ws, w_dim]
@@ -64,7 +68,10 @@ def main(argv: list[str] | None = None) -> None:
         vector, layers = pca_directions(G, k=1)[0][None], None
     sigma = w_std_along(G, vector)
     edited = torch.cat([apply_direction(ws, vector, s * sigma, layers) for s in (-3, -1.5, 0, 1.5, 3)])
-    save_image(make_grid(render_ws(G, edited, noises=noises), cols=5), args.outdir / "younger_older.png")
+    strip = render_ws(G, edited, noises=noises)  # uint8 HWC images
+    save_image(make_grid(strip, cols=5), args.outdir / "younger_older.png")
+    pasted = stylelift.paste_back(Image.fromarray(strip[-1]), face, photo)  # the photo's hair and background stay
+    save_image(np.asarray(pasted), args.outdir / "older_pasted.png", icc_profile=photo_profile(photo))
 
     # 3. Style mixing: the photo's coarse layers under three seeds' finer ones (top row: the seeds).
     coarse = style_ranges(G.layer_resolutions)["coarse"]
@@ -84,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         frame_noises = None
     write_video(args.outdir / "morph.mp4", iter_render_ws(G, path, noises=frame_noises), fps=24)  # frames streamed to ffmpeg
-    print(f"wrote projected.npz, projected.png, younger_older.png, mix.png and morph.mp4 to {args.outdir}/")
+    print(f"wrote projected.npz, projected.png, younger_older.png, older_pasted.png, mix.png and morph.mp4 to {args.outdir}/")
 
 
 if __name__ == "__main__":

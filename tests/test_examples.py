@@ -28,8 +28,8 @@ def test_project_and_edit_writes_a_latent_file_and_its_edits(tmp_path):
     latents = load_latents(out / "projected.npz")
     assert latents.w.shape == (1, G.num_ws, G.w_dim) and latents.meta["network_id"] == network_id(G)
     assert sorted(latents.noises) == list(range(len(G.synthesis.noise_layers())))
-    sizes = {name: Image.open(out / name).size for name in ("projected.png", "younger_older.png", "mix.png")}
-    assert sizes == {"projected.png": (64, 32), "younger_older.png": (160, 32), "mix.png": (96, 64)}
+    sizes = {name: Image.open(out / name).size for name in ("projected.png", "younger_older.png", "mix.png", "older_pasted.png")}
+    assert sizes == {"projected.png": (64, 32), "younger_older.png": (160, 32), "mix.png": (96, 64), "older_pasted.png": (512, 512)}
     strip = np.asarray(Image.open(out / "younger_older.png")).astype(int)
     assert np.abs(strip[:, :32] - strip[:, 128:]).max() > 0  # the edit changes the face
     frames = imageio.mimread(out / "morph.mp4", memtest=False)
