@@ -82,13 +82,19 @@ class AlignedFace:
         sides = np.stack([quad[3] - quad[0], quad[1] - quad[0]])  # the crop's x and y axes in the photo
         if len(box) != 4 or len(size) != 2 or min(size) < 1 or not np.isfinite(quad).all() or (crop is not None and crop < 1) or turned not in (0, *TURNS.values()):
             raise damaged
-        if landmarks is not None and not np.isfinite(landmarks).all():
-            raise damaged
         if abs(np.linalg.det(sides)) < 1.0:  # a square of less than a pixel: no way back into the photo
             raise damaged
         lo, hi, side = quad.min(axis=0), quad.max(axis=0), np.linalg.norm(sides, axis=1).max()
         if (hi <= 0).any() or lo[0] >= size[0] or lo[1] >= size[1] or side > 8 * max(size):  # a face found in that photo overlaps it
             raise InputError(f"the alignment record in {what} is damaged (its face square does not fit a {size[0]}x{size[1]} photo)")
+        left, top, right, bottom = box  # the detector's box (landmarks are found again in it for older records): in the photo, too
+        if not (left < right and top < bottom and right > 0 and bottom > 0 and left < size[0] and top < size[1]) or max(map(abs, box)) > 8 * max(size):
+            raise InputError(f"the alignment record in {what} is damaged (its face box {list(box)!s:.60} is not in a {size[0]}x{size[1]} photo)")
+        # the square is made from the landmarks (`ffhq_quad`): landmarks that do not give it back are not this face's
+        with np.errstate(all="ignore"):  # (landmarks all in one place give no square at all)
+            given = ffhq_quad(landmarks) if landmarks is not None and np.isfinite(landmarks).all() else None
+        if landmarks is not None and (given is None or not np.abs(given - quad).max() <= 0.01 * side + 0.1):
+            raise InputError(f"the alignment record in {what} is damaged (its landmarks do not give its face square)")
         return cls(image=None, landmarks=landmarks, quad=quad, box=box, source_size=size, size=crop, turned=turned,
                    index=_whole(record.get("face_index"), 0), found=_whole(record.get("faces_found"), 1))
 
@@ -383,7 +389,7 @@ def with_landmarks(face: AlignedFace, photo: Image.Image) -> AlignedFace:
     turn = next((t for t, degrees in TURNS.items() if degrees == face.turned), None)
     searched = photo if photo.mode == "RGB" else photo.convert("RGB")
     searched = searched if turn is None else searched.transpose(turn)
-    corners = np.array(face.box, dtype=np.float64).reshape(2, 2)
+    corners = np.array(face.box, dtype=np.float64).reshape(2, 2)  # (past the photo's edge, as dlib may give, but near it: `from_meta`)
     if turn is not None:  # the box into the turned copy: from there, the photo is turned back the other way
         back = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(turn, turn)
         corners = unturned(corners, back, searched.size)

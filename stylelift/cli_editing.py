@@ -410,7 +410,7 @@ def edit(
     ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     noises = item_noises(G, items, dev)  # latent files bring their noise maps
     if paste_back:  # checked now, not after the rendering
-        target = paste_target(None if is_seed(items[0]) else load_latents(items[0]), photo, items[0], n, out=out)
+        target = paste_target(None if is_seed(items[0]) else load_latents(items[0]), photo, items[0], n, out=out, region=paste_region or "face")
 
     def edited_at(i: int, strength: float) -> torch.Tensor:
         try:
@@ -447,7 +447,7 @@ def edit(
             save_output(images, out, cols=n, icc_profile=profile)
 
 
-def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: Path):
+def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: Path, region: str = "face"):
     """(the AlignedFace, the photo) that --paste-back pastes `count` edited faces of `item` into,
     checked before anything is rendered."""
     from .align import AlignedFace, with_landmarks
@@ -474,7 +474,9 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     if isinstance(projected, str) and projected != photo_hash(Path(photo_path)):  # a size check alone passed a mirrored copy
         typer.secho(f"warning: {printable(Path(photo_path).name)} is not the photo {printable(item)} was projected from (another SHA-256); "
                     "the face goes where that photo's face was", fg=typer.colors.YELLOW, err=True)
-    return with_landmarks(face, original), original  # found once, not for every strength (records from before they were kept)
+    if region == "face":  # found once, not for every strength (records from before they were kept have none)
+        face = with_landmarks(face, original)
+    return face, original
 
 
 # ----------------------------------------------------------------------------------------------

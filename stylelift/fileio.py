@@ -31,12 +31,14 @@ def to_json(data, *, what: str = "meta", indent: Optional[int] = None) -> str:
     keys as strings (JSON's own rule; 1 and "1" in one dict are refused); anything else as its str."""
     def plain(value):
         if isinstance(value, dict):
-            out = {}
+            out, given = {}, {}
             for k, v in value.items():
+                k = k.item() if hasattr(k, "item") and not isinstance(k, str) else k  # numpy's bools and numbers as Python's
                 key = k if isinstance(k, str) else json.dumps(k) if isinstance(k, (bool, int, float)) or k is None else str(k)
                 if key in out:
-                    raise InputError(f"{what} has the key {key!r:.30} twice (as {type(k).__name__} and as a string)")
-                out[key] = plain(v)
+                    other = given[key] if isinstance(k, str) else k
+                    raise InputError(f"{what} has the key {key!r:.30} twice (as {type(other).__name__} and as a string)")
+                out[key], given[key] = plain(v), k
             return out
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
@@ -46,7 +48,10 @@ def to_json(data, *, what: str = "meta", indent: Optional[int] = None) -> str:
             return None
         return value if value is None or isinstance(value, (str, bool, int, float)) else str(value)
 
-    return json.dumps(plain(data), indent=indent, sort_keys=True)
+    try:
+        return json.dumps(plain(data), indent=indent, sort_keys=True)
+    except RecursionError:  # a dict or list that holds itself
+        raise InputError(f"{what} holds itself (or is nested too deeply) to be written as JSON") from None
 
 
 @contextlib.contextmanager

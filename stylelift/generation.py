@@ -324,7 +324,7 @@ def iter_render_ws(
     if noises is not None and not callable(noises):
         if not all(isinstance(m, torch.Tensor) and m.ndim >= 2 for m in noises):
             raise InputError("noises must be a list of tensors, one per noise input: [r, r], [1, r, r] or [K, 1, r, r]")
-        noises = [m.reshape(1, 1, *m.shape[-2:]) if m.ndim < 4 else m for m in noises]  # one map, as G.synthesis takes it too
+        noises = [m.reshape(1, 1, *m.shape[-2:]) if m.ndim < 4 and m.shape[:-2].numel() == 1 else m for m in noises]  # one map, as G.synthesis takes it too
         if any(m.shape[0] not in (1, ws.shape[0]) for m in noises):
             raise InputError(f"noise maps for {ws.shape[0]} images must be one shared map or one per image, got {[m.shape[0] for m in noises]} maps")
     out_res = native_output(G, max_resolution)

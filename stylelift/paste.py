@@ -76,6 +76,8 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     mask = _feather_mask(size, feather)
     if outline is not None:
         mask = np.uint8(np.rint(mask * (_outline_mask(outline, size) / 255.0)))
+        if not mask.any():  # landmarks in a line, or outside the square: the photo would come back as it was
+            raise InputError("the face's landmarks do not outline a face inside its square; paste the whole square (region 'square')")
     feathered = Image.fromarray(mask)
     a, b, c, d, e, f = data
     for top in range(y0, y1 if overlaps else y0, PASTE_STRIP_ROWS):  # a strip at a time: a close-up face in a 48 MP photo is most of it

@@ -1,5 +1,6 @@
 """Alignment on the public-domain astronaut photo (examples/) and variants of it made here."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -73,7 +74,8 @@ def test_alignment_record_round_trips_and_damaged_ones_are_refused(photo):
     diff = np.abs(np.asarray(paste_back(edited, back, photo), dtype=int) - np.asarray(paste_back(edited, face, photo), dtype=int))
     assert diff.max() <= 2 and diff.mean() < 0.01  # the record keeps the quad to 1/1000 px
     good = face.transform_meta()
-    partly_outside = {**good, "quad": (np.array(good["quad"]) - [good["source_size"][0] * 0.6, 0]).tolist()}  # a face at the photo's left edge
+    shift = [good["source_size"][0] * 0.6, 0]
+    partly_outside = {**good, "quad": (np.array(good["quad"]) - shift).tolist(), "landmarks": (np.array(good["landmarks"]) - shift).tolist()}  # a face at the photo's left edge
     assert AlignedFace.from_meta(partly_outside).quad.min() < 0
     for damaged in ("oops", [1, 2], {**good, "quad": [[0, 0]] * 4}, {**good, "quad": "x"}, {**good, "box": 5}, {**good, "size": 0},
                     {**good, "quad": (np.array(good["quad"]) * 1e9).tolist()}, {**good, "quad": (np.array(good["quad"]) - 1e5).tolist()}):
@@ -533,9 +535,12 @@ def test_paste_back_of_the_face_region_leaves_the_hair_and_background_as_they_we
     assert outline[:, 1].min() < face.landmarks[17:27, 1].min() - 0.3 * (face.landmarks[8, 1] - face.landmarks[17:27, 1].mean())
     with pytest.raises(InputError, match="region is one of face, square"):
         paste_back(edited, face, photo, region="head")
+    away = dataclasses.replace(face, landmarks=face.landmarks + 5000)  # a library user's landmarks of another photo
+    with pytest.raises(InputError, match="do not outline a face inside its square"):  # (it returned the photo as it was)
+        paste_back(edited, away, photo)
 
 
-@pytest.mark.parametrize("angle", [0, 90])
+@pytest.mark.parametrize("angle", [0, 90, 180, 270])
 def test_a_record_without_landmarks_finds_them_again_in_its_box(photo, angle):
     """Latent files written before the landmarks were kept: paste_back finds them in the photo,
     in the box the record keeps (on the turned copy when the face was found turned)."""
@@ -551,10 +556,15 @@ def test_a_record_without_landmarks_finds_them_again_in_its_box(photo, angle):
     assert kept.transform_meta() == face.transform_meta()  # and a record read back writes the same record
     assert np.abs(kept.landmarks - face.landmarks).max() <= 0.005
     assert np.array_equal(np.asarray(paste_back(edited, old, turned)), np.asarray(paste_back(edited, kept, turned)))
-    for damaged in ({**face.transform_meta(), "landmarks": [[0, 0]] * 5}, {**face.transform_meta(), "landmarks": [[float("nan"), 0]] * 68},
-                    {**face.transform_meta(), "turned": 45}):
-        with pytest.raises(InputError, match="alignment record"):
+    meta = face.transform_meta()
+    w, h = turned.size
+    for damaged in ({**meta, "landmarks": [[0, 0]] * 5}, {**meta, "landmarks": [[float("nan"), 0]] * 68}, {**meta, "turned": 45},
+                    {**meta, "landmarks": [[200, 150]] * 68}, {**meta, "landmarks": (np.array(meta["landmarks"]) + [0, 40]).tolist()},  # not this square's
+                    {**meta, "box": [0, 0, 10**30, 10**30]}, {**meta, "box": [-5000, -5000, -4000, -4000]}, {**meta, "box": [50, 50, 40, 60]}):
+        with pytest.raises(InputError, match="alignment record in the latent file is damaged"):  # (a huge box was a traceback in dlib)
             AlignedFace.from_meta(damaged)
+    edge = {**meta, "landmarks": None, "box": [-10, -10, w // 2, h // 2]}  # a box past the photo's edge, as dlib may give: kept
+    assert AlignedFace.from_meta(edge).box == (-10, -10, w // 2, h // 2)
 
 
 def test_the_face_region_covers_an_edited_face_wider_than_the_photos():

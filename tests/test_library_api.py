@@ -188,9 +188,17 @@ def test_latent_files_keep_numbers_from_numpy_and_torch_as_numbers(tmp_path):
     back = load_latents(tmp_path / "a.npz")
     assert back.meta == {"loss": 0.25, "psnr": 31.5, "steps": 3, "bad": None, "q": [0, 1], "7": "seven"}
     assert back.w.dtype == np.float32 and back.noises[0].sum() == 16
-    with pytest.raises(InputError, match="the key '1' twice"):
-        save_latents(tmp_path / "b.npz", LatentFile(w=np.zeros((1, 6, 16)), meta={1: "a", "1": 2}))
+    for twice in ({1: "a", "1": 2}, {"1": "a", 1: 2}):  # the message names the key that is not a string
+        with pytest.raises(InputError, match="the key '1' twice \\(as int and as a string\\)"):
+            save_latents(tmp_path / "b.npz", LatentFile(w=np.zeros((1, 6, 16)), meta=twice))
+    loop = {"a": 1}
+    loop["self"] = loop
+    with pytest.raises(InputError, match="holds itself"):
+        save_latents(tmp_path / "b.npz", LatentFile(w=np.zeros((1, 6, 16)), meta=loop))
     assert not (tmp_path / "b.npz").exists()
+    from stylelift.fileio import to_json
+
+    assert to_json({np.bool_(True): 1, 2: np.bool_(False)}) == '{"2": false, "true": 1}'  # numpy's bools as JSON's
 
 
 def test_parse_layers_takes_none_as_every_layer_and_mixing_nothing_is_refused():
@@ -213,6 +221,8 @@ def test_render_ws_takes_single_noise_maps_as_synthesis_does():
     got = np.stack(list(render_ws(G, ws, noises=maps)))
     assert np.array_equal(got, stylelift.images.to_uint8(expected))
     assert np.array_equal(np.stack(list(render_ws(G, ws, noises=[m[None] for m in maps]))), got)
+    with pytest.raises(InputError, match="noise map"):  # [K, r, r]: not one map, so not reshaped into one (a RuntimeError)
+        list(render_ws(G, ws, noises=[m.expand(2, -1, -1) for m in maps]))
 
 
 def test_lerp_and_slerp_refuse_arrays_and_latents_of_two_shapes():

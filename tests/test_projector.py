@@ -166,6 +166,10 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
     if term == "lpips":  # its backbone is the file's VGG16, conv for conv, not a random one
         backbone = [m.weight for m in load_lpips(ctx).net.modules() if isinstance(m, torch.nn.Conv2d)]
         assert len(backbone) == 13 and all(torch.equal(a, b) for a, b in zip(backbone, convs))
+        from stylelift.models.perceptual import build_lpips
+
+        whole = build_lpips(state, "cpu")  # a whole state dict (the classifier too), as VGG16Features takes one
+        assert all(torch.equal(a, b) for a, b in zip([m.weight for m in whole.net.modules() if isinstance(m, torch.nn.Conv2d)], convs))
     else:  # NVIDIA's distance: channel-normalised features, squared, averaged over pixels, summed
         net = VGG16Features(state)
         expected = sum((_unit(f) - _unit(t)).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), net(target)))
@@ -598,6 +602,9 @@ def test_a_rerun_with_another_paste_region_pastes_again_without_projecting(tmp_p
     assert Image.open(pasted).text[PASTE_REGION_KEY] == "square" and not np.array_equal(np.asarray(Image.open(pasted)), face)
     r = run(*args, "--paste-region", "square")
     assert r.exit_code == 0 and "already done (use --overwrite to redo)" in r.output, r.output
+    pasted.write_bytes(pasted.read_bytes()[:100])  # damaged: pasted again
+    r = run(*args, "--paste-region", "square")
+    assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
     Image.open(pasted).save(pasted)  # as an earlier version wrote it: no note, the whole square
     r = run(*args, "--paste-region", "square")
     assert r.exit_code == 0 and "already done (use --overwrite to redo)" in r.output, r.output

@@ -71,7 +71,8 @@ def build_lpips(state: dict[str, Tensor], device) -> nn.Module:
         with rng_untouched():
             model = lpips.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False)
     backbone = {}
-    for k, v in state.items():  # only the features' convs
+    for k in VGG16Features.conv_shapes():  # only the features' convs (a whole state dict has the classifier too)
+        v = state[k]
         parts = k.split(".")
         idx = int(parts[1])
         slice_no = next(i for i, (lo, hi) in enumerate(VGG_SLICES) if lo <= idx < hi) + 1

@@ -29,7 +29,8 @@ def random_labels(G, n: int, generator: torch.Generator, device) -> Optional[Ten
 def sampled_w(G, samples: int, seed: int, *, batch: int = 1000) -> Iterator[Tensor]:
     """w [n, w_dim] (the mapping's dtype, on the network's device) of `samples` random z, `batch` at
     a time. Each batch draws its z [n, z_dim] on the CPU, then its labels, from one generator
-    seeded `seed`, so a seed gives the same w on any device and for any later batch's size."""
+    seeded `seed`, so a seed gives the same w on any device; for an unconditional network also for
+    any `batch` (a conditional one's labels are drawn between the batches' z)."""
     gen = torch.Generator().manual_seed(check_seed(seed))
     device = G.mapping.w_avg.device
     for start in range(0, samples, batch):
