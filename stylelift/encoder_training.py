@@ -97,19 +97,7 @@ def train_encoder(
     encoder.train()
     optimizer = torch.optim.Adam([p for p in encoder.parameters() if p.requires_grad], lr=opts.lr)
     gen = torch.Generator().manual_seed(opts.seed)
-    step = 0
-    history: list[dict] = []
-    if state:
-        try:
-            step = int(state.get("step", 0))
-            if "optimizer" in state:
-                optimizer.load_state_dict(state["optimizer"])
-            if "rng" in state:
-                gen.set_state(state["rng"])
-            history = list(state.get("history", []))
-            check_adam_state(optimizer)
-        except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
-            raise CheckpointError(f"{getattr(out, 'name', 'the checkpoint')}: its training state cannot be resumed ({type(e).__name__}: {first_line(e)})") from None
+    step, history = _resumed(state, optimizer, gen, name=getattr(out, "name", "the checkpoint")) if state else (0, [])
     _, w_std = w_statistics(G)
     weights = parse_loss_spec(opts.image_loss) if opts.image_weight > 0 else {}
 
@@ -138,15 +126,8 @@ def train_encoder(
     try:
         while step < opts.steps:
             ws, images = sample_batch(G, opts.batch_size, opts, gen)
-            pred = encoder(images)
-            latent = (pred - ws).square().mean(dim=[1, 2]) / (w_std**2 / G.w_dim)
-            loss = opts.latent_weight * latent
-            record = {"step": step, "latent": float(latent.detach().mean())}
-            if weights:
-                recon = synthesize_at(G, pred, opts.render_resolution)
-                image_term = sum(w * REGISTRY[name](images, LossContext(device))(recon) for name, w in weights.items())
-                loss = loss + opts.image_weight * image_term
-                record["image"] = float(image_term.detach().mean())
+            loss, record = encoder_loss(G, encoder, ws, images, opts, w_std=w_std, weights=weights, device=device)
+            record = {"step": step, **record}
             if not torch.isfinite(loss).all():
                 raise TrainingDiverged(f"training diverged at step {step + 1} (the loss is {float(loss.detach().mean()):g}); {kept()}; try a lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -167,6 +148,35 @@ def train_encoder(
             p.requires_grad_(f)
         encoder.eval()
     return snapshot()
+
+
+def _resumed(state: dict, optimizer: torch.optim.Optimizer, gen: torch.Generator, *, name: str) -> tuple[int, list[dict]]:
+    """(step, history) of a checkpoint's training state, its optimizer and random stream restored."""
+    try:
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        if "rng" in state:
+            gen.set_state(state["rng"])
+        check_adam_state(optimizer)
+        return int(state.get("step", 0)), list(state.get("history", []))
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+        raise CheckpointError(f"{name}: its training state cannot be resumed ({type(e).__name__}: {first_line(e)})") from None
+
+
+def encoder_loss(G, encoder: Encoder, ws: Tensor, images: Tensor, opts: EncoderTrainOptions, *, w_std: float, weights: dict[str, float], device) -> tuple[Tensor, dict]:
+    """One batch's loss [N] and its terms' means: the latent distance of the encoder's guess for
+    `images` [N, 3, R, R] to their `ws` [N, num_ws, w_dim], in units of w's variance per dim, plus,
+    with `weights`, the image terms between its rendering and the images."""
+    pred = encoder(images)
+    latent = (pred - ws).square().mean(dim=[1, 2]) / (w_std**2 / G.w_dim)
+    loss = opts.latent_weight * latent
+    record = {"latent": float(latent.detach().mean())}
+    if weights:
+        recon = synthesize_at(G, pred, opts.render_resolution)
+        image_term = sum(w * REGISTRY[name](images, LossContext(device))(recon) for name, w in weights.items())
+        loss = loss + opts.image_weight * image_term
+        record["image"] = float(image_term.detach().mean())
+    return loss, record
 
 
 class TrainingDiverged(InputError):
