@@ -203,27 +203,55 @@ def detect_faces(image: Image.Image, *, cnn: bool = False, max_pixels: int = DET
     return boxes
 
 
-def cnn_finds_face(image: Image.Image, box: tuple[int, int, int, int]) -> bool:
-    """Whether dlib's CNN detector finds a face centred in `box` (left, top, right, bottom), on
-    a copy of the box and half its side around it, scaled so the box is CONFIRM_SIDE px."""
+def _around(image: Image.Image, box: tuple[int, int, int, int]) -> Optional[tuple[Image.Image, tuple[int, int, int, int], float]]:
+    """(a copy of `box` and half its side around it, scaled so the box is CONFIRM_SIDE px; that
+    region in the photo; the scale), or None when the box is outside the photo."""
     left, top, right, bottom = box
     side = max(right - left, bottom - top, 1)
     scale = CONFIRM_SIDE / side
     region = (left - side // 2, top - side // 2, right + side // 2, bottom + side // 2)
     inside = (max(region[0], 0), max(region[1], 0), min(region[2], image.width), min(region[3], image.height))
     if inside[0] >= inside[2] or inside[1] >= inside[3]:
-        return False
+        return None
     # the part of the region inside the photo, shrunk as it is read (a crop first would be full size:
     # a weak box of 7000 px is a 200 MP crop), on black where the region leaves the photo
     crop = Image.new("RGB", (max(1, round((region[2] - region[0]) * scale)), max(1, round((region[3] - region[1]) * scale))))
     part = image.resize((max(1, round((inside[2] - inside[0]) * scale)), max(1, round((inside[3] - inside[1]) * scale))), Image.Resampling.BILINEAR, box=inside)
     crop.paste(part, (round((inside[0] - region[0]) * scale), round((inside[1] - region[1]) * scale)))
+    return crop, region, scale
+
+
+def cnn_finds_face(image: Image.Image, box: tuple[int, int, int, int]) -> bool:
+    """Whether dlib's CNN detector finds a face centred in `box` (left, top, right, bottom), on
+    a copy of the box and half its side around it, scaled so the box is CONFIRM_SIDE px."""
+    left, top, right, bottom = box
+    if (around := _around(image, box)) is None:
+        return False
+    crop, region, scale = around
     for d in _detector(True)(np.asarray(crop), 0):
         x = region[0] + (d.rect.left() + d.rect.right()) / 2 / scale
         y = region[1] + (d.rect.top() + d.rect.bottom()) / 2 / scale
         if left <= x <= right and top <= y <= bottom:
             return True
     return False
+
+
+def face_turn(image: Image.Image, box: tuple[int, int, int, int]) -> Optional[Image.Transpose]:
+    """The quarter turn (a key of TURNS) that makes the face in `box` upright, for faces dlib's CNN
+    detector finds (on their side too): when the HOG detector, which finds upright faces only, finds
+    none around the box as it is and a confident one (EXTRA_MIN_SCORE) with the region turned.
+    None otherwise: upright, or no way to tell."""
+    if (around := _around(image, box)) is None:
+        return None
+    crop = around[0]
+
+    def found(copy: Image.Image, min_score: float) -> bool:
+        _, scores, _ = _detector(False).run(np.asarray(copy), 1, 0.0)
+        return any(s >= min_score for s in scores)
+
+    if found(crop, 0.0):
+        return None
+    return next((turn for turn in TURNS if found(crop.transpose(turn), EXTRA_MIN_SCORE)), None)
 
 
 def face_landmarks(image: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -342,8 +370,8 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
     turn, searched, faces = None, image, detect_faces(image, cnn=cnn)
     # A photo that lost its EXIF rotation lies on its side. Only the HOG detector's faces are upright:
-    # the CNN one also finds faces on their side, and the landmark model then marks them as if
-    # upright, so a turned copy would not say which way is up.
+    # the CNN one also finds faces on their side (and the landmark model would mark them as if
+    # upright), so for it each face's own turn is looked for (`face_turn`), not the photo's.
     for turn in TURNS if not faces and not cnn else ():
         searched = image.transpose(turn)
         if faces := detect_faces(searched, max_pixels=TURNED_MAX_PIXELS, min_score=EXTRA_MIN_SCORE):
@@ -357,15 +385,28 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         indices = [only]
     out = []
     for i in indices:
-        box = faces[i][0]
-        lm = face_landmarks(searched, box)
+        box, face_turned = faces[i][0], turn
         if searched is not image:  # back to the photo's own pixels: the FFHQ square turns with the face
-            lm = unturned(lm, turn, image.size)
             corners = unturned(np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64), turn, image.size)
             box = tuple(int(v) for v in (*corners.min(0), *corners.max(0)))
+        elif cnn:
+            face_turned = face_turn(image, box)
+        lm = landmarks_in(image, box, face_turned, turned=searched if face_turned == turn else None)
         quad = ffhq_quad(lm)
-        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=TURNS.get(turn, 0)))
+        out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=TURNS.get(face_turned, 0)))
     return out
+
+
+def landmarks_in(image: Image.Image, box: tuple[int, int, int, int], turn: Optional[Image.Transpose] = None, *, turned: Optional[Image.Image] = None) -> np.ndarray:
+    """The 68 landmarks [68, 2] of the face in `box` (the photo's pixels), in the photo's pixels;
+    found on the photo turned by `turn` (a key of TURNS; `turned`: that copy, when made already),
+    where the face is upright."""
+    if turn is None:
+        return face_landmarks(image, box)
+    turned = image.transpose(turn) if turned is None else turned
+    back = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(turn, turn)
+    corners = unturned(np.array(box, dtype=np.float64).reshape(2, 2), back, turned.size)  # the box into the turned copy: from there the photo turns back the other way
+    return unturned(face_landmarks(turned, tuple(int(round(v)) for v in (*corners.min(0), *corners.max(0)))), turn, image.size)
 
 
 def unturned(points: np.ndarray, turn: Image.Transpose, size: tuple[int, int]) -> np.ndarray:
@@ -387,14 +428,5 @@ def with_landmarks(face: AlignedFace, photo: Image.Image) -> AlignedFace:
     if face.landmarks is not None:
         return face
     turn = next((t for t, degrees in TURNS.items() if degrees == face.turned), None)
-    searched = photo if photo.mode == "RGB" else photo.convert("RGB")
-    searched = searched if turn is None else searched.transpose(turn)
-    corners = np.array(face.box, dtype=np.float64).reshape(2, 2)  # (past the photo's edge, as dlib may give, but near it: `from_meta`)
-    if turn is not None:  # the box into the turned copy: from there, the photo is turned back the other way
-        back = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}.get(turn, turn)
-        corners = unturned(corners, back, searched.size)
-    box = tuple(int(round(v)) for v in (*corners.min(0), *corners.max(0)))
-    lm = face_landmarks(searched, box)
-    if turn is not None:
-        lm = unturned(lm, turn, photo.size)
-    return dataclasses.replace(face, landmarks=lm)
+    photo = photo if photo.mode == "RGB" else photo.convert("RGB")
+    return dataclasses.replace(face, landmarks=landmarks_in(photo, face.box, turn))  # (a box past the photo's edge, as dlib may give, is near it: `from_meta`)

@@ -584,3 +584,12 @@ def test_the_face_region_covers_an_edited_face_wider_than_the_photos():
     both = edit_outline(wide, points)
     assert np.ptp(both[:, 0]) > 1.06 * np.ptp(own[:, 0])  # reaches the wider jaw (8% wider: the landmarks found in the stretched crop spread 15% wider)
     assert both[:, 1].min() <= own[:, 1].min() + 1e-9 and both[:, 1].max() >= own[:, 1].max() - 1e-9  # and still all of the photo's face
+
+
+def test_a_face_on_its_side_found_by_the_cnn_detector_is_cropped_upright(photo):
+    """dlib's CNN detector also finds faces on their side, and the landmark model then marked them
+    as if upright: the crop came out sideways. Now the HOG detector says which way is up."""
+    face = align_face(photo.rotate(90, expand=True), size=64, cnn=True)
+    assert face.turned == 270  # as the HOG search of turned copies finds it
+    assert_canonical(face)
+    assert AlignedFace.from_meta(face.transform_meta()).turned == 270  # records say so, for finding the landmarks again
