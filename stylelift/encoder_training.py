@@ -92,14 +92,14 @@ def train_encoder(
     A loss or weights that stop being finite end the run with an error, before they are saved.
     """
     device = G.w_avg.device
-    flags = [p.requires_grad for p in G.parameters()]
-    G.requires_grad_(False)
-    encoder.train()
     optimizer = torch.optim.Adam([p for p in encoder.parameters() if p.requires_grad], lr=opts.lr)
     gen = torch.Generator().manual_seed(opts.seed)
-    step, history = _resumed(state, optimizer, gen, name=getattr(out, "name", "the checkpoint")) if state else (0, [])
+    step, history = _resumed(state, optimizer, gen, name=getattr(out, "name", "the checkpoint")) if state else (0, [])  # before G and the encoder are touched
     _, w_std = w_statistics(G)
     weights = parse_loss_spec(opts.image_loss) if opts.image_weight > 0 else {}
+    flags = [p.requires_grad for p in G.parameters()]  # restored in the `finally` below
+    G.requires_grad_(False)
+    encoder.train()
 
     def snapshot() -> dict:
         return {
@@ -153,13 +153,14 @@ def train_encoder(
 def _resumed(state: dict, optimizer: torch.optim.Optimizer, gen: torch.Generator, *, name: str) -> tuple[int, list[dict]]:
     """(step, history) of a checkpoint's training state, its optimizer and random stream restored."""
     try:
+        step = int(state.get("step", 0))
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
         if "rng" in state:
             gen.set_state(state["rng"])
         check_adam_state(optimizer)
-        return int(state.get("step", 0)), list(state.get("history", []))
-    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+        return step, list(state.get("history", []))
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as e:  # (a step of inf: OverflowError)
         raise CheckpointError(f"{name}: its training state cannot be resumed ({type(e).__name__}: {first_line(e)})") from None
 
 

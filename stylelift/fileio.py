@@ -25,6 +25,16 @@ def parse_json(text: str):
         raise json.JSONDecodeError("nested too deeply", text[:20], 0) from None
 
 
+def _one_number(value):
+    """A numpy or torch number (or one-element array) as Python's; anything else as it is."""
+    if hasattr(value, "item") and not isinstance(value, str):
+        try:
+            return value.item()
+        except (ValueError, RuntimeError):  # more than one number: written as its str
+            return value
+    return value
+
+
 def to_json(data, *, what: str = "meta", indent: Optional[int] = None) -> str:
     """JSON text of `data` (keys sorted), as readers elsewhere expect it: numpy and torch numbers and
     arrays as numbers and lists (not their str), NaN and infinities as null (JSON has neither),
@@ -33,7 +43,7 @@ def to_json(data, *, what: str = "meta", indent: Optional[int] = None) -> str:
         if isinstance(value, dict):
             out, given = {}, {}
             for k, v in value.items():
-                k = k.item() if hasattr(k, "item") and not isinstance(k, str) else k  # numpy's bools and numbers as Python's
+                k = _one_number(k)
                 key = k if isinstance(k, str) else json.dumps(k) if isinstance(k, (bool, int, float)) or k is None else str(k)
                 if key in out:
                     other = given[key] if isinstance(k, str) else k

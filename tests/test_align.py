@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, detect_faces, detection_scales, face_landmarks
+from stylelift.align import CANONICAL_EYE_LEFT, AlignedFace, CANONICAL_EYE_RIGHT, NoFaceError, align_face, align_faces, detect_faces, detection_scales, face_landmarks
 from stylelift.paste import paste_back
 from stylelift.errors import InputError
 from stylelift.images import load_photo
@@ -593,3 +593,16 @@ def test_a_face_on_its_side_found_by_the_cnn_detector_is_cropped_upright(photo):
     assert face.turned == 270  # as the HOG search of turned copies finds it
     assert_canonical(face)
     assert AlignedFace.from_meta(face.transform_meta()).turned == 270  # records say so, for finding the landmarks again
+    tilted = align_face(photo.resize((700, 700)).rotate(80, expand=True), size=64, cnn=True)  # HOG scores it 0.5 turned: below EXTRA_MIN_SCORE
+    assert tilted.turned == 270
+    assert_canonical(tilted)
+
+
+def test_a_face_on_its_side_beside_an_upright_one_does_not_turn_it(photo):
+    """Only a HOG face centred in the CNN face's box says which way is up: a small face on its side
+    next to it (in the region looked at, outside the box) turned the upright face too."""
+    from PIL import ImageFilter
+
+    blurred = photo.resize((600, 600)).filter(ImageFilter.GaussianBlur(5))  # the CNN detector finds it, the HOG one does not
+    blurred.paste(photo.crop((150, 50, 290, 190)).resize((80, 80)).rotate(90), (130, 185))
+    assert [f.turned for f in align_faces(blurred, size=64, cnn=True)] == [0, 270]

@@ -384,6 +384,11 @@ def test_training_that_diverges_stops_before_its_checkpoint_and_a_bad_optimizer_
         moments[key] = -moments[key].abs() - 1 if value is None else value
         with pytest.raises(CheckpointError, match=f"cannot be resumed .*its {key}"):
             train_encoder(G, enc, EncoderTrainOptions(steps=4, batch_size=2, render_resolution=16), state=state)
+    enc, state = load_encoder(path, G=G)
+    G.requires_grad_(True)
+    with pytest.raises(CheckpointError, match="cannot be resumed \\(OverflowError"):  # (it escaped as a traceback)
+        train_encoder(G, enc, EncoderTrainOptions(steps=4, batch_size=2, render_resolution=16), state={**state, "step": float("inf")})
+    assert all(p.requires_grad for p in G.parameters()) and not enc.training  # a failed resume leaves the network as it was
 
 
 def test_encoder_run_and_project_init_redo_a_photo_when_the_encoder_file_changed(tmp_path):

@@ -199,6 +199,7 @@ def test_latent_files_keep_numbers_from_numpy_and_torch_as_numbers(tmp_path):
     from stylelift.fileio import to_json
 
     assert to_json({np.bool_(True): 1, 2: np.bool_(False)}) == '{"2": false, "true": 1}'  # numpy's bools as JSON's
+    assert to_json({torch.tensor([1, 2]): 1}) == '{"tensor([1, 2])": 1}'  # a key of several numbers: its str (a RuntimeError)
 
 
 def test_parse_layers_takes_none_as_every_layer_and_mixing_nothing_is_refused():
