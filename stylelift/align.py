@@ -65,6 +65,10 @@ class AlignedFace:
             "landmarks": None if self.landmarks is None else np.asarray(self.landmarks).round(2).tolist(),
         }
 
+    def among(self) -> str:
+        """What to add to a photo's name in a report: ' (face K of the N found)' when it had several faces."""
+        return f" (face {self.index} of the {self.found} found)" if self.found > 1 else ""
+
     @classmethod
     def from_meta(cls, record, *, what: str = "the latent file") -> "AlignedFace":
         """The alignment `transform_meta` wrote (without the crop's pixels), checked."""
@@ -406,7 +410,7 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
             box = tuple(int(v) for v in (*corners.min(0), *corners.max(0)))
         elif cnn:
             face_turned = face_turn(image, box)
-        lm = landmarks_in(image, box, face_turned, turned=searched if face_turned == turn else None)
+        lm = landmarks_in(image, box, face_turned, turned=searched if searched is not image else None)
         quad = ffhq_quad(lm)
         out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=TURNS.get(face_turned, 0)))
     return out

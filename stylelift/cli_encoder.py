@@ -267,7 +267,6 @@ def encoder_run(
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
         save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
         save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
-        which = f" (face {item.face.index} of the {item.face.found} found)" if item.face is not None and item.face.found > 1 else ""
-        typer.echo(f"{path.name}{which}: -> {latent_path}")
+        typer.echo(f"{path.name}{item.face.among() if item.face is not None else ''}: -> {latent_path}")
     if failed:
         raise typer.Exit(1)

@@ -309,7 +309,8 @@ def iter_render_ws(
     """uint8 HWC images for ws [K, num_ws, w_dim], rendered `batch_size` at a time and given out
     one by one as they are (for outputs too big to hold), with `noises` (see `Noises`) when given;
     noise_mode "random" without them draws image k's maps from seed k (`seeded_noises`), so the
-    images do not depend on the batch size. `max_resolution` asks for a smaller native output where the network has one (else full size).
+    images do not depend on the batch size. `max_resolution` asks for a smaller native output where
+    the network has one (else full size).
 
     An image whose pixels are not finite is an InputError naming it (`names(k)` for image k, e.g.
     "seed 4 at strength 3"; else "image k+1 of K") and ending with `hint` (or `hint(k)`), what the

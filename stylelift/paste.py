@@ -60,14 +60,14 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     overlaps = x0 < x1 and y0 < y1  # else the square lies outside the photo, which stays as it is
     if overlaps and _black_and_white(pixels) and _black_and_white(pixels[y0:y1, x0:x1]):  # a colour face in a grey scene stays in colour
         edited = edited.convert("L").convert("RGB")
+    outline = None
+    if region == "face" and overlaps:  # where the landmarks fall in the edited crop, as fractions of its side
+        outline = edit_outline(edited, (with_landmarks(face, original).landmarks + 0.5 - origin) @ inv.T / size)
     # A face smaller in the photo than the crop is shrunk first, with a filter: the affine warp does
     # not filter, and shrinking 6x turned the generator's fine texture into a grid of dots (stripes
     # of 4 px in the crop, pasted 10x smaller, kept a standard deviation of 47 levels; now 0.1-0.3).
     # The warp then only places it, at about 1:1 (the unedited crop pasted back differs from the
     # photo by 2.4 levels on average, against 1.1 when sampled straight from the crop).
-    outline = None
-    if region == "face" and overlaps:  # where the landmarks fall in the edited crop, as fractions of its side
-        outline = edit_outline(edited, (with_landmarks(face, original).landmarks + 0.5 - origin) @ inv.T / size)
     side = int(np.ceil(size * max(np.hypot(*ex), np.hypot(*ey))))
     if 1 <= side < size:
         edited = edited.resize((side, side), Image.Resampling.LANCZOS)
@@ -137,12 +137,17 @@ def _convex_hull(points: np.ndarray) -> np.ndarray:
     def chain(seq):
         out = []
         for p in seq:
-            while len(out) >= 2 and (out[-1][0] - out[-2][0]) * (p[1] - out[-2][1]) - (out[-1][1] - out[-2][1]) * (p[0] - out[-2][0]) <= 0:
+            while len(out) >= 2 and _cross(np.subtract(out[-1], out[-2]), np.subtract(p, out[-2])) <= 0:
                 out.pop()
             out.append(p)
         return out[:-1]
 
     return np.array(chain(pts) + chain(pts[::-1]))
+
+
+def _cross(a, b) -> float:
+    """The z of the cross product of two 2-D vectors: > 0 when b turns left of a (y up)."""
+    return float(a[0] * b[1] - a[1] * b[0])
 
 
 def _outline_mask(outline: np.ndarray, size: int) -> np.ndarray:
@@ -151,7 +156,7 @@ def _outline_mask(outline: np.ndarray, size: int) -> np.ndarray:
     (a drawn polygon, blurred, moved by a whole row of pixels when a corner moved by 1/1000 px)."""
     centres = (np.arange(size, dtype=np.float32) + 0.5) / size
     corners = np.asarray(outline, dtype=np.float64)
-    turn = np.sign(np.cross(np.append(corners[1] - corners[0], 0), np.append(corners[2] - corners[1], 0))[2]) if len(corners) >= 3 else 0.0
+    turn = np.sign(_cross(corners[1] - corners[0], corners[2] - corners[1])) if len(corners) >= 3 else 0.0  # which way the corners go round
     inside = np.full([size, size], np.inf if turn else -np.inf, dtype=np.float32)  # distance inside, from the nearest edge's line
     for a, b in zip(corners, np.roll(corners, -1, axis=0)):
         length = np.hypot(*(b - a))
@@ -159,8 +164,7 @@ def _outline_mask(outline: np.ndarray, size: int) -> np.ndarray:
             continue
         nx, ny = np.float32(-(b - a)[1] * turn / length), np.float32((b - a)[0] * turn / length)  # the normal pointing in
         inside = np.minimum(inside, (centres[None, :] - np.float32(a[0])) * nx + (centres[:, None] - np.float32(a[1])) * ny)
-    edge = np.clip(inside / FACE_RAMP + 0.5, 0.0, 1.0)
-    return np.uint8(np.rint(edge * edge * (3 - 2 * edge) * 255))  # smoothstep
+    return np.uint8(np.rint(_smoothstep(np.clip(inside / FACE_RAMP + 0.5, 0.0, 1.0)) * 255))
 
 
 def _black_and_white(pixels: np.ndarray) -> bool:
@@ -174,6 +178,10 @@ def _feather_mask(size: int, feather: float) -> np.ndarray:
     """uint8 mask: 255 in the middle, a smooth ramp to 0 over the outer `feather` of each side."""
     ramp = max(1.0, feather * size)
     t = (np.arange(size) + 0.5) / ramp
-    edge = np.clip(np.minimum(t, t[::-1]) - 0.5, 0.0, 1.0)  # 0 on the outermost half ramp, then up to 1
-    edge = edge * edge * (3 - 2 * edge)  # smoothstep
+    edge = _smoothstep(np.clip(np.minimum(t, t[::-1]) - 0.5, 0.0, 1.0))  # 0 on the outermost half ramp, then up to 1
     return np.uint8(np.rint(np.outer(edge, edge) * 255))
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 to 1 for x in [0, 1], with zero slope at both ends."""
+    return x * x * (3 - 2 * x)

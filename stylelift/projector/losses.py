@@ -278,11 +278,7 @@ def _frozen_net(kind: str, ctx: LossContext, build: Callable[[Path], nn.Module])
 
 def load_lpips(ctx: LossContext) -> nn.Module:
     """lpips.LPIPS(net='vgg') with its backbone filled from local torchvision VGG16 weights."""
-    return _frozen_net("lpips", ctx, lambda path: _build_lpips(ctx, path))
-
-
-def _build_lpips(ctx: LossContext, path: Path) -> nn.Module:
-    return build_lpips(_load_vgg16_state(path), ctx.device)
+    return _frozen_net("lpips", ctx, lambda path: build_lpips(_load_vgg16_state(path), ctx.device))
 
 
 def read_vgg16_weights(explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> dict[str, Tensor]:

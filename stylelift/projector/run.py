@@ -298,7 +298,7 @@ def project_in_batches(G, todo: list[Prepared], job: ProjectJob, loss: str, init
                 failures += 1
                 continue
             face = f", face distance {r['face_distance']:.3f}" if r.get("face_distance") is not None else ""
-            which = f" (face {item.face.index} of the {item.face.found} found)" if item.face is not None and item.face.found > 1 else ""
+            which = item.face.among() if item.face is not None else ""
             report(f"{item.path.name}{which}: done -> {item.files.latent} (PSNR {r['psnr']:.1f} dB, SSIM {r['ssim']:.3f}{face})")
     return failures
 
