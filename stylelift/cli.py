@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
-from .errors import StyleliftError, error_message, is_out_of_memory, per_item_error
+from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error
 from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
 
@@ -79,7 +79,7 @@ NetworkOpt = Annotated[
     str,
     typer.Option("--network", "-n", help="Network file (NVIDIA .pkl, rosinality .pt, stylelift .pt), URL, or known name."),
 ]
-DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: the GPU when torch sees one)")]
 CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
 PasteRegionOpt = Annotated[Optional[str], typer.Option(help="What --paste-back pastes: face (the face and forehead, the photo's and the edit's, from their landmarks; the default) or square (the whole aligned square, hair and background too).")]
 ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class of the seeds' latents (conditional networks).")]
@@ -300,23 +300,16 @@ def load(network: str, device: str):
 
 
 def resolve_device(name: str):
-    import torch
+    """--device: 'auto' (the current CUDA GPU when there is one, else the CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    from .devices import auto_device, device_named, usable_device
 
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        return auto_device()
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise typer.BadParameter(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        fail("--device cuda asked for, but torch sees no CUDA GPU on this machine")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        fail(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())  # what tensors report: "cuda" != "cuda:0"
-    return device
+        device_named(name)
+    except InputError as e:
+        raise typer.BadParameter(str(e)) from None
+    return usable_device(name)  # a GPU this machine lacks: one error line, exit code 1
 
 
 def show_version(value: bool) -> None:

@@ -242,11 +242,19 @@ def test_tensors_of_a_type_networks_are_not_stored_in_are_not_called_code(tmp_pa
     assert "run code" not in str(e.value)
 
 
-def test_a_device_torch_cannot_use_here_is_one_clear_error():
+def test_a_device_torch_cannot_use_here_is_one_clear_error(tmp_path):
     from stylelift.errors import InputError
+    from stylelift.models.dlib_resnet import load_dlib_face_resnet
+    from stylelift.models.encoder import load_encoder
 
-    for device, why in (("gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"), (None, "device must be"), ("cuda:7", "CUDA GPU")):
+    loaders = {
+        "load_generator": lambda device: load_generator("random-stylegan2-64", device=device),
+        "load_encoder": lambda device: load_encoder(tmp_path / "absent.pt", device=device),  # the device is checked first
+        "load_dlib_face_resnet": lambda device: load_dlib_face_resnet(tmp_path / "absent.dat", device=device),
+    }
+    for device, why in (("gpu", "unknown device 'gpu': use 'cpu', 'cuda' or 'cuda:N'"), (None, "unknown device None"), ("mps", "MPS"), ("cuda:7", "CUDA GPU")):
         if device == "cuda:7" and torch.cuda.device_count() > 7:
             continue
-        with pytest.raises(InputError, match=why):
-            load_generator("random-stylegan2-64", device=device)
+        for name, load in loaders.items():
+            with pytest.raises(InputError, match=why):
+                load(device)

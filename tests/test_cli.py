@@ -84,6 +84,16 @@ def test_cuda_without_an_index_means_the_current_gpu(monkeypatch):
         assert resolve_device(name) == torch.device(expected), name  # tensors report cuda:N, never plain cuda
 
 
+def test_a_gpu_this_machine_lacks_is_one_error_line(monkeypatch, tmp_path, net):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    r = invoke("generate", "--network", net, "--seeds", "0", "--outdir", tmp_path / "o", "--device", "cuda:2")
+    assert r.exit_code == 1 and r.output.strip().splitlines() == ["error: device 'cuda:2': this machine has 2 CUDA GPU(s), numbered from 0"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = invoke("generate", "--network", net, "--seeds", "0", "--outdir", tmp_path / "o", "--device", "cuda")
+    assert r.exit_code == 1 and "torch sees no CUDA GPU on this machine" in r.output and not (tmp_path / "o").exists()
+
+
 def test_seed_follows_numpy_randomstate_convention():
     assert np.array_equal(z_from_seed(5, 4), np.random.RandomState(5).randn(1, 4))
 
@@ -285,7 +295,7 @@ BAD_INVOCATIONS = {
     # options checked before any work
     "class-on-unconditional": (["generate", "--seeds", "0", "--class", "1", "--outdir", "{d}/o"], 1, "unconditional"),
     "device-meta": (["generate", "--seeds", "0", "--device", "meta", "--outdir", "{d}/o"], 2, "unknown device"),
-    "device-mps": (["generate", "--seeds", "0", "--device", "mps", "--outdir", "{d}/o"], 2, "unknown device"),
+    "device-mps": (["generate", "--seeds", "0", "--device", "mps", "--outdir", "{d}/o"], 2, "does not run on Apple's MPS"),
     "mix-no-rows": (["mix", "--rows", "", "--cols", "1", "--out", "{d}/m.png"], 2, "--rows '' has an empty item"),
     "mix-only-commas": (["mix", "--rows", "1", "--cols", " , ", "--out", "{d}/m.png"], 2, "--cols ' , ' has an empty item"),
     "mix-empty-item": (["mix", "--rows", "1", "--cols", "1,,2", "--out", "{d}/m.png"], 2, "empty item"),

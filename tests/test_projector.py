@@ -19,7 +19,7 @@ from stylelift.projector.losses import VGG16_FILE, MissingWeightsError, ms_ssim,
 from stylelift.projector import metrics
 from stylelift.projector import run as run_module
 from stylelift.projector.metrics import psnr
-from stylelift.projector.project import same_device
+from stylelift.devices import same_device
 from stylelift.projector.schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
 
 FAST = ProjectionOptions(working_resolution=0)
@@ -291,8 +291,8 @@ def test_init_from_latents_and_bad_shapes():
         project(G, target, steps=1, init=ws * float("nan"))
     with pytest.raises(InputError, match="space"):
         project(G, target, steps=1, space="z")
-    with pytest.raises(InputError, match="generator is on cpu, but projection was asked on meta"):
-        project(G, target, steps=1, device="meta")
+    with pytest.raises(InputError, match="generator is on cpu, but projection was asked on cuda$"):
+        project(G, target, steps=1, device="cuda")  # (on a machine with a GPU too: G is on the CPU)
     options = {  # each refused before any step, in words
         "init": ("encoder", "init must be 'avg' or latents"),
         "steps": ("5", "steps must be a whole number"),
@@ -301,7 +301,7 @@ def test_init_from_latents_and_bad_shapes():
         "options": (None, "options must be a ProjectionOptions"),
         "optimize_noise": ("no", "optimize_noise must be True or False"),
         "callback": (5, "callback must be a function"),
-        "device": ("gpu", "device must be 'cpu', 'cuda' or 'cuda:N'"),
+        "device": ("gpu", "unknown device 'gpu': use 'cpu', 'cuda' or 'cuda:N'"),
     }
     for name, (value, why) in options.items():
         with pytest.raises(InputError, match=why):
@@ -314,6 +314,15 @@ def test_a_device_without_an_index_means_any_of_its_kind():
     assert same_device(torch.device("cuda:1"), "cuda:1") and same_device(torch.device("cpu"), "cpu")
     assert not same_device(torch.device("cuda:1"), "cuda:0") and not same_device(torch.device("cpu"), "cuda")
     assert not same_device(torch.device("cuda:0"), "cpu")
+
+
+def test_projection_takes_any_name_of_the_generators_device_and_refuses_mps():
+    G = tiny_generator()
+    _, target = generated_target(G)
+    for name in ("cpu", "cpu:0", torch.device("cpu")):  # tensors on 'cpu:0' report 'cpu'
+        assert project(G, target, steps=1, loss="mse", device=name).ws.device == torch.device("cpu")
+    with pytest.raises(InputError, match="^device 'mps': stylelift does not run on Apple's MPS"):
+        project(G, target, steps=1, loss="mse", device="mps")
 
 
 def test_w_noise_is_added_only_when_asked_for():

@@ -20,6 +20,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from ..devices import usable_device
 from ..errors import CheckpointError, InputError, UnsupportedNetworkError, first_line
 from ..fileio import atomic_path, special_file, to_json
 from .base import MappedGenerator, rng_untouched
@@ -179,19 +180,6 @@ def estimate_w_avg(G: MappedGenerator, n: int = W_AVG_SAMPLES, seed: int = W_AVG
     return (total / n).float()
 
 
-def check_device(device: Union[str, torch.device]) -> torch.device:
-    """A device torch can put a network on here: 'cpu', 'cuda' or 'cuda:N' with that GPU present."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        dev = None
-    if dev is None or dev.type not in ("cpu", "cuda", "mps") or (dev.type == "mps" and not torch.backends.mps.is_available()):
-        raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N' (or 'mps' on a Mac that has it), got {device!r:.30}")
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise InputError(f"device {device!r:.30}: torch sees {torch.cuda.device_count() if torch.cuda.is_available() else 'no'} CUDA GPU(s) on this machine")
-    return dev
-
-
 def load_generator(
     path_or_name: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu", download_progress: Optional[Callable[[int, Optional[int]], None]] = None
 ) -> MappedGenerator:
@@ -201,7 +189,7 @@ def load_generator(
     Raises NetworkNotFoundError for a missing file, CheckpointError (UnsafeCheckpointError for a
     pickle that asks to run code) for a file that cannot be read safely.
     """
-    device = check_device(device)
+    device = usable_device(device)
     key = str(path_or_name)
     if not key.strip():
         raise NetworkNotFoundError(f"no network given (known names: {', '.join([BUNDLED_NETWORK] + sorted(NAMED_NETWORKS))}, or a file)")

@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..devices import usable_device
 from ..errors import CheckpointError
 from .base import rng_untouched
 
@@ -428,6 +429,7 @@ def load_dlib_face_resnet(path: Optional[Union[str, os.PathLike]] = None, *, dev
     pip package when it is missing). Reading the 22 MB file takes about 0.1 s and building the
     module 0.2 s, so the converted weights are not cached.
     """
+    device = usable_device(device)
     if path is None:
         from .dlib_files import model_path
 
@@ -458,14 +460,6 @@ def face_chip(img: Tensor, *, size: int = CHIP_SIZE, side_fraction: float = CHIP
     left, top, side = chip_box(img.shape[-1], side_fraction)
     crop = img[:, :, top : top + side, left : left + side]
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size)
-
-
-def canonical_device(device) -> torch.device:
-    """'cuda' and 'cuda:0' (when 0 is current) are one device: one cached network, not two."""
-    device = torch.device(device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    return device
 
 
 @functools.lru_cache(maxsize=4)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..devices import usable_device
 from ..errors import CheckpointError, InputError, first_line
 from ..fileio import atomic_path
 from .base import check_seed, rng_untouched
@@ -203,6 +204,7 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
 
     Returns (encoder in eval mode, training state dict).
     """
+    device = usable_device(device)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no encoder file {path}; make one with `stylelift encoder fit` or `encoder train`, or use the shipped one ('encoder', bundled network)")

