@@ -743,26 +743,7 @@ class _Scanner:
                 raise refusal(self.source, "a global whose name is computed, not written in the file")
             self._push(self._check_global(module.value, qualname.value))
         elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
-            items = self._pop({"REDUCE": 2, "NEWOBJ": 2, "NEWOBJ_EX": 3}[name])
-            func = items[0]
-            if func.kind != "global":
-                what = f"what {func.describe()} returned" if func.kind == "obj" else func.describe()
-                raise refusal(self.source, f"{name} of {what}, not of a named global")
-            args, rest_empty = items[1], all(t.count == 0 for t in items[2:])
-            pairs = args.items[0] if args.kind == "tuple" and args.count == 1 and name == "REDUCE" else None
-            if func.value in self.allow.dict_like and not (args.kind == "tuple" and args.count == 0 and rest_empty) and not (pairs is not None and pairs.kind in ("list", "tuple") and pairs.members_are_pairs):
-                # Python 3 builds these empty, then SETITEMS; Python 2 from a list of [key, value] pairs, whose keys must be safe to hash
-                raise self._limit(f"{'.'.join(func.value)} built from arguments other than [key, value] pairs")
-            if func.value in _HASHING_GLOBALS:  # set(iterable) hashes the iterable's items
-                args = items[1]
-                inner = args.items[0] if args.kind == "tuple" and args.count == 1 else None
-                if not (args.kind == "tuple" and args.count == 0) and not (inner is not None and inner.kind in ("list", "tuple")):
-                    raise self._limit(f"{'.'.join(func.value)} of {args.describe()}")
-                if inner is not None:
-                    self._check_hashable(inner, "a set member")
-            tag = _Tag("obj", func.value)
-            self._grow(tag, items[1:])
-            self._push(tag)
+            self._call(name)
         elif name == "BUILD":
             (state,) = self._pop()
             target = self._top()
@@ -800,6 +781,30 @@ class _Scanner:
         else:  # every opcode of protocols 0-5 is handled above
             raise _corrupt(self.source, f"unsupported opcode {name}")
         return False
+
+    def _call(self, name: str) -> None:
+        """REDUCE, NEWOBJ, NEWOBJ_EX: a call of an allowed global, which only dict-like and set-like
+        globals may give arguments that Python would hash."""
+        items = self._pop({"REDUCE": 2, "NEWOBJ": 2, "NEWOBJ_EX": 3}[name])
+        func = items[0]
+        if func.kind != "global":
+            what = f"what {func.describe()} returned" if func.kind == "obj" else func.describe()
+            raise refusal(self.source, f"{name} of {what}, not of a named global")
+        args, rest_empty = items[1], all(t.count == 0 for t in items[2:])
+        pairs = args.items[0] if args.kind == "tuple" and args.count == 1 and name == "REDUCE" else None
+        if func.value in self.allow.dict_like and not (args.kind == "tuple" and args.count == 0 and rest_empty) and not (pairs is not None and pairs.kind in ("list", "tuple") and pairs.members_are_pairs):
+            # Python 3 builds these empty, then SETITEMS; Python 2 from a list of [key, value] pairs, whose keys must be safe to hash
+            raise self._limit(f"{'.'.join(func.value)} built from arguments other than [key, value] pairs")
+        if func.value in _HASHING_GLOBALS:  # set(iterable) hashes the iterable's items
+            args = items[1]
+            inner = args.items[0] if args.kind == "tuple" and args.count == 1 else None
+            if not (args.kind == "tuple" and args.count == 0) and not (inner is not None and inner.kind in ("list", "tuple")):
+                raise self._limit(f"{'.'.join(func.value)} of {args.describe()}")
+            if inner is not None:
+                self._check_hashable(inner, "a set member")
+        tag = _Tag("obj", func.value)
+        self._grow(tag, items[1:])
+        self._push(tag)
 
     def _fill(self, name: str) -> None:
         items = self._pop_mark() if name in ("APPENDS", "SETITEMS", "ADDITEMS") else self._pop(1 if name == "APPEND" else 2)
