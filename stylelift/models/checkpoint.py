@@ -22,14 +22,14 @@ import torch
 
 from ..devices import usable_device
 from ..errors import CheckpointError, InputError, UnsupportedNetworkError, first_line
-from ..fileio import atomic_path, special_file, to_json
+from ..fileio import special_file, to_json
 from .base import MappedGenerator, rng_untouched
 from .download import is_url
 from .raw import RawNetwork
 from .reading import a_type, check_floating, check_shapes, show_value
 from .stylegan import StyleGAN, StyleGANConfig
 from .stylegan2 import Generator, StyleGAN2Config
-from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle
+from .torch_files import check_storage_extent, load_torch_file, read_zip_pickle, save_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,10 @@ def load_generator(
             raise type(e)(f"{shown(url)} (downloaded): {str(e).replace(path.name, name)}; removed it from the cache") from None
         return G.to(device)
     else:
-        path = Path(key).expanduser()
+        try:
+            path = Path(key).expanduser()
+        except RuntimeError:  # ~name of a user this machine does not have
+            path = Path(key)
     if not path.exists():
         names = ", ".join([BUNDLED_NETWORK] + sorted(NAMED_NETWORKS))
         raise NetworkNotFoundError(f"no network file {key} (known names: {names})")
@@ -268,8 +271,7 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
         "state_dict": state,
         "meta": json.loads(to_json(info)),
     }
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
-        torch.save(data, f)
+    save_torch_file(path, data)
 
 
 _IDS: "weakref.WeakKeyDictionary[MappedGenerator, tuple[tuple, str]]" = weakref.WeakKeyDictionary()  # G -> (weights key, id)

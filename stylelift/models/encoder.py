@@ -32,9 +32,8 @@ from torch import Tensor, nn
 
 from ..devices import usable_device
 from ..errors import CheckpointError, InputError, first_line
-from ..fileio import atomic_path
 from .base import check_seed, rng_untouched
-from .torch_files import check_storage_extent
+from .torch_files import check_storage_extent, save_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +194,7 @@ def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: O
     if not config["head_rank"]:
         del config["head_rank"]  # so that ResNet checkpoints stay readable by stylelift versions before head_rank
     data = {"format": FORMAT_TAG, "version": FORMAT_VERSION, "config": config, "state_dict": state, "training": training or {}}
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
-        torch.save(data, f)
+    save_torch_file(path, data)
 
 
 def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, torch.device] = "cpu") -> tuple[Encoder, dict]:

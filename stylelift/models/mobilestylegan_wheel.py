@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import logging
-import os
 from pathlib import Path
 from typing import Optional, Union
 
@@ -19,7 +18,8 @@ from torch import Tensor
 
 from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
 from .mobilestylegan_ir import import_mobilestylegan
-from .torch_files import load_torch_file
+from ..errors import error_message
+from .torch_files import load_torch_file, save_torch_file
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,7 @@ def _save_cache(G: MobileStyleGAN, path: Path, meta: dict) -> None:
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()},
         "meta": meta,
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:  # a file object: torch's own opening fails with a RuntimeError, not an OSError
-            torch.save(data, f)
-        os.replace(tmp, path)  # atomic: a reader sees the old file, no file, or the whole new one
-    finally:
-        tmp.unlink(missing_ok=True)
+    save_torch_file(path, data)
 
 
 def _load_cache(path: Path, digest: str) -> Optional[MobileStyleGAN]:
@@ -134,7 +128,10 @@ def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyle
         log.info("converting MobileStyleGAN from %s (once; cached at %s)", files["SynthesisNetwork.xml"].parent, path)
         G = convert_mobilestylegan(files)
         meta = {"source sha256": digest, "source": f"{WHEEL}=={WHEEL_VERSION}", "files": sorted(files)}
-        _save_cache(G, path, meta)
+        try:
+            _save_cache(G, path, meta)
+        except OSError as e:  # a read-only or full cache folder: this run has its network; the next converts again
+            log.warning("could not cache the converted network at %s (%s); it is converted again next time", path, error_message(e))
     G.eval().requires_grad_(False)
     G.source = SOURCE_NAME
     G.source_format = "openvino-ir"

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_resolution, check_noises, check_ws, check_z, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -69,9 +69,7 @@ class StyleGANConfig:
     bias_before_blur: bool = False
 
     def __post_init__(self):
-        log2 = math.log2(self.img_resolution) if isinstance(self.img_resolution, int) and self.img_resolution > 0 else -1
-        if log2 != int(log2) or not 2 <= log2 <= 10:
-            raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {self.img_resolution!r:.40}")
+        check_resolution(self.img_resolution)
         check_int_fields(self, _INT_FIELDS)
         if self.c_dim != 0:
             raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")
