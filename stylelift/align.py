@@ -387,6 +387,8 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         raise InputError(f"align_face takes a PIL image, got {type(image).__name__}; read photos with stylelift.images.load_photo")
     if image.mode != "RGB":
         raise InputError(f"align_face needs an RGB image, got mode {image.mode}; read photos with stylelift.images.load_photo")
+    if 0 in image.size:
+        raise InputError(f"{name} is an empty image ({image.width}x{image.height} pixels)")
     turn, searched, faces = None, image, detect_faces(image, cnn=cnn)
     # A photo that lost its EXIF rotation lies on its side. Only the HOG detector's faces are upright:
     # the CNN one also finds faces on their side (and the landmark model would mark them as if

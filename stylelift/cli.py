@@ -101,6 +101,13 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def output_failed(photo: str, e: BaseException) -> None:
+    """The error line of a photo whose files could not be written (a full disk, a name too long);
+    the run goes on with the others."""
+    stop_if_interrupted(e)
+    typer.secho(f"error: {printable(photo)}: {printable(error_message(e), 1000)}", fg=typer.colors.RED, err=True)
+
+
 def stop_if_interrupted(e: BaseException) -> None:
     """Stop as a Ctrl-C (exit 130) or SIGTERM (SystemExit) does when `e` was raised while one
     unwound the stack: torch's zip writer raises its own RuntimeError when stopped half-way."""
@@ -480,7 +487,7 @@ def align(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
     size: Annotated[int, typer.Option(min=16, max=ALIGN_MAX_SIZE, help="Side of the aligned square in pixels.")] = 1024,
     outdir: Annotated[Path, output_option("Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
-    face_index: Annotated[Optional[int], typer.Option(help="Which face, 0 = the largest.")] = None,
+    face_index: Annotated[Optional[int], typer.Option(min=0, help="Which face, 0 = the largest.")] = None,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Write every face as NAME_face<K>.png.")] = False,
     cnn: Annotated[bool, typer.Option("--cnn", help="Use dlib's CNN face detector (slower, finds more faces).")] = False,
 ) -> None:
@@ -488,7 +495,7 @@ def align(
     import json
 
     from .align import align_faces
-    from .fileio import write_text_atomic
+    from .fileio import check_name_lengths, write_text_atomic
     from .images import load_photo, photo_profile, save_image
 
     if all_faces and face_index is not None:
@@ -516,10 +523,16 @@ def align(
             typer.secho(f"error: {printable(path.name)}: its aligned face would replace the photo {printable(clash, 500)}; give another --outdir", fg=typer.colors.RED, err=True)
             failed += 1
             continue
-        outdir.mkdir(parents=True, exist_ok=True)
-        for stem, face in zip(stems_out, faces):
-            save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
-            write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
+        try:  # this photo's files; a failure (a full disk) is its own, and the others still run
+            check_name_lengths([outdir / f"{stem}{end}" for stem in stems_out for end in (".png", "_align.json")])
+            outdir.mkdir(parents=True, exist_ok=True)
+            for stem, face in zip(stems_out, faces):
+                save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
+                write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
+        except (StyleliftError, OSError) as e:
+            output_failed(path.name, e)
+            failed += 1
+            continue
         found = faces[0].found
         turned = f" (found with the photo turned {faces[0].turned} degrees)" if faces[0].turned else ""
         if all_faces or found == 1:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, fail, load, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, fail, load, output_failed, output_option, printable, user_errors
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -213,8 +213,8 @@ def encoder_run(
 
     from . import __version__
     from .cli import expand_photos
-    from .errors import per_item_error
-    from .fileio import file_id, special_file
+    from .errors import InputError, StyleliftError, per_item_error
+    from .fileio import check_name_lengths, file_id, special_file
     from .images import photo_profile, save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -228,7 +228,6 @@ def encoder_run(
     encoder_path = resolve_encoder_path(encoder_spec)
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
-    outdir.mkdir(parents=True, exist_ok=True)
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev, face_index=face_index)
     meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path),
                  "space": "w+", "resolution": G.img_resolution, "stylelift": __version__}
@@ -261,12 +260,21 @@ def encoder_run(
         target = to_tensor(item.target).to(dev)
         with torch.no_grad():
             ws = encoder(target)
-            image = G.synthesis(ws)
+            image = G.synthesis(ws) if torch.isfinite(ws).all() else None
         meta = {**meta_base, "photo": path.name, "photo_sha256": photo_hash(path)}
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
-        save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
-        save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
+        try:  # this photo's files; a failure (a full disk) is its own, and the others still run
+            if image is None:
+                raise InputError(f"the encoder's guess holds NaN or infinite values (is {encoder_path.name} damaged?)")
+            check_name_lengths([outdir / f"{path.stem}_enc.png", latent_path])
+            outdir.mkdir(parents=True, exist_ok=True)
+            save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
+            save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
+        except (StyleliftError, OSError) as e:
+            output_failed(path.name, e)
+            failed += 1
+            continue
         typer.echo(f"{path.name}{item.face.among() if item.face is not None else ''}: -> {latent_path}")
     if failed:
         raise typer.Exit(1)

@@ -100,7 +100,7 @@ def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 
 def load_photo(path: str | os.PathLike) -> Image.Image:
     """Read a photo as 8-bit RGB: EXIF rotation applied, alpha composited on white, grayscale and
     16-bit images converted. Anything that is not a readable image raises InputError."""
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
 
     from .errors import InputError
 
@@ -124,7 +124,9 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
             with Image.open(path) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # Pillow's decoders raise many types on damaged files (AVIF: RuntimeError, QOI: IndexError, DDS: NotImplementedError)
         raise InputError(f"{path.name} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     profile = photo_profile(im)
     im = to_rgb(im)
@@ -148,6 +150,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB (16-bit and float images are scaled, alpha goes over white)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
+        a[~np.isfinite(a)] = 0  # a float image's NaN or inf pixels: black, not a warning from the cast below
         if im.mode.startswith("I;16"):
             top = 65535.0  # 16-bit, however dark
         else:  # "I" holds 16-bit PNGs in some Pillow versions and 8-bit values in others: judge by range

@@ -4,17 +4,20 @@ reads), optional noise maps `noise_<k>`, and `meta` (a JSON string)."""
 from __future__ import annotations
 
 import io
+import lzma
 import json
 import numbers
 import os
 import re
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 from .fileio import atomic_path, parse_json, to_json
 
 
@@ -164,10 +167,13 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                     meta = None
                 if not isinstance(meta, dict):  # it names the network the latents belong to, so it is not passed over
                     raise InputError(f"{path.name}: its 'meta' is not the JSON object stylelift writes; repair it or save the file without it")
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError, SyntaxError, tokenize.TokenError) as e:
+        # zlib and lzma: a damaged compressed entry; NotImplementedError: a compression zipfile lacks;
+        # RuntimeError: an entry marked encrypted; SyntaxError and TokenError: numpy reading a damaged array header
         if isinstance(e, InputError):
             raise
-        raise InputError(f"{path.name} is not a readable .npz latent file ({e})") from None
+        why = "a damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) else first_line(e)
+        raise InputError(f"{path.name} is not a readable .npz latent file ({why})") from None
     except MemoryError:
         raise InputError(f"{path.name}: its arrays are too large for this machine's memory") from None
     if w.ndim == 2:  # a single [num_ws, w_dim] code

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +305,28 @@ def test_not_an_image(tmp_path):
         load_photo(tmp_path / "missing.jpg")
 
 
+def test_a_decoder_failing_with_any_error_is_a_damaged_image_not_a_bug(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    for error in (RuntimeError("Failed to decode frame 0: Decoding of color planes failed"), IndexError("index out of range"), NotImplementedError("Unimplemented pixel format")):
+        def damaged(self, error=error):
+            raise error  # as Pillow's AVIF, QOI and DDS decoders report a damaged file
+        monkeypatch.setattr(ImageFile.ImageFile, "load", damaged)
+        with pytest.raises(InputError, match=rf"^x.png is not a readable image \({type(error).__name__}: {error}\)$"):
+            load_photo(tmp_path / "x.png")
+
+
+def test_a_float_image_with_nan_pixels_reads_them_as_black_without_a_warning(tmp_path):
+    a = np.full((4, 4), 0.5, np.float32)
+    a[0, 0], a[0, 1] = np.nan, np.inf
+    Image.fromarray(a, "F").save(tmp_path / "f.tiff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = np.asarray(load_photo(tmp_path / "f.tiff"))
+    assert rgb[0, 0].tolist() == rgb[0, 1].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == [128, 128, 128]
+
+
 def test_face_index_picks_faces_largest_first(photo):
     head = photo.crop((100, 0, 350, 250))  # the astronaut's head only
     two = Image.new("RGB", (600, 300))
@@ -331,6 +354,11 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     assert "Traceback" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
     assert Image.open(out / "astronaut.png").size == (64, 64)
+    long = tmp_path / f"{'a' * 249}.png"  # its NAME.png fits the file system, its NAME_align.json does not
+    long.write_bytes(PHOTO.read_bytes())
+    r = CliRunner().invoke(app, ["align", str(long), str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o2")])
+    assert r.exit_code == 1 and "would have a name longer than the file system takes" in r.output and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["astronaut.png", "astronaut_align.json"]  # the next photo was done; none of the long one's
     assert "astronaut.png: 1 face -> " in r.output  # not the mission patch (see below)
     record = json.loads((out / "astronaut_align.json").read_text())
     assert record["face_index"] == 0 and record["faces_found"] == 1
@@ -473,7 +501,8 @@ def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):
     from stylelift.paste import paste_back
     from stylelift.errors import InputError
 
-    for image, kwargs, why in ((np.asarray(photo), {}, "takes a PIL image, got ndarray"), (str(PHOTO), {}, "takes a PIL image, got str"), (photo, {"face_index": "0"}, "face_index must be")):
+    empty = (Image.new("RGB", (0, 0)), {}, r"the photo is an empty image \(0x0 pixels\)")  # a ZeroDivisionError
+    for image, kwargs, why in ((np.asarray(photo), {}, "takes a PIL image, got ndarray"), (str(PHOTO), {}, "takes a PIL image, got str"), (photo, {"face_index": "0"}, "face_index must be"), empty):
         with pytest.raises(InputError, match=why):
             align_face(image, size=64, **kwargs)
     face = align_face(photo, size=64)

@@ -296,6 +296,30 @@ def test_encoder_run_keeps_a_projection_and_project_no_longer_counts_it_done(tmp
     assert CliRunner().invoke(app, [*project_args, "--overwrite"]).exit_code == 0
     r = CliRunner().invoke(app, [*run[:2], str(tmp_path / "p.bmp"), *run[2:], "--overwrite"])  # two photos named p
     assert r.exit_code == 1 and "p.png: its outputs would overwrite those of p.bmp" in " ".join(r.output.split()), r.output
+    long = tmp_path / f"{'c' * 249}.png"  # its NAME.npz fits the file system, its NAME_enc.png does not
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(long)
+    r = CliRunner().invoke(app, [*run[:2], str(long), str(tmp_path / "p.bmp"), *run[3:-1], str(tmp_path / "long")])
+    assert r.exit_code == 1 and "would have a name longer than the file system takes" in r.output and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "long").iterdir()) == ["p.npz", "p_enc.png"]  # the next photo was done
+    r = CliRunner().invoke(app, [*run[:2], str(long), *run[3:-1], str(tmp_path / "none")])
+    assert r.exit_code == 1 and not (tmp_path / "none").exists()  # no empty folder when no photo is done
+
+
+def test_an_encoder_whose_guess_is_not_finite_fails_each_photo_by_name_and_writes_nothing(tmp_path):
+    from PIL import Image
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    enc = new_encoder(G, input_resolution=32)
+    with torch.no_grad():
+        for name, p in enc.named_parameters():
+            if name.startswith("head."):
+                p.fill_(3e38)  # (the head starts at zero): sums past float32's largest
+    save_encoder(tmp_path / "enc.pt", enc, half=False)
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
+    r = CliRunner().invoke(app, ["encoder", "run", str(tmp_path / "p.png"), "--encoder", str(tmp_path / "enc.pt"), "--network", str(tmp_path / "net.pt"), "--no-align", "--outdir", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "error: p.png: the encoder's guess holds NaN or infinite values (is enc.pt damaged?)" in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_outputs_never_replace_a_photo_of_the_run_and_earlier_outputs_are_not_photos(tmp_path):

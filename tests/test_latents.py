@@ -145,6 +145,47 @@ def test_not_an_npz(tmp_path):
         load_latents(tmp_path / "c.npz")
 
 
+def _npz_entry(path, compression, w):
+    buffer = io.BytesIO()
+    np.save(buffer, w)
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        zf.writestr("w.npy", buffer.getvalue())
+    return bytearray(path.read_bytes())
+
+
+def _set_in_both_headers(data: bytearray, offset: int, value: bytes) -> bytearray:
+    """Patch a field of the one entry's local header and central directory record alike
+    (offset in the local header; the central record has the same field 2 bytes later)."""
+    data[offset : offset + len(value)] = value
+    central = data.index(b"PK\x01\x02")
+    data[central + offset + 2 : central + offset + 2 + len(value)] = value
+    return data
+
+
+def test_a_damaged_compressed_or_encrypted_entry_is_one_line(tmp_path):
+    # each gave a traceback (zlib.error, LZMAError, RuntimeError, NotImplementedError)
+    w = np.ones([1, 23, 512], np.float32)
+    deflated = _npz_entry(tmp_path / "d.npz", zipfile.ZIP_DEFLATED, w)
+    deflated[40:80] = bytes(40)
+    header = _npz_entry(tmp_path / "h.npz", zipfile.ZIP_DEFLATED, w)
+    header[100:140] = bytes(40)  # inflates to an array header numpy's parser fails on (tokenize.TokenError)
+    lzma = _npz_entry(tmp_path / "l.npz", zipfile.ZIP_LZMA, np.random.default_rng(0).normal(size=[1, 23, 512]).astype(np.float32))
+    lzma[200:240] = bytes(40)
+    stored = _npz_entry(tmp_path / "s.npz", zipfile.ZIP_STORED, w)
+    cases = {
+        "deflate.npz": (deflated, "Error -3 while decompressing data"),
+        "header.npz": (header, "a damaged array header"),
+        "lzma.npz": (lzma, "Corrupt input data"),
+        "encrypted.npz": (_set_in_both_headers(bytearray(stored), 6, b"\x01\x00"), "is encrypted, password required"),
+        "method99.npz": (_set_in_both_headers(bytearray(stored), 8, b"\x63\x00"), "compression method is not supported"),
+    }
+    for name, (data, why) in cases.items():
+        (tmp_path / name).write_bytes(bytes(data))
+        with pytest.raises(InputError, match=rf"^{name} is not a readable .npz latent file \(.*{why}") as e:
+            load_latents(tmp_path / name)
+        assert "\n" not in str(e.value), name
+
+
 def test_check_fits():
     for shape in ([1, 14, 512], [1, 18, 256]):  # another num_ws, another w_dim
         with pytest.raises(InputError, match=r"needs \[N, 18, 512\]"):

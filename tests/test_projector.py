@@ -109,6 +109,11 @@ def test_loss_spec_parsing():
         parse_loss_spec("mse,fancy=2")
     with pytest.raises(InputError, match="number"):
         parse_loss_spec("mse=abc")
+    for spec in ("mse=1,,l1=1", "mse,", ","):  # the empty item was passed over, and the spec recorded with it
+        with pytest.raises(InputError, match=r"has an empty item \(a comma too many\?\)$"):
+            parse_loss_spec(spec)
+    with pytest.raises(InputError, match="needs at least one term"):
+        parse_loss_spec(" ")
 
 
 def test_ssim_and_ms_ssim_are_one_for_identical_images_and_fall_with_noise():
@@ -424,10 +429,10 @@ def test_a_damaged_vgg16_file_is_found_before_any_work_or_costs_only_the_lpips_m
 def test_an_unexpected_error_preparing_one_photo_fails_that_photo_alone(photo_dir, monkeypatch):
     real = run_module.prepare
 
-    def trips_on_p0(path, *args):
+    def trips_on_p0(path, *args, **kwargs):
         if path.name == "p0.png":
             raise IndexError("list index out of range")
-        return real(path, *args)
+        return real(path, *args, **kwargs)
 
     monkeypatch.setattr(run_module, "prepare", trips_on_p0)
     out = photo_dir / "out"
@@ -495,6 +500,11 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
     (out / "p1_proj.mp4").unlink()
     r = run(photo_dir / "photos" / "p1.png", *args[1:])
     assert r.exit_code == 1 and "done earlier without p1_proj.mp4" in r.output, r.output
+    # redone without a video: the earlier run's video goes, else the next run with one took it as its own
+    r = run(photo_dir / "photos" / "p0.png", *args[1:], "--steps", "13", "--no-video", "--overwrite")
+    assert r.exit_code == 0 and not (out / "p0_proj.mp4").exists(), r.output
+    r = run(photo_dir / "photos" / "p0.png", *args[1:], "--steps", "13")
+    assert r.exit_code == 1 and "done earlier without p0_proj.mp4" in r.output, r.output
 
 
 def test_project_command_bad_inputs(photo_dir, monkeypatch):
@@ -621,6 +631,11 @@ def test_a_rerun_with_another_paste_region_pastes_again_without_projecting(tmp_p
     assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
     assert np.abs(np.asarray(Image.open(pasted)).astype(int) - face).max() <= 1  # the file's quad is rounded to 1/1000 px
     assert latent.stat().st_mtime_ns == mtime  # never projected again
+    no_paste = [a for a in args if a != "--paste-back"]
+    r = run(*no_paste, "--seed", "1", "--overwrite")  # redone without a paste: the earlier one goes with the earlier projection
+    assert r.exit_code == 0 and not pasted.exists(), r.output
+    r = run(*args, "--seed", "1")
+    assert r.exit_code == 0 and "already done; pasted its projection into the photo" in r.output, r.output
 
 
 def test_project_pastes_back_records_the_alignment_and_starts_from_a_latent_file(tmp_path):
@@ -743,3 +758,15 @@ def test_project_face_index_projects_another_face_of_a_group_photo(tmp_path):
     assert r.exit_code == 1 and "2 face(s); face index 5 does not exist" in r.output, r.output
     r = run(tmp_path / "two.png", *args, "--face-index", "1", "--no-align")
     assert r.exit_code == 2 and "needs --align" in r.output, r.output
+
+
+def test_an_earlier_runs_unwritten_outputs_are_stale_but_never_a_photo_of_the_run(tmp_path):
+    from stylelift.fileio import file_id
+    from stylelift.projector.files import ProjectionFiles
+
+    files = ProjectionFiles(tmp_path, "bob")
+    for name in ("bob_proj.mp4", "bob_pasted.png"):
+        (tmp_path / name).write_bytes(b"x")
+    assert files.stale(video=False, pasted=False) == (tmp_path / "bob_proj.mp4", tmp_path / "bob_pasted.png")
+    assert files.stale(video=True, pasted=False) == (tmp_path / "bob_pasted.png",)
+    assert files.stale(video=False, pasted=False, photos=frozenset({file_id(tmp_path / "bob_pasted.png")})) == (tmp_path / "bob_proj.mp4",)

@@ -3,7 +3,8 @@
 NAME.npz (w, noise maps, meta), NAME_target.png, NAME_proj.png, NAME_proj.mp4 (target | projection
 during the optimisation), NAME_pasted.png (with paste-back), NAME_metrics.json. Every file is
 written to a temporary name and renamed; the metrics file is written last, so its presence marks
-a finished photo.
+a finished photo. A video or pasted photo an earlier run left, which this run does not write, is
+removed before the metrics are.
 """
 
 from __future__ import annotations
@@ -68,6 +69,14 @@ class ProjectionFiles:
             refuse_replacing(path, photos)
 
 
+    def stale(self, *, video: bool, pasted: bool, photos: frozenset = frozenset()) -> tuple[Path, ...]:
+        """The optional outputs of an earlier run that this one will not write (a video, a pasted
+        photo), to remove once its own are written: left, they would pass for this run's. Never a
+        photo of the run."""
+        unwritten = [self.path("_proj.mp4")] * (not video) + [self.path("_pasted.png")] * (not pasted)
+        return tuple(path for path in unwritten if path.is_file() and file_id(path) not in photos)
+
+
 def replacing_photo(path: Path, photos: frozenset) -> Optional[str]:
     """Why an output may not be written: it is one of the run's photos (`photos`: their `file_id`s); else None."""
     return f"its {path.name} would replace the photo {path}; give another --outdir" if file_id(path) in photos else None
@@ -94,8 +103,10 @@ def write_projection(
     paste_region: str = "face",
     fps: int = 30,
     icc_profile: Optional[bytes] = None,
+    stale: tuple[Path, ...] = (),
 ) -> None:
-    """Write one photo's files; the pictures carry the photo's colour profile (`photo_profile`), if any."""
+    """Write one photo's files, then remove `stale` ones (`ProjectionFiles.stale`); the pictures
+    carry the photo's colour profile (`photo_profile`), if any."""
     files.check_writable(video=bool(frames), pasted=pasted is not None)
     files.outdir.mkdir(parents=True, exist_ok=True)
     files.metrics.unlink(missing_ok=True)  # the "done" mark goes first and comes back last: a failed redo is not done
@@ -106,4 +117,6 @@ def write_projection(
         write_video(files.path("_proj.mp4"), frames, fps=fps)
     if pasted is not None:
         files.save_pasted(pasted, paste_region, icc_profile=icc_profile)
+    for path in stale:
+        path.unlink(missing_ok=True)
     write_json(files.metrics, metrics)

@@ -53,11 +53,13 @@ def register(name: str):
 
 def parse_loss_spec(spec: str) -> dict[str, float]:
     """'lpips=1,mse=0.1' -> {'lpips': 1.0, 'mse': 0.1}; a bare name has weight 1."""
+    if not spec.strip():
+        raise InputError("the loss needs at least one term, e.g. mse=1")
     weights: dict[str, float] = {}
     for part in spec.split(","):
         part = part.strip()
-        if not part:
-            continue
+        if not part:  # as a seed list's: the file's record would keep it, and "mse=1,l1=1" count as other options
+            raise InputError(f"loss {spec!r:.80} has an empty item (a comma too many?)")
         name, sep, value = part.partition("=")
         name = name.strip()
         if name not in REGISTRY:
@@ -71,8 +73,6 @@ def parse_loss_spec(spec: str) -> dict[str, float]:
         if weight is None or not math.isfinite(weight) or weight <= 0:
             raise InputError(f"loss weight for {name!r} must be a positive number, got {value!r}")
         weights[name] = weight
-    if not weights:
-        raise InputError("the loss needs at least one term, e.g. mse=1")
     return weights
 
 

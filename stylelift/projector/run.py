@@ -67,6 +67,7 @@ class Prepared:
     target: np.ndarray  # uint8 HWC at the network's resolution
     photo: Image.Image
     face: Optional[object]  # AlignedFace when aligned
+    stale: tuple[Path, ...] = ()  # an earlier run's outputs this one does not write (ProjectionFiles.stale)
 
 
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
@@ -88,7 +89,7 @@ def centre_crop(photo: Image.Image, size: int) -> Image.Image:
         return photo.crop(box).resize((size, size), Image.Resampling.LANCZOS)
 
 
-def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
+def prepare(path: Path, job: ProjectJob, resolution: int, *, photos: frozenset = frozenset()) -> Prepared:
     photo = load_photo(path)
     face = None
     if job.align:
@@ -98,7 +99,8 @@ def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
         image = face.image
     else:
         image = centre_crop(photo, resolution)
-    return Prepared(path, ProjectionFiles(job.outdir, path.stem), np.asarray(image), photo, face)
+    files = ProjectionFiles(job.outdir, path.stem)
+    return Prepared(path, files, np.asarray(image), photo, face, files.stale(video=job.video, pasted=job.paste_back, photos=photos))
 
 
 def _init_latents(job: ProjectJob, G):
@@ -243,7 +245,7 @@ def plan_photos(G, job: ProjectJob, paths: list[Path], meta_base: dict, report: 
             continue
         try:
             files.check_writable(video=job.video, pasted=job.paste_back, photos=photos)
-            todo.append(prepare(path, job, G.img_resolution))
+            todo.append(prepare(path, job, G.img_resolution, photos=photos))
         except Exception as e:  # this photo fails; the others still run
             report(f"error: {per_item_error(e, path.name)}", error=True)
             failures += 1
@@ -379,7 +381,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
             pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo, region=job.paste_region)
         write_projection(
             item.files, latents=latents, target=item.target, projection=images_u8[i],
-            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, paste_region=job.paste_region, icc_profile=photo_profile(item.photo),
+            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, paste_region=job.paste_region, icc_profile=photo_profile(item.photo), stale=item.stale,
         )
         return metrics
 
