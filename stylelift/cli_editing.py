@@ -23,7 +23,16 @@ app.add_typer(directions_app, name="directions")
 
 TruncOpt = Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=psi_value)]
 BatchOpt = Annotated[int, typer.Option(min=1, max=1024, help="Images rendered per network call.")]
-FpsOpt = Annotated[int, typer.Option(min=1, max=240, help="Frames per second of a video.")]
+def fps_option(default: int):
+    """--fps, None when not given (`video_fps` gives its default)."""
+    return Annotated[Optional[int], typer.Option(min=1, max=240, show_default=False, help=f"Frames per second of a video (.mp4 or .gif): {default} unless given.")]
+
+
+def video_fps(fps: Optional[int], out: Path, default: int) -> int:
+    """--fps for a video; given for a still, it would do nothing, so it is refused, not ignored."""
+    if fps is not None and out.suffix.lower() not in VIDEO_SUFFIXES:
+        raise typer.BadParameter(f"--fps is for a video (.mp4 or .gif); {printable(out.name)} is a still")
+    return default if fps is None else fps
 MAX_VALUES = 10_000  # values one START:STOP:COUNT may ask for
 OUTPUT_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -47,23 +56,38 @@ def check_not_folder(out: Path, suffix: str = ".png") -> None:
         raise typer.BadParameter(f"--out {out} is a folder: give a file name, e.g. {out / 'NAME'}{suffix}")
 
 
-MAX_IMAGE_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500, ".gif": 65535, ".png": 2**31 - 1}  # what each format can hold
+MAX_IMAGE_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500, ".gif": 65535, ".png": 2**31 - 1, ".mp4": 16384}  # what each format (ffmpeg's H.264 encoder) holds
 
 
 def check_output_size(count: int, width: int, height: int, what: str, *, out: Path, cols: Optional[int] = None) -> None:
     """Refuse, before rendering, an output that would hold more image bytes than `cli.OUTPUT_BYTES`,
     or a picture larger than its format allows (`count` tiles, `cols` to a row as `make_grid` lays
-    them out; each frame alone in a video)."""
+    them out; each frame alone in a video, and an .mp4's frames go to ffmpeg as they come, so only
+    one is held)."""
+    suffix = out.suffix.lower()
+    if suffix == ".mp4":
+        count, what = 1, f"one frame of {what}"
     if too_big(count, width, height):
         gib = count * width * height * 3 / 2**30
         fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
-    suffix = out.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         cols = cols or math.ceil(math.sqrt(count))
         width, height = width * cols, height * math.ceil(count / cols)  # as make_grid lays them out
     limit = MAX_IMAGE_SIDE.get(suffix)
     if limit is not None and max(width, height) > limit:
-        fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png, or fewer images")
+        fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png{' or a .gif' if suffix == '.mp4' else ''}, or fewer images")
+
+
+def layers_option(spec: Optional[str], G, option: str):
+    """`parse_layers` for a command's option, whose name starts the message of a bad spec; None stays None (all)."""
+    from .editing import parse_layers
+
+    if spec is None:
+        return None
+    try:
+        return parse_layers(spec, G.layer_resolutions)
+    except InputError as e:
+        raise InputError(f"{option}: {e}") from None
 
 
 def check_mp4_writer(out: Path) -> None:
@@ -229,14 +253,14 @@ def mix(
     """Style-mixing grid: sources on the top row and left column, each cell mixes its row and column."""
     import torch
 
-    from .editing import mixing_grid, parse_layers
+    from .editing import mixing_grid
     from .generation import check_seed_options, item_name, item_noises, iter_render_ws, latents_for_items, render_ws
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
     check_seed_options(row_items + col_items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     G, dev = load(network, device)
-    layers = parse_layers(styles, G.layer_resolutions)
+    layers = layers_option(styles, G, "--styles")
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(col_items) + 1)
     row_ws = latents_for_items(G, row_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     col_ws = latents_for_items(G, col_items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
@@ -274,7 +298,7 @@ def interpolate(
     items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Two or more seeds (or lists such as 0-3 or 1,5) and/or latent files, in order.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     frames: Annotated[int, typer.Option(min=2, max=MAX_VALUES, help="Frames in all (at least one per item).")] = 60,
-    fps: FpsOpt = 30,
+    fps: fps_option(30) = None,
     space: Annotated[str, typer.Option(help="w (lerp of ws) or z (slerp of z, seeds only).")] = "w",
     loop: Annotated[bool, typer.Option("--loop", help="Return to the first item at the end.")] = False,
     easing: Annotated[str, typer.Option(help="linear or smooth.")] = "linear",
@@ -306,6 +330,7 @@ def interpolate(
     check_not_folder(out, ".png" if grid else ".mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
+    fps = video_fps(fps, out, 30)
     if grid and out.suffix.lower() in VIDEO_SUFFIXES:
         raise typer.BadParameter(f"--grid writes a still strip: give --out NAME.png, not {out.name}")
     if grid:
@@ -356,7 +381,7 @@ def edit(
     photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
     paste_region: PasteRegionOpt = None,
     out: Annotated[Path, output_option("A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
-    fps: FpsOpt = 10,
+    fps: fps_option(10) = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -376,6 +401,7 @@ def edit(
     if len(items) > cli.MAX_LIST:
         raise typer.BadParameter(f"{len(items)} items; at most {cli.MAX_LIST}")
     check_out(out, video=True)
+    fps = video_fps(fps, out, 10)
     check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
@@ -386,11 +412,8 @@ def edit(
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
     res, k, n = G.img_resolution, len(items), len(strengths)
-    if video:  # each frame: the items side by side (an mp4 takes its frames as they come: only one frame's size to check)
-        if out.suffix.lower() == ".gif":
-            check_output_size(n, k * res, res, "the GIF", out=out)
-        else:
-            check_output_size(1, k * res, res, "one frame of the edit", out=out)
+    if video:  # each frame: the items side by side
+        check_output_size(n, k * res, res, "the edit", out=out)
         check_mp4_writer(out)
     else:
         check_output_size(k * n, res, res, "the edit", out=out, cols=n)
@@ -400,12 +423,11 @@ def edit(
         sigma = w_std_along(G, d.vector)
         typer.echo(f"1 sigma along {printable(direction, 100)} is {sigma:.3g} in W", err=True)
         vector = d.vector * sigma
-    try:  # --layers, else the layers the direction's sidecar names (a bad name there is the sidecar's), else all
-        spec = layers if layers is not None else d.default_layers
-        layer_idx = parse_layers(spec, G.layer_resolutions) if spec is not None else None
-    except InputError as e:
-        if layers is not None:
-            raise
+    layer_idx = layers_option(layers, G, "--layers")  # else the layers the direction's sidecar names, else all
+    try:
+        if layers is None and (spec := d.default_layers) is not None:
+            layer_idx = parse_layers(spec, G.layer_resolutions)
+    except InputError as e:  # the sidecar's mistake, not the user's
         fail(f"{Path(direction).with_suffix('.json').name}, the sidecar of {Path(direction).name}: {e} (or give --layers)")
     ws = latents_for_items(G, items, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, device=dev)
     noises = item_noises(G, items, dev)  # latent files bring their noise maps
@@ -451,6 +473,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     """(the AlignedFace, the photo) that --paste-back pastes `count` edited faces of `item` into,
     checked before anything is rendered."""
     from .align import AlignedFace, with_landmarks
+    from .fileio import file_id
     from .images import load_photo
     from .projector.run import photo_hash
 
@@ -465,6 +488,8 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
         fail(f"--paste-back: {item} does not name the photo it was projected from; pass it with --photo PATH")
     if not Path(photo_path).is_file():
         fail(f"--paste-back: the photo {item} was projected from is no longer at {printable(photo_path)}; pass it with --photo PATH")
+    if file_id(out) is not None and file_id(out) == file_id(Path(photo_path)):
+        fail(f"--out {printable(out)} is the photo the edit is pasted into; give another --out (the photo is never written over)")
     original = load_photo(Path(photo_path))
     if original.size != face.source_size:  # paste_back would say so, after the rendering
         fail(f"--paste-back: {printable(Path(photo_path).name)} is {original.width}x{original.height}, but {printable(item)} was aligned in a "
@@ -503,7 +528,7 @@ def directions_learn(
     overwrite: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
 ) -> None:
     """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
-    from .editing import parse_layers, save_direction
+    from .editing import save_direction
     from .editing.learn import learn_direction
 
     if out.suffix.lower() != ".npy":
@@ -519,8 +544,7 @@ def directions_learn(
             raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)
-    if layers is not None:
-        parse_layers(layers, G.layer_resolutions)
+    layers_option(layers, G, "--layers")
     if save_labels is not None:  # likewise a file in the way or an unwritable folder (made when the labels are written)
         if (blocker := file_in_the_way(save_labels.parent)) is not None:
             fail(f"--save-labels {save_labels}: {blocker} is a file, not a folder")
@@ -606,12 +630,12 @@ def directions_sefa(
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier set of these directions in --outdir.")] = False,
 ) -> None:
     """Closed-form factorisation of the style affine weights (SeFa)."""
-    from .editing import Direction, parse_layers, sefa
+    from .editing import Direction, sefa
     from .models import network_id
 
     check_new_directions(outdir, "sefa", k, overwrite)
     G, _ = load(network, "cpu")
-    idx = parse_layers(layers, G.layer_resolutions) if layers is not None else None
+    idx = layers_option(layers, G, "--layers")
     vecs, values = sefa(G, layers=idx, k=k)
     metas = [{"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers} for i, ev in enumerate(values)]  # layers: the spec `edit` reads
     write_directions(outdir, "sefa", [Direction(v[None], m) for v, m in zip(vecs, metas)])

@@ -270,7 +270,11 @@ def latents_for_items(
         if is_seed(item):  # a Path is a file, even one named 12
             z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
             with torch.no_grad():
-                out.append(G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float().to(out_device))
+                ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float()
+            if not torch.isfinite(ws).all():  # said here, not as "keys hold NaN" by whatever takes them next
+                why = f"truncation psi {truncation_psi:g} takes them past float32's range; ask for a truncation psi nearer 0" if truncation_psi != 1 else "a damaged network?"
+                raise InputError(f"seed {int(item)}: its ws hold NaN or infinite values ({why})")
+            out.append(ws.to(out_device))
             continue
         path = Path(item)
         if not path.exists():

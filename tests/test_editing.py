@@ -116,6 +116,8 @@ def test_mix_command_puts_each_mixed_image_in_its_cell(tmp_path, net):
             mixed[:, middle] = cols[j : j + 1, middle]
             assert np.array_equal(t[i + 1][j + 1], to_uint8(G.synthesis(mixed))[0]), (i, j)
     assert np.array_equal(t[0][1], to_uint8(G.synthesis(src))[0])
+    r = invoke("mix", "--rows", "1", "--cols", "5", "--styles", "hair", "--network", net, "--out", tmp_path / "bad.png")
+    assert r.exit_code == 1 and r.output.startswith("error: --styles: unknown layer name 'hair'"), r.output  # which option it is
 
 
 # --- interpolation --------------------------------------------------------------------------------
@@ -434,7 +436,7 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
     for args, text in [
         (("3", "--direction", ""), "the direction's name is empty"),
         (("", "--direction", tmp_path / "d.npy"), "an empty item"),
-        (("3", "--direction", tmp_path / "d.npy", "--layers", "0-1,,3"), "has an empty item"),
+        (("3", "--direction", tmp_path / "d.npy", "--layers", "0-1,,3"), "--layers: layers '0-1,,3' has an empty item"),
         (("3", "--direction", tmp_path / "d.npy", "--paste-back"), "3 is a seed; it needs a latent file"),
     ]:
         r = invoke("edit", *args, "--network", net, "--out", tmp_path / "x.png")
@@ -477,7 +479,7 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
         ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "-3e38,0", "--out", tmp_path / "e.png"): "seed 3 at strength -3e+38: ; ask for --strength values nearer 0",
         ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "big.npz at strength 0: ; what it was trained on",  # its own w: no option to change
         ("edit", "3", "--trunc", "1e38", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "seed 3 at strength 0: ; ask for a --trunc nearer 0",
-        ("mix", "--rows", "0", "--cols", "1", "--trunc", "1e38", "--out", tmp_path / "m.png"): "seed 0: ; ask for a --trunc nearer 0",
+        ("mix", "--rows", "0", "--cols", "1", "--trunc", "5e37", "--out", tmp_path / "m.png"): "seed 0: ; ask for a --trunc nearer 0",  # (1e38 takes seed 1's ws past float32: refused before rendering)
         ("mix", "--rows", "0,1", "--cols", f"2,{tmp_path / 'big.npz'}", "--out", tmp_path / "m.png"): "big.npz: ; what it was trained on",
         ("mix", "--rows", f"1,{tmp_path / 'big.npz'}", "--cols", "2", "--trunc", "0.5", "--out", tmp_path / "m.png"): "big.npz: ; what it was trained on",  # --trunc does not touch a file
         ("truncation-sweep", "--seeds", "5", "--psi", "1,1e38", "--out", tmp_path / "t.png"): "seed 5 at psi 1e+38: ; ask for --psi values nearer 0",
@@ -496,6 +498,10 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     r = invoke("edit", "3", "--direction", tmp_path / "d.npy", "--strength", "-1e39,0", "--out", tmp_path / "e.png", "--network", net)
     assert r.exit_code == 1 and r.output == "error: seed 3 at strength -1e+39: the edited ws overflow float: ask for a strength nearer 0\n", r.output  # before rendering
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"] and not list((tmp_path / "g").glob("*.png"))
+    for args in (("interpolate", "1", "2", "--frames", "3", "--out", tmp_path / "i.gif"), ("edit", "1", "--direction", tmp_path / "d.npy", "--strength", "0", "--out", tmp_path / "e.png")):
+        r = invoke(*args, "--trunc", "-3e38", "--network", net)  # past float32 before any rendering: "keys hold NaN or infinite values"
+        said = "error: seed 1: its ws hold NaN or infinite values (truncation psi -3e+38 takes them past float32's range; ask for a truncation psi nearer 0)\n"
+        assert r.exit_code == 1 and r.output == said, (args, r.output)
     r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
     assert r.exit_code == 0, r.output
     w = np.stack([latents_for_items(G, ["0"])[0].numpy(), np.full([G.num_ws, G.w_dim], 3e38, np.float32)])
@@ -737,6 +743,10 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     r = invoke(*args, "--out", tmp_path / "e.png")
     assert r.exit_code == 0 and "warning" not in r.output, r.output
     photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "mirrored.png")  # the same size: only its hash tells
+    before = (tmp_path / "mirrored.png").read_bytes()
+    r = invoke(*args, "--photo", tmp_path / "mirrored.png", "--out", tmp_path / "mirrored.png")  # it was replaced by the strip
+    assert r.exit_code == 1 and "is the photo the edit is pasted into; give another --out" in " ".join(r.output.split()), r.output
+    assert (tmp_path / "mirrored.png").read_bytes() == before
     r = invoke(*args, "--photo", tmp_path / "mirrored.png", "--out", tmp_path / "m.png")
     assert r.exit_code == 0 and "warning: mirrored.png is not the photo" in r.output, r.output
     photo.resize((photo.width // 2, photo.height // 2)).save(tmp_path / "half.png")
@@ -758,6 +768,10 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     monkeypatch.setattr(cli, "OUTPUT_BYTES", 2 * photo.width * photo.height * 3 - 1)
     r = invoke(*args, "--out", tmp_path / "f.png")
     assert r.exit_code == 1 and f"2 images of {photo.width}x{photo.height}" in r.output and not (tmp_path / "f.png").exists(), r.output
+    r = invoke(*args, "--out", tmp_path / "f.mp4")  # its frames go to ffmpeg one by one: only one photo-sized frame need fit
+    assert r.exit_code == 0, r.output
+    r = invoke(*args, "--out", tmp_path / "f.gif")
+    assert r.exit_code == 1 and f"2 images of {photo.width}x{photo.height}" in r.output and not (tmp_path / "f.gif").exists(), r.output
 
 
 def test_directions_learn_samples_with_the_truncation_it_was_given(tmp_path, net):
@@ -1422,3 +1436,9 @@ def test_one_frame_of_an_edit_video_is_checked_for_size(tmp_path, net, monkeypat
     r = invoke("edit", "1-3", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--network", net, "--out", tmp_path / "e.mp4")
     assert r.exit_code == 1 and "one frame of the edit would hold 1 images of 48x16" in r.output and not (tmp_path / "e.mp4").exists(), r.output
     assert invoke("edit", "1-2", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--network", net, "--out", tmp_path / "e.mp4").exit_code == 0
+    from stylelift import cli_editing
+
+    monkeypatch.setitem(cli_editing.MAX_IMAGE_SIDE, ".mp4", 30)  # (16384: wider frames made ffmpeg fail after the rendering, in words of its own)
+    r = invoke("edit", "1-2", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--network", net, "--out", tmp_path / "w.mp4")
+    said = "one frame of the edit would be 32x16 pixels, more than a .mp4 holds (30 a side); write a .png or a .gif, or fewer images"
+    assert r.exit_code == 1 and said in r.output and not (tmp_path / "w.mp4").exists(), r.output
