@@ -495,7 +495,7 @@ def align(
     import json
 
     from .align import align_faces
-    from .fileio import check_name_lengths, write_text_atomic
+    from .fileio import check_name_lengths, write_text_atomic, written_together
     from .images import load_photo, photo_profile, save_image
 
     if all_faces and face_index is not None:
@@ -523,12 +523,15 @@ def align(
             typer.secho(f"error: {printable(path.name)}: its aligned face would replace the photo {printable(clash, 500)}; give another --outdir", fg=typer.colors.RED, err=True)
             failed += 1
             continue
-        try:  # this photo's files; a failure (a full disk) is its own, and the others still run
+        try:  # this photo's files, all or none; a failure (a full disk) is its own, and the others still run
             check_name_lengths([outdir / f"{stem}{end}" for stem in stems_out for end in (".png", "_align.json")])
             outdir.mkdir(parents=True, exist_ok=True)
-            for stem, face in zip(stems_out, faces):
-                save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
-                write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
+            with written_together() as written:
+                for stem, face in zip(stems_out, faces):
+                    save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
+                    written.append(outdir / f"{stem}.png")
+                    write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
+                    written.append(outdir / f"{stem}_align.json")
         except (StyleliftError, OSError) as e:
             output_failed(path.name, e)
             failed += 1

@@ -214,7 +214,7 @@ def encoder_run(
     from . import __version__
     from .cli import expand_photos
     from .errors import InputError, StyleliftError, per_item_error
-    from .fileio import check_name_lengths, file_id, special_file
+    from .fileio import check_name_lengths, file_id, special_file, written_together
     from .images import photo_profile, save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -269,8 +269,10 @@ def encoder_run(
                 raise InputError(f"the encoder's guess holds NaN or infinite values (is {encoder_path.name} damaged?)")
             check_name_lengths([outdir / f"{path.stem}_enc.png", latent_path])
             outdir.mkdir(parents=True, exist_ok=True)
-            save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
-            save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
+            with written_together() as written:
+                save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
+                written.append(outdir / f"{path.stem}_enc.png")
+                save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
         except (StyleliftError, OSError) as e:
             output_failed(path.name, e)
             failed += 1

@@ -9,7 +9,9 @@ import json
 import math
 import os
 import stat
+import sys
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -71,7 +73,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     An OSError about the temporary file names `path` instead: the file the user asked for."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    if len(os.fsencode(tmp.name)) > 255:  # a long name the file system takes, made too long by the temporary name's additions
+    if name_length(tmp.name) > name_max(path.parent):  # a long name the file system takes, made too long by the temporary name's additions
         tmp = path.with_name(f".stylelift.tmp-{os.getpid()}{path.suffix[:16]}")
     try:
         yield tmp
@@ -84,6 +86,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):  # a read-only folder refuses even this: its first error is the one to tell
             tmp.unlink(missing_ok=True)
+
+
+def looks_like_zip(path: str | os.PathLike) -> bool:
+    """`zipfile.is_zipfile`, which raises BadZipFile for some damaged end records (a zip64 one that
+    says the archive spans several disks): those are zip files too, damaged, which reading says."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return True
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -138,17 +149,42 @@ def check_writable(folder: str | os.PathLike) -> None:
         raise type(e)(e.errno, e.strerror, str(existing)) from None
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name `folder`'s file system takes (255 where it does not say)."""
+    existing = next((p for p in (folder, *folder.parents) if p.is_dir()), Path("."))
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (Windows has no pathconf)
+        limit = -1
+    return limit if limit > 0 else 255  # -1: no fixed limit
+
+
+def name_length(name: str) -> int:
+    """A file name's length as file systems count it: bytes on Linux, characters on macOS and Windows."""
+    return len(os.fsencode(name)) if sys.platform.startswith("linux") else len(name)
+
+
 def check_name_lengths(paths: list[Path]) -> None:
     """Refuse, before any of them is written, a set of outputs one of whose names the file system
     would not take (255 bytes on most): a set cut off at its longest name is half a set."""
     for path in paths:
-        existing = next((p for p in path.parents if p.is_dir()), Path("."))
-        try:
-            limit = os.pathconf(existing, "PC_NAME_MAX")
-        except (OSError, ValueError, AttributeError):  # (Windows has no pathconf)
-            limit = 255
-        if len(os.fsencode(path.name)) > limit:
-            raise InputError(f"its output {path.name[:40]}... would have a name longer than the file system takes ({limit} bytes); rename the photo")
+        if name_length(path.name) > (limit := name_max(path.parent)):
+            shown = path.name if len(path.name) <= 40 else f"{path.name[:40]}..."
+            raise InputError(f"its output {shown} would have a name longer than the file system takes ({limit}); rename the photo")
+
+
+@contextlib.contextmanager
+def written_together() -> Iterator[list[Path]]:
+    """For a set of files written one by one: append each path once it is written. If the set fails
+    part-way (a full disk), those written are removed again, leaving no half set, and the error goes on."""
+    written: list[Path] = []
+    try:
+        yield written
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

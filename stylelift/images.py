@@ -127,7 +127,7 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     except MemoryError:
         raise
     except Exception as e:  # Pillow's decoders raise many types on damaged files (AVIF: RuntimeError, QOI: IndexError, DDS: NotImplementedError)
-        raise InputError(f"{path.name} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise InputError(f"{path.name} is not a readable image ({type(e).__name__}{': ' + first_line(e) if str(e).strip() else ''})") from None
     profile = photo_profile(im)
     im = to_rgb(im)
     im.info.pop("icc_profile", None)
@@ -150,7 +150,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB (16-bit and float images are scaled, alpha goes over white)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
-        a[~np.isfinite(a)] = 0  # a float image's NaN or inf pixels: black, not a warning from the cast below
+        finite = np.isfinite(a)  # a float image's NaN and -inf pixels are black, +inf ones white (not a warning from the cast below)
+        a[~finite] = np.where(a[~finite] > 0, a[finite].max(initial=1.0), 0)
         if im.mode.startswith("I;16"):
             top = 65535.0  # 16-bit, however dark
         else:  # "I" holds 16-bit PNGs in some Pillow versions and 8-bit values in others: judge by range

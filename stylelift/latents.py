@@ -4,8 +4,8 @@ reads), optional noise maps `noise_<k>`, and `meta` (a JSON string)."""
 from __future__ import annotations
 
 import io
-import lzma
 import json
+import lzma
 import numbers
 import os
 import re
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError, first_line
-from .fileio import atomic_path, parse_json, to_json
+from .fileio import atomic_path, looks_like_zip, parse_json, to_json
 
 
 @dataclass
@@ -135,7 +135,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         raise InputError(f"{path.name} is not a regular file")
     if path.is_file():
         open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"
-    if path.is_file() and not zipfile.is_zipfile(path):
+    if path.is_file() and not looks_like_zip(path):
         raise InputError(f"{path.name} is not a readable .npz latent file: a latent file is an archive with a 'w' array (np.savez writes one)")
     inflating = [0]  # the bytes of arrays that inflate far more than real latents do
     try:

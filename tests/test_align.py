@@ -309,22 +309,24 @@ def test_a_decoder_failing_with_any_error_is_a_damaged_image_not_a_bug(tmp_path,
     from PIL import ImageFile
 
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
-    for error in (RuntimeError("Failed to decode frame 0: Decoding of color planes failed"), IndexError("index out of range"), NotImplementedError("Unimplemented pixel format")):
+    for error, said in ((RuntimeError("Failed to decode frame 0: Decoding of color planes failed"), "RuntimeError: Failed to decode frame 0: Decoding of color planes failed"),
+                        (IndexError("index out of range"), "IndexError: index out of range"), (NotImplementedError(), "NotImplementedError")):
         def damaged(self, error=error):
             raise error  # as Pillow's AVIF, QOI and DDS decoders report a damaged file
         monkeypatch.setattr(ImageFile.ImageFile, "load", damaged)
-        with pytest.raises(InputError, match=rf"^x.png is not a readable image \({type(error).__name__}: {error}\)$"):
+        with pytest.raises(InputError) as e:
             load_photo(tmp_path / "x.png")
+        assert str(e.value) == f"x.png is not a readable image ({said})"
 
 
-def test_a_float_image_with_nan_pixels_reads_them_as_black_without_a_warning(tmp_path):
+def test_a_float_image_with_nan_or_infinite_pixels_reads_without_a_warning(tmp_path):
     a = np.full((4, 4), 0.5, np.float32)
-    a[0, 0], a[0, 1] = np.nan, np.inf
+    a[0, 0], a[0, 1], a[0, 2] = np.nan, -np.inf, np.inf
     Image.fromarray(a, "F").save(tmp_path / "f.tiff")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rgb = np.asarray(load_photo(tmp_path / "f.tiff"))
-    assert rgb[0, 0].tolist() == rgb[0, 1].tolist() == [0, 0, 0] and rgb[1, 1].tolist() == [128, 128, 128]
+    assert rgb[0, 0].tolist() == rgb[0, 1].tolist() == [0, 0, 0] and rgb[0, 2].tolist() == [255, 255, 255] and rgb[1, 1].tolist() == [128, 128, 128]
 
 
 def test_face_index_picks_faces_largest_first(photo):
@@ -354,11 +356,6 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     assert "Traceback" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]
     assert Image.open(out / "astronaut.png").size == (64, 64)
-    long = tmp_path / f"{'a' * 249}.png"  # its NAME.png fits the file system, its NAME_align.json does not
-    long.write_bytes(PHOTO.read_bytes())
-    r = CliRunner().invoke(app, ["align", str(long), str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o2")])
-    assert r.exit_code == 1 and "would have a name longer than the file system takes" in r.output and "Traceback" not in r.output, r.output
-    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["astronaut.png", "astronaut_align.json"]  # the next photo was done; none of the long one's
     assert "astronaut.png: 1 face -> " in r.output  # not the mission patch (see below)
     record = json.loads((out / "astronaut_align.json").read_text())
     assert record["face_index"] == 0 and record["faces_found"] == 1
@@ -372,6 +369,11 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     r = CliRunner().invoke(app, ["align", str(tmp_path / "two.png"), "--size", "64", "--all-faces", "--outdir", str(out)])
     assert r.exit_code == 0 and "two.png: 2 faces" in r.output
     assert [json.loads((out / f"two_face{k}_align.json").read_text())["face_index"] for k in (0, 1)] == [0, 1]
+    long = tmp_path / f"{'a' * 249}.png"  # its NAME.png fits the file system, its NAME_align.json does not
+    long.write_bytes(PHOTO.read_bytes())
+    r = CliRunner().invoke(app, ["align", str(long), str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o2")])
+    assert r.exit_code == 1 and "would have a name longer than the file system takes" in r.output and "Traceback" not in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["astronaut.png", "astronaut_align.json"]  # the next photo was done; none of the long one's
 
 
 def test_a_weak_extra_face_counts_only_when_the_cnn_detector_also_sees_one(photo):
@@ -635,3 +637,20 @@ def test_a_face_on_its_side_beside_an_upright_one_does_not_turn_it(photo):
     blurred = photo.resize((600, 600)).filter(ImageFilter.GaussianBlur(5))  # the CNN detector finds it, the HOG one does not
     blurred.paste(photo.crop((150, 50, 290, 190)).resize((80, 80)).rotate(90), (130, 185))
     assert [f.turned for f in align_faces(blurred, size=64, cnn=True)] == [0, 270]
+
+
+def test_align_leaves_no_half_set_when_a_file_of_it_cannot_be_written(tmp_path, monkeypatch):
+    import errno
+
+    from typer.testing import CliRunner
+
+    from stylelift import fileio
+    from stylelift.cli import app
+
+    def full_disk(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(fileio, "write_text_atomic", full_disk)  # the record, written after the crop
+    r = CliRunner().invoke(app, ["align", str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o")])
+    assert r.exit_code == 1 and f"error: astronaut.png: {tmp_path / 'o' / 'astronaut_align.json'}: No space left on device" in " ".join(r.output.split()), r.output
+    assert list((tmp_path / "o").iterdir()) == []  # not the crop without its record

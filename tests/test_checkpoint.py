@@ -291,9 +291,17 @@ def test_an_img_resolution_that_is_not_a_whole_number_is_refused_in_one_line(tmp
     for value in (float("inf"), torch.tensor(16), 16.0, True):
         data["config"]["img_resolution"] = value
         torch.save(data, tmp_path / "odd.pt")
-        with pytest.raises(CheckpointError, match=r"img_resolution must be a power of two from 4 to 1024, got ") as e:
+        with pytest.raises(CheckpointError, match=r"img_resolution must be a whole number \(a power of two from 4 to 1024\), got ") as e:
             load_generator(tmp_path / "odd.pt")
         assert "\n" not in str(e.value)
+    import numpy as np
+
+    from stylelift import StyleGAN2Config, StyleGANConfig
+
+    for config in (StyleGAN2Config, StyleGANConfig):  # numpy's ints are whole numbers (as the other fields take them)
+        assert type(config(img_resolution=np.int64(1024)).img_resolution) is int
+        with pytest.raises(ValueError, match="^img_resolution must be a power of two from 4 to 1024, got 48$"):
+            config(img_resolution=np.int64(48))
 
 
 def test_a_home_folder_of_a_user_this_machine_lacks_is_no_such_file():

@@ -119,3 +119,36 @@ def test_to_uint8_refuses_what_is_not_a_network_image_batch():
     for bad in (torch.rand(1, 8, 8, 3), np.zeros([1, 3, 8, 8]), torch.zeros(1, 3, 8, 8, dtype=torch.uint8)):  # NHWC, an array, pixels already
         with pytest.raises(ValueError, match=r"float image batch \[N, C, H, W\]"):
             to_uint8(bad)
+
+
+def test_the_longest_name_a_file_system_takes_and_the_set_checked_against_it(tmp_path, monkeypatch):
+    import os
+
+    from stylelift.fileio import check_name_lengths, name_max
+    from stylelift.errors import InputError
+
+    check_name_lengths([tmp_path / ("a" * 255)])
+    with pytest.raises(InputError, match=r"^its output a{40}\.\.\. would have a name longer than the file system takes \(255\); rename the photo$"):
+        check_name_lengths([tmp_path / "short", tmp_path / ("a" * 256)])
+    monkeypatch.setattr(os, "pathconf", lambda path, name: -1)  # no fixed limit: 255, not every name refused
+    assert name_max(tmp_path / "not" / "yet") == 255
+    monkeypatch.setattr(os, "pathconf", lambda path, name: 143)  # eCryptfs
+    with pytest.raises(InputError, match=r"^its output b{143} would|^its output b{40}\.\.\. would"):
+        check_name_lengths([tmp_path / ("b" * 144)])
+
+
+def test_project_finds_a_name_too_long_before_the_optimisation(tmp_path, net):
+    long = tmp_path / f"{'p' * 245}.png"  # NAME.png and NAME.npz fit, NAME_metrics.json does not
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(long)
+    r = invoke("project", long, "--network", net, "--no-align", "--steps", "1", "--loss", "mse", "--no-video", "--outdir", tmp_path / "o")
+    assert r.exit_code == 1 and "would have a name longer than the file system takes" in r.output and "step" not in r.output, r.output
+    assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
+
+
+def test_a_cache_folder_in_a_home_folder_this_machine_lacks_is_one_line(monkeypatch):
+    from stylelift.errors import InputError
+    from stylelift.models.download import cache_dir
+
+    monkeypatch.setenv("STYLELIFT_CACHE", "~no-such-user-here/cache")  # Path.expanduser raised a RuntimeError
+    with pytest.raises(InputError, match=r"^no cache folder: STYLELIFT_CACHE is in a home folder this machine cannot find; set STYLELIFT_CACHE to a folder$"):
+        cache_dir()

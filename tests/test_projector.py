@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import tiny_generator
-from stylelift import load_latents, save_generator
+from stylelift import LatentFile, load_latents, save_generator, save_latents
 from stylelift.cli import app
 from stylelift.errors import InputError
 from stylelift.generation import stored_noises
@@ -502,7 +502,7 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
     assert r.exit_code == 1 and "done earlier without p1_proj.mp4" in r.output, r.output
     # redone without a video: the earlier run's video goes, else the next run with one took it as its own
     r = run(photo_dir / "photos" / "p0.png", *args[1:], "--steps", "13", "--no-video", "--overwrite")
-    assert r.exit_code == 0 and not (out / "p0_proj.mp4").exists(), r.output
+    assert r.exit_code == 0 and not (out / "p0_proj.mp4").exists() and "removed the earlier run's p0_proj.mp4" in r.output, r.output
     r = run(photo_dir / "photos" / "p0.png", *args[1:], "--steps", "13")
     assert r.exit_code == 1 and "done earlier without p0_proj.mp4" in r.output, r.output
 
@@ -767,6 +767,10 @@ def test_an_earlier_runs_unwritten_outputs_are_stale_but_never_a_photo_of_the_ru
     files = ProjectionFiles(tmp_path, "bob")
     for name in ("bob_proj.mp4", "bob_pasted.png"):
         (tmp_path / name).write_bytes(b"x")
+    assert files.stale(video=False, pasted=False) == ()  # no earlier projection: they are the user's own files
+    save_latents(tmp_path / "bob.npz", LatentFile(w=np.zeros([1, 2, 3]), meta={"method": "encoder"}))
+    assert files.stale(video=False, pasted=False) == ()  # nor beside an encoder's latent file
+    save_latents(tmp_path / "bob.npz", LatentFile(w=np.zeros([1, 2, 3]), meta={"network_id": "x"}))
     assert files.stale(video=False, pasted=False) == (tmp_path / "bob_proj.mp4", tmp_path / "bob_pasted.png")
     assert files.stale(video=True, pasted=False) == (tmp_path / "bob_pasted.png",)
     assert files.stale(video=False, pasted=False, photos=frozenset({file_id(tmp_path / "bob_pasted.png")})) == (tmp_path / "bob_proj.mp4",)

@@ -15,6 +15,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pickle_fixtures as pf
 import pytest
 import torch
@@ -86,6 +87,35 @@ def test_a_tensor_entry_with_damaged_bytes_is_refused_not_read_as_other_weights(
             load_torch_file(tmp_path / name)
         assert re.fullmatch(rf"cannot read {name}: its entry '\w+/data/0' is damaged \(Bad CRC-32 for file '\w+/data/0'\)", corrupt(e, name))
     assert torch.equal(load_torch_file(tmp_path / "ok.pt")["x"], torch.arange(4096.0))
+
+
+def test_a_file_saved_without_crcs_is_told_so_not_called_damaged(tmp_path):
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save({"x": torch.ones(3)}, tmp_path / "nocrc.pt")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(tmp_path / "nocrc.pt")
+    assert corrupt(e, "nocrc.pt") == "cannot read nocrc.pt: it was saved without CRC-32s (torch.serialization.set_crc32_options(False)), which stylelift checks each tensor by; save it again with them"
+
+
+def test_a_zip_whose_end_record_says_it_spans_disks_is_damaged_not_a_traceback(tmp_path):
+    """zipfile.is_zipfile itself raised BadZipFile for it: a traceback from `encoder run --encoder`."""
+    from stylelift import InputError, load_latents
+
+    torch.save({"x": torch.ones(3)}, tmp_path / "ok.pt")
+    np_file = tmp_path / "l.npz"
+    np.savez(np_file, w=np.zeros([1, 2, 3], np.float32))
+    for path in (tmp_path / "ok.pt", np_file):
+        data = bytearray(path.read_bytes())
+        end = data.rindex(b"PK\x05\x06")
+        data[end - 20 : end] = struct.pack("<4sIQI", b"PK\x06\x07", 0, 0, 2)  # a zip64 locator: 2 disks
+        path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"^cannot read ok.pt: a damaged zip file \(BadZipFile: zipfiles that span multiple disks"):
+        load_torch_file(tmp_path / "ok.pt")
+    with pytest.raises(InputError, match=r"^l.npz is not a readable .npz latent file \(zipfiles that span multiple disks"):
+        load_latents(np_file)
 
 
 def test_torch_file_saved_with_pickle_protocol_4_gets_a_message_without_torch_advice(tmp_path):

@@ -126,10 +126,14 @@ def check_noise_mode(noise_mode: str) -> None:
         raise InputError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r:.30}")
 
 
-def check_resolution(value) -> None:
-    """A generator's img_resolution: an int (not a bool, a float or a tensor) that is a power of two from 4 to 1024."""
-    if isinstance(value, bool) or not isinstance(value, int) or value not in [2**i for i in range(2, 11)]:
-        raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {value!r:.40}")
+def checked_resolution(value) -> int:
+    """A generator's img_resolution as an int: a whole number (numpy's too; not a bool, a float or a
+    tensor) that is a power of two from 4 to 1024."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"img_resolution must be a whole number (a power of two from 4 to 1024), got {value!r:.40}")
+    if int(value) not in [2**i for i in range(2, 11)]:
+        raise ValueError(f"img_resolution must be a power of two from 4 to 1024, got {int(value)}")
+    return int(value)
 
 
 def check_int_fields(config, fields: tuple[tuple[str, int, int], ...], *, optional: tuple[str, ...] = ()) -> None:

@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import StyleliftError
+from ..errors import InputError, StyleliftError
 from ..fileio import file_sha256
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,16 @@ class DownloadError(StyleliftError):
 
 
 def cache_dir() -> Path:
+    """$STYLELIFT_CACHE, else $XDG_CACHE_HOME/stylelift, else ~/.cache/stylelift."""
     root = os.environ.get("STYLELIFT_CACHE")
-    if root:
-        return Path(root).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "stylelift"
+    try:
+        if root:
+            return Path(root).expanduser()
+        return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "stylelift"
+    except RuntimeError:  # ~name of no such user, or no home folder at all
+        where = "STYLELIFT_CACHE" if root else "XDG_CACHE_HOME" if xdg else "~/.cache"
+        raise InputError(f"no cache folder: {where} is in a home folder this machine cannot find; set STYLELIFT_CACHE to a folder") from None
 
 
 def shown(url: str) -> str:

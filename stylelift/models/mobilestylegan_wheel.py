@@ -16,9 +16,9 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from ..errors import error_message
 from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
 from .mobilestylegan_ir import import_mobilestylegan
-from ..errors import error_message
 from .torch_files import load_torch_file, save_torch_file
 
 log = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_resolution, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, checked_resolution, check_noises, check_ws, check_z, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -69,7 +69,7 @@ class StyleGANConfig:
     bias_before_blur: bool = False
 
     def __post_init__(self):
-        check_resolution(self.img_resolution)
+        object.__setattr__(self, "img_resolution", checked_resolution(self.img_resolution))
         check_int_fields(self, _INT_FIELDS)
         if self.c_dim != 0:
             raise ValueError("StyleGAN networks with a label input are not supported (c_dim must be 0)")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_resolution, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, checked_resolution, check_noises, check_ws, check_z, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -66,7 +66,7 @@ class StyleGAN2Config:
     op_order: str = "nvidia"
 
     def __post_init__(self):
-        check_resolution(self.img_resolution)
+        object.__setattr__(self, "img_resolution", checked_resolution(self.img_resolution))
         if self.op_order not in OP_ORDERS:
             raise ValueError(f"op_order must be one of {OP_ORDERS}, got {self.op_order!r}")
         if self.architecture not in ARCHITECTURES:

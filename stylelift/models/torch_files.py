@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, UnsupportedNetworkError, StyleliftError, first_line
-from ..fileio import atomic_path, special_file
+from ..fileio import atomic_path, looks_like_zip, special_file
 from . import safe_pickle
 from .safe_pickle import AllowList
 
@@ -75,7 +75,7 @@ def load_torch_file(path: Path, *, allow: AllowList = TORCH_SAVE_PICKLE, safe_gl
     if size == 0:
         raise CheckpointError(f"cannot read {source}: the file is empty")
     try:
-        is_zip = zipfile.is_zipfile(path)
+        is_zip = looks_like_zip(path)
         if is_zip:
             data = read_zip_pickle(path, source)
             check_protocol(source, data[:3])
@@ -229,6 +229,8 @@ def read_zip_pickle(path: Path, source: str) -> bytes:
                 raise CheckpointError(f"cannot read {source}: its entry {odd[0][:60]!r} is compressed or encrypted, which torch.save never does")
             if sum(i.file_size for i in infos) > size:
                 raise CheckpointError(f"cannot read {source}: its entries claim to be larger than the file")
+            if all(i.CRC == 0 for i in infos if i.file_size):  # what torch writes after set_crc32_options(False): nothing to check the bytes by
+                raise CheckpointError(f"cannot read {source}: it was saved without CRC-32s (torch.serialization.set_crc32_options(False)), which stylelift checks each tensor by; save it again with them")
             names = [i.filename for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl")]
             if len(names) != 1:
                 raise CheckpointError(f"cannot read {source}: a zip file, but not one torch.save wrote")

@@ -16,10 +16,10 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ..errors import InputError
-from ..fileio import file_id, to_json, write_text_atomic
+from ..errors import InputError, StyleliftError
+from ..fileio import check_name_lengths, file_id, to_json, write_text_atomic
 from ..images import save_image, write_video
-from ..latents import LatentFile, save_latents
+from ..latents import LatentFile, load_latents, save_latents
 
 PASTE_REGION_KEY = "stylelift paste region"  # NAME_pasted.png's text chunk: face or square
 
@@ -63,18 +63,23 @@ class ProjectionFiles:
         writing it, or one that would replace a photo of the run (`photos`: their `file_id`s)."""
         outputs = [self.latent, self.path("_target.png"), self.path("_proj.png"), self.metrics]
         outputs += [self.path("_proj.mp4")] * video + [self.path("_pasted.png")] * pasted
+        check_name_lengths(outputs)  # before the optimisation, not at its last file
         for path in outputs:
             if path.is_dir():
                 raise InputError(f"{path} is a folder; move it or write to another --outdir")
             refuse_replacing(path, photos)
 
-
     def stale(self, *, video: bool, pasted: bool, photos: frozenset = frozenset()) -> tuple[Path, ...]:
-        """The optional outputs of an earlier run that this one will not write (a video, a pasted
-        photo), to remove once its own are written: left, they would pass for this run's. Never a
-        photo of the run."""
+        """The optional outputs of an earlier projection (its NAME.npz is here) that this run will
+        not write (a video, a pasted photo), to remove once its own are written: left, they would
+        pass for this run's. Nothing without an earlier projection (the files are the user's), and
+        never a photo of the run."""
+        try:
+            projected = str(load_latents(self.latent).meta.get("method", "project")) == "project"
+        except (StyleliftError, OSError):  # none, or not one stylelift can read
+            projected = False
         unwritten = [self.path("_proj.mp4")] * (not video) + [self.path("_pasted.png")] * (not pasted)
-        return tuple(path for path in unwritten if path.is_file() and file_id(path) not in photos)
+        return tuple(path for path in unwritten if projected and path.is_file() and file_id(path) not in photos)
 
 
 def replacing_photo(path: Path, photos: frozenset) -> Optional[str]:

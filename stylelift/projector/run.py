@@ -301,7 +301,8 @@ def project_in_batches(G, todo: list[Prepared], job: ProjectJob, loss: str, init
                 continue
             face = f", face distance {r['face_distance']:.3f}" if r.get("face_distance") is not None else ""
             which = item.face.among() if item.face is not None else ""
-            report(f"{item.path.name}{which}: done -> {item.files.latent} (PSNR {r['psnr']:.1f} dB, SSIM {r['ssim']:.3f}{face})")
+            removed = f"; removed the earlier run's {' and '.join(p.name for p in item.stale)}" if item.stale else ""
+            report(f"{item.path.name}{which}: done -> {item.files.latent} (PSNR {r['psnr']:.1f} dB, SSIM {r['ssim']:.3f}{face}){removed}")
     return failures
 
 
