@@ -524,14 +524,13 @@ def align(
             failed += 1
             continue
         try:  # this photo's files, all or none; a failure (a full disk) is its own, and the others still run
-            check_name_lengths([outdir / f"{stem}{end}" for stem in stems_out for end in (".png", "_align.json")])
+            outputs = [outdir / f"{stem}{end}" for stem in stems_out for end in (".png", "_align.json")]  # a crop and its record per face
+            check_name_lengths(outputs)
             outdir.mkdir(parents=True, exist_ok=True)
-            with written_together() as written:
-                for stem, face in zip(stems_out, faces):
-                    save_image(np.asarray(face.image), outdir / f"{stem}.png", icc_profile=photo_profile(image))
-                    written.append(outdir / f"{stem}.png")
-                    write_text_atomic(outdir / f"{stem}_align.json", json.dumps({"photo": str(path), **face.transform_meta()}))
-                    written.append(outdir / f"{stem}_align.json")
+            with written_together(outputs) as tmps:
+                for face, crop, record in zip(faces, tmps[0::2], tmps[1::2]):
+                    save_image(np.asarray(face.image), crop, icc_profile=photo_profile(image))
+                    write_text_atomic(record, json.dumps({"photo": str(path), **face.transform_meta()}))
         except (StyleliftError, OSError) as e:
             output_failed(path.name, e)
             failed += 1

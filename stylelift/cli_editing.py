@@ -67,15 +67,16 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
     suffix = out.suffix.lower()
     if suffix == ".mp4":
         count, what = 1, f"one frame of {what}"
+    side_w, side_h = width, height  # a frame of a video; a grid's picture:
+    if suffix not in VIDEO_SUFFIXES:
+        cols = cols or math.ceil(math.sqrt(count))
+        side_w, side_h = width * cols, height * math.ceil(count / cols)  # as make_grid lays them out
+    limit = MAX_IMAGE_SIDE.get(suffix)
+    if limit is not None and max(side_w, side_h) > limit:  # first: "ask for at most 0" below would not help
+        fail(f"{what} would be {side_w}x{side_h} pixels, more than a {suffix} holds ({limit} a side); write a .png{' or a .gif' if suffix == '.mp4' else ''}, or fewer images")
     if too_big(count, width, height):
         gib = count * width * height * 3 / 2**30
         fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
-    if suffix not in VIDEO_SUFFIXES:
-        cols = cols or math.ceil(math.sqrt(count))
-        width, height = width * cols, height * math.ceil(count / cols)  # as make_grid lays them out
-    limit = MAX_IMAGE_SIDE.get(suffix)
-    if limit is not None and max(width, height) > limit:
-        fail(f"{what} would be {width}x{height} pixels, more than a {suffix} holds ({limit} a side); write a .png{' or a .gif' if suffix == '.mp4' else ''}, or fewer images")
 
 
 def layers_option(spec: Optional[str], G, option: str):

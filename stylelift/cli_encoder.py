@@ -267,12 +267,12 @@ def encoder_run(
         try:  # this photo's files; a failure (a full disk) is its own, and the others still run
             if image is None:
                 raise InputError(f"the encoder's guess holds NaN or infinite values (is {encoder_path.name} damaged?)")
-            check_name_lengths([outdir / f"{path.stem}_enc.png", latent_path])
+            outputs = [outdir / f"{path.stem}_enc.png", latent_path]
+            check_name_lengths(outputs)
             outdir.mkdir(parents=True, exist_ok=True)
-            with written_together() as written:
-                save_image(to_uint8(image)[0], outdir / f"{path.stem}_enc.png", icc_profile=photo_profile(item.photo))  # as project's images
-                written.append(outdir / f"{path.stem}_enc.png")
-                save_latents(latent_path, LatentFile(w=ws.cpu().numpy(), meta=meta))  # last: the file that says the photo is done
+            with written_together(outputs) as (enc_png, latent_tmp):  # the latent file is renamed last: it says the photo is done
+                save_image(to_uint8(image)[0], enc_png, icc_profile=photo_profile(item.photo))  # as project's images
+                save_latents(latent_tmp, LatentFile(w=ws.cpu().numpy(), meta=meta))
         except (StyleliftError, OSError) as e:
             output_failed(path.name, e)
             failed += 1

@@ -72,20 +72,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     on success rename it onto `path`, on any error (or Ctrl-C) remove it and leave `path` as it was.
     An OSError about the temporary file names `path` instead: the file the user asked for."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    if name_length(tmp.name) > name_max(path.parent):  # a long name the file system takes, made too long by the temporary name's additions
-        tmp = path.with_name(f".stylelift.tmp-{os.getpid()}{path.suffix[:16]}")
+    tmp = temporary_name(path, "tmp")
     try:
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        about_tmp = e.filename is not None and Path(os.fsdecode(e.filename)).absolute() == tmp.absolute()  # writers may name it either way
-        if about_tmp or (e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)):  # a full disk names no file: say which one
-            raise type(e)(e.errno, e.strerror, str(path)) from None
-        raise
+        raise_about(e, {tmp: path})
     finally:
         with contextlib.suppress(OSError):  # a read-only folder refuses even this: its first error is the one to tell
             tmp.unlink(missing_ok=True)
+
+
+def temporary_name(path: Path, tag: str) -> Path:
+    """A hidden name beside `path` with its suffix (writers pick the format by it), for this process."""
+    tmp = path.with_name(f".{path.stem}.{tag}-{os.getpid()}{path.suffix}")
+    if name_length(tmp.name) > name_max(path.parent):  # a long name the file system takes, made too long by the additions
+        tmp = path.with_name(f".stylelift.{tag}-{os.getpid()}-{abs(hash(path.name)) % 10**8}{path.suffix[:16]}")
+    return tmp
+
+
+def raise_about(e: OSError, names: dict[Path, Path]) -> None:
+    """Raise `e`, naming the file the user asked for where it names one of its temporary `names`
+    (or, a full disk naming no file, the first of them)."""
+    named = Path(os.fsdecode(e.filename)).absolute() if e.filename is not None else None
+    real = next((path for tmp, path in names.items() if tmp.absolute() == named), None)  # writers may name it either way
+    if real is None and e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a full disk names no file: say which one
+        real = next(iter(names.values()))
+    if real is not None:
+        raise type(e)(e.errno, e.strerror, str(real)) from None
+    raise e
 
 
 def looks_like_zip(path: str | os.PathLike) -> bool:
@@ -150,18 +165,24 @@ def check_writable(folder: str | os.PathLike) -> None:
 
 
 def name_max(folder: Path) -> int:
-    """The longest file name `folder`'s file system takes (255 where it does not say)."""
+    """The longest file name `folder`'s file system takes, at most 255 (FAT says 1530, in bytes of
+    up to 6 per character, and takes 255 characters; -1 means no fixed limit)."""
     existing = next((p for p in (folder, *folder.parents) if p.is_dir()), Path("."))
     try:
         limit = os.pathconf(existing, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):  # (Windows has no pathconf)
         limit = -1
-    return limit if limit > 0 else 255  # -1: no fixed limit
+    return min(limit, 255) if limit > 0 else 255
 
 
 def name_length(name: str) -> int:
-    """A file name's length as file systems count it: bytes on Linux, characters on macOS and Windows."""
-    return len(os.fsencode(name)) if sys.platform.startswith("linux") else len(name)
+    """A file name's length as its file system counts it: UTF-16 units on Windows and macOS, bytes elsewhere."""
+    if sys.platform in ("win32", "darwin"):
+        return len(name.encode("utf-16-le")) // 2
+    return len(os.fsencode(name))
+
+
+NAME_UNIT = "characters" if sys.platform in ("win32", "darwin") else "bytes"
 
 
 def check_name_lengths(paths: list[Path]) -> None:
@@ -170,21 +191,25 @@ def check_name_lengths(paths: list[Path]) -> None:
     for path in paths:
         if name_length(path.name) > (limit := name_max(path.parent)):
             shown = path.name if len(path.name) <= 40 else f"{path.name[:40]}..."
-            raise InputError(f"its output {shown} would have a name longer than the file system takes ({limit}); rename the photo")
+            raise InputError(f"the output name {shown} is longer than the file system takes ({limit} {NAME_UNIT}); rename the photo")
 
 
 @contextlib.contextmanager
-def written_together() -> Iterator[list[Path]]:
-    """For a set of files written one by one: append each path once it is written. If the set fails
-    part-way (a full disk), those written are removed again, leaving no half set, and the error goes on."""
-    written: list[Path] = []
+def written_together(paths: list[Path]) -> Iterator[list[Path]]:
+    """Temporary names for a set of files (`paths`, in order): the block writes each to its own, and
+    only when all are written are they renamed onto `paths`. A set that fails part-way (a full disk)
+    leaves the earlier set as it was, not half of each; an OSError names the file asked for."""
+    tmps = [temporary_name(path, "set") for path in paths]
     try:
-        yield written
-    except BaseException:
-        for path in written:
+        yield tmps
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
+    except OSError as e:
+        raise_about(e, dict(zip(tmps, paths)))
+    finally:
+        for tmp in tmps:
             with contextlib.suppress(OSError):
-                path.unlink()
-        raise
+                tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -151,13 +151,14 @@ def to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
         finite = np.isfinite(a)  # a float image's NaN and -inf pixels are black, +inf ones white (not a warning from the cast below)
-        a[~finite] = np.where(a[~finite] > 0, a[finite].max(initial=1.0), 0)
+        brightest = a[finite].max(initial=0.0)
         if im.mode.startswith("I;16"):
             top = 65535.0  # 16-bit, however dark
         else:  # "I" holds 16-bit PNGs in some Pillow versions and 8-bit values in others: judge by range
-            top = 65535.0 if im.mode != "F" and a.max() > 255 else 255.0
-        if im.mode == "F" and a.max() <= 1.0:
+            top = 65535.0 if im.mode != "F" and brightest > 255 else 255.0
+        if im.mode == "F" and brightest <= 1.0:
             top = 1.0
+        a[~finite] = np.where(a[~finite] > 0, top, 0)
         im = Image.fromarray(np.uint8(np.clip(np.rint(a / top * 255), 0, 255)), "L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")

