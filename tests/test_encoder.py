@@ -305,6 +305,35 @@ def test_encoder_run_keeps_a_projection_and_project_no_longer_counts_it_done(tmp
     assert r.exit_code == 1 and not (tmp_path / "none").exists()  # no empty folder when no photo is done
 
 
+def test_encoder_run_that_cannot_write_its_latent_file_keeps_the_earlier_pair(tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    from stylelift import latents
+
+    G = tiny_generator()
+    save_generator(G, tmp_path / "net.pt")
+    save_encoder(tmp_path / "enc.pt", new_encoder(G, input_resolution=32))
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "p.png")
+    run = ["encoder", "run", str(tmp_path / "p.png"), "--encoder", str(tmp_path / "enc.pt"), "--network", str(tmp_path / "net.pt"), "--no-align", "--outdir", str(tmp_path / "o")]
+    assert CliRunner().invoke(app, run).exit_code == 0
+    def files():  # a file renamed onto one is a new inode
+        return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "o").iterdir()}
+
+    before = files()
+
+    def full_disk(path, lf):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(latents, "save_latents", full_disk)  # written after the image
+    r = CliRunner().invoke(app, [*run, "--overwrite"])
+    assert r.exit_code == 1 and f"error: p.png: {tmp_path / 'o' / 'p.npz'}: No space left on device" in " ".join(r.output.split()), r.output
+    assert files() == before  # the earlier pair whole: its image was not replaced alone
+    monkeypatch.undo()
+    assert CliRunner().invoke(app, run).output == "p.png: already done (use --overwrite to redo)\n"
+
+
 def test_an_encoder_whose_guess_is_not_finite_fails_each_photo_by_name_and_writes_nothing(tmp_path):
     from PIL import Image
 
