@@ -131,10 +131,10 @@ def split_items(text: str, *, what: str) -> list[str]:
         part = part.strip()
         if not part:
             raise typer.BadParameter(f"{what} {text!r} has an empty item; list seeds and latent files separated by commas")
-        if re.fullmatch(r"[0-9]+-[0-9]+", part):  # a range of seeds
-            items += [str(s) for s in parse_int_list(part)]
-        else:
-            items.append(part)
+        try:
+            items += expand_seed_lists([part])  # a range of seeds (a malformed one is told so), else a seed or a file
+        except typer.BadParameter as e:
+            raise typer.BadParameter(f"{what} {e.message}") from None
     return items
 
 

@@ -301,6 +301,7 @@ BAD_INVOCATIONS = {
     "mix-no-rows": (["mix", "--rows", "", "--cols", "1", "--out", "{d}/m.png"], 2, "--rows '' has an empty item"),
     "mix-only-commas": (["mix", "--rows", "1", "--cols", " , ", "--out", "{d}/m.png"], 2, "--cols ' , ' has an empty item"),
     "mix-empty-item": (["mix", "--rows", "1", "--cols", "1,,2", "--out", "{d}/m.png"], 2, "empty item"),
+    "mix-malformed-seeds": (["mix", "--rows", "1-", "--cols", "2", "--out", "{d}/m.png"], 2, "--rows '1-' is neither a latent file nor a list of seeds"),  # as edit says it (mix took it for a missing file: exit 1)
     "seeds-trailing-comma": (["generate", "--seeds", "0,1,", "--outdir", "{d}/o"], 2, "seeds '0,1,' has an empty item (a comma too many?)"),
     "edit-trailing-comma": (["edit", "0-1,", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 2, "'0-1,' is neither a latent file nor a list of seeds: seeds '0-1,' has an empty item"),
     "interpolate-trailing-comma": (["interpolate", "0,1,", "--out", "{d}/i.gif"], 2, "'0,1,' is neither a latent file nor a list of seeds: seeds '0,1,' has an empty item"),
