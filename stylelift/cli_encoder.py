@@ -68,7 +68,6 @@ def encoder_train(
         for name, given in (("backbone", backbone), ("input_resolution", input_resolution)):
             if given is not None and given != getattr(encoder.config, name):
                 fail(f"{out} was trained with {name} {getattr(encoder.config, name)}; --resume continues with it (drop --{name.replace('_', '-')})")
-        typer.echo(f"resuming {out} at step {state.get('step', 0)}")
     else:
         encoder = new_encoder(G, backbone=backbone or "resnet18", input_resolution=256 if input_resolution is None else input_resolution, seed=seed)
     opts = EncoderTrainOptions(
@@ -86,6 +85,8 @@ def encoder_train(
         fail(f"--batch-size {batch_size} at input resolution {encoder.config.input_resolution}: batch norm needs two values per channel; use --batch-size 2 or more")
     out.parent.mkdir(parents=True, exist_ok=True)
     start = int(state.get("step", 0)) if state else 0
+    if state is not None:  # said once every setting is found to be the run's own
+        typer.echo(f"resuming {out} at step {start}")
     if start >= steps:
         typer.echo(f"{out} is at step {start} already; nothing to train (ask for more --steps to go on)")
         return

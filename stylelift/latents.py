@@ -141,7 +141,9 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     try:
         with np.load(path, allow_pickle=False) as data:
             if "w" not in data.files:
-                raise InputError(f"{path.name} has no 'w' array (keys: {', '.join(data.files) or 'none'})")
+                torch_file = any(k == "data.pkl" or k.endswith("/data.pkl") for k in data.files)  # a .pt is a zip too
+                keys = ", ".join(data.files[:5]) + (f", ... ({len(data.files)} in all)" if len(data.files) > 5 else "")
+                raise InputError(f"{path.name} is a torch file, not a latent .npz" if torch_file else f"{path.name} has no 'w' array (keys: {keys or 'none'})")
             read = [key for key in data.files if key in ("w", "meta") or re.fullmatch(r"noise_[0-9]+", key)]
             shapes = {key: _check_claimed_size(data, key, path.name, inflating) for key in read}  # all, before any is read
             raw = data["w"]

@@ -164,7 +164,9 @@ def test_resuming_with_other_options_is_refused(tmp_path):
     r = CliRunner().invoke(app, [str(a) for a in args])
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, [str(a) for a in args[:-4]] + ["--resume", "--steps", "4", "--seed", "7", "--device", "cpu"])
-    assert r.exit_code == 1 and "other settings" in r.output and "seed" in r.output
+    assert r.exit_code == 1 and len(r.output.splitlines()) == 1 and "other settings" in r.output and "seed" in r.output, r.output  # not "resuming" first
+    r = CliRunner().invoke(app, [str(a) for a in args[:-4]] + ["--resume", "--steps", "3", "--device", "cpu"])
+    assert r.exit_code == 0 and r.output.startswith(f"resuming {tmp_path / 'e.pt'} at step 2"), r.output
 
 
 def test_a_fitted_face_encoder_beats_w_avg_on_new_samples_and_round_trips(tmp_path):

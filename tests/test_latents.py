@@ -143,6 +143,14 @@ def test_not_an_npz(tmp_path):
     (tmp_path / "c.npz").write_text("hello")
     with pytest.raises(InputError, match="not a readable"):
         load_latents(tmp_path / "c.npz")
+    import torch
+
+    torch.save({"x": torch.ones(2)}, tmp_path / "net.pt")  # a zip too: its 1,000 characters of entry names were the message
+    with pytest.raises(InputError, match=r"^net.pt is a torch file, not a latent .npz$"):
+        load_latents(tmp_path / "net.pt")
+    np.savez(tmp_path / "many.npz", **{f"k{i}": np.zeros(1) for i in range(7)})
+    with pytest.raises(InputError, match=r"^many.npz has no 'w' array \(keys: k0, k1, k2, k3, k4, ... \(7 in all\)\)$"):
+        load_latents(tmp_path / "many.npz")
 
 
 def _npz_entry(path, compression, w):
