@@ -495,7 +495,7 @@ def align(
     import json
 
     from .align import align_faces
-    from .fileio import check_name_lengths, write_text_atomic, written_together
+    from .fileio import write_text_atomic, written_together
     from .images import load_photo, photo_profile, save_image
 
     if all_faces and face_index is not None:
@@ -525,8 +525,6 @@ def align(
             continue
         try:  # this photo's files, all or none; a failure (a full disk) is its own, and the others still run
             outputs = [outdir / f"{stem}{end}" for stem in stems_out for end in (".png", "_align.json")]  # a crop and its record per face
-            check_name_lengths(outputs)
-            outdir.mkdir(parents=True, exist_ok=True)
             with written_together(outputs) as tmps:
                 for face, crop, record in zip(faces, tmps[0::2], tmps[1::2]):
                     save_image(np.asarray(face.image), crop, icc_profile=photo_profile(image))

@@ -215,7 +215,7 @@ def encoder_run(
     from . import __version__
     from .cli import expand_photos
     from .errors import InputError, StyleliftError, per_item_error
-    from .fileio import check_name_lengths, file_id, special_file, written_together
+    from .fileio import file_id, special_file, written_together
     from .images import photo_profile, save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
@@ -268,10 +268,7 @@ def encoder_run(
         try:  # this photo's files; a failure (a full disk) is its own, and the others still run
             if image is None:
                 raise InputError(f"the encoder's guess holds NaN or infinite values (is {encoder_path.name} damaged?)")
-            outputs = [outdir / f"{path.stem}_enc.png", latent_path]
-            check_name_lengths(outputs)
-            outdir.mkdir(parents=True, exist_ok=True)
-            with written_together(outputs) as (enc_png, latent_tmp):  # the latent file is renamed last: it says the photo is done
+            with written_together([outdir / f"{path.stem}_enc.png", latent_path]) as (enc_png, latent_tmp):  # the latent file is renamed last: it says the photo is done
                 save_image(to_uint8(image)[0], enc_png, icc_profile=photo_profile(item.photo))  # as project's images
                 save_latents(latent_tmp, LatentFile(w=ws.cpu().numpy(), meta=meta))
         except (StyleliftError, OSError) as e:

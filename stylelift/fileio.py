@@ -198,7 +198,11 @@ def check_name_lengths(paths: list[Path]) -> None:
 def written_together(paths: list[Path]) -> Iterator[list[Path]]:
     """Temporary names for a set of files (`paths`, in order): the block writes each to its own, and
     only when all are written are they renamed onto `paths`. A set that fails part-way (a full disk)
-    leaves the earlier set as it was, not half of each; an OSError names the file asked for."""
+    leaves the earlier set as it was, not half of each; an OSError names the file asked for. Names
+    the file system would not take are refused first, then the folders are made."""
+    check_name_lengths(paths)
+    for folder in {path.parent for path in paths}:
+        folder.mkdir(parents=True, exist_ok=True)
     tmps = [temporary_name(path, "set") for path in paths]
     try:
         yield tmps

@@ -89,7 +89,7 @@ def centre_crop(photo: Image.Image, size: int) -> Image.Image:
         return photo.crop(box).resize((size, size), Image.Resampling.LANCZOS)
 
 
-def prepare(path: Path, job: ProjectJob, resolution: int, *, photos: frozenset = frozenset()) -> Prepared:
+def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
     photo = load_photo(path)
     face = None
     if job.align:
@@ -99,8 +99,7 @@ def prepare(path: Path, job: ProjectJob, resolution: int, *, photos: frozenset =
         image = face.image
     else:
         image = centre_crop(photo, resolution)
-    files = ProjectionFiles(job.outdir, path.stem)
-    return Prepared(path, files, np.asarray(image), photo, face, files.stale(video=job.video, pasted=job.paste_back, photos=photos))
+    return Prepared(path, ProjectionFiles(job.outdir, path.stem), np.asarray(image), photo, face)
 
 
 def _init_latents(job: ProjectJob, G):
@@ -245,7 +244,9 @@ def plan_photos(G, job: ProjectJob, paths: list[Path], meta_base: dict, report: 
             continue
         try:
             files.check_writable(video=job.video, pasted=job.paste_back, photos=photos)
-            todo.append(prepare(path, job, G.img_resolution, photos=photos))
+            item = prepare(path, job, G.img_resolution)
+            item.stale = files.stale(video=job.video, pasted=job.paste_back, photos=photos)  # (project's alone: encoder run prepares too)
+            todo.append(item)
         except Exception as e:  # this photo fails; the others still run
             report(f"error: {per_item_error(e, path.name)}", error=True)
             failures += 1
