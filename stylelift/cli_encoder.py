@@ -175,7 +175,7 @@ def encoder_fit(
     with StepProgress("rendering", samples) as bar:
         encoder, report = fit_face_encoder(G, opts, callback=bar.update)
     save_encoder(out, encoder, training={"fit": report})
-    typer.echo(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {rank} "
+    typer.echo(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {report['rank']} "
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
 
 

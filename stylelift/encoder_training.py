@@ -279,13 +279,17 @@ def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *
     tried = {p: error(*solve(X[:split], Y[:split], p), X[split:], Y[split:]) for p in opts.ridge}
     penalty = min(tried, key=tried.get)
     W, mean, std, y_mean = solve(X[:split], Y[:split], penalty)
-    down, up = _reduce_rank(W, (X[:split] - mean) / std, opts.rank)
-    report = {"samples": len(X), "penalty": penalty, "held_out_error": tried[penalty],
+    rank = min(opts.rank, len(X) - 1, *W.shape)  # centred features of S samples span S - 1 directions at most
+    down, up = _reduce_rank(W, (X[:split] - mean) / std, rank)
+    report = {"samples": len(X), "penalty": penalty, "rank": rank, "held_out_error": tried[penalty],
               "held_out_error_reduced": error(down @ up, mean, std, y_mean, X[split:], Y[split:]),
               "tried": [[p, e] for p, e in tried.items()],  # (a list: checkpoints allow only str and int keys)
               "options": {**dataclasses.asdict(opts), "ridge": list(opts.ridge)}}
     W, mean, std, y_mean = solve(X, Y, penalty)
-    down, up = _reduce_rank(W, (X - mean) / std, opts.rank)
+    down, up = _reduce_rank(W, (X - mean) / std, rank)
+    if rank < opts.rank:
+        log.warning("the head's rank is %d, not %d: %d samples give no more directions", rank, opts.rank, len(X))
+        encoder = new_encoder(G, backbone=FACE_BACKBONE, input_resolution=opts.render_resolution, head_rank=rank)
     with torch.no_grad():
         encoder.feature_mean.copy_(mean.float())
         encoder.feature_std.copy_(std.float())
@@ -297,10 +301,9 @@ def fit_face_encoder(G, opts: FaceEncoderFitOptions = FaceEncoderFitOptions(), *
 
 
 def _reduce_rank(W: Tensor, Xs: Tensor, rank: int) -> tuple[Tensor, Tensor]:
-    """W [F, O] -> (W V, V^T) with V [O, rank] the top right singular vectors of the fitted values Xs W."""
+    """W [F, O] -> (W V, V^T) with V [O, rank] (or fewer where Xs W has fewer) the top right singular
+    vectors of the fitted values Xs W."""
     _, R = torch.linalg.qr(Xs)  # Xs W = Q (R W), so R W has the fitted values' singular directions
     _, _, Vh = torch.linalg.svd(R @ W, full_matrices=False)
-    V = Vh[: min(rank, Vh.shape[0])].T
-    if V.shape[1] < rank:  # fewer directions than the rank asked for: pad with zeros
-        V = torch.cat([V, V.new_zeros(V.shape[0], rank - V.shape[1])], dim=1)
+    V = Vh[:rank].T
     return W @ V, V.T

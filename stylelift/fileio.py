@@ -161,7 +161,9 @@ def check_writable(folder: str | os.PathLike) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise type(e)(e.errno, e.strerror, str(existing)) from None
+        # a folder that exists but takes no files (/proc, /sys) answers "No such file or directory"
+        why = "this folder takes no new files" if e.errno == errno.ENOENT else e.strerror
+        raise type(e)(e.errno, why, str(existing)) from None
 
 
 def name_max(folder: Path) -> int:

@@ -187,6 +187,17 @@ def test_a_fitted_face_encoder_beats_w_avg_on_new_samples_and_round_trips(tmp_pa
         assert (back(images) - guess).abs().max() < 2e-2  # head stored as float16
 
 
+def test_a_fit_caps_the_heads_rank_at_what_its_samples_span():
+    from stylelift.encoder_training import FaceEncoderFitOptions, fit_face_encoder, sample_batch
+
+    G = tiny_generator(img_resolution=32)
+    fits = [fit_face_encoder(G, FaceEncoderFitOptions(samples=12, rank=rank, render_resolution=32, batch_size=12)) for rank in (11, 300)]
+    assert [enc.config.head_rank for enc, _ in fits] == [11, 11] and [r["rank"] for _, r in fits] == [11, 11]
+    _, images = sample_batch(G, 4, EncoderTrainOptions(render_resolution=32), torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        assert torch.equal(fits[0][0](images), fits[1][0](images))  # the 289 directions asked for beyond them were zeros
+
+
 def test_encoder_fit_command(tmp_path):
     G = tiny_generator()
     save_generator(G, tmp_path / "net.pt")

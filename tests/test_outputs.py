@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,12 @@ def read_only(tmp_path):
 def one_line_naming(r, path) -> bool:
     lines = r.output.strip().splitlines()
     return r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error:") and str(path) in lines[0] and ".tmp-" not in lines[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="no /proc here")
+def test_a_folder_that_takes_no_files_is_called_one(net):
+    r = invoke("mix", "--rows", "1", "--cols", "2", "--network", net, "--out", "/proc/grid.png")
+    assert r.exit_code == 1 and r.output.strip() == "error: /proc: this folder takes no new files", r.output  # was "No such file or directory"
 
 
 def test_a_read_only_folder_is_one_line_before_any_work(tmp_path, net, read_only, monkeypatch):
