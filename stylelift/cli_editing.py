@@ -331,9 +331,11 @@ def interpolate(
     check_not_folder(out, ".png" if grid else ".mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
-    fps = video_fps(fps, out, 30)
     if grid and out.suffix.lower() in VIDEO_SUFFIXES:
         raise typer.BadParameter(f"--grid writes a still strip: give --out NAME.png, not {out.name}")
+    if grid and fps is not None:
+        raise typer.BadParameter("--fps is for a video; --grid writes a still strip")
+    fps = video_fps(fps, out, 30)
     if grid:
         check_out(out, video=False)
     G, dev = load(network, device)

@@ -86,7 +86,7 @@ def iter_seed_images(
             with torch.inference_mode():  # G(z, c) in two steps, to report ws
                 ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
                 img = G.synthesis(ws, noise_mode=noise_mode, noises=seeded_noises(G, seed, device) if noise_mode == "random" else None)
-            yield rendered(img, ws, f"seed {seed}: ", "ask for a truncation psi nearer 0" if truncation_psi != 1 else "")[0]
+            yield rendered(img, ws, f"seed {seed}: ", "ask for a truncation psi (--trunc) nearer 0" if truncation_psi != 1 else "")[0]
 
     return images()
 
@@ -272,7 +272,7 @@ def latents_for_items(
             with torch.no_grad():
                 ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float()
             if not torch.isfinite(ws).all():  # said here, not as "keys hold NaN" by whatever takes them next
-                why = f"truncation psi {truncation_psi:g} takes them past float32's range; ask for a truncation psi nearer 0" if truncation_psi != 1 else "a damaged network?"
+                why = f"truncation psi {truncation_psi:g} takes them past float32's range; ask for a truncation psi (--trunc) nearer 0" if truncation_psi != 1 else "a damaged network?"
                 raise InputError(f"seed {int(item)}: its ws hold NaN or infinite values ({why})")
             out.append(ws.to(out_device))
             continue

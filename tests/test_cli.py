@@ -255,7 +255,8 @@ BAD_INVOCATIONS = {
     "direction-out-not-npy": (["directions", "learn", "--attribute", "x", "--labels", "{d}/l.csv", "--out", "{d}/d.xyz"], 2, ".npy"),
     "batch-size-0": (["truncation-sweep", "--seeds", "0", "--batch-size", "0", "--out", "{d}/t.png"], 2, "'--batch-size': Input should be greater than or equal to 1"),
     "fps-0": (["interpolate", "0", "1", "--frames", "2", "--fps", "0", "--out", "{d}/i.gif"], 2, "'--fps': Input should be greater than or equal to 1"),
-    "fps-of-a-strip": (["interpolate", "0", "1", "--grid", "--fps", "30", "--out", "{d}/i.png"], 2, "--fps is for a video (.mp4 or .gif); i.png is a still"),  # it did nothing
+    "fps-of-a-strip": (["interpolate", "0", "1", "--grid", "--fps", "30", "--out", "{d}/i.png"], 2, "--fps is for a video; --grid writes a still strip"),  # it did nothing
+    "fps-of-a-default-strip": (["interpolate", "0", "1", "--grid", "--fps", "30"], 2, "--fps is for a video; --grid writes a still strip"),  # named interpolation.png, not given
     "fps-of-an-edit-strip": (["edit", "0", "--direction", "age", "--fps", "30", "--out", "{d}/e.png"], 2, "--fps is for a video (.mp4 or .gif); e.png is a still"),
     "frames-huge": (["interpolate", "0", "1", "--frames", "100000000000", "--out", "{d}/i.gif"], 2, "'--frames': Input should be less than or equal to 10000"),
     "psi-count-huge": (["truncation-sweep", "--seeds", "0", "--psi", "0:1:100000000000", "--out", "{d}/t.png"], 2, "--psi '0:1:100000000000': COUNT must be 1 to 10000"),

@@ -476,7 +476,7 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim], np.float32) / np.sqrt(G.w_dim), {}))
     save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
     runs = {  # each names the image that failed and what to change (nothing, for a file's own w)
-        ("generate", "--seeds", "0", "--trunc", "1e38", "--outdir", tmp_path / "g"): "seed 0: ; ask for a truncation psi nearer 0",
+        ("generate", "--seeds", "0", "--trunc", "1e38", "--outdir", tmp_path / "g"): "seed 0: ; ask for a truncation psi (--trunc) nearer 0",
         ("generate", "--latents", tmp_path / "big.npz", "--outdir", tmp_path / "g"): "big.npz latent 0: ; what it was trained on",
         ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "-3e38,0", "--out", tmp_path / "e.png"): "seed 3 at strength -3e+38: ; ask for --strength values nearer 0",
         ("edit", "3", tmp_path / "big.npz", "--direction", tmp_path / "d.npy", "--strength", "0,1", "--out", tmp_path / "e.png"): "big.npz at strength 0: ; what it was trained on",  # its own w: no option to change
@@ -502,7 +502,7 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"] and not list((tmp_path / "g").glob("*.png"))
     for args in (("interpolate", "1", "2", "--frames", "3", "--out", tmp_path / "i.gif"), ("edit", "1", "--direction", tmp_path / "d.npy", "--strength", "0", "--out", tmp_path / "e.png")):
         r = invoke(*args, "--trunc", "-3e38", "--network", net)  # past float32 before any rendering: "keys hold NaN or infinite values"
-        said = "error: seed 1: its ws hold NaN or infinite values (truncation psi -3e+38 takes them past float32's range; ask for a truncation psi nearer 0)\n"
+        said = "error: seed 1: its ws hold NaN or infinite values (truncation psi -3e+38 takes them past float32's range; ask for a truncation psi (--trunc) nearer 0)\n"
         assert r.exit_code == 1 and r.output == said, (args, r.output)
     r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
     assert r.exit_code == 0, r.output

@@ -237,7 +237,7 @@ def _classifier_labelled(G, attribute: str, seeds: range, mapping: dict, *, batc
     if attribute == "age" and len(seeds) < (fewest := fewest_for_ends()):  # said before the labelling, not after
         raise InputError(f"{len(seeds)} samples are too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; sample {fewest} or more")
     seeds = [str(s) for s in seeds]
-    hint = "ask for a truncation psi nearer 0" if mapping["truncation_psi"] != 1 else ""
+    hint = "ask for a truncation psi (--trunc) nearer 0" if mapping["truncation_psi"] != 1 else ""
     kept, kept_seeds, scores = [], [], []  # kept: the w of each labelled face (the boundary is fitted on w)
     for start in range(0, len(seeds), batch_size):
         batch = seeds[start : start + batch_size]
