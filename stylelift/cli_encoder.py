@@ -46,9 +46,12 @@ def encoder_train(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train an encoder on images the network generates (known latents): latent MSE + image loss."""
+    import operator
+
     from .encoder_training import EncoderTrainOptions, train_encoder
     from .models.encoder import FACE_BACKBONE, load_encoder, new_encoder
     from .progress import StepProgress
+    from .projector.losses import same_loss
 
     if out.suffix.lower() != ".pt":
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
@@ -77,7 +80,8 @@ def encoder_train(
     )
     saved = (state or {}).get("options")
     if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
-        changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and getattr(opts, k, v) != v]
+        same = {"image_loss": same_loss}  # (the others are equal values)
+        changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and not same.get(k, operator.eq)(v, getattr(opts, k, v))]
         if changed:
             fail(f"{out} was trained with other settings ({', '.join(dict.fromkeys(as_option(k, saved) for k in changed))}); resume with the same options")
     side = -(-encoder.config.input_resolution // 32)  # the ResNet's last feature map is side x side

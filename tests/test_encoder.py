@@ -426,7 +426,7 @@ def test_encoder_train_gives_one_encoder_per_command_and_stops_between_steps(tmp
     c, state = load_encoder(tmp_path / "c.pt")
     assert state["step"] == 4 and all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))  # stopped and resumed: the same run
     before = (tmp_path / "c.pt").read_bytes()
-    r = CliRunner().invoke(app, ["encoder", "train", "--steps", "3", *common, "--out", str(tmp_path / "c.pt"), "--resume"])
+    r = CliRunner().invoke(app, ["encoder", "train", "--steps", "3", *common, "--out", str(tmp_path / "c.pt"), "--resume", "--image-loss", "mse=1.0"])  # mse's own weight
     assert r.exit_code == 0 and "is at step 4 already; nothing to train" in " ".join(r.output.split()) and (tmp_path / "c.pt").read_bytes() == before, r.output
     r = CliRunner().invoke(app, ["encoder", "train", "--steps", "6", *common, "--out", str(tmp_path / "c.pt"), "--resume", "--image-loss", "none"])
     assert r.exit_code == 1 and "other settings (--image-loss mse)" in " ".join(r.output.split()), r.output

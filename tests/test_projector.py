@@ -116,6 +116,15 @@ def test_loss_spec_parsing():
         parse_loss_spec(" ")
 
 
+def test_a_recorded_loss_is_the_same_loss_however_spelled():
+    from stylelift.projector.losses import same_loss
+
+    for recorded, given in (("mse", "mse=1.0"), ("mse,l1=0.5", " l1=.5, mse"), ("mse=1,", "mse"), ("mse,,l1", "mse,l1")):  # ',': older versions took it
+        assert same_loss(recorded, given), (recorded, given)
+    for recorded, given in (("mse", "mse=2"), ("mse", "mse,l1"), ("fancy", "mse"), (",", "mse"), (None, "mse"), (1.0, "mse")):
+        assert not same_loss(recorded, given), (recorded, given)
+
+
 def test_ssim_and_ms_ssim_are_one_for_identical_images_and_fall_with_noise():
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-4)
@@ -477,6 +486,7 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
     changed = {  # a finished photo is done only for the options it was done with
         "steps": (("--steps", "13"), "done earlier with steps 12 (now 13)"),
         "loss": (("--loss", "mse=1,l1=1"), "with loss 'mse' (now 'mse=1,l1=1')"),
+        "loss spelled otherwise": (("--loss", "mse=1.0"), None),  # the same loss: done
         "space": (("--space", "w"), "with space 'w+' (now 'w')"),
         "seed": (("--seed", "1"), "with seed 0 (now 1)"),
         "no video": (("--no-video",), None),  # fewer files: still done

@@ -76,6 +76,21 @@ def parse_loss_spec(spec: str) -> dict[str, float]:
     return weights
 
 
+def same_loss(recorded, given: str) -> bool:
+    """Whether a recorded loss spec names the terms and weights `given` does ('mse' is 'mse=1.0',
+    'mse,l1' is 'l1,mse'), reading past the empty items older versions took ('mse,')."""
+
+    def weights(spec: str) -> Optional[dict[str, float]]:
+        try:
+            return parse_loss_spec(",".join(part for part in spec.split(",") if part.strip()))
+        except InputError:
+            return None
+
+    if not isinstance(recorded, str) or recorded == given:
+        return recorded == given
+    return weights(recorded) is not None and weights(recorded) == weights(given)
+
+
 class CombinedLoss:
     """Weighted sum of named terms; `last` holds each term's batch mean from the latest call, as a
     0-d tensor on the loss's device (reading it as a number waits for the GPU: the projector reads

@@ -6,6 +6,7 @@ A photo that fails (unreadable, no face) is reported in one line and the others 
 from __future__ import annotations
 
 import logging
+import operator
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, refuse_replacing, write_projection
-from .losses import LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, vgg16_weights_available
+from .losses import LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, same_loss, vgg16_weights_available
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
 
@@ -121,6 +122,7 @@ def _init_latents(job: ProjectJob, G):
 
 # what an earlier run's latent file records of its options, compared before it counts as done
 COMPARED = {"network_id": "network", "space": "space", "steps": "steps", "loss": "loss", "seed": "seed", "noise_optimized": "noise", "w_noise": "w noise", "init": "init", "init_sha256": None}
+SAME_WHEN = {"loss": same_loss}  # (the others are equal values)
 
 
 def photo_hash(path: Path) -> Optional[str]:
@@ -153,7 +155,7 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
     if isinstance(alignment, dict) and job.align and alignment.get("face_index", 0) != job.face_index:
         return f"for face {alignment.get('face_index', 0)!r:.10} of the photo (now {job.face_index})"
     differ = [f"{name} {earlier[key]!r} (now {meta[key]!r})" if name else "another content of that --init file"
-              for key, name in COMPARED.items() if key in earlier and key not in ignore and earlier[key] != meta[key]]
+              for key, name in COMPARED.items() if key in earlier and key not in ignore and not SAME_WHEN.get(key, operator.eq)(earlier[key], meta[key])]
     if differ:
         return "with " + ", ".join(differ)
     if job.video and not files.path("_proj.mp4").is_file():  # the optimisation's frames are gone with it
