@@ -245,12 +245,14 @@ def mapped_z(G, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cuto
 
 
 def latents_for_items(
-    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, device="cpu", out_device=None
+    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, device="cpu", out_device=None,
+    one_each: bool = False,
 ) -> torch.Tensor:
     """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item, on `out_device`
     (default: `device`, where the mapping runs; "cpu" keeps many samples out of GPU memory).
 
-    A latent file contributes its first latent (never truncated); a file made for another network is refused.
+    A latent file contributes its first latent (never truncated), or with `one_each` must hold only
+    one (where each item stands for one face); a file made for another network is refused.
     A conditional network maps seeds with the class `class_idx` (needed only when there are seeds).
     """
     out_device = device if out_device is None else out_device
@@ -281,6 +283,8 @@ def latents_for_items(
             raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
         latents.check_made_for(G, name=path.name)
+        if len(latents.w) > 1 and one_each:
+            raise InputError(f"{item} holds {len(latents.w)} latents where one face is asked for: give each its own latent file")
         if len(latents.w) > 1:
             log.warning("%s holds %d latents; only its first is used here (generate --latents renders them all)", path.name, len(latents.w))
         out.append(torch.from_numpy(latents.w[:1]).to(out_device))

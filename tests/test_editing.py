@@ -1330,7 +1330,7 @@ def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp
     save_latents(tmp_path / "lat" / "two.npz", LatentFile(w=np.concatenate([ws, ws])))
     (tmp_path / "lat" / "l.csv").write_text("".join(rows) + "two.npz,1\n")
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
-    assert r.exit_code == 1 and "two.npz holds 2 latents; a row labels one face" in r.output and not (tmp_path / "e.npy").exists(), r.output
+    assert r.exit_code == 1 and "two.npz holds 2 latents where one face is asked for" in r.output and not (tmp_path / "e.npy").exists(), r.output
     (tmp_path / "lat" / "l.csv").write_text("".join(rows) + "./s0.npz,1\n")  # s0 again, under another name and label
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "./s0.npz is labelled twice" in r.output, r.output

@@ -266,15 +266,11 @@ def labelled_w(G, items: list[str], *, truncation_psi: float, truncation_cutoff:
     when sampling), or a latent file's, the mean of its ws when they differ (W+). A latent file
     holds one latent: a row labels one face."""
     from ..generation import is_seed, latents_for_items
-    from ..latents import load_latents
 
     out, w_plus = [], 0
     for start in range(0, len(items), LABELLED_CHUNK):
         chunk = items[start : start + LABELLED_CHUNK]
-        for item in chunk:
-            if not is_seed(item) and Path(item).is_file() and (n := load_latents(Path(item)).w.shape[0]) > 1:
-                raise InputError(f"{item} holds {n} latents; a row labels one face: give each its own latent file")
-        ws = latents_for_items(G, chunk, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu").double()
+        ws = latents_for_items(G, chunk, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device, out_device="cpu", one_each=True).double()
         files = torch.tensor([not is_seed(item) for item in chunk])
         differ = files & ((ws - ws[:, :1]).abs().amax(dim=(1, 2)) > 0)  # a seed's ws differ only by a truncation cutoff
         w_plus += int(differ.sum())
