@@ -36,6 +36,7 @@ from .raw import RawNetwork
 from .reading import (  # noqa: F401 (expected_shapes: tests use it from here)
     TFState,
     check_shapes,
+    checked_config,
     expected_shapes,
     int_setting,
     number_setting,
@@ -272,30 +273,27 @@ def _pytorch_config(
     if num_fp16_res is None:
         num_fp16_res = sum(bool(attr(b, "use_fp16", False)) for b in blocks)
 
-    try:
-        return StyleGAN2Config(
-            z_dim=z_dim,
-            c_dim=c_dim,
-            w_dim=w_dim,
-            img_resolution=resolution,
-            img_channels=img_channels,
-            mapping_layers=n_mapping,
-            mapping_lr_multiplier=lr_multiplier,
-            mapping_layer_features=hidden if hidden != w_dim else None,
-            embed_features=embed if embed != w_dim else None,
-            channel_base=_informational(synthesis_kwargs.get("channel_base"), 32768) or 32768,
-            channel_max=_informational(synthesis_kwargs.get("channel_max"), 512) or 512,
-            channels=tuple(shape(f"{b}.conv1.weight")[0] for b in blocks),
-            architecture=architecture,
-            resample_filter=resample_filter,
-            conv_clamp=None if conv_clamp is None else number_setting(source, conv_clamp, "conv_clamp"),
-            use_noise=bool(use_noise),
-            num_fp16_res=_informational(num_fp16_res, 0),
-        )
-    except ValueError as e:
-        if isinstance(e, StyleliftError):
-            raise
-        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
+    return checked_config(
+        source,
+        StyleGAN2Config,
+        z_dim=z_dim,
+        c_dim=c_dim,
+        w_dim=w_dim,
+        img_resolution=resolution,
+        img_channels=img_channels,
+        mapping_layers=n_mapping,
+        mapping_lr_multiplier=lr_multiplier,
+        mapping_layer_features=hidden if hidden != w_dim else None,
+        embed_features=embed if embed != w_dim else None,
+        channel_base=_informational(synthesis_kwargs.get("channel_base"), 32768) or 32768,
+        channel_max=_informational(synthesis_kwargs.get("channel_max"), 512) or 512,
+        channels=tuple(shape(f"{b}.conv1.weight")[0] for b in blocks),
+        architecture=architecture,
+        resample_filter=resample_filter,
+        conv_clamp=None if conv_clamp is None else number_setting(source, conv_clamp, "conv_clamp"),
+        use_noise=bool(use_noise),
+        num_fp16_res=_informational(num_fp16_res, 0),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -421,30 +419,27 @@ def _tensorflow_config(source: str, kwargs: dict, v: dict[str, np.ndarray]) -> S
     if not isinstance(kernel, (list, tuple)) or not kernel:
         raise CheckpointError(f"{source}: bad resample_kernel {show_value(kernel)}")
     conv_clamp = kwargs.get("conv_clamp")
-    try:
-        return StyleGAN2Config(
-            z_dim=z_dim,
-            c_dim=c_dim,
-            w_dim=w_dim,
-            img_resolution=resolution,
-            img_channels=int_setting(source, kwargs.get("num_channels", 3), "num_channels", minimum=1),
-            mapping_layers=n_mapping,
-            mapping_lr_multiplier=number_setting(source, kwargs.get("mapping_lrmul", 0.01), "mapping_lrmul"),
-            mapping_layer_features=hidden if hidden != w_dim else None,
-            embed_features=embed if embed != w_dim else None,
-            channel_base=2 * (_informational(kwargs.get("fmap_base"), 16384) or 16384),
-            channel_max=_informational(kwargs.get("fmap_max"), 512) or 512,
-            channels=tuple(channels),
-            architecture=architecture,
-            resample_filter=tuple(int_setting(source, t, "a resample_kernel tap") for t in kernel),
-            conv_clamp=None if conv_clamp is None else number_setting(source, conv_clamp, "conv_clamp"),
-            use_noise=bool(use_noise),
-            num_fp16_res=_informational(kwargs.get("num_fp16_res"), 0),
-        )
-    except ValueError as e:
-        if isinstance(e, StyleliftError):
-            raise
-        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
+    return checked_config(
+        source,
+        StyleGAN2Config,
+        z_dim=z_dim,
+        c_dim=c_dim,
+        w_dim=w_dim,
+        img_resolution=resolution,
+        img_channels=int_setting(source, kwargs.get("num_channels", 3), "num_channels", minimum=1),
+        mapping_layers=n_mapping,
+        mapping_lr_multiplier=number_setting(source, kwargs.get("mapping_lrmul", 0.01), "mapping_lrmul"),
+        mapping_layer_features=hidden if hidden != w_dim else None,
+        embed_features=embed if embed != w_dim else None,
+        channel_base=2 * (_informational(kwargs.get("fmap_base"), 16384) or 16384),
+        channel_max=_informational(kwargs.get("fmap_max"), 512) or 512,
+        channels=tuple(channels),
+        architecture=architecture,
+        resample_filter=tuple(int_setting(source, t, "a resample_kernel tap") for t in kernel),
+        conv_clamp=None if conv_clamp is None else number_setting(source, conv_clamp, "conv_clamp"),
+        use_noise=bool(use_noise),
+        num_fp16_res=_informational(kwargs.get("num_fp16_res"), 0),
+    )
 
 
 def _tensorflow_state(source: str, cfg: StyleGAN2Config, variables: dict[str, np.ndarray]) -> dict[str, Tensor]:

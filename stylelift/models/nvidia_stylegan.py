@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, StyleliftError, first_line
-from .reading import TFState, check_shapes, int_setting, number_setting, primitives, show_value, tf_mapping_depth, tf_shape, tf_variables
+from ..errors import CheckpointError
+from .reading import TFState, check_shapes, checked_config, int_setting, number_setting, primitives, show_value, tf_mapping_depth, tf_shape, tf_variables
 from .raw import RawNetwork
 from .safe_pickle import TFNetwork
 from .stylegan import StyleGANConfig
@@ -152,24 +152,21 @@ def _config(source: str, settings: dict, v: dict[str, np.ndarray]) -> StyleGANCo
     use_noise = settings.get("use_noise", True)
     if not isinstance(use_noise, bool) or use_noise != ("synthesis/noise0" in v):
         raise CheckpointError(f"{source}: use_noise={show_value(use_noise)} does not match the network's variables")
-    try:
-        return StyleGANConfig(
-            z_dim=z_dim,
-            w_dim=w_dim,
-            img_resolution=resolution,
-            img_channels=int_setting(source, settings.get("num_channels", 3), "num_channels", minimum=1),
-            mapping_layers=n_mapping,
-            mapping_layer_features=hidden if n_mapping > 1 else w_dim,
-            mapping_lr_multiplier=number_setting(source, settings.get("mapping_lrmul", 0.01), "mapping_lrmul"),
-            channels=tuple(int(c) for c in channels),
-            fused_min_resolution={True: 8, False: 2048, "auto": 128}[fused],
-            blur_filter=tuple(int_setting(source, t, "a blur_filter tap") for t in blur),
-            use_noise=use_noise,
-        )
-    except ValueError as e:
-        if isinstance(e, StyleliftError):
-            raise
-        raise CheckpointError(f"{source}: unsupported StyleGAN settings ({first_line(e)})") from None
+    return checked_config(
+        source,
+        StyleGANConfig,
+        z_dim=z_dim,
+        w_dim=w_dim,
+        img_resolution=resolution,
+        img_channels=int_setting(source, settings.get("num_channels", 3), "num_channels", minimum=1),
+        mapping_layers=n_mapping,
+        mapping_layer_features=hidden if n_mapping > 1 else w_dim,
+        mapping_lr_multiplier=number_setting(source, settings.get("mapping_lrmul", 0.01), "mapping_lrmul"),
+        channels=tuple(int(c) for c in channels),
+        fused_min_resolution={True: 8, False: 2048, "auto": 128}[fused],
+        blur_filter=tuple(int_setting(source, t, "a blur_filter tap") for t in blur),
+        use_noise=use_noise,
+    )
 
 
 def _state(source: str, cfg: StyleGANConfig, variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -5,13 +5,13 @@ read with checks, and the variables of NVIDIA's TensorFlow networks."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, StyleliftError, first_line
 from .safe_pickle import ArrayRecord, TFNetwork
 from .stylegan import StyleGANConfig
 from .stylegan import expected_shapes as stylegan_shapes
@@ -118,6 +118,20 @@ def number_setting(source: str, value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
         raise CheckpointError(f"{source}: {what} is {show_value(value)}, not a number")
     return float(value)
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def checked_config(source: str, config_class: Callable[..., ConfigT], **settings: Any) -> ConfigT:
+    """`config_class(**settings)` for the settings a file gives, its ValueError a CheckpointError
+    naming `source` (the dataclasses check their own values)."""
+    try:
+        return config_class(**settings)
+    except ValueError as e:
+        if isinstance(e, StyleliftError):
+            raise
+        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
 
 
 def primitives(d: Any, limit: int = 64) -> dict:

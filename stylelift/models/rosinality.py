@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
 from .nvidia import taps_from_kernel
-from .reading import a_type, check_floating, check_shapes, to_float32
+from .reading import a_type, check_floating, check_shapes, checked_config, to_float32
 from .raw import RawNetwork
 from .rosinality_stylegan import is_stylegan_checkpoint, read_stylegan_checkpoint
 from .stylegan2 import StyleGAN2Config
@@ -143,22 +143,21 @@ def _config(source: str, sd: dict[str, Tensor]) -> StyleGAN2Config:
     resample_filter = (1, 3, 3, 1)
     if "convs.0.conv.blur.kernel" in sd:
         resample_filter = taps_from_kernel(source, sd["convs.0.conv.blur.kernel"])
-    try:
-        return StyleGAN2Config(
-            z_dim=z_dim,
-            w_dim=w_dim,
-            img_resolution=resolution,
-            mapping_layers=len(styles),
-            mapping_lr_multiplier=MAPPING_LR_MULTIPLIER,
-            mapping_layer_features=hidden if hidden != w_dim else None,
-            channel_max=max(channels),
-            channels=tuple(channels),
-            architecture="skip",
-            resample_filter=resample_filter,
-            op_order="rosinality",
-        )
-    except ValueError as e:
-        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
+    return checked_config(
+        source,
+        StyleGAN2Config,
+        z_dim=z_dim,
+        w_dim=w_dim,
+        img_resolution=resolution,
+        mapping_layers=len(styles),
+        mapping_lr_multiplier=MAPPING_LR_MULTIPLIER,
+        mapping_layer_features=hidden if hidden != w_dim else None,
+        channel_max=max(channels),
+        channels=tuple(channels),
+        architecture="skip",
+        resample_filter=resample_filter,
+        op_order="rosinality",
+    )
 
 
 def _rename(source: str, cfg: StyleGAN2Config, left: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, StyleliftError, first_line
-from .reading import check_shapes, to_float32
+from .reading import check_shapes, checked_config, to_float32
 from .raw import RawNetwork
 from .stylegan import StyleGANConfig
 from .torch_files import check_storage_extent
@@ -121,15 +121,14 @@ def _config(source: str, sd: dict[str, Tensor]) -> tuple[StyleGANConfig, int]:
     first_fused = next((i for i in range(1, step + 1) if fused[i]), None)
     if first_fused is not None and not all(fused[first_fused : step + 1]):
         raise CheckpointError(f"{source}: fused and separate up-sampling blocks alternate; stylelift expects fused ones from some size on")
-    try:
-        cfg = StyleGANConfig(
-            z_dim=z_dim, w_dim=w_dim, img_resolution=4 * 2**step, mapping_layers=n_mlp, mapping_layer_features=hidden,
-            mapping_lr_multiplier=1.0, channels=tuple(channels),
-            fused_min_resolution=4 * 2**first_fused if first_fused is not None else 2048,
-            instance_norm_eps=1e-5, bias_before_blur=True,
-        )  # fmt: skip
-    except ValueError as e:
-        raise CheckpointError(f"{source}: unsupported generator settings ({first_line(e)})") from None
+    cfg = checked_config(
+        source,
+        StyleGANConfig,
+        z_dim=z_dim, w_dim=w_dim, img_resolution=4 * 2**step, mapping_layers=n_mlp, mapping_layer_features=hidden,
+        mapping_lr_multiplier=1.0, channels=tuple(channels),
+        fused_min_resolution=4 * 2**first_fused if first_fused is not None else 2048,
+        instance_norm_eps=1e-5, bias_before_blur=True,
+    )  # fmt: skip
     return cfg, step
 
 
