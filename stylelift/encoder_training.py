@@ -21,6 +21,7 @@ from .errors import CheckpointError, InputError, first_line
 from .models.base import synthesize_at
 from .models.encoder import Encoder, save_encoder
 from .models.sampling import random_labels, w_statistics
+from .models.stylegan2 import frozen_weights_kept
 from .projector.losses import REGISTRY, LossContext, parse_loss_spec
 
 log = logging.getLogger(__name__)
@@ -123,30 +124,31 @@ def train_encoder(
         save_encoder(out, encoder, training=snapshot(), half=False)
         saved_at = step
 
-    try:
-        while step < opts.steps:
-            ws, images = sample_batch(G, opts.batch_size, opts, gen)
-            loss, record = encoder_loss(G, encoder, ws, images, opts, w_std=w_std, weights=weights, device=device)
-            record = {"step": step, **record}
-            if not torch.isfinite(loss).all():
-                raise TrainingDiverged(f"training diverged at step {step + 1} (the loss is {float(loss.detach().mean()):g}); {kept()}; try a lower --lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.mean().backward()
-            optimizer.step()
-            step += 1
-            record["loss"] = float(loss.detach().mean())
-            history.append(record)
-            if callback:
-                callback(step, record)
-            stopping = stop is not None and stop() and step < opts.steps
-            if out is not None and (step % opts.checkpoint_every == 0 or step == opts.steps or stopping):
-                save()
-            if stopping:
-                return {**snapshot(), "stopped": True}
-    finally:
-        for p, f in zip(G.parameters(), flags):
-            p.requires_grad_(f)
-        encoder.eval()
+    with frozen_weights_kept(G):  # G's frozen weights are laid out once for all the steps
+        try:
+            while step < opts.steps:
+                ws, images = sample_batch(G, opts.batch_size, opts, gen)
+                loss, record = encoder_loss(G, encoder, ws, images, opts, w_std=w_std, weights=weights, device=device)
+                record = {"step": step, **record}
+                if not torch.isfinite(loss).all():
+                    raise TrainingDiverged(f"training diverged at step {step + 1} (the loss is {float(loss.detach().mean()):g}); {kept()}; try a lower --lr")
+                optimizer.zero_grad(set_to_none=True)
+                loss.mean().backward()
+                optimizer.step()
+                step += 1
+                record["loss"] = float(loss.detach().mean())
+                history.append(record)
+                if callback:
+                    callback(step, record)
+                stopping = stop is not None and stop() and step < opts.steps
+                if out is not None and (step % opts.checkpoint_every == 0 or step == opts.steps or stopping):
+                    save()
+                if stopping:
+                    return {**snapshot(), "stopped": True}
+        finally:
+            for p, f in zip(G.parameters(), flags):
+                p.requires_grad_(f)
+            encoder.eval()
     return snapshot()
 
 

@@ -284,6 +284,21 @@ def test_w_statistics_follow_changes_to_the_mapping_weights():
         G.mapping.fc1.weight.mul_(3)
     avg3, std3 = w_statistics(G, samples=500)
     assert std3 != pytest.approx(std, rel=1e-3) and not torch.allclose(avg3, avg)
+    G.mapping.fc1.weight.data.div_(3)  # through .data, which torch does not count as a change
+    assert w_statistics(G, samples=500)[1] == pytest.approx(std, rel=1e-5)
+
+
+def test_weights_written_through_data_are_what_the_next_projection_uses():
+    G = tiny_generator()
+    _, target = generated_target(G)
+    ws = G.mapping(torch.randn(1, G.z_dim)).requires_grad_(True)
+    G.synthesis(ws)  # a user's own optimisation step through the frozen network
+    G.synthesis.b16.conv1.weight.data.mul_(-1)  # weight surgery: torch does not count it as a change
+    a, b = (project(G, target, steps=5, loss="mse", options=FAST) for _ in range(2))
+    fresh = tiny_generator()
+    fresh.load_state_dict(G.state_dict())
+    c = project(fresh, target, steps=5, loss="mse", options=FAST)
+    assert torch.equal(a.ws, b.ws) and torch.allclose(a.ws, c.ws, atol=1e-6)
 
 
 def test_init_from_latents_and_bad_shapes():

@@ -314,12 +314,18 @@ def test_frozen_layer_caches_its_weight_and_follows_changes_to_it(up, op_order, 
         (g,) = torch.autograd.grad(out.square().sum(), ws)
         return out.detach(), g
 
-    for change in range(2):
-        (out, grad), (ref, ref_grad) = run(frozen=True), run(frozen=False)
-        assert layer._frozen_cache is not None and layer._frozen_cache[3] == (fold and up)
-        assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
-        with torch.no_grad():
-            layer.weight.mul_(-0.5)  # in place: the cache must notice
+    with stylegan2.frozen_weights_kept(layer):
+        for change in range(2):
+            (out, grad), (ref, ref_grad) = run(frozen=True), run(frozen=False)
+            assert layer._frozen_cache is not None and layer._frozen_cache[3] == (fold and up)
+            assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-4)
+            with torch.no_grad():
+                layer.weight.mul_(-0.5)  # in place: the cache must notice
+    assert layer._frozen_cache is None and not layer.keep_frozen
+    before, _ = run(frozen=True)
+    layer.weight.data.mul_(-1)  # through .data, which torch does not count: outside the block nothing was kept to go stale
+    out, ref = run(frozen=True)[0], run(frozen=False)[0]
+    assert torch.allclose(out, ref, atol=1e-5) and not torch.allclose(out, before, atol=1e-2) and layer._frozen_cache is None
 
 
 @pytest.mark.parametrize("up", [False, True])
@@ -336,11 +342,12 @@ def test_frozen_layer_lays_out_its_weight_for_the_device(up, monkeypatch):
     for device in ("cpu", "meta"):
         layer = SynthesisLayer(4, 3, 8, 12 if up else 6, up=up, use_noise=False, conv_clamp=None).to(device).requires_grad_(False)
         ws = torch.randn(2, 8, device=device, requires_grad=True)
-        out = layer(torch.randn(2, 4, 6, 6, device=device), ws, fir_filter_2d((1, 3, 3, 1)).to(device))
+        with stylegan2.frozen_weights_kept(layer):
+            out = layer(torch.randn(2, 4, 6, 6, device=device), ws, fir_filter_2d((1, 3, 3, 1)).to(device))
+            laid, folded = layer._frozen_cache[1], layer._frozen_cache[3]
         assert out.shape == (2, 3, 12 if up else 6, 12 if up else 6)
         out.sum().backward()
         assert ws.grad.shape == ws.shape
-        laid, folded = layer._frozen_cache[1], layer._frozen_cache[3]
         assert folded == (up and device != "cpu") and laid.shape[-1] == (6 if folded else 3)
         convolved = laid.transpose(0, 1) if up else laid  # conv_transpose2d takes the transpose
         fmt = torch.channels_last if device == "cpu" else torch.contiguous_format

@@ -5,6 +5,7 @@ measured on."""
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from typing import Iterator, Optional
 
@@ -46,9 +47,13 @@ _w_stats: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, Tensor, float
 
 def w_statistics(G, samples: int = W_STAT_SAMPLES, seed: int = W_STAT_SEED) -> tuple[Tensor, float]:
     """(w_avg [w_dim], w_std scalar) from mapped samples, cached per network while its mapping
-    weights, device and these arguments stay the same."""
+    weights, device and these arguments stay the same. The weights are compared by content (4 ms
+    for the bundled network's 2.1 M): one written through `.data` is a change torch does not count."""
     device = G.w_avg.device
-    key = (device, samples, seed, tuple((p.data_ptr(), p._version) for p in G.mapping.parameters()))
+    digest = hashlib.sha1()
+    for p in G.mapping.parameters():
+        digest.update(p.detach().cpu().reshape(-1).view(torch.uint8).numpy())
+    key = (device, samples, seed, digest.hexdigest())
     cached = _w_stats.get(G)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2]

@@ -13,10 +13,11 @@ no fp32 port can match bit for bit; on the CPU its outputs and stylelift's are i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -417,27 +418,32 @@ class SynthesisLayer(nn.Module):
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self._frozen_cache: Optional[tuple] = None
+        self.keep_frozen = False  # set by `frozen_weights_kept` for the steps of one optimisation
 
     def _frozen_weight(self, filter_2d: Tensor) -> tuple[Tensor, Tensor, bool]:
         """The weight as the non-fused modulated conv wants it, its sum of squares over the kernel
         ([O, I], for demodulation), and whether the up-conv's filter is folded into it
-        (`fold_up_filter`); cached while weight and filter are frozen and unchanged (a new tensor,
-        device or in-place update changes the key), so projection steps do not redo them. Laid out
-        as `conv_layout` says for its device; for the up-conv, the transpose that conv_transpose2d
-        convolves with is. Costs one copy of the weight (4x as large when folded) while cached."""
+        (`fold_up_filter`). Laid out as `conv_layout` says for its device; for the up-conv, the
+        transpose that conv_transpose2d convolves with is. Within `frozen_weights_kept` they are
+        kept while weight and filter are unchanged (a new tensor, device or in-place update changes
+        the key), so optimisation steps do not redo them, at the cost of one copy of the weight (4x
+        as large when folded)."""
         key = tuple((t.data_ptr(), t._version, t.device, t.dtype) for t in (self.weight, filter_2d))
-        if self._frozen_cache is None or self._frozen_cache[0] != key:
-            w = self.weight.detach()
-            if self.weight_scale is not None:
-                w = self.weight_scale * w
-            layout = conv_layout(w.device)
-            folded = fold_filter_into_up_kernel(w, filter_2d) if self.up and fold_up_filter(w.device) else None
-            if self.up:
-                laid = (w if folded is None else folded).transpose(0, 1).contiguous(memory_format=layout).transpose(0, 1)
-            else:
-                laid = w.contiguous(memory_format=layout)
-            self._frozen_cache = (key, laid, w.square().sum(dim=[2, 3]), folded is not None)
-        return self._frozen_cache[1:]
+        if self._frozen_cache is not None and self._frozen_cache[0] == key:
+            return self._frozen_cache[1:]
+        w = self.weight.detach()
+        if self.weight_scale is not None:
+            w = self.weight_scale * w
+        layout = conv_layout(w.device)
+        folded = fold_filter_into_up_kernel(w, filter_2d) if self.up and fold_up_filter(w.device) else None
+        if self.up:
+            laid = (w if folded is None else folded).transpose(0, 1).contiguous(memory_format=layout).transpose(0, 1)
+        else:
+            laid = w.contiguous(memory_format=layout)
+        frozen = (laid, w.square().sum(dim=[2, 3]), folded is not None)
+        if self.keep_frozen:
+            self._frozen_cache = (key, *frozen)
+        return frozen
 
     def forward(self, x: Tensor, w: Tensor, filter_2d: Tensor, *, noise_mode: str = "const", noise: Optional[Tensor] = None, gain: float = 1) -> Tensor:
         styles = self.affine(w)
@@ -461,6 +467,23 @@ class SynthesisLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels} @ {self.resolution}px, up={self.up}, noise={self.use_noise}"
+
+
+@contextlib.contextmanager
+def frozen_weights_kept(G: nn.Module) -> Iterator[None]:
+    """Within it, G's synthesis layers keep the copies of their frozen weights that each step of an
+    optimisation through them would make again (projection, encoder training). Outside it nothing
+    is kept: a weight written through `.data`, which torch does not count as a change, would be
+    read stale by a kept copy. Frees the copies on the way out."""
+    layers = [m for m in G.modules() if isinstance(m, SynthesisLayer)]
+    before = [layer.keep_frozen for layer in layers]
+    for layer in layers:
+        layer.keep_frozen, layer._frozen_cache = True, None
+    try:
+        yield
+    finally:
+        for layer, keep in zip(layers, before):
+            layer.keep_frozen, layer._frozen_cache = keep, None
 
 
 class ToRGB(nn.Module):

@@ -27,6 +27,7 @@ from ..devices import device_named, same_device
 from ..errors import InputError
 from ..models.base import check_seed, is_real, is_whole, synthesize_at
 from ..models.sampling import w_statistics
+from ..models.stylegan2 import frozen_weights_kept
 from .losses import CombinedLoss, LossContext, parse_loss_spec
 from .schedules import lr_at, noise_regularization, normalize_noises_, w_noise_scale_at
 
@@ -216,16 +217,13 @@ def project(
         # the optimisation needs autograd even when the caller has turned it off (inference code wraps
         # calls in torch.no_grad() or inference_mode()); the clone makes an inference-mode target a
         # normal tensor, which autograd may keep for the backward pass
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), frozen_weights_kept(G):
             target = target.clone()
             ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)
         torch.backends.cudnn.benchmark = cudnn_benchmark
-        for m in G.modules():  # the layers' copies of their frozen weights (stylegan2.SynthesisLayer) go too
-            if getattr(m, "_frozen_cache", None) is not None:
-                m._frozen_cache = None
     with torch.no_grad():
         image = G.synthesis(ws, noises=noises)
     return ProjectionResult(ws=ws, noises=noises, image=image, history=history, final_loss=last)
