@@ -386,3 +386,23 @@ def test_bias_act_with_gradients_matches_the_plain_ops(clamp):
     assert torch.allclose(gx, rx, atol=1e-6) and torch.allclose(gb, rb, atol=1e-5)
     if clamp is not None:
         assert (gx == 0).any()  # clipped values pass no gradient
+
+
+def test_a_network_without_noise_inputs_lists_none_and_its_projections_render(tmp_path):
+    # NVIDIA's use_noise=False: noise_layers() listed every conv, so the projector optimised maps
+    # the network ignores and rendering its latent file read their (absent) noise_const
+    from stylelift import LatentFile, project, save_latents
+    from stylelift.generation import item_noises, render_ws
+
+    G = tiny_generator(use_noise=False)
+    assert G.synthesis.noise_layers() == [] and not any("noise" in k for k in G.state_dict())
+    ws = G.mapping(torch.randn(2, G.z_dim))
+    const = G.synthesis(ws)
+    assert torch.equal(G.synthesis(ws, noise_mode="random"), const) and torch.equal(G.synthesis(ws, noises=[]), const)
+    with pytest.raises(InputError, match="noise"):
+        G.synthesis(ws, noises=[torch.zeros(4, 4)])
+    result = project(G, const[:1], steps=2, loss="mse")
+    assert result.noises is None
+    save_latents(tmp_path / "p.npz", LatentFile(w=result.ws.numpy(), meta={}))
+    assert item_noises(G, [str(tmp_path / "p.npz"), "0"], "cpu") is None
+    assert render_ws(G, result.ws)[0].shape == (16, 16, 3)

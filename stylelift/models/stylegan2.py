@@ -572,7 +572,7 @@ class SynthesisNetwork(nn.Module):
     def __init__(self, cfg: StyleGAN2Config):
         super().__init__()
         self.w_dim, self.img_resolution, self.img_channels = cfg.w_dim, cfg.img_resolution, cfg.img_channels
-        self.block_resolutions = cfg.block_resolutions
+        self.block_resolutions, self.use_noise = cfg.block_resolutions, cfg.use_noise
         channels = cfg.block_channels
         self.num_ws = 0
         for res in self.block_resolutions:
@@ -587,9 +587,10 @@ class SynthesisNetwork(nn.Module):
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
     def noise_layers(self) -> list[SynthesisLayer]:
-        """The conv layers in ws order (noise index k = position in this list)."""
+        """The conv layers in ws order (noise index k = position in this list); none when the
+        network was made without noise inputs (use_noise=False)."""
         layers = []
-        for block in self.blocks():
+        for block in self.blocks() if self.use_noise else ():
             layers += [block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1]
         return layers
 
@@ -609,11 +610,11 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
         check_ws(ws, self.num_ws, self.w_dim)
         check_noise_mode(noise_mode)
-        n_layers = len(self.noise_layers())
-        if noises is None:
-            noises = [None] * n_layers
-        else:
-            check_noises(noises, [layer.resolution for layer in self.noise_layers()], ws.shape[0])
+        layers = self.noise_layers()
+        if noises is not None:
+            check_noises(noises, [layer.resolution for layer in layers], ws.shape[0])
+        if noises is None or not layers:
+            noises = [None] * sum(block.num_conv for block in self.blocks())
         ws = ws.to(torch.float32)
         x = img = None
         w_idx = n_idx = 0
