@@ -84,7 +84,10 @@ def iter_seed_images(
         for seed in seeds:
             z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
             with torch.inference_mode():  # G(z, c) in two steps, to report ws
-                ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+                try:
+                    ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+                except InputError as e:  # a psi that overflows
+                    raise InputError(f"seed {seed}: {e}") from None
                 img = G.synthesis(ws, noise_mode=noise_mode, noises=seeded_noises(G, seed, device) if noise_mode == "random" else None)
             yield rendered(img, ws, f"seed {seed}: ", "ask for a truncation psi (--trunc) nearer 0" if truncation_psi != 1 else "")[0]
 
@@ -271,11 +274,13 @@ def latents_for_items(
             raise InputError("an empty item: give seeds (e.g. 42) and latent files (.npz)")
         if is_seed(item):  # a Path is a file, even one named 12
             z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
-            with torch.no_grad():
-                ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float()
+            try:
+                with torch.no_grad():
+                    ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float()
+            except InputError as e:  # a psi that overflows
+                raise InputError(f"seed {int(item)}: {e}") from None
             if not torch.isfinite(ws).all():  # said here, not as "keys hold NaN" by whatever takes them next
-                why = f"truncation psi {truncation_psi:g} takes them past float32's range; ask for a truncation psi (--trunc) nearer 0" if truncation_psi != 1 else "a damaged network?"
-                raise InputError(f"seed {int(item)}: its ws hold NaN or infinite values ({why})")
+                raise InputError(f"seed {int(item)}: its ws hold NaN or infinite values (a damaged network?)")
             out.append(ws.to(out_device))
             continue
         path = Path(item)

@@ -502,8 +502,12 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".png"] and not list((tmp_path / "g").glob("*.png"))
     for args in (("interpolate", "1", "2", "--frames", "3", "--out", tmp_path / "i.gif"), ("edit", "1", "--direction", tmp_path / "d.npy", "--strength", "0", "--out", tmp_path / "e.png")):
         r = invoke(*args, "--trunc", "-3e38", "--network", net)  # past float32 before any rendering: "keys hold NaN or infinite values"
-        said = "error: seed 1: its ws hold NaN or infinite values (truncation psi -3e+38 takes them past float32's range; ask for a truncation psi (--trunc) nearer 0)\n"
+        said = "error: seed 1: truncation psi -3e+38 takes the ws beyond float32's range: ask for a truncation psi (--trunc) nearer 0\n"
         assert r.exit_code == 1 and r.output == said, (args, r.output)
+    r = invoke("generate", "--seeds", "2", "--trunc", "-3e38", "--outdir", tmp_path / "g", "--network", net)
+    assert r.exit_code == 1 and r.output.endswith("error: seed 2: truncation psi -3e+38 takes the ws beyond float32's range: ask for a truncation psi (--trunc) nearer 0\n"), r.output
+    with pytest.raises(InputError, match="takes the ws beyond float32's range"):
+        G.mapping(torch.ones(1, G.z_dim), truncation_psi=3e38)  # as editing.truncate says (the mapping returned inf)
     r = invoke("generate", "--seeds", "0", "--trunc", "3", "--outdir", tmp_path / "g", "--network", net)  # far, but finite
     assert r.exit_code == 0, r.output
     w = np.stack([latents_for_items(G, ["0"])[0].numpy(), np.full([G.num_ws, G.w_dim], 3e38, np.float32)])

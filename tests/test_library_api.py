@@ -255,3 +255,34 @@ def test_random_noise_is_drawn_from_each_images_seed_not_from_the_global_stream(
     save_latents(tmp_path / "l.npz", LatentFile(w=ws[:2].numpy()))
     count, images = iter_latent_file_images(G, tmp_path / "l.npz", noise_mode="random")
     assert count == 2 and all(np.array_equal(a, b) for a, b in zip(images, one_by_one[:2]))
+
+
+def test_a_network_in_another_precision_or_inputs_on_another_device_are_one_clear_error():
+    # torch said "expected m1 and m2 to have the same dtype" / "Tensor on device cpu is not on the
+    # expected device meta!" (the meta device stands in for a GPU here)
+    G = tiny_generator()
+    z = torch.randn(2, G.z_dim)
+    with pytest.raises(InputError, match=r"weights are float64; stylelift computes in float32: convert it with G.float\(\)"):
+        project(tiny_generator().double(), target_of(G), steps=1)
+    with pytest.raises(InputError, match="weights are float16"):
+        tiny_generator().half()(z)
+    ws = G.mapping(z)
+    for call, said in (
+        (lambda: G.mapping(z.to("meta")), "z is on meta but the network is on cpu"),
+        (lambda: G.synthesis(ws.to("meta")), "ws is on meta but the network is on cpu"),
+        (lambda: G.synthesis(ws, noises=[None, torch.zeros(8, 8, device="meta"), None, None, None]), r"noises\[1\] is on meta"),
+    ):
+        with pytest.raises(InputError, match=said):
+            call()
+
+
+def test_a_slip_in_what_is_passed_as_the_generator_is_named():
+    G = tiny_generator()
+    target = target_of(G)
+    for call in (lambda: project(G.synthesis, target, steps=1), lambda: project(target, G, steps=1)):
+        with pytest.raises(InputError, match=r"project\(G, target\): G is a generator \(what load_generator returns\), got (SynthesisNetwork|Tensor)"):
+            call()
+    with pytest.raises(InputError, match="load_generator takes a file, a URL or a known name, got Generator"):
+        load_generator(G)  # was "File name too long: 'Generator(\n  resolution=16, ..."
+    with pytest.raises(InputError, match="network_id"):
+        stylelift.network_id(G.mapping)

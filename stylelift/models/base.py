@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import InputError, describe
 
 NOISE_MODES = ("const", "random", "none")
 MAX_TAP = 1 << 16  # resampling/blur filter taps beyond this would only overflow float32 (real filters: 1, 2, 3)
@@ -77,6 +77,21 @@ def check_z(z: Tensor, z_dim: int) -> None:
         raise InputError(f"z must be a real tensor of shape [N, {z_dim}], got {shape}")
 
 
+def check_placed(network: nn.Module, **inputs: Any) -> None:
+    """A network in float32 (stylelift's arithmetic: a G.half() or G.double() would fail in torch's
+    own words), and its tensor inputs (z=z, ws=ws, ...: a list's tensors too) on its device."""
+    weight = next(network.parameters(), None)
+    if weight is None:
+        return
+    if weight.dtype != torch.float32:
+        raise InputError(f"the network's weights are {str(weight.dtype).removeprefix('torch.')}; stylelift computes in float32: convert it with G.float()")
+    for name, value in inputs.items():
+        for k, x in enumerate(value if isinstance(value, (list, tuple)) else [value]):
+            if isinstance(x, Tensor) and x.device != weight.device:
+                what = f"{name}[{k}]" if isinstance(value, (list, tuple)) else name
+                raise InputError(f"{what} is on {x.device} but the network is on {weight.device}: move it there with .to(G.w_avg.device)")
+
+
 def check_c(c: Optional[Tensor], c_dim: int, n: Optional[int]) -> None:
     """A network's label: for a conditional one a real tensor [N, c_dim] (one-hot for a class), one
     row per z (`n`; None for a network without z); for an unconditional one None or an empty
@@ -118,6 +133,8 @@ def broadcast_truncated(w: Tensor, num_ws: int, psi: float, cutoff: Optional[int
     if psi != 1:
         n = num_ws if cutoff is None else int(cutoff)
         x[:, :n] = truncate(x[:, :n], psi)
+        if not torch.isfinite(x).all() and torch.isfinite(w).all():  # (NaN from a damaged network is said by who reads the ws)
+            raise InputError(f"truncation psi {psi:g} takes the ws beyond float32's range: ask for a truncation psi (--trunc) nearer 0")
     return x
 
 
@@ -178,6 +195,13 @@ class MappedGenerator(nn.Module):
 
     def extra_repr(self) -> str:
         return f"resolution={self.img_resolution}, num_ws={self.num_ws}, w_dim={self.w_dim}"
+
+
+def check_generator(G, call: str) -> None:
+    """A generator where `call` (`project(G, target)`) wants one: a slip such as G.synthesis or the
+    arguments swapped would fail further in with an AttributeError."""
+    if not isinstance(G, MappedGenerator):
+        raise InputError(f"{call}: G is a generator (what load_generator returns), got {describe(G)}")
 
 
 def native_output(G, at_least: Optional[int]) -> Optional[int]:

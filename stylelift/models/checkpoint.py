@@ -21,9 +21,9 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..devices import usable_device
-from ..errors import CheckpointError, InputError, UnsupportedNetworkError, first_line
+from ..errors import CheckpointError, InputError, UnsupportedNetworkError, describe, first_line
 from ..fileio import special_file, to_json
-from .base import MappedGenerator, rng_untouched
+from .base import MappedGenerator, check_generator, rng_untouched
 from .download import is_url
 from .raw import RawNetwork
 from .reading import a_type, check_floating, check_shapes, show_value
@@ -189,6 +189,8 @@ def load_generator(
     Raises NetworkNotFoundError for a missing file, CheckpointError (UnsafeCheckpointError for a
     pickle that asks to run code) for a file that cannot be read safely.
     """
+    if not isinstance(path_or_name, (str, os.PathLike)):
+        raise InputError(f"load_generator takes a file, a URL or a known name, got {describe(path_or_name)}")
     device = usable_device(device)
     key = str(path_or_name)
     if not key.strip():
@@ -298,6 +300,7 @@ def network_id(G: MappedGenerator) -> str:
     format, on any device, in any copy (the bundled network's id names its source files, so that it
     survives changes to how stylelift lays out the weights). Kept for each network object until its
     weights change."""
+    check_generator(G, "network_id(G)")
     key = _weights_key(G)
     cached = _IDS.get(G)
     if cached is None or cached[0] != key:

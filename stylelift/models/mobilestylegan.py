@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from .base import MappedGenerator, broadcast_truncated, check_c, check_noise_mode, check_ws, check_z
+from .base import MappedGenerator, broadcast_truncated, check_c, check_noise_mode, check_placed, check_ws, check_z
 
 
 @dataclass(frozen=True)
@@ -533,6 +533,7 @@ class MobileSynthesisNetwork(nn.Module):
         check_noise_mode(noise_mode)
         if noises:
             raise InputError("MobileStyleGAN has no noise inputs (noise_layers() is empty); pass noises=None")
+        check_placed(self, ws=ws)
         if out_res not in (None, self.img_resolution, self.img_resolution // 2):
             raise InputError(f"out_res must be None, {self.img_resolution} or {self.img_resolution // 2}, got {out_res}")
         w = ws.to(torch.float32).unbind(1)
@@ -567,6 +568,7 @@ class MobileMappingNetwork(nn.Module):
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
         check_z(z, self.z_dim)
         check_c(c, 0, None)  # unconditional
+        check_placed(self, z=z)
         x = z.to(torch.float32)
         x = x * (x.square().mean(dim=1, keepdim=True) + self.eps).rsqrt()
         for i in range(self.num_layers):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, checked_resolution, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -214,6 +214,7 @@ class MappingNetwork(nn.Module):
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None) -> Tensor:
         check_z(z, self.z_dim)
         check_c(c, 0, None)  # unconditional
+        check_placed(self, z=z)
         x = normalize_2nd_moment(z.to(torch.float32))
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
@@ -339,6 +340,7 @@ class SynthesisNetwork(nn.Module):
         n_noise = len(self.noise_layers())
         if noises is not None:
             check_noises(noises, [layer.resolution for layer in self.noise_layers()], ws.shape[0])
+        check_placed(self, ws=ws, noises=noises)
         noises = iter(noises if noises is not None else [None] * n_noise)
         ws = ws.to(torch.float32)
         x = self.b4.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, checked_resolution, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -389,6 +389,7 @@ class MappingNetwork(nn.Module):
             check_z(z, self.z_dim)
             x = normalize_2nd_moment(z.to(torch.float32))
         check_c(c, self.c_dim, z.shape[0] if self.z_dim > 0 else None)
+        check_placed(self, z=z, c=c)
         if self.c_dim > 0:
             y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
             x = torch.cat([x, y], dim=1) if x is not None else y
@@ -613,6 +614,7 @@ class SynthesisNetwork(nn.Module):
         layers = self.noise_layers()
         if noises is not None:
             check_noises(noises, [layer.resolution for layer in layers], ws.shape[0])
+        check_placed(self, ws=ws, noises=noises)
         if noises is None or not layers:
             noises = [None] * sum(block.num_conv for block in self.blocks())
         ws = ws.to(torch.float32)

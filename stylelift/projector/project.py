@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..devices import device_named, same_device
 from ..errors import InputError
-from ..models.base import check_seed, is_real, is_whole, synthesize_at
+from ..models.base import check_generator, check_seed, is_real, is_whole, synthesize_at
 from ..models.sampling import w_statistics
 from ..models.stylegan2 import frozen_weights_kept
 from .losses import CombinedLoss, LossContext, parse_loss_spec
@@ -180,6 +180,7 @@ def project(
     what N separate calls would (to float rounding: batched convolutions sum in another order).
     It works inside `torch.no_grad()` / `torch.inference_mode()` too.
     """
+    check_generator(G, "project(G, target)")
     if space not in SPACES:
         raise InputError(f"space must be 'w' or 'w+', got {space!r}")
     if not is_whole(steps) or steps < 1:
