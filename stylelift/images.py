@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import InputError, VideoError, first_line
+from .errors import InputError, VideoError, describe, first_line
 from .fileio import atomic_path, special_file
 from .models.base import is_whole
 
@@ -38,11 +38,18 @@ def to_tensor(images: Image.Image | np.ndarray) -> Tensor:
     return batch.permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
+def check_image(array, channels: tuple[int, ...] = (1, 3, 4), what: str = "an image") -> None:
+    """An image for a file: a uint8 HWC array with one of `channels` (a float array would be cast to
+    black, a 4-channel one written as scrambled RGB)."""
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in channels:
+        got = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else describe(array)
+        raise InputError(f"{what} is a uint8 [H, W, C] array, C {' or '.join(map(str, channels))} (to_uint8 makes them of a network's output), got {got}")
+
+
 def to_pil(array: np.ndarray) -> Image.Image:
-    """uint8 HWC (C = 1 or 3) -> PIL image."""
-    if array.ndim == 3 and array.shape[2] == 1:
-        return Image.fromarray(array[:, :, 0], "L")
-    return Image.fromarray(array, "RGB")
+    """uint8 HWC (C = 1, 3 or 4) -> PIL image (L, RGB, RGBA)."""
+    check_image(array)
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array, {1: "L", 3: "RGB", 4: "RGBA"}[array.shape[2]])
 
 
 def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optional[bytes] = None, text: Optional[dict[str, str]] = None) -> None:
@@ -82,6 +89,8 @@ def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 
     images = list(images)
     if not images:
         raise InputError("no images to tile")
+    for im in images:
+        check_image(im, what="each image to tile")
     shapes = {np.shape(im) for im in images}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise InputError(f"images to tile must be HWC arrays of one size, got shapes {sorted(shapes)[:3]}")
@@ -186,13 +195,18 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     never has to fit in memory; a GIF's are gathered first (its frame timing needs them all).
     """
     path = Path(path)
+    if path.suffix.lower() not in (".mp4", ".gif"):
+        raise InputError(f"a video is written as .mp4 or .gif, not {path.suffix or 'a name without a suffix'}")
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
         raise InputError(f"no frames to write to {path.name}")
+    check_image(first, (3,), "a video frame")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             frames, durations = _gif_timing([first, *frames], fps)
+            for frame in frames:
+                check_image(frame, (3,), "a video frame")
             images = [Image.fromarray(frame) for frame in frames]
             with open(tmp, "wb") as f:  # opened here, so a folder that cannot be written is an OSError about this file
                 images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
@@ -238,6 +252,7 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
         try:
             try:
                 for frame in itertools.chain([first], rest):
+                    check_image(frame, (3,), "a video frame")
                     if frame.shape != first.shape:
                         raise InputError(f"video frames differ in size: {frame.shape[1]}x{frame.shape[0]} after {w}x{h}")
                     proc.stdin.write(np.ascontiguousarray(np.pad(frame, pad, mode="edge") if h % 2 or w % 2 else frame, dtype=np.uint8).data)

@@ -286,3 +286,25 @@ def test_a_slip_in_what_is_passed_as_the_generator_is_named():
         load_generator(G)  # was "File name too long: 'Generator(\n  resolution=16, ..."
     with pytest.raises(InputError, match="network_id"):
         stylelift.network_id(G.mapping)
+
+
+def test_image_helpers_write_what_they_are_given_or_refuse_it(tmp_path):
+    from PIL import Image
+
+    from stylelift.images import make_grid, save_image, write_video
+
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = rgba[..., 3] = 255  # opaque red: it was written as red and yellow pixels
+    save_image(rgba, tmp_path / "x.png")
+    assert Image.open(tmp_path / "x.png").mode == "RGBA" and np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), rgba)
+    for call in (  # a float image was cast to black, or raised Pillow's "Cannot handle this data type"
+        lambda: make_grid([np.full((2, 2, 3), 0.9, np.float32)]),
+        lambda: save_image(np.zeros((8, 8, 3), np.float32), tmp_path / "y.png"),
+        lambda: write_video(tmp_path / "v.gif", [np.zeros((8, 8, 3), np.float32)]),
+        lambda: write_video(tmp_path / "v.gif", [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)]),
+    ):
+        with pytest.raises(InputError, match=r"is a uint8 \[H, W, C\] array"):
+            call()
+    with pytest.raises(InputError, match="a video is written as .mp4 or .gif, not .avi"):
+        write_video(tmp_path / "v.avi", [np.zeros((8, 8, 3), np.uint8)])  # was H.264 in an .avi
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "x.png"]
