@@ -136,8 +136,11 @@ def test_ssim_and_ms_ssim_are_one_for_identical_images_and_fall_with_noise():
 def test_lpips_without_imagenet_weights_says_where_to_put_them(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     G = tiny_generator()
-    with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):
+    with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth") as e:
         project(G, torch.zeros(1, 3, 16, 16), steps=1, loss="lpips")
+    assert "perceptual_weights=PATH" in str(e.value) and "--" not in str(e.value)  # the library's caller passes no options
+    with pytest.raises(MissingWeightsError, match=r"^perceptual weights \S+none.pth: no such file$"):
+        project(G, torch.zeros(1, 3, 16, 16), steps=1, loss="lpips", perceptual_weights=tmp_path / "none.pth")
 
 
 def test_auto_loss_uses_lpips_when_possible_and_face_terms_only_for_aligned_faces(monkeypatch):
@@ -149,7 +152,7 @@ def test_auto_loss_uses_lpips_when_possible_and_face_terms_only_for_aligned_face
     assert run.resolve_loss("l1=2", None, aligned=True) == "l1=2"
     monkeypatch.setattr(run, "lpips_available", lambda weights: True)
     checked = []
-    monkeypatch.setattr(run, "check_weights_for", lambda weights, explicit: checked.append(weights))
+    monkeypatch.setattr(run, "check_weights_for", lambda weights, explicit, otherwise: checked.append(weights))
     assert run.resolve_loss("auto", None, aligned=False) == "lpips=1"
     assert checked == [{"lpips": 1.0}]  # the weights file it chose is read before any work
     assert set(parse_loss_spec(run.OFFLINE_LOSS)) == {"mse", "ms-ssim", "face", "face-id"}

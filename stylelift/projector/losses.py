@@ -195,15 +195,16 @@ def _ms_ssim(target: Tensor, ctx: LossContext) -> Term:
 # Perceptual terms on ImageNet VGG16 (need weights that cannot be downloaded at run time here)
 
 
-PROJECT_ADVICE = "or pass --perceptual-weights PATH (or use --loss auto for the offline losses)"  # what a user of project can do
+LIBRARY_ADVICE = "or pass perceptual_weights=PATH (or a loss without lpips and vgg16: 'mse=1,ms-ssim=1' needs no weights)"  # what project()'s caller can do
+CLI_ADVICE = "or pass --perceptual-weights PATH (or use --loss auto for the offline losses)"  # what a user of `stylelift project` can do
 
 
-def find_vgg16_weights(explicit: Optional[Path], *, otherwise: str = PROJECT_ADVICE) -> Path:
+def find_vgg16_weights(explicit: Optional[Path], *, otherwise: str = LIBRARY_ADVICE) -> Path:
     """The VGG16 weights file: `explicit`, else torch's cache; when there are none, the error ends
     with `otherwise`, what the caller's user can do instead."""
     if explicit is not None:
         if not Path(explicit).is_file():
-            raise MissingWeightsError(f"--perceptual-weights {explicit}: {'a folder, not a file' if Path(explicit).is_dir() else 'no such file'}")
+            raise MissingWeightsError(f"perceptual weights {explicit}: {'a folder, not a file' if Path(explicit).is_dir() else 'no such file'}")
         return Path(explicit)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
     if cached.is_file():
@@ -296,12 +297,12 @@ def load_lpips(ctx: LossContext) -> nn.Module:
     return _frozen_net("lpips", ctx, lambda path: build_lpips(_load_vgg16_state(path), ctx.device))
 
 
-def read_vgg16_weights(explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> dict[str, Tensor]:
+def read_vgg16_weights(explicit: Optional[Path] = None, *, otherwise: str = LIBRARY_ADVICE) -> dict[str, Tensor]:
     """The VGG16 conv weights, from `explicit` or torch's cache, checked (MissingWeightsError when absent or damaged)."""
     return _load_vgg16_state(find_vgg16_weights(explicit, otherwise=otherwise))
 
 
-def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None, *, otherwise: str = PROJECT_ADVICE) -> None:
+def check_weights_for(weights: dict[str, float], explicit: Optional[Path] = None, *, otherwise: str = LIBRARY_ADVICE) -> None:
     """Before any work: the ImageNet weights (and the lpips package) the named terms need are here."""
     if "lpips" in weights or "vgg16" in weights:
         read_vgg16_weights(explicit, otherwise=otherwise)  # a damaged file, too

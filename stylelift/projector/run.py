@@ -23,7 +23,7 @@ from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
 from .files import ProjectionFiles, refuse_replacing, write_projection
-from .losses import LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, same_loss, vgg16_weights_available
+from .losses import CLI_ADVICE, LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, same_loss, vgg16_weights_available
 from .metrics import projection_metrics
 from .project import ProjectionOptions, project
 
@@ -77,7 +77,7 @@ def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool
         read_vgg16_weights(perceptual_weights)
     if spec == "auto":
         spec = "lpips=1" if lpips_available(perceptual_weights) else OFFLINE_LOSS if aligned else OFFLINE_LOSS_UNALIGNED
-    check_weights_for(parse_loss_spec(spec), perceptual_weights)  # checked before any work
+    check_weights_for(parse_loss_spec(spec), perceptual_weights, otherwise=CLI_ADVICE)  # checked before any work
     return spec
 
 
