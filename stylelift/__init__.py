@@ -10,13 +10,15 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 
-from .align import AlignedFace, align_face
+from .align import AlignedFace, NoFaceError, align_face
 from .editing import apply_direction, load_direction
 from .errors import CheckpointError, InputError, StyleliftError, UnsafeCheckpointError
 from .latents import LatentFile, load_latents, save_latents
 from .models import Generator, StyleGAN, StyleGAN2Config, StyleGANConfig, load_generator, network_id, save_generator
+from .models.checkpoint import NetworkNotFoundError
 from .paste import paste_back
 from .projector import ProjectionOptions, ProjectionResult, project
+from .projector.losses import MissingWeightsError
 
 __all__ = [
     "AlignedFace",
@@ -24,6 +26,9 @@ __all__ = [
     "Generator",
     "InputError",
     "LatentFile",
+    "MissingWeightsError",
+    "NetworkNotFoundError",
+    "NoFaceError",
     "ProjectionOptions",
     "ProjectionResult",
     "StyleGAN",

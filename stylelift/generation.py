@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, describe
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
 from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole, native_output
@@ -237,6 +237,10 @@ def is_seed(item) -> bool:
 def mapped_z(G, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, batch_size: int = 1000, device="cpu") -> torch.Tensor:
     """ws [N, num_ws, w_dim] of z [N, z_dim] (a path through Z, say), mapped `batch_size` at a time
     on `device` with one class for all (conditional networks) and the truncation given."""
+    if not isinstance(z, torch.Tensor) or z.ndim != 2:
+        raise InputError(f"z must be a tensor [N, z_dim], got {describe(z)}")
+    if not is_whole(batch_size) or batch_size < 1:
+        raise InputError(f"batch_size must be a whole number >= 1, got {batch_size!r:.20}")
     check_psi(truncation_psi)
     check_truncation_cutoff(G.num_ws, truncation_cutoff)
     c = class_label(G, class_idx, device)

@@ -78,7 +78,7 @@ def test_the_face_loss_leaves_the_callers_random_stream_alone():
 
 def test_render_ws_refuses_numpy_with_a_clear_message():
     G = tiny_generator()
-    with pytest.raises(InputError, match=r"ws must have shape \[N, 6, 16\]"):
+    with pytest.raises(InputError, match=r"ws must be a real tensor of shape \[N, 6, 16\]"):
         render_ws(G, np.zeros([1, 6, 16], dtype=np.float32))
 
 
@@ -308,3 +308,24 @@ def test_image_helpers_write_what_they_are_given_or_refuse_it(tmp_path):
     with pytest.raises(InputError, match="a video is written as .mp4 or .gif, not .avi"):
         write_video(tmp_path / "v.avi", [np.zeros((8, 8, 3), np.uint8)])  # was H.264 in an .avi
     assert not [p.name for p in tmp_path.iterdir() if p.name != "x.png"]
+
+
+def test_a_target_of_0_to_255_values_and_a_bad_z_for_mapped_z_are_named():
+    from stylelift.generation import mapped_z
+
+    G = tiny_generator()
+    with pytest.raises(InputError, match=r"target looks like pixels in 0..255 \(all >= 0, the largest 255\); project takes \[-1, 1\]"):
+        project(G, torch.full((1, 3, 16, 16), 255.0), steps=1)  # it ran, to a loss of 22,700
+    assert project(G, target_of(G) * 3, steps=1).ws.shape == (1, G.num_ws, G.w_dim)  # overshooting on both sides is a network's image
+    with pytest.raises(InputError, match="z must be a tensor"):
+        mapped_z(G, np.zeros((2, G.z_dim), np.float32))
+    with pytest.raises(InputError, match="batch_size must be a whole number >= 1"):
+        mapped_z(G, torch.zeros(2, G.z_dim), batch_size=0)
+
+
+def test_complex_ws_are_refused_as_complex_z_is():
+    G = tiny_generator()
+    ws = G.mapping(torch.randn(1, G.z_dim))
+    with pytest.raises(InputError, match=r"ws must be a real tensor of shape \[N, 6, 16\] for this network, got a complex tensor"):
+        G.synthesis(ws.to(torch.complex64))  # its imaginary part was dropped with only a torch warning
+    assert {"NoFaceError", "MissingWeightsError", "NetworkNotFoundError"} <= set(stylelift.__all__)

@@ -173,7 +173,7 @@ def test_conv_clamp_bounds_the_pre_activation_outputs():
 
 
 def test_bad_ws_shape_is_a_clear_error(G):
-    with pytest.raises(ValueError, match=r"ws must have shape \[N, 6, 16\]"):
+    with pytest.raises(ValueError, match=r"ws must be a real tensor of shape \[N, 6, 16\]"):
         G.synthesis(torch.zeros(1, 5, 16))
 
 

@@ -81,7 +81,7 @@ def test_layers_noise_and_truncation():
     z = torch.randn(3, 10)
     full, cut = G.mapping(z), G.mapping(z, truncation_psi=0.5, truncation_cutoff=2)
     assert torch.allclose(cut[:, :2], G.w_avg + 0.5 * (full[:, :2] - G.w_avg), atol=1e-5) and torch.equal(cut[:, 2:], full[:, 2:])
-    with pytest.raises(ValueError, match=r"ws must have shape \[N, 8, 12\]"):
+    with pytest.raises(ValueError, match=r"ws must be a real tensor of shape \[N, 8, 12\]"):
         G.synthesis(torch.zeros(1, 18, 12))
 
 

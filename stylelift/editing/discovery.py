@@ -31,7 +31,8 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
     """Top-k eigenvectors of A^T A for the stacked affine weights A, each output channel's row
     normalised to unit length (SeFa's normalisation).
 
-    Returns (directions [k, w_dim] unit rows, eigenvalues [k]). Moving w along them changes the
+    Returns (directions [k, w_dim] unit rows, eigenvalues [k]), k at most w_dim (there are no
+    more eigenvectors). Moving w along them changes the
     styles of the chosen layers the most. Each direction's largest entry is positive, as in
     `pca_directions`, so a run gives the same signs on any machine.
     """

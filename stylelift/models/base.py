@@ -49,9 +49,9 @@ def check_seed(seed, name: str = "seed") -> int:
 
 
 def check_ws(ws: Tensor, num_ws: int, w_dim: int) -> None:
-    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
-        shape = tuple(ws.shape) if isinstance(ws, Tensor) else type(ws).__name__
-        raise InputError(f"ws must have shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
+    if not isinstance(ws, Tensor) or ws.ndim != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim) or ws.is_complex():
+        shape = f"{'a complex tensor ' if isinstance(ws, Tensor) and ws.is_complex() else ''}{tuple(ws.shape)}" if isinstance(ws, Tensor) else type(ws).__name__
+        raise InputError(f"ws must be a real tensor of shape [N, {num_ws}, {w_dim}] for this network, got {shape}")
     if ws.shape[0] < 1:
         raise InputError("ws holds no latents (N = 0); give at least one")
 

@@ -102,8 +102,12 @@ def _check_target(G, target: Tensor) -> Tensor:
         raise InputError(f"target holds no image, got shape {list(target.shape)}")
     if not target.is_floating_point():
         raise InputError(f"target must be float in [-1, 1], got {target.dtype} (pixels p in 0..255 are p / 127.5 - 1)")
-    if not torch.isfinite(target).all():  # (its range is not checked: generated targets overshoot [-1, 1], random networks' by far)
+    if not torch.isfinite(target).all():
         raise InputError("target holds NaN or infinite values")
+    # (its range is not checked as such: generated targets overshoot [-1, 1], random networks' by far,
+    # but on both sides; an image of 0..255 values never goes below 0)
+    if target.min() >= 0 and target.max() > 2:
+        raise InputError(f"target looks like pixels in 0..255 (all >= 0, the largest {float(target.max()):g}); project takes [-1, 1]: p / 127.5 - 1")
     return target.float()
 
 
