@@ -42,6 +42,9 @@ class NoFaceError(InputError):
 
 @dataclass
 class AlignedFace:
+    """A face cut out of a photo by the FFHQ recipe (`align_face`), with what `paste_back` needs to
+    put an edited face back: where the crop lies in the photo, and the landmarks it came from."""
+
     image: Optional[Image.Image]  # RGB, size x size (None when read back from a latent file: see `size`)
     landmarks: Optional[np.ndarray]  # [68, 2] in the source photo's pixel coordinates (None: not recorded)
     quad: np.ndarray  # [4, 2] corners of the crop in the source photo: top-left, bottom-left, bottom-right, top-right

@@ -23,6 +23,10 @@ from .fileio import atomic_path, looks_like_zip, parse_json, to_json
 
 @dataclass
 class LatentFile:
+    """A latent file's content (`save_latents` / `load_latents`): w as NVIDIA's projector writes it
+    (`generate.py --projected-w` reads it), noise maps by layer, and a meta dict (network id,
+    options, the photo's alignment) that `check_made_for` reads."""
+
     w: np.ndarray  # [N, num_ws, w_dim] float32
     noises: dict[int, np.ndarray] = field(default_factory=dict)  # noise layer index -> map
     meta: dict = field(default_factory=dict)

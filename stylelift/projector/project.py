@@ -81,6 +81,9 @@ class ProjectionOptions:
 
 @dataclass
 class ProjectionResult:
+    """What `project` returns: the latents found for each target, the noise maps optimised with
+    them, the image they give, and each step's loss terms."""
+
     ws: Tensor  # [N, num_ws, w_dim]
     noises: Optional[list[Tensor]]  # per noise layer [N, 1, r, r]; None when noise was not optimised
     image: Tensor  # [N, C, H, W] in [-1, 1]: synthesis(ws, noises) at full resolution
