@@ -339,7 +339,7 @@ def main(
 def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention); 0-7 when neither --seeds nor --latents is given.")] = None,
-    latents: Annotated[Optional[Path], typer.Option(help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
+    latents: Annotated[Optional[Path], typer.Option(readable=False, help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
     trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=psi_value)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[Optional[str], typer.Option(help="const | random | none (default: const, or a latent file's own noise maps when it has them).")] = None,
@@ -400,7 +400,7 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
 @user_errors
 def convert(
     source: Annotated[str, typer.Argument(help="Network file in any supported format, or a name.")],
-    dest: Annotated[Path, typer.Argument(help="Output file (stylelift format, e.g. ffhq.stylelift.pt).")],
+    dest: Annotated[Path, typer.Argument(parser=output_path, metavar="DEST", help="Output file (stylelift format, e.g. ffhq.stylelift.pt).")],
     overwrite: Annotated[bool, typer.Option(help="Replace DEST if it exists.")] = False,
 ) -> None:
     """Write any supported network file in stylelift's own format (config + weights, no code)."""
@@ -553,7 +553,7 @@ def project(
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
     loss: Annotated[str, typer.Option(help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
-    perceptual_weights: Annotated[Optional[Path], typer.Option(help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
+    perceptual_weights: Annotated[Optional[Path], typer.Option(readable=False, help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,

@@ -52,8 +52,9 @@ def check_out(out: Path, *, video: bool) -> None:
 
 
 def check_not_folder(out: Path, suffix: str = ".png") -> None:
+    """What is on disk, not the name given: exit 1, as `check_new_file` says it for the other commands."""
     if out.is_dir():
-        raise typer.BadParameter(f"--out {out} is a folder: give a file name, e.g. {out / 'NAME'}{suffix}")
+        fail(f"{out} is a folder; name the file to write, e.g. {out / 'NAME'}{suffix}")
 
 
 MAX_IMAGE_SIDE = {".webp": 16383, ".jpg": 65500, ".jpeg": 65500, ".gif": 65535, ".png": 2**31 - 1, ".mp4": 16384}  # what each format (ffmpeg's H.264 encoder) holds
@@ -77,6 +78,19 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
     if too_big(count, width, height):
         gib = count * width * height * 3 / 2**30
         fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
+
+
+def layer_spec(value: Optional[str]) -> Optional[str]:
+    """Option callback: a layer spec some network could take, read before any network loads (a usage
+    error); `layers_option` checks its indices against the network's ws."""
+    from .editing.layers import layer_spec_items
+
+    if value is not None:
+        try:
+            layer_spec_items(value)
+        except InputError as e:
+            raise typer.BadParameter(str(e)) from None
+    return value
 
 
 def layers_option(spec: Optional[str], G, option: str):
@@ -145,6 +159,10 @@ def expand_seed_lists(items: list[str]) -> list[str]:
     empty item)."""
     out: list[str] = []
     for item in items:
+        if not item.strip():
+            raise typer.BadParameter("an empty item: give seeds (e.g. 42) and latent files (.npz)")
+        if re.fullmatch(r"\s*[0-9]+\s*", item) and int(item) > MAX_SEED:
+            raise typer.BadParameter(f"seed {item.strip()} is above {MAX_SEED} (seeds are 32-bit)")
         if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
             try:
                 out += [str(s) for s in parse_int_list(item)]
@@ -203,7 +221,7 @@ def trunc_hint(trunc: float, *items: str) -> str:
 def truncation_sweep(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, one row each; 0-3 when neither --seeds nor --latents is given.")] = None,
-    latents: Annotated[Optional[list[Path]], typer.Option(help="Latent files (from project), one row each after the seeds; repeat the option for more.")] = None,
+    latents: Annotated[Optional[list[Path]], typer.Option(readable=False, help="Latent files (from project), one row each after the seeds; repeat the option for more.")] = None,
     psi: Annotated[str, typer.Option(help="psi values, START:STOP:COUNT or a comma list (0.5,0.7,1), one column each.")] = "-1:1:9",
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
@@ -242,7 +260,7 @@ def truncation_sweep(
 def mix(
     rows: Annotated[str, typer.Option(help="Row sources: seeds and/or latent files, e.g. 1,2,a.npz.")],
     cols: Annotated[str, typer.Option(help="Column sources: seeds and/or latent files.")],
-    styles: Annotated[str, typer.Option(help="Layers taken from the column source: coarse, middle, fine, or 0-3,8.")] = "coarse",
+    styles: Annotated[str, typer.Option(callback=layer_spec, help="Layers taken from the column source: coarse, middle, fine, or 0-3,8.")] = "coarse",
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
@@ -375,13 +393,13 @@ def edit(
     direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
     unit: Annotated[str, typer.Option(help="What a strength of 1 is: w (a distance of 1 in W along the unit direction, InterFaceGAN's unit) or sigma (one standard deviation of the network's w along it, GANSpace's, measured on 10,000 samples; w varies far more along some PCA and SeFa directions than along others).")] = "w",
-    layers: Annotated[Optional[str], typer.Option(help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
+    layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
     network: NetworkOpt = DEFAULT_NETWORK,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo (one latent file).")] = False,
-    photo: Annotated[Optional[Path], typer.Option(help="The original photo for --paste-back (default: the one the latent file names).")] = None,
+    photo: Annotated[Optional[Path], typer.Option(readable=False, help="The original photo for --paste-back (default: the one the latent file names).")] = None,
     paste_region: PasteRegionOpt = None,
     out: Annotated[Path, output_option("A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: fps_option(10) = None,
@@ -518,10 +536,10 @@ def directions_learn(
     out: Annotated[Path, output_option("Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit, about 12 KB each: 12 GB a million).")] = 1000,
-    labels: Annotated[Optional[Path], typer.Option(help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(readable=False, help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[str], typer.Option("--condition", help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
-    save_labels: Annotated[Optional[Path], typer.Option(help="Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
-    layers: Annotated[Optional[str], typer.Option(help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
+    save_labels: Annotated[Optional[Path], output_option("Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
+    layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
@@ -628,7 +646,7 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
 def directions_sefa(
     outdir: Annotated[Path, output_option("Folder for sefa_00.npy, ...")] = Path("directions"),
     network: NetworkOpt = DEFAULT_NETWORK,
-    layers: Annotated[Optional[str], typer.Option(help="Layers whose affines to factorise (default all).")] = None,
+    layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Layers whose affines to factorise (default all).")] = None,
     k: Annotated[int, typer.Option(min=1, max=4096, help="How many directions.")] = 10,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier set of these directions in --outdir.")] = False,
 ) -> None:

@@ -191,6 +191,7 @@ def odd_files(tmp_path, net):
     np.save(tmp_path / "two.npy", np.ones([2, G.w_dim], np.float32))
     np.save(tmp_path / "ints.npy", np.ones([1, G.w_dim], np.int64))
     np.save(tmp_path / "short.npy", np.ones([1, G.w_dim - 1], np.float32))
+    np.save(tmp_path / "unit.npy", np.ones([1, G.w_dim], np.float32))  # a direction for this network
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
     (tmp_path / "g" / "grid.png").mkdir(parents=True)  # a folder where generate's grid would go
     with open(tmp_path / "hugeclaim.npy", "wb") as f:  # a header that claims 400 GB, and 8 bytes
@@ -241,8 +242,13 @@ BAD_INVOCATIONS = {
     "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
     "convert-what-needs-no-conversion": (["convert", "mobile-ffhq", "{d}/newfolder/net.pt"], 1, "mobile-ffhq is a MobileStyleGAN: no conversion is needed"),  # and no folder made
     "convert-to-a-pickle-name": (["convert", "{net}", "{d}/n.pkl"], 2, "NAME.pt"),
-    "sefa-empty-layers": (["directions", "sefa", "--layers", "", "--outdir", "{d}/s"], 1, "layers '' has an empty item"),
-    "learn-empty-layers": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--layers", "", "--out", "{d}/d.npy"], 1, "layers '' has an empty item"),
+    "styles-backwards": (["mix", "--rows", "0", "--cols", "1", "--styles", "3-1", "--out", "{d}/m.png"], 2, "layer range '3-1' runs backwards"),  # read before the network (was exit 1)
+    "layers-unknown-name": (["edit", "0", "--direction", "{d}/unit.npy", "--layers", "eyes", "--out", "{d}/e.png"], 2, "unknown layer name 'eyes'"),
+    "layers-beyond-the-network": (["edit", "0", "--direction", "{d}/unit.npy", "--layers", "0-40", "--out", "{d}/e.png"], 1, "layer range 0-40 is outside 0-5 for this network (6 ws)"),  # only the network can tell
+    "item-seed-above-32-bits": (["edit", "99999999999", "--direction", "{d}/unit.npy", "--out", "{d}/e.png"], 2, "seed 99999999999 is above 4294967295 (seeds are 32-bit)"),  # as generate --seeds says
+    "item-empty": (["interpolate", "", "1", "--out", "{d}/i.gif"], 2, "an empty item: give seeds"),  # as mix --rows '' says
+    "sefa-empty-layers": (["directions", "sefa", "--layers", "", "--outdir", "{d}/s"], 2, "layers '' has an empty item"),
+    "learn-empty-layers": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--layers", "", "--out", "{d}/d.npy"], 2, "layers '' has an empty item"),
     "save-labels-with-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--save-labels", "{d}/s.csv", "--out", "{d}/d.npy"], 2, "--save-labels writes"),
     "w-noise-nan": (["project", "{d}/photo.png", "--w-noise", "nan", "--outdir", "{d}/p"], 2, "nan is not a finite number"),
     "project-steps-huge": (["project", "{d}/photo.png", "--steps", "99999999999999999999", "--outdir", "{d}/p"], 2, "'--steps': Input should be less than or equal to 1000000"),
@@ -264,7 +270,7 @@ BAD_INVOCATIONS = {
     "trunc-nan": (["generate", "--seeds", "0", "--trunc", "nan", "--outdir", "{d}/o"], 2, "'--trunc': nan is not a finite number"),
     "strength-inf": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "inf", "--out", "{d}/e.png"], 2, "--strength 'inf': the values must be finite numbers"),
     "seed-above-32-bits": (["generate", "--seeds", "99999999999", "--outdir", "{d}/o"], 2, "32-bit"),
-    "seed-item-above-32-bits": (["mix", "--rows", "99999999999", "--cols", "1", "--out", "{d}/m.png"], 1, "32-bit"),
+    "seed-item-above-32-bits": (["mix", "--rows", "99999999999", "--cols", "1", "--out", "{d}/m.png"], 2, "32-bit"),
     "sefa-k-0": (["directions", "sefa", "--k", "0", "--outdir", "{d}/s"], 2, "'--k': Input should be greater than or equal to 1"),
     # files of the wrong kind
     "npy-as-latent": (["generate", "--latents", "{d}/w.npy", "--outdir", "{d}/o"], 1, "not a readable .npz"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from typing import Optional
+from typing import Optional, Union
 
 from ..errors import InputError
 
@@ -33,6 +33,27 @@ def layer_indices(layers, num_ws: int) -> list[int]:
     return [int(i) for i in out]
 
 
+def layer_spec_items(spec: str) -> list[Union[str, tuple[int, int]]]:
+    """The items of a layer spec as read without a network: names (coarse, middle, fine, all) and
+    index ranges (lo, hi); an InputError for one that no network would take."""
+    items: list[Union[str, tuple[int, int]]] = []
+    for part in re.split(r"[,|+]", spec):
+        part = part.strip().lower()
+        if not part:
+            raise InputError(f"layers {spec!r} has an empty item; use coarse, middle, fine, all or indices such as 0-3,8")
+        if part in RANGES or part == "all":
+            items.append(part)
+            continue
+        m = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", part)  # (no network has a billion ws; int() of 5,000 digits raised)
+        if not m:
+            raise InputError(f"unknown layer name {part[:40]!r}; use coarse, middle, fine, all or indices such as 0-3,8")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise InputError(f"layer range {part!r} runs backwards; write it low to high ({hi}-{lo})")
+        items.append((lo, hi))
+    return items
+
+
 def parse_layers(spec: Optional[str], layer_resolutions: list[int]) -> list[int]:
     """'coarse', 'middle,fine', '0-3,8' (or a mix), 'all' -> sorted ws indices, checked against num_ws.
     None is all of them (as `apply_direction`'s layers=None; a direction without layers of its own
@@ -44,21 +65,13 @@ def parse_layers(spec: Optional[str], layer_resolutions: list[int]) -> list[int]
         return sorted(set(layer_indices(spec, num_ws)))
     ranges = dict(style_ranges(layer_resolutions), all=list(range(num_ws)))
     out: set[int] = set()
-    for part in re.split(r"[,|+]", spec):
-        part = part.strip().lower()
-        if not part:
-            raise InputError(f"layers {spec!r} has an empty item; use coarse, middle, fine, all or indices such as 0-3,8")
-        if part in ranges:
+    for part in layer_spec_items(spec):
+        if isinstance(part, str):
             out.update(ranges[part])
             continue
-        m = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", part)  # (no network has a billion ws; int() of 5,000 digits raised)
-        if not m:
-            raise InputError(f"unknown layer name {part[:40]!r}; use coarse, middle, fine, all or indices such as 0-3,8")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise InputError(f"layer range {part!r} runs backwards; write it low to high ({hi}-{lo})")
+        lo, hi = part
         if hi >= num_ws:
-            raise InputError(f"layer range {part!r} is outside 0-{num_ws - 1} for this network ({num_ws} ws)")
+            raise InputError(f"layer range {lo}-{hi} is outside 0-{num_ws - 1} for this network ({num_ws} ws)" if hi > lo else f"layer {lo} is outside 0-{num_ws - 1} for this network ({num_ws} ws)")
         out.update(range(lo, hi + 1))
     if not out:
         raise InputError(f"no layers selected by {spec!r}")
