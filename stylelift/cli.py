@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Optional, Sequence
 
 import numpy as np
 import typer
@@ -187,6 +187,21 @@ def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwri
     check_writable(path.parent)
 
 
+def check_seed_options(items: Optional[Sequence[str]], *, class_idx: Optional[int] = None, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None) -> None:
+    """--class and --trunc apply to the latents sampled from seeds (`items`: seeds and latent files;
+    None: seeds only), --trunc-cutoff to --trunc. Asked for where they would do nothing, they are
+    refused (a usage error) rather than ignored."""
+    from .generation import is_seed
+
+    if truncation_cutoff is not None and truncation_psi == 1:
+        raise typer.BadParameter("--trunc-cutoff says which ws --trunc moves; without --trunc it does nothing (add --trunc PSI)")
+    if items is None or any(is_seed(item) for item in items):
+        return
+    asked = [name for name, given in (("--class", class_idx is not None), ("--trunc", truncation_psi != 1), ("--trunc-cutoff", truncation_cutoff is not None)) if given]
+    if asked:
+        raise typer.BadParameter(f"{' and '.join(asked)} appl{'y' if len(asked) > 1 else 'ies'} to seeds; latent files already hold their ws (drop {'them' if len(asked) > 1 else 'it'})")
+
+
 def psi_value(value: float) -> float:
     """Option callback: a truncation psi, finite and within float32's range (the networks' arithmetic)."""
     return in_float32(finite(value))
@@ -359,8 +374,7 @@ def generate(
         else:
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = list(dict.fromkeys(parse_int_list(seeds))) if seeds is not None else None  # each seed once: one file each
-    if latents is not None:
-        generation.check_seed_options([str(latents)], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
+    check_seed_options(None if latents is None else [str(latents)], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     dev = resolve_device(device)
     if (blocker := file_in_the_way(outdir)) is not None:
         fail(f"--outdir {outdir}: {blocker} is a file, not a folder")

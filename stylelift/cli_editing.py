@@ -16,7 +16,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -233,7 +233,7 @@ def truncation_sweep(
     import torch
 
     from .editing import truncate
-    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
+    from .generation import is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
 
     check_out(out, video=False)
     psis = parse_range(psi, what="--psi")
@@ -273,7 +273,7 @@ def mix(
     import torch
 
     from .editing import mixing_grid
-    from .generation import check_seed_options, item_name, item_noises, iter_render_ws, latents_for_items, render_ws
+    from .generation import item_name, item_noises, iter_render_ws, latents_for_items, render_ws
 
     check_out(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
@@ -334,7 +334,7 @@ def interpolate(
 
     from .editing import interpolation_path
     from .editing.interpolation import between, path_steps
-    from .generation import check_seed_options, is_seed, item_noises, iter_render_ws, latents_for_items, mapped_z, z_from_seed
+    from .generation import is_seed, item_noises, iter_render_ws, latents_for_items, mapped_z, z_from_seed
 
     if len(items) < 2:
         raise typer.BadParameter("give at least two seeds or latent files")
@@ -411,7 +411,7 @@ def edit(
 
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
-    from .generation import check_seed_options, is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
+    from .generation import is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
     from .images import make_grid, photo_profile
     from .latents import load_latents
 
@@ -558,6 +558,7 @@ def directions_learn(
         raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
     if not attribute.strip():
         raise typer.BadParameter("--attribute is empty; name what the labels measure, e.g. age")
+    check_seed_options(None, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
     if save_labels is not None:

@@ -212,16 +212,6 @@ def seed_label(G, items: Sequence[str], class_idx: Optional[int], device) -> Opt
     return class_label(G, class_idx, device)
 
 
-def check_seed_options(items: Sequence[str], *, class_idx: Optional[int] = None, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None) -> None:
-    """A class and truncation apply to the latents sampled from seeds; asked for with only latent
-    files among `items`, they would do nothing, so they are refused rather than ignored."""
-    if any(is_seed(item) for item in items):
-        return
-    asked = [name for name, given in (("--class", class_idx is not None), ("--trunc", truncation_psi != 1), ("--trunc-cutoff", truncation_cutoff is not None)) if given]
-    if asked:
-        raise InputError(f"{' and '.join(asked)} appl{'y' if len(asked) > 1 else 'ies'} to seeds; latent files already hold their ws (drop {'them' if len(asked) > 1 else 'it'})")
-
-
 def item_name(item: str) -> str:
     """'seed 42' or the latent file's name, for messages."""
     return f"seed {int(item)}" if is_seed(item) else Path(item).name

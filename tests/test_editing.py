@@ -1111,9 +1111,16 @@ def test_every_command_that_samples_seeds_takes_a_class_on_a_conditional_network
     }
     for name, args in only_files.items():  # a class or a truncation that would do nothing is refused, not ignored
         r = invoke(*args, "--network", net, "--class", "1")
-        assert r.exit_code == 1 and "--class applies to seeds" in r.output, (name, r.output)
+        said = " ".join(r.output.replace("│", " ").split())
+        if name == "learn":  # the CSV's content: exit 1
+            assert r.exit_code == 1 and "files.csv names only latent files, which hold their ws already: a class (--class, --trunc) apply to seeds; drop it" in said, said
+        else:  # the command line alone says it: a usage error
+            assert r.exit_code == 2 and "--class applies to seeds" in said, (name, said)
         r = invoke(*args, "--network", net, "--trunc", "0.5", "--trunc-cutoff", "2")
-        assert r.exit_code == 1 and "--trunc and --trunc-cutoff apply to seeds" in r.output, (name, r.output)
+        said = " ".join(r.output.replace("│", " ").split())
+        assert r.exit_code == (1 if name == "learn" else 2) and ("a truncation" if name == "learn" else "--trunc and --trunc-cutoff apply to seeds") in said, (name, said)
+        r = invoke(*args, "--network", net, "--trunc-cutoff", "2")
+        assert r.exit_code == 2 and "without --trunc it does nothing" in " ".join(r.output.replace("│", " ").split()), (name, r.output)
         assert not args[-1].exists(), name  # nothing written
     r = invoke("mix", "--rows", tmp_path / "a.npz", "--cols", "6", "--styles", "0-1", "--class", "2", "--network", net, "--out", tmp_path / "m3.png")
     assert r.exit_code == 0, r.output  # a seed among them: the class is the seed's

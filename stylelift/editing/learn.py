@@ -208,14 +208,13 @@ def learn_direction(
 
 def _csv_labelled(G, labels_csv: Path, sampling: dict, mapping: dict, progress) -> tuple[np.ndarray, np.ndarray]:
     """(w [K, w_dim], labels [K]) of a labels CSV's rows, its items checked against the options."""
-    from ..generation import check_seed_options, seed_label
+    from ..generation import seed_label
 
     items, scores, recorded = read_labels_csv(labels_csv)
     check_truncation_cutoff(G.num_ws, mapping["truncation_cutoff"])  # an option's error, not the CSV's
-    try:
-        check_seed_options(items, class_idx=mapping["class_idx"], truncation_psi=mapping["truncation_psi"], truncation_cutoff=mapping["truncation_cutoff"])
-    except InputError as e:
-        raise InputError(f"{labels_csv.name} names only latent files: {e}") from None
+    asked = [what for what, given in (("a class", mapping["class_idx"] is not None), ("a truncation", mapping["truncation_psi"] != 1)) if given]
+    if asked and not any(is_seed(item) for item in items):  # it would do nothing: refused, not ignored
+        raise InputError(f"{labels_csv.name} names only latent files, which hold their ws already: {' and '.join(asked)} (--class, --trunc) apply to seeds; drop {'them' if len(asked) > 1 else 'it'}")
     seed_label(G, items, mapping["class_idx"], mapping["device"])  # likewise a missing or needless --class
     if recorded is not None and any(is_seed(item) for item in items):
         check_sampling(labels_csv.name, recorded, sampling)
