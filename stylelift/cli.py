@@ -202,6 +202,25 @@ def check_seed_options(items: Optional[Sequence[str]], *, class_idx: Optional[in
         raise typer.BadParameter(f"{' and '.join(asked)} appl{'y' if len(asked) > 1 else 'ies'} to seeds; latent files already hold their ws (drop {'them' if len(asked) > 1 else 'it'})")
 
 
+def loss_terms(spec: str, option: str = "") -> dict[str, float]:
+    """A loss spec's terms and weights; a malformed one (an unknown term, a bad weight) is a usage
+    error (of `option`, named when the error is not an option callback's, which click names).
+    Weights a term needs that are not here are a file problem, said later."""
+    from .projector.losses import parse_loss_spec
+
+    try:
+        return parse_loss_spec(spec)
+    except InputError as e:
+        raise typer.BadParameter(f"{option}: {e}" if option else str(e)) from None
+
+
+def loss_value(value: str) -> str:
+    """Option callback for project's --loss: 'auto' or terms `loss_terms` reads."""
+    if value != "auto":
+        loss_terms(value)
+    return value
+
+
 def psi_value(value: float) -> float:
     """Option callback: a truncation psi, finite and within float32's range (the networks' arithmetic)."""
     return in_float32(finite(value))
@@ -566,7 +585,7 @@ def project(
     steps: Annotated[int, typer.Option(min=1, max=1_000_000, help="Optimisation steps (the learning rate ramps up from 0, as in NVIDIA's projector: --steps 1 returns the start).")] = 1000,
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
-    loss: Annotated[str, typer.Option(help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
+    loss: Annotated[str, typer.Option(callback=loss_value, help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
     perceptual_weights: Annotated[Optional[Path], typer.Option(readable=False, help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,

@@ -356,12 +356,12 @@ def interpolate(
     fps = video_fps(fps, out, 30)
     if grid:
         check_out(out, video=False)
+    if space == "z" and not all(is_seed(i) for i in items):
+        raise typer.BadParameter("--space z needs seeds; latent files live in W (use --space w)")
     G, dev = load(network, device)
     frame_noises = None
     steps = path_steps(len(items), frames, loop=loop, easing=easing)  # where each frame lies: (item a, item b, t)
     if space == "z":
-        if not all(is_seed(i) for i in items):
-            fail("--space z needs seeds; latent files live in W (use --space w)")
         zs = torch.from_numpy(np.concatenate([z_from_seed(int(i), G.z_dim) for i in items])).float()
         path_z = interpolation_path(zs, frames, loop=loop, easing=easing, spherical=True)
         ws = mapped_z(G, path_z, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, batch_size=batch_size, device=dev)  # one class for the whole path
@@ -416,9 +416,11 @@ def edit(
     from .latents import load_latents
 
     if unit not in ("w", "sigma"):
-        raise typer.BadParameter("--unit must be w or sigma")
+        raise typer.BadParameter(f"--unit must be w or sigma, not {unit!r:.20}")
     if paste_back and len(items) > 1:
         raise typer.BadParameter("--paste-back pastes into one photo: give one latent file")
+    if paste_back and is_seed(items[0]):
+        raise typer.BadParameter(f"--paste-back: {items[0]} is a seed; it needs a latent file made by `stylelift project` from a photo")
     if len(items) > cli.MAX_LIST:
         raise typer.BadParameter(f"{len(items)} items; at most {cli.MAX_LIST}")
     check_out(out, video=True)

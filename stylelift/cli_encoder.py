@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, fail, load, output_failed, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, fail, load, loss_terms, output_failed, output_option, printable, user_errors
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -23,9 +23,9 @@ def learning_rate(value: float) -> float:
 def check_image_loss(spec: str) -> None:
     """Refuse, before any work, image terms that are unknown or need weights that are not here
     (`encoder train` reads VGG16's only from torch's cache: it has no --perceptual-weights)."""
-    from .projector.losses import check_weights_for, parse_loss_spec
+    from .projector.losses import check_weights_for
 
-    check_weights_for(parse_loss_spec(spec), otherwise="(encoder train reads them only from there), or give --image-loss mse, l1, ms-ssim, face or face-id")
+    check_weights_for(loss_terms(spec, "--image-loss"), otherwise="(encoder train reads them only from there), or give --image-loss mse, l1, ms-ssim, face or face-id")
 
 
 @encoder_app.command("train", cls=OnceEach)
@@ -49,14 +49,16 @@ def encoder_train(
     import operator
 
     from .encoder_training import EncoderTrainOptions, train_encoder
-    from .models.encoder import FACE_BACKBONE, load_encoder, new_encoder
+    from .models.encoder import BACKBONES, FACE_BACKBONE, load_encoder, new_encoder
     from .progress import StepProgress
     from .projector.losses import same_loss
 
     if out.suffix.lower() != ".pt":
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
     if backbone == FACE_BACKBONE:
-        fail(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
+        raise typer.BadParameter(f"{FACE_BACKBONE} encoders are fitted, not trained: use `stylelift encoder fit`")
+    if backbone is not None and backbone not in BACKBONES:
+        raise typer.BadParameter(f"--backbone must be {' or '.join(BACKBONES)}, not {backbone!r:.30}")
     if resume and overwrite:
         raise typer.BadParameter("--resume continues OUT and --overwrite starts afresh over it: give one")
     check_new_file(out, resume or overwrite, remedy="pass --resume to continue it, --overwrite to start afresh, or choose another --out")

@@ -227,7 +227,7 @@ BAD_INVOCATIONS = {
     "labels-conflicting-spelled-apart": (["directions", "learn", "--attribute", "x", "--labels", "{d}/twice2.csv", "--out", "{d}/d.npy"], 1, "01 is labelled twice, 0.1 and 0.1000001"),
     "strength-overflow": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "1e308:-1e308:3", "--out", "{d}/e.png"], 2, "--strength '1e308:-1e308:3': START and STOP must be finite numbers"),
     "strength-inf-end": (["edit", "0", "--direction", "{d}/dir.npz", "--strength", "inf:1:3", "--out", "{d}/e.png"], 2, "--strength 'inf:1:3': START and STOP must be finite"),
-    "photo-folder": (["edit", "0", "--direction", "{d}/dir.npz", "--paste-back", "--photo", "{d}/dirs", "--out", "{d}/e.png"], 1, "a folder, not a photo"),
+    "photo-folder": (["edit", "{d}/other.npz", "--direction", "{d}/dir.npz", "--paste-back", "--photo", "{d}/dirs", "--out", "{d}/e.png"], 1, "a folder, not a photo"),
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
     "latent-meta-nested-too-deep": (["generate", "--latents", "{d}/deep.npz", "--outdir", "{d}/o"], 1, "deep.npz: its 'meta' is not the JSON object"),
     "sidecar-nested-too-deep": (["edit", "0", "--direction", "{d}/deepdir.npy", "--out", "{d}/e.png"], 1, "deepdir.json, the sidecar of deepdir.npy, is not readable JSON"),
@@ -318,10 +318,10 @@ BAD_INVOCATIONS = {
     "rows-twice": (["mix", "--rows", "1", "--cols", "2", "--rows", "3", "--out", "{d}/m.png"], 2, "--rows is given more than once; it takes one value (the last would be used alone)"),
     "project-seed-huge": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "99999999999999999999", "--outdir", "{d}/p"], 2, "'--seed': Input should be less than or equal to 4294967295"),
     "project-seed-negative": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--seed", "-1", "--outdir", "{d}/p"], 2, "'--seed': Input should be greater than or equal to 0"),
-    "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 1, "positive number"),
-    "loss-weight-left-out": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=", "--outdir", "{d}/p"], 1, "loss weight for 'mse' must be a positive number, got ''"),
-    "loss-zero": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=0", "--outdir", "{d}/p"], 1, "positive number"),
-    "loss-twice": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=1,mse=2", "--outdir", "{d}/p"], 1, "named twice"),
+    "loss-nan": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=nan", "--outdir", "{d}/p"], 2, "positive number"),
+    "loss-weight-left-out": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=", "--outdir", "{d}/p"], 2, "loss weight for 'mse' must be a positive number, got ''"),
+    "loss-zero": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=0", "--outdir", "{d}/p"], 2, "positive number"),
+    "loss-twice": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "mse=1,mse=2", "--outdir", "{d}/p"], 2, "named twice"),
     "paste-back-unaligned": (["project", "{d}/photo.png", "--no-align", "--paste-back", "--steps", "1", "--outdir", "{d}/p"], 2, "needs --align"),
     "paste-region-alone": (["project", "{d}/photo.png", "--paste-region", "square", "--steps", "1", "--outdir", "{d}/p"], 2, "--paste-region says what --paste-back pastes; add --paste-back"),
     "paste-region-unknown": (["project", "{d}/photo.png", "--paste-back", "--paste-region", "head", "--steps", "1", "--outdir", "{d}/p"], 2, "--paste-region must be face or square"),
@@ -629,7 +629,7 @@ def test_an_empty_output_name_is_a_usage_error_not_the_current_folder(tmp_path, 
 
 def test_encoder_train_checks_its_image_loss_before_any_work(tmp_path, net, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no VGG16 weights in this cache
-    for spec, code, said in (("lpips=1", 1, "need torchvision's ImageNet VGG16 weights: put vgg16-397923af.pth (from https://"), ("mse,vgg16", 1, "(encoder train reads them only from there), or give --image-loss mse"), ("foo", 1, "unknown loss term 'foo'")):
+    for spec, code, said in (("lpips=1", 1, "need torchvision's ImageNet VGG16 weights: put vgg16-397923af.pth (from https://"), ("mse,vgg16", 1, "(encoder train reads them only from there), or give --image-loss mse"), ("foo", 2, "unknown loss term 'foo'")):
         r = invoke("encoder", "train", "--out", tmp_path / "e.pt", "--steps", "1", "--image-loss", spec, "--network", net)
         assert r.exit_code == code and said in r.output and "--perceptual-weights" not in r.output, r.output
         assert not (tmp_path / "e.pt").exists()

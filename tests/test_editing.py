@@ -439,13 +439,13 @@ def test_edit_command_and_its_bad_inputs(tmp_path, net):
     assert r.exit_code == 1 and "needs [N, 6, 16]" in r.output
     for args, text in [
         (("3", "--direction", ""), "the direction's name is empty"),
-        (("3", "--direction", tmp_path / "d.npy", "--paste-back"), "3 is a seed; it needs a latent file"),
     ]:
         r = invoke("edit", *args, "--network", net, "--out", tmp_path / "x.png")
         assert r.exit_code == 1 and text in r.output and "Traceback" not in r.output, (args, r.output)
         assert "rendering" not in r.output, r.output  # said before any rendering
     usage = [
         (["--layers", "0-1,,3"], "Invalid value for '--layers': layers '0-1,,3' has an empty item"),
+        (["--paste-back"], "3 is a seed; it needs a latent file"),
         (["--photo", tmp_path / "d.npy"], "add --paste-back"),
         (["--paste-region", "square"], "add --paste-back"),
         (["--strength", "3:-3:0"], "COUNT must be 1 to"),

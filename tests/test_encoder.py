@@ -210,7 +210,7 @@ def test_encoder_fit_command(tmp_path):
     r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "f.pt"), "--resume", "--device", "cpu"])
     assert r.exit_code == 1 and "fitted" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "g.pt"), "--backbone", "dlib-face"])
-    assert r.exit_code == 1 and "encoder fit" in r.output and not (tmp_path / "g.pt").exists()
+    assert r.exit_code == 2 and "encoder fit" in r.output and not (tmp_path / "g.pt").exists()
     too_high = ["encoder", "fit", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "h.pt"), "--rank", "2000"]  # > 1,536 features
     r = CliRunner().invoke(app, too_high)
     assert r.exit_code == 1 and "rank" in r.output and "Traceback" not in r.output

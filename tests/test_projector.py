@@ -540,7 +540,7 @@ def test_project_command_bad_inputs(photo_dir, monkeypatch):
     r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--init", photo_dir / "nope.npz", "--no-align")
     assert r.exit_code == 1 and "nope.npz" in r.output and "Traceback" not in r.output
     r = run(photo_dir / "photos" / "p0.png", "--network", photo_dir / "net.pt", "--loss", "fancy", "--no-align")
-    assert r.exit_code == 1 and "unknown loss" in r.output
+    assert r.exit_code == 2 and "unknown loss" in r.output
     for loss in ("lpips", "mse=1,vgg16=0.5"):  # weights that are not here: said once, before any photo is read
         r = run(photo_dir / "photos", "--network", photo_dir / "net.pt", "--loss", loss, "--no-align", "--outdir", photo_dir / "o")
         assert r.exit_code == 1 and r.output.count("error:") == 1 and "ImageNet VGG16 weights" in r.output, r.output
