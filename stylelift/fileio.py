@@ -162,7 +162,7 @@ def check_writable(folder: str | os.PathLike) -> None:
         os.unlink(probe)
     except OSError as e:
         # a folder that exists but takes no files (/proc, /sys) answers "No such file or directory"
-        why = "this folder takes no new files" if e.errno == errno.ENOENT else e.strerror
+        why = "this folder takes no new files" if e.errno == errno.ENOENT and existing.is_dir() else e.strerror
         raise type(e)(e.errno, why, str(existing)) from None
 
 

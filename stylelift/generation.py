@@ -42,6 +42,12 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
     return c
 
 
+def network_device(G, device) -> torch.device:
+    """`device`, where G is, or when None G's own (a default of "cpu" met a network on a GPU with
+    "z is on cpu" for a z the caller never made)."""
+    return G.w_avg.device if device is None else torch.device(device)
+
+
 def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "") -> np.ndarray:
     """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a truncation psi
     or edit strength far outside the trained range overflows float32 and would be saved as black.
@@ -66,11 +72,13 @@ def iter_seed_images(
     truncation_cutoff: Optional[int] = None,
     noise_mode: str = "const",
     class_idx: Optional[int] = None,
-    device="cpu",
+    device=None,
 ) -> Iterator[np.ndarray]:
     """uint8 HWC images, one per seed, as they are rendered: one at a time, as generate.py does, so
     pixels match it. The options are checked before this returns. noise_mode "random" draws each
-    image's noise maps from its seed (`seeded_noises`), so a seed gives one image every time."""
+    image's noise maps from its seed (`seeded_noises`), so a seed gives one image every time.
+    `device`: where G is (None: found from G)."""
+    device = network_device(G, device)
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise InputError(f"seeds must be a list of whole numbers, got {seeds!r:.30}")
     seeds = list(seeds)
@@ -99,11 +107,12 @@ def generate_from_seeds(G, seeds: Sequence[int], **kwargs) -> list[np.ndarray]:
     return list(iter_seed_images(G, seeds, **kwargs))
 
 
-def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] = None, device="cpu") -> tuple[int, Iterator[np.ndarray]]:
+def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] = None, device=None) -> tuple[int, Iterator[np.ndarray]]:
     """(count, images) for each w of a latent file (NVIDIA's --projected-w). With `noise_mode`
     None its stored noise maps are used when it has them (else "const"); a mode given is used
     instead of them ("random": latent i's maps drawn from seed i). The file is read and checked
     before this returns."""
+    device = network_device(G, device)
     latents = load_latents(path)
     latents.check_made_for(G, name=Path(path).name)
     noises = stored_noises(G, latents.noises, device, name=Path(path).name) if latents.noises and noise_mode is None else None
@@ -138,6 +147,9 @@ def _seeded_batch(G, start: int, stop: int) -> list[torch.Tensor]:
 def stored_noises(G, noises: dict[int, np.ndarray], device, *, name: str = "the latent file") -> list[torch.Tensor]:
     """A latent file's noise maps (`name`'s) as the network's noise inputs take them, checked."""
     layers = G.synthesis.noise_layers()
+    if not layers and noises:  # what earlier versions optimised for a StyleGAN2 made without noise (use_noise=False)
+        log.info("%s has %d noise maps; this network has no noise inputs, so they change nothing and are left out", name, len(noises))
+        return []
     if sorted(noises) != list(range(len(layers))):
         raise InputError(f"{name} has noise maps {sorted(noises)[:8]}, but this network has {len(layers)} noise inputs; "
                          "render it without them with noise_mode 'const' (generate --noise-mode const)")
@@ -224,9 +236,10 @@ def is_seed(item) -> bool:
     return isinstance(item, str) and re.fullmatch(r"[0-9]+", item) is not None  # ASCII digits: '²' is a digit to str.isdigit, not to int()
 
 
-def mapped_z(G, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, batch_size: int = 1000, device="cpu") -> torch.Tensor:
+def mapped_z(G, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, batch_size: int = 1000, device=None) -> torch.Tensor:
     """ws [N, num_ws, w_dim] of z [N, z_dim] (a path through Z, say), mapped `batch_size` at a time
-    on `device` with one class for all (conditional networks) and the truncation given."""
+    on G's device with one class for all (conditional networks) and the truncation given."""
+    device = network_device(G, device)
     if not isinstance(z, torch.Tensor) or z.ndim != 2:
         raise InputError(f"z must be a tensor [N, z_dim], got {describe(z)}")
     if not is_whole(batch_size) or batch_size < 1:
@@ -242,16 +255,18 @@ def mapped_z(G, z: torch.Tensor, *, truncation_psi: float = 1.0, truncation_cuto
 
 
 def latents_for_items(
-    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, device="cpu", out_device=None,
+    G, items: Sequence[str], *, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None, class_idx: Optional[int] = None, device=None, out_device=None,
     one_each: bool = False,
 ) -> torch.Tensor:
     """Seeds ('42') and latent files ('a.npz') -> ws [K, num_ws, w_dim], one per item, on `out_device`
-    (default: `device`, where the mapping runs; "cpu" keeps many samples out of GPU memory).
+    (default: `device`, where G is and the mapping runs, found from G when None; "cpu" keeps many
+    samples out of GPU memory).
 
     A latent file contributes its first latent (never truncated), or with `one_each` must hold only
     one (where each item stands for one face); a file made for another network is refused.
     A conditional network maps seeds with the class `class_idx` (needed only when there are seeds).
     """
+    device = network_device(G, device)
     out_device = device if out_device is None else out_device
     if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
         raise InputError(f"items must be a list of seeds and latent files, got {items!r:.40}")

@@ -64,8 +64,14 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optio
         for key, value in text.items():
             info.add_text(key, value)
         options["pnginfo"] = info
+    image = to_pil(array)
+    if image.mode == "RGBA" and Path(path).suffix.lower() in NO_ALPHA:  # (Pillow: "cannot write mode RGBA as JPEG")
+        image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image).convert("RGB")
     with atomic_path(path) as tmp:
-        to_pil(array).save(tmp, **options)
+        image.save(tmp, **options)
+
+
+NO_ALPHA = {".jpg", ".jpeg", ".jpe", ".jfif", ".bmp"}  # formats Pillow writes without transparency: composited on white, as photos are read
 
 
 MAX_PROFILE_BYTES = 1_000_000  # Pillow reads no larger PNG iCCP chunk (its MAX_TEXT_CHUNK); RGB profiles are a few kB
@@ -195,23 +201,34 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     never has to fit in memory; a GIF's are gathered first (its frame timing needs them all).
     """
     path = Path(path)
-    if path.suffix.lower() not in (".mp4", ".gif"):
-        raise InputError(f"a video is written as .mp4 or .gif, not {path.suffix or 'a name without a suffix'}")
+    if path.suffix.lower() not in (".gif", *H264_SUFFIXES):
+        raise InputError(f"a video is written as .mp4 (or .m4v, .mov, .mkv) or .gif, not {path.suffix or 'a name without a suffix'}")
     frames = iter(frames)
     first = next(frames, None)
     if first is None:
         raise InputError(f"no frames to write to {path.name}")
-    check_image(first, (3,), "a video frame")
+    check_image(first, what="a video frame")
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             frames, durations = _gif_timing([first, *frames], fps)
-            for frame in frames:
-                check_image(frame, (3,), "a video frame")
-            images = [Image.fromarray(frame) for frame in frames]
+            images = [to_pil(frame) for frame in frames]  # (grey and RGBA frames too)
             with open(tmp, "wb") as f:  # opened here, so a folder that cannot be written is an OSError about this file
                 images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
         else:
             _write_mp4(tmp, first, frames, fps, name=path.name)
+
+
+H264_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers ffmpeg puts H.264 in
+
+
+def rgb_frame(frame: np.ndarray) -> np.ndarray:
+    """An H.264 frame's RGB: grey repeated, transparency composited on white (as photos are read)."""
+    if frame.shape[2] == 1:
+        return np.repeat(frame, 3, axis=2)
+    if frame.shape[2] == 4:
+        alpha = frame[..., 3:].astype(np.float32) / 255
+        return np.rint(frame[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    return frame
 
 
 def find_ffmpeg(what: str = "mp4 videos") -> str:
@@ -252,8 +269,9 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
         try:
             try:
                 for frame in itertools.chain([first], rest):
-                    check_image(frame, (3,), "a video frame")
-                    if frame.shape != first.shape:
+                    check_image(frame, what="a video frame")
+                    frame = rgb_frame(frame)
+                    if frame.shape[:2] != first.shape[:2]:
                         raise InputError(f"video frames differ in size: {frame.shape[1]}x{frame.shape[0]} after {w}x{h}")
                     proc.stdin.write(np.ascontiguousarray(np.pad(frame, pad, mode="edge") if h % 2 or w % 2 else frame, dtype=np.uint8).data)
                 proc.stdin.close()

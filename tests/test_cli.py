@@ -242,6 +242,7 @@ BAD_INVOCATIONS = {
     "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
     "convert-what-needs-no-conversion": (["convert", "mobile-ffhq", "{d}/newfolder/net.pt"], 1, "mobile-ffhq is a MobileStyleGAN: no conversion is needed"),  # and no folder made
     "convert-to-a-pickle-name": (["convert", "{net}", "{d}/n.pkl"], 2, "NAME.pt"),
+    "space-z-with-a-file": (["interpolate", "0", "{d}/other.npz", "--space", "z", "--out", "{d}/i.gif"], 2, "--space z needs seeds"),
     "styles-backwards": (["mix", "--rows", "0", "--cols", "1", "--styles", "3-1", "--out", "{d}/m.png"], 2, "layer range '3-1' runs backwards"),  # read before the network (was exit 1)
     "layers-unknown-name": (["edit", "0", "--direction", "{d}/unit.npy", "--layers", "eyes", "--out", "{d}/e.png"], 2, "unknown layer name 'eyes'"),
     "layers-beyond-the-network": (["edit", "0", "--direction", "{d}/unit.npy", "--layers", "0-40", "--out", "{d}/e.png"], 1, "layer range 0-40 is outside 0-5 for this network (6 ws)"),  # only the network can tell

@@ -188,14 +188,12 @@ def test_a_fitted_face_encoder_beats_w_avg_on_new_samples_and_round_trips(tmp_pa
 
 
 def test_a_fit_caps_the_heads_rank_at_what_its_samples_span():
-    from stylelift.encoder_training import FaceEncoderFitOptions, fit_face_encoder, sample_batch
+    from stylelift.encoder_training import FaceEncoderFitOptions, fit_face_encoder
 
     G = tiny_generator(img_resolution=32)
-    fits = [fit_face_encoder(G, FaceEncoderFitOptions(samples=12, rank=rank, render_resolution=32, batch_size=12)) for rank in (11, 300)]
-    assert [enc.config.head_rank for enc, _ in fits] == [11, 11] and [r["rank"] for _, r in fits] == [11, 11]
-    _, images = sample_batch(G, 4, EncoderTrainOptions(render_resolution=32), torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        assert torch.equal(fits[0][0](images), fits[1][0](images))  # the 289 directions asked for beyond them were zeros
+    enc, report = fit_face_encoder(G, FaceEncoderFitOptions(samples=12, rank=300, render_resolution=32, batch_size=12))
+    assert enc.config.head_rank == report["rank"] == 11 and enc.head[0].weight.shape[0] == 11
+    assert report["held_out_error_reduced"] == pytest.approx(report["held_out_error"], rel=1e-6)  # the cut loses nothing of the full-rank fit
 
 
 def test_encoder_fit_command(tmp_path):

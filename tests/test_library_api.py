@@ -305,9 +305,20 @@ def test_image_helpers_write_what_they_are_given_or_refuse_it(tmp_path):
     ):
         with pytest.raises(InputError, match=r"is a uint8 \[H, W, C\] array"):
             call()
-    with pytest.raises(InputError, match="a video is written as .mp4 or .gif, not .avi"):
+    with pytest.raises(InputError, match=r"a video is written as .mp4 \(or .m4v, .mov, .mkv\) or .gif, not .avi"):
         write_video(tmp_path / "v.avi", [np.zeros((8, 8, 3), np.uint8)])  # was H.264 in an .avi
     assert not [p.name for p in tmp_path.iterdir() if p.name != "x.png"]
+    save_image(rgba, tmp_path / "x.jpg")  # a JPEG has no alpha: composited on white (Pillow refused RGBA)
+    assert Image.open(tmp_path / "x.jpg").mode == "RGB" and np.abs(np.asarray(Image.open(tmp_path / "x.jpg")).astype(int) - [255, 0, 0]).max() < 8
+    grey, half = np.full((8, 8, 1), 200, np.uint8), np.zeros((8, 8, 4), np.uint8)
+    half[..., 3] = 128  # black at half opacity: grey-ish on white
+    for name in ("v.gif", "v.mp4", "v.mkv"):  # a 1- or 4-channel network's frames
+        write_video(tmp_path / name, [grey, half, grey])
+        assert (tmp_path / name).stat().st_size > 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(tmp_path / "v.mp4")
+    assert frames.shape[:3] == (3, 8, 8) and abs(int(frames[0].mean()) - 200) < 8 and abs(int(frames[1].mean()) - 127) < 10
 
 
 def test_a_target_of_0_to_255_values_and_a_bad_z_for_mapped_z_are_named():
@@ -329,3 +340,20 @@ def test_complex_ws_are_refused_as_complex_z_is():
     with pytest.raises(InputError, match=r"ws must be a real tensor of shape \[N, 6, 16\] for this network, got a complex tensor"):
         G.synthesis(ws.to(torch.complex64))  # its imaginary part was dropped with only a torch warning
     assert {"NoFaceError", "MissingWeightsError", "NetworkNotFoundError"} <= set(stylelift.__all__)
+
+
+def test_helpers_default_to_the_networks_device_and_an_empty_label_is_taken_from_anywhere():
+    # the meta device stands in for a GPU: device="cpu" defaults met it with "z is on cpu"
+    from stylelift.generation import mapped_z, network_device
+
+    G = tiny_generator().to("meta")
+    assert network_device(G, None).type == "meta" and network_device(G, "cpu").type == "cpu"  # (latents_for_items, iter_seed_images, learn_direction)
+    assert mapped_z(G, torch.zeros(3, G.z_dim)).device.type == "meta"
+    assert G.mapping(torch.zeros(2, G.z_dim, device="meta"), torch.zeros([2, 0])).shape == (2, G.num_ws, G.w_dim)  # NVIDIA's empty label, made on the CPU
+
+
+def test_a_damaged_w_avg_is_not_blamed_on_the_truncation_psi():
+    G = tiny_generator()
+    G.mapping.w_avg[3] = float("nan")
+    ws = G.mapping(torch.randn(2, G.z_dim), truncation_psi=0.7)  # NaN, for whoever reads the ws to name; not "ask for a psi nearer 0"
+    assert torch.isnan(ws).any()

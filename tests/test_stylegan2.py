@@ -406,3 +406,7 @@ def test_a_network_without_noise_inputs_lists_none_and_its_projections_render(tm
     save_latents(tmp_path / "p.npz", LatentFile(w=result.ws.numpy(), meta={}))
     assert item_noises(G, [str(tmp_path / "p.npz"), "0"], "cpu") is None
     assert render_ws(G, result.ws)[0].shape == (16, 16, 3)
+    old = {k: np.zeros([r, r], np.float32) for k, r in enumerate([4, 8, 8, 16, 16])}  # what earlier versions saved for it
+    save_latents(tmp_path / "old.npz", LatentFile(w=result.ws.numpy(), noises=old, meta={}))
+    noises = item_noises(G, [str(tmp_path / "old.npz")], "cpu")
+    assert np.array_equal(render_ws(G, result.ws, noises=noises)[0], render_ws(G, result.ws)[0])  # left out: they change nothing

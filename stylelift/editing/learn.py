@@ -148,7 +148,7 @@ def learn_direction(
     class_idx: Optional[int] = None,
     first_seed: int = 0,
     batch_size: int = 8,
-    device="cpu",
+    device=None,
     save_labels: Optional[Path] = None,
     progress: Callable[[str], None] = lambda s: None,
 ) -> Direction:
@@ -159,13 +159,14 @@ def learn_direction(
     `condition_on` names a shipped direction (age, gender) or a direction file, whose component the
     normal loses (InterFaceGAN's conditional edit).
     """
+    from ..generation import network_device
     from ..models import network_id
 
     if not isinstance(attribute, str) or not attribute.strip():
         raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
     other = resolve_direction(condition_on, G) if condition_on is not None else None  # before the labelling
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
-    mapping = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=device)
+    mapping = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=network_device(G, device))
     if labels_csv is not None:
         w, scores = _csv_labelled(G, labels_csv, sampling, mapping, progress)
         labeler = f"csv:{labels_csv.name}"

@@ -3,7 +3,7 @@
 from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
 from .base import MappedGenerator
 from .stylegan import StyleGAN, StyleGANConfig
-from .stylegan2 import Generator, StyleGAN2Config
+from .stylegan2 import Generator, StyleGAN2Config, frozen_weights_kept
 
 
 def describe_generator(G) -> dict:
@@ -52,6 +52,7 @@ __all__ = [
     "NAMED_NETWORKS",
     "describe_generator",
     "estimate_w_avg",
+    "frozen_weights_kept",
     "load_generator",
     "network_id",
     "save_generator",

@@ -87,7 +87,7 @@ def check_placed(network: nn.Module, **inputs: Any) -> None:
         raise InputError(f"the network's weights are {str(weight.dtype).removeprefix('torch.')}; stylelift computes in float32: convert it with G.float()")
     for name, value in inputs.items():
         for k, x in enumerate(value if isinstance(value, (list, tuple)) else [value]):
-            if isinstance(x, Tensor) and x.device != weight.device:
+            if isinstance(x, Tensor) and x.numel() and x.device != weight.device:  # (NVIDIA's empty label [N, 0] is made anywhere)
                 what = f"{name}[{k}]" if isinstance(value, (list, tuple)) else name
                 raise InputError(f"{what} is on {x.device} but the network is on {weight.device}: move it there with .to(G.w_avg.device)")
 
@@ -133,7 +133,7 @@ def broadcast_truncated(w: Tensor, num_ws: int, psi: float, cutoff: Optional[int
     if psi != 1:
         n = num_ws if cutoff is None else int(cutoff)
         x[:, :n] = truncate(x[:, :n], psi)
-        if not torch.isfinite(x).all() and torch.isfinite(w).all():  # (NaN from a damaged network is said by who reads the ws)
+        if torch.isinf(x).any() and torch.isfinite(w).all() and not torch.isnan(x).any():  # (NaN, from a damaged w_avg, is said by who reads the ws)
             raise InputError(f"truncation psi {psi:g} takes the ws beyond float32's range: ask for a truncation psi (--trunc) nearer 0")
     return x
 

@@ -473,9 +473,10 @@ class SynthesisLayer(nn.Module):
 @contextlib.contextmanager
 def frozen_weights_kept(G: nn.Module) -> Iterator[None]:
     """Within it, G's synthesis layers keep the copies of their frozen weights that each step of an
-    optimisation through them would make again (projection, encoder training). Outside it nothing
-    is kept: a weight written through `.data`, which torch does not count as a change, would be
-    read stale by a kept copy. Frees the copies on the way out."""
+    optimisation through them would make again (projection, encoder training; a loop of one's own:
+    `with stylelift.models.frozen_weights_kept(G): ...`). Outside it nothing is kept: a weight
+    written through `.data`, which torch does not count as a change, would be read stale by a kept
+    copy. Frees the copies on the way out."""
     layers = [m for m in G.modules() if isinstance(m, SynthesisLayer)]
     before = [layer.keep_frozen for layer in layers]
     for layer in layers:
