@@ -177,6 +177,13 @@ def too_big(count: int, width: int, height: int) -> bool:
     return count * width * height * 3 > OUTPUT_BYTES
 
 
+def check_outdir(outdir: Path) -> None:
+    """Before any work: --outdir can be made (no file where it or a folder above it goes) and written to."""
+    if (blocker := file_in_the_way(outdir)) is not None:
+        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
+    check_writable(outdir)
+
+
 def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwrite to replace it") -> None:
     """Refuse, before any work, an output file that is a folder, or that exists without --overwrite
     (`remedy` says what to do instead)."""
@@ -184,6 +191,8 @@ def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwri
         fail(f"{path} is a folder; name the file to write")
     if path.exists() and not overwrite:
         fail(f"{path} exists; {remedy}")
+    if (blocker := file_in_the_way(path.parent)) is not None:
+        fail(f"{path}: {blocker} is a file, not a folder")
     check_writable(path.parent)
 
 
@@ -395,9 +404,7 @@ def generate(
     seed_list = list(dict.fromkeys(parse_int_list(seeds))) if seeds is not None else None  # each seed once: one file each
     check_seed_options(None if latents is None else [str(latents)], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     dev = resolve_device(device)
-    if (blocker := file_in_the_way(outdir)) is not None:
-        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
-    check_writable(outdir)  # before the network is loaded and the first image rendered
+    check_outdir(outdir)  # before the network is loaded and the first image rendered
     G = load_network(network, dev)
     if seed_list is not None:
         images = generation.iter_seed_images(
@@ -534,9 +541,7 @@ def align(
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
     paths, failed = expand_photos(photos)
-    if (blocker := file_in_the_way(outdir)) is not None:
-        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
-    check_writable(outdir)  # made at the first face written: photos that all fail leave no folder
+    check_outdir(outdir)  # made at the first face written: photos that all fail leave no folder
     stems: dict[str, Path] = {}
     photos_given = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder
     for path in paths:
@@ -603,7 +608,7 @@ def project(
     from .projector.run import ProjectJob, run_project_job
 
     if space not in ("w", "w+"):
-        raise typer.BadParameter("--space must be w or w+")
+        raise typer.BadParameter(f"--space must be w or w+, not {space!r:.20}")
     if paste_back and not do_align:
         raise typer.BadParameter("--paste-back needs --align (the alignment says where the face goes back)")
     if face_index and not do_align:

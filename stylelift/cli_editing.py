@@ -16,7 +16,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -47,7 +47,7 @@ def check_out(out: Path, *, video: bool) -> None:
             raise typer.BadParameter(f"--out {out}: give the file a name before its suffix, e.g. out{out.name}")
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
     if (blocker := file_in_the_way(out.parent)) is not None:
-        fail(f"--out {out}: {blocker} is a file, not a folder")
+        fail(f"{out}: {blocker} is a file, not a folder")
     check_writable(out.parent)
 
 
@@ -240,6 +240,8 @@ def truncation_sweep(
     for p in psis:
         in_float32(p, "--psi ")
     seed_list = parse_int_list(seeds) if seeds is not None else [] if latents else parse_int_list("0-3")
+    if missing := next((p for p in latents or [] if not p.exists()), None):  # an option of files: not "neither a seed nor a latent file"
+        raise FileNotFoundError(f"no latent file {missing}")
     items = [str(s) for s in seed_list] + [str(p) if not is_seed(str(p)) else f"./{p}" for p in latents or []]  # a file named 12 is not seed 12
     check_seed_options(items, class_idx=class_idx)
     G, dev = load(network, device)
@@ -569,10 +571,6 @@ def directions_learn(
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)
     layers_option(layers, G, "--layers")
-    if save_labels is not None:  # likewise a file in the way or an unwritable folder (made when the labels are written)
-        if (blocker := file_in_the_way(save_labels.parent)) is not None:
-            fail(f"--save-labels {save_labels}: {blocker} is a file, not a folder")
-        check_writable(save_labels.parent)
     d = learn_direction(
         G, attribute=attribute, samples=samples, labels_csv=labels, condition_on=condition_on,
         truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
@@ -611,9 +609,7 @@ def check_new_directions(outdir: Path, prefix: str, k: int, overwrite: bool) -> 
     """Before any work: `outdir` holds none of the files this run writes and no earlier PREFIX_NN set,
     or --overwrite was given. A whole earlier set counts, not only the names this run writes: a
     smaller --k onto it would leave a folder holding two runs' directions under one numbering."""
-    if (blocker := file_in_the_way(outdir)) is not None:
-        fail(f"--outdir {outdir}: {blocker} is a file, not a folder")
-    check_writable(outdir)
+    check_outdir(outdir)
     ours = {outdir / f"{prefix}_{i:02d}{suffix}" for i in range(k) for suffix in (".npy", ".json")}
     if folders := sorted(p.name for p in ours if p.is_dir()):  # found half-way through the writing, they would leave two sets
         fail(f"{outdir}/{folders[0]} is a folder where a direction file goes; move it or write to another --outdir")

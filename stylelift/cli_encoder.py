@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, fail, load, loss_terms, output_failed, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, user_errors
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -232,6 +232,7 @@ def encoder_run(
     if face_index and not do_align:
         raise typer.BadParameter("--face-index picks a face to align; it needs --align")
     paths, failed = expand_photos(photos)
+    check_outdir(outdir)  # before the network and encoder load (each photo said it)
     encoder_path = resolve_encoder_path(encoder_spec)
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)

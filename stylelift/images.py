@@ -141,6 +141,12 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
                 im = ImageOps.exif_transpose(im)
     except MemoryError:
         raise
+    except Image.UnidentifiedImageError:
+        raise InputError(f"{path.name} is not an image (in no format Pillow reads)") from None
+    except OSError as e:
+        if e.errno is not None:  # the file, not its content: said as for any other file ("X: Permission denied")
+            raise type(e)(e.errno, e.strerror, str(path)) from None
+        raise InputError(f"{path.name} is not a readable image ({first_line(e) or type(e).__name__})") from None  # "image file is truncated"
     except Exception as e:  # Pillow's decoders raise many types on damaged files (AVIF: RuntimeError, QOI: IndexError, DDS: NotImplementedError)
         raise InputError(f"{path.name} is not a readable image ({type(e).__name__}{': ' + first_line(e) if str(e).strip() else ''})") from None
     profile = photo_profile(im)

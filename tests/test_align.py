@@ -299,8 +299,13 @@ def test_searches_beyond_the_first_need_a_confident_detection():
 
 def test_not_an_image(tmp_path):
     (tmp_path / "x.jpg").write_text("not an image")
-    with pytest.raises(InputError, match="not a readable image"):
+    with pytest.raises(InputError, match=r"^x.jpg is not an image \(in no format Pillow reads\)$"):  # (was "UnidentifiedImageError: cannot identify ...")
         load_photo(tmp_path / "x.jpg")
+    Image.new("RGB", (64, 64)).save(tmp_path / "cut.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "cut.png").read_bytes()[:60])
+    with pytest.raises(InputError, match=r"^cut.png is not a readable image \(") as e:
+        load_photo(tmp_path / "cut.png")
+    assert "OSError" not in str(e.value), e.value
     with pytest.raises(FileNotFoundError):
         load_photo(tmp_path / "missing.jpg")
 
@@ -309,6 +314,14 @@ def test_a_decoder_failing_with_any_error_is_a_damaged_image_not_a_bug(tmp_path,
     from PIL import ImageFile
 
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    def unreadable(*a, **k):
+        raise PermissionError(13, "Permission denied")  # (as root, a chmod 000 file reads)
+
+    monkeypatch.setattr(Image, "open", unreadable)
+    with pytest.raises(PermissionError) as e:
+        load_photo(tmp_path / "x.png")
+    assert str(e.value) == f"[Errno 13] Permission denied: '{tmp_path / 'x.png'}'"  # as any file's: not "not a readable image (PermissionError: ...)"
+    monkeypatch.undo()
     for error, said in ((RuntimeError("Failed to decode frame 0: Decoding of color planes failed"), "RuntimeError: Failed to decode frame 0: Decoding of color planes failed"),
                         (IndexError("index out of range"), "IndexError: index out of range"), (NotImplementedError(), "NotImplementedError")):
         def damaged(self, error=error):
@@ -353,7 +366,7 @@ def test_align_command_does_the_good_photos_and_reports_the_bad_ones(tmp_path):
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["align", str(tmp_path / "thin.png"), str(PHOTO), str(tmp_path / "broken.jpg"), str(tmp_path / "blank.png"), "--size", "64", "--outdir", str(out)])
     assert r.exit_code == 1
-    assert "no face found in blank.png" in r.output and "broken.jpg is not a readable image" in r.output
+    assert "no face found in blank.png" in r.output and "broken.jpg is not an image (in no format Pillow reads)" in r.output
     assert "no face found in thin.png" in r.output
     assert "Traceback" not in r.output
     assert sorted(p.name for p in out.iterdir()) == ["astronaut.png", "astronaut_align.json"]

@@ -242,6 +242,10 @@ BAD_INVOCATIONS = {
     "convert-onto-a-folder": (["convert", "{net}", "{d}/folder.pt", "--overwrite"], 1, "is a folder"),
     "convert-what-needs-no-conversion": (["convert", "mobile-ffhq", "{d}/newfolder/net.pt"], 1, "mobile-ffhq is a MobileStyleGAN: no conversion is needed"),  # and no folder made
     "convert-to-a-pickle-name": (["convert", "{net}", "{d}/n.pkl"], 2, "NAME.pt"),
+    "sweep-latents-missing": (["truncation-sweep", "--latents", "{d}/none.npz", "--out", "{d}/t.png"], 1, "error: no latent file"),  # as generate --latents says
+    "encoder-a-folder": (["encoder", "run", "{d}/photo.png", "--no-align", "--encoder", "{d}/dirs", "--outdir", "{d}/er"], 1, "dirs is a folder, not an encoder file"),  # was "Is a directory"
+    "encoder-run-outdir-under-a-file": (["encoder", "run", "{d}/photo.png", "--no-align", "--outdir", "{d}/afile/er"], 1, "--outdir"),  # before any photo (each photo said it)
+    "learn-out-under-a-file": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--out", "{d}/afile/d.npy"], 1, "afile/d.npy: "),  # as mix --out says it
     "space-z-with-a-file": (["interpolate", "0", "{d}/other.npz", "--space", "z", "--out", "{d}/i.gif"], 2, "--space z needs seeds"),
     "styles-backwards": (["mix", "--rows", "0", "--cols", "1", "--styles", "3-1", "--out", "{d}/m.png"], 2, "layer range '3-1' runs backwards"),  # read before the network (was exit 1)
     "layers-unknown-name": (["edit", "0", "--direction", "{d}/unit.npy", "--layers", "eyes", "--out", "{d}/e.png"], 2, "unknown layer name 'eyes'"),

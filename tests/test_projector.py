@@ -474,7 +474,7 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
     args = (photo_dir / "photos", "--network", photo_dir / "net.pt", "--steps", "12", "--no-align", "--outdir", out, "--loss", "mse", "--batch-size", "2")
     r = run(*args)
     assert r.exit_code == 1, r.output  # broken.png failed, the others were done
-    assert "broken.png is not a readable image" in r.output and "Traceback" not in r.output
+    assert "broken.png is not an image (in no format Pillow reads)" in r.output and "Traceback" not in r.output
     for stem in ("p0", "p1"):
         for suffix in (".npz", "_target.png", "_proj.png", "_proj.mp4", "_metrics.json"):
             assert (out / f"{stem}{suffix}").exists(), stem + suffix

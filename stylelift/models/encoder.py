@@ -206,6 +206,8 @@ def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, to
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no encoder file {path}; make one with `stylelift encoder fit` or `encoder train`, or use the shipped one ('encoder', bundled network)")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an encoder file")
     from .torch_files import load_torch_file
 
     data = load_torch_file(path)
