@@ -239,7 +239,7 @@ def test_the_cli_shows_a_download_once_and_refuses_a_wrong_pin_in_one_line(serve
     assert not (tmp_path / "g").exists()
     Image.new("RGB", (8, 8)).save(tmp_path / "p.png")
     r = runner.invoke(app, ["project", str(tmp_path / "p.png"), "--network", f"{url}/net2.pt", "--loss", "bogus=1"])
-    assert r.exit_code == 1 and "bogus" in r.output and len(Handler.hits) == 2  # options are checked before a download
+    assert r.exit_code == 2 and "bogus" in r.output and len(Handler.hits) == 2  # options are checked before a download
 
 
 def test_the_download_bar_shows_a_url_as_text(server, tmp_path, monkeypatch):
