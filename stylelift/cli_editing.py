@@ -80,6 +80,13 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
         fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
 
 
+def named_value(value: Optional[str]) -> Optional[str]:
+    """Option callback: a name or path that is not empty (an empty one names nothing: a usage error)."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter("is empty; name a shipped direction (age, gender) or a direction file (.npy)")
+    return value
+
+
 def layer_spec(value: Optional[str]) -> Optional[str]:
     """Option callback: a layer spec some network could take, read before any network loads (a usage
     error); `layers_option` checks its indices against the network's ws."""
@@ -392,7 +399,7 @@ def interpolate(
 @user_errors
 def edit(
     items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Latent files (from project) and/or seeds (or lists such as 0-3 or 1,5): one row of the strip each.")],
-    direction: Annotated[str, typer.Option(help="age, gender (shipped for the bundled network) or a direction .npy.")],
+    direction: Annotated[str, typer.Option(callback=named_value, help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
     unit: Annotated[str, typer.Option(help="What a strength of 1 is: w (a distance of 1 in W along the unit direction, InterFaceGAN's unit) or sigma (one standard deviation of the network's w along it, GANSpace's, measured on 10,000 samples; w varies far more along some PCA and SeFa directions than along others).")] = "w",
     layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
@@ -541,7 +548,7 @@ def directions_learn(
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit, about 12 KB each: 12 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], typer.Option(readable=False, help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
-    condition_on: Annotated[Optional[str], typer.Option("--condition", help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
+    condition_on: Annotated[Optional[str], typer.Option("--condition", callback=named_value, help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
     save_labels: Annotated[Optional[Path], output_option("Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
