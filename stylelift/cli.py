@@ -198,12 +198,11 @@ def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwri
 
 def check_seed_options(items: Optional[Sequence[str]], *, class_idx: Optional[int] = None, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None) -> None:
     """--class and --trunc apply to the latents sampled from seeds (`items`: seeds and latent files;
-    None: seeds only), --trunc-cutoff to --trunc. Asked for where they would do nothing, they are
-    refused (a usage error) rather than ignored."""
+    None: seeds only). Asked for with only latent files, they would do nothing, so they are refused
+    (a usage error) rather than ignored. (--trunc-cutoff with --trunc 1, which scripts sweeping psi
+    give, is taken: it truncates nothing, as psi 1 does.)"""
     from .generation import is_seed
 
-    if truncation_cutoff is not None and truncation_psi == 1:
-        raise typer.BadParameter("--trunc-cutoff says which ws --trunc moves; without --trunc it does nothing (add --trunc PSI)")
     if items is None or any(is_seed(item) for item in items):
         return
     asked = [name for name, given in (("--class", class_idx is not None), ("--trunc", truncation_psi != 1), ("--trunc-cutoff", truncation_cutoff is not None)) if given]
@@ -283,6 +282,8 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
             raise typer.BadParameter(f"{what} {text!r} has an empty item (a comma too many?)")
         if not m:
             raise typer.BadParameter(f"cannot read {part!r} in {what} {text!r}; use e.g. 0,3,5-9")
+        if max(len(g.lstrip("0")) for g in m.groups("0")) > 10:  # (int() refuses over 4,300 digits)
+            raise typer.BadParameter(f"{part[:20]}... in {what} is above {MAX_SEED} (seeds are 32-bit)")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise typer.BadParameter(f"range {part!r} in {what} runs backwards")
@@ -402,7 +403,7 @@ def generate(
         else:
             raise typer.BadParameter("give --seeds or --latents, not both")
     seed_list = list(dict.fromkeys(parse_int_list(seeds))) if seeds is not None else None  # each seed once: one file each
-    check_seed_options(None if latents is None else [str(latents)], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
+    check_seed_options(None if latents is None else [f"./{latents}"], class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)  # (a file named 12 is no seed)
     dev = resolve_device(device)
     check_outdir(outdir)  # before the network is loaded and the first image rendered
     G = load_network(network, dev)

@@ -168,8 +168,8 @@ def expand_seed_lists(items: list[str]) -> list[str]:
     for item in items:
         if not item.strip():
             raise typer.BadParameter("an empty item: give seeds (e.g. 42) and latent files (.npz)")
-        if re.fullmatch(r"\s*[0-9]+\s*", item) and int(item) > MAX_SEED:
-            raise typer.BadParameter(f"seed {item.strip()} is above {MAX_SEED} (seeds are 32-bit)")
+        if re.fullmatch(r"\s*[0-9]+\s*", item) and (len(item.strip().lstrip("0")) > 10 or int(item) > MAX_SEED):  # (int() refuses over 4,300 digits)
+            raise typer.BadParameter(f"seed {item.strip()[:20]}{'...' if len(item.strip()) > 20 else ''} is above {MAX_SEED} (seeds are 32-bit)")
         if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
             try:
                 out += [str(s) for s in parse_int_list(item)]
@@ -569,7 +569,6 @@ def directions_learn(
         raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
     if not attribute.strip():
         raise typer.BadParameter("--attribute is empty; name what the labels measure, e.g. age")
-    check_seed_options(None, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
     if save_labels is not None:

@@ -174,7 +174,7 @@ def item_noises(G, items: Sequence[str], device) -> Optional[list[torch.Tensor]]
             latents = load_latents(item)
             if latents.noises:
                 stored[i] = stored_noises(G, latents.noises, device, name=Path(item).name)
-    if not stored:
+    if not stored or not G.synthesis.noise_layers():  # (a network without noise inputs: what files hold changes nothing)
         return None
     stacks = []
     for k, layer in enumerate(G.synthesis.noise_layers()):

@@ -217,7 +217,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             frames, durations = _gif_timing([first, *frames], fps)
-            images = [to_pil(frame) for frame in frames]  # (grey and RGBA frames too)
+            for frame in frames:
+                check_image(frame, what="a video frame")
+            images = [to_pil(rgb_frame(frame)) for frame in frames]  # grey and RGBA frames as in an mp4 (a GIF's transparency is 1 bit)
             with open(tmp, "wb") as f:  # opened here, so a folder that cannot be written is an OSError about this file
                 images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
         else:
@@ -228,7 +230,7 @@ H264_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers ffmpeg puts H.264
 
 
 def rgb_frame(frame: np.ndarray) -> np.ndarray:
-    """An H.264 frame's RGB: grey repeated, transparency composited on white (as photos are read)."""
+    """A video frame's RGB: grey repeated, transparency composited on white (as photos are read)."""
     if frame.shape[2] == 1:
         return np.repeat(frame, 3, axis=2)
     if frame.shape[2] == 4:

@@ -75,6 +75,8 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
         item = row[0].strip()
         if is_seed(item):
+            if len(item.lstrip("0")) > 10 or int(item) >= 2**32:  # (int() refuses over 4,300 digits)
+                raise InputError(f"{path.name}: seed {item[:20]}{'...' if len(item) > 20 else ''} is above {2**32 - 1} (seeds are 32-bit)")
             key = str(int(item))  # seed 01 is seed 1
         else:
             beside = path.parent / item
@@ -213,9 +215,9 @@ def _csv_labelled(G, labels_csv: Path, sampling: dict, mapping: dict, progress) 
 
     items, scores, recorded = read_labels_csv(labels_csv)
     check_truncation_cutoff(G.num_ws, mapping["truncation_cutoff"])  # an option's error, not the CSV's
-    asked = [what for what, given in (("a class", mapping["class_idx"] is not None), ("a truncation", mapping["truncation_psi"] != 1)) if given]
+    asked = [what for what, given in (("a class (--class)", mapping["class_idx"] is not None), ("a truncation (--trunc)", mapping["truncation_psi"] != 1)) if given]
     if asked and not any(is_seed(item) for item in items):  # it would do nothing: refused, not ignored
-        raise InputError(f"{labels_csv.name} names only latent files, which hold their ws already: {' and '.join(asked)} (--class, --trunc) apply to seeds; drop {'them' if len(asked) > 1 else 'it'}")
+        raise InputError(f"{labels_csv.name} names only latent files, which hold their ws already: {' and '.join(asked)} appl{'y' if len(asked) > 1 else 'ies'} to seeds; drop {'them' if len(asked) > 1 else 'it'}")
     seed_label(G, items, mapping["class_idx"], mapping["device"])  # likewise a missing or needless --class
     if recorded is not None and any(is_seed(item) for item in items):
         check_sampling(labels_csv.name, recorded, sampling)

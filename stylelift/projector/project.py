@@ -170,7 +170,7 @@ def project(
     init: Union[None, str, Tensor, np.ndarray] = None,
     optimize_noise: bool = True,
     loss: str = "mse",
-    device: Union[str, torch.device] = "cpu",
+    device: Union[None, str, torch.device] = None,
     seed: int = 0,
     options: ProjectionOptions = ProjectionOptions(),
     perceptual_weights: Optional[Path] = None,
@@ -201,7 +201,7 @@ def project(
         raise InputError(f"optimize_noise must be True or False, got {optimize_noise!r:.20}")
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be a function (step, image, record), got {type(callback).__name__}")
-    device = device_named(device)  # G is there already: the name only
+    device = G.w_avg.device if device is None else device_named(device)  # G is there already: the name only (None: wherever G is)
     if any(t.is_inference() for t in (*G.parameters(), *G.buffers())):
         raise InputError("the generator was loaded inside torch.inference_mode(), so autograd cannot go through it; load it outside to project with it")
     if not same_device(G.w_avg.device, device):
