@@ -251,6 +251,19 @@ def output_path(value: object) -> Path:
     return Path(value)
 
 
+def input_path(value: object) -> Path:
+    """Parser of options naming a file to read: an empty name is refused (as a Path it is ".", a
+    folder, which the reader would call one)."""
+    if not str(value).strip():
+        raise typer.BadParameter("is empty; name a file")
+    return Path(value)
+
+
+def input_option(help: str, **kwargs):
+    """typer.Option for a file to read (see `input_path`)."""
+    return typer.Option(parser=input_path, metavar="<path>", help=help, **kwargs)
+
+
 def output_option(help: str):
     """typer.Option for a file or folder to write (see `output_path`)."""
     return typer.Option(parser=output_path, metavar="<path>", help=help)
@@ -383,7 +396,7 @@ def main(
 def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention); 0-7 when neither --seeds nor --latents is given.")] = None,
-    latents: Annotated[Optional[Path], typer.Option(readable=False, help="Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
+    latents: Annotated[Optional[Path], input_option("Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
     trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=psi_value)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[Optional[str], typer.Option(help="const | random | none (default: const, or a latent file's own noise maps when it has them).")] = None,
@@ -491,6 +504,8 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
     No photo at all ends the run (with no second message when a glob has said so)."""
     import glob
 
+    if any(not item.strip() for item in items):  # Path("") is ".": the current folder's images would be taken
+        raise typer.BadParameter("an empty photo name; name photos, folders or globs (use . for the current folder)")
     out: list[Path] = []
     misses = earlier = 0
     for item in items:
@@ -592,7 +607,7 @@ def project(
     noise: Annotated[bool, typer.Option("--noise/--no-noise", help="Optimise the noise maps too.")] = True,
     w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
     loss: Annotated[str, typer.Option(callback=loss_value, help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
-    perceptual_weights: Annotated[Optional[Path], typer.Option(readable=False, help="torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
+    perceptual_weights: Annotated[Optional[Path], input_option("torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
     init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,

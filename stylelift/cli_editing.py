@@ -39,13 +39,24 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
 def check_out(out: Path, *, video: bool) -> None:
-    """Refuse an output name whose format we cannot write, before any work is done."""
+    """Refuse, before any work, an output name whose format we cannot write, then one that cannot be written."""
+    check_out_name(out, video=video)
+    check_out_place(out)
+
+
+def check_out_name(out: Path, *, video: bool) -> None:
+    """A usage error for an output name whose format we cannot write (a folder of that name is said as one)."""
     ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
-    check_not_folder(out)
     if out.suffix.lower() not in ok:
+        check_not_folder(out)
         if not out.suffix and out.name.lower() in {f".{s.lstrip('.')}" for s in ok}:  # ".png": a hidden file's name, with no suffix
             raise typer.BadParameter(f"--out {out}: give the file a name before its suffix, e.g. out{out.name}")
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
+
+
+def check_out_place(out: Path) -> None:
+    """After the usage checks, before any work: `out` is no folder, and its folder can be made and written."""
+    check_not_folder(out, out.suffix or ".png")
     if (blocker := file_in_the_way(out.parent)) is not None:
         fail(f"{out}: {blocker} is a file, not a folder")
     check_writable(out.parent)
@@ -242,15 +253,16 @@ def truncation_sweep(
     from .editing import truncate
     from .generation import is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
 
-    check_out(out, video=False)
+    check_out_name(out, video=False)
     psis = parse_range(psi, what="--psi")
     for p in psis:
         in_float32(p, "--psi ")
     seed_list = parse_int_list(seeds) if seeds is not None else [] if latents else parse_int_list("0-3")
-    if missing := next((p for p in latents or [] if not p.exists()), None):  # an option of files: not "neither a seed nor a latent file"
-        raise FileNotFoundError(f"no latent file {missing}")
     items = [str(s) for s in seed_list] + [str(p) if not is_seed(str(p)) else f"./{p}" for p in latents or []]  # a file named 12 is not seed 12
     check_seed_options(items, class_idx=class_idx)
+    if missing := next((p for p in latents or [] if not p.exists()), None):  # an option of files: not "neither a seed nor a latent file"
+        raise FileNotFoundError(f"no latent file {missing}")
+    check_out_place(out)
     G, dev = load(network, device)
     check_output_size(len(items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))
     ws = latents_for_items(G, items, class_idx=class_idx, device=dev)
@@ -284,9 +296,10 @@ def mix(
     from .editing import mixing_grid
     from .generation import item_name, item_noises, iter_render_ws, latents_for_items, render_ws
 
-    check_out(out, video=False)
+    check_out_name(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
     check_seed_options(row_items + col_items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
+    check_out_place(out)
     G, dev = load(network, device)
     layers = layers_option(styles, G, "--styles")
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(col_items) + 1)
@@ -355,8 +368,8 @@ def interpolate(
     if frames < max(2, len(items)):
         raise typer.BadParameter(f"--frames must be at least {max(2, len(items))}: a frame for each of the {len(items)} items")
     out = out or Path("interpolation.png" if grid else "interpolation.mp4")
-    check_not_folder(out, ".png" if grid else ".mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
+        check_not_folder(out, ".mp4")
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
     if grid and out.suffix.lower() in VIDEO_SUFFIXES:
         raise typer.BadParameter(f"--grid writes a still strip: give --out NAME.png, not {out.name}")
@@ -364,9 +377,10 @@ def interpolate(
         raise typer.BadParameter("--fps is for a video; --grid writes a still strip")
     fps = video_fps(fps, out, 30)
     if grid:
-        check_out(out, video=False)
+        check_out_name(out, video=False)
     if space == "z" and not all(is_seed(i) for i in items):
         raise typer.BadParameter("--space z needs seeds; latent files live in W (use --space w)")
+    check_out_place(out)
     G, dev = load(network, device)
     frame_noises = None
     steps = path_steps(len(items), frames, loop=loop, easing=easing)  # where each frame lies: (item a, item b, t)
@@ -408,7 +422,7 @@ def edit(
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo (one latent file).")] = False,
-    photo: Annotated[Optional[Path], typer.Option(readable=False, help="The original photo for --paste-back (default: the one the latent file names).")] = None,
+    photo: Annotated[Optional[Path], cli.input_option("The original photo for --paste-back (default: the one the latent file names).")] = None,
     paste_region: PasteRegionOpt = None,
     out: Annotated[Path, output_option("A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: fps_option(10) = None,
@@ -432,15 +446,16 @@ def edit(
         raise typer.BadParameter(f"--paste-back: {items[0]} is a seed; it needs a latent file made by `stylelift project` from a photo")
     if len(items) > cli.MAX_LIST:
         raise typer.BadParameter(f"{len(items)} items; at most {cli.MAX_LIST}")
-    check_out(out, video=True)
+    check_out_name(out, video=True)
     fps = video_fps(fps, out, 10)
     check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     cli.check_paste_region(paste_region, paste_back)
+    strengths = parse_range(strength, what="--strength")
+    check_out_place(out)
     if photo is not None and not photo.is_file():
         fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'not a regular file, not a photo' if photo.exists() else 'no such file'}")
-    strengths = parse_range(strength, what="--strength")
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
     res, k, n = G.img_resolution, len(items), len(strengths)
@@ -547,7 +562,7 @@ def directions_learn(
     out: Annotated[Path, output_option("Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit, about 12 KB each: 12 GB a million).")] = 1000,
-    labels: Annotated[Optional[Path], typer.Option(readable=False, help="CSV of seed,label or latent_file,label instead of the classifier.")] = None,
+    labels: Annotated[Optional[Path], cli.input_option("CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[str], typer.Option("--condition", callback=named_value, help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
     save_labels: Annotated[Optional[Path], output_option("Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,

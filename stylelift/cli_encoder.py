@@ -61,6 +61,8 @@ def encoder_train(
         raise typer.BadParameter(f"--backbone must be {' or '.join(BACKBONES)}, not {backbone!r:.30}")
     if resume and overwrite:
         raise typer.BadParameter("--resume continues OUT and --overwrite starts afresh over it: give one")
+    if image_loss != "none":
+        loss_terms(image_loss, "--image-loss")  # its terms, a usage error; the weights they need, after
     check_new_file(out, resume or overwrite, remedy="pass --resume to continue it, --overwrite to start afresh, or choose another --out")
     if image_loss != "none":
         check_image_loss(image_loss)
@@ -169,13 +171,17 @@ def encoder_fit(
 ) -> None:
     """Fit a dlib-face encoder in minutes on a CPU: dlib's pretrained face ResNet, frozen, and a linear head by ridge regression."""
     from .encoder_training import FaceEncoderFitOptions, fit_face_encoder
+    from .errors import InputError
     from .models.encoder import save_encoder
     from .progress import StepProgress
 
     if out.suffix.lower() != ".pt":
         raise typer.BadParameter(f"--out {out}: the name must end in .pt")
+    try:
+        opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
+    except InputError as e:  # a rank above the features' count: the command line's mistake
+        raise typer.BadParameter(str(e)) from None
     check_new_file(out, overwrite)
-    opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
     out.parent.mkdir(parents=True, exist_ok=True)
     G, _ = load(network, device)
     with StepProgress("rendering", samples) as bar:

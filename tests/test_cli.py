@@ -253,6 +253,8 @@ BAD_INVOCATIONS = {
     "item-seed-above-32-bits": (["edit", "99999999999", "--direction", "{d}/unit.npy", "--out", "{d}/e.png"], 2, "seed 99999999999 is above 4294967295 (seeds are 32-bit)"),  # as generate --seeds says
     "item-seed-of-5000-digits": (["edit", "9" * 5000, "--direction", "{d}/unit.npy", "--out", "{d}/e.png"], 2, "is above 4294967295 (seeds are 32-bit)"),  # int() raised ValueError
     "seeds-of-5000-digits": (["generate", "--seeds", "1-" + "9" * 5000, "--outdir", "{d}/g"], 2, "is above 4294967295 (seeds are 32-bit)"),
+    "latents-empty": (["generate", "--latents", "", "--outdir", "{d}/g"], 2, "is empty; name a file"),  # was ". is a folder" (exit 1)
+    "photo-empty": (["project", "", "--outdir", "{d}/p"], 2, "an empty photo name"),  # it projected every image in the current folder
     "item-empty": (["interpolate", "", "1", "--out", "{d}/i.gif"], 2, "an empty item: give seeds"),  # as mix --rows '' says
     "sefa-empty-layers": (["directions", "sefa", "--layers", "", "--outdir", "{d}/s"], 2, "layers '' has an empty item"),
     "learn-empty-layers": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--layers", "", "--out", "{d}/d.npy"], 2, "layers '' has an empty item"),

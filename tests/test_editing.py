@@ -1184,6 +1184,13 @@ def test_an_out_that_is_a_folder_is_named_as_a_folder(tmp_path, net, monkeypatch
         said = " ".join(r.output.replace("│", " ").split())
         assert r.exit_code == 1 and said == f"error: outdir is a folder; name the file to write, e.g. outdir/NAME{suffix}", (args, said)  # as directions learn, convert, encoder fit say it
     assert list((tmp_path / "outdir").iterdir()) == []
+    (tmp_path / "grid.png").mkdir()  # a folder with a picture's name: the usage errors come first, then what is on disk
+    for args in (("edit", "0", "--direction", "1", "--strength", "bogus"), ("mix", "--rows", "0,,1", "--cols", "1"), ("truncation-sweep", "--psi", "bogus"),
+                 ("interpolate", "0", "1", "--grid", "--fps", "3"), ("edit", "x.npz", "--direction", "1", "--class", "3")):
+        r = invoke(*args, "--out", "grid.png", "--network", net)
+        assert r.exit_code == 2 and "Usage:" in r.output, (args, r.output)
+    r = invoke("edit", "0", "--direction", "1", "--out", "grid.png", "--network", net)
+    assert r.exit_code == 1 and r.output.startswith("error: grid.png is a folder; name the file to write, e.g. grid.png/NAME.png"), r.output
 
 
 def test_videos_and_grids_show_their_rendering_progress_on_stderr(tmp_path, net):
