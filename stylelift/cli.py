@@ -283,6 +283,11 @@ def finite(value: Optional[float]) -> Optional[float]:
     return value
 
 
+def shortened(text: str, most: int = 24) -> str:
+    """`text` for a message, cut to `most` characters with '...' where it was longer."""
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
     """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]."""
     if not text.strip():
@@ -295,13 +300,12 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
             raise typer.BadParameter(f"{what} {text!r} has an empty item (a comma too many?)")
         if not m:
             raise typer.BadParameter(f"cannot read {part!r} in {what} {text!r}; use e.g. 0,3,5-9")
-        if max(len(g.lstrip("0")) for g in m.groups("0")) > 10:  # (int() refuses over 4,300 digits)
-            raise typer.BadParameter(f"{part[:20]}... in {what} is above {MAX_SEED} (seeds are 32-bit)")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        lo_digits, hi_digits = (g.lstrip("0") or "0" for g in (m.group(1), m.group(2) or m.group(1)))  # (int() counts zeros toward its 4,300-digit limit)
+        if max(len(lo_digits), len(hi_digits)) > 10 or int(hi_digits) > MAX_SEED or int(lo_digits) > MAX_SEED:
+            raise typer.BadParameter(f"seed {shortened(max(lo_digits, hi_digits, key=lambda d: (len(d), d)))} in {what} {shortened(text)!r} is above {MAX_SEED} (seeds are 32-bit)")
+        lo, hi = int(lo_digits), int(hi_digits)
         if hi < lo:
             raise typer.BadParameter(f"range {part!r} in {what} runs backwards")
-        if what == "seeds" and hi > MAX_SEED:
-            raise typer.BadParameter(f"seed {hi} in {what} {text!r} is above {MAX_SEED} (seeds are 32-bit)")
         if len(out) + hi - lo + 1 > MAX_LIST:
             raise typer.BadParameter(f"{what} {text!r} names more than {MAX_LIST} items")
         out.extend(range(lo, hi + 1))

@@ -179,8 +179,12 @@ def expand_seed_lists(items: list[str]) -> list[str]:
     for item in items:
         if not item.strip():
             raise typer.BadParameter("an empty item: give seeds (e.g. 42) and latent files (.npz)")
-        if re.fullmatch(r"\s*[0-9]+\s*", item) and (len(item.strip().lstrip("0")) > 10 or int(item) > MAX_SEED):  # (int() refuses over 4,300 digits)
-            raise typer.BadParameter(f"seed {item.strip()[:20]}{'...' if len(item.strip()) > 20 else ''} is above {MAX_SEED} (seeds are 32-bit)")
+        if re.fullmatch(r"[0-9]+", item):  # one seed ('007' is seed 7; int() counts zeros toward its 4,300-digit limit)
+            digits = item.lstrip("0") or "0"
+            if len(digits) > 10 or int(digits) > MAX_SEED:
+                raise typer.BadParameter(f"seed {cli.shortened(digits)} is above {MAX_SEED} (seeds are 32-bit)")
+            out.append(digits)
+            continue
         if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
             try:
                 out += [str(s) for s in parse_int_list(item)]
@@ -239,7 +243,7 @@ def trunc_hint(trunc: float, *items: str) -> str:
 def truncation_sweep(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, one row each; 0-3 when neither --seeds nor --latents is given.")] = None,
-    latents: Annotated[Optional[list[Path]], typer.Option(readable=False, help="Latent files (from project), one row each after the seeds; repeat the option for more.")] = None,
+    latents: Annotated[Optional[list[Path]], cli.input_option("Latent files (from project), one row each after the seeds; repeat the option for more.")] = None,
     psi: Annotated[str, typer.Option(help="psi values, START:STOP:COUNT or a comma list (0.5,0.7,1), one column each.")] = "-1:1:9",
     trunc_cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
@@ -253,13 +257,13 @@ def truncation_sweep(
     from .editing import truncate
     from .generation import is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
 
-    check_out_name(out, video=False)
     psis = parse_range(psi, what="--psi")
     for p in psis:
         in_float32(p, "--psi ")
     seed_list = parse_int_list(seeds) if seeds is not None else [] if latents else parse_int_list("0-3")
     items = [str(s) for s in seed_list] + [str(p) if not is_seed(str(p)) else f"./{p}" for p in latents or []]  # a file named 12 is not seed 12
     check_seed_options(items, class_idx=class_idx)
+    check_out_name(out, video=False)  # the last usage check: a folder of that name is said as one
     if missing := next((p for p in latents or [] if not p.exists()), None):  # an option of files: not "neither a seed nor a latent file"
         raise FileNotFoundError(f"no latent file {missing}")
     check_out_place(out)
@@ -296,9 +300,9 @@ def mix(
     from .editing import mixing_grid
     from .generation import item_name, item_noises, iter_render_ws, latents_for_items, render_ws
 
-    check_out_name(out, video=False)
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
     check_seed_options(row_items + col_items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
+    check_out_name(out, video=False)  # the last usage check: a folder of that name is said as one
     check_out_place(out)
     G, dev = load(network, device)
     layers = layers_option(styles, G, "--styles")
@@ -367,6 +371,8 @@ def interpolate(
         raise typer.BadParameter(f"--easing must be linear or smooth, not {easing!r:.20}")
     if frames < max(2, len(items)):
         raise typer.BadParameter(f"--frames must be at least {max(2, len(items))}: a frame for each of the {len(items)} items")
+    if space == "z" and not all(is_seed(i) for i in items):
+        raise typer.BadParameter("--space z needs seeds; latent files live in W (use --space w)")
     out = out or Path("interpolation.png" if grid else "interpolation.mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         check_not_folder(out, ".mp4")
@@ -378,8 +384,6 @@ def interpolate(
     fps = video_fps(fps, out, 30)
     if grid:
         check_out_name(out, video=False)
-    if space == "z" and not all(is_seed(i) for i in items):
-        raise typer.BadParameter("--space z needs seeds; latent files live in W (use --space w)")
     check_out_place(out)
     G, dev = load(network, device)
     frame_noises = None
@@ -446,13 +450,13 @@ def edit(
         raise typer.BadParameter(f"--paste-back: {items[0]} is a seed; it needs a latent file made by `stylelift project` from a photo")
     if len(items) > cli.MAX_LIST:
         raise typer.BadParameter(f"{len(items)} items; at most {cli.MAX_LIST}")
-    check_out_name(out, video=True)
-    fps = video_fps(fps, out, 10)
     check_seed_options(items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     if photo is not None and not paste_back:
         raise typer.BadParameter("--photo is the photo --paste-back pastes into; add --paste-back")
     cli.check_paste_region(paste_region, paste_back)
     strengths = parse_range(strength, what="--strength")
+    check_out_name(out, video=True)  # the last usage checks: a folder of that name is said as one
+    fps = video_fps(fps, out, 10)
     check_out_place(out)
     if photo is not None and not photo.is_file():
         fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'not a regular file, not a photo' if photo.exists() else 'no such file'}")

@@ -255,6 +255,10 @@ BAD_INVOCATIONS = {
     "seeds-of-5000-digits": (["generate", "--seeds", "1-" + "9" * 5000, "--outdir", "{d}/g"], 2, "is above 4294967295 (seeds are 32-bit)"),
     "latents-empty": (["generate", "--latents", "", "--outdir", "{d}/g"], 2, "is empty; name a file"),  # was ". is a folder" (exit 1)
     "photo-empty": (["project", "", "--outdir", "{d}/p"], 2, "an empty photo name"),  # it projected every image in the current folder
+    "item-seed-zero-padded-past-4300-digits": (["edit", "0" * 5000 + "7", "--direction", "{d}/unit.npy", "--strength", "x", "--out", "{d}/e.png"], 2, "cannot read --strength 'x'"),  # read as seed 7 (int() raised)
+    "seeds-zero-padded-past-4300-digits": (["generate", "--seeds", "0" * 5000 + "1,a", "--outdir", "{d}/g"], 2, "cannot read 'a' in seeds"),
+    "seed-above-32-bits-named-whole": (["generate", "--seeds", "99999999999", "--outdir", "{d}/g"], 2, "seed 99999999999 in seeds '99999999999' is above 4294967295"),  # not cut with '...'
+    "sweep-latents-empty": (["truncation-sweep", "--latents", "", "--out", "{d}/t.png"], 2, "is empty; name a file"),
     "item-empty": (["interpolate", "", "1", "--out", "{d}/i.gif"], 2, "an empty item: give seeds"),  # as mix --rows '' says
     "sefa-empty-layers": (["directions", "sefa", "--layers", "", "--outdir", "{d}/s"], 2, "layers '' has an empty item"),
     "learn-empty-layers": (["directions", "learn", "--attribute", "x", "--labels", "{d}/ok.csv", "--layers", "", "--out", "{d}/d.npy"], 2, "layers '' has an empty item"),

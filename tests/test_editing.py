@@ -1184,11 +1184,13 @@ def test_an_out_that_is_a_folder_is_named_as_a_folder(tmp_path, net, monkeypatch
         said = " ".join(r.output.replace("│", " ").split())
         assert r.exit_code == 1 and said == f"error: outdir is a folder; name the file to write, e.g. outdir/NAME{suffix}", (args, said)  # as directions learn, convert, encoder fit say it
     assert list((tmp_path / "outdir").iterdir()) == []
-    (tmp_path / "grid.png").mkdir()  # a folder with a picture's name: the usage errors come first, then what is on disk
-    for args in (("edit", "0", "--direction", "1", "--strength", "bogus"), ("mix", "--rows", "0,,1", "--cols", "1"), ("truncation-sweep", "--psi", "bogus"),
-                 ("interpolate", "0", "1", "--grid", "--fps", "3"), ("edit", "x.npz", "--direction", "1", "--class", "3")):
-        r = invoke(*args, "--out", "grid.png", "--network", net)
-        assert r.exit_code == 2 and "Usage:" in r.output, (args, r.output)
+    (tmp_path / "grid.png").mkdir()  # folders, with a picture's name and without: the usage errors come first, then what is on disk
+    for folder in ("grid.png", "outdir"):
+        for args, said in ((("edit", "0", "--direction", "1", "--strength", "bogus"), "cannot read --strength 'bogus'"), (("mix", "--rows", "0,,1", "--cols", "1"), "has an empty item"),
+                           (("truncation-sweep", "--psi", "bogus"), "cannot read --psi 'bogus'"), (("interpolate", "0", "1", "--grid", "--fps", "3"), "--fps is for a video"),
+                           (("interpolate", "0", "x.npz", "--space", "z"), "--space z needs seeds"), (("edit", "x.npz", "--direction", "1", "--class", "3"), "--class applies to seeds")):
+            r = invoke(*args, "--out", folder, "--network", net)
+            assert r.exit_code == 2 and said in " ".join(r.output.replace("│", " ").split()), (folder, args, r.output)
     r = invoke("edit", "0", "--direction", "1", "--out", "grid.png", "--network", net)
     assert r.exit_code == 1 and r.output.startswith("error: grid.png is a folder; name the file to write, e.g. grid.png/NAME.png"), r.output
 
@@ -1465,6 +1467,8 @@ def test_a_labels_csv_seed_of_thousands_of_digits_is_one_line(tmp_path):
     (tmp_path / "big.csv").write_text("seed,label\n1,0\n2,1\n3,0\n" + "9" * 5000 + ",1\n")
     with pytest.raises(InputError, match=r"big.csv: seed 9{20}\.\.\. is above 4294967295 \(seeds are 32-bit\)"):
         read_labels_csv(tmp_path / "big.csv")  # int() raised ValueError (a traceback)
+    (tmp_path / "padded.csv").write_text("seed,label\n1,0\n2,1\n3,0\n" + "0" * 5000 + "4,1\n")
+    assert read_labels_csv(tmp_path / "padded.csv")[0] == ["1", "2", "3", "4"]  # seed 0...04 is seed 4 (int() raised on the zeros)
 
 
 def test_a_latent_file_named_like_a_seed_is_a_file_to_generate(tmp_path, net, monkeypatch):

@@ -75,9 +75,10 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
         item = row[0].strip()
         if is_seed(item):
-            if len(item.lstrip("0")) > 10 or int(item) >= 2**32:  # (int() refuses over 4,300 digits)
-                raise InputError(f"{path.name}: seed {item[:20]}{'...' if len(item) > 20 else ''} is above {2**32 - 1} (seeds are 32-bit)")
-            key = str(int(item))  # seed 01 is seed 1
+            digits = item.lstrip("0") or "0"  # seed 01 is seed 1 (int() counts zeros toward its 4,300-digit limit)
+            if len(digits) > 10 or int(digits) >= 2**32:
+                raise InputError(f"{path.name}: seed {digits[:20]}{'...' if len(digits) > 20 else ''} is above {2**32 - 1} (seeds are 32-bit)")
+            item = key = digits
         else:
             beside = path.parent / item
             if item and not Path(item).is_absolute() and beside.exists():
