@@ -77,7 +77,7 @@ class OnceEach(TyperCommand):
 
 NetworkOpt = Annotated[
     str,
-    typer.Option("--network", "-n", help="Network file (NVIDIA .pkl, rosinality .pt, stylelift .pt), URL, or known name."),
+    typer.Option("--network", "-n", callback=lambda value: not_empty(value, "name a network file, a URL or a known name"), help="Network file (NVIDIA .pkl, rosinality .pt, stylelift .pt), URL, or known name."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: the GPU when torch sees one)")]
 CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
@@ -249,6 +249,13 @@ def output_path(value: object) -> Path:
     if not str(value).strip():
         raise typer.BadParameter("is empty; name a file or folder")
     return Path(value)
+
+
+def not_empty(value: Optional[str], what_to_do: str) -> Optional[str]:
+    """Option callback: a name that is not empty (it names nothing: a usage error)."""
+    if value is not None and not value.strip():
+        raise typer.BadParameter(f"is empty; {what_to_do}")
+    return value
 
 
 def input_path(value: object) -> Path:
@@ -612,7 +619,7 @@ def project(
     w_noise: Annotated[float, typer.Option(callback=fraction, help="Noise added to w in the first 3/4 of the run, in units of w's spread (NVIDIA's projector: 0.05; it measured worse on the bundled network, see README).")] = 0.0,
     loss: Annotated[str, typer.Option(callback=loss_value, help="auto (LPIPS when its ImageNet weights are here, else mse=1,ms-ssim=1,face=0.1,face-id=0.1), or weighted terms such as lpips=1,mse=0.1; terms: mse, l1, ms-ssim, face, face-id, face-age (offline), lpips, vgg16 (ImageNet weights).")] = "auto",
     perceptual_weights: Annotated[Optional[Path], input_option("torchvision VGG16 ImageNet weights for lpips/vgg16.")] = None,
-    init: Annotated[str, typer.Option(help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
+    init: Annotated[str, typer.Option(callback=lambda value: not_empty(value, "give avg, a latent file or an encoder"), help="avg, a latent .npz, an encoder .pt (stylelift encoder fit/train), or 'encoder': the one shipped for the bundled network.")] = "avg",
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Also write the projection pasted into the photo.")] = False,

@@ -588,11 +588,13 @@ def directions_learn(
         raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
     if not attribute.strip():
         raise typer.BadParameter("--attribute is empty; name what the labels measure, e.g. age")
+    if labels is None and attribute not in ("age", "gender"):
+        raise typer.BadParameter(f"the offline classifier knows age and gender, not {attribute!r:.30}; pass --labels CSV for another attribute")
+    if save_labels is not None and save_labels.absolute() in (out.absolute(), out.with_suffix(".json").absolute()):
+        raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
     if save_labels is not None:
-        if save_labels.absolute() in (out.absolute(), out.with_suffix(".json").absolute()):
-            raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)
     layers_option(layers, G, "--layers")

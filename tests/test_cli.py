@@ -295,7 +295,9 @@ BAD_INVOCATIONS = {
     "labels-nan": (["directions", "learn", "--attribute", "x", "--labels", "{d}/nan.csv", "--out", "{d}/d.npy"], 1, "nan.csv: label 'nan' is not a finite number"),
     "labels-too-few": (["directions", "learn", "--attribute", "x", "--labels", "{d}/few.csv", "--out", "{d}/d.npy"], 1, "few.csv has 3 labelled items"),
     "labels-missing": (["directions", "learn", "--attribute", "x", "--labels", "{d}/none.csv", "--out", "{d}/d.npy"], 1, "no labels file "),
-    "learn-attribute-unknown-to-the-classifier": (["directions", "learn", "--attribute", "smile", "--samples", "10", "--out", "{d}/d.npy"], 1, "knows age and gender, not 'smile'; pass --labels CSV"),
+    "learn-attribute-unknown-to-the-classifier": (["directions", "learn", "--attribute", "smile", "--samples", "10", "--out", "{d}/d.npy"], 2, "knows age and gender, not 'smile'; pass --labels CSV"),  # before the network loads
+    "init-empty": (["project", "{d}/photo.png", "--no-align", "--init", "", "--outdir", "{d}/p"], 2, "is empty; give avg, a latent file or an encoder"),
+    "save-labels-naming-out-before-out-exists": (["directions", "learn", "--attribute", "age", "--out", "{d}/two.npy", "--save-labels", "{d}/two.npy"], 2, "--save-labels names the direction file"),  # was "two.npy exists" (1)
     "direction-folder": (["edit", "0", "--direction", "{d}/dirs", "--out", "{d}/e.png"], 1, "is a folder, not a direction file"),
     "direction-garbage": (["edit", "0", "--direction", "{d}/garbage.npy", "--out", "{d}/e.png"], 1, "garbage.npy is not a .npy file (a direction is one array [1, w_dim]"),
     "direction-damaged-header": (["edit", "0", "--direction", "{d}/badheader.npy", "--out", "{d}/e.png"], 1, "badheader.npy is not a readable .npy direction"),
@@ -712,3 +714,8 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_not_waited_on(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_an_empty_network_name_is_a_usage_error():
+    r = invoke("generate", "--seeds", "0", "--network", "")
+    assert r.exit_code == 2 and "is empty; name a network file, a URL or a known name" in " ".join(r.output.replace("│", " ").split()), r.output  # was exit 1
