@@ -21,6 +21,7 @@ from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error
 from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
+from .seeds import MAX_SEED, seed_digits
 
 def plain_flags(params: list) -> list:
     """Flags (--overwrite, --help) shown without a value in --help: Typer 0.29 shows them as
@@ -167,7 +168,6 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-MAX_SEED = 2**32 - 1  # numpy's RandomState, which turns a seed into z, takes 32-bit seeds
 MAX_LIST = 100_000  # items one option may name
 OUTPUT_BYTES = 2 << 30  # the most image bytes a grid, an edit or a GIF may hold (mp4 frames and single images are streamed)
 
@@ -307,10 +307,10 @@ def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:
             raise typer.BadParameter(f"{what} {text!r} has an empty item (a comma too many?)")
         if not m:
             raise typer.BadParameter(f"cannot read {part!r} in {what} {text!r}; use e.g. 0,3,5-9")
-        lo_digits, hi_digits = (g.lstrip("0") or "0" for g in (m.group(1), m.group(2) or m.group(1)))  # (int() counts zeros toward its 4,300-digit limit)
-        if max(len(lo_digits), len(hi_digits)) > 10 or int(hi_digits) > MAX_SEED or int(lo_digits) > MAX_SEED:
-            raise typer.BadParameter(f"seed {shortened(max(lo_digits, hi_digits, key=lambda d: (len(d), d)))} in {what} {shortened(text)!r} is above {MAX_SEED} (seeds are 32-bit)")
-        lo, hi = int(lo_digits), int(hi_digits)
+        for given in (m.group(1), m.group(2) or m.group(1)):
+            if seed_digits(given) is None:
+                raise typer.BadParameter(f"seed {shortened(given.lstrip('0'))} in {what} {shortened(text)!r} is above {MAX_SEED} (seeds are 32-bit)")
+        lo, hi = int(seed_digits(m.group(1))), int(seed_digits(m.group(2) or m.group(1)))
         if hi < lo:
             raise typer.BadParameter(f"range {part!r} in {what} runs backwards")
         if len(out) + hi - lo + 1 > MAX_LIST:

@@ -16,6 +16,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
+from .seeds import seed_digits
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
@@ -91,11 +92,9 @@ def check_output_size(count: int, width: int, height: int, what: str, *, out: Pa
         fail(f"{what} would hold {count} images of {width}x{height} ({gib:.1f} GiB); ask for at most {cli.OUTPUT_BYTES // (3 * width * height)}")
 
 
-def named_value(value: Optional[str]) -> Optional[str]:
-    """Option callback: a name or path that is not empty (an empty one names nothing: a usage error)."""
-    if value is not None and not value.strip():
-        raise typer.BadParameter("is empty; name a shipped direction (age, gender) or a direction file (.npy)")
-    return value
+def named_direction(value: Optional[str]) -> Optional[str]:
+    """Option callback: --direction and --condition name something."""
+    return cli.not_empty(value, "name a shipped direction (age, gender) or a direction file (.npy)")
 
 
 def layer_spec(value: Optional[str]) -> Optional[str]:
@@ -179,13 +178,12 @@ def expand_seed_lists(items: list[str]) -> list[str]:
     for item in items:
         if not item.strip():
             raise typer.BadParameter("an empty item: give seeds (e.g. 42) and latent files (.npz)")
-        if re.fullmatch(r"[0-9]+", item):  # one seed ('007' is seed 7; int() counts zeros toward its 4,300-digit limit)
-            digits = item.lstrip("0") or "0"
-            if len(digits) > 10 or int(digits) > MAX_SEED:
-                raise typer.BadParameter(f"seed {cli.shortened(digits)} is above {MAX_SEED} (seeds are 32-bit)")
+        if re.fullmatch(r"[0-9]+", item):  # one seed ('007' is seed 7)
+            if (digits := seed_digits(item)) is None:
+                raise typer.BadParameter(f"seed {cli.shortened(item.lstrip('0'))} is above {MAX_SEED} (seeds are 32-bit)")
             out.append(digits)
             continue
-        if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not re.fullmatch(r"[0-9]+", item) and not os.path.isfile(item):
+        if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not os.path.isfile(item):
             try:
                 out += [str(s) for s in parse_int_list(item)]
             except typer.BadParameter as e:
@@ -417,7 +415,7 @@ def interpolate(
 @user_errors
 def edit(
     items: Annotated[list[str], typer.Argument(callback=expand_seed_lists, help="Latent files (from project) and/or seeds (or lists such as 0-3 or 1,5): one row of the strip each.")],
-    direction: Annotated[str, typer.Option(callback=named_value, help="age, gender (shipped for the bundled network) or a direction .npy.")],
+    direction: Annotated[str, typer.Option(callback=named_direction, help="age, gender (shipped for the bundled network) or a direction .npy.")],
     strength: Annotated[str, typer.Option(help="Strengths START:STOP:COUNT or a list.")] = "-3:3:7",
     unit: Annotated[str, typer.Option(help="What a strength of 1 is: w (a distance of 1 in W along the unit direction, InterFaceGAN's unit) or sigma (one standard deviation of the network's w along it, GANSpace's, measured on 10,000 samples; w varies far more along some PCA and SeFa directions than along others).")] = "w",
     layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Apply only on these layers: coarse, middle, fine, 0-7, all (default: the direction's own, else all).")] = None,
@@ -567,7 +565,7 @@ def directions_learn(
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit, about 12 KB each: 12 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], cli.input_option("CSV of seed,label or latent_file,label instead of the classifier.")] = None,
-    condition_on: Annotated[Optional[str], typer.Option("--condition", callback=named_value, help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
+    condition_on: Annotated[Optional[str], typer.Option("--condition", callback=named_direction, help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
     save_labels: Annotated[Optional[Path], output_option("Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,

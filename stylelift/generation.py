@@ -16,15 +16,26 @@ from .errors import InputError, describe
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
 from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole, native_output
+from .seeds import MAX_SEED
 
 log = logging.getLogger(__name__)
 
 
 def z_from_seed(seed: int, z_dim: int) -> np.ndarray:
     """NVIDIA's convention: `np.random.RandomState(seed).randn(1, z_dim)` (float64)."""
-    if not 0 <= seed < 2**32:
-        raise InputError(f"seed {seed} is outside 0..{2**32 - 1} (seeds are 32-bit)")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed {seed} is outside 0..{MAX_SEED} (seeds are 32-bit)")
     return np.random.RandomState(seed).randn(1, z_dim)
+
+
+def seed_ws(G, seed: int, c: Optional[torch.Tensor], device, *, truncation_psi: float, truncation_cutoff: Optional[int]) -> torch.Tensor:
+    """ws [1, num_ws, w_dim] of a seed's z, mapped on `device`; an error of the mapping (a psi whose
+    ws overflow) names the seed."""
+    z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
+    try:
+        return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+    except InputError as e:
+        raise InputError(f"seed {seed}: {e}") from None
 
 
 def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
@@ -90,12 +101,8 @@ def iter_seed_images(
 
     def images():
         for seed in seeds:
-            z = torch.from_numpy(z_from_seed(seed, G.z_dim)).to(device)
             with torch.inference_mode():  # G(z, c) in two steps, to report ws
-                try:
-                    ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-                except InputError as e:  # a psi that overflows
-                    raise InputError(f"seed {seed}: {e}") from None
+                ws = seed_ws(G, seed, c, device, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
                 img = G.synthesis(ws, noise_mode=noise_mode, noises=seeded_noises(G, seed, device) if noise_mode == "random" else None)
             yield rendered(img, ws, f"seed {seed}: ", "ask for a truncation psi (--trunc) nearer 0" if truncation_psi != 1 else "")[0]
 
@@ -282,12 +289,8 @@ def latents_for_items(
         if isinstance(item, str) and not item.strip():
             raise InputError("an empty item: give seeds (e.g. 42) and latent files (.npz)")
         if is_seed(item):  # a Path is a file, even one named 12
-            z = torch.from_numpy(z_from_seed(int(item), G.z_dim)).to(device)
-            try:
-                with torch.no_grad():
-                    ws = G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float()
-            except InputError as e:  # a psi that overflows
-                raise InputError(f"seed {int(item)}: {e}") from None
+            with torch.no_grad():
+                ws = seed_ws(G, int(item), c, device, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff).float()
             if not torch.isfinite(ws).all():  # said here, not as "keys hold NaN" by whatever takes them next
                 raise InputError(f"seed {int(item)}: its ws hold NaN or infinite values (a damaged network?)")
             out.append(ws.to(out_device))

@@ -217,8 +217,6 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     with atomic_path(path) as tmp:
         if path.suffix.lower() == ".gif":
             frames, durations = _gif_timing([first, *frames], fps)
-            for frame in frames:
-                check_image(frame, what="a video frame")
             images = [to_pil(rgb_frame(frame)) for frame in frames]  # grey and RGBA frames as in an mp4 (a GIF's transparency is 1 bit)
             with open(tmp, "wb") as f:  # opened here, so a folder that cannot be written is an OSError about this file
                 images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
@@ -231,6 +229,7 @@ H264_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")  # containers ffmpeg puts H.264
 
 def rgb_frame(frame: np.ndarray) -> np.ndarray:
     """A video frame's RGB: grey repeated, transparency composited on white (as photos are read)."""
+    check_image(frame, what="a video frame")
     if frame.shape[2] == 1:
         return np.repeat(frame, 3, axis=2)
     if frame.shape[2] == 4:
@@ -277,7 +276,6 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
         try:
             try:
                 for frame in itertools.chain([first], rest):
-                    check_image(frame, what="a video frame")
                     frame = rgb_frame(frame)
                     if frame.shape[:2] != first.shape[:2]:
                         raise InputError(f"video frames differ in size: {frame.shape[1]}x{frame.shape[0]} after {w}x{h}")

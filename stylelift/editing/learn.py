@@ -17,6 +17,7 @@ from ..errors import InputError, first_line
 from ..fileio import parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
+from ..seeds import MAX_SEED, seed_digits
 from .boundary import HOLDOUT, fit_boundary, held_out_accuracy, held_out_count
 from .directions import Direction, condition
 from .shipped import resolve_direction
@@ -75,9 +76,9 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
             raise InputError(f"{path.name}: label {row[1]!r} is not a finite number")
         item = row[0].strip()
         if is_seed(item):
-            digits = item.lstrip("0") or "0"  # seed 01 is seed 1 (int() counts zeros toward its 4,300-digit limit)
-            if len(digits) > 10 or int(digits) >= 2**32:
-                raise InputError(f"{path.name}: seed {digits[:20]}{'...' if len(digits) > 20 else ''} is above {2**32 - 1} (seeds are 32-bit)")
+            if (digits := seed_digits(item)) is None:  # seed 01 is seed 1
+                shown = item.lstrip("0")
+                raise InputError(f"{path.name}: seed {shown[:20]}{'...' if len(shown) > 20 else ''} is above {MAX_SEED} (seeds are 32-bit)")
             item = key = digits
         else:
             beside = path.parent / item
