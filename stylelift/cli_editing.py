@@ -457,7 +457,7 @@ def edit(
     fps = video_fps(fps, out, 10)
     check_out_place(out)
     if photo is not None and not photo.is_file():
-        fail(f"--photo {photo}: {'a folder, not a photo' if photo.is_dir() else 'not a regular file, not a photo' if photo.exists() else 'no such file'}")
+        fail(f"{photo} is a folder, not a photo" if photo.is_dir() else f"{photo.name} is not a regular file, not a photo" if photo.exists() else f"no such photo: {photo}")  # as project says
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
     res, k, n = G.img_resolution, len(items), len(strengths)
@@ -560,6 +560,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
 @directions_app.command("learn", cls=OnceEach)
 @user_errors
 def directions_learn(
+    ctx: typer.Context,
     attribute: Annotated[str, typer.Option(help="age or gender (labelled by the offline classifier; for age the youngest and oldest 30% are the two classes, as with any labels that are not 0/1), or any name with --labels.")],
     out: Annotated[Path, output_option("Direction file to write (.npy, with a .json sidecar).")],
     network: NetworkOpt = DEFAULT_NETWORK,
@@ -586,6 +587,8 @@ def directions_learn(
         raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
     if not attribute.strip():
         raise typer.BadParameter("--attribute is empty; name what the labels measure, e.g. age")
+    if labels is not None and (given := [f"--{name}" for name in ("samples", "seed") if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]):  # (typer's own copy of click's enum)
+        raise typer.BadParameter(f"{' and '.join(given)} choose{'s' if len(given) == 1 else ''} the faces the classifier labels; with --labels the CSV names them")
     if labels is None and attribute not in ("age", "gender"):
         raise typer.BadParameter(f"the offline classifier knows age and gender, not {attribute!r:.30}; pass --labels CSV for another attribute")
     if save_labels is not None and save_labels.absolute() in (out.absolute(), out.with_suffix(".json").absolute()):

@@ -164,7 +164,7 @@ def encoder_fit(
     out: Annotated[Path, output_option("Encoder file to write.")],
     network: NetworkOpt = DEFAULT_NETWORK,
     samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
-    rank: Annotated[int, typer.Option(min=1, max=4096, help="Rank of the linear head (the shipped encoder: 128).")] = 128,
+    rank: Annotated[int, typer.Option(min=1, help="Rank of the linear head, at most the 1,536 features it reads (the shipped encoder: 128).")] = 128,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled latents.")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
     device: DeviceOpt = "auto",

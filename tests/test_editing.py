@@ -61,8 +61,9 @@ def test_coarse_middle_fine_of_an_18_ws_network():
     assert parse_layers("fine,all", G.layer_resolutions) == list(range(18))
     with pytest.raises(InputError, match="unknown layer name"):
         parse_layers("\u0661-3", G.layer_resolutions)  # an Arabic-Indic 1, which int() would read
-    with pytest.raises(InputError, match="unknown layer name '9999"):
-        parse_layers("9" * 5000, G.layer_resolutions)  # int() of it raised Python's own ValueError (over 4300 digits)
+    for spec in ("9" * 5000, "0-" + "9" * 10):  # int() of the first raised Python's own ValueError (over 4300 digits)
+        with pytest.raises(InputError, match=r"^layer index [0-9-]+(\.\.\.)? is beyond the ws of any network"):  # was "unknown layer name"
+            parse_layers(spec, G.layer_resolutions)
 
 
 def test_layer_names_follow_the_network_not_a_fixed_18():
@@ -380,6 +381,9 @@ def test_edit_uses_the_layers_the_direction_names_unless_told_otherwise(tmp_path
         assert r.exit_code == 0 and np.array_equal(tiles(tmp_path / "e.png", 16, 1, 1)[0][0], rendered(None)), r.output  # 'all' joins other names
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "none.csv", "--layers", "hair", "--network", net, "--out", tmp_path / "x.npy")
     assert r.exit_code == 2 and "unknown layer" in r.output
+    for given, said in ((["--samples", "1000"], "--samples chooses the faces"), (["--seed", "5", "--samples", "50"], "--samples and --seed choose the faces")):
+        r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "none.csv", *given, "--network", net, "--out", tmp_path / "x.npy")
+        assert r.exit_code == 2 and f"{said} the classifier labels; with --labels the CSV names them" in " ".join(r.output.replace("│", " ").split()), r.output  # they were ignored
 
 
 def test_classifier_labels_are_saved_and_a_refit_from_them_gives_the_same_direction(tmp_path, net, monkeypatch):
@@ -756,6 +760,9 @@ def test_edit_pastes_each_strength_back_into_the_photo_and_refuses_too_big_a_set
     r = invoke(*args, "--photo", tmp_path / "half.png", "--out", tmp_path / "h.png")  # refused before the rendering
     said = f"half.png is {photo.width // 2}x{photo.height // 2}, but {tmp_path / 'a.npz'} was aligned in a {photo.width}x{photo.height} photo"
     assert r.exit_code == 1 and said in " ".join(r.output.split()) and not (tmp_path / "h.png").exists(), r.output
+    for photo_arg, said in ((tmp_path / "none.png", f"no such photo: {tmp_path / 'none.png'}"), (tmp_path, f"{tmp_path} is a folder, not a photo")):
+        r = invoke(*args, "--photo", photo_arg, "--out", tmp_path / "h.png")  # as project says it
+        assert r.exit_code == 1 and " ".join(r.output.split()) == f"error: {said}", r.output
     grid = np.asarray(Image.open(tmp_path / "e.png"))
     assert grid.shape == (photo.height, 2 * photo.width, 3)
     left, right = grid[:, : photo.width].astype(int), grid[:, photo.width :].astype(int)
@@ -1293,6 +1300,25 @@ def test_direction_files_that_are_empty_or_damaged_zips_are_one_error_line(tmp_p
             load_direction(tmp_path / name)
         r = invoke("edit", "0", "--direction", tmp_path / name, "--network", net, "--out", tmp_path / "x.png")
         assert r.exit_code == 1 and r.output.count("\n") == 1 and "Traceback" not in r.output and not (tmp_path / "x.png").exists(), r.output
+
+
+def test_an_unreadable_direction_file_is_said_as_any_unreadable_file(tmp_path, net, monkeypatch):
+    import builtins
+
+    vec = np.ones((1, tiny_generator().w_dim))
+    save_direction(tmp_path / "d.npy", Direction(vec / np.linalg.norm(vec), {}))
+    real_open = builtins.open
+
+    def unreadable(file, *a, **k):  # (as root, a chmod 000 file reads)
+        if Path(file) == tmp_path / "d.npy":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", unreadable)
+    with pytest.raises(PermissionError):
+        load_direction(tmp_path / "d.npy")
+    r = invoke("edit", "0", "--direction", tmp_path / "d.npy", "--network", net, "--out", tmp_path / "x.png")
+    assert r.exit_code == 1 and " ".join(r.output.split()) == f"error: {tmp_path / 'd.npy'}: Permission denied", r.output
 
 
 def test_conditioning_on_a_nearly_parallel_direction_is_refused_and_the_saved_normal_has_its_own_accuracy(tmp_path, net):

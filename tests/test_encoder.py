@@ -211,7 +211,11 @@ def test_encoder_fit_command(tmp_path):
     assert r.exit_code == 2 and "encoder fit" in r.output and not (tmp_path / "g.pt").exists()
     too_high = ["encoder", "fit", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "h.pt"), "--rank", "2000"]  # > 1,536 features
     r = CliRunner().invoke(app, too_high)
-    assert r.exit_code == 2 and "rank" in r.output and "Traceback" not in r.output  # a usage error, as --rank 5000 (the option's max) is
+    assert r.exit_code == 2 and "the head's rank must be 1 to 1536 (the number of features), got 2000" in " ".join(r.output.replace("│", " ").split()), r.output
+    from stylelift.models.encoder import face_feature_count
+
+    helped = " ".join(CliRunner().invoke(app, ["encoder", "fit", "--help"]).output.replace("│", " ").split())
+    assert f"at most the {face_feature_count():,} features" in helped and "4096" not in helped  # the option said max 4096
 
 
 def test_an_unfitted_face_encoder_answers_w_avg_and_resnet_files_keep_the_old_config(tmp_path):

@@ -99,7 +99,7 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
                     raise InputError(f"{path.name} claims an array {list(shape)} ({claimed:,} bytes) but holds less; the file is damaged")
         vec = np.load(path, allow_pickle=False) if magic[:2] == b"PK" or magic == b"\x93NUMPY" else None  # numpy tries anything else as a pickle
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        if isinstance(e, InputError):
+        if isinstance(e, InputError) or (isinstance(e, OSError) and e.filename is not None):  # ours, or "X: Permission denied"
             raise
         raise InputError(f"{path.name} is not a readable .npy direction ({first_line(e)})") from None
     if vec is None:

@@ -45,6 +45,8 @@ def layer_spec_items(spec: str) -> list[Union[str, tuple[int, int]]]:
             items.append(part)
             continue
         m = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", part)  # (no network has a billion ws; int() of 5,000 digits raised)
+        if not m and re.fullmatch(r"[0-9]+(-[0-9]+)?", part):
+            raise InputError(f"layer index {part[:20]}{'...' if len(part) > 20 else ''} is beyond the ws of any network (they have tens)")
         if not m:
             raise InputError(f"unknown layer name {part[:40]!r}; use coarse, middle, fine, all or indices such as 0-3,8")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
