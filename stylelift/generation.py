@@ -297,7 +297,8 @@ def latents_for_items(
             continue
         path = Path(item)
         if not path.exists():
-            raise FileNotFoundError(f"{item} is neither a seed nor an existing latent file")
+            named_file = isinstance(item, os.PathLike) or path.suffix.lower() == ".npz" or os.sep in item  # cannot have meant a seed
+            raise FileNotFoundError(f"no latent file {item}" if named_file else f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
         latents.check_made_for(G, name=path.name)
         if len(latents.w) > 1 and one_each:

@@ -186,7 +186,9 @@ def test_interpolate_command_writes_a_video_with_the_right_frames(tmp_path, net)
     assert all(np.array_equal(strip[:, 16 * i : 16 * (i + 1)], expected_z[i]) for i in range(5))
     assert not np.array_equal(expected_z[2], expected[2])  # not the W path's middle
     r = invoke("interpolate", "1", str(tmp_path / "nope.npz"), "--network", net, "--out", out)
-    assert r.exit_code == 1 and "neither a seed nor" in r.output
+    assert r.exit_code == 1 and " ".join(r.output.split()) == f"error: no latent file {tmp_path / 'nope.npz'}", r.output  # as generate says it
+    r = invoke("interpolate", "1", "nope", "--network", net, "--out", out)
+    assert r.exit_code == 1 and "nope is neither a seed nor an existing latent file" in r.output, r.output
     before = out.read_bytes()
     r = invoke("interpolate", "1", "2", "--network", net, "--frames", "5", "--grid", "--out", out)  # a still, not v.png behind the user's back
     assert r.exit_code == 2 and "--grid writes a still" in r.output and not (tmp_path / "v.png").exists() and out.read_bytes() == before
@@ -574,6 +576,22 @@ def test_sefa_normalises_each_style_channel_as_the_paper_does():
     got, got_values = sefa(G, k=3)
     assert np.allclose(np.abs((got * expect).sum(1)), 1, atol=1e-4)
     assert np.allclose(got_values, np.sort(values)[::-1][:3], rtol=1e-4)
+
+
+def test_sefa_on_stylegan2_factorises_the_conv_styles_and_the_last_torgb_as_sefa_does():
+    """SeFa's code takes, for ws i, the affine of the conv layer i, and for the last ws (which only the
+    final toRGB reads) that toRGB's; the toRGBs in between, which share ws with convs, are left out."""
+    G = tiny_generator()  # 16 px: 6 ws
+    S = G.synthesis
+    named = [S.b4.conv1, S.b8.conv0, S.b8.conv1, S.b16.conv0, S.b16.conv1, S.b16.torgb]
+    for layers in (range(6), [0, 1, 2, 3], [5]):
+        a = torch.cat([(named[i].affine.weight * named[i].affine.weight_gain).detach().double() for i in layers])
+        a = a / a.norm(dim=1, keepdim=True)
+        values, vectors = torch.linalg.eigh(a.T @ a)
+        order = values.argsort(descending=True)[:3]
+        got, got_values = sefa(G, layers=list(layers), k=3)
+        assert np.allclose(np.abs((torch.from_numpy(got).double() @ vectors[:, order]).diagonal().numpy()), 1, atol=1e-4), layers  # were at cos 0.2-0.9 with the toRGBs in
+        assert np.allclose(got_values, values[order].numpy(), rtol=1e-4), layers
 
 
 @pytest.mark.parametrize("frames, keys, loop", [(60, 3, False), (61, 4, False), (10, 3, True), (7, 5, False)])

@@ -597,17 +597,13 @@ class SynthesisNetwork(nn.Module):
         return layers
 
     def style_affine_weights(self) -> list[Tensor]:
-        """For each ws index, the weights [C, w_dim] of the affines that read it (stacked)."""
-        per_ws: list[list[Tensor]] = [[] for _ in range(self.num_ws)]
-        w_idx = 0
-        for block in self.blocks():
-            layers = [block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1]
-            if block.num_torgb:
-                layers.append(block.torgb)
-            for offset, layer in enumerate(layers):
-                per_ws[w_idx + offset].append(layer.affine.weight * layer.affine.weight_gain)
-            w_idx += block.num_conv
-        return [torch.cat(ws, dim=0) for ws in per_ws]
+        """For each ws index, the weight [C, w_dim] of the style affine SeFa factorises: that of the
+        conv layer the ws styles, and for the last ws, which styles only the final toRGB, that
+        toRGB's. The toRGBs in between, which read the ws of the next block's first conv, are left
+        out, as in SeFa's own code (their colour styles are not what an edit is sought in)."""
+        convs = [layer for block in self.blocks() for layer in ([block.conv1] if block.in_channels == 0 else [block.conv0, block.conv1])]
+        layers = convs + [self.blocks()[-1].torgb] * (self.num_ws - len(convs))
+        return [layer.affine.weight * layer.affine.weight_gain for layer in layers]
 
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
         check_ws(ws, self.num_ws, self.w_dim)
