@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     photo = load_photo(args.photo)
     face = stylelift.align_face(photo, size=G.img_resolution, name=Path(args.photo).name)
     target = to_tensor(face.image)  # [1, 3, H, W] in [-1, 1]
-    result = stylelift.project(G, target, space="w+", steps=args.steps, loss=args.loss, seed=0)
+    def report(step, image, losses):  # the projection takes most of the time: say how it goes
+        if step % 10 == 0 or step == args.steps - 1:
+            print(f"projecting: step {step + 1}/{args.steps}, loss {float(losses['loss']):.4f}", flush=True)
+
+    result = stylelift.project(G, target, space="w+", steps=args.steps, loss=args.loss, seed=0, callback=report)
+    print("projected; editing, mixing and rendering the morph video", flush=True)
     ws = result.ws  # [1, num_ws, w_dim]
     noises = [n[:1] for n in result.noises] if result.noises else None  # per noise input [1, 1, r, r]; None: the network has none
     meta = {"network_id": stylelift.network_id(G), "network": args.network, "space": "w+", "steps": args.steps, "loss": args.loss, "seed": 0,

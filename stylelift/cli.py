@@ -431,6 +431,8 @@ def generate(
     dev = resolve_device(device)
     check_outdir(outdir)  # before the network is loaded and the first image rendered
     G = load_network(network, dev)
+    if noise_mode in ("random", "none") and not G.synthesis.noise_layers():
+        fail(f"--noise-mode {noise_mode} does nothing here: this network has no noise inputs (its noise, if any, is built into its weights)")
     if seed_list is not None:
         images = generation.iter_seed_images(
             G, seed_list, truncation_psi=trunc, truncation_cutoff=trunc_cutoff, noise_mode=noise_mode or "const", class_idx=class_idx, device=dev

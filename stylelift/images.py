@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -274,15 +275,16 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
         except OSError as e:
             raise VideoError(f"cannot run ffmpeg to write {name}: {first_line(e)}") from None
         try:
-            try:
-                for frame in itertools.chain([first], rest):
-                    frame = rgb_frame(frame)
-                    if frame.shape[:2] != first.shape[:2]:
-                        raise InputError(f"video frames differ in size: {frame.shape[1]}x{frame.shape[0]} after {w}x{h}")
+            for frame in itertools.chain([first], rest):  # a BrokenPipeError from making a frame (its progress line on a closed stderr) is not ffmpeg's
+                frame = rgb_frame(frame)
+                if frame.shape[:2] != first.shape[:2]:
+                    raise InputError(f"video frames differ in size: {frame.shape[1]}x{frame.shape[0]} after {w}x{h}")
+                try:
                     proc.stdin.write(np.ascontiguousarray(np.pad(frame, pad, mode="edge") if h % 2 or w % 2 else frame, dtype=np.uint8).data)
+                except BrokenPipeError:  # ffmpeg stopped reading: its exit code and message say why
+                    break
+            with contextlib.suppress(BrokenPipeError):
                 proc.stdin.close()
-            except BrokenPipeError:  # ffmpeg stopped reading: its exit code and message say why
-                pass
             code = proc.wait()
         finally:
             if proc.poll() is None:  # an error of ours, or Ctrl-C: the half-written video goes too

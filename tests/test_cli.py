@@ -108,6 +108,15 @@ def test_generate_from_a_latent_file(tmp_path, net):
     assert np.array_equal(img, to_uint8(G.synthesis(torch.from_numpy(ws[1:2])))[0])
 
 
+def test_a_noise_mode_that_would_do_nothing_is_refused_on_a_network_without_noise_inputs(tmp_path):
+    save_generator(tiny_generator(use_noise=False), tmp_path / "quiet.pt")
+    for mode in ("random", "none"):
+        r = invoke("generate", "--network", tmp_path / "quiet.pt", "--seeds", "1", "--noise-mode", mode, "--outdir", tmp_path / "o")
+        assert r.exit_code == 1 and f"--noise-mode {mode} does nothing here: this network has no noise inputs" in r.output and not (tmp_path / "o").exists(), r.output  # was accepted
+    r = invoke("generate", "--network", tmp_path / "quiet.pt", "--seeds", "1", "--noise-mode", "const", "--outdir", tmp_path / "o")
+    assert r.exit_code == 0 and (tmp_path / "o" / "seed0001.png").exists(), r.output  # what it does anyway
+
+
 def test_latent_file_of_the_wrong_shape_is_one_line_and_exit_1(tmp_path, net):
     save_latents(tmp_path / "bad.npz", LatentFile(w=np.zeros([1, 5, 16], np.float32)))
     r = invoke("generate", "--network", net, "--latents", tmp_path / "bad.npz", "--outdir", tmp_path / "o")

@@ -677,6 +677,26 @@ def test_commands_that_write_an_mp4_find_ffmpeg_missing_before_any_work(tmp_path
     assert r.exit_code == 0 and "already done" in r.output, r.output
 
 
+def test_a_broken_pipe_while_making_frames_is_not_taken_for_ffmpeg_s_and_does_not_hang(tmp_path):
+    """A frame's progress line on a closed stderr (`stylelift interpolate ... 2>&1 | head -2`) raised
+    BrokenPipeError inside the frame loop, which took it for ffmpeg's and waited on ffmpeg, which
+    waited on its input: both hung."""
+    import threading
+
+    from stylelift.images import write_video
+
+    def frames():
+        yield np.zeros((16, 16, 3), np.uint8)
+        raise BrokenPipeError(32, "Broken pipe")  # as print() to a closed stderr raises
+
+    raised = []
+    worker = threading.Thread(target=lambda: raised.append(pytest.raises(BrokenPipeError, write_video, tmp_path / "v.mp4", frames(), fps=10)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "write_video hung"
+    assert raised and not list(tmp_path.iterdir())  # raised, and no video or temporary file is left
+
+
 def test_mp4_frames_of_odd_size_are_padded_and_mismatched_ones_refused(tmp_path):
     from stylelift.images import write_video
 
