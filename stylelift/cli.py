@@ -460,7 +460,7 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
 
     G = load_network(network)
     for key, value in describe_generator(G).items():
-        typer.echo(f"{key:>18}: {printable(value)}")
+        typer.echo(f"{printable(key, 60):>18}: {printable(value)}")  # a file's meta may have any keys (not only str)
 
 
 @app.command(cls=OnceEach)

@@ -83,6 +83,8 @@ def encoder_train(
         render_resolution=encoder.config.input_resolution,
     )
     saved = (state or {}).get("options")
+    if isinstance(saved, dict) and not all(isinstance(k, str) for k in saved):
+        fail(f"{out}: its training options are damaged (a key that is not an option's name); start a new run with another --out")
     if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
         same = {"image_loss": same_loss}  # (the others are equal values)
         changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and not same.get(k, operator.eq)(v, getattr(opts, k, v))]
@@ -258,7 +260,7 @@ def encoder_run(
             taken = printable(clash, 500)
         elif latent_path.exists() and not overwrite:
             if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": photo_hash(path)}, do_align, face_index):
-                typer.echo(f"{path.name}: already done (use --overwrite to redo)")
+                typer.echo(f"{printable(path.name)}: already done (use --overwrite to redo)")
                 continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
         if taken is not None:
@@ -288,6 +290,6 @@ def encoder_run(
             output_failed(path.name, e)
             failed += 1
             continue
-        typer.echo(f"{path.name}{item.face.among() if item.face is not None else ''}: -> {latent_path}")
+        typer.echo(f"{printable(path.name)}{item.face.among() if item.face is not None else ''}: -> {printable(latent_path, 500)}")
     if failed:
         raise typer.Exit(1)

@@ -157,11 +157,17 @@ def _resumed(state: dict, optimizer: torch.optim.Optimizer, gen: torch.Generator
     try:
         step = int(state.get("step", 0))
         if "optimizer" in state:
+            settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
             optimizer.load_state_dict(state["optimizer"])
+            for group, own in zip(optimizer.param_groups, settings):  # lr, betas, eps, ...: the run's own (checked equal), not the file's
+                group.update(own)
         if "rng" in state:
             gen.set_state(state["rng"])
         check_adam_state(optimizer)
-        return step, list(state.get("history", []))
+        history = state.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(record, dict) for record in history):
+            raise ValueError("its history is not a list of step records")
+        return step, list(history)
     except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError) as e:  # (a step of inf: OverflowError)
         raise CheckpointError(f"{name}: its training state cannot be resumed ({type(e).__name__}: {first_line(e)})") from None
 

@@ -19,12 +19,16 @@ from .errors import InputError
 
 
 def parse_json(text: str):
-    """json.loads for text from a file: a document nested too deeply for the parser (RecursionError)
-    is a ValueError, like any other damage, not a crash."""
+    """json.loads for text from a file: a document nested too deeply for the parser (RecursionError),
+    or holding an integer too long for int(), is a JSONDecodeError, like any other damage, not a crash."""
     try:
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text[:20], 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # an integer of more than 4,300 digits, which int() refuses to read
+        raise json.JSONDecodeError("a number too long to read", text[:20], 0) from None
 
 
 def _one_number(value):

@@ -109,7 +109,10 @@ MAX_NOISE_SIDE = 4096  # noise maps are one map per layer, r x r (r at most 1024
 def _check_claimed_size(data, key: str, name: str, inflating: list[int]) -> tuple[int, ...]:
     """Refuse an array whose header claims more bytes than its archive entry holds or could
     inflate to (a damaged or hostile file), before numpy allocates what the header asks for."""
-    info = data.zip.getinfo(f"{key}.npy" if f"{key}.npy" in data.zip.namelist() else key)  # np.load lists both as `key`
+    names = data.zip.namelist()
+    if key in names and f"{key}.npy" in names:  # np.load lists both as `key`, and reads the first: one checked, the other read
+        raise InputError(f"{name}: two arrays are named '{key}' ('{key}' and '{key}.npy'); keep one")
+    info = data.zip.getinfo(key if key in names else f"{key}.npy")  # as np.load picks it
     with data.zip.open(info) as f:
         version = np.lib.format.read_magic(f)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -148,6 +151,8 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                 torch_file = any(k == "data.pkl" or k.endswith("/data.pkl") for k in data.files)  # a .pt is a zip too
                 keys = ", ".join(data.files[:5]) + (f", ... ({len(data.files)} in all)" if len(data.files) > 5 else "")
                 raise InputError(f"{path.name} is a torch file, not a latent .npz" if torch_file else f"{path.name} has no 'w' array (keys: {keys or 'none'})")
+            if far := next((key for key in data.files if re.fullmatch(r"noise_[0-9]{7,}", key)), None):  # (int() of 4,300 digits raises)
+                raise InputError(f"{path.name}: '{far[:20]}...' numbers a noise map beyond any network's (they have tens)")
             read = [key for key in data.files if key in ("w", "meta") or re.fullmatch(r"noise_[0-9]+", key)]
             shapes = {key: _check_claimed_size(data, key, path.name, inflating) for key in read}  # all, before any is read
             raw = data["w"]
@@ -178,7 +183,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         # RuntimeError: an entry marked encrypted; SyntaxError and TokenError: numpy reading a damaged array header
         if isinstance(e, InputError):
             raise
-        why = "a damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) else first_line(e)
+        why = "a damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) or str(e).startswith("malformed node") else first_line(e)  # (ast's message names an object's address)
         raise InputError(f"{path.name} is not a readable .npz latent file ({why})") from None
     except MemoryError:
         raise InputError(f"{path.name}: its arrays are too large for this machine's memory") from None

@@ -184,12 +184,27 @@ def _stylelift_file_with(tmp_path, **changes):
         ({"mapping_lr_multiplier": float("nan")}, "mapping_lr_multiplier must be a number above 0"),
         ({"conv_clamp": "x"}, "conv_clamp must be a positive number"),
         ({"use_noise": "no"}, "use_noise must be true or false"),
+        ({"channels": [1, 1, 4096]}, r"4096 channels at 16x16 px make one image's feature map 4 MiB, beyond any real network's \(1 MiB at most"),  # (limit lowered below)
+        ({"channel_base": 1 << 22, "channel_max": 1 << 14}, "16384 channels at 16x16 px make one image's feature map 16 MiB"),
     ],
 )
-def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, changes, message):
+def test_stylelift_file_config_is_checked_before_anything_is_built(tmp_path, changes, message, monkeypatch):
+    monkeypatch.setattr("stylelift.models.base.MAX_FEATURE_MAP_BYTES", 1 << 20)  # as 1 GiB is to 1024 px, 1 MiB is to the tiny net's 16 px
     path = _stylelift_file_with(tmp_path, **changes)
     with pytest.raises(CheckpointError, match=message):
         load_generator(path)
+
+
+def test_real_networks_feature_maps_pass_and_absurd_widths_are_refused_in_both_generations():
+    from stylelift.models.stylegan import StyleGANConfig
+    from stylelift.models.stylegan2 import StyleGAN2Config
+
+    StyleGAN2Config(img_resolution=1024, channel_base=65536)  # twice NVIDIA's config-f widths: 256 MiB at 1024 px
+    StyleGANConfig()  # NVIDIA's FFHQ StyleGAN at 1024 px
+    wide = (1,) * 8 + (2048,)  # a 162 MB file that asked for 8 GiB per image: rendering one ran past 8 GB
+    for make in (lambda: StyleGAN2Config(img_resolution=1024, channels=wide), lambda: StyleGANConfig(channels=wide)):
+        with pytest.raises(ValueError, match="2048 channels at 1024x1024 px make one image's feature map 8,192 MiB"):
+            make()
 
 
 def test_a_stylelift_file_of_integer_weights_is_refused(tmp_path):

@@ -169,6 +169,11 @@ def test_info_and_convert(tmp_path, net):
     r = invoke("convert", net, dest)
     assert r.exit_code == 1 and "--overwrite" in r.output
     assert invoke("convert", net, dest, "--overwrite").exit_code == 0
+    data = torch.load(net, weights_only=True)
+    data["meta"] = {None: 1, "\x1b[2Jnetwork id\n      fake": "x"}  # a file's meta with keys that are no str, or would print a line of their own
+    torch.save(data, tmp_path / "keys.pt")
+    r = invoke("info", tmp_path / "keys.pt")
+    assert r.exit_code == 0 and "None: 1" in r.output and "\\x1b[2Jnetwork id\\n      fake: x" in r.output and "\x1b" not in r.output, r.output  # a TypeError; raw
 
 
 @pytest.fixture
@@ -211,6 +216,8 @@ def odd_files(tmp_path, net):
     np.savez(tmp_path / "deep.npz", w=np.zeros([1, G.num_ws, G.w_dim], np.float32), meta=np.array(deep))
     np.save(tmp_path / "deepdir.npy", np.ones([1, G.w_dim], np.float32))
     (tmp_path / "deepdir.json").write_text(deep)
+    np.save(tmp_path / "longint.npy", np.ones([1, G.w_dim], np.float32))
+    (tmp_path / "longint.json").write_text('{"accuracy": 1' + "0" * 5000 + "}")  # json.loads raised int()'s ValueError
     (tmp_path / "bom.csv").write_text("\ufeff" + "".join(f"{i},{i % 2}\n" for i in range(12)), encoding="utf-8")
     (tmp_path / "deepcsv.csv").write_text("# stylelift sampling " + deep[49_000:-49_000] + "\n" + "".join(f"{i},{i % 2}\n" for i in range(12)))
     return tmp_path
@@ -239,6 +246,7 @@ BAD_INVOCATIONS = {
     "photo-folder": (["edit", "{d}/other.npz", "--direction", "{d}/dir.npz", "--paste-back", "--photo", "{d}/dirs", "--out", "{d}/e.png"], 1, "a folder, not a photo"),
     "outdir-under-a-file": (["generate", "--seeds", "0", "--outdir", "{d}/afile/o"], 1, "afile is a file"),
     "latent-meta-nested-too-deep": (["generate", "--latents", "{d}/deep.npz", "--outdir", "{d}/o"], 1, "deep.npz: its 'meta' is not the JSON object"),
+    "sidecar-with-a-5000-digit-number": (["edit", "0", "--direction", "{d}/longint.npy", "--out", "{d}/e.png"], 1, "longint.json, the sidecar of longint.npy, is not readable JSON"),
     "sidecar-nested-too-deep": (["edit", "0", "--direction", "{d}/deepdir.npy", "--out", "{d}/e.png"], 1, "deepdir.json, the sidecar of deepdir.npy, is not readable JSON"),
     "sampling-line-nested-too-deep": (["directions", "learn", "--attribute", "x", "--labels", "{d}/deepcsv.csv", "--out", "{d}/d.npy"], 1, "is not a JSON object"),
     "direction-claiming-too-much": (["edit", "0", "--direction", "{d}/hugeclaim.npy", "--out", "{d}/e.png"], 1, "hugeclaim.npy claims an array [1, 100000000000]"),

@@ -1318,6 +1318,20 @@ def test_edits_pass_gradients_to_strength_and_direction_and_take_per_layer_avera
     assert torch.equal(truncate(ws, per_layer, 0.5, 3), truncate(ws, G.w_avg, 0.5, 3))
 
 
+def test_a_labels_csv_is_capped_as_samples_is(tmp_path, monkeypatch):
+    """A 121 MB CSV of 12 million seeds ran past 4.9 GB (a w kept per row) with no limit; --samples has one."""
+    from stylelift.editing import learn
+
+    (tmp_path / "l.csv").write_text("".join(f"{i},{i % 2}\n" for i in range(6)))
+    assert len(learn.read_labels_csv(tmp_path / "l.csv")[0]) == 6
+    monkeypatch.setattr(learn, "MAX_LABELLED", 5)  # (a million in use)
+    with pytest.raises(InputError, match="l.csv labels more than 5 items, the most one fit takes"):
+        learn.read_labels_csv(tmp_path / "l.csv")
+    monkeypatch.setattr(learn, "MAX_LABELS_FILE", 20)  # (1 GiB in use): refused before it is read
+    with pytest.raises(InputError, match=r"l.csv is 0.0 GiB; a labels CSV holds at most 5 rows"):
+        learn.read_labels_csv(tmp_path / "l.csv")
+
+
 def test_a_labels_csv_has_two_columns_and_spreadsheet_trailing_cells_are_fine(tmp_path):
     from stylelift.editing.learn import read_labels_csv
 
@@ -1338,6 +1352,17 @@ def test_direction_files_that_are_empty_or_damaged_zips_are_one_error_line(tmp_p
             load_direction(tmp_path / name)
         r = invoke("edit", "0", "--direction", tmp_path / name, "--network", net, "--out", tmp_path / "x.png")
         assert r.exit_code == 1 and r.output.count("\n") == 1 and "Traceback" not in r.output and not (tmp_path / "x.png").exists(), r.output
+
+
+def test_a_direction_of_python_objects_or_a_header_of_code_is_said_so(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([[None] * 16], object), allow_pickle=True)
+    with pytest.raises(InputError, match="^o.npy holds Python objects, not numbers"):  # was "claims an array ... the file is damaged"
+        load_direction(tmp_path / "o.npy")
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': print(1), }"
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    (tmp_path / "code.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64))
+    with pytest.raises(InputError, match=r"^code.npy is not a readable .npy direction \(a damaged array header\)$"):  # was ast's "<ast.Call object at 0x...>"
+        load_direction(tmp_path / "code.npy")
 
 
 def test_an_unreadable_direction_file_is_said_as_any_unreadable_file(tmp_path, net, monkeypatch):

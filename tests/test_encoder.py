@@ -70,6 +70,35 @@ def test_resume_continues_the_step_count(tmp_path):
     assert more["step"] == 6 and len(more["history"]) == 6
 
 
+def test_a_checkpoint_s_damaged_optimizer_settings_history_or_option_names_are_not_trained_on(tmp_path):
+    G = tiny_generator()
+    path = tmp_path / "enc.pt"
+    opts = EncoderTrainOptions(steps=2, batch_size=2, render_resolution=16)
+    train_encoder(G, new_encoder(G, input_resolution=32), opts, out=path)
+    clean = torch.load(path, weights_only=True)
+
+    def damaged(change):
+        data = torch.load(path, weights_only=True)
+        change(data["training"])
+        torch.save(data, tmp_path / "bad.pt")
+        return load_encoder(tmp_path / "bad.pt", G=G)
+
+    for change in (lambda t: t["optimizer"]["param_groups"][0].update(betas=(2.0, "x")), lambda t: t["optimizer"]["param_groups"][0].update(lr=-1.0)):
+        enc, state = damaged(change)  # the first raised a TypeError in the first step; lr -1 trained uphill
+        more = train_encoder(G, enc, EncoderTrainOptions(steps=3, batch_size=2, render_resolution=16), state=state)
+        again, clean_state = load_encoder(path, G=G)
+        same = train_encoder(G, again, EncoderTrainOptions(steps=3, batch_size=2, render_resolution=16), state=clean_state)
+        assert more["history"][-1] == same["history"][-1]  # the run's own lr and betas, as if the file held them right
+    enc, state = damaged(lambda t: t.update(history="abc"))  # was saved back as ['a', 'b', 'c']
+    with pytest.raises(CheckpointError, match="its history is not a list of step records"):
+        train_encoder(G, enc, EncoderTrainOptions(steps=3, batch_size=2, render_resolution=16), state=state)
+    clean["training"]["options"][1] = 2
+    torch.save(clean, tmp_path / "keys.pt")
+    save_generator(G, tmp_path / "net.pt")
+    r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "keys.pt"), "--resume", "--steps", "3", "--batch-size", "2", "--input-resolution", "32"])
+    assert r.exit_code == 1 and "its training options are damaged" in r.output and "Traceback" not in r.output, r.output  # "attribute name must be string"
+
+
 def test_encoder_train_onto_an_existing_checkpoint_needs_resume_or_overwrite(tmp_path):
     save_generator(tiny_generator(), tmp_path / "net.pt")
     args = ["encoder", "train", "--network", tmp_path / "net.pt", "--out", tmp_path / "enc.pt", "--steps", "2", "--batch-size", "2", "--input-resolution", "32", "--device", "cpu"]
@@ -110,6 +139,11 @@ def test_encoder_commands_and_project_init(tmp_path):
     save_generator(tiny_generator(seed=3), tmp_path / "other.pt")
     r = CliRunner().invoke(app, ["project", str(tmp_path / "p.png"), "--network", str(tmp_path / "other.pt"), "--init", str(tmp_path / "enc.pt"), "--steps", "2", "--no-align", "--outdir", str(tmp_path / "q")])
     assert r.exit_code == 1 and "trained for network" in r.output and "Traceback" not in r.output
+    (tmp_path / "odd").mkdir()
+    Image.new("RGB", (40, 40), (120, 80, 60)).save(tmp_path / "odd" / "a\nb\x1b[31m.png", format="PNG")
+    for _ in range(2):  # written, then already done
+        r = CliRunner().invoke(app, ["encoder", "run", str(tmp_path / "odd"), "--encoder", str(tmp_path / "enc.pt"), "--network", str(tmp_path / "net.pt"), "--no-align", "--outdir", str(tmp_path / "odd")])
+        assert r.exit_code == 0 and "a\\nb\\x1b[31m.png: " in r.output and "\x1b" not in r.output and not any(line.startswith("b") for line in r.output.splitlines()), r.output  # the name as align and project print it
 
 
 def test_a_resumed_run_is_the_uninterrupted_run(tmp_path):

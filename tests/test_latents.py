@@ -96,6 +96,27 @@ def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(
     with pytest.raises(InputError, match="'meta' claims"):
         load_latents(tmp_path / "hugemeta.npz")
 
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 18, 512)})
+    with zipfile.ZipFile(tmp_path / "twins.npz", "w") as z:  # np.load reads the entry named `w`; the check looked at `w.npy`
+        z.writestr("w.npy", _npy(np.zeros([1, 2, 3], np.float32)))
+        z.writestr("w", f.getvalue() + np.zeros(6, np.float32).tobytes())
+    with pytest.raises(InputError, match=r"twins.npz: two arrays are named 'w' \('w' and 'w.npy'\); keep one"):
+        load_latents(tmp_path / "twins.npz")
+
+    with zipfile.ZipFile(tmp_path / "far.npz", "w") as z:
+        z.writestr("w.npy", _npy(np.zeros([1, 2, 3], np.float32)))
+        z.writestr("noise_" + "9" * 5000 + ".npy", _npy(np.zeros([1, 4, 4], np.float32)))
+    with pytest.raises(InputError, match=r"far.npz: 'noise_99999999999999\.\.\.' numbers a noise map beyond any network's"):  # was int()'s "Exceeds the limit (4300 digits)"
+        load_latents(tmp_path / "far.npz")
+
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': print(1), }"
+    header += " " * (-(len(header) + 11) % 64) + "\n"
+    with zipfile.ZipFile(tmp_path / "code.npz", "w") as z:
+        z.writestr("w.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + bytes(64))
+    with pytest.raises(InputError, match=r"^code.npz is not a readable .npz latent file \(a damaged array header\)$"):  # was ast's "<ast.Call object at 0x...>"
+        load_latents(tmp_path / "code.npz")
+
     # deflated: the entry's stated size is a claim too, bounded by deflate's largest ratio (zeros
     # reach 1027x with zlib); a forged size is beyond what this test can write, so the bound is lowered
     with zipfile.ZipFile(tmp_path / "zeros.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:

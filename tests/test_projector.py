@@ -548,6 +548,11 @@ def test_project_command_writes_every_file_and_skips_done_photos(photo_dir):
     (out / "p1_proj.mp4").unlink()
     r = run(photo_dir / "photos" / "p1.png", *args[1:])
     assert r.exit_code == 1 and "done earlier without p1_proj.mp4" in r.output, r.output
+    np.savez(out / "p1.npz", w=np.zeros([1, 10, 100], np.float32))  # no meta (as NVIDIA's projector writes), another network's shape
+    (out / "p1_proj.mp4").write_bytes(b"")
+    r = run(photo_dir / "photos" / "p1.png", *args[1:])
+    said = " ".join(r.output.split())
+    assert r.exit_code == 1 and "p1.png: done earlier but its p1.npz does not fit this network (w [1, 10, 100], not [N, 6, 16]); pass --overwrite" in said, said  # was "already done"
     # redone without a video: the earlier run's video goes, else the next run with one took it as its own
     r = run(photo_dir / "photos" / "p0.png", *args[1:], "--steps", "13", "--no-video", "--overwrite")
     assert r.exit_code == 0 and not (out / "p0_proj.mp4").exists() and "removed the earlier run's p0_proj.mp4" in r.output, r.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,14 +95,17 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
                 f.seek(0)
                 version = np.lib.format.read_magic(f)
                 shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+                if dtype.hasobject:
+                    raise InputError(f"{path.name} holds Python objects, not numbers (stylelift never unpickles them)")
                 claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if claimed > path.stat().st_size - f.tell():
                     raise InputError(f"{path.name} claims an array {list(shape)} ({claimed:,} bytes) but holds less; the file is damaged")
         vec = np.load(path, allow_pickle=False) if magic[:2] == b"PK" or magic == b"\x93NUMPY" else None  # numpy tries anything else as a pickle
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError, tokenize.TokenError) as e:
         if isinstance(e, InputError) or (isinstance(e, OSError) and e.filename is not None):  # ours, or "X: Permission denied"
             raise
-        raise InputError(f"{path.name} is not a readable .npy direction ({first_line(e)})") from None
+        why = "a damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) or str(e).startswith("malformed node") else first_line(e)  # (ast's message names an object's address)
+        raise InputError(f"{path.name} is not a readable .npy direction ({why})") from None
     if vec is None:
         raise InputError(f"{path.name} is not a .npy file (a direction is one array [1, w_dim], as np.save writes it)")
     if not isinstance(vec, np.ndarray):  # an .npz archive

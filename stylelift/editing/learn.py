@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 EXTREME_FRACTION = 0.3  # age: the youngest and oldest 30% become the two classes (InterFaceGAN uses extremes)
 GENDER_CONFIDENCE = 0.8  # gender: keep faces the classifier is this sure about
+MAX_LABELLED = 1_000_000  # rows of a labels CSV, as --samples allows: each labelled w is kept (4 KB each, float64)
+MAX_LABELS_FILE = 1 << 30  # bytes: a million rows of seeds or latent file names take well under 200 MB
 MIN_FIT = 10  # labelled latents a boundary is fitted on, at least (a fifth of them held out)
 
 
@@ -42,6 +44,8 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
         raise FileNotFoundError(f"no labels file {path}")
     if special_file(path):  # a named pipe would be waited on forever
         raise InputError(f"{path.name} is not a regular file, not a labels CSV")
+    if path.stat().st_size > MAX_LABELS_FILE:
+        raise InputError(f"{path.name} is {path.stat().st_size / 2**30:.1f} GiB; a labels CSV holds at most {MAX_LABELLED:,} rows, well under 1 GiB")
     items, labels = [], []
     seen: dict[str, float] = {}
     try:
@@ -92,6 +96,8 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
         seen[key] = label
         labels.append(label)
         items.append(item)
+        if len(items) > MAX_LABELLED:  # before a w is mapped or read for each (4 KB each)
+            raise InputError(f"{path.name} labels more than {MAX_LABELLED:,} items, the most one fit takes (as --samples); split it or keep a sample")
     if len(items) < 4:
         raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
     return items, np.array(labels), sampling

@@ -143,6 +143,19 @@ def check_noise_mode(noise_mode: str) -> None:
         raise InputError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r:.30}")
 
 
+MAX_FEATURE_MAP_BYTES = 1 << 30  # one image's largest feature map; NVIDIA's 1024-px networks: 128 MiB (32 channels at 1024 px)
+
+
+def check_feature_maps(block_channels: dict[int, int]) -> None:
+    """Refuse channel widths whose feature maps no real network has (a damaged or hostile file): a
+    few numbers in a config could otherwise ask for tens of GB to render one image."""
+    res, ch = max(block_channels.items(), key=lambda item: item[0] ** 2 * item[1])
+    size = res * res * ch * 4
+    if size > MAX_FEATURE_MAP_BYTES:
+        raise ValueError(f"{ch} channels at {res}x{res} px make one image's feature map {size / 2**20:,.0f} MiB, "
+                         f"beyond any real network's ({MAX_FEATURE_MAP_BYTES / 2**20:,.0f} MiB at most; NVIDIA's 1024-px ones: 128)")
+
+
 def checked_resolution(value) -> int:
     """A generator's img_resolution as an int: a whole number (numpy's too; not a bool, a float or a
     tensor) that is a power of two from 4 to 1024."""

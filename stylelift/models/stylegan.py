@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_feature_maps, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2
@@ -80,6 +80,7 @@ class StyleGANConfig:
         if len(channels) != len(self.block_resolutions) or not all(type(c) is int and 1 <= c <= 1 << 14 for c in channels):
             raise ValueError(f"channels must list {len(self.block_resolutions)} positive widths (one per block resolution), got {self.channels!r:.60}")
         object.__setattr__(self, "channels", channels)
+        check_feature_maps(dict(zip(self.block_resolutions, channels)))
         f = tuple(self.blur_filter) if isinstance(self.blur_filter, (tuple, list)) else None
         if f is None or len(f) > 16 or not all(type(t) is int and 0 <= t <= MAX_TAP for t in f) or (f and sum(f) == 0):
             raise ValueError(f"blur_filter must list up to 16 integer taps from 0 to {MAX_TAP} with a positive sum, got {self.blur_filter!r:.40}")

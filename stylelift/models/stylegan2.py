@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_feature_maps, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
 
 ARCHITECTURES = ("orig", "skip", "resnet")
 OP_ORDERS = ("nvidia", "rosinality")
@@ -80,6 +80,7 @@ class StyleGAN2Config:
                     f"channels must list {len(self.block_resolutions)} positive widths "
                     f"(one per block resolution), got {self.channels}"
                 )
+        check_feature_maps(self.block_channels)
         f = self.resample_filter
         if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(is_real(v) and abs(v) <= MAX_TAP for v in f) or sum(f) == 0:
             raise ValueError(f"resample_filter must list 1 to 16 numbers within +-{MAX_TAP} with a non-zero sum, got {f!r:.40}")

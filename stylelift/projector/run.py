@@ -135,12 +135,16 @@ def photo_hash(path: Path) -> Optional[str]:
         return None
 
 
-def earlier_meta(latent: Path) -> tuple[Optional[dict], Optional[str]]:
-    """(the meta of an earlier run's latent file, None) or (None, why it cannot be read)."""
+def earlier_meta(latent: Path, G=None) -> tuple[Optional[dict], Optional[str]]:
+    """(the meta of an earlier run's latent file, None) or (None, why it cannot be read, or, given
+    G, why its w does not fit G: a file without meta, as NVIDIA's projector writes, says no network)."""
     try:
-        return load_latents(latent).meta, None
+        found = load_latents(latent)
     except (StyleliftError, OSError) as e:
         return None, f"but its {latent.name} cannot be read ({error_message(e)})"
+    if G is not None and found.w.shape[1:] != (G.num_ws, G.w_dim):
+        return None, f"but its {latent.name} does not fit this network (w {list(found.w.shape)}, not [N, {G.num_ws}, {G.w_dim}])"
+    return found.meta, None
 
 
 def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: ProjectJob, meta: dict, *, ignore: tuple[str, ...] = ()) -> Optional[str]:
@@ -234,7 +238,7 @@ def plan_photos(G, job: ProjectJob, paths: list[Path], meta_base: dict, report: 
             failures += 1
             continue
         files = ProjectionFiles(job.outdir, path.stem)
-        earlier, unreadable = earlier_meta(files.latent) if not job.overwrite and files.latent.exists() else (None, None)
+        earlier, unreadable = earlier_meta(files.latent, G) if not job.overwrite and files.latent.exists() else (None, None)
         if earlier is not None and (method := str(earlier.get("method", "project"))[:40]) != "project":  # `encoder run` into this folder, say
             report(f"error: {path.name}: {files.latent} holds latents made by {method!r}, not by a projection; pass --overwrite to replace them, or another --outdir", error=True)
             failures += 1
