@@ -64,6 +64,7 @@ def test_coarse_middle_fine_of_an_18_ws_network():
     for spec in ("9" * 5000, "0-" + "9" * 10):  # int() of the first raised Python's own ValueError (over 4300 digits)
         with pytest.raises(InputError, match=r"^layer index [0-9-]+(\.\.\.)? is beyond the ws of any network"):  # was "unknown layer name"
             parse_layers(spec, G.layer_resolutions)
+    assert parse_layers("0000000003,0-00000000001", G.layer_resolutions) == [0, 1, 3]  # zeros in front count for nothing (were "beyond any network")
 
 
 def test_layer_names_follow_the_network_not_a_fixed_18():

@@ -248,6 +248,20 @@ def test_a_short_run_from_a_good_start_never_ends_worse_than_it_started():
     with pytest.raises(InputError, match="keep_best must be True or False"):
         ProjectionOptions(keep_best="yes")
 
+    # with the noise maps: a projection's own maps given back (init_noises) are its start too, and
+    # states are ranked by their distance, not by the noise regulariser (1e5 x autocorrelation)
+    maps = [torch.randn(1, 1, layer.resolution, layer.resolution, generator=torch.Generator().manual_seed(k)) for k, layer in enumerate(G.synthesis.noise_layers())]
+    own = G.synthesis(ws[:1], noises=maps)
+    options = ProjectionOptions(lr=0.3, lr_rampup_min_steps=0)
+    again = project(G, own, steps=6, init=ws[:1], init_noises=maps, loss="mse", options=options)
+    assert torch.equal(again.ws, ws[:1]) and all(torch.equal(a, b) for a, b in zip(again.noises, maps)) and float(again.final_loss[0]) < 1e-10
+    fresh = project(G, own, steps=6, init=ws[:1], loss="mse", options=options)  # random maps: the start is not the image
+    assert float(fresh.final_loss[0]) > 1e-4
+    with pytest.raises(InputError, match="with optimize_noise=False there is none"):
+        project(G, own, steps=1, init=ws[:1], init_noises=maps, optimize_noise=False)
+    with pytest.raises(InputError, match="noise map 0 must be a float tensor"):
+        project(G, own, steps=1, init=ws[:1], init_noises=[m[..., :2] for m in maps])
+
 
 def test_w_plus_projection_recovers_a_generated_image():
     G = tiny_generator()
@@ -451,6 +465,21 @@ def photo_dir(tmp_path):
 
 def run(*args):
     return CliRunner().invoke(app, ["project", *map(str, args)])
+
+
+def test_project_init_from_a_latent_file_starts_from_its_noise_maps_too(photo_dir):
+    """A few more steps from a finished projection: its w and its noise maps are the start (the maps
+    started random, so the start was another image, and a short refinement ended below the first run)."""
+    photo, net = photo_dir / "photos" / "p0.png", photo_dir / "net.pt"
+    common = ("--network", net, "--no-align", "--loss", "mse", "--no-video")
+    assert run(photo, *common, "--steps", "40", "--outdir", photo_dir / "a").exit_code == 0
+    first = json.loads((photo_dir / "a" / "p0_metrics.json").read_text())
+    r = run(photo, *common, "--steps", "2", "--init", photo_dir / "a" / "p0.npz", "--outdir", photo_dir / "b")
+    assert r.exit_code == 0, r.output
+    again = json.loads((photo_dir / "b" / "p0_metrics.json").read_text())
+    assert again["psnr"] >= first["psnr"] - 0.01, (first, again)  # at least where it started
+    start, result = load_latents(photo_dir / "a" / "p0.npz"), load_latents(photo_dir / "b" / "p0.npz")
+    assert sorted(result.noises) == sorted(start.noises) and len(start.noises) > 0
 
 
 def test_a_damaged_vgg16_file_is_found_before_any_work_or_costs_only_the_lpips_metric(photo_dir, monkeypatch):

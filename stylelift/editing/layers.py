@@ -44,7 +44,7 @@ def layer_spec_items(spec: str) -> list[Union[str, tuple[int, int]]]:
         if part in RANGES or part == "all":
             items.append(part)
             continue
-        m = re.fullmatch(r"([0-9]{1,9})(?:-([0-9]{1,9}))?", part)  # (no network has a billion ws; int() of 5,000 digits raised)
+        m = re.fullmatch(r"0*([0-9]{1,9})(?:-0*([0-9]{1,9}))?", part)  # 0003 is 3; no network has a billion ws (int() of 5,000 digits raised)
         if not m and re.fullmatch(r"[0-9]+(-[0-9]+)?", part):
             raise InputError(f"layer index {part[:20]}{'...' if len(part) > 20 else ''} is beyond the ws of any network (they have tens)")
         if not m:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..devices import device_named, same_device
 from ..errors import InputError
-from ..models.base import check_generator, check_seed, is_real, is_whole, synthesize_at
+from ..models.base import check_generator, check_noises, check_seed, is_real, is_whole, synthesize_at
 from ..models.sampling import w_statistics
 from ..models.stylegan2 import frozen_weights_kept
 from .losses import CombinedLoss, LossContext, parse_loss_spec
@@ -60,8 +60,9 @@ class ProjectionOptions:
     noise_ramp: float = 0.75
     noise_reg_weight: float = 1e5
     working_resolution: int = 256  # loss computed at this size (area-downsampled); 0 = full size
-    # Each target's result is the state with the lowest loss among those measured without noise on w:
-    # the start, every step, and the state after the last step (measured once more). The last step's
+    # Each target's result is the state with the lowest distance (the loss without the noise maps'
+    # regulariser) among those measured without noise on w: the start, every step, and the state
+    # after the last step (measured once more). The last step's
     # alone (False, NVIDIA's) can be worse than the start: 5 / 10 steps from a finished 150-step
     # projection of the astronaut, the learning rate ramping up again, ended at 18.2 / 23.8 dB from 27.2.
     keep_best: bool = True
@@ -182,6 +183,7 @@ def project(
     options: ProjectionOptions = ProjectionOptions(),
     perceptual_weights: Optional[Path] = None,
     callback: Optional[StepCallback] = None,
+    init_noises: Optional[Sequence[Tensor]] = None,
 ) -> ProjectionResult:
     """Optimise latents so that G's image matches `target` [N, C, H, W] in [-1, 1].
 
@@ -193,6 +195,10 @@ def project(
     targets gets its own latent, noise maps and random stream seeded with `seed`, so a batch gives
     what N separate calls would (to float rounding: batched convolutions sum in another order).
     It works inside `torch.no_grad()` / `torch.inference_mode()` too.
+
+    `init_noises` are the noise maps to start from (a latent file's, one per noise input
+    [1 or N, 1, r, r], as `generation.stored_noises` gives them), with `init` its ws: refining a
+    projection starts where it ended. Without them the maps start random, as NVIDIA's do.
     """
     check_generator(G, "project(G, target)")
     if space not in SPACES:
@@ -206,6 +212,8 @@ def project(
         raise InputError(f"options must be a ProjectionOptions, got {type(options).__name__}")
     if not isinstance(optimize_noise, (bool, np.bool_)):
         raise InputError(f"optimize_noise must be True or False, got {optimize_noise!r:.20}")
+    if init_noises is not None and not optimize_noise:
+        raise InputError("init_noises are the noise maps the optimisation starts from; with optimize_noise=False there is none")
     if callback is not None and not callable(callback):
         raise InputError(f"callback must be a function (step, image, record), got {type(callback).__name__}")
     device = G.w_avg.device if device is None else device_named(device)  # G is there already: the name only (None: wherever G is)
@@ -234,7 +242,7 @@ def project(
         # normal tensor, which autograd may keep for the backward pass
         with torch.inference_mode(False), torch.enable_grad(), frozen_weights_kept(G):
             target = target.clone()
-            ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback)
+            ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback, init_noises)
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)
@@ -244,7 +252,7 @@ def project(
     return ProjectionResult(ws=ws, noises=noises, image=image, history=history, final_loss=last)
 
 
-def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback):
+def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback, init_noises):
     w_avg, w_std = w_statistics(G)
     gens = [torch.Generator(device=device).manual_seed(seed) for _ in range(n)]
 
@@ -258,6 +266,12 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
     params = [w_opt]
     if optimize_noise and layers:
         noises = [per_sample_randn((1, layer.resolution, layer.resolution)).requires_grad_(True) for layer in layers]
+        if init_noises is not None:  # (the random maps are drawn all the same: the w noise that follows is the same)
+            check_noises(init_noises, [layer.resolution for layer in layers], n)
+            if not all(torch.isfinite(x).all() for x in init_noises if x is not None):
+                raise InputError("init_noises hold NaN or infinite values")
+            noises = [r if x is None else x.detach().to(device, torch.float32).reshape(-1, *r.shape[1:]).expand_as(r).clone().requires_grad_(True)
+                      for x, r in zip(init_noises, noises)]  # (a None: that map starts random)
         params += noises
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=options.lr)
 
@@ -278,7 +292,7 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
         reg = noise_regularization(noises) if noises else torch.zeros_like(d)
         total = d + options.noise_reg_weight * reg
         if scale == 0 and options.keep_best:  # (with noise on w, the loss is not that of w_opt)
-            best = _kept_best(best, total, d, w_opt, noises)  # before the update changes them in place
+            best = _kept_best(best, d, w_opt, noises)  # before the update changes them in place
         optimizer.zero_grad(set_to_none=True)
         total.sum().backward()
         optimizer.step()
@@ -301,24 +315,24 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
 
     with torch.no_grad():  # the state the last step left, measured: the result when nothing before it was better
         synth = _synthesise(G, w_opt.repeat(1, G.num_ws, 1) if space == "w" else w_opt, noises, working)
-        d = dist(synth)
-        total = d + options.noise_reg_weight * noise_regularization(noises) if noises else d
-        best = _kept_best(best, total, d, w_opt, noises)
-    _, last, ws, kept_noises = best
+        best = _kept_best(best, dist(synth), w_opt, noises)
+    last, ws, kept_noises = best
     if space == "w":
         ws = ws.repeat(1, G.num_ws, 1)
     return ws, kept_noises, history, last
 
 
-def _kept_best(best, total: Tensor, d: Tensor, w: Tensor, noises) -> tuple:
-    """(total [N], distance [N], w, noise maps) with each target's entries from the new state where its
-    total loss is lower than the kept one's (a NaN never is), copied: the optimiser changes w in place."""
-    new = (total.detach(), d.detach(), w.detach(), [x.detach() for x in noises] if noises else None)
+def _kept_best(best, d: Tensor, w: Tensor, noises) -> tuple:
+    """(distance [N], w, noise maps) with each target's entries from the new state where its distance
+    to the target is lower than the kept one's (a NaN never is), copied: the optimiser changes w in
+    place. The distance, not the total with the noise maps' regulariser, which at 1e5 times their
+    autocorrelation would rank states by how white their noise is."""
+    new = (d.detach(), w.detach(), [x.detach() for x in noises] if noises else None)
     if best is None:
-        return new[0].clone(), new[1].clone(), new[2].clone(), [x.clone() for x in new[3]] if new[3] else None
+        return new[0].clone(), new[1].clone(), [x.clone() for x in new[2]] if new[2] else None
     better = new[0] < best[0]  # [N]
 
     def pick(a: Tensor, b: Tensor) -> Tensor:
         return torch.where(better.view(-1, *[1] * (a.ndim - 1)), a, b)
 
-    return pick(new[0], best[0]), pick(new[1], best[1]), pick(new[2], best[2]), [pick(a, b) for a, b in zip(new[3], best[3])] if new[3] else None
+    return pick(new[0], best[0]), pick(new[1], best[1]), [pick(a, b) for a, b in zip(new[2], best[2])] if new[2] else None

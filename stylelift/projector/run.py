@@ -19,6 +19,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
 from ..fileio import check_writable, file_id, file_in_the_way, file_sha256, special_file
+from ..generation import stored_noises
 from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
 from ..progress import StepProgress
@@ -104,20 +105,22 @@ def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
 
 
 def _init_latents(job: ProjectJob, G):
-    """None (w_avg), a ws tensor [1, num_ws, w_dim] from a latent file, or an Encoder."""
+    """(None (w_avg), a ws tensor [1, num_ws, w_dim] from a latent file, or an Encoder; the latent
+    file's noise maps when it has them and noise is optimised, else None)."""
     if job.init == "avg":
-        return None
+        return None, None
     from ..models.encoder import SHIPPED, load_encoder, resolve_encoder_path
 
     path = resolve_encoder_path(job.init)
     if path.suffix.lower() == ".pt":
-        return load_encoder(path, G=G, device=job.device)[0]
+        return load_encoder(path, G=G, device=job.device)[0], None
     if path.suffix.lower() != ".npz":
         raise InputError(f"--init must be avg, {SHIPPED} (the shipped one), a latent .npz or an encoder .pt, got {job.init}")
 
     latents = load_latents(path)
     latents.check_made_for(G, name=path.name)
-    return torch.from_numpy(latents.w[:1])
+    maps = stored_noises(G, latents.noises, job.device, name=path.name) if latents.noises and job.optimize_noise else None
+    return torch.from_numpy(latents.w[:1]), maps or None  # a projection refined starts where it ended, noise maps too
 
 
 # what an earlier run's latent file records of its options, compared before it counts as done
@@ -202,7 +205,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
     if problem is not None and vgg16_weights_available(job.perceptual_weights):  # a weights file that cannot be used: say so
         report(f"no LPIPS in the metrics{'' if job.loss != 'auto' else ' or the loss'}: {problem}", note=True)
     G = load(job.network, job.device) if load is not None else load_generator(job.network, device=job.device)
-    init = _init_latents(job, G)
+    init, init_noises = _init_latents(job, G)
     report(f"network {getattr(G, 'source', job.network)} ({G.img_resolution}px, {G.num_ws} ws), space {job.space}, loss {loss}", note=True)
     meta_base = {
         "network": getattr(G, "source", job.network),
@@ -224,7 +227,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
             find_ffmpeg()
         except VideoError as e:
             raise InputError(f"{e}; pass --no-video, or install ffmpeg") from None
-    return failures + project_in_batches(G, todo, job, loss, init, meta_base, report, lpips_metric=lpips_metric)
+    return failures + project_in_batches(G, todo, job, loss, init, meta_base, report, lpips_metric=lpips_metric, init_noises=init_noises)
 
 
 def plan_photos(G, job: ProjectJob, paths: list[Path], meta_base: dict, report: Callable[..., None]) -> tuple[list[Prepared], int]:
@@ -282,7 +285,7 @@ def _done_earlier(G, job: ProjectJob, files: ProjectionFiles, path: Path, earlie
     return 0
 
 
-def project_in_batches(G, todo: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, report: Callable[..., None], *, lpips_metric: bool) -> int:
+def project_in_batches(G, todo: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, report: Callable[..., None], *, lpips_metric: bool, init_noises=None) -> int:
     """Project the prepared photos `job.batch_size` at a time and write their files; returns how
     many failed. A batch that fails is redone one photo at a time, so one photo's failure is its own."""
     failures = 0
@@ -290,7 +293,7 @@ def project_in_batches(G, todo: list[Prepared], job: ProjectJob, loss: str, init
     while batches:
         batch = batches.pop(0)
         try:
-            results = _project_batch(G, batch, job, loss, init, meta_base, lpips_metric=lpips_metric)
+            results = _project_batch(G, batch, job, loss, init, meta_base, lpips_metric=lpips_metric, init_noises=init_noises)
         except _OptimisationFailed as failed:  # nothing of the batch was written
             if len(batch) > 1:
                 report(f"a batch of {len(batch)} photos failed ({_why(failed.error, alone=False)}); projecting them one at a time", note=True)
@@ -333,7 +336,7 @@ def _expected(e: BaseException) -> bool:
     return isinstance(e, (StyleliftError, OSError, MemoryError)) or is_out_of_memory(e)
 
 
-def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, *, lpips_metric: bool) -> list[dict]:
+def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, meta_base: dict, *, lpips_metric: bool, init_noises=None) -> list[dict]:
     """Project one batch and write its files; returns each photo's metrics."""
     device = job.device
     target = to_tensor(np.stack([p.target for p in batch])).to(device)
@@ -360,7 +363,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
                     init = init(target)
             result = project(
                 G, target, space=job.space, steps=job.steps, init=init, optimize_noise=job.optimize_noise, loss=loss,
-                device=device, seed=job.seed, options=options, perceptual_weights=job.perceptual_weights, callback=callback,
+                device=device, seed=job.seed, options=options, perceptual_weights=job.perceptual_weights, callback=callback, init_noises=init_noises,
             )
         except Exception as e:
             if not _expected(e):
