@@ -259,8 +259,10 @@ def test_a_short_run_from_a_good_start_never_ends_worse_than_it_started():
     assert float(fresh.final_loss[0]) > 1e-4
     with pytest.raises(InputError, match="with optimize_noise=False there is none"):
         project(G, own, steps=1, init=ws[:1], init_noises=maps, optimize_noise=False)
-    with pytest.raises(InputError, match="noise map 0 must be a float tensor"):
+    with pytest.raises(InputError, match="^init_noises: noise map 0 must be a float tensor"):
         project(G, own, steps=1, init=ws[:1], init_noises=[m[..., :2] for m in maps])
+    with pytest.raises(InputError, match="^init_noises: noises must be a list of 0 maps"):  # was taken silently
+        project(tiny_generator(img_resolution=32, use_noise=False), own, steps=1, init=ws[:1], init_noises="garbage")
 
 
 def test_w_plus_projection_recovers_a_generated_image():
@@ -467,7 +469,7 @@ def run(*args):
     return CliRunner().invoke(app, ["project", *map(str, args)])
 
 
-def test_project_init_from_a_latent_file_starts_from_its_noise_maps_too(photo_dir):
+def test_project_init_from_a_latent_file_starts_from_its_noise_maps_too(photo_dir, caplog):
     """A few more steps from a finished projection: its w and its noise maps are the start (the maps
     started random, so the start was another image, and a short refinement ended below the first run)."""
     photo, net = photo_dir / "photos" / "p0.png", photo_dir / "net.pt"
@@ -480,6 +482,13 @@ def test_project_init_from_a_latent_file_starts_from_its_noise_maps_too(photo_di
     assert again["psnr"] >= first["psnr"] - 0.01, (first, again)  # at least where it started
     start, result = load_latents(photo_dir / "a" / "p0.npz"), load_latents(photo_dir / "b" / "p0.npz")
     assert sorted(result.noises) == sorted(start.noises) and len(start.noises) > 0
+    G = tiny_generator()
+    foreign = {k: np.zeros([1, r, r], np.float32) for k, r in enumerate((4, 4, 8, 8, 16, 16))}  # a StyleGAN's six maps; this network has five
+    save_latents(photo_dir / "foreign.npz", LatentFile(w=start.w, noises=foreign, meta={}))
+    assert len(G.synthesis.noise_layers()) == 5
+    r = run(photo, *common, "--steps", "2", "--init", photo_dir / "foreign.npz", "--outdir", photo_dir / "c")
+    said = "foreign.npz: its noise maps do not fit this network's noise inputs; the projection starts from random ones"
+    assert r.exit_code == 0 and said in caplog.text, r.output  # its w is a start all the same (it was refused, with advice for generate)
 
 
 def test_a_damaged_vgg16_file_is_found_before_any_work_or_costs_only_the_lpips_metric(photo_dir, monkeypatch):
