@@ -123,7 +123,7 @@ def _init_latents(job: ProjectJob, G):
     if latents.noises and job.optimize_noise:  # a projection refined starts where it ended, noise maps too
         try:
             maps = stored_noises(G, latents.noises, job.device, name=path.name) or None
-        except InputError as e:  # maps laid out for another network (a file without meta): its w is still a start
+        except InputError:  # maps laid out for another network (a file without meta): its w is still a start
             log.warning("%s: its noise maps do not fit this network's noise inputs; the projection starts from random ones", path.name)
     return torch.from_numpy(latents.w[:1]), maps
 
