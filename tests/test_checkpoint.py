@@ -178,7 +178,9 @@ def _stylelift_file_with(tmp_path, **changes):
         ({"meta": 7}, "meta is an int"),
         ({"resample_filter": ["a"]}, "resample_filter must list"),
         ({"resample_filter": []}, "resample_filter must list"),
-        ({"resample_filter": [1, 1e30, 1]}, "resample_filter must list 1 to 16 numbers within"),
+        ({"resample_filter": [1, 1e30, 1]}, "resample_filter must list 1 to 16 numbers, each 0 or within"),
+        ({"resample_filter": [1e-300, 0, 0, 0]}, "resample_filter must list 1 to 16 numbers, each 0 or within"),  # rendered NaN, blamed on the latents
+        ({"resample_filter": [1, -1 + 1e-9]}, "with a sum as large"),
         ({"mapping_lr_multiplier": 1e300}, "mapping_lr_multiplier must be a number above 0 and at most 100"),
         ({"mapping_lr_multiplier": "abc"}, "mapping_lr_multiplier must be a number above 0"),
         ({"mapping_lr_multiplier": float("nan")}, "mapping_lr_multiplier must be a number above 0"),

@@ -82,8 +82,11 @@ class StyleGAN2Config:
                 )
         check_feature_maps(self.block_channels)
         f = self.resample_filter
-        if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(is_real(v) and abs(v) <= MAX_TAP for v in f) or sum(f) == 0:
-            raise ValueError(f"resample_filter must list 1 to 16 numbers within +-{MAX_TAP} with a non-zero sum, got {f!r:.40}")
+        # taps, and their sum, of at least 1/MAX_TAP in size (but 0): the 2-D filter is the taps'
+        # outer product over its sum squared, and tinier ones underflow float32 into 0/0
+        if (not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16 or not all(is_real(v) and (v == 0 or 1 / MAX_TAP <= abs(v) <= MAX_TAP) for v in f)
+                or abs(sum(f)) < 1 / MAX_TAP):
+            raise ValueError(f"resample_filter must list 1 to 16 numbers, each 0 or within 1/{MAX_TAP} and {MAX_TAP} in size, with a sum as large, got {f!r:.40}")
         object.__setattr__(self, "resample_filter", tuple(f))
         if not is_real(self.mapping_lr_multiplier) or not 0 < self.mapping_lr_multiplier <= MAX_LR_MULTIPLIER:
             raise ValueError(f"mapping_lr_multiplier must be a number above 0 and at most {MAX_LR_MULTIPLIER:g}, got {self.mapping_lr_multiplier!r:.40}")
