@@ -83,9 +83,9 @@ def encoder_train(
         render_resolution=encoder.config.input_resolution,
     )
     saved = (state or {}).get("options")
-    if isinstance(saved, dict) and not all(isinstance(k, str) for k in saved):
-        fail(f"{out}: its training options are damaged (a key that is not an option's name); start a new run with another --out")
     if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
+        if not all(isinstance(k, str) for k in saved):
+            fail(f"{out}: its training options are damaged (a key that is not an option's name); start a new run with another --out")
         same = {"image_loss": same_loss}  # (the others are equal values)
         changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and not same.get(k, operator.eq)(v, getattr(opts, k, v))]
         if changed:

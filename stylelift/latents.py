@@ -110,7 +110,7 @@ def _check_claimed_size(data, key: str, name: str, inflating: list[int]) -> tupl
     """Refuse an array whose header claims more bytes than its archive entry holds or could
     inflate to (a damaged or hostile file), before numpy allocates what the header asks for."""
     names = data.zip.namelist()
-    if key in names and f"{key}.npy" in names:  # np.load lists both as `key`, and reads the first: one checked, the other read
+    if key in names and f"{key}.npy" in names:  # np.load lists both as `key` and reads the entry named exactly `key`: one would be checked, the other read
         raise InputError(f"{name}: two arrays are named '{key}' ('{key}' and '{key}.npy'); keep one")
     info = data.zip.getinfo(key if key in names else f"{key}.npy")  # as np.load picks it
     with data.zip.open(info) as f:
@@ -151,8 +151,8 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                 torch_file = any(k == "data.pkl" or k.endswith("/data.pkl") for k in data.files)  # a .pt is a zip too
                 keys = ", ".join(data.files[:5]) + (f", ... ({len(data.files)} in all)" if len(data.files) > 5 else "")
                 raise InputError(f"{path.name} is a torch file, not a latent .npz" if torch_file else f"{path.name} has no 'w' array (keys: {keys or 'none'})")
-            if far := next((key for key in data.files if re.fullmatch(r"noise_[0-9]{7,}", key)), None):  # (int() of 4,300 digits raises)
-                raise InputError(f"{path.name}: '{far[:20]}...' numbers a noise map beyond any network's (they have tens)")
+            if far := next((key for key in data.files if re.fullmatch(r"noise_(0*[1-9][0-9]{6,}|[0-9]{20,})", key)), None):  # a million or more, or 20 digits (int() of 4,300 raises)
+                raise InputError(f"{path.name}: '{far[:20]}{'...' if len(far) > 20 else ''}' numbers a noise map beyond any network's (they have tens)")
             read = [key for key in data.files if key in ("w", "meta") or re.fullmatch(r"noise_[0-9]+", key)]
             shapes = {key: _check_claimed_size(data, key, path.name, inflating) for key in read}  # all, before any is read
             raw = data["w"]

@@ -207,6 +207,8 @@ def test_real_networks_feature_maps_pass_and_absurd_widths_are_refused_in_both_g
     for make in (lambda: StyleGAN2Config(img_resolution=1024, channels=wide), lambda: StyleGANConfig(channels=wide)):
         with pytest.raises(ValueError, match="2048 channels at 1024x1024 px make one image's feature map 8,192 MiB"):
             make()
+    with pytest.raises(ValueError, match="1024 channels at 1024x1024 px make one image's feature map 4,096 MiB"):  # the 512-px block's, up-sampled unfused
+        StyleGANConfig(channels=(1,) * 7 + (1024, 1), fused_min_resolution=2048)
 
 
 def test_a_stylelift_file_of_integer_weights_is_refused(tmp_path):

@@ -1319,8 +1319,9 @@ def test_edits_pass_gradients_to_strength_and_direction_and_take_per_layer_avera
     assert torch.equal(truncate(ws, per_layer, 0.5, 3), truncate(ws, G.w_avg, 0.5, 3))
 
 
-def test_a_labels_csv_is_capped_as_samples_is(tmp_path, monkeypatch):
-    """A 121 MB CSV of 12 million seeds ran past 4.9 GB (a w kept per row) with no limit; --samples has one."""
+def test_a_labels_csv_is_capped_as_samples_is_and_read_as_it_comes(tmp_path, monkeypatch):
+    """A 121 MB CSV of 12 million seeds ran past 4.9 GB (a w kept per row) with no limit; --samples
+    has one. The rows are read as they come, so the cap also bounds what reading them takes."""
     from stylelift.editing import learn
 
     (tmp_path / "l.csv").write_text("".join(f"{i},{i % 2}\n" for i in range(6)))
@@ -1328,9 +1329,17 @@ def test_a_labels_csv_is_capped_as_samples_is(tmp_path, monkeypatch):
     monkeypatch.setattr(learn, "MAX_LABELLED", 5)  # (a million in use)
     with pytest.raises(InputError, match="l.csv labels more than 5 items, the most one fit takes"):
         learn.read_labels_csv(tmp_path / "l.csv")
-    monkeypatch.setattr(learn, "MAX_LABELS_FILE", 20)  # (1 GiB in use): refused before it is read
-    with pytest.raises(InputError, match=r"l.csv is 0.0 GiB; a labels CSV holds at most 5 rows"):
-        learn.read_labels_csv(tmp_path / "l.csv")
+    read = []
+    monkeypatch.setattr(learn.csv, "reader", lambda lines: (read.append(1) or row for row in (line.split(",") for line in lines)))
+    (tmp_path / "long.csv").write_text("".join(f"{i},{i % 2}\n" for i in range(1000)))
+    with pytest.raises(InputError, match="labels more than 5 items"):
+        learn.read_labels_csv(tmp_path / "long.csv")
+    assert len(read) == 6  # stopped at the cap, not after reading all 1,000 rows (they were read into a list first)
+    monkeypatch.undo()
+    monkeypatch.setattr(learn, "MAX_LABELS_LINE", 100)  # (a million characters in use)
+    (tmp_path / "oneline.csv").write_text("1,0\n" + "9" * 500)
+    with pytest.raises(InputError, match="oneline.csv has a line of more than 100 characters"):  # not read whole
+        learn.read_labels_csv(tmp_path / "oneline.csv")
 
 
 def test_a_labels_csv_has_two_columns_and_spreadsheet_trailing_cells_are_fine(tmp_path):

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 
 EXTREME_FRACTION = 0.3  # age: the youngest and oldest 30% become the two classes (InterFaceGAN uses extremes)
 GENDER_CONFIDENCE = 0.8  # gender: keep faces the classifier is this sure about
-MAX_LABELLED = 1_000_000  # rows of a labels CSV, as --samples allows: each labelled w is kept (4 KB each, float64)
-MAX_LABELS_FILE = 1 << 30  # bytes: a million rows of seeds or latent file names take well under 200 MB
+MAX_LABELLED = 1_000_000  # rows of a labels CSV, as --samples allows: a w is kept for each labelled item
+MAX_LABELS_LINE = 1 << 20  # characters in one line of a labels CSV (a file name is at most 4,096 bytes; the sampling line is short)
 MIN_FIT = 10  # labelled latents a boundary is fitted on, at least (a fifth of them held out)
 
 
@@ -44,16 +44,27 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
         raise FileNotFoundError(f"no labels file {path}")
     if special_file(path):  # a named pipe would be waited on forever
         raise InputError(f"{path.name} is not a regular file, not a labels CSV")
-    if path.stat().st_size > MAX_LABELS_FILE:
-        raise InputError(f"{path.name} is {path.stat().st_size / 2**30:.1f} GiB; a labels CSV holds at most {MAX_LABELLED:,} rows, well under 1 GiB")
     items, labels = [], []
     seen: dict[str, float] = {}
+    sampling_lines: list[str] = []
+
+    def data_lines(f) -> Iterator[str]:  # comment lines left out (the sampling line kept aside); read as they come
+        while line := f.readline(MAX_LABELS_LINE + 1):  # (a file without line breaks is not read whole)
+            if len(line) > MAX_LABELS_LINE:
+                raise InputError(f"{path.name} has a line of more than {MAX_LABELS_LINE:,} characters; a labels CSV has rows of item,label")
+            if line.strip().startswith("#"):
+                if line.startswith(SAMPLING_TAG) and not sampling_lines:
+                    sampling_lines.append(line.rstrip("\r\n"))
+                continue
+            yield line
+
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: also with a byte-order mark (Excel writes one)
-        rows = list(csv.reader(io.StringIO("\n".join(line for line in lines if not line.strip().startswith("#")))))  # a quoted name may hold a line break
+        with open(path, encoding="utf-8-sig", newline="") as f:  # -sig: also with a byte-order mark (Excel writes one)
+            rows = csv.reader(data_lines(f))  # a quoted name may hold a line break
+            _read_label_rows(path, rows, items, labels, seen)  # streamed: a huge file stops at MAX_LABELLED rows
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"{path.name} is not a CSV text file ({first_line(e)})") from None
-    sampling = next((line[len(SAMPLING_TAG) :] for line in lines if line.startswith(SAMPLING_TAG)), None)
+    sampling = sampling_lines[0][len(SAMPLING_TAG) :] if sampling_lines else None
     if sampling is not None:
         try:
             sampling = parse_json(sampling)
@@ -61,6 +72,13 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
             sampling = None
         if not isinstance(sampling, dict):
             raise InputError(f"{path.name}: its '{SAMPLING_TAG.strip()}' line is not a JSON object; remove the line to use the labels anyway")
+    if len(items) < 4:
+        raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
+    return items, np.array(labels), sampling
+
+
+def _read_label_rows(path: Path, rows: Iterable[list[str]], items: list[str], labels: list[float], seen: dict[str, float]) -> None:
+    """The rows of a labels CSV into `items` and `labels` (each item once; `seen`: its label by key)."""
     first = True
     for row in rows:
         if not row:
@@ -96,11 +114,8 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
         seen[key] = label
         labels.append(label)
         items.append(item)
-        if len(items) > MAX_LABELLED:  # before a w is mapped or read for each (4 KB each)
+        if len(items) > MAX_LABELLED:  # as the rows are read, before a w is mapped or read for each
             raise InputError(f"{path.name} labels more than {MAX_LABELLED:,} items, the most one fit takes (as --samples); split it or keep a sample")
-    if len(items) < 4:
-        raise InputError(f"{path.name} has {len(items)} labelled items; a boundary needs more")
-    return items, np.array(labels), sampling
 
 
 def write_labels_csv(path: Path, items: list[str], scores: np.ndarray, sampling: dict) -> None:

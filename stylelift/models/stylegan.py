@@ -80,7 +80,7 @@ class StyleGANConfig:
         if len(channels) != len(self.block_resolutions) or not all(type(c) is int and 1 <= c <= 1 << 14 for c in channels):
             raise ValueError(f"channels must list {len(self.block_resolutions)} positive widths (one per block resolution), got {self.channels!r:.60}")
         object.__setattr__(self, "channels", channels)
-        check_feature_maps(dict(zip(self.block_resolutions, channels)))
+        check_feature_maps({r: max(c, channels[i - 1] if i else c) for i, (r, c) in enumerate(zip(self.block_resolutions, channels))})  # (below fused_min_resolution the previous block's maps are up-sampled to r before the conv)
         f = tuple(self.blur_filter) if isinstance(self.blur_filter, (tuple, list)) else None
         if f is None or len(f) > 16 or not all(type(t) is int and 0 <= t <= MAX_TAP for t in f) or (f and sum(f) == 0):
             raise ValueError(f"blur_filter must list up to 16 integer taps from 0 to {MAX_TAP} with a positive sum, got {self.blur_filter!r:.40}")

@@ -62,9 +62,9 @@ class ProjectionOptions:
     working_resolution: int = 256  # loss computed at this size (area-downsampled); 0 = full size
     # Each target's result is the state with the lowest distance (the loss without the noise maps'
     # regulariser) among those measured without noise on w: the start, every step, and the state
-    # after the last step (measured once more). The last step's
-    # alone (False, NVIDIA's) can be worse than the start: 5 / 10 steps from a finished 150-step
-    # projection of the astronaut, the learning rate ramping up again, ended at 18.2 / 23.8 dB from 27.2.
+    # after the last step (measured once more). The last step's state alone (False: NVIDIA's result)
+    # can be worse than the start: 5 / 10 steps from a finished 150-step projection of the astronaut,
+    # the learning rate ramping up again, ended at 18.2 / 23.8 dB from 27.2.
     keep_best: bool = True
 
     def __post_init__(self):
@@ -284,7 +284,7 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
     target_small = _resize(target, working)
     dist = CombinedLoss(weights, target_small, LossContext(device, perceptual_weights))
     history = []
-    best = None  # per target: (total loss, distance, w, noise maps) of the best state measured as it is
+    best = None  # per target: (distance, w, noise maps) of the nearest state measured as it is
     for step in range(steps):
         lr = lr_at(step, steps, lr=options.lr, rampup=options.lr_rampup, rampdown=options.lr_rampdown, rampup_min_steps=options.lr_rampup_min_steps)
         for group in optimizer.param_groups:
