@@ -437,7 +437,7 @@ def edit(
     from .editing import apply_direction, parse_layers, w_std_along
     from .editing.shipped import resolve_direction
     from .generation import is_seed, item_name, item_noises, iter_render_ws, latents_for_items, noises_by_item
-    from .images import make_grid, photo_profile
+    from .images import check_photo_path, make_grid, photo_profile
     from .latents import load_latents
 
     if unit not in ("w", "sigma"):
@@ -456,8 +456,8 @@ def edit(
     check_out_name(out, video=True)  # the last usage checks: a folder of that name is said as one
     fps = video_fps(fps, out, 10)
     check_out_place(out)
-    if photo is not None and not photo.is_file():
-        fail(f"{photo} is a folder, not a photo" if photo.is_dir() else f"{photo.name} is not a regular file, not a photo" if photo.exists() else f"no such photo: {photo}")  # as project says
+    if photo is not None:
+        check_photo_path(photo)  # before the network loads (its errors are one line, as project's)
     video = out.suffix.lower() in VIDEO_SUFFIXES
     G, dev = load(network, device)
     res, k, n = G.img_resolution, len(items), len(strengths)

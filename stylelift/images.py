@@ -113,11 +113,9 @@ def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 
     return grid
 
 
-def load_photo(path: str | os.PathLike) -> Image.Image:
-    """Read a photo as 8-bit RGB: EXIF rotation applied, alpha composited on white, grayscale and
-    16-bit images converted. Anything that is not a readable image raises InputError."""
-    from PIL import ImageOps
-
+def check_photo_path(path: str | os.PathLike) -> Path:
+    """A photo's path, refused before anything is read when it names nothing, a folder or a
+    special file (a named pipe would be waited on forever)."""
     from .errors import InputError
 
     path = Path(path)
@@ -125,8 +123,19 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
         raise FileNotFoundError(f"no such photo: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a photo")
-    if special_file(path):  # a named pipe would be waited on forever
+    if special_file(path):
         raise InputError(f"{path.name} is not a regular file, not a photo")
+    return path
+
+
+def load_photo(path: str | os.PathLike) -> Image.Image:
+    """Read a photo as 8-bit RGB: EXIF rotation applied, alpha composited on white, grayscale and
+    16-bit images converted. Anything that is not a readable image raises InputError."""
+    from PIL import ImageOps
+
+    from .errors import InputError
+
+    path = check_photo_path(path)
     if _file_kind(path) == "heif":  # iPhone photos, under any name: Pillow reads them through a plugin
         try:
             from pillow_heif import register_heif_opener
