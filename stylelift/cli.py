@@ -18,7 +18,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
-from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error
+from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error, shortened
 from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
 from .seeds import MAX_SEED, seed_digits
@@ -288,11 +288,6 @@ def finite(value: Optional[float]) -> Optional[float]:
     if value is not None and not np.isfinite(value):
         raise typer.BadParameter(f"{value} is not a finite number")
     return value
-
-
-def shortened(text: str, most: int = 24) -> str:
-    """`text` for a message, cut to `most` characters with '...' where it was longer."""
-    return text if len(text) <= most else text[:most] + "..."
 
 
 def parse_int_list(text: str, *, what: str = "seeds") -> list[int]:

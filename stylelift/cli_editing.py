@@ -16,7 +16,7 @@ import typer
 from . import cli
 from .errors import InputError
 from .fileio import check_writable, file_in_the_way, parse_json
-from .seeds import seed_digits
+from .seeds import seed_digits, seed_too_big
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
@@ -180,7 +180,7 @@ def expand_seed_lists(items: list[str]) -> list[str]:
             raise typer.BadParameter("an empty item: give seeds (e.g. 42) and latent files (.npz)")
         if re.fullmatch(r"[0-9]+", item):  # one seed ('007' is seed 7)
             if (digits := seed_digits(item)) is None:
-                raise typer.BadParameter(f"seed {cli.shortened(item.lstrip('0'))} is above {MAX_SEED} (seeds are 32-bit)")
+                raise typer.BadParameter(seed_too_big(item))
             out.append(digits)
             continue
         if re.fullmatch(r"[0-9,\s-]*[0-9][0-9,\s-]*", item) and not os.path.isfile(item):

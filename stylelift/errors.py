@@ -30,6 +30,11 @@ class VideoError(StyleliftError, RuntimeError):
     """ffmpeg failed to write a video (a full disk, an ffmpeg that cannot run or lacks H.264)."""
 
 
+def shortened(text: str, most: int = 24) -> str:
+    """`text` for a message, cut to `most` characters with '...' where it was longer."""
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def first_line(e: BaseException) -> str:
     """An exception's message as one short line (its type's name when it has none), for messages
     that wrap errors raised by torch, zipfile, numpy, ..."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, first_line
+from .errors import InputError, first_line, shortened
 from .fileio import atomic_path, looks_like_zip, parse_json, to_json
 
 
@@ -152,7 +152,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                 keys = ", ".join(data.files[:5]) + (f", ... ({len(data.files)} in all)" if len(data.files) > 5 else "")
                 raise InputError(f"{path.name} is a torch file, not a latent .npz" if torch_file else f"{path.name} has no 'w' array (keys: {keys or 'none'})")
             if far := next((key for key in data.files if re.fullmatch(r"noise_(0*[1-9][0-9]{6,}|[0-9]{20,})", key)), None):  # a million or more, or 20 digits (int() of 4,300 raises)
-                raise InputError(f"{path.name}: '{far[:20]}{'...' if len(far) > 20 else ''}' numbers a noise map beyond any network's (they have tens)")
+                raise InputError(f"{path.name}: '{shortened(far, 20)}' numbers a noise map beyond any network's (they have tens)")
             read = [key for key in data.files if key in ("w", "meta") or re.fullmatch(r"noise_[0-9]+", key)]
             shapes = {key: _check_claimed_size(data, key, path.name, inflating) for key in read}  # all, before any is read
             raw = data["w"]

@@ -10,7 +10,7 @@ import numbers
 import re
 from typing import Optional, Union
 
-from ..errors import InputError
+from ..errors import InputError, shortened
 
 RANGES = {"coarse": (0, 8), "middle": (16, 32), "fine": (64, 1 << 30)}
 
@@ -46,7 +46,7 @@ def layer_spec_items(spec: str) -> list[Union[str, tuple[int, int]]]:
             continue
         m = re.fullmatch(r"0*([0-9]{1,9})(?:-0*([0-9]{1,9}))?", part)  # 0003 is 3; no network has a billion ws (int() of 5,000 digits raised)
         if not m and re.fullmatch(r"[0-9]+(-[0-9]+)?", part):
-            raise InputError(f"layer index {part[:20]}{'...' if len(part) > 20 else ''} is beyond the ws of any network (they have tens)")
+            raise InputError(f"layer index {shortened(part, 20)} is beyond the ws of any network (they have tens)")
         if not m:
             raise InputError(f"unknown layer name {part[:40]!r}; use coarse, middle, fine, all or indices such as 0-3,8")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))

@@ -16,7 +16,7 @@ from ..errors import InputError, first_line
 from ..fileio import parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
-from ..seeds import MAX_SEED, seed_digits
+from ..seeds import seed_digits, seed_too_big
 from .boundary import HOLDOUT, fit_boundary, held_out_accuracy, held_out_count
 from .directions import Direction, condition
 from .shipped import resolve_direction
@@ -98,8 +98,7 @@ def _read_label_rows(path: Path, rows: Iterable[list[str]], items: list[str], la
         item = row[0].strip()
         if is_seed(item):
             if (digits := seed_digits(item)) is None:  # seed 01 is seed 1
-                shown = item.lstrip("0")
-                raise InputError(f"{path.name}: seed {shown[:20]}{'...' if len(shown) > 20 else ''} is above {MAX_SEED} (seeds are 32-bit)")
+                raise InputError(f"{path.name}: {seed_too_big(item, 20)}")
             item = key = digits
         else:
             beside = path.parent / item

@@ -231,6 +231,8 @@ def project(
             check_noises(init_noises, [layer.resolution for layer in G.synthesis.noise_layers()], n)
         except InputError as e:
             raise InputError(f"init_noises: {e}") from None
+        if not all(torch.isfinite(x).all() for x in init_noises if x is not None):
+            raise InputError("init_noises hold NaN or infinite values")
     working = options.working_resolution or G.img_resolution
     working = min(working, G.img_resolution)
     weights = parse_loss_spec(loss)
@@ -274,8 +276,6 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
     if optimize_noise and layers:
         noises = [per_sample_randn((1, layer.resolution, layer.resolution)).requires_grad_(True) for layer in layers]
         if init_noises is not None:  # (the random maps are drawn all the same: the w noise that follows is the same)
-            if not all(torch.isfinite(x).all() for x in init_noises if x is not None):
-                raise InputError("init_noises hold NaN or infinite values")
             noises = [r if x is None else x.detach().to(device, torch.float32).reshape(-1, *r.shape[1:]).expand_as(r).clone().requires_grad_(True)
                       for x, r in zip(init_noises, noises)]  # (a None: that map starts random)
         params += noises
