@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 from .align import AlignedFace, NoFaceError, align_face
 from .editing import apply_direction, load_direction
-from .errors import CheckpointError, InputError, StyleliftError, UnsafeCheckpointError
+from .errors import CheckpointError, InputError, MissingFileError, StyleliftError, UnsafeCheckpointError
 from .latents import LatentFile, load_latents, save_latents
 from .models import Generator, StyleGAN, StyleGAN2Config, StyleGANConfig, load_generator, network_id, save_generator
 from .models.checkpoint import NetworkNotFoundError
@@ -26,6 +26,7 @@ __all__ = [
     "Generator",
     "InputError",
     "LatentFile",
+    "MissingFileError",
     "MissingWeightsError",
     "NetworkNotFoundError",
     "NoFaceError",

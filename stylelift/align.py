@@ -37,7 +37,7 @@ CANONICAL_EYE_RIGHT = (0.625, 0.475)
 
 
 class NoFaceError(InputError):
-    pass
+    """No face in the photo that the landmark model could align (or none large enough)."""
 
 
 @dataclass

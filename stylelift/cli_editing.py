@@ -14,7 +14,7 @@ import numpy as np
 import typer
 
 from . import cli
-from .errors import InputError
+from .errors import InputError, MissingFileError
 from .fileio import check_writable, file_in_the_way, parse_json
 from .seeds import seed_digits, seed_too_big
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
@@ -263,7 +263,7 @@ def truncation_sweep(
     check_seed_options(items, class_idx=class_idx)
     check_out_name(out, video=False)  # the last usage check: a folder of that name is said as one
     if missing := next((p for p in latents or [] if not p.exists()), None):  # an option of files: not "neither a seed nor a latent file"
-        raise FileNotFoundError(f"no latent file {missing}")
+        raise MissingFileError(f"no latent file {missing}")
     check_out_place(out)
     G, dev = load(network, device)
     check_output_size(len(items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))

@@ -26,6 +26,10 @@ class InputError(StyleliftError, ValueError):
     """A bad argument or input file (wrong latent shape, unreadable image, ...)."""
 
 
+class MissingFileError(StyleliftError, FileNotFoundError):
+    """A file the call names does not exist (a photo, a latent file, a direction, a model file)."""
+
+
 class VideoError(StyleliftError, RuntimeError):
     """ffmpeg failed to write a video (a full disk, an ffmpeg that cannot run or lacks H.264)."""
 
@@ -64,7 +68,7 @@ def error_message(e: BaseException) -> str:
     without one of ours the file it is about and what went wrong in words (no "[Errno 17]")."""
     if not isinstance(e, OSError) or isinstance(e, StyleliftError):
         return str(e)
-    if e.filename is None:  # stylelift's own message (FileNotFoundError("no such photo ...")), or a bare "No space left on device"
+    if e.filename is None:  # stylelift's own message (an OSError made with a message alone), or a bare "No space left on device"
         return e.strerror if e.errno is not None and e.strerror else str(e)
     name = str(e.filename)  # atomic_path names the file asked for, not its temporary one
     if e.errno == errno.EEXIST:

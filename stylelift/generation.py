@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import InputError, describe
+from .errors import InputError, MissingFileError, describe
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
 from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole, native_output
@@ -298,7 +298,7 @@ def latents_for_items(
         path = Path(item)
         if not path.exists():
             named_file = isinstance(item, os.PathLike) or path.suffix.lower() == ".npz" or os.sep in item  # cannot have meant a seed
-            raise FileNotFoundError(f"no latent file {item}" if named_file else f"{item} is neither a seed nor an existing latent file")
+            raise MissingFileError(f"no latent file {item}" if named_file else f"{item} is neither a seed nor an existing latent file")
         latents = load_latents(path)
         latents.check_made_for(G, name=path.name)
         if len(latents.w) > 1 and one_each:

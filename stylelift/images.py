@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import InputError, VideoError, describe, first_line
-from .fileio import atomic_path, special_file
+from .errors import InputError, MissingFileError, VideoError, describe, first_line
+from .fileio import as_path, atomic_path, special_file
 from .models.base import is_whole
 
 
@@ -116,11 +116,9 @@ def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 
 def check_photo_path(path: str | os.PathLike) -> Path:
     """A photo's path, refused before anything is read when it names nothing, a folder or a
     special file (a named pipe would be waited on forever)."""
-    from .errors import InputError
-
-    path = Path(path)
+    path = as_path(path, "the photo")
     if not path.exists():
-        raise FileNotFoundError(f"no such photo: {path}")
+        raise MissingFileError(f"no such photo: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a photo")
     if special_file(path):
@@ -132,8 +130,6 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     """Read a photo as 8-bit RGB: EXIF rotation applied, alpha composited on white, grayscale and
     16-bit images converted. Anything that is not a readable image raises InputError."""
     from PIL import ImageOps
-
-    from .errors import InputError
 
     path = check_photo_path(path)
     if _file_kind(path) == "heif":  # iPhone photos, under any name: Pillow reads them through a plugin

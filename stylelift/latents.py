@@ -13,12 +13,11 @@ import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, first_line, shortened
-from .fileio import atomic_path, looks_like_zip, parse_json, to_json
+from .errors import InputError, MissingFileError, first_line, shortened
+from .fileio import as_path, atomic_path, looks_like_zip, parse_json, to_json
 
 
 @dataclass
@@ -70,7 +69,7 @@ def _check_noise_shape(shape: tuple, key: str, name: str) -> None:
 
 def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     """Write atomically: the file appears complete or not at all."""
-    path = Path(path)
+    path = as_path(path, "the latent file")
     if not isinstance(latents, LatentFile):
         raise InputError(f"save_latents takes a LatentFile(w=..., noises=..., meta=...), got {type(latents).__name__}")
     arrays = {"w": _host_array(latents.w, "w")}
@@ -133,9 +132,9 @@ def _check_claimed_size(data, key: str, name: str, inflating: list[int]) -> tupl
 
 def load_latents(path: str | os.PathLike) -> LatentFile:
     """Read a latent file; never unpickles (allow_pickle=False). Bad files raise InputError."""
-    path = Path(path)
+    path = as_path(path, "the latent file")
     if not path.exists():
-        raise FileNotFoundError(f"no latent file {path}")
+        raise MissingFileError(f"no latent file {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a latent file (.npz)")
     if not path.is_file():  # a FIFO or a device would be read forever

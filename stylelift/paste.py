@@ -24,7 +24,7 @@ def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *,
     under the face's square too) the face goes in grey too.
     """
     if not isinstance(edited, Image.Image) or not isinstance(original, Image.Image) or not isinstance(face, AlignedFace):
-        raise InputError(f"paste_back takes the edited face and the original photo as PIL images and the AlignedFace, got {type(edited).__name__}, {type(face).__name__}, {type(original).__name__}")
+        raise InputError(f"paste_back(edited, face, original) takes the edited face (a PIL image), the AlignedFace and the original photo (a PIL image), got {type(edited).__name__}, {type(face).__name__}, {type(original).__name__}")
     if not is_real(feather):
         raise InputError(f"feather is a fraction of the square's side, 0 to 0.5, got {feather!r:.20}")
     if original.size != face.source_size:

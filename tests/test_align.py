@@ -523,7 +523,7 @@ def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):
         with pytest.raises(InputError, match=why):
             align_face(image, size=64, **kwargs)
     face = align_face(photo, size=64)
-    for args, kwargs, why in (((face.image, face, np.asarray(photo)), {}, "PIL images"), ((face.image, face, photo), {"feather": "0.1"}, "feather")):
+    for args, kwargs, why in (((face.image, face, np.asarray(photo)), {}, "the original photo \\(a PIL image\\), got Image, AlignedFace, ndarray"), ((face.image, face, photo), {"feather": "0.1"}, "feather")):
         with pytest.raises(InputError, match=why):
             paste_back(*args, **kwargs)
 

@@ -176,6 +176,12 @@ def test_info_and_convert(tmp_path, net):
     assert r.exit_code == 0 and "None: 1" in r.output and "\\x1b[2Jnetwork id\\n      fake: x" in r.output and "\x1b" not in r.output, r.output  # a TypeError; raw
 
 
+def test_info_on_a_latent_file_says_it_is_one(tmp_path):
+    save_latents(tmp_path / "p0.npz", LatentFile(w=np.zeros([1, 6, 16], np.float32)))
+    r = invoke("info", tmp_path / "p0.npz")
+    assert r.exit_code == 1 and r.output.strip().endswith("a latent file (numpy's .npz of w), not a network"), r.output
+
+
 @pytest.fixture
 def odd_files(tmp_path, net):
     """Files a user might hand in by mistake, and one file standing where a folder should be."""
@@ -527,12 +533,15 @@ def test_operating_system_errors_are_told_in_words_about_the_file_asked_for(tmp_
     assert error_message(OSError(28, "No space left on device")) == "No space left on device"
     (tmp_path / "folder.png").mkdir()
     (tmp_path / "folder.png" / "inside").write_text("x")
-    for out, said in ((tmp_path / "missing" / "grid.png", "No such file or directory"), (tmp_path / "folder.png", "is a folder, not a file")):
-        with pytest.raises(OSError) as info:  # writing the temporary file, or renaming it onto a folder
-            with atomic_path(out) as tmp:
-                tmp.write_bytes(b"png")
-        assert error_message(info.value).startswith(str(out)) and said in error_message(info.value), error_message(info.value)  # not .grid.tmp-PID.png
-        assert not list(tmp_path.glob("**/.*tmp-*"))
+    out = tmp_path / "missing" / "grid.png"
+    with pytest.raises(OSError) as info:  # writing the temporary file
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(b"png")
+    assert error_message(info.value) == f"{out}: No such file or directory"  # not .grid.tmp-PID.png
+    with pytest.raises(InputError, match="folder.png is a folder; name the file to write"):  # refused before anything is written
+        with atomic_path(tmp_path / "folder.png") as tmp:
+            tmp.write_bytes(b"png")
+    assert not list(tmp_path.glob("**/.*tmp-*")) and (tmp_path / "folder.png" / "inside").read_text() == "x"
     assert error_message(FileNotFoundError("no such photo: a.png")) == "no such photo: a.png"
     assert error_message(InputError("bad")) == "bad"
 

@@ -31,6 +31,20 @@ def test_an_untrained_encoder_answers_w_avg():
     assert ws.shape == (2, G.num_ws, G.w_dim) and torch.allclose(ws, G.w_avg.expand_as(ws))
 
 
+@pytest.mark.parametrize("img, message", [
+    (np.zeros((1, 3, 16, 16), np.float32), r"the encoder's input must be \[N, 3, H, W\] in \[-1, 1\], got ndarray"),
+    (torch.zeros(1, 3, 16, 16, dtype=torch.uint8), "must be float in \\[-1, 1\\], got torch.uint8"),
+    (torch.full((1, 3, 16, 16), 200.0), "looks like pixels in 0..255 .* the encoder takes"),
+    (torch.full((1, 3, 16, 16), float("nan")), "holds NaN"),
+    (torch.zeros(1, 3, 16, 12), "must be square, got 16x12"),
+    (torch.zeros(0, 3, 16, 16), "holds no image"),
+])
+def test_the_encoder_checks_its_input_as_project_checks_a_target(img, message):
+    enc = new_encoder(tiny_generator(), input_resolution=32)
+    with pytest.raises(InputError, match=message):
+        enc(img)
+
+
 def test_training_loss_falls_and_the_encoder_beats_w_avg_on_held_out_samples(trained):
     G, enc, before, state = trained
     hist = state["history"]

@@ -12,6 +12,7 @@ from stylelift.editing import Direction, apply_direction, interpolation_path, le
 from stylelift.editing.interpolation import between
 from stylelift.errors import InputError
 from stylelift.generation import render_ws
+from stylelift.images import load_photo
 
 
 def target_of(G, seed=1):
@@ -29,6 +30,19 @@ def test_project_inside_no_grad_gives_what_it_gives_outside(mode):
         assert not torch.is_grad_enabled()  # the caller's mode is back after the call
     assert torch.equal(got.ws, expected.ws)
     assert got.final_loss == expected.final_loss
+
+
+def test_project_inside_autocast_runs_in_float32_and_its_image_is_its_latents():
+    G = tiny_generator()
+    target = target_of(G)
+    expected = project(G, target, steps=3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = project(G, target, steps=3)
+    assert got.image.dtype == torch.float32
+    assert torch.equal(got.ws, expected.ws)
+    assert got.final_loss == expected.final_loss
+    with torch.no_grad():
+        assert torch.equal(got.image, G.synthesis(got.ws, noises=got.noises))
 
 
 def test_truncation_cutoff_takes_numpy_integers():
@@ -359,3 +373,45 @@ def test_a_damaged_w_avg_is_not_blamed_on_the_truncation_psi():
     G.mapping.w_avg[3] = float("nan")
     ws = G.mapping(torch.randn(2, G.z_dim), truncation_psi=0.7)  # NaN, for whoever reads the ws to name; not "ask for a psi nearer 0"
     assert torch.isnan(ws).any()
+
+
+def test_something_other_than_a_network_given_to_save_generator_is_named(tmp_path):
+    with pytest.raises(InputError, match=r"save_generator\(G, path\): G is a generator \(what load_generator returns\), got .*str"):
+        save_generator("x", tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: stylelift.load_latents(p),
+    lambda p: save_latents(p, LatentFile(w=np.zeros((1, 2, 3), np.float32))),
+    lambda p: load_direction(p),
+    lambda p: save_direction(p, Direction(np.ones(4), {})),
+    lambda p: load_photo(p),
+])
+@pytest.mark.parametrize("path", [None, 3])
+def test_a_path_argument_that_is_no_path_is_refused_in_one_line(call, path):
+    with pytest.raises(InputError, match=f"is named by a path \\(a str or a Path\\), got {type(path).__name__}"):
+        call(path)
+
+
+def test_writing_onto_a_folder_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "out.pt").mkdir()
+    with pytest.raises(InputError, match="out.pt is a folder; name the file to write"):
+        save_generator(tiny_generator(), tmp_path / "out.pt")
+    with pytest.raises(InputError, match="is a folder; name the file to write"):
+        save_latents(tmp_path, LatentFile(w=np.zeros((1, 2, 3), np.float32)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pt"] and not any((tmp_path / "out.pt").iterdir())
+
+
+def test_a_missing_file_is_a_stylelift_error_and_a_file_not_found_error(tmp_path):
+    for call in (stylelift.load_latents, load_direction, load_photo, stylelift.load_generator):
+        with pytest.raises(stylelift.MissingFileError) as e:
+            call(tmp_path / "absent.npz")
+        assert isinstance(e.value, stylelift.StyleliftError) and isinstance(e.value, FileNotFoundError)
+        assert "absent.npz" in str(e.value)
+
+
+def test_noise_maps_of_the_wrong_shape_for_one_image_name_one_batch_size():
+    G = tiny_generator()
+    bad = [torch.zeros(1, 1, 3, 3)] * len(G.synthesis.noise_layers())
+    with pytest.raises(InputError, match=r"noise map 0 must be a float tensor \[1, 1, 4, 4\], got"):
+        G.synthesis(G.mapping(torch.randn(1, G.z_dim)), noises=bad)

@@ -194,6 +194,18 @@ def test_batch_gives_the_same_images_as_one_by_one():
     assert torch.allclose(batch, singles, atol=1e-5)
 
 
+def test_renders_and_backpropagates_under_a_callers_autocast():
+    # autocast hands the custom pointwise Function half-precision pixels beside float32 weights
+    G = tiny_mobile()
+    ws = torch.randn(2, G.num_ws, 16)
+    expected = G.synthesis(ws)
+    ws.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        img = G.synthesis(ws)
+    img.float().sum().backward()
+    assert (img.float() - expected).abs().max() < 0.1 and torch.isfinite(ws.grad).all() and ws.grad.abs().sum() > 0
+
+
 def test_non_cpu_path_runs_forward_and_backward():
     # The GPU path (no row blocks), checked for shapes on the meta device; no GPU needed.
     G = tiny_mobile().to("meta")

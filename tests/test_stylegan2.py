@@ -74,7 +74,7 @@ def test_explicit_noise_maps_equal_to_the_constants_reproduce_const_mode(G):
     assert torch.equal(G.synthesis(ws, noises=[None] * len(noises)), G.synthesis(ws, noise_mode="const"))  # None: that input follows noise_mode
     with pytest.raises(InputError, match="a list of 5 maps, one per noise input, got 4"):
         G.synthesis(ws, noises=noises[:-1])
-    for k, bad, why in ((0, torch.zeros(3, 3), r"noise map 0 must be a float tensor \[1 or 1, 1, 4, 4\], got torch.float32 \[3, 3\]"),
+    for k, bad, why in ((0, torch.zeros(3, 3), r"noise map 0 must be a float tensor \[1, 1, 4, 4\], got torch.float32 \[3, 3\]"),
                         (1, np.zeros([8, 8]), "noise map 1 must be a float tensor"), (2, torch.zeros(2, 1, 8, 8), r"\[2, 1, 8, 8\]"),
                         (2, torch.zeros(1, 2, 8, 8), r"\[1, 2, 8, 8\]")):
         with pytest.raises(InputError, match=why):

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError, describe, first_line
-from ..fileio import atomic_path, parse_json, special_file, to_json
+from ..errors import InputError, MissingFileError, describe, first_line
+from ..fileio import as_path, atomic_path, parse_json, special_file, to_json
 from ..models.base import is_real, is_whole
 from .layers import layer_indices
 
@@ -58,7 +58,7 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     """Write DIR.npy (the vector, made unit length) and DIR.json as a pair: both are written to
     temporary files first and renamed only when both are whole (what `load_direction` refuses is
     not written). Non-finite numbers in the meta are written as null (JSON has no NaN)."""
-    path = Path(path)
+    path = as_path(path, "the direction file")
     vec = direction.vector.detach().float().cpu().numpy() if isinstance(direction.vector, Tensor) else direction.vector
     vec = np.asarray(vec, dtype=np.float64)
     if vec.ndim < 1 or vec.size != vec.shape[-1] or not np.isfinite(vec).all() or not vec.any():  # [w_dim], [1, w_dim], [1, 1, w_dim] ...
@@ -79,11 +79,11 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
 
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:
     """Read an InterFaceGAN-style boundary `.npy` ([1, w_dim] or [w_dim]) and its sidecar, if any."""
-    path = Path(path)
+    path = as_path(path, "the direction file")
     if w_dim is not None and (not is_whole(w_dim) or w_dim < 1):
         raise InputError(f"w_dim must be a whole number >= 1 (G.w_dim), got {w_dim!r:.20}")
     if not path.exists():
-        raise FileNotFoundError(f"no direction file {path}")
+        raise MissingFileError(f"no direction file {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a direction file (.npy)")
     if special_file(path):  # a named pipe would be waited on forever

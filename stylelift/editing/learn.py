@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
-from ..errors import InputError, first_line
+from ..errors import InputError, MissingFileError, first_line
 from ..fileio import parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
@@ -40,7 +40,7 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
     how its seeds were mapped (network_id, truncation_psi, truncation_cutoff, class), None for a CSV
     of the user's own."""
     if not path.exists():
-        raise FileNotFoundError(f"no labels file {path}")
+        raise MissingFileError(f"no labels file {path}")
     if special_file(path):  # a named pipe would be waited on forever
         raise InputError(f"{path.name} is not a regular file, not a labels CSV")
     items, labels = [], []

@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, MissingFileError
 from .directions import Direction, load_direction
 
 SHIPPED = ("age", "gender")
@@ -39,7 +39,7 @@ def resolve_direction(spec: str | os.PathLike, G) -> Direction:
     else:
         path = Path(spec)
         if not path.exists():
-            raise FileNotFoundError(f"no direction {spec!r}: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
+            raise MissingFileError(f"no direction {spec!r}: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
     d = load_direction(path)  # the network its sidecar names is checked first: that explains a w of another size
     made_for = d.meta.get("network_id")
     if made_for and made_for != network_id(G):

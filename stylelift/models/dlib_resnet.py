@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..devices import usable_device
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MissingFileError
 from .base import rng_untouched
 
 log = logging.getLogger(__name__)
@@ -436,7 +436,7 @@ def load_dlib_face_resnet(path: Optional[Union[str, os.PathLike]] = None, *, dev
         path = model_path(MODEL_FILE)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file (dlib's {MODEL_FILE})")
+        raise MissingFileError(f"{path}: no such file (dlib's {MODEL_FILE})")
     return convert_dlib_face_resnet(path).to(device)
 
 

@@ -31,8 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..devices import usable_device
-from ..errors import CheckpointError, InputError, first_line
-from .base import check_seed, rng_untouched
+from ..errors import CheckpointError, InputError, MissingFileError, first_line
+from ..fileio import as_path
+from .base import check_images, check_seed, rng_untouched
 from .torch_files import check_storage_extent, save_torch_file
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,7 @@ class Encoder(nn.Module):
 
     def features(self, img: Tensor) -> Tensor:
         """img [N, 3, H, W] in [-1, 1] -> the backbone's features [N, F] (standardised for dlib-face)."""
-        if img.ndim != 4 or img.shape[1] != 3:
-            raise InputError(f"the encoder reads RGB images [N, 3, H, W], got {list(img.shape)}")
+        img = check_images(img, 3, "the encoder's input", "the encoder")
         r = self.config.input_resolution
         if img.shape[-1] != r or img.shape[-2] != r:
             img = F.interpolate(img, size=(r, r), mode="area" if img.shape[-1] > r else "bilinear")
@@ -200,12 +200,13 @@ def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: O
 def load_encoder(path: Union[str, os.PathLike], *, G=None, device: Union[str, torch.device] = "cpu") -> tuple[Encoder, dict]:
     """Read an encoder checkpoint; with G given, refuse one trained for another network.
 
-    Returns (encoder in eval mode, training state dict).
+    Returns (encoder in eval mode, training state dict). Its weights keep requires_grad, so that a
+    training can go on from it: guess under `torch.no_grad()` (`ws = enc(target)` there).
     """
     device = usable_device(device)
-    path = Path(path)
+    path = as_path(path, "the encoder file")
     if not path.exists():
-        raise FileNotFoundError(f"no encoder file {path}; make one with `stylelift encoder fit` or `encoder train`, or use the shipped one ('encoder', bundled network)")
+        raise MissingFileError(f"no encoder file {path}; make one with `stylelift encoder fit` or `encoder train`, or use the shipped one ('encoder', bundled network)")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an encoder file")
     from .torch_files import load_torch_file

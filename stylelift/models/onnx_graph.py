@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MissingFileError
 
 _DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64}
 
@@ -185,7 +185,7 @@ def read_onnx(path: str | os.PathLike) -> OnnxGraph:
     """Decode an ONNX model file (weights inside the file) into nodes and initializer arrays."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"no ONNX model {path}")
+        raise MissingFileError(f"no ONNX model {path}")
     try:
         return _read(path)
     except CheckpointError:

@@ -610,6 +610,10 @@ class SynthesisNetwork(nn.Module):
         return [layer.affine.weight * layer.affine.weight_gain for layer in layers]
 
     def forward(self, ws: Tensor, noise_mode: str = "const", noises: Optional[list[Tensor]] = None) -> Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, C, R, R] in [-1, 1]. Noise inputs: the network's stored
+        maps ('const'), new ones drawn from torch's global random stream ('random', as NVIDIA's code
+        does), or zeros ('none'); `noises` (one [1 or N, 1, r, r] map per input, None to follow
+        noise_mode) gives maps of your own, made with a torch.Generator for a seeded result."""
         check_ws(ws, self.num_ws, self.w_dim)
         check_noise_mode(noise_mode)
         layers = self.noise_layers()

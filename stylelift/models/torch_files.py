@@ -224,6 +224,8 @@ def read_zip_pickle(path: Path, source: str) -> bytes:
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
+            if any(i.filename == "w.npy" for i in infos):
+                raise CheckpointError(f"cannot read {source}: a latent file (numpy's .npz of w), not a network")
             odd = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED or i.flag_bits & 0x1]
             if odd:
                 raise CheckpointError(f"cannot read {source}: its entry {odd[0][:60]!r} is compressed or encrypted, which torch.save never does")

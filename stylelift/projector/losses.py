@@ -28,7 +28,7 @@ VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16 weights, as na
 
 
 class MissingWeightsError(InputError):
-    pass
+    """A loss term whose pretrained weights are not on this machine (LPIPS's ImageNet VGG, dlib's models)."""
 
 
 @dataclass

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..devices import device_named, same_device
 from ..errors import InputError
-from ..models.base import check_generator, check_noises, check_seed, is_real, is_whole, synthesize_at
+from ..models.base import check_generator, check_images, check_noises, check_seed, is_real, is_whole, synthesize_at
 from ..models.sampling import w_statistics
 from ..models.stylegan2 import frozen_weights_kept
 from .losses import CombinedLoss, LossContext, parse_loss_spec
@@ -103,25 +103,6 @@ StepCallback = Callable[[int, Tensor, dict], None]  # (step, working-res synth [
 
 
 
-def _check_target(G, target: Tensor) -> Tensor:
-    if not isinstance(target, Tensor) or target.ndim != 4 or target.shape[1] != G.img_channels:
-        shape = list(target.shape) if isinstance(target, Tensor) else type(target).__name__
-        raise InputError(f"target must be [N, {G.img_channels}, H, W] in [-1, 1], got {shape}")
-    if target.shape[2] != target.shape[3]:
-        raise InputError(f"target must be square, got {target.shape[2]}x{target.shape[3]}")
-    if target.shape[0] < 1 or target.shape[2] < 1:
-        raise InputError(f"target holds no image, got shape {list(target.shape)}")
-    if not target.is_floating_point():
-        raise InputError(f"target must be float in [-1, 1], got {target.dtype} (pixels p in 0..255 are p / 127.5 - 1)")
-    if not torch.isfinite(target).all():
-        raise InputError("target holds NaN or infinite values")
-    # (its range is not checked as such: generated targets overshoot [-1, 1], random networks' by far,
-    # but on both sides; an image of 0..255 values never goes below 0)
-    if target.min() >= 0 and target.max() > 2:
-        raise InputError(f"target looks like pixels in 0..255 (all >= 0, the largest {float(target.max()):g}); project takes [-1, 1]: p / 127.5 - 1")
-    return target.float()
-
-
 def _resize(img: Tensor, size: int) -> Tensor:
     if img.shape[-1] == size:
         return img
@@ -194,7 +175,7 @@ def project(
     The generator is never modified (its requires_grad flags are restored on exit). Each of the N
     targets gets its own latent, noise maps and random stream seeded with `seed`, so a batch gives
     what N separate calls would (to float rounding: batched convolutions sum in another order).
-    It works inside `torch.no_grad()` / `torch.inference_mode()` too.
+    It works inside `torch.no_grad()` / `torch.inference_mode()` / `torch.autocast()` too (in float32).
 
     `init_noises` are the noise maps to start from (a latent file's, one per noise input
     [1 or N, 1, r, r], as `generation.stored_noises` gives them), with `init` its ws: refining a
@@ -224,7 +205,7 @@ def project(
     if not same_device(G.w_avg.device, device):
         raise InputError(f"the generator is on {G.w_avg.device}, but projection was asked on {device}")
     device = G.w_avg.device
-    target = _check_target(G, target).detach().to(device)
+    target = check_images(target, G.img_channels, "target", "project").detach().to(device)
     n = target.shape[0]
     if init_noises is not None:  # checked here, also on a network without noise inputs (an empty list then)
         try:
@@ -248,15 +229,16 @@ def project(
     try:
         # the optimisation needs autograd even when the caller has turned it off (inference code wraps
         # calls in torch.no_grad() or inference_mode()); the clone makes an inference-mode target a
-        # normal tensor, which autograd may keep for the backward pass
-        with torch.inference_mode(False), torch.enable_grad(), frozen_weights_kept(G):
+        # normal tensor, which autograd may keep for the backward pass; and the networks run in the
+        # float32 they were made for under a caller's autocast too (its image would not be the file's)
+        with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False), frozen_weights_kept(G):
             target = target.clone()
             ws, noises, history, last = _optimise(G, target, n, space, steps, init, optimize_noise, weights, device, seed, options, working, perceptual_weights, callback, init_noises)
     finally:
         for p, flag in zip(G.parameters(), saved_flags):
             p.requires_grad_(flag)
         torch.backends.cudnn.benchmark = cudnn_benchmark
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(device.type, enabled=False):
         image = G.synthesis(ws, noises=noises)
     return ProjectionResult(ws=ws, noises=noises, image=image, history=history, final_loss=last)
 
