@@ -82,7 +82,7 @@ NetworkOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: the GPU when torch sees one)")]
 CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
-PasteRegionOpt = Annotated[Optional[str], typer.Option(help="What --paste-back pastes: face (the face and forehead, the photo's and the edit's, from their landmarks; the default) or square (the whole aligned square, hair and background too).")]
+PasteRegionOpt = Annotated[Optional[str], typer.Option(help="What --paste-back pastes: face (the face and forehead, outlined by landmarks; the default) or square (the whole aligned square, hair and background too).")]
 ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class of the seeds' latents (conditional networks).")]
 
 
@@ -403,7 +403,7 @@ def generate(
     network: NetworkOpt = DEFAULT_NETWORK,
     seeds: Annotated[Optional[str], typer.Option(help="Seeds, e.g. 0,3,5-9 (NVIDIA's z convention); 0-7 when neither --seeds nor --latents is given.")] = None,
     latents: Annotated[Optional[Path], input_option("Render the ws stored in a latent .npz (key 'w') instead of seeds.")] = None,
-    trunc: Annotated[float, typer.Option(help="Truncation psi (1 = none).", callback=psi_value)] = 1.0,
+    trunc: Annotated[float, typer.Option(help="Truncation psi for seeds (1 = none).", callback=psi_value)] = 1.0,
     trunc_cutoff: CutoffOpt = None,
     noise_mode: Annotated[Optional[str], typer.Option(help="const | random | none (default: const, or a latent file's own noise maps when it has them).")] = None,
     class_idx: ClassOpt = None,
@@ -438,7 +438,7 @@ def generate(
         names = [f"{latents.stem}{i:02d}.png" for i in range(count)]
     grid_path = outdir / "grid.png" if grid else None
     if grid_path is not None and too_big(len(names), G.img_resolution, G.img_resolution):
-        typer.echo(f"not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture")
+        typer.secho(f"note: not writing grid.png: {len(names)} images of {G.img_resolution}x{G.img_resolution} are too many for one picture", fg=typer.colors.YELLOW, err=True)
         grid_path = None
     paths = [outdir / n for n in names]
     if folder := next((p for p in paths + [grid_path] if p is not None and p.is_dir()), None):  # before any rendering
@@ -461,11 +461,11 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
 @app.command(cls=OnceEach)
 @user_errors
 def convert(
-    source: Annotated[str, typer.Argument(help="Network file in any supported format, or a name.")],
+    source: Annotated[str, typer.Argument(help="A StyleGAN2 or StyleGAN network file (an NVIDIA pickle, a rosinality .pt), or a name.")],
     dest: Annotated[Path, typer.Argument(parser=output_path, metavar="DEST", help="Output file (stylelift format, e.g. ffhq.stylelift.pt).")],
     overwrite: Annotated[bool, typer.Option(help="Replace DEST if it exists.")] = False,
 ) -> None:
-    """Write any supported network file in stylelift's own format (config + weights, no code)."""
+    """Write a StyleGAN2 or StyleGAN network (NVIDIA's, rosinality's) in stylelift's own format (config + weights, no code)."""
     from .models import network_id, save_generator
     from .models.checkpoint import check_savable
 
@@ -489,12 +489,15 @@ OUTPUT_STILLS = {"project": ("_proj", "_target", "_pasted"), "encoder": ("_enc",
 def earlier_output(path: Path) -> bool:
     """Whether an image in a folder is one stylelift wrote there: NAME_proj.png (NAME_target,
     NAME_pasted) beside the latent file NAME.npz of a projection, NAME_enc.png beside that of
-    `encoder run`. A folder of photos that is also the --outdir would otherwise have its outputs
-    taken as photos on the next run. An image with a latent file of its own is a photo done before."""
+    `encoder run`, align's crop NAME.png beside its record NAME_align.json of another photo. A
+    folder of photos that is also the --outdir would otherwise have its outputs taken as photos on
+    the next run. An image with a latent file of its own is a photo done before."""
     from .projector.run import earlier_meta
 
     if path.suffix.lower() != ".png" or not path.is_file():
         return False
+    if aligned_from_another_photo(path):
+        return True
     for method, ends in OUTPUT_STILLS.items():
         for end in ends:
             source = path.with_name(path.stem.removesuffix(end) + ".npz")
@@ -504,6 +507,20 @@ def earlier_output(path: Path) -> bool:
                     own, _ = earlier_meta(path.with_suffix(".npz"))  # None when it has none
                     return own is None or own.get("photo") != path.name
     return False
+
+
+def aligned_from_another_photo(path: Path) -> bool:
+    """Whether `path` is align's crop: its NAME_align.json names the photo it was cut from, not itself."""
+    from .fileio import parse_json
+
+    record = path.with_name(f"{path.stem}_align.json")
+    try:
+        if not record.is_file() or record.stat().st_size > 1 << 20:  # a record is a few hundred bytes
+            return False
+        photo = parse_json(record.read_text(encoding="utf-8")).get("photo")
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not a dict
+        return False
+    return isinstance(photo, str) and Path(photo).absolute() != path.absolute()
 
 
 def expand_photos(items: list[str]) -> tuple[list[Path], int]:
@@ -534,7 +551,7 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
         else:
             out.append(path)
     if earlier:
-        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz)", fg=typer.colors.YELLOW, err=True)
+        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz; NAME.png beside NAME_align.json)", fg=typer.colors.YELLOW, err=True)
     seen: dict[Path, Path] = {}  # one photo named two ways is done once, under the name first given
     for p in out:
         seen.setdefault(p.resolve() if p.exists() else p, p)
@@ -551,7 +568,7 @@ def align(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
     size: Annotated[int, typer.Option(min=16, max=ALIGN_MAX_SIZE, help="Side of the aligned square in pixels.")] = 1024,
     outdir: Annotated[Path, output_option("Where to write NAME.png (and NAME_align.json).")] = Path("aligned"),
-    face_index: Annotated[Optional[int], typer.Option(min=0, help="Which face, 0 = the largest.")] = None,
+    face_index: Annotated[Optional[int], typer.Option(min=0, help="Which face of each photo, 0 = the largest (the default; --all-faces writes each).")] = None,
     all_faces: Annotated[bool, typer.Option("--all-faces", help="Write every face as NAME_face<K>.png.")] = False,
     cnn: Annotated[bool, typer.Option("--cnn", help="Use dlib's CNN face detector (slower, finds more faces).")] = False,
 ) -> None:

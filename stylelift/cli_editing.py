@@ -426,7 +426,7 @@ def edit(
     paste_back: Annotated[bool, typer.Option("--paste-back", help="Paste each edited face into the original photo (one latent file).")] = False,
     photo: Annotated[Optional[Path], cli.input_option("The original photo for --paste-back (default: the one the latent file names).")] = None,
     paste_region: PasteRegionOpt = None,
-    out: Annotated[Path, output_option("A strip (.png, .jpg, .webp), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
+    out: Annotated[Path, output_option("A strip (.png, .jpg, .webp, .bmp, .tif), one row per item and one column per strength, or .mp4/.gif for a video with one frame per strength, the items side by side (the default 7 strengths at --fps 10 last 0.7 s; --strength -3:3:61 --fps 30 gives two seconds).")] = Path("edit.png"),
     fps: fps_option(10) = None,
     batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto",
@@ -567,7 +567,7 @@ def directions_learn(
     samples: Annotated[int, typer.Option(min=10, max=1_000_000, help="Latents to sample and label (each labelled w is kept for the fit, about 12 KB each: 12 GB a million).")] = 1000,
     labels: Annotated[Optional[Path], cli.input_option("CSV of seed,label or latent_file,label instead of the classifier.")] = None,
     condition_on: Annotated[Optional[str], typer.Option("--condition", callback=named_direction, help="Remove the component along this direction: a shipped one (age, gender; bundled network) or a .npy file.")] = None,
-    save_labels: Annotated[Optional[Path], output_option("Also write the classifier's labels as a seed,label CSV (reusable with --labels).")] = None,
+    save_labels: Annotated[Optional[Path], output_option("Also write the classifier's labels as an item,label CSV of seeds, after a comment line that records the sampling (reusable with --labels).")] = None,
     layers: Annotated[Optional[str], typer.Option(callback=layer_spec, help="Record the layers the edit is meant for (coarse, middle, fine, 4-22, ...); `edit` uses them by default.")] = None,
     trunc: TruncOpt = 1.0,
     trunc_cutoff: CutoffOpt = None,
@@ -599,10 +599,15 @@ def directions_learn(
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)
     layers_option(layers, G, "--layers")
-    d = learn_direction(
-        G, attribute=attribute, samples=samples, labels_csv=labels, condition_on=condition_on,
-        truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels, progress=typer.echo,
-    )
+    from .progress import StepProgress
+
+    bar = StepProgress("labelling", samples, transient=True) if labels is None else None  # a labels CSV's faces were labelled before
+    with bar if bar is not None else contextlib.nullcontext():
+        d = learn_direction(
+            G, attribute=attribute, samples=samples, labels_csv=labels, condition_on=condition_on,
+            truncation_psi=trunc, truncation_cutoff=trunc_cutoff, class_idx=class_idx, first_seed=seed, batch_size=batch_size, device=dev, save_labels=save_labels,
+            progress=lambda done, total, terms: bar.update(done, terms) if bar is not None else None,
+        )
     if layers is not None:
         d.meta["layers"] = layers
     out.parent.mkdir(parents=True, exist_ok=True)

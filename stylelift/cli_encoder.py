@@ -41,7 +41,7 @@ def encoder_train(
     image_loss: Annotated[str, typer.Option(help="Image reconstruction terms, weighted as project's --loss (mse, l1, ms-ssim, face, face-id, face-age; lpips and vgg16 need ImageNet VGG16 weights in torch's cache), or none.")] = "mse",
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 500,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start afresh over OUT (replaced at the first checkpoint).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start afresh over OUT (replaced at the first checkpoint).")] = False,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled training latents.")] = 0,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -168,7 +168,7 @@ def encoder_fit(
     samples: Annotated[int, typer.Option(min=10, max=10_000, help="Generated images to fit on.")] = 3000,
     rank: Annotated[int, typer.Option(min=1, help="Rank of the linear head, at most the 1,536 features it reads (the shipped encoder: 128).")] = 128,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the sampled latents.")] = 0,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it exists.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """Fit a dlib-face encoder in minutes on a CPU: dlib's pretrained face ResNet, frozen, and a linear head by ridge regression."""
@@ -220,7 +220,7 @@ def encoder_run(
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,
     outdir: Annotated[Path, output_option("Where to write NAME.npz and NAME_enc.png.")] = Path("encoded"),
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace latent files that exist (a projection of the same photo, say).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace latent files that exist (a projection of the same photo, say).")] = False,
     device: DeviceOpt = "auto",
 ) -> None:
     """One pass of the encoder per photo: a latent file and its image."""

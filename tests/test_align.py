@@ -512,6 +512,10 @@ def test_align_into_the_photos_own_folder_never_replaces_a_photo(tmp_path):
     assert r.exit_code == 1 and f"face.png: its aligned face would replace the photo {tmp_path / 'face.png'}" in " ".join(r.output.split()), r.output
     assert hashlib.sha256((tmp_path / "face.png").read_bytes()).hexdigest() == before
     assert Image.open(tmp_path / "other.png").size == (64, 64)  # a photo of another suffix is aligned beside it
+    (tmp_path / "face.png").unlink()
+    r = CliRunner().invoke(app, ["align", str(tmp_path), "--size", "64", "--outdir", str(tmp_path)])  # the same again: other.png is its crop
+    assert r.exit_code == 0 and "left out 1 image that stylelift wrote" in " ".join(r.output.split()), r.output
+    assert "other.jpg: 1 face" in r.output and "other.png:" not in r.output
 
 
 def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):

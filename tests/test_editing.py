@@ -399,6 +399,8 @@ def test_classifier_labels_are_saved_and_a_refit_from_them_gives_the_same_direct
     labels = tmp_path / "age.csv"
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "120", "--trunc", "0.7", "--network", net, "--out", first, "--save-labels", labels)
     assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(f"wrote {first} ") and len(r.stdout.splitlines()) == 1, r.stdout  # the labelling's progress on stderr
+    assert "labelling: 120/120 120 usable" in r.stderr, r.stderr
     rows = labels.read_text().splitlines()
     sampling = {"network_id": network_id(G), "truncation_psi": 0.7, "truncation_cutoff": None, "class": None}
     assert rows[0] == "# stylelift sampling " + json.dumps(sampling)  # how the seeds were mapped, for the refit
@@ -1424,7 +1426,7 @@ def test_conditioning_on_a_nearly_parallel_direction_is_refused_and_the_saved_no
     assert held_out_accuracy(w, labels, bent) < held_out_accuracy(w, labels, d)
 
 
-def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp_path, net):
+def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp_path, net, caplog):
     G = tiny_generator()
     (tmp_path / "lat").mkdir()
     rule = np.random.default_rng(2).normal(size=G.w_dim)
@@ -1438,7 +1440,7 @@ def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp
         rows.append(f"s{s}.npz,{label}\n")
     (tmp_path / "lat" / "l.csv").write_text("".join(rows))
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "d.npy")
-    assert r.exit_code == 0 and "80 of the 80 latents are W+" in r.output, r.output  # found beside the CSV, not in the current folder
+    assert r.exit_code == 0 and "80 of the 80 latents are W+" in caplog.text, r.output  # found beside the CSV, not in the current folder
     d = load_direction(tmp_path / "d.npy")
     assert float(d.vector[0] @ rule) > 0.8 and d.meta["accuracy"] == 1.0
     save_latents(tmp_path / "lat" / "two.npz", LatentFile(w=np.concatenate([ws, ws])))

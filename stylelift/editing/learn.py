@@ -173,14 +173,15 @@ def learn_direction(
     batch_size: int = 8,
     device=None,
     save_labels: Optional[Path] = None,
-    progress: Callable[[str], None] = lambda s: None,
+    progress: Callable[[int, int, str], None] = lambda done, total, terms: None,
 ) -> Direction:
     """Sample (or read) latents, label them, fit a boundary in W; returns its unit normal.
 
     `save_labels` writes the classifier's scores as an `item,label` CSV (seed, age or 0/1 gender),
     which `labels_csv` reads back: a refit (another condition, more held-out data) then needs no rendering.
     `condition_on` names a shipped direction (age, gender) or a direction file, whose component the
-    normal loses (InterFaceGAN's conditional edit).
+    normal loses (InterFaceGAN's conditional edit). `progress(done, total, terms)` is called after
+    each batch the classifier labels.
     """
     from ..generation import network_device
     from ..models import network_id
@@ -191,7 +192,7 @@ def learn_direction(
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
     mapping = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=network_device(G, device))
     if labels_csv is not None:
-        w, scores = _csv_labelled(G, labels_csv, sampling, mapping, progress)
+        w, scores = _csv_labelled(G, labels_csv, sampling, mapping)
         labeler = f"csv:{labels_csv.name}"
     else:
         w, scores = _classifier_labelled(G, attribute, range(first_seed, first_seed + samples), mapping, batch_size=batch_size, save_labels=save_labels, sampling=sampling, progress=progress)
@@ -230,7 +231,7 @@ def learn_direction(
     return Direction(normal, meta)
 
 
-def _csv_labelled(G, labels_csv: Path, sampling: dict, mapping: dict, progress) -> tuple[np.ndarray, np.ndarray]:
+def _csv_labelled(G, labels_csv: Path, sampling: dict, mapping: dict) -> tuple[np.ndarray, np.ndarray]:
     """(w [K, w_dim], labels [K]) of a labels CSV's rows, its items checked against the options."""
     from ..generation import seed_label
 
@@ -243,7 +244,7 @@ def _csv_labelled(G, labels_csv: Path, sampling: dict, mapping: dict, progress) 
     if recorded is not None and any(is_seed(item) for item in items):
         check_sampling(labels_csv.name, recorded, sampling)
     try:
-        return labelled_w(G, items, **mapping, progress=progress), np.asarray(scores)
+        return labelled_w(G, items, **mapping), np.asarray(scores)
     except (InputError, FileNotFoundError) as e:  # an item that is neither a seed nor a latent file, a latent file that does not fit
         raise InputError(f"{labels_csv.name}: {e}") from None
 
@@ -272,7 +273,7 @@ def _classifier_labelled(G, attribute: str, seeds: range, mapping: dict, *, batc
             kept.append(ws[j, 0].cpu())
             kept_seeds.append(batch[j])
             scores.append(a.age if attribute == "age" else float(a.male > 0.5))
-        progress(f"labelled {min(start + batch_size, len(seeds))}/{len(seeds)} ({len(scores)} usable)")
+        progress(min(start + batch_size, len(seeds)), len(seeds), f"{len(scores)} usable")
     if len(scores) < 10:
         raise InputError(f"only {len(scores)} of {len(seeds)} samples could be labelled; sample more")
     scores = np.array(scores)
@@ -284,7 +285,7 @@ def _classifier_labelled(G, attribute: str, seeds: range, mapping: dict, *, batc
 LABELLED_CHUNK = 1000  # latents read at a time when labels come from a CSV: only each one's w is kept
 
 
-def labelled_w(G, items: list[str], *, truncation_psi: float, truncation_cutoff: Optional[int], class_idx: Optional[int], device, progress=lambda s: None) -> np.ndarray:
+def labelled_w(G, items: list[str], *, truncation_psi: float, truncation_cutoff: Optional[int], class_idx: Optional[int], device) -> np.ndarray:
     """The w [K, w_dim] (float64) a boundary is fitted on, one per item: a seed's w (its first ws, as
     when sampling), or a latent file's, the mean of its ws when they differ (W+). A latent file
     holds one latent: a row labels one face."""
@@ -299,5 +300,5 @@ def labelled_w(G, items: list[str], *, truncation_psi: float, truncation_cutoff:
         w_plus += int(differ.sum())
         out.append(torch.where(differ[:, None], ws.mean(1), ws[:, 0]).numpy())
     if w_plus:
-        progress(f"{w_plus} of the {len(items)} latents are W+ (their ws differ): each is fitted as the mean of its ws")
+        log.warning("%d of the %d latents are W+ (their ws differ): each is fitted as the mean of its ws", w_plus, len(items))
     return np.concatenate(out)
