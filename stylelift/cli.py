@@ -461,7 +461,7 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
 @app.command(cls=OnceEach)
 @user_errors
 def convert(
-    source: Annotated[str, typer.Argument(help="A StyleGAN2 or StyleGAN network file (an NVIDIA pickle, a rosinality .pt), or a name.")],
+    source: Annotated[str, typer.Argument(help="A StyleGAN2 or StyleGAN network file (an NVIDIA pickle, a rosinality .pt or .model), or a name.")],
     dest: Annotated[Path, typer.Argument(parser=output_path, metavar="DEST", help="Output file (stylelift format, e.g. ffhq.stylelift.pt).")],
     overwrite: Annotated[bool, typer.Option(help="Replace DEST if it exists.")] = False,
 ) -> None:
@@ -486,17 +486,18 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".avif", ".
 OUTPUT_STILLS = {"project": ("_proj", "_target", "_pasted"), "encoder": ("_enc",)}  # what each writes beside NAME.npz
 
 
-def earlier_output(path: Path) -> bool:
+def earlier_output(path: Path, aligned_in: Optional[Path] = None) -> bool:
     """Whether an image in a folder is one stylelift wrote there: NAME_proj.png (NAME_target,
     NAME_pasted) beside the latent file NAME.npz of a projection, NAME_enc.png beside that of
-    `encoder run`, align's crop NAME.png beside its record NAME_align.json of another photo. A
-    folder of photos that is also the --outdir would otherwise have its outputs taken as photos on
-    the next run. An image with a latent file of its own is a photo done before."""
+    `encoder run`, and in `aligned_in` (align's --outdir) align's crop NAME.png beside its record
+    NAME_align.json of another photo (elsewhere align's crops are what project takes). A folder of
+    photos that is also the --outdir would otherwise have its outputs taken as photos on the next
+    run. An image with a latent file of its own is a photo done before."""
     from .projector.run import earlier_meta
 
     if path.suffix.lower() != ".png" or not path.is_file():
         return False
-    if aligned_from_another_photo(path):
+    if aligned_in is not None and path.parent.resolve() == aligned_in.resolve() and aligned_from_another_photo(path):
         return True
     for method, ends in OUTPUT_STILLS.items():
         for end in ends:
@@ -510,7 +511,8 @@ def earlier_output(path: Path) -> bool:
 
 
 def aligned_from_another_photo(path: Path) -> bool:
-    """Whether `path` is align's crop: its NAME_align.json names the photo it was cut from, not itself."""
+    """Whether `path` is align's crop: its NAME_align.json names the photo it was cut from, not itself
+    (a photo's own name is never recorded so: align refuses to write a crop over a photo it reads)."""
     from .fileio import parse_json
 
     record = path.with_name(f"{path.stem}_align.json")
@@ -523,7 +525,7 @@ def aligned_from_another_photo(path: Path) -> bool:
     return isinstance(photo, str) and Path(photo).absolute() != path.absolute()
 
 
-def expand_photos(items: list[str]) -> tuple[list[Path], int]:
+def expand_photos(items: list[str], *, aligned_in: Optional[Path] = None) -> tuple[list[Path], int]:
     """Files, folders (their images, sorted) and globs -> (photo paths in order without repeats,
     the number of globs that matched nothing, each reported in one line: a failure of the run).
     No photo at all ends the run (with no second message when a glob has said so)."""
@@ -537,7 +539,7 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
         path = Path(item)
         if path.is_dir():
             images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            kept = [p for p in images if not earlier_output(p)]
+            kept = [p for p in images if not earlier_output(p, aligned_in)]
             earlier += len(images) - len(kept)
             out += kept
         elif any(ch in item for ch in "*?[") and not path.exists():
@@ -545,13 +547,14 @@ def expand_photos(items: list[str]) -> tuple[list[Path], int]:
             if not matches:
                 typer.secho(f"error: no photo matches {item}", fg=typer.colors.RED, err=True)
                 misses += 1
-            kept = [p for p in matches if not earlier_output(p)]
+            kept = [p for p in matches if not earlier_output(p, aligned_in)]
             earlier += len(matches) - len(kept)
             out += kept
         else:
             out.append(path)
     if earlier:
-        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz; NAME.png beside NAME_align.json)", fg=typer.colors.YELLOW, err=True)
+        crops = "; align's NAME.png beside NAME_align.json" if aligned_in is not None else ""
+        typer.secho(f"note: left out {earlier} image{'s' * (earlier > 1)} that stylelift wrote (NAME_proj.png, NAME_target.png, NAME_pasted.png, NAME_enc.png beside NAME.npz{crops})", fg=typer.colors.YELLOW, err=True)
     seen: dict[Path, Path] = {}  # one photo named two ways is done once, under the name first given
     for p in out:
         seen.setdefault(p.resolve() if p.exists() else p, p)
@@ -581,7 +584,7 @@ def align(
 
     if all_faces and face_index is not None:
         raise typer.BadParameter("give --face-index or --all-faces, not both")
-    paths, failed = expand_photos(photos)
+    paths, failed = expand_photos(photos, aligned_in=outdir)  # its own earlier crops there are no photos
     check_outdir(outdir)  # made at the first face written: photos that all fail leave no folder
     stems: dict[str, Path] = {}
     photos_given = {file_id(p) for p in paths} - {None}  # never written over: --outdir may be the photos' own folder

@@ -601,7 +601,7 @@ def directions_learn(
     layers_option(layers, G, "--layers")
     from .progress import StepProgress
 
-    bar = StepProgress("labelling", samples, transient=True) if labels is None else None  # a labels CSV's faces were labelled before
+    bar = StepProgress("labelling", samples) if labels is None else None  # a labels CSV's faces were labelled before
     with bar if bar is not None else contextlib.nullcontext():
         d = learn_direction(
             G, attribute=attribute, samples=samples, labels_csv=labels, condition_on=condition_on,

@@ -72,6 +72,8 @@ def sample_batch(G, n: int, opts: EncoderTrainOptions, gen: torch.Generator) -> 
         ws = G.w_avg.lerp(ws, psi)
         noises = [torch.randn([n, 1, l.resolution, l.resolution], generator=gen).to(device) for l in G.synthesis.noise_layers()] or None
         images = synthesize_at(G, ws, opts.render_resolution, noises=noises)
+    if not torch.isfinite(images).all():  # the network's fault, not the training's nor the encoder's
+        raise InputError("the network renders NaN or infinite images from sampled latents: is its file damaged?")
     return ws, images
 
 

@@ -73,7 +73,7 @@ def to_json(data, *, what: str = "meta", indent: Optional[int] = None) -> str:
 def as_path(path, what: str) -> Path:
     """A path argument of the library (`what`: 'the latent file'), refused in one line when it is not a
     str or a Path (None would fail deep in pathlib)."""
-    if not isinstance(path, (str, os.PathLike)) or isinstance(path, bytes):
+    if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"{what} is named by a path (a str or a Path), got {type(path).__name__}")
     return Path(path)
 
@@ -83,7 +83,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers pick the right format);
     on success rename it onto `path`, on any error (or Ctrl-C) remove it and leave `path` as it was.
     An OSError about the temporary file names `path` instead: the file the user asked for."""
-    path = Path(path)
+    path = as_path(path, "the file to write")
     if path.is_dir():  # checked before anything is written; the rename would fail only after
         raise InputError(f"{path} is a folder; name the file to write")
     tmp = temporary_name(path, "tmp")

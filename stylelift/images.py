@@ -58,7 +58,7 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optio
     `icc_profile`: the colour profile of the photo the pixels come from (`photo_profile`), if any;
     `text`: PNG text chunks (key: value), which other formats leave out."""
     options = {"icc_profile": icc_profile} if icc_profile else {}
-    if text and Path(path).suffix.lower() == ".png":
+    if text and as_path(path, "the image file").suffix.lower() == ".png":
         from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()

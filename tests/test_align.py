@@ -516,6 +516,9 @@ def test_align_into_the_photos_own_folder_never_replaces_a_photo(tmp_path):
     r = CliRunner().invoke(app, ["align", str(tmp_path), "--size", "64", "--outdir", str(tmp_path)])  # the same again: other.png is its crop
     assert r.exit_code == 0 and "left out 1 image that stylelift wrote" in " ".join(r.output.split()), r.output
     assert "other.jpg: 1 face" in r.output and "other.png:" not in r.output
+    from stylelift.cli import expand_photos
+
+    assert expand_photos([str(tmp_path)])[0] == [tmp_path / "other.jpg", tmp_path / "other.png"]  # project and encoder run take align's crops
 
 
 def test_library_align_and_paste_back_refuse_what_they_cannot_use(photo):

@@ -524,7 +524,7 @@ def test_outputs_too_big_to_hold_are_refused_before_rendering_and_big_grids_skip
 
 
 def test_operating_system_errors_are_told_in_words_about_the_file_asked_for(tmp_path):
-    from stylelift.errors import InputError, error_message
+    from stylelift.errors import InputError, MissingFileError, error_message
     from stylelift.fileio import atomic_path
 
     assert error_message(FileExistsError(17, "File exists", "out/afile")) == "out/afile is a file, so no folder can be made there"
@@ -542,7 +542,7 @@ def test_operating_system_errors_are_told_in_words_about_the_file_asked_for(tmp_
         with atomic_path(tmp_path / "folder.png") as tmp:
             tmp.write_bytes(b"png")
     assert not list(tmp_path.glob("**/.*tmp-*")) and (tmp_path / "folder.png" / "inside").read_text() == "x"
-    assert error_message(FileNotFoundError("no such photo: a.png")) == "no such photo: a.png"
+    assert error_message(MissingFileError("no such photo: a.png")) == "no such photo: a.png"
     assert error_message(InputError("bad")) == "bad"
 
 

@@ -45,6 +45,19 @@ def test_the_encoder_checks_its_input_as_project_checks_a_target(img, message):
         enc(img)
 
 
+def test_an_encoder_in_bfloat16_takes_and_gives_bfloat16():
+    enc = new_encoder(tiny_generator(), input_resolution=32).to(torch.bfloat16).eval()
+    assert enc(torch.zeros(1, 3, 16, 16, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_a_network_that_renders_nan_is_blamed_not_the_training(tmp_path):
+    G = tiny_generator(img_resolution=32)
+    with torch.no_grad():
+        next(p for name, p in G.named_parameters() if name.startswith("synthesis")).fill_(float("nan"))
+    with pytest.raises(InputError, match="the network renders NaN or infinite images from sampled latents: is its file damaged"):
+        train_encoder(G, new_encoder(G, input_resolution=32), OPTS)
+
+
 def test_training_loss_falls_and_the_encoder_beats_w_avg_on_held_out_samples(trained):
     G, enc, before, state = trained
     hist = state["history"]

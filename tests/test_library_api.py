@@ -12,7 +12,8 @@ from stylelift.editing import Direction, apply_direction, interpolation_path, le
 from stylelift.editing.interpolation import between
 from stylelift.errors import InputError
 from stylelift.generation import render_ws
-from stylelift.images import load_photo
+from stylelift.images import load_photo, save_image
+from stylelift.models.encoder import new_encoder, save_encoder
 
 
 def target_of(G, seed=1):
@@ -386,6 +387,8 @@ def test_something_other_than_a_network_given_to_save_generator_is_named(tmp_pat
     lambda p: load_direction(p),
     lambda p: save_direction(p, Direction(np.ones(4), {})),
     lambda p: load_photo(p),
+    lambda p: save_image(np.zeros((4, 4, 3), np.uint8), p),
+    lambda p: save_encoder(p, new_encoder(tiny_generator(), input_resolution=32)),
 ])
 @pytest.mark.parametrize("path", [None, 3])
 def test_a_path_argument_that_is_no_path_is_refused_in_one_line(call, path):

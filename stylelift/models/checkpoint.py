@@ -45,7 +45,8 @@ _LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19
 
 
 class NetworkNotFoundError(MissingFileError):
-    """A network named by a file that does not exist, or by a name stylelift does not know."""
+    """A network named by a file that does not exist or a name stylelift does not know, or the
+    bundled network's wheel (random-face) not installed."""
 
 
 # ----------------------------------------------------------------------------------------------

@@ -104,8 +104,8 @@ class Encoder(nn.Module):
         self.register_buffer("w_avg", w_avg.detach().float().reshape(1, 1, cfg.w_dim).clone())
 
     def features(self, img: Tensor) -> Tensor:
-        """img [N, 3, H, W] in [-1, 1] -> the backbone's features [N, F] (standardised for dlib-face)."""
-        img = check_images(img, 3, "the encoder's input", "the encoder")
+        """img [N, 3, R, R] in [-1, 1] (any square size) -> the backbone's features [N, F] (standardised for dlib-face)."""
+        img = check_images(img, 3, "the encoder's input", "the encoder").to(self.w_avg.dtype)  # an encoder made .half() takes halves
         r = self.config.input_resolution
         if img.shape[-1] != r or img.shape[-2] != r:
             img = F.interpolate(img, size=(r, r), mode="area" if img.shape[-1] > r else "bilinear")
@@ -114,7 +114,7 @@ class Encoder(nn.Module):
         return self.backbone(((img + 1) / 2 - self.mean) / self.std)
 
     def forward(self, img: Tensor) -> Tensor:
-        """img [N, 3, H, W] in [-1, 1] -> ws [N, num_ws, w_dim]."""
+        """img [N, 3, R, R] in [-1, 1] (any square size) -> ws [N, num_ws, w_dim]."""
         offsets = self.head(self.features(img)).reshape(-1, self.config.num_ws, self.config.w_dim)
         return self.w_avg + offsets
 
@@ -188,7 +188,7 @@ def save_encoder(path: Union[str, os.PathLike], encoder: Encoder, *, training: O
     """Write config + weights (+ training state) atomically: the backbone and head in float16,
     or with `half=False` in float32 (a training checkpoint, so that a resumed run continues
     from the exact weights)."""
-    path = Path(path)
+    path = as_path(path, "the encoder file")
     state = {k: (v.half() if half and v.is_floating_point() and k.startswith(("backbone.", "head.")) else v).detach().cpu() for k, v in encoder.state_dict().items()}
     config = dataclasses.asdict(encoder.config)
     if not config["head_rank"]:

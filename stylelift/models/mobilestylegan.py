@@ -349,8 +349,8 @@ def modulated_pointwise_conv(
     n, i, h, w = x.shape
     pixels = x.permute(0, 2, 3, 1).reshape(n, h * w, i)  # a view when x is channels-last
     noise = noise.reshape(h * w) if noise is not None else None
-    # the product runs in the weights' dtype (autocast does not reach into a Function; under it x and
-    # the styles may come half precision): a no-op otherwise
+    # the product runs in the weights' dtype: under a caller's autocast x and the styles come in half
+    # precision, which the out= products below refuse beside float32 weights (a no-op otherwise)
     pixels, styles = pixels.to(weight.dtype), styles.to(weight.dtype)
     y = _ModulatedPointwiseFunction.apply(pixels, styles, weight, bias, noise, slope)
     return y.view(n, h, w, -1).permute(0, 3, 1, 2)
