@@ -142,9 +142,12 @@ def user_errors(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         if threading.current_thread() is threading.main_thread():
-            # SIGTERM (kill, a closing terminal, a batch scheduler) unwinds like Ctrl-C, so the
-            # temporary files of half-done writes are removed and existing outputs stay as they were
+            # SIGTERM (kill, a batch scheduler) and SIGHUP (a closing terminal, a dropped ssh) unwind
+            # like Ctrl-C, so the temporary files of half-done writes are removed and existing outputs
+            # stay as they were (a SIGHUP that nohup ignores stays ignored)
             signal.signal(signal.SIGTERM, _terminated)
+            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+                signal.signal(signal.SIGHUP, _terminated)
         try:
             return fn(*args, **kwargs)
         except BrokenPipeError as e:
@@ -684,6 +687,12 @@ def run() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        # the command is over, its files written or not: a signal now would only break into the
+        # interpreter's shutdown (torch's exit handlers) with a traceback, and the exit code would stay 0
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 from . import cli_editing, cli_encoder  # noqa: E402,F401  (registers the editing and encoder commands on `app`)

@@ -122,7 +122,7 @@ def check_photo_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a photo")
     if special_file(path):
-        raise InputError(f"{path.name} is not a regular file, not a photo")
+        raise InputError(f"{path} is not a regular file, not a photo")
     return path
 
 
@@ -204,6 +204,20 @@ def _gif_timing(frames: list, fps: float) -> tuple[list, list[int]]:
     fps = min(fps, GIF_MAX_FPS)
     ends = [math.floor((i + 1) * 100 / fps + 0.5) for i in range(len(frames))]  # centiseconds
     return frames, [10 * (b - a) for a, b in zip([0] + ends[:-1], ends)]
+
+
+def stopped_how(code: int) -> str:
+    """A subprocess's exit status in words: a negative one is the signal that killed it."""
+    import signal
+
+    if code >= 0:
+        return f"it stopped with exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        return f"it was killed by signal {-code}"
+    why = {"SIGXFSZ": " (the file size limit, ulimit -f)", "SIGKILL": " (out of memory?)", "SIGSEGV": " (it crashed)"}.get(name, "")
+    return f"it was killed by {name}{why}"
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 30) -> None:
@@ -298,4 +312,4 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
         if code != 0:
             log.seek(0)
             said = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
-            raise VideoError(f"ffmpeg could not write {name}: " + (said[-1].strip()[:300] if said else f"it stopped with exit code {code}"))
+            raise VideoError(f"ffmpeg could not write {name}: " + (said[-1].strip()[:300] if said else stopped_how(code)))

@@ -48,9 +48,12 @@ class StepProgress:
         if self.bar is not None:
             self.bar.update(self.task, completed=completed, terms=terms)
         elif completed >= self.next_line:
-            self.stream.write(f"{self.label}: {completed}/{self.total}{' ' + terms if terms else ''}\n")
-            self.stream.flush()
             self.next_line = self._line_after(completed) if completed < self.total else self.total + 1
+            try:
+                self.stream.write(f"{self.label}: {completed}/{self.total}{' ' + terms if terms else ''}\n")
+                self.stream.flush()
+            except OSError:  # a full log disk (2>/dev/full) costs the progress lines, not the run
+                self.next_line = self.total + 1
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

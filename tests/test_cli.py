@@ -440,6 +440,16 @@ def test_a_set_of_directions_stopped_while_being_written_leaves_the_earlier_set_
     assert r.exit_code != 0
     assert {p.name: p.read_bytes() for p in s.iterdir()} == before  # no new files mixed in, no staging folder left
 
+    def disk_full_at_the_second_sidecar(path, direction):
+        if path.name == "sefa_01.npy":
+            raise OSError(28, "No space left on device", str(path.with_suffix(".json")))
+        save(path, direction)
+
+    monkeypatch.setattr(stylelift.editing, "save_direction", disk_full_at_the_second_sidecar)
+    r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "3", "--outdir", s, "--overwrite")
+    assert r.exit_code == 1 and r.output.strip() == f"error: {s / 'sefa_01.json'}: No space left on device", r.output  # not its hidden staging name
+    assert {p.name: p.read_bytes() for p in s.iterdir()} == before
+
 
 def test_photos_with_the_same_name_do_not_overwrite_each_other(tmp_path, net):
     folder = tmp_path / "ph"

@@ -164,3 +164,48 @@ def test_a_cache_folder_in_a_home_folder_this_machine_lacks_is_one_line(monkeypa
     monkeypatch.setenv("STYLELIFT_CACHE", "~no-such-user-here/cache")  # Path.expanduser raised a RuntimeError
     with pytest.raises(InputError, match=r"^no cache folder: STYLELIFT_CACHE is in a home folder this machine cannot find; set STYLELIFT_CACHE to a folder$"):
         cache_dir()
+
+
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGTERM"])
+def test_a_closing_terminal_or_a_kill_mid_write_keeps_the_earlier_file_and_leaves_no_temporary_one(tmp_path, net, monkeypatch, signame):
+    import signal
+
+    out = tmp_path / "mix.png"
+    out.write_bytes(b"the earlier grid")
+    real = Image.Image.save
+
+    def save_then_signalled(self, fp, *args, **kwargs):
+        real(self, fp, *args, **kwargs)
+        os.kill(os.getpid(), getattr(signal, signame))  # the handler runs here, half-way through the write
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    monkeypatch.setattr(Image.Image, "save", save_then_signalled)
+    try:
+        r = invoke("mix", "--rows", "1", "--cols", "2", "--network", net, "--out", out)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+    assert r.exit_code == 128 + getattr(signal, signame), r.output
+    assert out.read_bytes() == b"the earlier grid" and sorted(p.name for p in tmp_path.iterdir()) == ["mix.png", "net.pt"]
+
+
+def test_ffmpeg_killed_by_a_signal_is_said_in_words():
+    from stylelift.images import stopped_how
+
+    assert stopped_how(1) == "it stopped with exit code 1"
+    assert stopped_how(-25) == "it was killed by SIGXFSZ (the file size limit, ulimit -f)"
+    assert stopped_how(-9) == "it was killed by SIGKILL (out of memory?)"
+
+
+def test_progress_lines_on_a_full_stderr_cost_the_lines_not_the_run():
+    from stylelift.progress import StepProgress
+
+    import contextlib
+
+    full = open("/dev/full", "w")
+    with StepProgress("steps", 10, stream=full) as bar:
+        for step in range(1, 11):
+            bar.update(step, "loss 1")
+    assert bar.completed == 10 and bar.next_line == 11  # no more lines tried after the first failed
+    with contextlib.suppress(OSError):  # the line still buffered fails once more
+        full.close()

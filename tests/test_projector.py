@@ -141,6 +141,8 @@ def test_lpips_without_imagenet_weights_says_where_to_put_them(tmp_path, monkeyp
     assert "perceptual_weights=PATH" in str(e.value) and "--" not in str(e.value)  # the library's caller passes no options
     with pytest.raises(MissingWeightsError, match=r"^perceptual weights \S+none.pth: no such file$"):
         project(G, torch.zeros(1, 3, 16, 16), steps=1, loss="lpips", perceptual_weights=tmp_path / "none.pth")
+    with pytest.raises(MissingWeightsError, match=r"^perceptual weights /dev/null: not a regular file$"):
+        project(G, torch.zeros(1, 3, 16, 16), steps=1, loss="lpips", perceptual_weights="/dev/null")
 
 
 def test_auto_loss_uses_lpips_when_possible_and_face_terms_only_for_aligned_faces(monkeypatch):
@@ -865,3 +867,30 @@ def test_an_earlier_runs_unwritten_outputs_are_stale_but_never_a_photo_of_the_ru
     assert files.stale(video=False, pasted=False) == (tmp_path / "bob_proj.mp4", tmp_path / "bob_pasted.png")
     assert files.stale(video=True, pasted=False) == (tmp_path / "bob_pasted.png",)
     assert files.stale(video=False, pasted=False, photos=frozenset({file_id(tmp_path / "bob_pasted.png")})) == (tmp_path / "bob_proj.mp4",)
+
+
+def test_a_redo_that_fails_part_way_leaves_the_earlier_set_whole(photo_dir, monkeypatch):
+    """project --overwrite wrote file by file: stopped at its pictures (a full disk, Ctrl-C), the
+    earlier NAME.npz was already the new one, beside the old pictures, and the metrics gone."""
+    import errno
+
+    from stylelift.projector import files as files_module
+
+    photos, out = photo_dir / "photos", photo_dir / "out"
+    args = ("--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
+    assert run(photos / "p0.png", *args).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = files_module.save_image
+
+    def disk_full_at_the_projection(array, path, **kwargs):
+        if "_proj" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(array, path, **kwargs)
+
+    monkeypatch.setattr(files_module, "save_image", disk_full_at_the_projection)
+    r = run(photos / "p0.png", *args, "--seed", "7", "--overwrite")
+    assert r.exit_code == 1 and "No space left on device" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the same files, byte for byte, and no temporary ones
+    monkeypatch.undo()
+    r = run(photos / "p0.png", *args, "--seed", "7", "--overwrite")
+    assert r.exit_code == 0 and {p.name for p in out.iterdir()} == set(before) and (out / "p0.npz").read_bytes() != before["p0.npz"]

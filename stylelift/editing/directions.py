@@ -87,7 +87,7 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a direction file (.npy)")
     if special_file(path):  # a named pipe would be waited on forever
-        raise InputError(f"{path.name} is not a regular file, not a direction file (.npy)")
+        raise InputError(f"{path} is not a regular file, not a direction file (.npy)")
     try:
         with open(path, "rb") as f:
             magic = f.read(6)

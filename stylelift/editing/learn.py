@@ -42,7 +42,7 @@ def read_labels_csv(path: Path) -> tuple[list[str], np.ndarray, Optional[dict]]:
     if not path.exists():
         raise MissingFileError(f"no labels file {path}")
     if special_file(path):  # a named pipe would be waited on forever
-        raise InputError(f"{path.name} is not a regular file, not a labels CSV")
+        raise InputError(f"{path} is not a regular file, not a labels CSV")
     items, labels = [], []
     seen: dict[str, float] = {}
     sampling_lines: list[str] = []

@@ -1,10 +1,11 @@
 """What `stylelift project` writes for each photo, and how it tells a photo is already done.
 
 NAME.npz (w, noise maps, meta), NAME_target.png, NAME_proj.png, NAME_proj.mp4 (target | projection
-during the optimisation), NAME_pasted.png (with paste-back), NAME_metrics.json. Every file is
-written to a temporary name and renamed; the metrics file is written last, so its presence marks
-a finished photo. A video or pasted photo an earlier run left, which this run does not write, is
-removed before the metrics are.
+during the optimisation), NAME_pasted.png (with paste-back), NAME_metrics.json. The set is written to temporary names and
+renamed only once all of it is written, so a run that fails or is stopped part-way leaves an
+earlier set whole; the metrics file is renamed last, so its presence marks a finished photo. A
+video or pasted photo an earlier run left, which this run does not write, is removed before the
+renames.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, StyleliftError
-from ..fileio import check_name_lengths, file_id, to_json, write_text_atomic
+from ..fileio import check_name_lengths, file_id, to_json, write_text_atomic, written_together
 from ..images import save_image, write_video
 from ..latents import LatentFile, load_latents, save_latents
 
@@ -55,8 +56,9 @@ class ProjectionFiles:
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # damaged: pasted again
             return False
 
-    def save_pasted(self, pasted: Image.Image, region: str, *, icc_profile: Optional[bytes] = None) -> None:
-        save_image(np.asarray(pasted), self.path("_pasted.png"), icc_profile=icc_profile, text={PASTE_REGION_KEY: region})
+    def save_pasted(self, pasted: Image.Image, region: str, *, icc_profile: Optional[bytes] = None, to: Optional[Path] = None) -> None:
+        """Write NAME_pasted.png (or `to`, a temporary name for it), recording the region."""
+        save_image(np.asarray(pasted), to or self.path("_pasted.png"), icc_profile=icc_profile, text={PASTE_REGION_KEY: region})
 
     def check_writable(self, *, video: bool, pasted: bool, photos: frozenset = frozenset()) -> None:
         """Refuse a set of outputs with a folder in the way, which would fail half-way through
@@ -112,18 +114,21 @@ def write_projection(
     icc_profile: Optional[bytes] = None,
     stale: tuple[Path, ...] = (),
 ) -> None:
-    """Write one photo's files, then remove `stale` ones (`ProjectionFiles.stale`); the pictures
-    carry the photo's colour profile (`photo_profile`), if any."""
+    """Write one photo's files as a set, and remove `stale` ones (`ProjectionFiles.stale`); the
+    pictures carry the photo's colour profile (`photo_profile`), if any."""
     files.check_writable(video=bool(frames), pasted=pasted is not None)
-    files.outdir.mkdir(parents=True, exist_ok=True)
-    files.metrics.unlink(missing_ok=True)  # the "done" mark goes first and comes back last: a failed redo is not done
-    save_latents(files.latent, latents)
-    save_image(target, files.path("_target.png"), icc_profile=icc_profile)
-    save_image(projection, files.path("_proj.png"), icc_profile=icc_profile)  # the photo's pixel values, so its profile too
-    if frames:
-        write_video(files.path("_proj.mp4"), frames, fps=fps)
-    if pasted is not None:
-        files.save_pasted(pasted, paste_region, icc_profile=icc_profile)
-    for path in stale:
-        path.unlink(missing_ok=True)
-    write_json(files.metrics, metrics)
+    paths = [files.latent, files.path("_target.png"), files.path("_proj.png")]
+    paths += [files.path("_proj.mp4")] * bool(frames) + [files.path("_pasted.png")] * (pasted is not None) + [files.metrics]  # the "done" mark last
+    with written_together(paths) as tmps:
+        tmp = dict(zip(paths, tmps))
+        save_latents(tmp[files.latent], latents)
+        save_image(target, tmp[files.path("_target.png")], icc_profile=icc_profile)
+        save_image(projection, tmp[files.path("_proj.png")], icc_profile=icc_profile)  # the photo's pixel values, so its profile too
+        if frames:
+            write_video(tmp[files.path("_proj.mp4")], frames, fps=fps)
+        if pasted is not None:
+            files.save_pasted(pasted, paste_region, icc_profile=icc_profile, to=tmp[files.path("_pasted.png")])
+        write_json(tmp[files.metrics], metrics)
+        files.metrics.unlink(missing_ok=True)  # an earlier "done" mark goes before the renames: a set stopped between them is not done
+        for path in stale:
+            path.unlink(missing_ok=True)

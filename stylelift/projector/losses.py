@@ -204,7 +204,8 @@ def find_vgg16_weights(explicit: Optional[Path], *, otherwise: str = LIBRARY_ADV
     with `otherwise`, what the caller's user can do instead."""
     if explicit is not None:
         if not Path(explicit).is_file():
-            raise MissingWeightsError(f"perceptual weights {explicit}: {'a folder, not a file' if Path(explicit).is_dir() else 'no such file'}")
+            why = "a folder, not a file" if Path(explicit).is_dir() else "not a regular file" if Path(explicit).exists() else "no such file"  # (a named pipe, /dev/null)
+            raise MissingWeightsError(f"perceptual weights {explicit}: {why}")
         return Path(explicit)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
     if cached.is_file():
