@@ -667,7 +667,14 @@ def project(
         init=init, align=do_align, face_index=face_index, paste_back=paste_back, paste_region=paste_region or "face", outdir=outdir, video=video, batch_size=batch_size,
         device=resolve_device(device), seed=seed, overwrite=overwrite, w_noise=w_noise,
     )
-    report = lambda msg, error=False, note=False: typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error or note)  # noqa: E731
+
+    def report(msg: str, error: bool = False, note: bool = False) -> None:
+        try:
+            typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error or note)
+        except OSError:  # a note on a full or closed stderr (2>/dev/full) costs the note, not the run
+            if not note:
+                raise
+
     failures = misses + run_project_job(job, paths, report=report, load=load_network)
     if failures:
         raise typer.Exit(1)
@@ -689,10 +696,20 @@ def run() -> None:
         sys.exit(130)
     finally:
         # the command is over, its files written or not: a signal now would only break into the
-        # interpreter's shutdown (torch's exit handlers) with a traceback, and the exit code would stay 0
+        # interpreter's shutdown (torch's exit handlers) with a traceback, and the exit code would
+        # stay 0; it ends the process at once instead (an ignored one stays ignored)
         for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), signal.SIG_IGN)
+            if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
+                signal.signal(getattr(signal, name), _exit_at_once)
+
+
+def _exit_at_once(signum, frame) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # (a closed or full stream: what is lost is lost)
+            pass
+    os._exit(128 + signum)
 
 
 from . import cli_editing, cli_encoder  # noqa: E402,F401  (registers the editing and encoder commands on `app`)

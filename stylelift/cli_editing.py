@@ -15,7 +15,7 @@ import typer
 
 from . import cli
 from .errors import InputError, MissingFileError
-from .fileio import check_writable, file_in_the_way, parse_json, raise_about
+from .fileio import check_writable, file_in_the_way, parse_json, raise_about, signals_deferred
 from .seeds import seed_digits, seed_too_big
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
@@ -669,8 +669,9 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
         except OSError as e:  # (a full disk) named by the file asked for, not by its place in the hidden folder
             raise_about(e, {Path(staging) / f"{prefix}_{i:02d}{end}": outdir / f"{prefix}_{i:02d}{end}" for end in (".npy", ".json")})
         written = sorted(os.listdir(staging))
-        for name in written:
-            os.replace(Path(staging) / name, outdir / name)
+        with signals_deferred():  # a set moved in part way would be half of each
+            for name in written:
+                os.replace(Path(staging) / name, outdir / name)
     for stale in earlier_set(outdir, prefix):
         if stale.name not in written:
             stale.unlink()

@@ -211,19 +211,49 @@ def check_name_lengths(paths: list[Path]) -> None:
 
 
 @contextlib.contextmanager
-def written_together(paths: list[Path]) -> Iterator[list[Path]]:
+def signals_deferred() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait until the block is over (then act as they would have): for
+    steps that must not stop half-way, such as renaming a written set into place. Only the main
+    thread handles signals; elsewhere, and for a signal that is ignored, nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    names = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    saved = {sig: signal.getsignal(sig) for sig in names}
+    for sig, handler in saved.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
+@contextlib.contextmanager
+def written_together(paths: list[Path], *, remove: tuple[Path, ...] = ()) -> Iterator[list[Path]]:
     """Temporary names for a set of files (`paths`, in order): the block writes each to its own, and
-    only when all are written are they renamed onto `paths`. A set that fails part-way (a full disk)
-    leaves the earlier set as it was, not half of each; an OSError names the file asked for. Names
-    the file system would not take are refused first, then the folders are made."""
+    only when all are written are the files in `remove` deleted and the set renamed onto `paths`,
+    with signals deferred (a Ctrl-C there would leave half of each set). A set that fails part-way
+    (a full disk) leaves the earlier set as it was; an OSError names the file asked for. Names the
+    file system would not take are refused first, then the folders are made."""
     check_name_lengths(paths)
     for folder in {path.parent for path in paths}:
         folder.mkdir(parents=True, exist_ok=True)
     tmps = [temporary_name(path, "set") for path in paths]
     try:
         yield tmps
-        for tmp, path in zip(tmps, paths):
-            os.replace(tmp, path)
+        with signals_deferred():
+            for path in remove:
+                path.unlink(missing_ok=True)
+            for tmp, path in zip(tmps, paths):
+                os.replace(tmp, path)
     except OSError as e:
         raise_about(e, dict(zip(tmps, paths)))
     finally:

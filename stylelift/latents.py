@@ -138,7 +138,7 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
     if path.is_dir():
         raise InputError(f"{path} is a folder, not a latent file (.npz)")
     if not path.is_file():  # a FIFO or a device would be read forever
-        raise InputError(f"{path} is not a regular file")
+        raise InputError(f"{path} is not a regular file, not a latent file (.npz)")
     if path.is_file():
         open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"
     if path.is_file() and not looks_like_zip(path):

@@ -57,4 +57,8 @@ class StepProgress:
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
-            self.bar.__exit__(*exc)
+            try:
+                self.bar.__exit__(*exc)
+            except OSError:  # the terminal is gone (a hang-up): the error unwinding now is the one to tell
+                if exc[0] is None:
+                    raise

@@ -209,3 +209,39 @@ def test_progress_lines_on_a_full_stderr_cost_the_lines_not_the_run():
     assert bar.completed == 10 and bar.next_line == 11  # no more lines tried after the first failed
     with contextlib.suppress(OSError):  # the line still buffered fails once more
         full.close()
+
+
+def test_a_set_signalled_while_it_is_renamed_into_place_is_renamed_whole(tmp_path, monkeypatch):
+    """Ctrl-C between the renames of project's set left the new NAME.npz beside the old pictures."""
+    import signal
+
+    from stylelift import fileio
+
+    a, b, mark = tmp_path / "a.npz", tmp_path / "b.png", tmp_path / "done.json"
+    for path in (a, b, mark):
+        path.write_text("old")
+    real = os.replace
+    calls = []
+
+    def rename_then_interrupted(src, dst):
+        real(src, dst)
+        calls.append(dst)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(fileio.os, "replace", rename_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with fileio.written_together([a, b], remove=(mark,)) as tmps:
+            for tmp in tmps:
+                tmp.write_text("new")
+    assert a.read_text() == b.read_text() == "new" and not mark.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.png"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_signal_after_the_command_ends_the_process_at_once_with_its_output_flushed():
+    import sys
+
+    code = ("import os, signal, sys, time\nfrom stylelift.cli import _exit_at_once\n"
+            "signal.signal(signal.SIGTERM, _exit_at_once)\nprint('wrote out.png')\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert p.returncode == 143 and p.stdout == b"wrote out.png\n" and p.stderr == b"", p

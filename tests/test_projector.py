@@ -894,3 +894,16 @@ def test_a_redo_that_fails_part_way_leaves_the_earlier_set_whole(photo_dir, monk
     monkeypatch.undo()
     r = run(photos / "p0.png", *args, "--seed", "7", "--overwrite")
     assert r.exit_code == 0 and {p.name for p in out.iterdir()} == set(before) and (out / "p0.npz").read_bytes() != before["p0.npz"]
+
+
+def test_project_with_a_full_stderr_still_projects(photo_dir):
+    """Its first note (the network, the loss) on 2>/dev/full ended the run before any work."""
+    import subprocess
+    import sys
+
+    out = photo_dir / "out"
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "stylelift", "project", str(photo_dir / "photos" / "p0.png"), "--network", str(photo_dir / "net.pt"),
+                            "--steps", "1", "--no-align", "--loss", "mse", "--no-video", "--outdir", str(out)], stdout=subprocess.PIPE, stderr=full, timeout=300)
+    assert p.returncode == 0 and p.stdout.decode().startswith("p0.png: done"), p.stdout
+    assert (out / "p0.npz").is_file() and (out / "p0_metrics.json").is_file()

@@ -119,7 +119,9 @@ def write_projection(
     files.check_writable(video=bool(frames), pasted=pasted is not None)
     paths = [files.latent, files.path("_target.png"), files.path("_proj.png")]
     paths += [files.path("_proj.mp4")] * bool(frames) + [files.path("_pasted.png")] * (pasted is not None) + [files.metrics]  # the "done" mark last
-    with written_together(paths) as tmps:
+    # an earlier "done" mark and the files an earlier run wrote that this one does not go just before
+    # the renames, all with signals deferred: a set stopped then would be half of each
+    with written_together(paths, remove=(files.metrics, *stale)) as tmps:
         tmp = dict(zip(paths, tmps))
         save_latents(tmp[files.latent], latents)
         save_image(target, tmp[files.path("_target.png")], icc_profile=icc_profile)
@@ -129,6 +131,3 @@ def write_projection(
         if pasted is not None:
             files.save_pasted(pasted, paste_region, icc_profile=icc_profile, to=tmp[files.path("_pasted.png")])
         write_json(tmp[files.metrics], metrics)
-        files.metrics.unlink(missing_ok=True)  # an earlier "done" mark goes before the renames: a set stopped between them is not done
-        for path in stale:
-            path.unlink(missing_ok=True)
