@@ -669,12 +669,12 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
         except OSError as e:  # (a full disk) named by the file asked for, not by its place in the hidden folder
             raise_about(e, {Path(staging) / f"{prefix}_{i:02d}{end}": outdir / f"{prefix}_{i:02d}{end}" for end in (".npy", ".json")})
         written = sorted(os.listdir(staging))
-        with signals_deferred():  # a set moved in part way would be half of each
+        stale = [path for path in earlier_set(outdir, prefix) if path.name not in written]
+        with signals_deferred():  # a set moved in part way, or beside the rest of an earlier one, would be half of each
             for name in written:
                 os.replace(Path(staging) / name, outdir / name)
-    for stale in earlier_set(outdir, prefix):
-        if stale.name not in written:
-            stale.unlink()
+            for path in stale:
+                path.unlink()
 
 
 @directions_app.command("sefa", cls=OnceEach)

@@ -222,15 +222,16 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    names = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    saved = {sig: signal.getsignal(sig) for sig in names}
-    for sig, handler in saved.items():
-        if handler is not signal.SIG_IGN:
-            signal.signal(sig, lambda signum, frame: caught.append(signum))
+    replaced: dict = {}  # signal -> its handler, put back at the end (one set outside Python, None, is left alone)
     try:
+        for sig in [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]:
+            handler = signal.getsignal(sig)
+            if handler not in (signal.SIG_IGN, None):
+                replaced[sig] = handler
+                signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
     finally:
-        for sig, handler in saved.items():
+        for sig, handler in replaced.items():  # all put back before any is acted on
             signal.signal(sig, handler)
         if caught:
             signal.raise_signal(caught[0])

@@ -440,6 +440,32 @@ def test_a_set_of_directions_stopped_while_being_written_leaves_the_earlier_set_
     assert r.exit_code != 0
     assert {p.name: p.read_bytes() for p in s.iterdir()} == before  # no new files mixed in, no staging folder left
 
+    import os
+    import signal
+    from pathlib import Path
+
+    import stylelift.cli_editing as cli_editing
+
+    real_replace = os.replace
+
+    def moved_then_killed(src, dst):  # SIGTERM once the first file of the smaller set is in place
+        real_replace(src, dst)
+        if Path(dst) == s / "sefa_00.json":  # (not its write into the hidden staging folder)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.undo()
+    saved = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli_editing.os, "replace", moved_then_killed)
+    try:
+        r = invoke("directions", "sefa", "--network", net, "--layers", "0-1", "--k", "2", "--outdir", s, "--overwrite")
+    finally:
+        signal.signal(signal.SIGTERM, saved)
+    monkeypatch.undo()
+    assert r.exit_code == 143, r.output
+    assert sorted(p.name for p in s.iterdir()) == ["sefa_00.json", "sefa_00.npy", "sefa_01.json", "sefa_01.npy"]  # the new set whole, none of the old 02-03
+    assert all((s / name).read_bytes() != data for name, data in before.items() if (s / name).exists() and name.endswith(".npy"))
+    before = {p.name: p.read_bytes() for p in s.iterdir()}
+
     def disk_full_at_the_second_sidecar(path, direction):
         if path.name == "sefa_01.npy":
             raise OSError(28, "No space left on device", str(path.with_suffix(".json")))

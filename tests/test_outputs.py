@@ -245,3 +245,18 @@ def test_a_signal_after_the_command_ends_the_process_at_once_with_its_output_flu
             "signal.signal(signal.SIGTERM, _exit_at_once)\nprint('wrote out.png')\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
     assert p.returncode == 143 and p.stdout == b"wrote out.png\n" and p.stderr == b"", p
+
+
+def test_a_progress_bar_on_a_terminal_that_is_gone_does_not_hide_the_error_unwinding():
+    """A hang-up under project's bar: rich's write to the dead terminal replaced the SystemExit(129)."""
+    from stylelift.progress import StepProgress
+
+    class GoneTerminal:
+        def __exit__(self, *exc):
+            raise OSError(5, "Input/output error")
+
+    progress = StepProgress("steps", 3)
+    progress.bar = GoneTerminal()
+    assert progress.__exit__(SystemExit, SystemExit(129), None) is None  # the SystemExit goes on unwinding
+    with pytest.raises(OSError, match="Input/output error"):  # with nothing unwinding, the error is the one to tell
+        progress.__exit__(None, None, None)
