@@ -1580,3 +1580,17 @@ def test_a_latent_file_named_like_a_seed_is_a_file_to_generate(tmp_path, net, mo
     assert r.exit_code == 2 and "--trunc applies to seeds" in " ".join(r.output.replace("│", " ").split()), r.output  # it was taken for seed 12, and --trunc ignored
     r = invoke("generate", "--seeds", "0", "--trunc", "1", "--trunc-cutoff", "2", "--network", net, "--outdir", tmp_path / "g")
     assert r.exit_code == 0, r.output  # psi 1 with a cutoff: what a script sweeping psi gives
+
+
+def test_a_direction_cut_short_by_a_file_size_limit_is_an_error_not_a_half_file(tmp_path):
+    """numpy's np.save to a file object wrote a truncated .npy under `ulimit -f` and said nothing."""
+    import resource
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom pathlib import Path\nfrom stylelift.editing import Direction, save_direction\n"
+            "try:\n    save_direction(Path(sys.argv[1]), Direction(np.ones(512), {}))\nexcept OSError as e:\n    print('refused:', e.filename, e.strerror)\n")
+    limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # noqa: E731  (`ulimit -f 1`; the vector takes 2 KB)
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "d.npy")], preexec_fn=limit, capture_output=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.decode().strip() == f"refused: {tmp_path / 'd.npy'} File too large", (p.stdout, p.stderr[-500:])
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

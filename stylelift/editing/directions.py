@@ -8,6 +8,7 @@ Ways to get one: `boundary.fit_boundary` (a linear classifier on labelled w, Int
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tokenize
@@ -72,8 +73,12 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     vec = (vec / np.linalg.norm(vec)).astype(np.float32).reshape(1, -1)
     meta = to_json(direction.meta, what="the direction's meta", indent=2) + "\n"
     with atomic_path(path) as tmp, atomic_path(_sidecar(path)) as tmp_meta:  # renamed in turn once both are written
-        with open(tmp, "wb") as f:  # a file object: np.save adds no .npy to the name
-            np.save(f, vec)
+        data = io.BytesIO()
+        np.save(data, vec)  # made in memory, then written by Python, which reports a short write (a
+        try:  # file size limit) that numpy's own writing to a file passed over: a truncated .npy
+            tmp.write_bytes(data.getbuffer())
+        except OSError as e:  # a write's error names no file: this one, not the sidecar
+            raise OSError(e.errno, e.strerror, str(tmp)) from None
         tmp_meta.write_text(meta)
 
 
