@@ -492,7 +492,7 @@ OUTPUT_STILLS = {"project": ("_proj", "_target", "_pasted"), "encoder": ("_enc",
 def earlier_output(path: Path, aligned_in: Optional[Path] = None) -> bool:
     """Whether an image in a folder is one stylelift wrote there: NAME_proj.png (NAME_target,
     NAME_pasted) beside the latent file NAME.npz of a projection, NAME_enc.png beside that of
-    `encoder run`, and in `aligned_in` (align's --outdir) align's crop NAME.png beside its record
+    `encoder run`, and in `aligned_in` (align's --outdir, resolved) align's crop NAME.png beside its record
     NAME_align.json of another photo (elsewhere align's crops are what project takes). A folder of
     photos that is also the --outdir would otherwise have its outputs taken as photos on the next
     run. An image with a latent file of its own is a photo done before."""
@@ -500,7 +500,7 @@ def earlier_output(path: Path, aligned_in: Optional[Path] = None) -> bool:
 
     if path.suffix.lower() != ".png" or not path.is_file():
         return False
-    if aligned_in is not None and path.parent.resolve() == aligned_in.resolve() and aligned_from_another_photo(path):
+    if aligned_in is not None and path.parent.resolve() == aligned_in and aligned_from_another_photo(path):
         return True
     for method, ends in OUTPUT_STILLS.items():
         for end in ends:
@@ -534,6 +534,7 @@ def expand_photos(items: list[str], *, aligned_in: Optional[Path] = None) -> tup
     No photo at all ends the run (with no second message when a glob has said so)."""
     import glob
 
+    aligned_in = aligned_in.resolve() if aligned_in is not None else None  # once, not per image
     if any(not item.strip() for item in items):  # Path("") is ".": the current folder's images would be taken
         raise typer.BadParameter("an empty photo name; name photos, folders or globs (use . for the current folder)")
     out: list[Path] = []

@@ -72,14 +72,13 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     vec = vec / np.abs(vec).max()  # scaled first, as load_direction does
     vec = (vec / np.linalg.norm(vec)).astype(np.float32).reshape(1, -1)
     meta = to_json(direction.meta, what="the direction's meta", indent=2) + "\n"
-    with atomic_path(path) as tmp, atomic_path(_sidecar(path)) as tmp_meta:  # renamed in turn once both are written
-        data = io.BytesIO()
-        np.save(data, vec)  # made in memory, then written by Python, which reports a short write (a
-        try:  # file size limit) that numpy's own writing to a file passed over: a truncated .npy
-            tmp.write_bytes(data.getbuffer())
-        except OSError as e:  # a write's error names no file: this one, not the sidecar
-            raise OSError(e.errno, e.strerror, str(tmp)) from None
-        tmp_meta.write_text(meta)
+    data = io.BytesIO()
+    np.save(data, vec)  # made in memory, then written by Python, which reports a short write (a file
+    # size limit) that numpy's own writing to a file passed over: a truncated .npy
+    with atomic_path(path) as tmp:  # the sidecar is renamed first, the vector once both are written
+        tmp.write_bytes(data.getbuffer())  # (outside the sidecar's block: its failure, which names no file, is the .npy's)
+        with atomic_path(_sidecar(path)) as tmp_meta:
+            tmp_meta.write_text(meta)
 
 
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:
