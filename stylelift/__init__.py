@@ -1,6 +1,14 @@
-"""stylelift: lift photos into the latent space of StyleGAN generators and edit them there."""
+"""stylelift: lift photos into the latent space of StyleGAN generators and edit them there.
 
+The public names below are imported on first use (PEP 562), so `stylelift --help` and a command's
+own checks do not wait for torch: `import stylelift` alone takes a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
 import os as _os
+from typing import TYPE_CHECKING
 
 # CPU speed (measured on a shared 2-core machine: 3x faster MobileStyleGAN forward and backward):
 # idle OpenMP threads sleep instead of spinning, and torch backs large tensors with huge pages.
@@ -10,15 +18,34 @@ _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0"
 
-from .align import AlignedFace, NoFaceError, align_face
-from .editing import apply_direction, load_direction
-from .errors import CheckpointError, InputError, MissingFileError, StyleliftError, UnsafeCheckpointError
-from .latents import LatentFile, load_latents, save_latents
-from .models import Generator, StyleGAN, StyleGAN2Config, StyleGANConfig, load_generator, network_id, save_generator
-from .models.checkpoint import NetworkNotFoundError
-from .paste import paste_back
-from .projector import ProjectionOptions, ProjectionResult, project
-from .projector.losses import MissingWeightsError
+_PUBLIC = {  # name -> the module that defines it
+    "AlignedFace": "align",
+    "NoFaceError": "align",
+    "align_face": "align",
+    "apply_direction": "editing",
+    "load_direction": "editing",
+    "CheckpointError": "errors",
+    "InputError": "errors",
+    "MissingFileError": "errors",
+    "StyleliftError": "errors",
+    "UnsafeCheckpointError": "errors",
+    "LatentFile": "latents",
+    "load_latents": "latents",
+    "save_latents": "latents",
+    "Generator": "models",
+    "StyleGAN": "models",
+    "StyleGAN2Config": "models",
+    "StyleGANConfig": "models",
+    "load_generator": "models",
+    "network_id": "models",
+    "save_generator": "models",
+    "NetworkNotFoundError": "models.checkpoint",
+    "paste_back": "paste",
+    "ProjectionOptions": "projector",
+    "ProjectionResult": "projector",
+    "project": "projector",
+    "MissingWeightsError": "projector.losses",
+}
 
 __all__ = [
     "AlignedFace",
@@ -47,4 +74,37 @@ __all__ = [
     "project",
     "save_generator",
     "save_latents",
-]
+]  # what _PUBLIC maps
+
+
+def __getattr__(name: str):
+    """A public name, or a submodule (`stylelift.images`), imported when first asked for."""
+    if name in _PUBLIC:
+        value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    elif not name.startswith("__"):
+        try:
+            value = _importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{name}":  # the submodule exists; something it imports is missing
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from .align import AlignedFace, NoFaceError, align_face
+    from .editing import apply_direction, load_direction
+    from .errors import CheckpointError, InputError, MissingFileError, StyleliftError, UnsafeCheckpointError
+    from .latents import LatentFile, load_latents, save_latents
+    from .models import Generator, StyleGAN, StyleGAN2Config, StyleGANConfig, load_generator, network_id, save_generator
+    from .models.checkpoint import NetworkNotFoundError
+    from .paste import paste_back
+    from .projector import ProjectionOptions, ProjectionResult, project
+    from .projector.losses import MissingWeightsError

@@ -21,8 +21,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .errors import InputError
-from .models.base import is_whole
+from .errors import InputError, is_whole
 from .models.dlib_files import model_path
 
 log = logging.getLogger(__name__)

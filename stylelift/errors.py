@@ -2,6 +2,8 @@
 
 import errno
 import logging
+import math
+import numbers
 import sys
 
 
@@ -51,6 +53,21 @@ def describe(value) -> str:
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # a tensor or an array
         return f"{type(value).__name__} {value.dtype} {list(value.shape)}"
     return repr(value)[:30] if value is None or isinstance(value, (int, float)) else type(value).__name__
+
+
+def is_whole(value) -> bool:
+    """An int (numpy's too), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value) -> bool:
+    """A finite int or float (not a bool, a string or a container)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float (10**400)
+        return False
 
 
 def is_out_of_memory(e: BaseException) -> bool:

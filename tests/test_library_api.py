@@ -418,3 +418,19 @@ def test_noise_maps_of_the_wrong_shape_for_one_image_name_one_batch_size():
     bad = [torch.zeros(1, 1, 3, 3)] * len(G.synthesis.noise_layers())
     with pytest.raises(InputError, match=r"noise map 0 must be a float tensor \[1, 1, 4, 4\], got"):
         G.synthesis(G.mapping(torch.randn(1, G.z_dim)), noises=bad)
+
+
+def test_every_public_name_resolves_and_the_command_line_starts_without_torch():
+    import subprocess
+    import sys
+
+    for name in stylelift.__all__:
+        assert getattr(stylelift, name).__name__ == name
+    assert stylelift.images.to_uint8 is not None  # a submodule, imported when asked for
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        stylelift.nope
+    # `stylelift --help` and the commands' own checks do not wait for torch to import (2-4 s)
+    code = "import sys, stylelift.cli; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'stylelift' in m)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    help_text = subprocess.run([sys.executable, "-m", "stylelift", "align", "--help"], check=True, capture_output=True, text=True).stdout
+    assert "4096" in help_text  # align's --size range, a constant of the align module

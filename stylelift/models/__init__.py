@@ -1,13 +1,49 @@
 """Generators and their checkpoint formats, the ResNet encoder, the perceptual (VGG16, LPIPS), dlib face and attribute networks."""
 
-from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
-from .base import MappedGenerator
-from .stylegan import StyleGAN, StyleGANConfig
-from .stylegan2 import Generator, StyleGAN2Config, frozen_weights_kept
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
+_PUBLIC = {  # name -> the module that defines it; imported on first use, as the package's (`stylelift`)
+    "BUNDLED_NETWORK": "checkpoint",
+    "NAMED_NETWORKS": "checkpoint",
+    "estimate_w_avg": "checkpoint",
+    "load_generator": "checkpoint",
+    "network_id": "checkpoint",
+    "save_generator": "checkpoint",
+    "MappedGenerator": "base",
+    "StyleGAN": "stylegan",
+    "StyleGANConfig": "stylegan",
+    "Generator": "stylegan2",
+    "StyleGAN2Config": "stylegan2",
+    "frozen_weights_kept": "stylegan2",
+}
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+if TYPE_CHECKING:
+    from .base import MappedGenerator
+    from .checkpoint import BUNDLED_NETWORK, NAMED_NETWORKS, estimate_w_avg, load_generator, network_id, save_generator
+    from .stylegan import StyleGAN, StyleGANConfig
+    from .stylegan2 import Generator, StyleGAN2Config, frozen_weights_kept
 
 
 def describe_generator(G) -> dict:
     """Facts about a loaded generator, for `stylelift info`."""
+    from .checkpoint import network_id
+
     cfg = G.config
     arch = {"stylegan2": f"StyleGAN2 ({getattr(cfg, 'architecture', '?')})", "stylegan": "StyleGAN (v1: AdaIN styles)"}
     facts = {

@@ -3,39 +3,23 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, describe
+from ..errors import InputError, describe, is_real, is_whole  # (is_real, is_whole: imported from here too)
 
 NOISE_MODES = ("const", "random", "none")
 MAX_TAP = 1 << 16  # resampling/blur filter taps beyond this would only overflow float32 (real filters: 1, 2, 3)
 MAX_LR_MULTIPLIER = 100.0  # mapping learning-rate multipliers of real networks: 0.01 (NVIDIA) or 1
 
 
-def is_real(value) -> bool:
-    """A finite int or float (not a bool, a string or a container)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond any float (10**400)
-        return False
-
-
 def rng_untouched():
     """Build modules in this context when their weights are loaded next: the layers' default inits
     draw from torch's global RNG, and a library call should leave the caller's random stream alone."""
     return torch.random.fork_rng(devices=[])
-
-
-def is_whole(value) -> bool:
-    """An int (numpy's too), not a bool, a float or a string."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 MAX_TORCH_SEED = 2**64 - 1  # torch.Generator.manual_seed takes seeds below 2**64
