@@ -12,10 +12,11 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import InputError, MissingFileError, describe
+from .errors import InputError, MissingFileError, describe, is_whole
 from .images import make_grid, save_image, to_uint8
 from .latents import load_latents
-from .models.base import check_psi, check_seed, check_truncation_cutoff, check_ws, is_whole, native_output
+from .devices import device_named
+from .models.base import check_noise_mode, check_psi, check_seed, check_truncation_cutoff, check_ws, native_output
 from .seeds import MAX_SEED
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,8 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
         return None
     if class_idx is None:
         raise InputError(f"this network is conditional ({G.c_dim} classes); pass --class 0..{G.c_dim - 1}")
-    if not 0 <= class_idx < G.c_dim:
-        raise InputError(f"--class {class_idx} is out of range 0..{G.c_dim - 1}")
+    if not is_whole(class_idx) or not 0 <= class_idx < G.c_dim:
+        raise InputError(f"--class {class_idx!r:.20} is not a class of this network: 0..{G.c_dim - 1}")
     c = torch.zeros([1, G.c_dim], device=device)
     c[:, class_idx] = 1
     return c
@@ -56,7 +57,7 @@ def class_label(G, class_idx: Optional[int], device) -> Optional[torch.Tensor]:
 def network_device(G, device) -> torch.device:
     """`device`, where G is, or when None G's own (a default of "cpu" met a network on a GPU with
     "z is on cpu" for a z the caller never made)."""
-    return G.w_avg.device if device is None else torch.device(device)
+    return G.w_avg.device if device is None else device_named(device)
 
 
 def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "") -> np.ndarray:
@@ -95,8 +96,11 @@ def iter_seed_images(
     seeds = list(seeds)
     if not all(is_whole(s) and s >= 0 for s in seeds):
         raise InputError(f"seeds must be whole numbers >= 0, got {[s for s in seeds if not (is_whole(s) and s >= 0)][:3]!r:.60}")
+    if any(s > MAX_SEED for s in seeds):
+        raise InputError(f"seed {max(seeds)} is outside 0..{MAX_SEED} (seeds are 32-bit)")
     check_psi(truncation_psi)
     check_truncation_cutoff(G.num_ws, truncation_cutoff)  # now, not at the first image
+    check_noise_mode(noise_mode)
     c = class_label(G, class_idx, device)
 
     def images():
@@ -124,6 +128,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] =
     latents.check_made_for(G, name=Path(path).name)
     noises = stored_noises(G, latents.noises, device, name=Path(path).name) if latents.noises and noise_mode is None else None
     noise_mode = noise_mode or "const"
+    check_noise_mode(noise_mode)
 
     def images():
         for i, w in enumerate(torch.from_numpy(latents.w).to(device)):

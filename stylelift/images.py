@@ -15,9 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import InputError, MissingFileError, VideoError, describe, first_line
+from .errors import InputError, MissingFileError, VideoError, describe, first_line, is_real, is_whole
 from .fileio import as_path, atomic_path, special_file
-from .models.base import is_whole
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -57,8 +56,11 @@ def save_image(array: np.ndarray, path: str | os.PathLike, *, icc_profile: Optio
     """Write a uint8 HWC image atomically (temporary file, then rename); the format follows the suffix.
     `icc_profile`: the colour profile of the photo the pixels come from (`photo_profile`), if any;
     `text`: PNG text chunks (key: value), which other formats leave out."""
+    suffix = as_path(path, "the image file").suffix.lower()
+    if Image.registered_extensions().get(suffix) not in Image.SAVE:  # Pillow would name the temporary file's suffix
+        raise InputError(f"{Path(path).name}: name an image file by its format, e.g. .png or .jpg (Pillow writes no {suffix or 'file without a suffix'})")
     options = {"icc_profile": icc_profile} if icc_profile else {}
-    if text and as_path(path, "the image file").suffix.lower() == ".png":
+    if text and suffix == ".png":
         from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()
@@ -226,7 +228,9 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     An mp4's frames may come from an iterator and are written as they come, so a long video
     never has to fit in memory; a GIF's are gathered first (its frame timing needs them all).
     """
-    path = Path(path)
+    path = as_path(path, "the video file")
+    if not (is_real(fps) and fps > 0):
+        raise InputError(f"fps must be a number of frames per second above 0, got {fps!r:.20}")
     if path.suffix.lower() not in (".gif", *H264_SUFFIXES):
         raise InputError(f"a video is written as .mp4 (or .m4v, .mov, .mkv) or .gif, not {path.suffix or 'a name without a suffix'}")
     frames = iter(frames)

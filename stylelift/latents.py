@@ -139,9 +139,8 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
         raise InputError(f"{path} is a folder, not a latent file (.npz)")
     if not path.is_file():  # a FIFO or a device would be read forever
         raise InputError(f"{path} is not a regular file, not a latent file (.npz)")
-    if path.is_file():
-        open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"
-    if path.is_file() and not looks_like_zip(path):
+    open(path, "rb").close()  # no permission is an OSError saying so, not "not a readable .npz"
+    if not looks_like_zip(path):
         raise InputError(f"{path.name} is not a readable .npz latent file: a latent file is an archive with a 'w' array (np.savez writes one)")
     inflating = [0]  # the bytes of arrays that inflate far more than real latents do
     try:

@@ -9,9 +9,8 @@ import numpy as np
 from PIL import Image
 
 from .align import AlignedFace, face_landmarks, sampled_quad, with_landmarks
-from .errors import InputError
+from .errors import InputError, is_real
 from .images import photo_profile
-from .models.base import is_real
 
 
 def paste_back(edited: Image.Image, face: AlignedFace, original: Image.Image, *, region: str = "face", feather: float = 0.06) -> Image.Image:

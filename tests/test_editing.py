@@ -1426,6 +1426,16 @@ def test_conditioning_on_a_nearly_parallel_direction_is_refused_and_the_saved_no
     assert held_out_accuracy(w, labels, bent) < held_out_accuracy(w, labels, d)
 
 
+def test_the_fitted_threshold_never_splits_equal_values():
+    from stylelift.editing.boundary import _best_threshold
+
+    x, positive = np.array([0.0, 1.0, 1.0, 1.0]), np.array([False, False, True, True])
+    t = _best_threshold(x, positive)
+    assert 0 <= t < 1 and ((x > t) == positive).mean() == 0.75  # above 0: 3 of 4 right; "between" the 1s is no threshold
+    x, positive = np.array([2.0, 2.0]), np.array([True, False])
+    assert ((x > _best_threshold(x, positive)) == positive).mean() == 0.5
+
+
 def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp_path, net, caplog):
     G = tiny_generator()
     (tmp_path / "lat").mkdir()

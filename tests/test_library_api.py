@@ -434,3 +434,36 @@ def test_every_public_name_resolves_and_the_command_line_starts_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
     help_text = subprocess.run([sys.executable, "-m", "stylelift", "align", "--help"], check=True, capture_output=True, text=True).stdout
     assert "4096" in help_text  # align's --size range, a constant of the align module
+
+
+def test_library_calls_refuse_bad_arguments_in_one_line_before_any_work(tmp_path):
+    from stylelift.editing.learn import learn_direction
+    from stylelift.generation import class_label, iter_latent_file_images, iter_seed_images
+    from stylelift.images import write_video
+
+    G = tiny_generator()
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 2
+    with pytest.raises(InputError, match="unknown device 'gpu'"):
+        iter_seed_images(G, [0], device="gpu")
+    with pytest.raises(InputError, match="noise_mode"):  # now, not at the first image
+        iter_seed_images(G, [0], noise_mode="loud")
+    with pytest.raises(InputError, match="outside 0..4294967295"):
+        iter_seed_images(G, [2**33])
+    save_latents(tmp_path / "a.npz", LatentFile(w=G.mapping(torch.zeros(1, G.z_dim)).detach().numpy()))
+    with pytest.raises(InputError, match="noise_mode"):
+        iter_latent_file_images(G, tmp_path / "a.npz", noise_mode="loud")
+    conditional = tiny_generator(c_dim=3)
+    with pytest.raises(InputError, match="not a class of this network: 0..2"):
+        class_label(conditional, 1.5, "cpu")
+    for bad in ({"batch_size": 0}, {"samples": 2.5}, {"first_seed": -1}, {"labels_csv": 3}):
+        with pytest.raises(InputError, match=next(iter(bad))[:6].replace("_", ".")):
+            learn_direction(G, attribute="age", **bad)
+    with pytest.raises(stylelift.MissingFileError, match="no labels file"):  # a str names a file as a Path does
+        learn_direction(G, attribute="age", labels_csv=str(tmp_path / "none.csv"))
+    for fps in (0, -5, float("nan")):
+        with pytest.raises(InputError, match="fps must be"):
+            write_video(tmp_path / "v.gif", frames, fps=fps)
+    for name, says in (("picture", "file without a suffix"), ("picture.foo", ".foo")):
+        with pytest.raises(InputError, match=f"Pillow writes no {says}"):
+            save_image(frames[0], tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]  # nothing else written, no temporary left

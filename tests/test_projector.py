@@ -173,7 +173,7 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
     assert len(r.history) == 3 and math.isfinite(r.history[-1][term]) and r.history[0][term] > 0
 
     from stylelift.models.perceptual import VGG16Features
-    from stylelift.projector.losses import REGISTRY, LossContext, _unit, load_lpips
+    from stylelift.projector.losses import REGISTRY, LossContext, unit_channels, load_lpips
 
     ctx = LossContext(device=torch.device("cpu"), perceptual_weights=path)
     synth = (target + 0.3 * torch.randn_like(target)).requires_grad_(True)
@@ -191,7 +191,7 @@ def test_perceptual_terms_load_local_vgg_weights_and_pass_gradients(tmp_path, te
         assert all(torch.equal(a, b) for a, b in zip([m.weight for m in whole.net.modules() if isinstance(m, torch.nn.Conv2d)], convs))
     else:  # NVIDIA's distance: channel-normalised features, squared, averaged over pixels, summed
         net = VGG16Features(state)
-        expected = sum((_unit(f) - _unit(t)).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), net(target)))
+        expected = sum((unit_channels(f) - unit_channels(t)).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), net(target)))
         assert torch.allclose(value, expected, rtol=1e-5)
     import stylelift.projector.losses as losses
 

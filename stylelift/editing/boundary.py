@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from ..models.base import is_real
+from ..errors import InputError, is_real
 from .directions import check_count, direction_vector
 
 HOLDOUT = 0.2  # the share of labelled latents a boundary's accuracy is measured on
@@ -57,7 +56,8 @@ def _best_threshold(x: np.ndarray, positive: np.ndarray) -> float:
     # among them and the positives from i on
     right = np.concatenate([[0], np.cumsum(~pos)]) + np.concatenate([np.cumsum(pos[::-1])[::-1], [0]])
     gaps = np.concatenate([[xs[0] - 1], (xs[:-1] + xs[1:]) / 2, [xs[-1] + 1]])
-    return float(gaps[int(np.argmax(right))])
+    between_values = np.concatenate([[True], xs[1:] != xs[:-1], [True]])  # no threshold splits equal values
+    return float(gaps[int(np.argmax(np.where(between_values, right, -1)))])
 
 
 def _labelled_split(w, labels, holdout, l2, seed) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

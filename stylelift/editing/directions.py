@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError, MissingFileError, describe, first_line
+from ..errors import InputError, MissingFileError, describe, first_line, is_real, is_whole
 from ..fileio import as_path, atomic_path, parse_json, special_file, to_json
-from ..models.base import is_real, is_whole
 from .layers import layer_indices
 
 

@@ -7,8 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from ..errors import InputError, describe
-from ..models.base import is_whole
+from ..errors import InputError, describe, is_whole
 
 EASINGS = ("linear", "smooth")
 

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingFileError, first_line
-from ..fileio import parse_json, special_file, write_text_atomic
+from ..fileio import as_path, parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
 from ..seeds import seed_digits, seed_too_big
 from .boundary import HOLDOUT, fit_boundary, held_out_accuracy, held_out_count
-from .directions import Direction, condition
+from .directions import Direction, check_count, condition
 from .shipped import resolve_direction
 
 log = logging.getLogger(__name__)
@@ -188,6 +188,10 @@ def learn_direction(
 
     if not isinstance(attribute, str) or not attribute.strip():
         raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
+    for name, value, lowest in (("samples", samples, 1), ("batch_size", batch_size, 1), ("first_seed", first_seed, 0)):
+        check_count(name, value, lowest)
+    labels_csv = None if labels_csv is None else as_path(labels_csv, "the labels file")
+    save_labels = None if save_labels is None else as_path(save_labels, "the labels to save")
     other = resolve_direction(condition_on, G) if condition_on is not None else None  # before the labelling
     sampling = {"network_id": network_id(G), "truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff, "class": class_idx}
     mapping = dict(truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff, class_idx=class_idx, device=network_device(G, device))
@@ -289,7 +293,7 @@ def labelled_w(G, items: list[str], *, truncation_psi: float, truncation_cutoff:
     """The w [K, w_dim] (float64) a boundary is fitted on, one per item: a seed's w (its first ws, as
     when sampling), or a latent file's, the mean of its ws when they differ (W+). A latent file
     holds one latent: a row labels one face."""
-    from ..generation import is_seed, latents_for_items
+    from ..generation import latents_for_items
 
     out, w_plus = [], 0
     for start in range(0, len(items), LABELLED_CHUNK):

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from ..errors import InputError, describe, is_real, is_whole  # (is_real, is_whole: imported from here too)
+from ..errors import InputError, describe, is_real, is_whole
 
 NOISE_MODES = ("const", "random", "none")
 MAX_TAP = 1 << 16  # resampling/blur filter taps beyond this would only overflow float32 (real filters: 1, 2, 3)
@@ -207,7 +207,7 @@ class MappedGenerator(nn.Module):
     @property
     def layer_resolutions(self) -> list[int]:
         """The resolution each ws index acts at (for coarse/middle/fine style ranges): two per
-        block, 4, 4, 8, 8, ... (StyleGAN paper, REFERENCE §4), unless the network says otherwise."""
+        block, 4, 4, 8, 8, ... (Karras et al. 2019, §3.1: coarse 4-8 px, middle 16-32, fine 64-1024), unless the network says otherwise."""
         return [r for r in self.synthesis.block_resolutions for _ in range(2)]
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1, truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:

@@ -68,7 +68,6 @@ MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 CHIP_SIZE = 150  # input_rgb_image_sized<150>
 CHIP_PADDING = 0.25  # what dlib's face recognition uses with get_face_chip
 DESCRIPTOR_DIM = 128
-SAME_PERSON = 0.6  # dlib's threshold on the Euclidean distance of two descriptors
 
 # (channels, blocks, first block down-samples) per stage; dlib's alevel4 ... alevel0
 STAGES = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))

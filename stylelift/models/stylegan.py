@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_feature_maps, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z, is_real
+from ..errors import is_real
+from .base import MAX_LR_MULTIPLIER, MAX_TAP, MappedGenerator, broadcast_truncated, check_feature_maps, check_int_fields, check_c, check_noise_mode, check_placed, checked_resolution, check_noises, check_ws, check_z
 from .stylegan2 import normalize_2nd_moment
 
 LRELU_SLOPE = 0.2

@@ -37,20 +37,16 @@ from torch import Tensor
 from ..devices import usable_device
 from ..models.attributes import AGE_CHIP
 from ..models.dlib_resnet import CHIP_SIDE, DlibFaceResNet, face_chip, face_network
-from .losses import LossContext, Term, register
+from .losses import LossContext, Term, register, unit_channels
 
 FACE_LAYERS = 5  # stem, stage1 .. stage4 (35, 35, 17, 8, 4 px)
 AGE_CHIP_SIDE = CHIP_SIDE * 1.4 / 1.5  # the age network's chip: padding 0.2 instead of 0.25
 AGE_FEATURES = ["layer_50_relu", "layer_41_relu", "layer_22_relu", "layer_3_relu"]  # stem; ends of the 14, 7, 3 px stages
 
 
-def _unit_channels(t: Tensor) -> Tensor:
-    return t * (t.square().sum(dim=1, keepdim=True) + 1e-10).rsqrt()
-
-
 def face_feature_distance(net: DlibFaceResNet, synth_chips: Tensor, target_feats: list[Tensor]) -> Tensor:  # -> [N]
     feats = net.features(synth_chips, upto=len(target_feats))
-    return sum((_unit_channels(f) - t).square().sum(dim=1).mean(dim=[1, 2]) for f, t in zip(feats, target_feats))
+    return sum((unit_channels(f) - t).square().sum(dim=1).mean(dim=[1, 2]) for f, t in zip(feats, target_feats))
 
 
 @register("face")
@@ -58,7 +54,7 @@ def _face(target: Tensor, ctx: LossContext) -> Term:
     """Channel-normalised feature distance on dlib's face network (LPIPS-style), face region only."""
     net = face_network(usable_device(ctx.device))
     with torch.no_grad():
-        target_feats = [_unit_channels(f) for f in net.features(face_chip(target), upto=FACE_LAYERS)]
+        target_feats = [unit_channels(f) for f in net.features(face_chip(target), upto=FACE_LAYERS)]
     return lambda synth: face_feature_distance(net, face_chip(synth), target_feats)
 
 
@@ -85,7 +81,7 @@ def _face_age(target: Tensor, ctx: LossContext) -> Term:
 
     def features(img: Tensor) -> list[Tensor]:
         chips = face_chip((img + 1) * 127.5, size=AGE_CHIP, side_fraction=AGE_CHIP_SIDE)
-        return [_unit_channels(f) for f in nets.age.features((chips - nets.means) / 256, AGE_FEATURES)]
+        return [unit_channels(f) for f in nets.age.features((chips - nets.means) / 256, AGE_FEATURES)]
 
     with torch.no_grad():
         target_feats = features(target)

@@ -255,7 +255,8 @@ def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
     return _VGG16_STATES[key]
 
 
-def _unit(t: Tensor) -> Tensor:
+def unit_channels(t: Tensor) -> Tensor:
+    """Features [N, C, H, W] scaled to unit length along C at each position (LPIPS' normalisation)."""
     return t / (t.square().sum(dim=1, keepdim=True) + 1e-10).sqrt()
 
 
@@ -264,10 +265,10 @@ def _vgg16(target: Tensor, ctx: LossContext) -> Term:
     """NVIDIA-style: squared distance of channel-normalised VGG16 features, summed over layers."""
     net = _frozen_net("vgg16", ctx, lambda path: VGG16Features(_load_vgg16_state(path)).to(ctx.device))
     with torch.no_grad():
-        target_feats = [_unit(f) for f in net(target)]
+        target_feats = [unit_channels(f) for f in net(target)]
 
     def term(synth: Tensor) -> Tensor:
-        return sum((_unit(f) - t).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), target_feats))
+        return sum((unit_channels(f) - t).square().mean(dim=[2, 3]).sum(dim=1) for f, t in zip(net(synth), target_feats))
 
     return term
 

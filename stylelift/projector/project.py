@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..devices import device_named, same_device
-from ..errors import InputError
-from ..models.base import check_generator, check_images, check_noises, check_seed, is_real, is_whole, synthesize_at
+from ..errors import InputError, is_real, is_whole
+from ..models.base import check_generator, check_images, check_noises, check_seed, synthesize_at
 from ..models.sampling import w_statistics
 from ..models.stylegan2 import frozen_weights_kept
 from .losses import CombinedLoss, LossContext, parse_loss_spec
@@ -38,8 +38,8 @@ SPACES = ("w", "w+")
 
 @dataclass(frozen=True)
 class ProjectionOptions:
-    """The optimiser's knobs; the defaults are NVIDIA's, but for the learning rate's shortest ramp-up
-    and the noise on w (both below, with what was measured)."""
+    """The optimiser's knobs; the defaults are NVIDIA's, but for the learning rate's shortest ramp-up,
+    the noise on w and the result kept (the best state, not the last): each below, with what was measured."""
 
     lr: float = 0.1
     lr_rampup: float = 0.05
@@ -86,6 +86,10 @@ class ProjectionOptions:
         if not is_whole(r) or r < 0:
             raise InputError(f"working_resolution must be a whole number of pixels >= 0 (0 = full size), got {r!r:.30}")
 
+    def working_size(self, resolution: int) -> int:
+        """The side at which a network of `resolution` px is compared with its target."""
+        return min(self.working_resolution or resolution, resolution)
+
 
 @dataclass
 class ProjectionResult:
@@ -103,7 +107,8 @@ StepCallback = Callable[[int, Tensor, dict], None]  # (step, working-res synth [
 
 
 
-def _resize(img: Tensor, size: int) -> Tensor:
+def resized(img: Tensor, size: int) -> Tensor:
+    """Images [N, C, R, R] at size x size: area-averaged down (a target, a render), bilinear up."""
     if img.shape[-1] == size:
         return img
     if img.shape[-1] > size:
@@ -147,7 +152,7 @@ def _initial_ws(G, init, n: int, space: str, w_avg: Tensor) -> Tensor:
 
 def _synthesise(G, ws: Tensor, noises, working: int) -> Tensor:
     """Image at the working resolution, using a cheaper native output when the network has one."""
-    return _resize(synthesize_at(G, ws, working, noises=noises), working)  # (enlarged from a smaller network)
+    return resized(synthesize_at(G, ws, working, noises=noises), working)  # (enlarged from a smaller network)
 
 
 def project(
@@ -214,8 +219,7 @@ def project(
             raise InputError(f"init_noises: {e}") from None
         if not all(torch.isfinite(x).all() for x in init_noises if x is not None):
             raise InputError("init_noises hold NaN or infinite values")
-    working = options.working_resolution or G.img_resolution
-    working = min(working, G.img_resolution)
+    working = options.working_size(G.img_resolution)
     weights = parse_loss_spec(loss)
 
     saved_flags = [p.requires_grad for p in G.parameters()]
@@ -263,7 +267,7 @@ def _optimise(G, target, n, space, steps, init, optimize_noise, weights, device,
         params += noises
     optimizer = torch.optim.Adam(params, betas=(0.9, 0.999), lr=options.lr)
 
-    target_small = _resize(target, working)
+    target_small = resized(target, working)
     dist = CombinedLoss(weights, target_small, LossContext(device, perceptual_weights))
     history = []
     best = None  # per target: (distance, w, noise maps) of the nearest state measured as it is

@@ -26,7 +26,7 @@ from ..progress import StepProgress
 from .files import ProjectionFiles, refuse_replacing, write_projection
 from .losses import CLI_ADVICE, LossContext, check_weights_for, load_lpips, lpips_available, lpips_problem, parse_loss_spec, read_vgg16_weights, same_loss, vgg16_weights_available
 from .metrics import projection_metrics
-from .project import ProjectionOptions, project
+from .project import ProjectionOptions, project, resized
 
 log = logging.getLogger(__name__)
 
@@ -348,9 +348,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
     frames: list[list[np.ndarray]] = [[] for _ in batch]
     every = max(1, job.steps // VIDEO_FRAMES)
     options = ProjectionOptions(initial_noise_factor=job.w_noise)
-    working = min(options.working_resolution, G.img_resolution)
-    target_small = torch.nn.functional.interpolate(target, size=(working, working), mode="area") if working < G.img_resolution else target
-    target_small_u8 = to_uint8(target_small)
+    target_small_u8 = to_uint8(resized(target, options.working_size(G.img_resolution)))  # what the loss sees
     names = ", ".join(p.path.name for p in batch)
 
     with StepProgress(names if len(names) <= 40 else names[:39] + "…", job.steps, transient=True) as bar:

@@ -1,4 +1,4 @@
-"""Pure schedule and regulariser functions of the projector (NVIDIA's projector, ../REFERENCE §3)."""
+"""Pure schedule and regulariser functions of the projector (Karras et al. 2020, Appendix D; stylegan2-ada-pytorch `projector.py`)."""
 
 from __future__ import annotations
 
