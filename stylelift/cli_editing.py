@@ -524,7 +524,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     from .align import AlignedFace, with_landmarks
     from .fileio import file_id
     from .images import load_photo
-    from .projector.run import photo_hash
+    from .fileio import sha256_if_readable
 
     if latents is None:
         fail(f"--paste-back: {item} is a seed; it needs a latent file made by `stylelift project` from a photo")
@@ -545,7 +545,7 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
              f"{face.source_size[0]}x{face.source_size[1]} photo; pass the photo it was projected from with --photo")
     check_output_size(count, original.width, original.height, "the edit pasted into the photo", out=out, cols=count)  # photo-sized images
     projected = latents.meta.get("photo_sha256")
-    if isinstance(projected, str) and projected != photo_hash(Path(photo_path)):  # a size check alone passed a mirrored copy
+    if isinstance(projected, str) and projected != sha256_if_readable(Path(photo_path)):  # a size check alone passed a mirrored copy
         typer.secho(f"warning: {printable(Path(photo_path).name)} is not the photo {printable(item)} was projected from (another SHA-256); "
                     "the face goes where that photo's face was", fg=typer.colors.YELLOW, err=True)
     if region == "face":  # found once, not for every strength (records from before they were kept have none)

@@ -229,13 +229,13 @@ def encoder_run(
     from . import __version__
     from .cli import expand_photos
     from .errors import InputError, StyleliftError, per_item_error
-    from .fileio import file_id, special_file, written_together
+    from .fileio import file_id, sha256_if_readable, special_file, written_together
     from .images import photo_profile, save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
     from .models.encoder import load_encoder, resolve_encoder_path
     from .projector.files import replacing_photo
-    from .projector.run import ProjectJob, photo_hash, prepare
+    from .projector.run import ProjectJob, prepare
 
     if face_index and not do_align:
         raise typer.BadParameter("--face-index picks a face to align; it needs --align")
@@ -245,7 +245,7 @@ def encoder_run(
     G, dev = load(network, device)
     encoder, _ = load_encoder(encoder_path, G=G, device=dev)
     job = ProjectJob(network=network, align=do_align, outdir=outdir, device=dev, face_index=face_index)
-    meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": photo_hash(encoder_path),
+    meta_base = {"network_id": network_id(G), "method": "encoder", "encoder": encoder_path.name, "encoder_sha256": sha256_if_readable(encoder_path),
                  "space": "w+", "resolution": G.img_resolution, "stylelift": __version__}
     stems: dict[str, Path] = {}
     photos = frozenset(file_id(p) for p in paths) - {None}  # never written over: --outdir may be the photos' own folder
@@ -259,7 +259,7 @@ def encoder_run(
         elif clash := next(filter(None, (replacing_photo(p, photos) for p in (latent_path, outdir / f"{path.stem}_enc.png"))), None):
             taken = printable(clash, 500)
         elif latent_path.exists() and not overwrite:
-            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": photo_hash(path)}, do_align, face_index):
+            if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": sha256_if_readable(path)}, do_align, face_index):
                 typer.echo(f"{printable(path.name)}: already done (use --overwrite to redo)")
                 continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
@@ -277,7 +277,7 @@ def encoder_run(
         with torch.no_grad():
             ws = encoder(target)
             image = G.synthesis(ws) if torch.isfinite(ws).all() else None
-        meta = {**meta_base, "photo": path.name, "photo_sha256": photo_hash(path)}
+        meta = {**meta_base, "photo": path.name, "photo_sha256": sha256_if_readable(path)}
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(path.resolve()))
         try:  # this photo's files; a failure (a full disk) is its own, and the others still run

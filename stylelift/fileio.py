@@ -135,6 +135,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def sha256_if_readable(path: str | os.PathLike) -> Optional[str]:
+    """`file_sha256`, or None for a file that cannot be read (reported where it is read) or that is a
+    special file (a named pipe would be waited on, a device read without end)."""
+    if special_file(path):
+        return None
+    try:
+        return file_sha256(path)
+    except OSError:
+        return None
+
+
 def special_file(path: str | os.PathLike) -> bool:
     """Whether `path` exists but is neither a regular file nor a folder: a named pipe (FIFO), a
     device or a socket, which a reader would wait on forever, or read without end."""

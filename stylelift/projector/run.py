@@ -18,7 +18,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
-from ..fileio import check_writable, file_id, file_in_the_way, file_sha256, special_file
+from ..fileio import check_writable, file_id, file_in_the_way, sha256_if_readable
 from ..generation import stored_noises
 from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
@@ -133,16 +133,6 @@ COMPARED = {"network_id": "network", "space": "space", "steps": "steps", "loss":
 SAME_WHEN = {"loss": same_loss}  # (the others are equal values)
 
 
-def photo_hash(path: Path) -> Optional[str]:
-    """The SHA-256 of a file (a photo, an encoder), None when it cannot be read (reported when it is)."""
-    if special_file(path):  # a named pipe would be waited on, a device read without end
-        return None
-    try:
-        return file_sha256(path)
-    except OSError:
-        return None
-
-
 def earlier_meta(latent: Path, G=None) -> tuple[Optional[dict], Optional[str]]:
     """(the meta of an earlier run's latent file, None) or (None, why it cannot be read, or, given
     G, why its w does not fit G: a file without meta, as NVIDIA's projector writes, says no network)."""
@@ -159,7 +149,7 @@ def earlier_run_differs(files: ProjectionFiles, earlier: dict, path: Path, job: 
     """None when the finished outputs in `files` (their latent file's meta: `earlier`) are this
     run's: the same photo, the options that meta records, and every file this run writes (but a
     pasted photo, which `paste_earlier` makes from the latent file). Else how they differ, in words."""
-    if earlier.get("photo_sha256") not in (None, photo_hash(path)):  # files made before the hash was kept have none
+    if earlier.get("photo_sha256") not in (None, sha256_if_readable(path)):  # files made before the hash was kept have none
         return f"from another photo of that name ({earlier.get('photo')})"
     alignment = earlier.get("alignment")
     if (alignment is not None) != job.align and "photo" in earlier:
@@ -222,7 +212,7 @@ def run_project_job(job: ProjectJob, paths: list[Path], report: Callable[..., No
         "noise_optimized": job.optimize_noise and bool(G.synthesis.noise_layers()),  # the bundled network has no noise inputs
         "w_noise": job.w_noise,
         "init": job.init,
-        "init_sha256": None if job.init == "avg" else photo_hash(resolve_encoder_path(job.init)),  # retrained under one name: not the same start
+        "init_sha256": None if job.init == "avg" else sha256_if_readable(resolve_encoder_path(job.init)),  # retrained under one name: not the same start
         "stylelift": __version__,
         "resolution": G.img_resolution,
     }
@@ -379,7 +369,7 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
     def write_one(i: int, item: Prepared) -> dict:
         """Write photo i's files; returns its metrics."""
         noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
-        meta = dict(meta_base, photo=item.path.name, photo_sha256=photo_hash(item.path), final_loss=float(result.final_loss[i]))
+        meta = dict(meta_base, photo=item.path.name, photo_sha256=sha256_if_readable(item.path), final_loss=float(result.final_loss[i]))
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
         latents = LatentFile(w=result.ws[i : i + 1].cpu().numpy(), noises=noises, meta=meta)
