@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -96,6 +97,17 @@ def printable(text: object, limit: int = 500) -> str:
 def fail(message: str, code: int = 1) -> None:
     typer.secho(f"error: {printable(message, 1000)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def say(text: str) -> None:
+    """A result line on stdout; an error writing it names stdout ("stdout: No space left on device"
+    under `> file` on a full disk), where it would otherwise read as if an output file had failed."""
+    try:
+        typer.echo(text)
+    except OSError as e:
+        if e.filename is None and not isinstance(e, BrokenPipeError):  # (a closed pipe: see user_errors)
+            e.filename = "stdout"
+        raise
 
 
 def _terminated(signum, frame) -> None:
@@ -387,7 +399,7 @@ def resolve_device(name: str):
 
 def show_version(value: bool) -> None:
     if value:
-        typer.echo(f"stylelift {__version__}")
+        say(f"stylelift {__version__}")
         raise typer.Exit()
 
 
@@ -447,7 +459,7 @@ def generate(
     if folder := next((p for p in paths + [grid_path] if p is not None and p.is_dir()), None):  # before any rendering
         fail(f"{folder} is a folder, not a file; move it or give another --outdir")
     generation.write_images(images, paths, grid_path=grid_path)  # each image is written as it is rendered
-    typer.echo(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
+    say(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
 
 
 @app.command(cls=OnceEach)
@@ -458,7 +470,7 @@ def info(network: Annotated[str, typer.Argument(help="Network file or name.")]) 
 
     G = load_network(network)
     for key, value in describe_generator(G).items():
-        typer.echo(f"{printable(key, 60):>18}: {printable(value)}")  # a file's meta may have any keys (not only str)
+        say(f"{printable(key, 60):>18}: {printable(value)}")  # a file's meta may have any keys (not only str)
 
 
 @app.command(cls=OnceEach)
@@ -479,7 +491,7 @@ def convert(
     check_savable(G)  # before the folder is made
     dest.parent.mkdir(parents=True, exist_ok=True)
     save_generator(G, dest)
-    typer.echo(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
+    say(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
 
 
 # a folder's photos; HEIC (iPhones) is read with the pillow-heif package, and each such photo says so without it
@@ -622,9 +634,9 @@ def align(
         found = faces[0].found
         turned = f" (found with the photo turned {faces[0].turned} degrees)" if faces[0].turned else ""
         if all_faces or found == 1:
-            typer.echo(f"{printable(path.name)}: {found} face{'s' * (found != 1)}{turned} -> {outdir}/")
+            say(f"{printable(path.name)}: {found} face{'s' * (found != 1)}{turned} -> {outdir}/")
         else:
-            typer.echo(f"{printable(path.name)}: face {faces[0].index} of the {found} found ({'the largest; ' if faces[0].index == 0 else ''}--all-faces writes each){turned} -> {outdir}/{printable(path.stem)}.png")
+            say(f"{printable(path.name)}: face {faces[0].index} of the {found} found ({'the largest; ' if faces[0].index == 0 else ''}--all-faces writes each){turned} -> {outdir}/{printable(path.stem)}.png")
     if failed:
         raise typer.Exit(1)
 
@@ -695,6 +707,15 @@ def run() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as e:  # writing --help, --version or a usage message (the commands' own errors are user_errors')
+        if isinstance(e, BrokenPipeError) and stdout_is_gone():  # `stylelift --help | head -1`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        else:
+            if e.filename is None:  # what is written outside a command goes to stdout
+                e.filename = "stdout"
+            with contextlib.suppress(OSError):  # stderr full too: nothing can be said
+                typer.secho(f"error: {error_message(e)}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
     finally:
         # the command is over, its files written or not: a signal now would only break into the
         # interpreter's shutdown (torch's exit handlers) with a traceback, and the exit code would

@@ -17,7 +17,7 @@ from . import cli
 from .errors import InputError, MissingFileError
 from .fileio import check_writable, file_in_the_way, parse_json, raise_about, signals_deferred
 from .seeds import seed_digits, seed_too_big
-from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, say, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -215,7 +215,7 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
     finally:
         if hasattr(frames, "close"):
             frames.close()  # a progress bar inside ends before the error is printed
-    typer.echo(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 def shown(images: Iterable[np.ndarray], total: int, label: str = "rendering") -> Iterator[np.ndarray]:
@@ -614,7 +614,7 @@ def directions_learn(
     save_direction(out, d)
     rough = f"; too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'}" if d.meta["held_out"] < 50 else ""
     conditioned = f", {d.meta['conditioned_accuracy']:.3f} once conditioned on {d.meta['conditioned_on']}" if "conditioned_accuracy" in d.meta else ""
-    typer.echo(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f}{conditioned} on {d.meta['held_out']} samples{rough})")
+    say(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f}{conditioned} on {d.meta['held_out']} samples{rough})")
 
 
 def earlier_set(outdir: Path, prefix: str) -> list[Path]:
@@ -696,7 +696,7 @@ def directions_sefa(
     vecs, values = sefa(G, layers=idx, k=k)
     metas = [{"network_id": network_id(G), "method": "sefa", "index": i, "eigenvalue": float(ev), "layers": layers} for i, ev in enumerate(values)]  # layers: the spec `edit` reads
     write_directions(outdir, "sefa", [Direction(v[None], m) for v, m in zip(vecs, metas)])
-    typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; that is all there are)" if len(vecs) < k else ""))
+    say(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; that is all there are)" if len(vecs) < k else ""))
 
 
 @directions_app.command("pca", cls=OnceEach)
@@ -718,4 +718,4 @@ def directions_pca(
     vecs, var = pca_directions(G, samples=samples, k=k, seed=seed)
     metas = [{"network_id": network_id(G), "method": "pca", "index": i, "variance": float(ev), "samples": samples} for i, ev in enumerate(var)]
     write_directions(outdir, "pca", [Direction(v[None], m) for v, m in zip(vecs, metas)])
-    typer.echo(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; {samples} samples in {G.w_dim}-D give no more)" if len(vecs) < k else ""))
+    say(f"wrote {len(vecs)} directions to {outdir}/" + (f" (asked for {k}; {samples} samples in {G.w_dim}-D give no more)" if len(vecs) < k else ""))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, say, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, user_errors
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -96,16 +96,16 @@ def encoder_train(
     out.parent.mkdir(parents=True, exist_ok=True)
     start = int(state.get("step", 0)) if state else 0
     if state is not None:  # said once every setting is found to be the run's own
-        typer.echo(f"resuming {out} at step {start}")
+        say(f"resuming {out} at step {start}")
     if start >= steps:
-        typer.echo(f"{out} is at step {start} already; nothing to train (ask for more --steps to go on)")
+        say(f"{out} is at step {start} already; nothing to train (ask for more --steps to go on)")
         return
     with StepProgress("training", steps, completed=start) as bar, stop_between_steps() as stop:
         done = train_encoder(G, encoder, opts, out=out, state=state, stop=stop, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
     if done.get("stopped"):
         typer.secho(f"interrupted: {out} holds step {done['step']} of {steps}; continue with --resume", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(stop.exit_code)
-    typer.echo(f"wrote {out}")
+    say(f"wrote {out}")
 
 
 OPTION_OF = {"lr": "--lr", "batch_size": "--batch-size", "image_loss": "--image-loss", "image_weight": "--image-loss", "seed": "--seed", "render_resolution": "--input-resolution"}
@@ -189,7 +189,7 @@ def encoder_fit(
     with StepProgress("rendering", samples) as bar:
         encoder, report = fit_face_encoder(G, opts, callback=bar.update)
     save_encoder(out, encoder, training={"fit": report})
-    typer.echo(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {report['rank']} "
+    say(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {report['rank']} "
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
 
 
@@ -260,7 +260,7 @@ def encoder_run(
             taken = printable(clash, 500)
         elif latent_path.exists() and not overwrite:
             if (outdir / f"{path.stem}_enc.png").is_file() and encoded_before(latent_path, {**meta_base, "photo_sha256": sha256_if_readable(path)}, do_align, face_index):
-                typer.echo(f"{printable(path.name)}: already done (use --overwrite to redo)")
+                say(f"{printable(path.name)}: already done (use --overwrite to redo)")
                 continue
             taken = f"{printable(latent_path, 500)} exists; pass --overwrite to replace it, or another --outdir"
         if taken is not None:
@@ -290,6 +290,6 @@ def encoder_run(
             output_failed(path.name, e)
             failed += 1
             continue
-        typer.echo(f"{printable(path.name)}{item.face.among() if item.face is not None else ''}: -> {printable(latent_path, 500)}")
+        say(f"{printable(path.name)}{item.face.among() if item.face is not None else ''}: -> {printable(latent_path, 500)}")
     if failed:
         raise typer.Exit(1)

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -591,6 +592,19 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(net):
     p.stdout.close()
     stderr = p.stderr.read().decode()
     assert p.wait() == 1 and stderr == "", stderr  # no "error: Broken pipe", no "Exception ignored"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_stdout_is_named_in_one_line(net, tmp_path):
+    import subprocess
+    import sys
+
+    # `stylelift ... > file` on a full disk: the results' lines, --help and --version cannot be written
+    for args in (["info", str(net)], ["--help"], ["--version"], ["mix", "--help"], ["generate", "--seeds", "0", "--network", str(net), "--outdir", str(tmp_path)]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([sys.executable, "-m", "stylelift", *args], stdout=full, stderr=subprocess.PIPE, text=True)
+        assert p.returncode == 1 and p.stderr == "error: stdout: No space left on device\n", (args, p.stderr)
+    assert (tmp_path / "seed0000.png").is_file()  # the image was written before its line was not
 
 
 def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys):
