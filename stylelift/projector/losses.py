@@ -257,7 +257,7 @@ def _load_vgg16_state(path: Path) -> dict[str, Tensor]:
 
 def unit_channels(t: Tensor) -> Tensor:
     """Features [N, C, H, W] scaled to unit length along C at each position (LPIPS' normalisation)."""
-    return t / (t.square().sum(dim=1, keepdim=True) + 1e-10).sqrt()
+    return t * (t.square().sum(dim=1, keepdim=True) + 1e-10).rsqrt()
 
 
 @register("vgg16")
