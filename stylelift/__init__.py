@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib as _importlib
 import os as _os
+import sys as _sys
 from typing import TYPE_CHECKING
 
 # CPU speed (measured on a shared 2-core machine: 3x faster MobileStyleGAN forward and backward):
@@ -77,21 +78,29 @@ __all__ = [
 ]  # what _PUBLIC maps
 
 
-def __getattr__(name: str):
-    """A public name, or a submodule (`stylelift.images`), imported when first asked for."""
-    if name in _PUBLIC:
-        value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    elif not name.startswith("__"):
-        try:
-            value = _importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":  # the submodule exists; something it imports is missing
-                raise
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+def _lazy_attributes(package: str, public: dict[str, str]):
+    """A package's module `__getattr__` (PEP 562): a public name (`public`: name -> the submodule that
+    defines it), or a submodule (`stylelift.images`), imported when first asked for."""
+
+    def __getattr__(name: str):
+        if name in public:
+            value = getattr(_importlib.import_module(f".{public[name]}", package), name)
+        elif name.isidentifier() and not name.startswith("__"):
+            try:
+                value = _importlib.import_module(f".{name}", package)
+            except ModuleNotFoundError as e:
+                if e.name != f"{package}.{name}":  # the submodule exists; something it imports is missing
+                    raise
+                raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        else:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        setattr(_sys.modules[package], name, value)
+        return value
+
+    return __getattr__
+
+
+__getattr__ = _lazy_attributes(__name__, _PUBLIC)
 
 
 def __dir__() -> list[str]:

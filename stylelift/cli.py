@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -20,7 +21,7 @@ from typer.core import TyperCommand, TyperGroup
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error, shortened
-from .fileio import check_writable, file_id, file_in_the_way
+from .fileio import check_writable, file_id, file_in_the_way, folder_made
 from .runtime import keep_freed_memory
 from .seeds import MAX_SEED, seed_digits
 
@@ -489,8 +490,8 @@ def convert(
     check_new_file(dest, overwrite)
     G = load_network(source)
     check_savable(G)  # before the folder is made
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    save_generator(G, dest)
+    with folder_made(dest.parent):
+        save_generator(G, dest)
     say(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
 
 
@@ -683,7 +684,10 @@ def project(
 
     def report(msg: str, error: bool = False, note: bool = False) -> None:
         try:
-            typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=error or note)
+            if error or note:
+                typer.secho(printable(msg, 1000), fg=typer.colors.RED if error else None, err=True)
+            else:
+                say(printable(msg, 1000))  # a result line: "stdout: No space left on device" if it cannot be written
         except OSError:  # a note on a full or closed stderr (2>/dev/full) costs the note, not the run
             if not note:
                 raise
@@ -702,17 +706,22 @@ def check_paste_region(region: Optional[str], paste_back: bool) -> None:
         raise typer.BadParameter("--paste-region says what --paste-back pastes; add --paste-back")
 
 
+# what a write to a full, too-large or gone stream reports (EDQUOT: not on every system)
+WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EPIPE") if hasattr(errno, name)}
+
+
 def run() -> None:
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
-    except OSError as e:  # writing --help, --version or a usage message (the commands' own errors are user_errors')
+    except OSError as e:  # writing --help or --version (the commands' own errors are user_errors')
+        if e.filename not in (None, "stdout") or e.errno not in WRITE_ERRNOS:  # not an output's (a failing import in an option's callback)
+            raise
         if isinstance(e, BrokenPipeError) and stdout_is_gone():  # `stylelift --help | head -1`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         else:
-            if e.filename is None:  # what is written outside a command goes to stdout
-                e.filename = "stdout"
+            e.filename = "stdout"  # what is written outside a command goes there
             with contextlib.suppress(OSError):  # stderr full too: nothing can be said
                 typer.secho(f"error: {error_message(e)}", fg=typer.colors.RED, err=True)
         sys.exit(1)

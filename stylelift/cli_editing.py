@@ -15,9 +15,9 @@ import typer
 
 from . import cli
 from .errors import InputError, MissingFileError
-from .fileio import check_writable, file_in_the_way, parse_json, raise_about, signals_deferred
+from .fileio import check_writable, file_id, file_in_the_way, folder_made, parse_json, raise_about, signals_deferred
 from .seeds import seed_digits, seed_too_big
-from .cli import DEFAULT_NETWORK, say, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, too_big, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, say, too_big, user_errors
 
 directions_app = typer.Typer(cls=cli.PlainFlagsGroup, no_args_is_help=True, help="Find attribute directions in W: learn, sefa, pca.")
 app.add_typer(directions_app, name="directions")
@@ -50,14 +50,23 @@ def check_out_name(out: Path, *, video: bool) -> None:
     ok = OUTPUT_IMAGE_SUFFIXES + (VIDEO_SUFFIXES if video else ())
     if out.suffix.lower() not in ok:
         check_not_folder(out)
-        if not out.suffix and out.name.lower() in {f".{s.lstrip('.')}" for s in ok}:  # ".png": a hidden file's name, with no suffix
-            raise typer.BadParameter(f"--out {out}: give the file a name before its suffix, e.g. out{out.name}")
+        check_named_before_suffix(out, ok)
         raise typer.BadParameter(f"--out {out}: the name must end in {', '.join(ok)}")
 
 
-def check_out_place(out: Path) -> None:
-    """After the usage checks, before any work: `out` is no folder, and its folder can be made and written."""
+def check_named_before_suffix(out: Path, suffixes: Iterable[str]) -> None:
+    """A usage error for an --out that is a suffix alone (".png": to Python a hidden file's name without one)."""
+    if not out.suffix and out.name.lower() in suffixes:
+        raise typer.BadParameter(f"--out {out}: give the file a name before its suffix, e.g. out{out.name.lower()}")
+
+
+def check_out_place(out: Path, reads: Iterable = ()) -> None:
+    """After the usage checks, before any work: `out` is no folder, none of the files the command
+    `reads` (a latent file named lat.png), and its folder can be made and written."""
     check_not_folder(out, out.suffix or ".png")
+    if (out_id := file_id(out)) is not None:
+        if read := next((item for item in reads if file_id(Path(item)) == out_id), None):
+            fail(f"--out {printable(out)} is {printable(read)}, which this command reads; give another --out")
     if (blocker := file_in_the_way(out.parent)) is not None:
         fail(f"{out}: {blocker} is a file, not a folder")
     check_writable(out.parent)
@@ -195,8 +204,8 @@ def expand_seed_lists(items: list[str]) -> list[str]:
 
 def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30, icc_profile: Optional[bytes] = None) -> None:
     """Write the images as one grid picture or a video, whichever `out` names. Frames that come from
-    an iterator are rendered as the video is written: the folder is made at the first one (a render
-    that fails leaves none), and the iterator is closed however the writing ends."""
+    an iterator are rendered as the video is written: the folder is made at the first one (and
+    removed, if it was made, when a later one fails), and the iterator is closed however the writing ends."""
     from .images import GIF_MAX_FPS, make_grid, save_image, write_video
 
     check_out(out, video=True)
@@ -205,13 +214,13 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
         first = next(frames, None)
         if first is None:
             raise InputError(f"no images to write to {out.name}")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() in VIDEO_SUFFIXES:
-            write_video(out, itertools.chain([first], frames), fps=fps)
-            if out.suffix.lower() == ".gif" and fps > GIF_MAX_FPS:
-                typer.secho(f"note: a GIF plays at most {GIF_MAX_FPS} frames a second, so {out.name} does (every frame kept); write an .mp4 for {fps}", fg=typer.colors.YELLOW, err=True)
-        else:
-            save_image(make_grid([first, *frames], cols=cols), out, icc_profile=icc_profile)
+        with folder_made(out.parent):  # (and removed if a later frame fails)
+            if out.suffix.lower() in VIDEO_SUFFIXES:
+                write_video(out, itertools.chain([first], frames), fps=fps)
+            else:
+                save_image(make_grid([first, *frames], cols=cols), out, icc_profile=icc_profile)
+        if out.suffix.lower() == ".gif" and fps > GIF_MAX_FPS:
+            typer.secho(f"note: a GIF plays at most {GIF_MAX_FPS} frames a second, so {out.name} does (every frame kept); write an .mp4 for {fps}", fg=typer.colors.YELLOW, err=True)
     finally:
         if hasattr(frames, "close"):
             frames.close()  # a progress bar inside ends before the error is printed
@@ -264,7 +273,7 @@ def truncation_sweep(
     check_out_name(out, video=False)  # the last usage check: a folder of that name is said as one
     if missing := next((p for p in latents or [] if not p.exists()), None):  # an option of files: not "neither a seed nor a latent file"
         raise MissingFileError(f"no latent file {missing}")
-    check_out_place(out)
+    check_out_place(out, reads=latents or [])
     G, dev = load(network, device)
     check_output_size(len(items) * len(psis), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(psis))
     ws = latents_for_items(G, items, class_idx=class_idx, device=dev)
@@ -301,7 +310,7 @@ def mix(
     row_items, col_items = split_items(rows, what="--rows"), split_items(cols, what="--cols")
     check_seed_options(row_items + col_items, class_idx=class_idx, truncation_psi=trunc, truncation_cutoff=trunc_cutoff)
     check_out_name(out, video=False)  # the last usage check: a folder of that name is said as one
-    check_out_place(out)
+    check_out_place(out, reads=row_items + col_items)
     G, dev = load(network, device)
     layers = layers_option(styles, G, "--styles")
     check_output_size((len(row_items) + 1) * (len(col_items) + 1), G.img_resolution, G.img_resolution, "the grid", out=out, cols=len(col_items) + 1)
@@ -374,6 +383,7 @@ def interpolate(
     out = out or Path("interpolation.png" if grid else "interpolation.mp4")
     if not grid and out.suffix.lower() not in VIDEO_SUFFIXES:
         check_not_folder(out, ".mp4")
+        check_named_before_suffix(out, VIDEO_SUFFIXES)
         raise typer.BadParameter("--out must end in .mp4 or .gif (or pass --grid for a still)")
     if grid and out.suffix.lower() in VIDEO_SUFFIXES:
         raise typer.BadParameter(f"--grid writes a still strip: give --out NAME.png, not {out.name}")
@@ -382,7 +392,7 @@ def interpolate(
     fps = video_fps(fps, out, 30)
     if grid:
         check_out_name(out, video=False)
-    check_out_place(out)
+    check_out_place(out, reads=items)
     G, dev = load(network, device)
     frame_noises = None
     steps = path_steps(len(items), frames, loop=loop, easing=easing)  # where each frame lies: (item a, item b, t)
@@ -455,7 +465,7 @@ def edit(
     strengths = parse_range(strength, what="--strength")
     check_out_name(out, video=True)  # the last usage checks: a folder of that name is said as one
     fps = video_fps(fps, out, 10)
-    check_out_place(out)
+    check_out_place(out, reads=[*items, direction])
     if photo is not None:
         check_photo_path(photo)  # before the network loads (its errors are one line, as project's)
     video = out.suffix.lower() in VIDEO_SUFFIXES
@@ -522,9 +532,8 @@ def paste_target(latents, photo: Optional[Path], item: str, count: int, *, out: 
     """(the AlignedFace, the photo) that --paste-back pastes `count` edited faces of `item` into,
     checked before anything is rendered."""
     from .align import AlignedFace, with_landmarks
-    from .fileio import file_id
+    from .fileio import file_id, sha256_if_readable
     from .images import load_photo
-    from .fileio import sha256_if_readable
 
     if latents is None:
         fail(f"--paste-back: {item} is a seed; it needs a latent file made by `stylelift project` from a photo")
@@ -582,6 +591,7 @@ def directions_learn(
     from .editing.learn import learn_direction
 
     if out.suffix.lower() != ".npy":
+        check_named_before_suffix(out, (".npy",))
         raise typer.BadParameter(f"--out {out}: a direction file ends in .npy")
     if save_labels is not None and labels is not None:
         raise typer.BadParameter("--save-labels writes the classifier's labels; with --labels there are none to write")
@@ -591,7 +601,9 @@ def directions_learn(
         raise typer.BadParameter(f"{' and '.join(given)} choose{'s' if len(given) == 1 else ''} the faces the classifier labels; with --labels the CSV names them")
     if labels is None and attribute not in ("age", "gender"):
         raise typer.BadParameter(f"the offline classifier knows age and gender, not {attribute!r:.30}; pass --labels CSV for another attribute")
-    if save_labels is not None and save_labels.absolute() in (out.absolute(), out.with_suffix(".json").absolute()):
+    if labels is None and seed + samples - 1 > MAX_SEED:
+        raise typer.BadParameter(f"--seed {seed} with --samples {samples} runs past seed {MAX_SEED} (seeds are 32-bit); start at --seed {MAX_SEED - samples + 1} or lower")
+    if save_labels is not None and save_labels.resolve() in (out.resolve(), out.with_suffix(".json").resolve()):  # (dl/../dl/g.json too)
         raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
@@ -610,8 +622,8 @@ def directions_learn(
         )
     if layers is not None:
         d.meta["layers"] = layers
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_direction(out, d)
+    with folder_made(out.parent):
+        save_direction(out, d)
     rough = f"; too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'}" if d.meta["held_out"] < 50 else ""
     conditioned = f", {d.meta['conditioned_accuracy']:.3f} once conditioned on {d.meta['conditioned_on']}" if "conditioned_accuracy" in d.meta else ""
     say(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f}{conditioned} on {d.meta['held_out']} samples{rough})")
@@ -661,8 +673,7 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
 
     from .editing import save_direction
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=outdir, prefix=f".{prefix}-") as staging:
+    with folder_made(outdir), tempfile.TemporaryDirectory(dir=outdir, prefix=f".{prefix}-") as staging:
         try:
             for i, d in enumerate(directions):
                 save_direction(Path(staging) / f"{prefix}_{i:02d}.npy", d)

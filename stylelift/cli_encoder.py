@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, say, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, say, user_errors
+from .fileio import folder_made
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -184,11 +185,11 @@ def encoder_fit(
     except InputError as e:  # a rank above the features' count: the command line's mistake
         raise typer.BadParameter(str(e)) from None
     check_new_file(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     G, _ = load(network, device)
     with StepProgress("rendering", samples) as bar:
         encoder, report = fit_face_encoder(G, opts, callback=bar.update)
-    save_encoder(out, encoder, training={"fit": report})
+    with folder_made(out.parent):
+        save_encoder(out, encoder, training={"fit": report})
     say(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {report['rank']} "
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
 

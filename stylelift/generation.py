@@ -163,8 +163,8 @@ def stored_noises(G, noises: dict[int, np.ndarray], device, *, name: str = "the 
         log.info("%s has %d noise maps; this network has no noise inputs, so they change nothing and are left out", name, len(noises))
         return []
     if sorted(noises) != list(range(len(layers))):
-        raise InputError(f"{name} has noise maps {sorted(noises)[:8]}, but this network has {len(layers)} noise inputs; "
-                         "render it without them with noise_mode 'const' (generate --noise-mode const)")
+        raise InputError(f"{name} has noise maps {sorted(noises)[:8]}, but this network has {len(layers)} noise inputs: was it made for "
+                         f"another network? (`generate --latents {name} --noise-mode const` renders its w without them)")
     out = []
     for k, layer in enumerate(layers):
         t = torch.from_numpy(noises[k]).to(device)

@@ -321,6 +321,10 @@ BAD_INVOCATIONS = {
     "labels-missing": (["directions", "learn", "--attribute", "x", "--labels", "{d}/none.csv", "--out", "{d}/d.npy"], 1, "no labels file "),
     "learn-attribute-unknown-to-the-classifier": (["directions", "learn", "--attribute", "smile", "--samples", "10", "--out", "{d}/d.npy"], 2, "knows age and gender, not 'smile'; pass --labels CSV"),  # before the network loads
     "init-empty": (["project", "{d}/photo.png", "--no-align", "--init", "", "--outdir", "{d}/p"], 2, "is empty; give avg, a latent file or an encoder"),
+    "interpolate-out-a-suffix-alone": (["interpolate", "0", "1", "--out", "{d}/.gif"], 2, "give the file a name before its suffix, e.g. out.gif"),
+    "learn-out-a-suffix-alone": (["directions", "learn", "--attribute", "age", "--out", "{d}/.npy"], 2, "give the file a name before its suffix, e.g. out.npy"),
+    "save-labels-naming-the-sidecar-by-a-detour": (["directions", "learn", "--attribute", "age", "--out", "{d}/two.npy", "--save-labels", "{d}/dirs/../two.json", "--overwrite"], 2, "--save-labels names the direction file"),  # the sidecar replaced the labels
+    "learn-seeds-past-32-bits": (["directions", "learn", "--attribute", "age", "--samples", "12", "--seed", "4294967290", "--out", "{d}/d.npy"], 2, "--seed 4294967290 with --samples 12 runs past seed 4294967295 (seeds are 32-bit); start at --seed 4294967284 or lower"),  # it failed after labelling the first batches
     "save-labels-naming-out-before-out-exists": (["directions", "learn", "--attribute", "age", "--out", "{d}/two.npy", "--save-labels", "{d}/two.npy"], 2, "--save-labels names the direction file"),  # was "two.npy exists" (1)
     "direction-folder": (["edit", "0", "--direction", "{d}/dirs", "--out", "{d}/e.png"], 1, "is a folder, not a direction file"),
     "direction-garbage": (["edit", "0", "--direction", "{d}/garbage.npy", "--out", "{d}/e.png"], 1, "garbage.npy is not a .npy file (a direction is one array [1, w_dim]"),
@@ -333,7 +337,7 @@ BAD_INVOCATIONS = {
     "perceptual-weights-folder": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--perceptual-weights", "{d}", "--outdir", "{d}/p"], 1, "a folder, not a file"),
     "latent-of-another-network": (["generate", "--latents", "{d}/other.npz", "--outdir", "{d}/o"], 1, "made for network someone-else"),
     "latent-of-another-shaped-network": (["generate", "--latents", "{d}/other2.npz", "--outdir", "{d}/o"], 1, "made for network stylegan2-x, ffhq-256.pkl: pass --network ffhq-256.pkl"),
-    "npz-as-direction": (["edit", "0", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 1, "an .npz archive"),
+    "npz-as-direction": (["edit", "0", "--direction", "{d}/dir.npz", "--out", "{d}/e.png"], 1, "dir.npz is a zip archive (as .npz latent files and torch files are); a direction is one .npy array"),
     "image-as-labels": (["directions", "learn", "--attribute", "x", "--labels", "{d}/photo.png", "--out", "{d}/d.npy"], 1, "not a CSV text file"),
     "perceptual-weights-not-torch": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "vgg16", "--perceptual-weights", "{d}/photo.png", "--outdir", "{d}/p"], 1, "photo.png: not a torch file stylelift reads"),
     "perceptual-weights-not-vgg16": (["project", "{d}/photo.png", "--no-align", "--steps", "1", "--loss", "vgg16", "--perceptual-weights", "{d}/notvgg.pth", "--outdir", "{d}/p"], 1, "notvgg.pth is not a torchvision VGG16 state dict (no features.0.weight)"),
@@ -605,6 +609,37 @@ def test_a_full_stdout_is_named_in_one_line(net, tmp_path):
             p = subprocess.run([sys.executable, "-m", "stylelift", *args], stdout=full, stderr=subprocess.PIPE, text=True)
         assert p.returncode == 1 and p.stderr == "error: stdout: No space left on device\n", (args, p.stderr)
     assert (tmp_path / "seed0000.png").is_file()  # the image was written before its line was not
+    Image.new("RGB", (32, 32), (90, 60, 30)).save(tmp_path / "photo.png")
+    project = ["project", str(tmp_path / "photo.png"), "--network", str(net), "--no-align", "--steps", "2", "--loss", "mse", "--no-video", "--outdir", str(tmp_path / "p")]
+    for _ in range(2):  # its result line, then its "already done" line
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([sys.executable, "-m", "stylelift", *project], stdout=full, stderr=subprocess.PIPE, text=True)
+        assert p.returncode == 1 and p.stderr.endswith("error: stdout: No space left on device\n"), p.stderr
+
+
+def test_an_os_error_outside_a_command_that_is_no_write_error_is_not_blamed_on_stdout(monkeypatch, capsys):
+    import errno
+    import signal
+
+    from stylelift import cli
+
+    def fails(error):
+        def app():
+            raise error
+        return app
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:  # (run() leaves handlers that end the process at once: the later tests' signals would end pytest)
+        monkeypatch.setattr(cli, "app", fails(OSError(errno.ENOMEM, "Cannot allocate memory")))  # torch failing to import in an option's callback
+        with pytest.raises(OSError, match="Cannot allocate memory"):
+            cli.run()
+        monkeypatch.setattr(cli, "app", fails(OSError(errno.ENOSPC, "No space left on device")))  # --help on a full disk
+        with pytest.raises(SystemExit) as e:
+            cli.run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert e.value.code == 1 and capsys.readouterr().err == "error: stdout: No space left on device\n"
 
 
 def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys):

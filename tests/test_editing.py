@@ -714,6 +714,15 @@ def test_mp4_frames_of_odd_size_are_padded_and_mismatched_ones_refused(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
 
 
+def test_an_mp4_named_with_a_colon_is_written_where_it_is_named(tmp_path, monkeypatch):
+    from stylelift.images import write_video
+
+    monkeypatch.chdir(tmp_path)  # a bare "2024-05-01T12:30.mp4" is ffmpeg's protocol "2024-05-01T12", unless told it is a file
+    write_video("2024-05-01T12:30.mp4", [np.zeros((8, 8, 3), np.uint8)] * 3, fps=3)
+    assert imageio.get_reader(tmp_path / "2024-05-01T12:30.mp4").count_frames() == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2024-05-01T12:30.mp4"]
+
+
 def test_truncation_cutoff_outside_the_ws_is_refused():
     G = tiny_generator()
     ws = G.mapping(torch.randn(1, G.z_dim))
@@ -1271,11 +1280,35 @@ def test_a_video_whose_writing_fails_closes_its_frames_and_makes_no_folder(tmp_p
     video = frames([16, 8, 8])  # held here, so only save_output can close it
     with pytest.raises(InputError):  # the second frame has another size: ffmpeg is fed no more
         save_output(video, tmp_path / "v" / "a.mp4")
-    assert closed == [True] and not list(tmp_path.glob("v/*.mp4"))
+    assert closed == [True] and not (tmp_path / "v").exists()  # made at the first frame, removed with the failure
     G = tiny_generator()
     save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
     r = invoke("interpolate", tmp_path / "big.npz", "4", "--frames", "3", "--network", net, "--out", tmp_path / "new" / "sub" / "i.mp4")
     assert r.exit_code == 1 and "frame 1 of 3" in r.output and not (tmp_path / "new").exists(), r.output
+    for out in ("i.gif", "i.mp4", "i.png"):  # a later frame fails, after the folder was made for the first
+        grid = ("--grid",) if out.endswith(".png") else ()
+        r = invoke("interpolate", "4", tmp_path / "big.npz", *grid, "--frames", "3", "--batch-size", "1", "--network", net, "--out", tmp_path / "new" / "sub" / out)
+        assert r.exit_code == 1 and "frame 2 of 3" in r.output and not (tmp_path / "new").exists(), r.output
+    (tmp_path / "kept").mkdir()
+    r = invoke("interpolate", "4", tmp_path / "big.npz", "--frames", "3", "--batch-size", "1", "--network", net, "--out", tmp_path / "kept" / "i.gif")
+    assert r.exit_code == 1 and (tmp_path / "kept").is_dir()  # a folder that was there stays
+
+
+def test_an_output_named_like_a_file_the_command_reads_is_refused_before_any_work(tmp_path, net, monkeypatch):
+    G = tiny_generator()
+    save_latents(tmp_path / "lat.png", LatentFile(w=G.mapping(torch.zeros(1, G.z_dim)).detach().numpy(), meta={}))  # a latent file, oddly named
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, G.w_dim]), {"attribute": "x"}))
+    before = (tmp_path / "lat.png").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for args in (
+        ("edit", "./lat.png", "--direction", "d.npy", "--out", "lat.png"),
+        ("mix", "--rows", "./lat.png", "--cols", "1", "--out", tmp_path / "lat.png"),
+        ("truncation-sweep", "--latents", "lat.png", "--out", "./lat.png"),
+        ("interpolate", "./lat.png", "2", "--grid", "--out", "lat.png"),
+    ):
+        r = invoke(*args, "--network", net)
+        assert r.exit_code == 1 and "lat.png, which this command reads; give another --out" in r.output, (args, r.output)
+    assert (tmp_path / "lat.png").read_bytes() == before
 
 
 def test_directions_are_taken_as_loaded_and_strengths_per_sample():
@@ -1434,6 +1467,9 @@ def test_the_fitted_threshold_never_splits_equal_values():
     assert 0 <= t < 1 and ((x > t) == positive).mean() == 0.75  # above 0: 3 of 4 right; "between" the 1s is no threshold
     x, positive = np.array([2.0, 2.0]), np.array([True, False])
     assert ((x > _best_threshold(x, positive)) == positive).mean() == 0.5
+    a = np.nextafter(1.0, 2.0)
+    x, positive = np.array([a, np.nextafter(a, 2.0)]), np.array([False, True])  # no float between them: the cut is at the lower
+    assert ((x > _best_threshold(x, positive)) == positive).all()
 
 
 def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp_path, net, caplog):

@@ -427,11 +427,14 @@ def test_every_public_name_resolves_and_the_command_line_starts_without_torch():
     for name in stylelift.__all__:
         assert getattr(stylelift, name).__name__ == name
     assert stylelift.images.to_uint8 is not None  # a submodule, imported when asked for
+    assert stylelift.models.stylegan2.Generator is stylelift.Generator  # a subpackage's too
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         stylelift.nope
+    assert not any(hasattr(stylelift, name) for name in ("a.b", "", "models.nope")) and not hasattr(stylelift.models, "nope")
     # `stylelift --help` and the commands' own checks do not wait for torch to import (2-4 s)
     code = "import sys, stylelift.cli; assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'stylelift' in m)"
     subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", "import stylelift.models as m; m.stylegan2.Generator"], check=True)  # a submodule not imported yet
     help_text = subprocess.run([sys.executable, "-m", "stylelift", "align", "--help"], check=True, capture_output=True, text=True).stdout
     assert "4096" in help_text  # align's --size range, a constant of the align module
 
@@ -460,9 +463,11 @@ def test_library_calls_refuse_bad_arguments_in_one_line_before_any_work(tmp_path
             learn_direction(G, attribute="age", **bad)
     with pytest.raises(stylelift.MissingFileError, match="no labels file"):  # a str names a file as a Path does
         learn_direction(G, attribute="age", labels_csv=str(tmp_path / "none.csv"))
-    for fps in (0, -5, float("nan")):
+    for fps in (0, -5, float("nan"), True):
         with pytest.raises(InputError, match="fps must be"):
             write_video(tmp_path / "v.gif", frames, fps=fps)
+    with pytest.raises(InputError, match="a GIF frame lasts at most 655.35 s"):
+        write_video(tmp_path / "v.gif", frames, fps=0.001)  # (struct.error: a delay beyond GIF's 16 bits)
     for name, says in (("picture", "file without a suffix"), ("picture.foo", ".foo")):
         with pytest.raises(InputError, match=f"Pillow writes no {says}"):
             save_image(frames[0], tmp_path / name)

@@ -55,7 +55,9 @@ def _best_threshold(x: np.ndarray, positive: np.ndarray) -> float:
     # with the threshold just below xs[i], the first i are called negative: right are the negatives
     # among them and the positives from i on
     right = np.concatenate([[0], np.cumsum(~pos)]) + np.concatenate([np.cumsum(pos[::-1])[::-1], [0]])
-    gaps = np.concatenate([[xs[0] - 1], (xs[:-1] + xs[1:]) / 2, [xs[-1] + 1]])
+    middles = (xs[:-1] + xs[1:]) / 2
+    middles = np.where(middles < xs[1:], middles, xs[:-1])  # values a float apart: the middle rounds onto the upper one
+    gaps = np.concatenate([[np.nextafter(xs[0], -np.inf)], middles, [xs[-1]]])  # (all called positive; none)
     between_values = np.concatenate([[True], xs[1:] != xs[:-1], [True]])  # no threshold splits equal values
     return float(gaps[int(np.argmax(np.where(between_values, right, -1)))])
 

@@ -113,7 +113,7 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         raise InputError(f"{path.name} is not a .npy file (a direction is one array [1, w_dim], as np.save writes it)")
     if not isinstance(vec, np.ndarray):  # an .npz archive
         vec.close()
-        raise InputError(f"{path.name} is an .npz archive; a direction is one .npy array [1, w_dim]")
+        raise InputError(f"{path.name} is a zip archive (as .npz latent files and torch files are); a direction is one .npy array [1, w_dim]")
     if vec.ndim == 1:
         vec = vec[None]
     if vec.ndim != 2 or vec.shape[0] != 1 or vec.shape[1] == 0 or not np.issubdtype(vec.dtype, np.floating):

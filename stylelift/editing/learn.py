@@ -16,7 +16,7 @@ from ..errors import InputError, MissingFileError, first_line
 from ..fileio import as_path, parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
-from ..seeds import seed_digits, seed_too_big
+from ..seeds import MAX_SEED, seed_digits, seed_too_big
 from .boundary import HOLDOUT, fit_boundary, held_out_accuracy, held_out_count
 from .directions import Direction, check_count, condition
 from .shipped import resolve_direction
@@ -188,8 +188,11 @@ def learn_direction(
 
     if not isinstance(attribute, str) or not attribute.strip():
         raise InputError(f"attribute must name what the labels measure, e.g. age, got {attribute!r:.20}")
-    for name, value, lowest in (("samples", samples, 1), ("batch_size", batch_size, 1), ("first_seed", first_seed, 0)):
-        check_count(name, value, lowest)
+    if labels_csv is None:  # (a CSV names its items: these choose those the classifier labels)
+        for name, value, lowest in (("samples", samples, 1), ("batch_size", batch_size, 1), ("first_seed", first_seed, 0)):
+            check_count(name, value, lowest)
+        if first_seed + samples - 1 > MAX_SEED:
+            raise InputError(f"first_seed {first_seed} with {samples} samples runs past seed {MAX_SEED} (seeds are 32-bit)")
     labels_csv = None if labels_csv is None else as_path(labels_csv, "the labels file")
     save_labels = None if save_labels is None else as_path(save_labels, "the labels to save")
     other = resolve_direction(condition_on, G) if condition_on is not None else None  # before the labelling

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import importlib as _importlib
 from typing import TYPE_CHECKING
+
+from .. import _lazy_attributes
 
 _PUBLIC = {  # name -> the module that defines it; imported on first use, as the package's (`stylelift`)
     "BUNDLED_NETWORK": "checkpoint",
@@ -21,12 +22,7 @@ _PUBLIC = {  # name -> the module that defines it; imported on first use, as the
 }
 
 
-def __getattr__(name: str):
-    if name not in _PUBLIC:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_attributes(__name__, _PUBLIC)
 
 
 def __dir__() -> list[str]:
