@@ -21,7 +21,7 @@ from typer.core import TyperCommand, TyperGroup
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error, shortened
-from .fileio import check_writable, file_id, file_in_the_way, folder_made
+from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
 from .seeds import MAX_SEED, seed_digits
 
@@ -459,6 +459,9 @@ def generate(
     paths = [outdir / n for n in names]
     if folder := next((p for p in paths + [grid_path] if p is not None and p.is_dir()), None):  # before any rendering
         fail(f"{folder} is a folder, not a file; move it or give another --outdir")
+    read = file_id(latents) if latents is not None else None  # (the file is read by now: it exists)
+    if read is not None and (clash := next((p for p in paths + [grid_path] if p is not None and file_id(p) == read), None)):
+        fail(f"{clash} is the latent file --latents names (an .npz by another name); give another --outdir")
     generation.write_images(images, paths, grid_path=grid_path)  # each image is written as it is rendered
     say(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
 
@@ -490,8 +493,8 @@ def convert(
     check_new_file(dest, overwrite)
     G = load_network(source)
     check_savable(G)  # before the folder is made
-    with folder_made(dest.parent):
-        save_generator(G, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    save_generator(G, dest)
     say(f"wrote {dest} ({G.source_format} -> stylelift, {network_id(G)})")
 
 
@@ -706,8 +709,8 @@ def check_paste_region(region: Optional[str], paste_back: bool) -> None:
         raise typer.BadParameter("--paste-region says what --paste-back pastes; add --paste-back")
 
 
-# what a write to a full, too-large or gone stream reports (EDQUOT: not on every system)
-WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EPIPE") if hasattr(errno, name)}
+# what a write to a full, too-large, gone or read-only stream reports (EDQUOT: not on every system)
+WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EPIPE", "EBADF") if hasattr(errno, name)}
 
 
 def run() -> None:
@@ -716,7 +719,7 @@ def run() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except OSError as e:  # writing --help or --version (the commands' own errors are user_errors')
-        if e.filename not in (None, "stdout") or e.errno not in WRITE_ERRNOS:  # not an output's (a failing import in an option's callback)
+        if e.filename != "stdout" and (e.filename is not None or e.errno not in WRITE_ERRNOS):  # not an output's (a failing import in an option's callback)
             raise
         if isinstance(e, BrokenPipeError) and stdout_is_gone():  # `stylelift --help | head -1`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -15,7 +15,7 @@ import typer
 
 from . import cli
 from .errors import InputError, MissingFileError
-from .fileio import check_writable, file_id, file_in_the_way, folder_made, parse_json, raise_about, signals_deferred
+from .fileio import check_writable, file_id, file_in_the_way, parse_json, raise_about, signals_deferred
 from .seeds import seed_digits, seed_too_big
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, say, too_big, user_errors
 
@@ -204,8 +204,9 @@ def expand_seed_lists(items: list[str]) -> list[str]:
 
 def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] = None, fps: int = 30, icc_profile: Optional[bytes] = None) -> None:
     """Write the images as one grid picture or a video, whichever `out` names. Frames that come from
-    an iterator are rendered as the video is written: the folder is made at the first one (and
-    removed, if it was made, when a later one fails), and the iterator is closed however the writing ends."""
+    an iterator are rendered as an mp4 is written: its folder is made at the first one (and kept
+    when a later one fails: another run may be writing there too; a still or a GIF makes its
+    folder once every image is rendered), and the iterator is closed however the writing ends."""
     from .images import GIF_MAX_FPS, make_grid, save_image, write_video
 
     check_out(out, video=True)
@@ -214,11 +215,16 @@ def save_output(images: Iterable[np.ndarray], out: Path, *, cols: Optional[int] 
         first = next(frames, None)
         if first is None:
             raise InputError(f"no images to write to {out.name}")
-        with folder_made(out.parent):  # (and removed if a later frame fails)
-            if out.suffix.lower() in VIDEO_SUFFIXES:
-                write_video(out, itertools.chain([first], frames), fps=fps)
+        if out.suffix.lower() == ".mp4":  # written frame by frame as they come: its folder is needed now
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_video(out, itertools.chain([first], frames), fps=fps)
+        else:  # all rendered first (a GIF's timing needs every frame): a failing one leaves no folder
+            images = [first, *frames]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if out.suffix.lower() == ".gif":
+                write_video(out, images, fps=fps)
             else:
-                save_image(make_grid([first, *frames], cols=cols), out, icc_profile=icc_profile)
+                save_image(make_grid(images, cols=cols), out, icc_profile=icc_profile)
         if out.suffix.lower() == ".gif" and fps > GIF_MAX_FPS:
             typer.secho(f"note: a GIF plays at most {GIF_MAX_FPS} frames a second, so {out.name} does (every frame kept); write an .mp4 for {fps}", fg=typer.colors.YELLOW, err=True)
     finally:
@@ -622,8 +628,8 @@ def directions_learn(
         )
     if layers is not None:
         d.meta["layers"] = layers
-    with folder_made(out.parent):
-        save_direction(out, d)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_direction(out, d)
     rough = f"; too few to tell much: label more {'rows of ' + labels.name if labels is not None else 'with --samples'}" if d.meta["held_out"] < 50 else ""
     conditioned = f", {d.meta['conditioned_accuracy']:.3f} once conditioned on {d.meta['conditioned_on']}" if "conditioned_accuracy" in d.meta else ""
     say(f"wrote {out} (held-out accuracy {d.meta['accuracy']:.3f}{conditioned} on {d.meta['held_out']} samples{rough})")
@@ -673,7 +679,8 @@ def write_directions(outdir: Path, prefix: str, directions: list) -> None:
 
     from .editing import save_direction
 
-    with folder_made(outdir), tempfile.TemporaryDirectory(dir=outdir, prefix=f".{prefix}-") as staging:
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=outdir, prefix=f".{prefix}-") as staging:
         try:
             for i, d in enumerate(directions):
                 save_direction(Path(staging) / f"{prefix}_{i:02d}.npy", d)

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, say, user_errors
-from .fileio import folder_made
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -188,8 +187,8 @@ def encoder_fit(
     G, _ = load(network, device)
     with StepProgress("rendering", samples) as bar:
         encoder, report = fit_face_encoder(G, opts, callback=bar.update)
-    with folder_made(out.parent):
-        save_encoder(out, encoder, training={"fit": report})
+    out.parent.mkdir(parents=True, exist_ok=True)  # (now: a fit that fails leaves no folder behind)
+    save_encoder(out, encoder, training={"fit": report})
     say(f"held-out latent error {report['held_out_error_reduced']:.3f} of w_avg's at rank {report['rank']} "
                f"({report['held_out_error']:.3f} at full rank, penalty {report['penalty']:g}); wrote {out}")
 

@@ -249,27 +249,6 @@ def signals_deferred() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def folder_made(folder: Path) -> Iterator[None]:
-    """Make `folder` and the folders missing above it; when the block fails, remove those it made
-    that are still empty (a failed write leaves no empty folder behind)."""
-    made = []
-    for above in (folder, *folder.parents):
-        if above.exists() or above.is_symlink():
-            break
-        made.append(above)
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        yield
-    except BaseException:
-        for path in made:  # the deepest first
-            try:
-                path.rmdir()
-            except OSError:  # something was written there meanwhile (or cannot be removed): keep it, and those above
-                break
-        raise
-
-
-@contextlib.contextmanager
 def written_together(paths: list[Path], *, remove: tuple[Path, ...] = ()) -> Iterator[list[Path]]:
     """Temporary names for a set of files (`paths`, in order): the block writes each to its own, and
     only when all are written are the files in `remove` deleted and the set renamed onto `paths`,
@@ -277,23 +256,22 @@ def written_together(paths: list[Path], *, remove: tuple[Path, ...] = ()) -> Ite
     (a full disk) leaves the earlier set as it was; an OSError names the file asked for. Names the
     file system would not take are refused first, then the folders are made."""
     check_name_lengths(paths)
+    for folder in {path.parent for path in paths}:
+        folder.mkdir(parents=True, exist_ok=True)
     tmps = [temporary_name(path, "set") for path in paths]
-    with contextlib.ExitStack() as folders:  # (left last: a set that fails leaves no folder it made)
-        for folder in dict.fromkeys(path.parent for path in paths):
-            folders.enter_context(folder_made(folder))
-        try:
-            yield tmps
-            with signals_deferred():
-                for path in remove:
-                    path.unlink(missing_ok=True)
-                for tmp, path in zip(tmps, paths):
-                    os.replace(tmp, path)
-        except OSError as e:
-            raise_about(e, dict(zip(tmps, paths)))
-        finally:
-            for tmp in tmps:
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
+    try:
+        yield tmps
+        with signals_deferred():
+            for path in remove:
+                path.unlink(missing_ok=True)
+            for tmp, path in zip(tmps, paths):
+                os.replace(tmp, path)
+    except OSError as e:
+        raise_about(e, dict(zip(tmps, paths)))
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

@@ -232,7 +232,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     if not (is_real(fps) and fps > 0):
         raise InputError(f"fps must be a number of frames per second above 0, got {fps!r:.20}")
     if path.suffix.lower() == ".gif" and fps < 100 / 65535:
-        raise InputError(f"fps {fps:g}: a GIF frame lasts at most 655.35 s (fps 0.0016 or more)")
+        raise InputError(f"fps {fps:g}: a GIF frame lasts at most 655.35 s (fps {100 / 65535:.7f} or more)")
     if path.suffix.lower() not in (".gif", *H264_SUFFIXES):
         raise InputError(f"a video is written as .mp4 (or .m4v, .mov, .mkv) or .gif, not {path.suffix or 'a name without a suffix'}")
     frames = iter(frames)
@@ -294,7 +294,7 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
     size = f"{w + w % 2}x{h + h % 2}"
     cmd = ["-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", size, "-r", str(fps), "-i", "-",
            "-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", "10",
-           f"file:{os.path.abspath(tmp)}"]  # (ffmpeg takes "a:b.mp4" for protocol "a")
+           f"file:{Path(tmp).absolute()}"]  # (ffmpeg takes "a:b.mp4" for protocol "a"; absolute(), not abspath(), keeps "link/..")
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: ffmpeg never blocks on a full stderr
         try:
             proc = subprocess.Popen([find_ffmpeg(name), *cmd], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)

@@ -609,6 +609,10 @@ def test_a_full_stdout_is_named_in_one_line(net, tmp_path):
             p = subprocess.run([sys.executable, "-m", "stylelift", *args], stdout=full, stderr=subprocess.PIPE, text=True)
         assert p.returncode == 1 and p.stderr == "error: stdout: No space left on device\n", (args, p.stderr)
     assert (tmp_path / "seed0000.png").is_file()  # the image was written before its line was not
+    for args in (["--version"], ["--help"], ["info", str(net)]):  # `1</dev/null`: stdout open for reading only
+        with open(os.devnull) as read_only:
+            p = subprocess.run([sys.executable, "-m", "stylelift", *args], stdout=read_only, stderr=subprocess.PIPE, text=True)
+        assert p.returncode == 1 and p.stderr == "error: stdout: Bad file descriptor\n", (args, p.stderr)
     Image.new("RGB", (32, 32), (90, 60, 30)).save(tmp_path / "photo.png")
     project = ["project", str(tmp_path / "photo.png"), "--network", str(net), "--no-align", "--steps", "2", "--loss", "mse", "--no-video", "--outdir", str(tmp_path / "p")]
     for _ in range(2):  # its result line, then its "already done" line

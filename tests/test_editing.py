@@ -721,6 +721,10 @@ def test_an_mp4_named_with_a_colon_is_written_where_it_is_named(tmp_path, monkey
     write_video("2024-05-01T12:30.mp4", [np.zeros((8, 8, 3), np.uint8)] * 3, fps=3)
     assert imageio.get_reader(tmp_path / "2024-05-01T12:30.mp4").count_frames() == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["2024-05-01T12:30.mp4"]
+    (tmp_path / "real" / "a").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "a")
+    write_video("link/../v.mp4", [np.zeros((8, 8, 3), np.uint8)] * 3, fps=3)  # ".." after a link is the link's parent, as the OS has it
+    assert (tmp_path / "real" / "v.mp4").is_file() and not list(tmp_path.glob(".*"))
 
 
 def test_truncation_cutoff_outside_the_ws_is_refused():
@@ -1280,12 +1284,12 @@ def test_a_video_whose_writing_fails_closes_its_frames_and_makes_no_folder(tmp_p
     video = frames([16, 8, 8])  # held here, so only save_output can close it
     with pytest.raises(InputError):  # the second frame has another size: ffmpeg is fed no more
         save_output(video, tmp_path / "v" / "a.mp4")
-    assert closed == [True] and not (tmp_path / "v").exists()  # made at the first frame, removed with the failure
+    assert closed == [True] and not list(tmp_path.glob("v/*.mp4"))  # (its folder, made at the first frame, is kept: another run may write there)
     G = tiny_generator()
     save_latents(tmp_path / "big.npz", LatentFile(w=np.full([1, G.num_ws, G.w_dim], 3e38, np.float32), meta={}))
     r = invoke("interpolate", tmp_path / "big.npz", "4", "--frames", "3", "--network", net, "--out", tmp_path / "new" / "sub" / "i.mp4")
     assert r.exit_code == 1 and "frame 1 of 3" in r.output and not (tmp_path / "new").exists(), r.output
-    for out in ("i.gif", "i.mp4", "i.png"):  # a later frame fails, after the folder was made for the first
+    for out in ("i.gif", "i.png"):  # a later frame fails: a GIF or a still makes its folder once all are rendered
         grid = ("--grid",) if out.endswith(".png") else ()
         r = invoke("interpolate", "4", tmp_path / "big.npz", *grid, "--frames", "3", "--batch-size", "1", "--network", net, "--out", tmp_path / "new" / "sub" / out)
         assert r.exit_code == 1 and "frame 2 of 3" in r.output and not (tmp_path / "new").exists(), r.output
@@ -1308,7 +1312,12 @@ def test_an_output_named_like_a_file_the_command_reads_is_refused_before_any_wor
     ):
         r = invoke(*args, "--network", net)
         assert r.exit_code == 1 and "lat.png, which this command reads; give another --out" in r.output, (args, r.output)
-    assert (tmp_path / "lat.png").read_bytes() == before
+    r = invoke("generate", "--latents", "lat.png", "--outdir", ".", "--network", net)  # its grid.png: no clash; lat00.png neither
+    assert r.exit_code == 0, r.output
+    (tmp_path / "grid.png").write_bytes(before)
+    r = invoke("generate", "--latents", "grid.png", "--outdir", ".", "--network", net)
+    assert r.exit_code == 1 and "grid.png is the latent file --latents names" in r.output, r.output
+    assert (tmp_path / "lat.png").read_bytes() == (tmp_path / "grid.png").read_bytes() == before
 
 
 def test_directions_are_taken_as_loaded_and_strengths_per_sample():
