@@ -20,7 +20,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
-from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error, shortened
+from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error, printable, shortened
 from .fileio import check_writable, file_id, file_in_the_way
 from .runtime import keep_freed_memory
 from .seeds import MAX_SEED, seed_digits
@@ -86,13 +86,6 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N (auto: 
 CutoffOpt = Annotated[Optional[int], typer.Option(min=0, help="Truncate only the first N ws (default: all; NVIDIA's StyleGAN samples use 8).")]
 PasteRegionOpt = Annotated[Optional[str], typer.Option(help="What --paste-back pastes: face (the face and forehead, outlined by landmarks; the default) or square (the whole aligned square, hair and background too).")]
 ClassOpt = Annotated[Optional[int], typer.Option("--class", help="Class of the seeds' latents (conditional networks).")]
-
-
-def printable(text: object, limit: int = 500) -> str:
-    """One terminal-safe line: control characters (newlines, ANSI escapes from a file's strings) shown escaped."""
-    text = str(text)
-    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return out + ("..." if len(text) > limit else "")
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -230,7 +230,7 @@ def encoder_run(
     from .cli import expand_photos
     from .errors import InputError, StyleliftError, per_item_error
     from .fileio import file_id, sha256_if_readable, special_file, written_together
-    from .images import photo_profile, save_image, to_tensor, to_uint8
+    from .images import save_image, to_tensor, to_uint8
     from .latents import LatentFile, save_latents
     from .models import network_id
     from .models.encoder import load_encoder, resolve_encoder_path
@@ -284,7 +284,7 @@ def encoder_run(
             if image is None:
                 raise InputError(f"the encoder's guess holds NaN or infinite values (is {encoder_path.name} damaged?)")
             with written_together([outdir / f"{path.stem}_enc.png", latent_path]) as (enc_png, latent_tmp):  # the latent file is renamed last: it says the photo is done
-                save_image(to_uint8(image)[0], enc_png, icc_profile=photo_profile(item.photo))  # as project's images
+                save_image(to_uint8(image)[0], enc_png, icc_profile=item.profile)  # as project's images
                 save_latents(latent_tmp, LatentFile(w=ws.cpu().numpy(), meta=meta))
         except (StyleliftError, OSError) as e:
             output_failed(path.name, e)

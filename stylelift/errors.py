@@ -41,6 +41,13 @@ def shortened(text: str, most: int = 24) -> str:
     return text if len(text) <= most else text[:most] + "..."
 
 
+def printable(text: object, limit: int = 500) -> str:
+    """One terminal-safe line: control characters (newlines, ANSI escapes from a file's strings) shown escaped."""
+    text = str(text)
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return out + ("..." if len(text) > limit else "")
+
+
 def first_line(e: BaseException) -> str:
     """An exception's message as one short line (its type's name when it has none), for messages
     that wrap errors raised by torch, zipfile, numpy, ..."""

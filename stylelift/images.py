@@ -144,12 +144,14 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # 90-180 MP: a big photo, read (and shrunk later); more is refused below
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")  # "Corrupt EXIF data": the pixels read fine
-            with Image.open(path) as im:
+            with Image.open(path, formats=photo_formats()) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im)
     except MemoryError:
         raise
     except Image.UnidentifiedImageError:
+        if _starts_with(path, (b"%!PS", b"\xc5\xd0\xd3\xc6")):
+            raise InputError(f"{path.name} is PostScript (EPS), which Pillow reads by running Ghostscript: not read here; save it as PNG or JPEG") from None
         raise InputError(f"{path.name} is not an image (in no format Pillow reads)") from None
     except OSError as e:
         if e.errno is not None:  # the file, not its content: said as for any other file ("X: Permission denied")
@@ -163,6 +165,24 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     if profile:
         im.info["icc_profile"] = profile
     return im
+
+
+RUNS_A_PROGRAM = {"EPS"}  # formats Pillow reads by running another program (Ghostscript): not from a file of unknown origin
+
+
+def photo_formats() -> list[str]:
+    """The formats a photo is read in: all Pillow reads (with the plugins registered now), but those
+    that run a program."""
+    Image.init()
+    return [f for f in Image.OPEN if f not in RUNS_A_PROGRAM]
+
+
+def _starts_with(path: Path, prefixes: tuple[bytes, ...]) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(max(map(len, prefixes))).startswith(prefixes)
+    except OSError:
+        return False
 
 
 def _file_kind(path: Path) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import sys
 from typing import Optional, TextIO
 
+from .errors import printable
+
 LINES_OFF_TERMINAL = 10
 
 
 class StepProgress:
     def __init__(self, label: str, total: int, *, completed: int = 0, transient: bool = False, stream: Optional[TextIO] = None):
-        self.label, self.total, self.completed, self.transient = label, total, completed, transient
+        self.label = printable(label, 200)  # a photo's name may hold a newline or an escape sequence
+        self.total, self.completed, self.transient = total, completed, transient
         self.stream = sys.stderr if stream is None else stream
         self.bar = None
         self.next_line = self._line_after(completed)
@@ -35,8 +38,8 @@ class StepProgress:
             from rich.table import Column
 
             self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[terms]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                TextColumn("{task.description}", markup=False), BarColumn(bar_width=24), MofNCompleteColumn(), TimeRemainingColumn(),  # "[red]c.png" is a name
+                TextColumn("{task.fields[terms]}", markup=False, table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
                 console=console, transient=self.transient, expand=True,
             )
             self.bar.__enter__()

@@ -660,6 +660,20 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys):
     assert e.value.exit_code == 1 and "error: Broken pipe" in capsys.readouterr().err  # said, not swallowed
 
 
+def test_a_progress_label_is_shown_as_written_escaped_never_as_markup_or_control(monkeypatch):
+    import io
+
+    from stylelift.progress import StepProgress
+
+    name = "[red]a\nb\x1b[2J.png"  # a photo's name: rich markup, a newline, a clear-screen sequence
+    for terminal in ("0", "1"):
+        monkeypatch.setenv("TTY_COMPATIBLE", terminal)  # rich's switch: a bar, or lines
+        stream = io.StringIO()
+        with StepProgress(name, 2, stream=stream) as progress:
+            progress.update(2)
+        assert "[red]a\\nb\\x1b[2J.png" in stream.getvalue() and "\x1b[2J" not in stream.getvalue(), (terminal, stream.getvalue())
+
+
 def test_progress_off_a_terminal_is_a_line_at_every_tenth_of_the_job():
     import io
 

@@ -51,7 +51,7 @@ class ProjectionFiles:
         if not path.is_file():
             return False
         try:
-            with Image.open(path) as image:  # (the chunk comes before the pixels: `info`, not `text`, which reads them all)
+            with Image.open(path, formats=["PNG"]) as image:  # (the chunk comes before the pixels: `info`, not `text`, which reads them all)
                 return image.info.get(PASTE_REGION_KEY, "square") == region
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # damaged: pasted again
             return False

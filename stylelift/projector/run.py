@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,24 @@ class Prepared:
     path: Path
     files: ProjectionFiles
     target: np.ndarray  # uint8 HWC at the network's resolution
-    photo: Image.Image
+    profile: Optional[bytes]  # the photo's ICC profile (the photo itself is read again to paste into: a folder's would fill memory)
     face: Optional[object]  # AlignedFace when aligned
+    stamp: tuple = ()  # the photo file's (inode, size, mtime) when it was read (`photo_unchanged`)
     stale: tuple[Path, ...] = ()  # an earlier run's outputs this one does not write (ProjectionFiles.stale)
+
+    def check_unchanged(self) -> None:
+        """Refuse a photo whose file changed since it was prepared: its hash, and the face's place in
+        the photo read again to paste into, would be another photo's."""
+        if _stamp(self.path) != self.stamp:
+            raise InputError(f"{self.path.name} changed while the run went on; project it again")
+
+
+def _stamp(path: Path) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
@@ -92,6 +108,7 @@ def centre_crop(photo: Image.Image, size: int) -> Image.Image:
 
 
 def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
+    stamp = _stamp(path)
     photo = load_photo(path)
     face = None
     if job.align:
@@ -101,7 +118,7 @@ def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
         image = face.image
     else:
         image = centre_crop(photo, resolution)
-    return Prepared(path, ProjectionFiles(job.outdir, path.stem), np.asarray(image), photo, face)
+    return Prepared(path, ProjectionFiles(job.outdir, path.stem), np.asarray(image), photo_profile(photo), face, stamp)
 
 
 def _init_latents(job: ProjectJob, G):
@@ -369,6 +386,8 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
     def write_one(i: int, item: Prepared) -> dict:
         """Write photo i's files; returns its metrics."""
         noises = {k: n[i].cpu().numpy() for k, n in enumerate(result.noises)} if result.noises else {}
+        item.check_unchanged()  # (the hash below is of the file now)
+        photo = load_photo(item.path) if job.paste_back else None
         meta = dict(meta_base, photo=item.path.name, photo_sha256=sha256_if_readable(item.path), final_loss=float(result.final_loss[i]))
         if item.face is not None:
             meta["alignment"] = dict(item.face.transform_meta(), photo_path=str(item.path.resolve()))
@@ -382,10 +401,10 @@ def _project_batch(G, batch: list[Prepared], job: ProjectJob, loss: str, init, m
                 raise InputError("--paste-back needs --align")
             from ..paste import paste_back
 
-            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, item.photo, region=job.paste_region)
+            pasted = paste_back(Image.fromarray(images_u8[i]), item.face, photo, region=job.paste_region)
         write_projection(
             item.files, latents=latents, target=item.target, projection=images_u8[i],
-            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, paste_region=job.paste_region, icc_profile=photo_profile(item.photo), stale=item.stale,
+            frames=frames[i] if job.video else None, pasted=pasted, metrics=metrics, paste_region=job.paste_region, icc_profile=item.profile, stale=item.stale,
         )
         return metrics
 
