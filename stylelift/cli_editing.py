@@ -594,7 +594,7 @@ def directions_learn(
 ) -> None:
     """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
     from .editing import save_direction
-    from .editing.learn import learn_direction
+    from .editing.learn import EXTREME_FRACTION, MIN_FIT, fewest_for_ends, learn_direction
 
     if out.suffix.lower() != ".npy":
         check_named_before_suffix(out, (".npy",))
@@ -607,6 +607,8 @@ def directions_learn(
         raise typer.BadParameter(f"{' and '.join(given)} choose{'s' if len(given) == 1 else ''} the faces the classifier labels; with --labels the CSV names them")
     if labels is None and attribute not in ("age", "gender"):
         raise typer.BadParameter(f"the offline classifier knows age and gender, not {attribute!r:.30}; pass --labels CSV for another attribute")
+    if labels is None and attribute == "age" and samples < (fewest := fewest_for_ends()):  # (the library says it too, after loading the network)
+        raise typer.BadParameter(f"--samples {samples} is too few for age: its boundary is fitted on the youngest and oldest {EXTREME_FRACTION:.0%}, {MIN_FIT} faces at least; ask for {fewest} or more")
     if labels is None and seed + samples - 1 > MAX_SEED:
         raise typer.BadParameter(f"--seed {seed} with --samples {samples} runs past seed {MAX_SEED} (seeds are 32-bit); start at --seed {MAX_SEED - samples + 1} or lower")
     if save_labels is not None and save_labels.resolve() in (out.resolve(), out.with_suffix(".json").resolve()):  # (dl/../dl/g.json too)

@@ -23,15 +23,16 @@ def to_uint8(img: Tensor) -> np.ndarray:
     """[N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C], rounding as NVIDIA's generate.py does."""
     if not isinstance(img, Tensor) or img.ndim != 4 or not 1 <= img.shape[1] <= 4 or not img.is_floating_point():
         got = f"{img.dtype} {tuple(img.shape)}" if isinstance(img, Tensor) else type(img).__name__
-        raise ValueError(f"expected a float image batch [N, C, H, W] (C from 1 to 4) in [-1, 1], as networks give it; got {got}")
+        raise InputError(f"expected a float image batch [N, C, H, W] (C from 1 to 4) in [-1, 1], as networks give it; got {got}")
     x = (img.detach().permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
     return x.cpu().numpy()
 
 
 def to_tensor(images: Image.Image | np.ndarray) -> Tensor:
-    """An RGB PIL image, or uint8 [H, W, 3] / [N, H, W, 3] arrays -> float [N, 3, H, W] in [-1, 1]
-    (the inverse of `to_uint8` up to rounding): what `project` takes as its target."""
-    array = np.array(images.convert("RGB") if isinstance(images, Image.Image) else images)  # a copy torch may own
+    """A PIL image (of any mode: made RGB as `load_photo` makes it, 16-bit scaled, alpha over white),
+    or uint8 [H, W, 3] / [N, H, W, 3] arrays -> float [N, 3, H, W] in [-1, 1] (the inverse of
+    `to_uint8` up to rounding): what `project` takes as its target."""
+    array = np.array(to_rgb(images) if isinstance(images, Image.Image) else images)  # a copy torch may own
     if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
         raise InputError(f"expected an RGB image or uint8 [N, H, W, 3] arrays, got {array.dtype} {list(array.shape)}")
     batch = torch.from_numpy(array if array.ndim == 4 else array[None])

@@ -778,7 +778,12 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--condition", tmp_path / "none.npy", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "none.npy" in r.output and not calls, r.output
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "16", "--network", net, "--out", tmp_path / "e.npy")
-    assert r.exit_code == 1 and "16 samples are too few for age" in r.output and "sample 17 or more" in r.output and not calls, r.output
+    assert r.exit_code == 2 and "--samples 16 is too few for age" in r.output and "ask for 17 or more" in r.output and not calls, r.output  # the command line's mistake
+    from stylelift.editing.learn import learn_direction
+
+    with pytest.raises(InputError, match="16 samples are too few for age: .* sample 17 or more"):  # the library says it before labelling too
+        learn_direction(tiny_generator(), attribute="age", samples=16)
+    assert not calls
     (tmp_path / "e.json").mkdir()
     r = invoke("directions", "learn", "--attribute", "age", "--samples", "20", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "is a folder" in r.output and not calls and not (tmp_path / "e.npy").exists(), r.output

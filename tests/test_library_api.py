@@ -4,6 +4,7 @@ stream, argument slips that should get a clear message."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import stylelift
 from conftest import tiny_generator
@@ -466,6 +467,20 @@ def test_library_calls_refuse_bad_arguments_in_one_line_before_any_work(tmp_path
     for fps in (0, -5, float("nan"), True):
         with pytest.raises(InputError, match="fps must be"):
             write_video(tmp_path / "v.gif", frames, fps=fps)
+    from stylelift.editing import pca_directions, w_std_along
+
+    for call in (lambda: sefa(G.synthesis), lambda: pca_directions(G.synthesis), lambda: w_std_along(None, np.ones(G.w_dim))):
+        with pytest.raises(InputError, match=r"\(G.*\): G is a generator"):  # (AttributeError deep inside)
+            call()
+    for name in ("x.json", "x.JSON"):  # the vector's file and its sidecar's would be one
+        with pytest.raises(InputError, match="name the direction file NAME.npy; its sidecar is NAME.json"):
+            save_direction(tmp_path / name, Direction(np.ones([1, G.w_dim]), {}))
+    with pytest.raises(InputError, match="expected a float image batch"):  # (a plain ValueError, not stylelift's)
+        stylelift.images.to_uint8(torch.zeros(3, 4, 4))
+    sixteen_bit = Image.fromarray(np.tile(np.arange(0, 65536, 256, dtype=np.uint16), (2, 1)))  # mode I;16
+    assert torch.allclose(stylelift.images.to_tensor(sixteen_bit)[0, 0, 0, [0, 128, 255]], torch.tensor([-1.0, 1 / 255, 1.0]), atol=0.01)  # was 99.6% at +1
+    clear = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    assert (stylelift.images.to_tensor(clear) == 1).all()  # over white, as load_photo reads it (was black)
     with pytest.raises(InputError, match="a GIF frame lasts at most 655.35 s"):
         write_video(tmp_path / "v.gif", frames, fps=0.001)  # (struct.error: a delay beyond GIF's 16 bits)
     for name, says in (("picture", "file without a suffix"), ("picture.foo", ".foo")):

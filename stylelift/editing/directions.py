@@ -59,6 +59,8 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     temporary files first and renamed only when both are whole (what `load_direction` refuses is
     not written). Non-finite numbers in the meta are written as null (JSON has no NaN)."""
     path = as_path(path, "the direction file")
+    if path.suffix.lower() == ".json":  # the vector and its sidecar would be one file
+        raise InputError(f"{path.name}: name the direction file NAME.npy; its sidecar is NAME.json")
     vec = direction.vector.detach().float().cpu().numpy() if isinstance(direction.vector, Tensor) else direction.vector
     vec = np.asarray(vec, dtype=np.float64)
     if vec.ndim < 1 or vec.size != vec.shape[-1] or not np.isfinite(vec).all() or not vec.any():  # [w_dim], [1, w_dim], [1, 1, w_dim] ...

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
+from ..models.base import check_generator
 from ..models.sampling import sampled_w
 from .directions import check_count, direction_vector
 from .layers import layer_indices
@@ -36,6 +37,7 @@ def sefa(G, *, layers: Optional[Sequence[int]] = None, k: int = 10) -> tuple[np.
     styles of the chosen layers the most. Each direction's largest entry is positive, as in
     `pca_directions`, so a run gives the same signs on any machine.
     """
+    check_generator(G, "sefa(G)")
     check_count("k", k, 1)
     mats = [m.detach().double().cpu() for m in style_affine_weights(G, layers)]
     a = torch.cat(mats, dim=0)  # [sum C_i, w_dim]
@@ -63,6 +65,7 @@ def pca_directions(G, *, samples: int = 10_000, k: int = 10, seed: int = 0) -> t
     samples x w_dim: 41 GB for 10 million). Each direction's largest entry is positive, so a run
     gives the same signs on any machine. There are min(k, samples - 1, w_dim) of them: samples
     w span no more directions than that."""
+    check_generator(G, "pca_directions(G)")
     check_count("k", k, 1)
     check_count("samples", samples, 2)
     shift = total = outer = None
@@ -83,6 +86,7 @@ def w_std_along(G, direction, *, samples: int = 10_000, seed: int = 0) -> float:
     edit strength, so that strength 1 is as far as w commonly varies that way, whatever the
     direction (on the bundled network w's spread is 2.8 along the first PCA component, 0.06 along
     the last; a unit vector does not say)."""
+    check_generator(G, "w_std_along(G, direction)")
     check_count("samples", samples, 2)
     d = direction_vector(direction, G.w_dim)
     d = d / d.norm()

@@ -39,7 +39,7 @@ def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     """Spherical interpolation along the last dim, with the norm interpolated linearly.
 
-    For equal norms the norm is kept exactly. The direction turns from a's towards b's in the plane
+    For equal norms the norm is kept (to float rounding: a few ulp in float32). The direction turns from a's towards b's in the plane
     they span, by the angle atan2(|b_perp|, b.a) (stable near 0 and near pi, unlike acos). Between
     opposite vectors every great circle is as short: the path takes the one through the axis least
     along `a`.

@@ -98,7 +98,7 @@ class ProjectionResult:
 
     ws: Tensor  # [N, num_ws, w_dim]
     noises: Optional[list[Tensor]]  # per noise layer [N, 1, r, r]; None when noise was not optimised
-    image: Tensor  # [N, C, H, W] in [-1, 1]: synthesis(ws, noises) at full resolution
+    image: Tensor  # [N, C, H, W]: synthesis(ws, noises) at full resolution, as the network gives it (about [-1, 1], not clipped)
     history: list[dict] = field(default_factory=list)  # per step: lr, loss terms (batch means)
     final_loss: Optional[Tensor] = None  # [N] distance of the returned ws and noise maps (at the working resolution)
 
