@@ -402,10 +402,13 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
     # photo's. An upside-down face often gets a weak upright detection, so a photo whose best upright
     # score is under CONFIDENT_SCORE is searched turned too, and the turn whose faces score highest
     # wins (the search stops at a confident one).
-    best = max((score for _, score in faces), default=-np.inf)
+    upright, best = faces, max((score for _, score in faces), default=-np.inf)
     for t in TURNS if best < CONFIDENT_SCORE and not cnn else ():
         copy = image.transpose(t)
-        if (found := detect_faces(copy, max_pixels=TURNED_MAX_PIXELS, min_score=EXTRA_MIN_SCORE)) and max(score for _, score in found) > best:
+        found = detect_faces(copy, max_pixels=TURNED_MAX_PIXELS, min_score=EXTRA_MIN_SCORE)
+        # a turn wins when it scores higher and its faces are the upright ones seen turned: an
+        # upright face elsewhere (a group photo with one person lying down) keeps the photo as it is
+        if found and max(score for _, score in found) > best and all(_overlaps(box, found, t, image.size) for box, _ in upright):
             turn, searched, faces, best = t, copy, found, max(score for _, score in found)
             if best >= CONFIDENT_SCORE:
                 break
@@ -428,6 +431,16 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
         quad = ffhq_quad(lm)
         out.append(AlignedFace(crop_ffhq(image, quad, size), lm, quad, box, image.size, index=i, found=len(faces), turned=TURNS.get(face_turned, 0)))
     return out
+
+
+def _overlaps(box: tuple[int, int, int, int], turned_faces: list, turn: Image.Transpose, size: tuple[int, int]) -> bool:
+    """Whether `box`'s centre (in the photo) lies in one of the boxes found on the photo turned by `turn`."""
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    for other, _ in turned_faces:
+        corners = unturned(np.array([[other[0], other[1]], [other[2], other[3]]], dtype=np.float64), turn, size)
+        if (corners.min(0) <= centre).all() and (centre <= corners.max(0)).all():
+            return True
+    return False
 
 
 def landmarks_in(image: Image.Image, box: tuple[int, int, int, int], turn: Optional[Image.Transpose] = None, *, turned: Optional[Image.Image] = None) -> np.ndarray:

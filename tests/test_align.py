@@ -245,6 +245,17 @@ def test_an_upside_down_face_with_a_weak_upright_detection_is_turned_back():
     face = align_face(upside_down, size=64)
     assert face.turned == 180
     assert np.abs(np.asarray(face.image, dtype=float) - np.asarray(align_face(upright, size=64).image, dtype=float)).mean() < 2
+    # a weakly found upright face (the astronaut blurred: 0.08) beside another face on its side or upside
+    # down: the photo is not turned for the other one (a first version returned that face alone)
+    from PIL import ImageFilter
+
+    blurred = Image.open(PHOTO).convert("RGB").resize((512, 512)).filter(ImageFilter.GaussianBlur(3))
+    for t in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180):
+        group = Image.new("RGB", (900, 512), (128, 128, 128))
+        group.paste(blurred, (0, 0))
+        group.paste(upright.resize((200, 200)).transpose(t), (650, 150))
+        faces = align_faces(group, size=64)
+        assert any(f.turned == 0 and f.box[2] < 512 for f in faces), [(f.turned, f.box) for f in faces]  # the astronaut, upright
 
 
 def test_a_heic_photo_says_what_reading_it_needs(photo, tmp_path):

@@ -791,8 +791,15 @@ def test_photos_are_held_as_their_targets_and_one_changed_mid_run_fails_alone(ph
         prepared.append(real_prepare(*args, **kwargs))
         return prepared[-1]
 
-    def p0_replaced_meanwhile(G, target, **kwargs):  # another photo saved under p0's name while the run goes on
-        Image.new("RGB", (40, 40), (1, 2, 3)).save(photo_dir / "photos" / "p0.png")
+    def p0_replaced_meanwhile(G, target, **kwargs):  # p0 rewritten in place while the run goes on (same inode and size), its time set back
+        path = photo_dir / "photos" / "p0.png"
+        before = os.stat(path)
+        with open(path, "r+b") as f:
+            f.seek(before.st_size // 2)
+            byte = f.read(1)
+            f.seek(before.st_size // 2)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # (`touch -r`; the ctime it cannot set back)
         return real_project(G, target, **kwargs)
 
     monkeypatch.setattr(run_module, "prepare", keep)

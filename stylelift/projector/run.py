@@ -70,7 +70,7 @@ class Prepared:
     target: np.ndarray  # uint8 HWC at the network's resolution
     profile: Optional[bytes]  # the photo's ICC profile (the photo itself is read again to paste into: a folder's would fill memory)
     face: Optional[object]  # AlignedFace when aligned
-    stamp: tuple = ()  # the photo file's (inode, size, mtime) when it was read (`photo_unchanged`)
+    stamp: tuple = ()  # the photo file's (device, inode, size, mtime, ctime) when it was read (`check_unchanged`)
     stale: tuple[Path, ...] = ()  # an earlier run's outputs this one does not write (ProjectionFiles.stale)
 
     def check_unchanged(self) -> None:
@@ -85,7 +85,7 @@ def _stamp(path: Path) -> tuple:
         st = os.stat(path)
     except OSError:
         return ()
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns  # (ctime: `touch -r` cannot set it back)
 
 
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
