@@ -472,6 +472,14 @@ def test_library_calls_refuse_bad_arguments_in_one_line_before_any_work(tmp_path
     for call in (lambda: sefa(G.synthesis), lambda: pca_directions(G.synthesis), lambda: w_std_along(None, np.ones(G.w_dim))):
         with pytest.raises(InputError, match=r"\(G.*\): G is a generator"):  # (AttributeError deep inside)
             call()
+    from stylelift.editing.interpolation import slerp
+
+    a, b = torch.randn(2, 4), torch.randn(2, 4)
+    for args, says in (((a, b, "0.5"), "t is a number or a list of numbers, got str"), ((a.long(), b.long(), 0.5), "needs float latents"),
+                       ((a, b.to("meta"), 0.5), "two latents on one device, got cpu and meta")):
+        for f in (lerp, slerp):
+            with pytest.raises(InputError, match=says):  # (torch's TypeError, NotImplementedError, RuntimeError)
+                f(*args)
     for name in ("x.json", "x.JSON"):  # the vector's file and its sidecar's would be one
         with pytest.raises(InputError, match="name the direction file NAME.npy; its sidecar is NAME.json"):
             save_direction(tmp_path / name, Direction(np.ones([1, G.w_dim]), {}))

@@ -25,6 +25,19 @@ def _check_pair(a, b, what: str) -> None:
         raise InputError(f"{what} takes two tensors, got {type(a).__name__} and {type(b).__name__} (torch.as_tensor turns arrays into them)")
     if a.shape != b.shape:
         raise InputError(f"{what} needs two latents of one shape, got {list(a.shape)} and {list(b.shape)}")
+    if not (a.is_floating_point() and b.is_floating_point()):
+        raise InputError(f"{what} needs float latents, got {a.dtype} and {b.dtype}")
+    if a.device != b.device:
+        raise InputError(f"{what} needs two latents on one device, got {a.device} and {b.device}")
+
+
+def _times(t, dtype: torch.dtype, device: torch.device, ndim: int) -> Tensor:
+    """t (one number, or [T]) as [T, 1, ...] to broadcast against a latent of `ndim` dims."""
+    try:
+        t = torch.as_tensor(t, dtype=dtype, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"t is a number or a list of numbers, got {describe(t)}") from None
+    return t.reshape([-1] + [1] * ndim)
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -32,8 +45,7 @@ def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     _check_pair(a, b, "lerp")
     dtype = torch.promote_types(a.dtype, b.dtype)  # float32 and float64 keys give float64, as a + (b - a) t does
     a, b = a.to(dtype), b.to(dtype)
-    t = torch.as_tensor(t, dtype=dtype, device=a.device).reshape([-1] + [1] * a.ndim)
-    return torch.lerp(a, b, t)  # a + (b - a) t, or b - (b - a)(1 - t) from t = 0.5 on, which ends on b
+    return torch.lerp(a, b, _times(t, dtype, a.device, a.ndim))  # a + (b - a) t, or b - (b - a)(1 - t) from t = 0.5 on, which ends on b
 
 
 def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -47,7 +59,7 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     _check_pair(a, b, "slerp")
     dtype = torch.promote_types(a.dtype, b.dtype)  # as lerp: float32 and float64 keys give float64
     a, b = a.to(dtype), b.to(dtype)
-    t = torch.as_tensor(t, dtype=dtype, device=a.device).reshape([-1] + [1] * a.ndim)
+    t = _times(t, dtype, a.device, a.ndim)
     na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
     if not (na > 0).all() or not (nb > 0).all():
         raise InputError("spherical interpolation needs non-zero, finite vectors (a zero one has no direction)")
