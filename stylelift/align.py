@@ -406,10 +406,11 @@ def align_faces(image: Image.Image, *, size: int = 1024, cnn: bool = False, name
     for t in TURNS if best < CONFIDENT_SCORE and not cnn else ():
         copy = image.transpose(t)
         found = detect_faces(copy, max_pixels=TURNED_MAX_PIXELS, min_score=EXTRA_MIN_SCORE)
+        score = max((score for _, score in found), default=-np.inf)
         # a turn wins when it scores higher and its faces are the upright ones seen turned: an
         # upright face elsewhere (a group photo with one person lying down) keeps the photo as it is
-        if found and max(score for _, score in found) > best and all(_overlaps(box, found, t, image.size) for box, _ in upright):
-            turn, searched, faces, best = t, copy, found, max(score for _, score in found)
+        if score > best and all(_overlaps(box, found, t, image.size) for box, _ in upright):
+            turn, searched, faces, best = t, copy, found, score
             if best >= CONFIDENT_SCORE:
                 break
     if not faces:

@@ -166,6 +166,16 @@ def file_id(path: str | os.PathLike) -> Optional[tuple[int, int]]:
     return st.st_dev, st.st_ino
 
 
+def file_stamp(path: str | os.PathLike) -> tuple:
+    """(device, inode, size, mtime, ctime) of an existing file, () if none: a file rewritten in place,
+    even to its size with its mtime set back (`touch -r`), gets another (its ctime cannot be set)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def file_in_the_way(folder: str | os.PathLike) -> Optional[Path]:
     """The file that stands where `folder` or one of its parents should be, if any."""
     folder = Path(folder)

@@ -135,7 +135,8 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     from PIL import ImageOps
 
     path = check_photo_path(path)
-    if _file_kind(path) == "heif":  # iPhone photos, under any name: Pillow reads them through a plugin
+    kind = _file_kind(path)
+    if kind == "heif":  # iPhone photos, under any name: Pillow reads them through a plugin
         try:
             from pillow_heif import register_heif_opener
         except ImportError:
@@ -151,7 +152,7 @@ def load_photo(path: str | os.PathLike) -> Image.Image:
     except MemoryError:
         raise
     except Image.UnidentifiedImageError:
-        if _starts_with(path, (b"%!PS", b"\xc5\xd0\xd3\xc6")):
+        if kind == "eps":
             raise InputError(f"{path.name} is PostScript (EPS), which Pillow reads by running Ghostscript: not read here; save it as PNG or JPEG") from None
         raise InputError(f"{path.name} is not an image (in no format Pillow reads)") from None
     except OSError as e:
@@ -178,22 +179,17 @@ def photo_formats() -> list[str]:
     return [f for f in Image.OPEN if f not in RUNS_A_PROGRAM]
 
 
-def _starts_with(path: Path, prefixes: tuple[bytes, ...]) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(max(map(len, prefixes))).startswith(prefixes)
-    except OSError:
-        return False
-
-
 def _file_kind(path: Path) -> str:
-    """'heif' for an ISO media file of a HEIF brand (what a .heic name promises), else 'other'."""
+    """'heif' for an ISO media file of a HEIF brand (what a .heic name promises), 'eps' for PostScript
+    (text or DOS binary EPS), else 'other'."""
     try:
         with open(path, "rb") as f:
             head = f.read(12)
     except OSError:
         return "other"
-    return "heif" if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"heim", b"heis") else "other"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"heim", b"heis"):
+        return "heif"
+    return "eps" if head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")) else "other"
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InputError, StyleliftError, VideoError, error_message, is_out_of_memory, per_item_error
-from ..fileio import check_writable, file_id, file_in_the_way, sha256_if_readable
+from ..fileio import check_writable, file_id, file_in_the_way, file_stamp, sha256_if_readable
 from ..generation import stored_noises
 from ..images import find_ffmpeg, load_photo, photo_profile, to_tensor, to_uint8
 from ..latents import LatentFile, load_latents
@@ -70,22 +69,14 @@ class Prepared:
     target: np.ndarray  # uint8 HWC at the network's resolution
     profile: Optional[bytes]  # the photo's ICC profile (the photo itself is read again to paste into: a folder's would fill memory)
     face: Optional[object]  # AlignedFace when aligned
-    stamp: tuple = ()  # the photo file's (device, inode, size, mtime, ctime) when it was read (`check_unchanged`)
+    stamp: tuple = ()  # the photo file's `file_stamp` when it was read (`check_unchanged`)
     stale: tuple[Path, ...] = ()  # an earlier run's outputs this one does not write (ProjectionFiles.stale)
 
     def check_unchanged(self) -> None:
         """Refuse a photo whose file changed since it was prepared: its hash, and the face's place in
         the photo read again to paste into, would be another photo's."""
-        if _stamp(self.path) != self.stamp:
+        if file_stamp(self.path) != self.stamp:
             raise InputError(f"{self.path.name} changed while the run went on; project it again")
-
-
-def _stamp(path: Path) -> tuple:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ()
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns  # (ctime: `touch -r` cannot set it back)
 
 
 def resolve_loss(spec: str, perceptual_weights: Optional[Path], *, aligned: bool = True) -> str:
@@ -108,7 +99,7 @@ def centre_crop(photo: Image.Image, size: int) -> Image.Image:
 
 
 def prepare(path: Path, job: ProjectJob, resolution: int) -> Prepared:
-    stamp = _stamp(path)
+    stamp = file_stamp(path)
     photo = load_photo(path)
     face = None
     if job.align:
