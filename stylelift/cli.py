@@ -551,7 +551,8 @@ def expand_photos(items: list[str], *, aligned_in: Optional[Path] = None) -> tup
     for item in items:
         path = Path(item)
         if path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            # hidden files are left out as a glob leaves them: macOS writes ._NAME.jpg beside each photo on some drives
+            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
             kept = [p for p in images if not earlier_output(p, aligned_in)]
             earlier += len(images) - len(kept)
             out += kept

@@ -91,6 +91,7 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
             raise InputError(f"noise map {k} is {list(shape)}: {shape[0]} maps, one per latent, where a latent file holds one set; "
                              "save one file per latent (w[i:i+1] with each map's [i:i+1])")
         _check_noise_shape(shape, f"noise_{k}", "noise map")  # what load_latents reads back
+        arrays[f"noise_{k}"] = arrays[f"noise_{k}"].reshape(1, shape[-1], shape[-1])  # stored [1, r, r], as the README says
         if not np.isfinite(arrays[f"noise_{k}"]).all():
             raise InputError(f"noise map {k} holds NaN or infinite values")
     arrays["meta"] = np.array(to_json(latents.meta))  # numpy and torch numbers as numbers, NaN as null

@@ -849,3 +849,13 @@ def test_a_named_pipe_given_as_an_input_file_is_refused_not_waited_on(tmp_path):
 def test_an_empty_network_name_is_a_usage_error():
     r = invoke("generate", "--seeds", "0", "--network", "")
     assert r.exit_code == 2 and "is empty; name a network file, a URL or a known name" in " ".join(r.output.replace("│", " ").split()), r.output  # was exit 1
+
+
+def test_a_folder_of_photos_leaves_out_hidden_files_and_folders_named_like_images(tmp_path):
+    from stylelift.cli import expand_photos
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "IMG_1.jpg")
+    (tmp_path / "._IMG_1.jpg").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # macOS's AppleDouble file beside it
+    (tmp_path / "album.png").mkdir()
+    assert expand_photos([str(tmp_path)])[0] == [tmp_path / "IMG_1.jpg"]
+    assert expand_photos([str(tmp_path / "._IMG_1.jpg")])[0] == [tmp_path / "._IMG_1.jpg"]  # named, it is taken (and fails as not an image)

@@ -30,7 +30,16 @@ def test_tensors_are_saved_as_they_come_from_the_projector(tmp_path):
     w = torch.randn(1, 6, 16, requires_grad=True)  # numpy refuses these (as it refuses GPU tensors) without detach().cpu()
     save_latents(tmp_path / "t.npz", LatentFile(w=w * 1, noises={0: torch.ones(4, 4, requires_grad=True)}))
     back = load_latents(tmp_path / "t.npz")
-    assert np.array_equal(back.w, w.detach().numpy()) and np.array_equal(back.noises[0], np.ones([4, 4]))
+    assert np.array_equal(back.w, w.detach().numpy()) and np.array_equal(back.noises[0], np.ones([1, 4, 4]))
+
+
+def test_noise_maps_are_stored_as_one_map_whatever_shape_they_come_in(tmp_path):
+    w = np.zeros([1, 6, 16], np.float32)
+    maps = {0: np.full([4, 4], 1.0), 1: np.full([1, 8, 8], 2.0), 2: np.full([1, 1, 8, 8], 3.0)}  # project() returns [1, 1, r, r]
+    save_latents(tmp_path / "n.npz", LatentFile(w=w, noises=maps))
+    with np.load(tmp_path / "n.npz") as data:
+        assert {k: data[f"noise_{k}"].shape for k in maps} == {0: (1, 4, 4), 1: (1, 8, 8), 2: (1, 8, 8)}
+        assert [float(data[f"noise_{k}"].mean()) for k in maps] == [1.0, 2.0, 3.0]
 
 
 def test_nvidia_style_file_with_only_w_loads(tmp_path):
