@@ -595,6 +595,7 @@ def directions_learn(
     """InterFaceGAN: label sampled faces, fit a linear boundary in W, save its unit normal."""
     from .editing import save_direction
     from .editing.learn import EXTREME_FRACTION, MIN_FIT, fewest_for_ends, learn_direction
+    from .editing.shipped import SHIPPED
 
     if out.suffix.lower() != ".npy":
         check_named_before_suffix(out, (".npy",))
@@ -615,6 +616,10 @@ def directions_learn(
         raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
+    reads = [Path(p) for p in (labels, condition_on) if p is not None and p not in SHIPPED]  # (a shipped direction is named, not a file here)
+    for written in (out, out.with_suffix(".json")):  # --overwrite replaces outputs, never what the command reads
+        if (written_id := file_id(written)) is not None and (read := next((p for p in reads if file_id(p) == written_id), None)):
+            fail(f"{printable(written)} is {printable(read)}, which this command reads; give another --out")
     if save_labels is not None:
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)

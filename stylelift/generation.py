@@ -60,17 +60,24 @@ def network_device(G, device) -> torch.device:
     return G.w_avg.device if device is None else device_named(device)
 
 
-def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "") -> np.ndarray:
+def rendered(img: torch.Tensor, ws: torch.Tensor, what: str = "", hint: str = "", noises=None) -> np.ndarray:
     """uint8 images of a synthesis output [N, C, H, W], refusing non-finite pixels: a truncation psi
     or edit strength far outside the trained range overflows float32 and would be saved as black.
-    The error starts with `what` (which image) and ends with `hint` (what to change), when given."""
+    The error starts with `what` (which image) and ends with `hint` (what to change), when given;
+    `noises`: the noise maps it was rendered with, when they came from a file."""
     if not torch.isfinite(img).all():
-        raise not_finite(ws, what, hint)
+        raise not_finite(ws, what, hint, noises)
     return to_uint8(img)
 
 
-def not_finite(ws: torch.Tensor, what: str, hint: str) -> InputError:
-    """The error for an image of `ws` whose pixels are not finite (see `rendered`)."""
+NOISE_FAR = 100.0  # |noise| beyond this is no draw of the unit Gaussian the network's noise comes from
+
+
+def not_finite(ws: torch.Tensor, what: str, hint: str, noises=None) -> InputError:
+    """The error for an image of `ws` (and stored `noises`, if any) whose pixels are not finite (see `rendered`)."""
+    noise = max((float(m.abs().max()) for m in noises or [] if m.numel()), default=0.0)
+    if noise > NOISE_FAR:  # the file's noise maps, not its ws (a latent file's noise values are not checked for size when read)
+        return InputError(f"{what}the network's output is not finite (the largest |noise| is {noise:.3g}): the noise maps are far outside the unit Gaussian the network draws them from")
     largest = f"the largest |w| is {ws.abs().max().item():.3g}" if torch.isfinite(ws).all() else "w is not finite"
     advice = f"; {hint}" if hint else ""
     return InputError(f"{what}the network's output is not finite ({largest}): the latents are far outside what it was trained on{advice}")
@@ -134,7 +141,7 @@ def iter_latent_file_images(G, path: os.PathLike, *, noise_mode: Optional[str] =
         for i, w in enumerate(torch.from_numpy(latents.w).to(device)):
             with torch.inference_mode():
                 img = G.synthesis(w.unsqueeze(0), noise_mode=noise_mode, noises=seeded_noises(G, i, device) if noise_mode == "random" else noises)
-            yield rendered(img, w, f"{Path(path).name} latent {i}: ")[0]  # the file's own w: no option to change
+            yield rendered(img, w, f"{Path(path).name} latent {i}: ", noises=noises)[0]  # the file's own w: no option to change
 
     return len(latents.w), images()
 
@@ -219,10 +226,12 @@ def write_images(images: Iterable[np.ndarray], paths: Sequence[Path], *, grid_pa
             written += 1
             if grid_path is not None:
                 kept.append(img)
-    except InputError as e:  # an image that cannot be rendered: say what was written before it
+    except InputError as e:  # an image that cannot be rendered: say what was written before it, and what is left of an earlier run
         if not written:
             raise
-        raise InputError(f"{e} (the {written} image{'s' * (written != 1)} before it {'were' if written != 1 else 'was'} written; no grid)") from None
+        stale = [p for p in [*paths[written:], *[grid_path] * (grid_path is not None)] if Path(p).is_file()]
+        earlier = f"; {len(stale)} file{'s' * (len(stale) != 1)} of an earlier run {'are' if len(stale) != 1 else 'is'} still there ({', '.join(Path(p).name for p in stale[:3])}{', ...' * (len(stale) > 3)})" if stale else ""
+        raise InputError(f"{e} (the {written} image{'s' * (written != 1)} before it {'were' if written != 1 else 'was'} written; no grid{earlier})") from None
     if grid_path is not None and kept:  # one image too: a grid.png left from an earlier run would show other seeds
         grid_path.parent.mkdir(parents=True, exist_ok=True)
         save_image(make_grid(kept), grid_path)
@@ -374,5 +383,5 @@ def iter_render_ws(
         if bad.any():
             k = start + int(bad.int().argmax())  # the first image that failed
             what = names(k) if names is not None else f"image {k + 1} of {ws.shape[0]}"
-            raise not_finite(batch_ws[k - start], f"{what}: ", hint(k) if callable(hint) else hint)
+            raise not_finite(batch_ws[k - start], f"{what}: ", hint(k) if callable(hint) else hint, [m[k - start] if m.shape[0] > 1 else m for m in batch_noises or []])
         yield from to_uint8(img)

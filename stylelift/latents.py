@@ -13,6 +13,7 @@ import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -34,11 +35,10 @@ class LatentFile:
         """Refuse a file whose recorded network (its meta's network_id) or whose shape is not G's."""
         from .models.checkpoint import network_id
 
-        made_for = self.meta.get("network_id")
-        if made_for and made_for != network_id(G):  # before the shape: which network is the more useful news
+        if (made_for := made_for_another(self.meta, network_id(G))) is not None:  # before the shape: which network is the more useful news
             source = self.meta.get("network")
             hint = f", {source!s:.200}: pass --network {source!s:.200}" if isinstance(source, str) and source else ""
-            raise InputError(f"{name} was made for network {made_for!s:.80}{hint} (this one is {network_id(G)})")
+            raise InputError(f"{name} was made for network {made_for}{hint} (this one is {network_id(G)})")
         self.check_fits(G.num_ws, G.w_dim, name=name)
 
     def check_fits(self, num_ws: int, w_dim: int, *, name: str = "latent file") -> None:
@@ -46,6 +46,16 @@ class LatentFile:
             raise InputError(
                 f"{name} holds w of shape {list(self.w.shape)}, but this network needs [N, {num_ws}, {w_dim}]"
             )
+
+
+def made_for_another(meta: dict, this_id: str) -> Optional[str]:
+    """The network id a file's meta (a latent file's, a direction's sidecar) records, shortened for
+    a message, when it is not `this_id`; None when it records none. A recorded id that is empty, 0
+    or false is another network's too: no network has it."""
+    if "network_id" not in meta or meta["network_id"] is None or meta["network_id"] == this_id:
+        return None
+    made_for = meta["network_id"]
+    return shortened(made_for, 80) if isinstance(made_for, str) and made_for.strip() else json.dumps(made_for)[:80]
 
 
 def _host_array(x, what: str) -> np.ndarray:
@@ -104,12 +114,14 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
 DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this
 INFLATE_LIMIT = (64, 1 << 28)  # compressed arrays may inflate more than 64x only up to 256 MB in all (zero noise maps: 1000x)
 MAX_NOISE_SIDE = 4096  # noise maps are one map per layer, r x r (r at most 1024 in NVIDIA's networks)
+MAX_NOISE_MAPS = 64  # noise maps in a file, numbered below this (a 1024 px StyleGAN2 has 17)
+MAX_META_BYTES = 1 << 20  # a meta record (options, the photo's alignment) is a few KB
 
 
-def _check_claimed_size(data, key: str, name: str, inflating: list[int]) -> tuple[int, ...]:
+def _check_claimed_size(data, key: str, name: str, names: set[str], inflating: list[int]) -> tuple[int, ...]:
     """Refuse an array whose header claims more bytes than its archive entry holds or could
-    inflate to (a damaged or hostile file), before numpy allocates what the header asks for."""
-    names = data.zip.namelist()
+    inflate to (a damaged or hostile file), before numpy allocates what the header asks for.
+    `names`: the archive's entry names."""
     if key in names and f"{key}.npy" in names:  # np.load lists both as `key` and reads the entry named exactly `key`: one would be checked, the other read
         raise InputError(f"{name}: two arrays are named '{key}' ('{key}' and '{key}.npy'); keep one")
     info = data.zip.getinfo(key if key in names else f"{key}.npy")  # as np.load picks it
@@ -119,15 +131,19 @@ def _check_claimed_size(data, key: str, name: str, inflating: list[int]) -> tupl
         shape, _, dtype = read_header(f)
     if dtype.hasobject:
         raise InputError(f"{name}: '{key}' holds Python objects, not numbers (stylelift never unpickles them)")
-    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    count = int(np.prod(shape, dtype=object))
+    claimed = count * dtype.itemsize
+    if key == "meta" and claimed > MAX_META_BYTES:  # parsed as JSON: 20 million {} in a 466 KB file took 2.5 GB
+        raise InputError(f"{name}: its 'meta' is {claimed:,} bytes, where a latent file's record is a few KB (at most {MAX_META_BYTES:,}); save the file without it")
     holds = info.file_size if info.compress_type == zipfile.ZIP_STORED else min(info.file_size, info.compress_size * DEFLATE_MAX_RATIO)
     if claimed > holds:
         raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {holds:,}; the file is damaged")
     ratio, most = INFLATE_LIMIT
-    if info.compress_type != zipfile.ZIP_STORED and claimed > info.compress_size * ratio:  # real latents compress 1.1x (W: 16x)
-        inflating[0] += claimed  # `inflating`: the bytes of such arrays so far
+    read_as = count * max(dtype.itemsize, 4)  # the bytes it takes once read and made float32 (int8 grows 4x)
+    if info.compress_type != zipfile.ZIP_STORED and read_as > info.compress_size * ratio:  # real latents compress 1.1x (W: 16x)
+        inflating[0] += read_as  # `inflating`: the bytes of such arrays so far
         if inflating[0] > most:
-            raise InputError(f"{name}: '{key}' inflates from {info.compress_size:,} bytes to {claimed:,}, more than any latent file does")
+            raise InputError(f"{name}: '{key}' inflates from {info.compress_size:,} bytes to {read_as:,}, more than any latent file does")
     return tuple(shape)
 
 
@@ -150,24 +166,28 @@ def load_latents(path: str | os.PathLike) -> LatentFile:
                 torch_file = any(k == "data.pkl" or k.endswith("/data.pkl") for k in data.files)  # a .pt is a zip too
                 keys = ", ".join(data.files[:5]) + (f", ... ({len(data.files)} in all)" if len(data.files) > 5 else "")
                 raise InputError(f"{path.name} is a torch file, not a latent .npz" if torch_file else f"{path.name} has no 'w' array (keys: {keys or 'none'})")
-            if far := next((key for key in data.files if re.fullmatch(r"noise_(0*[1-9][0-9]{6,}|[0-9]{20,})", key)), None):  # a million or more, or 20 digits (int() of 4,300 raises)
-                raise InputError(f"{path.name}: '{shortened(far, 20)}' numbers a noise map beyond any network's (they have tens)")
-            read = [key for key in data.files if key in ("w", "meta") or re.fullmatch(r"noise_[0-9]+", key)]
-            shapes = {key: _check_claimed_size(data, key, path.name, inflating) for key in read}  # all, before any is read
+            noise_keys = [key for key in data.files if re.fullmatch(r"noise_[0-9]+", key)]
+            if far := next((key for key in noise_keys if len(key) > 6 + 8 or int(key[6:]) >= MAX_NOISE_MAPS), None):  # (int() of 4,300 digits raises)
+                raise InputError(f"{path.name}: '{shortened(far, 20)}' numbers a noise map beyond any network's (they have at most tens)")
+            if len(noise_keys) > MAX_NOISE_MAPS:  # (noise_1 and noise_01 and noise_1.npy ...)
+                raise InputError(f"{path.name} holds {len(noise_keys):,} noise maps, more than any network has (they have at most tens)")
+            names = set(data.zip.namelist())
+            read = [key for key in data.files if key in ("w", "meta")] + noise_keys
+            shapes = {key: _check_claimed_size(data, key, path.name, names, inflating) for key in read}  # all, before any is read
             raw = data["w"]
             if raw.dtype.kind not in "fiu":  # numbers; not complex, dates or times (timedelta64 counts as an integer to numpy)
                 raise InputError(f"{path.name}: 'w' holds {raw.dtype} values, not real numbers")
             with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
                 w = raw.astype(np.float32)
             noises = {}
-            for key in data.files:
-                if re.fullmatch(r"noise_[0-9]+", key):
-                    _check_noise_shape(shapes[key], key, path.name)
-                    if int(key[6:]) in noises:
-                        raise InputError(f"{path.name}: two arrays name noise map {int(key[6:])} ('{key}' and another); keep one")
-                    noise = data[key]
-                    if noise.dtype.kind not in "fiu":
-                        raise InputError(f"{path.name}: '{key}' holds {noise.dtype} values, not real numbers")
+            for key in noise_keys:
+                _check_noise_shape(shapes[key], key, path.name)
+                if int(key[6:]) in noises:
+                    raise InputError(f"{path.name}: two arrays name noise map {int(key[6:])} ('{key}' and another); keep one")
+                noise = data[key]
+                if noise.dtype.kind not in "fiu":
+                    raise InputError(f"{path.name}: '{key}' holds {noise.dtype} values, not real numbers")
+                with np.errstate(over="ignore"):  # as w's: refused below
                     noises[int(key[6:])] = noise.astype(np.float32)
             meta: dict = {}
             if "meta" in data.files:

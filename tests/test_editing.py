@@ -1,5 +1,7 @@
 import hashlib
+import io
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -207,6 +209,14 @@ def test_fit_boundary_recovers_a_linear_attribute():
     normal, accuracy = fit_boundary(w, labels)
     assert normal.shape == (1, 32) and abs(np.linalg.norm(normal) - 1) < 1e-5
     assert float(normal[0] @ true) > 0.9 and accuracy > 0.9
+
+
+def test_a_boundary_between_identical_latents_is_refused_not_fitted_to_rounding():
+    w = np.tile(np.random.default_rng(0).normal(size=(1, 16)).astype(np.float32), (20, 1)) * 3.7
+    with pytest.raises(InputError, match="the 16 labelled latents the boundary is fitted on are all the same"):  # was a direction of rounding noise
+        fit_boundary(w, np.arange(20) % 2)
+    w[5, 3] = np.nextafter(w[5, 3], np.inf)  # one latent a float apart: not all the same (the fit says whether they separate)
+    fit_boundary(w, (np.arange(20) == 5).astype(float), holdout=0)
 
 
 def test_condition_removes_the_other_component():
@@ -521,6 +531,22 @@ def test_latents_too_large_to_render_are_one_line_not_black_images(tmp_path, net
     r = invoke("generate", "--latents", tmp_path / "two.npz", "--outdir", tmp_path / "h", "--network", net)
     assert r.exit_code == 1 and "two.npz latent 1: the network's output is not finite" in r.output, r.output
     assert "(the 1 image before it was written; no grid)" in r.output and [p.name for p in (tmp_path / "h").iterdir()] == ["two00.png"]
+    save_latents(tmp_path / "three.npz", LatentFile(w=np.stack([w[0]] * 3), meta={}))
+    assert invoke("generate", "--latents", tmp_path / "three.npz", "--outdir", tmp_path / "k", "--network", net).exit_code == 0
+    save_latents(tmp_path / "three.npz", LatentFile(w=np.stack([w[0], w[1], w[0]]), meta={}))
+    r = invoke("generate", "--latents", tmp_path / "three.npz", "--outdir", tmp_path / "k", "--network", net)  # the earlier set is said to be mixed in
+    assert r.exit_code == 1 and "written; no grid; 3 files of an earlier run are still there (three01.png, three02.png, grid.png))" in " ".join(r.output.split()), r.output
+
+
+def test_noise_maps_far_outside_the_unit_gaussian_are_blamed_not_the_ws(tmp_path, net):
+    G = tiny_generator()
+    noisy_latent_file(G, tmp_path / "n.npz", 5)
+    lf = load_latents(tmp_path / "n.npz")
+    lf.noises = {k: np.full_like(m, 3e38) for k, m in lf.noises.items()}
+    save_latents(tmp_path / "n.npz", lf)
+    for args in (["generate", "--latents", tmp_path / "n.npz", "--outdir", tmp_path / "g"], ["mix", "--rows", "1", "--cols", tmp_path / "n.npz", "--out", tmp_path / "m.png"]):
+        r = invoke(*args, "--network", net)
+        assert r.exit_code == 1 and "(the largest |noise| is 3e+38): the noise maps are far outside the unit Gaussian" in " ".join(r.output.split()), r.output  # was "the largest |w| is 1.2 ... the latents"
 
 
 def test_truncation_sweep_of_a_latent_file_keeps_its_noise_maps(tmp_path, net):
@@ -749,7 +775,7 @@ def test_learn_refuses_labels_that_cannot_give_a_boundary_and_checks_its_files_f
     for i in range(20):  # one latent under 20 names, labelled both ways
         save_latents(tmp_path / f"same{i}.npz", LatentFile(w=latents_for_items(G, ["1"]).numpy()))
     r = learn("".join(f"{tmp_path / f'same{i}.npz'},{i % 2}\n" for i in range(20)))
-    assert r.exit_code == 1 and "do not separate" in r.output and not (tmp_path / "d.npy").exists(), r.output
+    assert r.exit_code == 1 and "the 16 labelled latents the boundary is fitted on are all the same" in r.output and not (tmp_path / "d.npy").exists(), r.output
     r = learn("".join(f"{i},5\n" for i in range(20)))  # every label the same
     assert r.exit_code == 1 and "l.csv: every label is 5: a boundary needs two classes" in r.output, r.output
     r = learn("".join(f"{i},1\n" for i in range(20)))  # one class only
@@ -1094,6 +1120,12 @@ def test_directions_learn_condition_removes_the_other_direction(tmp_path, net):
     assert json.loads((tmp_path / "cond.json").read_text())["conditioned_on"] == "gender"
     r = invoke(*common, "--condition", "gender", "--out", tmp_path / "cond2.npy")  # the shipped one, made for the bundled network
     assert r.exit_code == 1 and "gender.npy was made for network mobilestylegan-" in r.output and not (tmp_path / "cond2.npy").exists(), r.output
+    (tmp_path / "l.json").write_bytes((tmp_path / "l.csv").read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    for labels, more, out in (("l.json", [], "l.npy"), ("l.csv", ["--condition", tmp_path / "gender.npy"], "gender.npy")):  # a sidecar, a direction
+        r = invoke(*common[:5], tmp_path / labels, *common[6:], *more, "--out", tmp_path / out, "--overwrite")  # --overwrite replaced them
+        assert r.exit_code == 1 and "which this command reads; give another --out" in r.output, r.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_directions_learn_takes_a_shipped_direction_by_name_as_its_condition(tmp_path):
@@ -1413,6 +1445,28 @@ def test_direction_files_that_are_empty_or_damaged_zips_are_one_error_line(tmp_p
         assert r.exit_code == 1 and r.output.count("\n") == 1 and "Traceback" not in r.output and not (tmp_path / "x.png").exists(), r.output
 
 
+def test_a_direction_is_refused_by_its_header_before_it_is_read_and_its_sidecar_by_its_size(tmp_path):
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (1, 100_000_000)})
+    with open(tmp_path / "sparse.npy", "wb") as out:  # 400 MB of zeros that take no disk: read whole, then "a zero vector"
+        out.write(f.getvalue())
+        out.truncate(len(f.getvalue()) + 400_000_000)
+    with pytest.raises(InputError, match=r"sparse.npy must hold a float array \[1, w_dim\], got float32 \[1, 100000000\]"):
+        load_direction(tmp_path / "sparse.npy")
+    np.save(tmp_path / "d.npy", np.ones([1, 16], np.float32))
+    with pytest.raises(InputError, match="d.npy is a direction in 16-D, but this network's w has 512"):
+        load_direction(tmp_path / "d.npy", w_dim=512)
+    (tmp_path / "d.json").write_text('{"x": [' + "0," * 600_000 + "0]}")  # 1.2 MB
+    with pytest.raises(InputError, match=r"d.json, the sidecar of d.npy, is 1,200,010 bytes, where a sidecar is a few hundred"):
+        load_direction(tmp_path / "d.npy")
+    (tmp_path / "d.json").unlink()
+    np.save(tmp_path / "far.npy", np.full([1, 16], np.longdouble("1e4000")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" was printed before the error line
+        with pytest.raises(InputError, match="far.npy holds NaN or infinite values"):
+            load_direction(tmp_path / "far.npy")
+
+
 def test_a_direction_of_python_objects_or_a_header_of_code_is_said_so(tmp_path):
     np.save(tmp_path / "o.npy", np.array([[None] * 16], object), allow_pickle=True)
     with pytest.raises(InputError, match="^o.npy holds Python objects, not numbers"):  # was "claims an array ... the file is damaged"
@@ -1510,6 +1564,12 @@ def test_a_labels_csv_names_latent_files_from_its_own_folder_one_latent_each(tmp
     (tmp_path / "lat" / "l.csv").write_text("".join(rows) + "./s0.npz,1\n")  # s0 again, under another name and label
     r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
     assert r.exit_code == 1 and "./s0.npz is labelled twice" in r.output, r.output
+    os.symlink(tmp_path / "lat" / "s0.npz", tmp_path / "lat" / "link.npz")
+    os.link(tmp_path / "lat" / "s1.npz", tmp_path / "lat" / "hard.npz")
+    for again in ("link.npz,1", "hard.npz,0"):  # the same file by another name and the other label (compared as paths, they were two faces)
+        (tmp_path / "lat" / "l.csv").write_text("".join(rows) + again + "\n")
+        r = invoke("directions", "learn", "--attribute", "x", "--labels", tmp_path / "lat" / "l.csv", "--network", net, "--out", tmp_path / "e.npy")
+        assert r.exit_code == 1 and f"{again.split(',')[0]} is labelled twice" in r.output, r.output
 
 
 def test_labels_read_a_chunk_at_a_time_give_the_same_direction(tmp_path, monkeypatch):

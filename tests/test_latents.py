@@ -102,7 +102,7 @@ def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(
     with zipfile.ZipFile(tmp_path / "hugemeta.npz", "w") as z:
         z.writestr("w.npy", _npy(np.zeros([1, 2, 3], np.float32)))
         z.writestr("meta.npy", f.getvalue() + b"{}")
-    with pytest.raises(InputError, match="'meta' claims"):
+    with pytest.raises(InputError, match="its 'meta' is 400,000,000,000 bytes, where a latent file's record is a few KB"):
         load_latents(tmp_path / "hugemeta.npz")
 
     f = io.BytesIO()
@@ -269,3 +269,53 @@ def test_two_arrays_naming_one_noise_map_are_refused(tmp_path):
     np.savez(tmp_path / "two.npz", w=np.zeros([1, 6, 16], np.float32), noise_0=np.zeros([4, 4], np.float32), noise_00=np.ones([4, 4], np.float32))
     with pytest.raises(InputError, match="two arrays name noise map 0"):
         load_latents(tmp_path / "two.npz")
+
+
+def test_arrays_are_counted_at_the_size_they_take_once_read_as_float32(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    w = np.zeros(18 * 512 * 10, np.int8)  # int8 w inflated 57x was never counted, and became float32 4x bigger
+    picked = rng.choice(w.size, w.size // 8, replace=False)
+    w[picked] = rng.integers(-100, 100, picked.size)
+    np.savez_compressed(tmp_path / "i8.npz", w=w.reshape(-1, 18, 512))
+    with zipfile.ZipFile(tmp_path / "i8.npz") as z:
+        info = z.getinfo("w.npy")
+    assert 3 < info.file_size / info.compress_size < 8 < 4 * info.file_size / info.compress_size  # under the ratio as int8, over it as float32
+    monkeypatch.setattr(latents, "INFLATE_LIMIT", (8, 1000))
+    with pytest.raises(InputError, match=r"'w' inflates from [\d,]+ bytes to 368,640"):
+        load_latents(tmp_path / "i8.npz")
+
+
+def test_a_meta_record_is_kept_to_a_megabyte_and_noise_maps_to_what_networks_have(tmp_path):
+    w = np.zeros([1, 6, 16], np.float32)
+    np.savez_compressed(tmp_path / "bomb.npz", w=w, meta=np.array("[" * 10 + "{}," * 400_000 + "{}" + "]" * 10))  # 1.2 MB of JSON in a few KB
+    with pytest.raises(InputError, match=r"bomb.npz: its 'meta' is [\d,]+ bytes, where a latent file's record is a few KB"):
+        load_latents(tmp_path / "bomb.npz")
+    np.savez(tmp_path / "many.npz", w=w, **{f"noise_{k}": np.zeros([1, 1, 1], np.float32) for k in range(65)})
+    with pytest.raises(InputError, match=r"many.npz: 'noise_64' numbers a noise map beyond any network's"):
+        load_latents(tmp_path / "many.npz")
+    np.savez(tmp_path / "many.npz", w=w, **{f"noise_{'0' * z}{k}": np.zeros([1, 1, 1], np.float32) for k in range(10) for z in range(7)})
+    with pytest.raises(InputError, match=r"many.npz holds 70 noise maps, more than any network has"):
+        load_latents(tmp_path / "many.npz")
+    np.savez(tmp_path / "big.npz", w=w, noise_0=np.full([1, 4, 4], 1e300))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" was printed before the error line
+        with pytest.raises(InputError, match="'noise_0' contains NaN or infinite values"):
+            load_latents(tmp_path / "big.npz")
+
+
+def test_a_recorded_network_id_that_is_empty_zero_or_false_is_not_taken_for_none(monkeypatch):
+    from stylelift.latents import made_for_another
+
+    assert made_for_another({}, "net-1") is None and made_for_another({"network_id": None}, "net-1") is None
+    assert made_for_another({"network_id": "net-1"}, "net-1") is None
+    assert [made_for_another({"network_id": v}, "net-1") for v in ("", 0, False, "  ", "net-2")] == ['""', "0", "false", '"  "', "net-2"]  # were passed as "no network"
+    lf = LatentFile(w=np.zeros([1, 6, 16], np.float32), meta={"network_id": ""})
+
+    class G:  # what check_made_for reads
+        num_ws, w_dim = 6, 16
+
+    monkeypatch.setattr("stylelift.models.checkpoint.network_id", lambda G: "net-1")
+    with pytest.raises(InputError, match=r'latent file was made for network "" \(this one is net-1\)'):
+        lf.check_made_for(G())

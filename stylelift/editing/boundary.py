@@ -26,9 +26,11 @@ def fit_boundary(w: np.ndarray, labels: np.ndarray, *, holdout: float = HOLDOUT,
     """
     w, y, train, test = _labelled_split(w, labels, holdout, l2, seed)
     mean = w[train].mean(0)
+    if not np.abs(w[train] - mean).max() > 1e-9 * np.abs(w[train]).max():  # (the mean of equal values may differ from them in the last bit)
+        raise InputError(f"the {len(train)} labelled latents the boundary is fitted on are all the same: there is no direction between them")
     coef, bias = _logistic(w[train] - mean, y[train], l2)
     if not np.isfinite(coef).all() or not np.linalg.norm(coef) > 0:
-        raise InputError("the labelled latents do not separate: the boundary has no direction (are the latents all the same?)")
+        raise InputError("the labelled latents do not separate: the boundary has no direction")
     accuracy = float(((((w[test] - mean) @ coef + bias) > 0) == (y[test] > 0.5)).mean()) if len(test) else float("nan")
     return (coef / np.linalg.norm(coef)).astype(np.float32)[None], accuracy
 

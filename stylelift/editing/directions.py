@@ -45,6 +45,10 @@ class Direction:
         raise InputError(f'the direction\'s layers are given as {layers!r:.40}; use a spec such as "4-7" or a list of indices')
 
 
+MAX_W_DIM = 1 << 16  # w has 512 dimensions in NVIDIA's networks
+MAX_SIDECAR_BYTES = 1 << 20  # a sidecar (network id, method, accuracy, layers) is a few hundred bytes
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
@@ -102,6 +106,10 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
                 shape, _, dtype = (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(f)
                 if dtype.hasobject:
                     raise InputError(f"{path.name} holds Python objects, not numbers (stylelift never unpickles them)")
+                if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != 1) or not 1 <= shape[-1] <= MAX_W_DIM:  # before it is read (a sparse file claims gigabytes)
+                    raise InputError(f"{path.name} must hold a float array [1, w_dim], got {dtype} {list(shape)}")
+                if w_dim is not None and shape[-1] != w_dim:
+                    raise InputError(f"{path.name} is a direction in {shape[-1]}-D, but this network's w has {w_dim} dimensions")
                 claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if claimed > path.stat().st_size - f.tell():
                     raise InputError(f"{path.name} claims an array {list(shape)} ({claimed:,} bytes) but holds less; the file is damaged")
@@ -122,7 +130,8 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
         raise InputError(f"{path.name} must hold a float array [1, w_dim], got {vec.dtype} {list(vec.shape)}")
     if w_dim is not None and vec.shape[1] != w_dim:
         raise InputError(f"{path.name} is a direction in {vec.shape[1]}-D, but this network's w has {w_dim} dimensions")
-    vec = vec.astype(np.float64)
+    with np.errstate(over="ignore"):  # a long double beyond float64: refused just below
+        vec = vec.astype(np.float64)
     if not np.isfinite(vec).all():
         raise InputError(f"{path.name} holds NaN or infinite values")
     peak = float(np.abs(vec).max())
@@ -134,6 +143,8 @@ def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> D
     if special_file(sidecar) or sidecar.is_dir():
         raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is not a regular file; move it away")
     if sidecar.exists():  # it names the network and the layers, so a damaged one is not passed over
+        if (size := sidecar.stat().st_size) > MAX_SIDECAR_BYTES:
+            raise InputError(f"{sidecar.name}, the sidecar of {path.name}, is {size:,} bytes, where a sidecar is a few hundred; repair or delete it")
         try:
             meta = parse_json(sidecar.read_text(encoding="utf-8-sig"))  # -sig: also with a byte-order mark
         except (json.JSONDecodeError, UnicodeDecodeError) as e:

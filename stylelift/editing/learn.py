@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingFileError, first_line
-from ..fileio import as_path, parse_json, special_file, write_text_atomic
+from ..fileio import as_path, file_id, parse_json, special_file, write_text_atomic
 from ..generation import is_seed
 from ..models.base import check_truncation_cutoff
 from ..seeds import MAX_SEED, seed_digits, seed_too_big
@@ -104,7 +104,8 @@ def _read_label_rows(path: Path, rows: Iterable[list[str]], items: list[str], la
             beside = path.parent / item
             if item and not Path(item).is_absolute() and beside.exists():
                 item = str(beside)
-            key = os.path.normcase(os.path.abspath(item))  # ./a.npz is a.npz
+            found = file_id(item)  # one file by any name (./a.npz, a link to it); a missing one by its path
+            key = f"file {found}" if found is not None else os.path.normcase(os.path.abspath(item))
         if key in seen:
             if seen[key] != label:
                 raise InputError(f"{path.name}: {row[0].strip()} is labelled twice, {seen[key]!r} and {label!r}")

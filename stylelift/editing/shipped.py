@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import InputError, MissingFileError
+from ..latents import made_for_another
 from .directions import Direction, load_direction
 
 SHIPPED = ("age", "gender")
@@ -41,8 +42,7 @@ def resolve_direction(spec: str | os.PathLike, G) -> Direction:
         if not path.exists():
             raise MissingFileError(f"no direction {spec!r}: name a shipped one ({', '.join(SHIPPED)}, bundled network) or a direction file (.npy)")
     d = load_direction(path)  # the network its sidecar names is checked first: that explains a w of another size
-    made_for = d.meta.get("network_id")
-    if made_for and made_for != network_id(G):
+    if (made_for := made_for_another(d.meta, network_id(G))) is not None:
         hint = f" (the shipped {spec!r} direction is for {d.meta.get('network', made_for)})" if spec in SHIPPED else ""
         method = d.meta.get("method")
         remedy = f"make one for it with `stylelift directions {method}`" if method in ("sefa", "pca") else "learn one with `stylelift directions learn`"
