@@ -97,6 +97,8 @@ def say(text: str) -> None:
     """A result line on stdout; an error writing it names stdout ("stdout: No space left on device"
     under `> file` on a full disk), where it would otherwise read as if an output file had failed."""
     try:
+        if sys.stdout is None:  # closed when Python started (`>&-`): said as a write to it fails
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF), "stdout")
         typer.echo(text)
     except OSError as e:
         if e.filename is None and not isinstance(e, BrokenPipeError):  # (a closed pipe: see user_errors)
@@ -203,6 +205,13 @@ def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwri
     if (blocker := file_in_the_way(path.parent)) is not None:
         fail(f"{path}: {blocker} is a file, not a folder")
     check_writable(path.parent)
+
+
+def check_not_read(out: Path, reads: Sequence, option: str = "--out", *, what: str = "") -> None:
+    """Refuse, whatever --overwrite says, an output (`what`, else `option`) that is one of the files
+    the command reads (by any name: a link, another case on macOS); `reads` may hold None and names of no file."""
+    if (out_id := file_id(out)) is not None and (read := next((r for r in reads if r is not None and file_id(Path(r)) == out_id), None)):
+        fail(f"{what or option} {printable(out)} is {printable(read)}, which this command reads; give another {option}")
 
 
 def check_seed_options(items: Optional[Sequence[str]], *, class_idx: Optional[int] = None, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None) -> None:
@@ -484,6 +493,7 @@ def convert(
     if dest.suffix.lower() not in (".pt", ".pth"):
         raise typer.BadParameter(f"{dest.name}: a stylelift network file is a torch file; name it NAME.pt")
     check_new_file(dest, overwrite)
+    check_not_read(dest, [source], "DEST")  # --overwrite would replace the network converted with its conversion
     G = load_network(source)
     check_savable(G)  # before the folder is made
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -710,7 +720,9 @@ WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "
 def run() -> None:
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (reading its options): said as within one (user_errors)
+        with contextlib.suppress(OSError):
+            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
         sys.exit(130)
     except OSError as e:  # writing --help or --version (the commands' own errors are user_errors')
         if e.filename != "stdout" and (e.filename is not None or e.errno not in WRITE_ERRNOS):  # not an output's (a failing import in an option's callback)

@@ -15,7 +15,7 @@ import typer
 
 from . import cli
 from .errors import InputError, MissingFileError
-from .fileio import check_writable, file_id, file_in_the_way, parse_json, raise_about, signals_deferred
+from .fileio import check_writable, file_in_the_way, parse_json, raise_about, signals_deferred
 from .seeds import seed_digits, seed_too_big
 from .cli import DEFAULT_NETWORK, MAX_SEED, ClassOpt, CutoffOpt, DeviceOpt, NetworkOpt, OnceEach, PasteRegionOpt, app, check_new_file, check_outdir, check_seed_options, fail, in_float32, load, output_option, parse_int_list, printable, psi_value, say, too_big, user_errors
 
@@ -64,9 +64,7 @@ def check_out_place(out: Path, reads: Iterable = ()) -> None:
     """After the usage checks, before any work: `out` is no folder, none of the files the command
     `reads` (a latent file named lat.png), and its folder can be made and written."""
     check_not_folder(out, out.suffix or ".png")
-    if (out_id := file_id(out)) is not None:
-        if read := next((item for item in reads if file_id(Path(item)) == out_id), None):
-            fail(f"--out {printable(out)} is {printable(read)}, which this command reads; give another --out")
+    cli.check_not_read(out, list(reads))
     if (blocker := file_in_the_way(out.parent)) is not None:
         fail(f"{out}: {blocker} is a file, not a folder")
     check_writable(out.parent)
@@ -617,9 +615,8 @@ def directions_learn(
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
     reads = [Path(p) for p in (labels, condition_on) if p is not None and p not in SHIPPED]  # (a shipped direction is named, not a file here)
-    for written in (out, out.with_suffix(".json")):  # --overwrite replaces outputs, never what the command reads
-        if (written_id := file_id(written)) is not None and (read := next((p for p in reads if file_id(p) == written_id), None)):
-            fail(f"{printable(written)} is {printable(read)}, which this command reads; give another --out")
+    cli.check_not_read(out, reads)
+    cli.check_not_read(out.with_suffix(".json"), reads, what="--out's sidecar")
     if save_labels is not None:
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)

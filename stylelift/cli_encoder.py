@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_outdir, fail, load, loss_terms, output_failed, output_option, printable, say, user_errors
+from .cli import DEFAULT_NETWORK, MAX_SEED, DeviceOpt, NetworkOpt, OnceEach, PlainFlagsGroup, app, check_new_file, check_not_read, check_outdir, fail, load, loss_terms, not_empty, output_failed, output_option, printable, say, user_errors
 
 encoder_app = typer.Typer(cls=PlainFlagsGroup, no_args_is_help=True, help="An encoder that guesses W+ latents in one pass (fitted on dlib's face ResNet, or a ResNet trained).")
 app.add_typer(encoder_app, name="encoder")
@@ -64,6 +65,7 @@ def encoder_train(
     if image_loss != "none":
         loss_terms(image_loss, "--image-loss")  # its terms, a usage error; the weights they need, after
     check_new_file(out, resume or overwrite, remedy="pass --resume to continue it, --overwrite to start afresh, or choose another --out")
+    check_not_read(out, [network])
     if image_loss != "none":
         check_image_loss(image_loss)
     G, dev = load(network, device)
@@ -84,8 +86,8 @@ def encoder_train(
     )
     saved = (state or {}).get("options")
     if isinstance(saved, dict):  # a resumed run must be the run it continues, only longer
-        if not all(isinstance(k, str) for k in saved):
-            fail(f"{out}: its training options are damaged (a key that is not an option's name); start a new run with another --out")
+        if not all(isinstance(k, str) and plain_value(v) for k, v in saved.items()):  # (a tensor would not compare as one value)
+            fail(f"{out}: its training options are damaged (a key that is not an option's name, or a value that is not a number or a name); start a new run with another --out")
         same = {"image_loss": same_loss}  # (the others are equal values)
         changed = [k for k, v in saved.items() if k not in ("steps", "checkpoint_every") and not same.get(k, operator.eq)(v, getattr(opts, k, v))]
         if changed:
@@ -103,9 +105,17 @@ def encoder_train(
     with StepProgress("training", steps, completed=start) as bar, stop_between_steps() as stop:
         done = train_encoder(G, encoder, opts, out=out, state=state, stop=stop, callback=lambda step, rec: bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")))
     if done.get("stopped"):
-        typer.secho(f"interrupted: {out} holds step {done['step']} of {steps}; continue with --resume", fg=typer.colors.YELLOW, err=True)
+        with contextlib.suppress(OSError):  # after a SIGHUP the terminal may be gone
+            typer.secho(f"interrupted: {out} holds step {done['step']} of {steps}; continue with --resume", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(stop.exit_code)
     say(f"wrote {out}")
+
+
+def plain_value(v) -> bool:
+    """A training option's value as a checkpoint stores it: a number, a name, None, or a short list of numbers (truncation's range)."""
+    if type(v) in (list, tuple):
+        return len(v) <= 16 and all(type(x) in (int, float) for x in v)
+    return v is None or type(v) in (str, int, float, bool)
 
 
 OPTION_OF = {"lr": "--lr", "batch_size": "--batch-size", "image_loss": "--image-loss", "image_weight": "--image-loss", "seed": "--seed", "render_resolution": "--input-resolution"}
@@ -119,9 +129,10 @@ def as_option(key: str, saved: dict) -> str:
 
 
 class stop_between_steps:
-    """Within it, Ctrl-C or SIGTERM asks the training to stop after the step under way, so that it
-    writes a checkpoint (a second one stops at once). Called, it says whether to stop; after a
-    stop, `exit_code` is the shell's for that signal (130, 143)."""
+    """Within it, Ctrl-C, SIGTERM or SIGHUP (a closed terminal, a dropped ssh; unless ignored, as
+    under nohup) asks the training to stop after the step under way, so that it writes a checkpoint
+    (a second one stops at once). Called, it says whether to stop; after a stop, `exit_code` is the
+    shell's for that signal (130, 143, 129)."""
 
     def __init__(self):
         self.signum = None
@@ -142,7 +153,8 @@ class stop_between_steps:
             raise SystemExit(128 + signum)
         self.signum = signum
         again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
-        typer.secho(f"\nstopping after this step, to write a checkpoint{again}", fg=typer.colors.YELLOW, err=True)
+        with contextlib.suppress(OSError):  # a closed terminal (SIGHUP): the checkpoint matters, not the line
+            typer.secho(f"\nstopping after this step, to write a checkpoint{again}", fg=typer.colors.YELLOW, err=True)
 
     def __enter__(self):
         import signal
@@ -150,7 +162,8 @@ class stop_between_steps:
 
         self._old = None
         if threading.current_thread() is threading.main_thread():
-            self._old = {sig: signal.signal(sig, self._asked) for sig in (signal.SIGINT, signal.SIGTERM)}
+            asked = [signal.SIGINT, signal.SIGTERM] + [signal.SIGHUP] * (hasattr(signal, "SIGHUP") and signal.getsignal(getattr(signal, "SIGHUP", 0)) is not signal.SIG_IGN)
+            self._old = {sig: signal.signal(sig, self._asked) for sig in asked}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -184,6 +197,7 @@ def encoder_fit(
     except InputError as e:  # a rank above the features' count: the command line's mistake
         raise typer.BadParameter(str(e)) from None
     check_new_file(out, overwrite)
+    check_not_read(out, [network])
     G, _ = load(network, device)
     with StepProgress("rendering", samples) as bar:
         encoder, report = fit_face_encoder(G, opts, callback=bar.update)
@@ -215,7 +229,7 @@ LATER_KEYS = ("encoder_sha256", "space", "resolution")  # what `encoder run` rec
 @user_errors
 def encoder_run(
     photos: Annotated[list[str], typer.Argument(help="Photos: files, folders or globs.")],
-    encoder_spec: Annotated[str, typer.Option("--encoder", help="Encoder file, or 'encoder': the one shipped for the bundled network.")] = "encoder",
+    encoder_spec: Annotated[str, typer.Option("--encoder", callback=lambda value: not_empty(value, "give an encoder file or 'encoder'"), help="Encoder file, or 'encoder': the one shipped for the bundled network.")] = "encoder",
     network: NetworkOpt = DEFAULT_NETWORK,
     do_align: Annotated[bool, typer.Option("--align/--no-align", help="Align the face FFHQ-style first (else centre-crop).")] = True,
     face_index: Annotated[int, typer.Option(min=0, help="Which face of each photo, 0 = the largest (as `align --face-index`).")] = 0,

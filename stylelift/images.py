@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import math
 import os
@@ -335,5 +336,13 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
                 proc.wait()
         if code != 0:
             log.seek(0)
-            said = [line for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+            text = log.read().decode(errors="replace")
+            if (failed := next((e for e in FFMPEG_WRITE_ERRNOS if os.strerror(e) in text), None)) is not None:  # a full disk: said as every other writer says it
+                raise OSError(failed, os.strerror(failed), str(tmp))  # (atomic_path names the file asked for)
+            said = [line for line in text.splitlines() if line.strip()]
             raise VideoError(f"ffmpeg could not write {name}: " + (said[-1].strip()[:300] if said else stopped_how(code)))
+
+
+# what ffmpeg's log says (in the system's words) when the file system refused its writes; its last
+# line is another ("Nothing was written into output file ...")
+FFMPEG_WRITE_ERRNOS = [getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EIO") if hasattr(errno, name)]

@@ -32,6 +32,8 @@ class StepProgress:
     def __enter__(self) -> "StepProgress":
         from rich.console import Console
 
+        if self.stream is None:  # no stderr (pythonw, or closed at start): no progress (rich would take stdout)
+            return self
         console = Console(file=self.stream)
         if console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -50,7 +52,7 @@ class StepProgress:
         self.completed = completed
         if self.bar is not None:
             self.bar.update(self.task, completed=completed, terms=terms)
-        elif completed >= self.next_line:
+        elif self.stream is not None and completed >= self.next_line:
             self.next_line = self._line_after(completed) if completed < self.total else self.total + 1
             try:
                 self.stream.write(f"{self.label}: {completed}/{self.total}{' ' + terms if terms else ''}\n")

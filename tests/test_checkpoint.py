@@ -171,6 +171,8 @@ def _stylelift_file_with(tmp_path, **changes):
     "changes, message",
     [
         ({"z_dim": 200_000}, "z_dim must be an integer from 1 to 16384"),
+        ({"channels": [float("inf"), 16, 16]}, "channels must be whole numbers"),  # an OverflowError traceback
+        ({"channels": [16.7, 16, 16]}, "channels must be whole numbers"),  # was taken as 16
         ({"w_dim": 2.5}, "w_dim must be an integer"),
         ({"channel_base": -64}, "channel_base must be an integer"),
         ({"mapping_layers": 10**9}, "mapping_layers must be an integer"),

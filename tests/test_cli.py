@@ -647,6 +647,39 @@ def test_an_os_error_outside_a_command_that_is_no_write_error_is_not_blamed_on_s
     assert e.value.code == 1 and capsys.readouterr().err == "error: stdout: No space left on device\n"
 
 
+def test_ctrl_c_while_the_command_line_is_imported_or_read_is_one_line(monkeypatch, capsys):
+    import signal
+    import sys
+
+    import stylelift.__main__ as entry
+    from stylelift import cli
+
+    class Interrupted:  # Ctrl-C in the second `import stylelift.cli` takes (a traceback of importlib's frames)
+        def find_spec(self, name, path=None, target=None):
+            if name == "stylelift.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "stylelift.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupted(), *sys.meta_path])
+    with pytest.raises(SystemExit) as e:
+        entry.main()
+    assert e.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+    monkeypatch.undo()
+
+    def app():  # while typer reads the options (was exit 130 without a word)
+        raise KeyboardInterrupt
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:  # (run() leaves handlers that end the process at once)
+        monkeypatch.setattr(cli, "app", app)
+        with pytest.raises(SystemExit) as e:
+            cli.run()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert e.value.code == 130 and capsys.readouterr().err == "interrupted\n"
+
+
 def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys):
     import typer
 
@@ -761,6 +794,7 @@ def test_a_write_that_fails_without_naming_a_file_names_the_output(tmp_path):
         ["directions", "sefa", "--outdir", ""],
         ["directions", "pca", "--outdir", ""],
         ["encoder", "run", "photo.jpg", "--outdir", ""],
+        ["encoder", "run", "photo.jpg", "--encoder", ""],  # was ". is a folder", exit 1
         ["encoder", "fit", "--out", ""],
         ["encoder", "train", "--out", ""],
     ],
@@ -859,3 +893,30 @@ def test_a_folder_of_photos_leaves_out_hidden_files_and_folders_named_like_image
     (tmp_path / "album.png").mkdir()
     assert expand_photos([str(tmp_path)])[0] == [tmp_path / "IMG_1.jpg"]
     assert expand_photos([str(tmp_path / "._IMG_1.jpg")])[0] == [tmp_path / "._IMG_1.jpg"]  # named, it is taken (and fails as not an image)
+
+
+def test_convert_and_the_encoder_commands_never_write_over_the_network_they_read(tmp_path, net):
+    before = net.read_bytes()
+    os.link(net, tmp_path / "same.pt")
+    for args in (["convert", net, net], ["convert", net, tmp_path / "same.pt"],
+                 ["encoder", "train", "--network", net, "--out", net, "--steps", "1"], ["encoder", "fit", "--network", net, "--out", tmp_path / "same.pt"]):
+        r = invoke(*args, "--overwrite")  # --overwrite replaced the network with its conversion, or an encoder
+        assert r.exit_code == 1 and "which this command reads; give another" in r.output, (args, r.output)
+    assert net.read_bytes() == before
+
+
+def test_a_closed_stdout_or_stderr_neither_passes_for_success_nor_stops_the_work(tmp_path, net):
+    import os
+    import subprocess
+    import sys
+
+    def closed(*fds):
+        return lambda: [os.close(fd) for fd in fds]
+
+    command = [sys.executable, "-m", "stylelift"]
+    p = subprocess.run([*command, "--version"], preexec_fn=closed(1), stderr=subprocess.PIPE, timeout=120)
+    assert p.returncode == 1 and p.stderr.decode() == "error: stdout: Bad file descriptor\n"  # `ls >&-` fails too; it said nothing, exit 0
+    Image.new("RGB", (16, 16), (200, 100, 50)).save(tmp_path / "p.png")
+    project = [*command, "project", str(tmp_path / "p.png"), "--no-align", "--steps", "2", "--no-video", "--loss", "mse", "--network", str(net), "--outdir", str(tmp_path / "out")]
+    p = subprocess.run(project, preexec_fn=closed(2), stdout=subprocess.PIPE, timeout=300)  # its progress raised AttributeError on sys.stderr None
+    assert p.returncode == 0 and p.stdout.decode().startswith("p.png: done") and (tmp_path / "out" / "p.npz").exists()

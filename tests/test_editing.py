@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import io
 import json
@@ -661,11 +662,14 @@ def fake_ffmpeg(tmp_path, script: str) -> str:
     return str(exe)
 
 
+FULL_DISK = "cat > /dev/null; echo '[mp4 @ 0x1] Error writing trailer: No space left on device' >&2; echo 'Nothing was written into output file' >&2; exit 1\n"
+
+
 @pytest.mark.parametrize(
     "script, said",
     [
         ('echo "Unknown encoder libx264" >&2; exit 1\n', "Unknown encoder libx264"),  # quits at once: a broken pipe for us
-        ('cat > /dev/null; echo "No space left on device" >&2; exit 1\n', "No space left on device"),  # reads every frame, then fails
+        (FULL_DISK, "No space left on device"),  # reads every frame, then fails: an OSError naming the file (ffmpeg's last line said "Nothing was written")
         ("cat > /dev/null; exit 3\n", "exit code 3"),  # fails without a word
         (None, "cannot run ffmpeg"),  # no ffmpeg at all
     ],
@@ -678,9 +682,11 @@ def test_a_failing_ffmpeg_is_one_line_and_keeps_the_old_video(tmp_path, monkeypa
     out.write_bytes(b"the earlier video")
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", fake_ffmpeg(tmp_path, script) if script else str(tmp_path / "nowhere" / "ffmpeg"))
     frames = (np.zeros((64, 64, 3), np.uint8) for _ in range(100))  # 1.2 MB: more than a pipe holds
-    with pytest.raises(VideoError, match=said) as e:
+    with pytest.raises(OSError if script == FULL_DISK else VideoError, match=said) as e:
         write_video(out, frames, fps=10)
     assert "\n" not in str(e.value) and "v.mp4" in str(e.value)
+    if script == FULL_DISK:
+        assert e.value.filename == str(out) and e.value.errno == errno.ENOSPC
     left = sorted(p.name for p in tmp_path.iterdir())  # no temporary file
     assert out.read_bytes() == b"the earlier video" and left == (["ffmpeg", "v.mp4"] if script else ["v.mp4"])
 
@@ -1700,6 +1706,34 @@ def test_a_latent_file_named_like_a_seed_is_a_file_to_generate(tmp_path, net, mo
     assert r.exit_code == 2 and "--trunc applies to seeds" in " ".join(r.output.replace("│", " ").split()), r.output  # it was taken for seed 12, and --trunc ignored
     r = invoke("generate", "--seeds", "0", "--trunc", "1", "--trunc-cutoff", "2", "--network", net, "--outdir", tmp_path / "g")
     assert r.exit_code == 0, r.output  # psi 1 with a cutoff: what a script sweeping psi gives
+
+
+def test_a_signal_between_a_direction_pair_s_renames_waits_for_both(tmp_path, monkeypatch):
+    import signal
+
+    save_direction(tmp_path / "d.npy", Direction(np.ones([1, 16]), {"labeler": "old"}))
+    real = os.replace
+
+    def killed_on_first_rename(*args):  # SIGTERM (or a closing terminal) between the two renames
+        if not calls:
+            os.kill(os.getpid(), signal.SIGTERM)
+        calls.append(args)
+        return real(*args)
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)
+
+    calls = []
+    before = signal.signal(signal.SIGTERM, terminated)
+    monkeypatch.setattr(os, "replace", killed_on_first_rename)
+    try:
+        with pytest.raises(SystemExit):
+            save_direction(tmp_path / "d.npy", Direction(np.arange(16.0)[None], {"labeler": "new"}))
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    d = load_direction(tmp_path / "d.npy")
+    assert len(calls) == 2 and d.meta["labeler"] == "new" and d.vector[0, 0] == 0  # was the new sidecar beside the old vector
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "d.npy"]
 
 
 def test_a_direction_cut_short_by_a_file_size_limit_is_an_error_not_a_half_file(tmp_path):

@@ -124,6 +124,11 @@ def test_a_checkpoint_s_damaged_optimizer_settings_history_or_option_names_are_n
     save_generator(G, tmp_path / "net.pt")
     r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "keys.pt"), "--resume", "--steps", "3", "--batch-size", "2", "--input-resolution", "32"])
     assert r.exit_code == 1 and "its training options are damaged" in r.output and "Traceback" not in r.output, r.output  # "attribute name must be string"
+    del clean["training"]["options"][1]
+    clean["training"]["options"]["lr"] = torch.tensor([1.0, 2.0])
+    torch.save(clean, tmp_path / "keys.pt")
+    r = CliRunner().invoke(app, ["encoder", "train", "--network", str(tmp_path / "net.pt"), "--out", str(tmp_path / "keys.pt"), "--resume", "--steps", "3", "--batch-size", "2", "--input-resolution", "32"])
+    assert r.exit_code == 1 and "its training options are damaged" in r.output, r.output  # "Boolean value of Tensor with more than one value is ambiguous"
 
 
 def test_encoder_train_onto_an_existing_checkpoint_needs_resume_or_overwrite(tmp_path):
@@ -474,15 +479,24 @@ def test_encoder_train_gives_one_encoder_per_command_and_stops_between_steps(tmp
     calls = []
     real = encoder_training.sample_batch
 
+    sent = signal.SIGINT
+
     def interrupted(*a, **k):  # Ctrl-C during the second step
         calls.append(1)
         if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), sent)
         return real(*a, **k)
 
     monkeypatch.setattr(encoder_training, "sample_batch", interrupted)
     r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c.pt")])
     assert r.exit_code == 130 and "c.pt holds step 2 of 4; continue with --resume" in " ".join(r.output.split()) and len(calls) == 2, r.output
+    sent, calls[:] = signal.SIGHUP, []
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:  # a closed terminal, a dropped ssh: the run so far was lost without a checkpoint
+        r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "d.pt")])
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    assert r.exit_code == 129 and "d.pt holds step 2 of 4" in " ".join(r.output.split()) and load_encoder(tmp_path / "d.pt")[1]["step"] == 2, r.output
     monkeypatch.setattr(encoder_training, "sample_batch", real)
     r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c.pt"), "--resume"])
     assert r.exit_code == 0, r.output

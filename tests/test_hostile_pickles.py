@@ -257,6 +257,26 @@ def test_many_views_of_one_storage_cannot_multiply_memory(tmp_path):
             budget.materialize(record)
 
 
+def test_one_string_handed_to_a_copying_call_again_and_again_is_refused():
+    def memo_reuse(func: bytes, data: bytes, extra: bytes, calls: int) -> bytes:
+        """A list of `calls` results of func(data[, extra]), data stored once and each call made by
+        memo references (7 bytes each): a copy of data per call, from a file that holds one."""
+        args = b"h\x01h\x02h\x03\x86" if extra else b"h\x01h\x02\x85"
+        body = b"\x80\x02]q\x00" + func + b"q\x010" + data + b"q\x020" + (extra + b"q\x030" if extra else b"")
+        return body + (args + b"Ra") * calls + b"."
+
+    text = b"X" + struct.pack("<I", 100_000) + b"a" * 100_000
+    latin1 = b"X\x06\x00\x00\x00latin1"
+    assert len(safe_pickle.loads(memo_reuse(b"c_codecs\nencode\n", text, latin1, 2))) == 2  # twice what it holds: as much as a real file copies
+    with pytest.raises(CheckpointError, match=r"data given to _codecs.encode again and again \(each call would copy it: 300,000 bytes from a pickle of"):
+        safe_pickle.loads(memo_reuse(b"c_codecs\nencode\n", text, latin1, 3))  # was 1 MB a call, 2.2 GB from a 1 MB file
+    blob = pf.legacy_storage_bytes(torch.zeros(20_000)._typed_storage())
+    storage = b"B" + struct.pack("<I", len(blob)) + blob
+    assert len(safe_pickle.loads(memo_reuse(b"ctorch.storage\n_load_from_bytes\n", storage, b"", 2))) == 2
+    with pytest.raises(CheckpointError, match="data given to torch.storage._load_from_bytes again and again"):
+        safe_pickle.loads(memo_reuse(b"ctorch.storage\n_load_from_bytes\n", storage, b"", 3))  # each call decoded the blob again (1 s a call at 1 MB)
+
+
 # ----------------------------------------------------------------------------------------------
 # Broken files
 

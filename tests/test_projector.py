@@ -780,6 +780,9 @@ def test_a_video_that_cannot_be_written_fails_its_photo_and_the_others_go_on(pho
     photos, out = photo_dir / "photos", photo_dir / "out"
     r = run(photos / "p0.png", photos / "p1.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
     assert r.exit_code == 1 and r.output.count("ffmpeg could not write") == 2 and "Traceback" not in r.output, r.output  # both were tried
+    ffmpeg.write_text("#!/bin/sh\ncat > /dev/null; echo 'Error closing file: No space left on device' >&2\nexit 1\n")
+    r = run(photos / "p0.png", "--network", photo_dir / "net.pt", "--steps", "2", "--no-align", "--loss", "mse", "--outdir", out)
+    assert r.exit_code == 1 and r.output.strip().endswith(f"error: p0.png: {out / 'p0_proj.mp4'}: No space left on device"), r.output  # named the set's hidden temporary file
 
 
 def test_photos_are_held_as_their_targets_and_one_changed_mid_run_fails_alone(photo_dir, monkeypatch):

@@ -11,6 +11,7 @@ import io
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -71,6 +72,38 @@ def test_torch_zip_storage_entry_shorter_than_its_tensor_is_refused(tmp_path):
     assert re.fullmatch(r"cannot read short.pt: storage '0' holds 4 bytes where it needs [\d,]+ \(cut short\?\)", corrupt(e, "short.pt"))
     torch.save({"x": torch.ones(3), "n": torch.arange(2)}, tmp_path / "ok.pt")  # whole entries of two storage types read
     assert torch.equal(load_torch_file(tmp_path / "ok.pt")["x"], torch.ones(3))
+
+
+def test_a_zip_with_two_entries_of_one_name_is_refused(tmp_path):
+    """torch reads the first of two data/0 entries, the size and CRC checks saw the last: a short
+    copy before the real one loaded zip header bytes as weights."""
+    torch.save({"x": torch.arange(64.0)}, tmp_path / "ok.pt")
+    with zipfile.ZipFile(tmp_path / "ok.pt") as zin, zipfile.ZipFile(tmp_path / "twice.pt", "w") as zout, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+        for info in zin.infolist():
+            if info.filename.endswith("/data/0"):
+                zout.writestr(info.filename, zin.read(info)[:4])
+            zout.writestr(info.filename, zin.read(info))
+    with pytest.raises(CheckpointError) as e:
+        load_torch_file(tmp_path / "twice.pt")
+    assert re.fullmatch(r"cannot read twice.pt: it holds two entries named '\w+/data/0', which torch.save never writes", corrupt(e, "twice.pt"))
+
+
+def test_a_zip_that_changes_between_its_checks_is_one_line(tmp_path, monkeypatch):
+    from stylelift.models import torch_files
+
+    torch.save({"x": torch.arange(64.0)}, tmp_path / "net.pt")
+    read = torch_files.read_zip_pickle
+
+    def then_cut_short(path, source):  # a copy still being written: whole when first read, not when read again
+        data = read(path, source)
+        path.write_bytes(path.read_bytes()[:100])
+        return data
+
+    monkeypatch.setattr(torch_files, "read_zip_pickle", then_cut_short)
+    with pytest.raises(CheckpointError) as e:  # was zipfile's BadZipFile, a traceback
+        load_torch_file(tmp_path / "net.pt")
+    assert corrupt(e, "net.pt").startswith("cannot read net.pt: a damaged zip file (") and "still being written?" in str(e.value)
 
 
 def test_a_tensor_entry_with_damaged_bytes_is_refused_not_read_as_other_weights(tmp_path):

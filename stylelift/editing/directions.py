@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError, MissingFileError, describe, first_line, is_real, is_whole
-from ..fileio import as_path, atomic_path, parse_json, special_file, to_json
+from ..fileio import as_path, parse_json, special_file, to_json, written_together
 from .layers import layer_indices
 
 
@@ -80,10 +80,9 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> None:
     data = io.BytesIO()
     np.save(data, vec)  # made in memory, then written by Python, which reports a short write (a file
     # size limit) that numpy's own writing to a file passed over: a truncated .npy
-    with atomic_path(path) as tmp:  # the sidecar is renamed first, the vector once both are written
-        tmp.write_bytes(data.getbuffer())  # (outside the sidecar's block: its failure, which names no file, is the .npy's)
-        with atomic_path(_sidecar(path)) as tmp_meta:
-            tmp_meta.write_text(meta)
+    with written_together([path, _sidecar(path)]) as (tmp, tmp_meta):  # renamed once both are written, with signals deferred
+        tmp.write_bytes(data.getbuffer())  # (a full disk names no file: the first of the pair is named)
+        tmp_meta.write_text(meta)
 
 
 def load_direction(path: str | os.PathLike, *, w_dim: Optional[int] = None) -> Direction:

@@ -118,7 +118,7 @@ def read_stylelift(path: Path) -> RawNetwork:
         raise CheckpointError(f"{path.name} has no config (a stylelift network file stores its config beside its weights)")
     try:
         cfg = config_class.from_dict(data["config"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CheckpointError(f"{path.name} has a bad config: {first_line(e)}") from None
     state = data.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):

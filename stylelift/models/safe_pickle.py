@@ -480,12 +480,13 @@ class _Tag:
     the value visits, a shared reference counted each time, as `hash`, `repr` and `==` visit them
     (a reader that looks a setting up in a set, or prints it, would hang on `x = (x, x)` too).
     `items`: a tuple's or list's first few items (a REDUCE's arguments, a persistent id, a pair);
-    `members_are_pairs`, `placed`: see below."""
+    `members_are_pairs`, `placed`: see below. `nbytes`: the bytes of a string's or bytes' data (and
+    of what a `_COPYING` call makes of them), 0 where not known."""
 
-    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "members_are_pairs", "count", "items", "size", "placed")
+    __slots__ = ("kind", "value", "height", "hashable", "members_hashable", "members_are_pairs", "count", "items", "size", "placed", "nbytes")
 
-    def __init__(self, kind: str, value: Any = None, height: int = 0, hashable: bool = False):
-        self.kind, self.value, self.height, self.hashable = kind, value, height, hashable
+    def __init__(self, kind: str, value: Any = None, height: int = 0, hashable: bool = False, nbytes: int = 0):
+        self.kind, self.value, self.height, self.hashable, self.nbytes = kind, value, height, hashable, nbytes
         self.members_hashable, self.count, self.items, self.size = True, 0, [], 1
         self.placed = False  # put inside a container: its size and height are counted there, so it may not grow
         self.members_are_pairs = True  # every item a 2-item list or tuple whose first item is `hashable`: what OrderedDict(pairs) takes
@@ -510,8 +511,15 @@ _LINE_ARGS = {"decimalnl_short", "decimalnl_long", "floatnl", "stringnl", "strin
 _LITERAL_STRINGS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"}
 _PY2_STRINGS = {"SHORT_BINSTRING", "BINSTRING"}  # Python 2's str, as its pickles (and torch files it wrote) hold 'storage' and keys
 _SMALL_INTS = {"BININT", "BININT1", "BININT2"}
-_ATOMS = {"STRING", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE"}
+_DATA = {"STRING", "UNICODE", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}  # strings and bytes given by value (not names): hashable, and counted in `nbytes`
+_ATOMS = {"NONE", "NEWTRUE", "NEWFALSE"}
 _NUMBERS = {"INT", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "BYTEARRAY8"}  # BYTEARRAY8: not hashable at all
+# calls that copy the data they are given: a real file gives each its own data, and a storage's bytes
+# may pass through both (protocol 2: _load_from_bytes(_codecs.encode(text))), so together they copy
+# at most twice what the pickle holds; a file that hands one string to them again and again (7
+# bytes a call) would make a copy of it each time, a memory bomb, or decode it each time, a CPU one
+_COPYING = {("_codecs", "encode"), ("torch.storage", "_load_from_bytes")}
+MAX_COPIED = 2  # the bytes `_COPYING` calls may take in all, as a multiple of the pickle's size
 _EMPTY = {"EMPTY_LIST": "list", "EMPTY_TUPLE": "tuple", "EMPTY_DICT": "dict", "EMPTY_SET": "set"}
 _FROM_MARK = {"LIST": "list", "TUPLE": "tuple", "DICT": "dict", "FROZENSET": "frozenset"}
 _SMALL_TUPLES = {"TUPLE1": 1, "TUPLE2": 2, "TUPLE3": 3}
@@ -527,6 +535,9 @@ class _Scanner:
         self.marks: list[int] = []
         self.memo: dict[int, _Tag] = {}
         self.ops = 0
+        self.span = end - start
+        self.data_len = 0  # the length of the last string or bytes argument read
+        self.copied = 0  # bytes given to `_COPYING` calls so far
 
     # -- reading
     def _truncated(self) -> CheckpointError:
@@ -570,6 +581,7 @@ class _Scanner:
             n = struct.unpack(fmt, self._read(struct.calcsize(fmt)))[0]
             if n < 0:
                 raise _corrupt(self.source, f"a negative length at byte {self.pos}")
+            self.data_len = n
             if kind == "long4" and n > MAX_INT_BYTES:
                 raise self._limit(f"an integer of {n} bytes")
             if kind in ("long1", "long4"):
@@ -590,6 +602,7 @@ class _Scanner:
                 raise _corrupt(self.source, f"a global name that is not UTF-8 at byte {self.pos}") from None
         if kind in _LINE_ARGS:
             line = self._line()
+            self.data_len = len(line)
             if kind in ("decimalnl_short", "decimalnl_long"):
                 if len(line) > MAX_INT_BYTES:
                     raise self._limit(f"an integer of {len(line)} digits")
@@ -689,11 +702,15 @@ class _Scanner:
 
     def _step(self, name: str, arg: Any) -> bool:
         if name in _LITERAL_STRINGS or name in _PY2_STRINGS:
-            self._push(_Tag("str", arg, hashable=True))
+            self._push(_Tag("str", arg, hashable=True, nbytes=self.data_len))
         elif name in _SMALL_INTS:
             self._push(_Tag("atom", arg, hashable=True))
+        elif name in _DATA:
+            self._push(_Tag("atom", hashable=True, nbytes=self.data_len))
         elif name in _ATOMS:
             self._push(_KEY_ATOM)
+        elif name == "BYTEARRAY8":
+            self._push(_Tag("number", nbytes=self.data_len))
         elif name in _NUMBERS:
             small_int = name in ("INT", "LONG", "LONG1", "LONG4") and isinstance(arg, int) and abs(arg) < 2**61
             self._push(_Tag("atom", arg, hashable=True) if small_int else _NUMBER)
@@ -803,6 +820,12 @@ class _Scanner:
             if inner is not None:
                 self._check_hashable(inner, "a set member")
         tag = _Tag("obj", func.value)
+        if func.value in _COPYING:
+            data = items[1].items[0] if items[1].kind == "tuple" and items[1].items else None
+            tag.nbytes = data.nbytes if data is not None else 0
+            self.copied += tag.nbytes
+            if self.copied > MAX_COPIED * self.span:
+                raise self._limit(f"data given to {'.'.join(func.value)} again and again (each call would copy it: {self.copied:,} bytes from a pickle of {self.span:,})")
         self._grow(tag, items[1:])
         self._push(tag)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -75,6 +76,8 @@ class StyleGAN2Config:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         check_int_fields(self, _INT_FIELDS, optional=("mapping_layer_features", "embed_features"))
         if self.channels is not None:
+            if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in self.channels):  # (int() of inf raised OverflowError, of 3.7 gave 3)
+                raise ValueError(f"channels must be whole numbers, got {list(self.channels)!r:.80}")
             object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
             if len(self.channels) != len(self.block_resolutions) or not all(1 <= c <= 1 << 14 for c in self.channels):
                 raise ValueError(

@@ -14,6 +14,7 @@ the pickle describes, hashes their keys and allocates the storages it declares. 
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
@@ -198,7 +199,11 @@ def check_storage_entries(path: Path, source: str, storages: list) -> None:
     """Every storage the pickle names has its entry data/<key>, holding at least the bytes it declares
     (a memory-mapped torch.load reads a short entry on into the entries after it, silently), and
     every entry's bytes match its CRC-32 (about 0.1 s per 400 MB)."""
-    with zipfile.ZipFile(path) as zf:
+    try:
+        zf = zipfile.ZipFile(path)  # again: the file may have changed since read_zip_pickle read it (a copy still being written)
+    except (zipfile.BadZipFile, EOFError, ValueError) as e:
+        raise CheckpointError(f"cannot read {source}: a damaged zip file ({first_line(e)}; is it still being written?)") from None
+    with zf:
         infos = zf.infolist()
         sizes = {name.partition("/data/")[2]: info.file_size for info in infos if "/data/" in (name := info.filename)}
         for info in infos:
@@ -226,6 +231,8 @@ def read_zip_pickle(path: Path, source: str) -> bytes:
             infos = zf.infolist()
             if any(i.filename == "w.npy" for i in infos):
                 raise CheckpointError(f"cannot read {source}: a latent file (numpy's .npz of w), not a network")
+            if twice := next((name for name, n in collections.Counter(i.filename for i in infos).items() if n > 1), None):  # torch reads the first, the checks below saw the last
+                raise CheckpointError(f"cannot read {source}: it holds two entries named {twice[:60]!r}, which torch.save never writes")
             odd = [i.filename for i in infos if i.compress_type != zipfile.ZIP_STORED or i.flag_bits & 0x1]
             if odd:
                 raise CheckpointError(f"cannot read {source}: its entry {odd[0][:60]!r} is compressed or encrypted, which torch.save never does")
