@@ -21,7 +21,7 @@ from typer.core import TyperCommand, TyperGroup
 from . import __version__
 from .align import MAX_SIZE as ALIGN_MAX_SIZE
 from .errors import InputError, StyleliftError, error_message, is_out_of_memory, per_item_error, printable, shortened
-from .fileio import check_writable, file_id, file_in_the_way
+from .fileio import FULL_ERRNOS, check_writable, file_id, file_in_the_way, stopping_signals
 from .runtime import keep_freed_memory
 from .seeds import MAX_SEED, seed_digits
 
@@ -96,9 +96,9 @@ def fail(message: str, code: int = 1) -> None:
 def say(text: str) -> None:
     """A result line on stdout; an error writing it names stdout ("stdout: No space left on device"
     under `> file` on a full disk), where it would otherwise read as if an output file had failed."""
+    if sys.stdout is None:  # closed when Python started (`>&-`): the work goes on, and `run` says so at the end
+        return
     try:
-        if sys.stdout is None:  # closed when Python started (`>&-`): said as a write to it fails
-            raise OSError(errno.EBADF, os.strerror(errno.EBADF), "stdout")
         typer.echo(text)
     except OSError as e:
         if e.filename is None and not isinstance(e, BrokenPipeError):  # (a closed pipe: see user_errors)
@@ -153,9 +153,9 @@ def user_errors(fn: Callable) -> Callable:
             # SIGTERM (kill, a batch scheduler) and SIGHUP (a closing terminal, a dropped ssh) unwind
             # like Ctrl-C, so the temporary files of half-done writes are removed and existing outputs
             # stay as they were (a SIGHUP that nohup ignores stays ignored)
-            signal.signal(signal.SIGTERM, _terminated)
-            if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-                signal.signal(signal.SIGHUP, _terminated)
+            for sig in stopping_signals():
+                if sig != signal.SIGINT:  # (Python's own: KeyboardInterrupt)
+                    signal.signal(sig, _terminated)
         try:
             return fn(*args, **kwargs)
         except BrokenPipeError as e:
@@ -210,7 +210,7 @@ def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwri
 def check_not_read(out: Path, reads: Sequence, option: str = "--out", *, what: str = "") -> None:
     """Refuse, whatever --overwrite says, an output (`what`, else `option`) that is one of the files
     the command reads (by any name: a link, another case on macOS); `reads` may hold None and names of no file."""
-    if (out_id := file_id(out)) is not None and (read := next((r for r in reads if r is not None and file_id(Path(r)) == out_id), None)):
+    if (out_id := file_id(out)) is not None and (read := next((r for r in reads if r is not None and file_id(Path(r).expanduser()) == out_id), None)):  # (~/net.pt as the loaders read it)
         fail(f"{what or option} {printable(out)} is {printable(read)}, which this command reads; give another {option}")
 
 
@@ -492,8 +492,8 @@ def convert(
 
     if dest.suffix.lower() not in (".pt", ".pth"):
         raise typer.BadParameter(f"{dest.name}: a stylelift network file is a torch file; name it NAME.pt")
-    check_new_file(dest, overwrite)
     check_not_read(dest, [source], "DEST")  # --overwrite would replace the network converted with its conversion
+    check_new_file(dest, overwrite)
     G = load_network(source)
     check_savable(G)  # before the folder is made
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -714,12 +714,17 @@ def check_paste_region(region: Optional[str], paste_back: bool) -> None:
 
 
 # what a write to a full, too-large, gone or read-only stream reports (EDQUOT: not on every system)
-WRITE_ERRNOS = {getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EIO", "EPIPE", "EBADF") if hasattr(errno, name)}
+WRITE_ERRNOS = FULL_ERRNOS | {errno.EIO, errno.EPIPE, errno.EBADF}
 
 
 def run() -> None:
     try:
-        app()
+        try:
+            app()
+        except SystemExit as e:
+            if sys.stdout is None and e.code in (0, None):  # its results (or --help) went nowhere: a failure, as `ls >&-` says
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF), "stdout") from None
+            raise
     except KeyboardInterrupt:  # outside a command (reading its options): said as within one (user_errors)
         with contextlib.suppress(OSError):
             typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
@@ -738,9 +743,8 @@ def run() -> None:
         # the command is over, its files written or not: a signal now would only break into the
         # interpreter's shutdown (torch's exit handlers) with a traceback, and the exit code would
         # stay 0; it ends the process at once instead (an ignored one stays ignored)
-        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-            if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) is not signal.SIG_IGN:
-                signal.signal(getattr(signal, name), _exit_at_once)
+        for sig in stopping_signals():
+            signal.signal(sig, _exit_at_once)
 
 
 def _exit_at_once(signum, frame) -> None:

@@ -612,11 +612,11 @@ def directions_learn(
         raise typer.BadParameter(f"--seed {seed} with --samples {samples} runs past seed {MAX_SEED} (seeds are 32-bit); start at --seed {MAX_SEED - samples + 1} or lower")
     if save_labels is not None and save_labels.resolve() in (out.resolve(), out.with_suffix(".json").resolve()):  # (dl/../dl/g.json too)
         raise typer.BadParameter("--save-labels names the direction file or its sidecar; name another file")
+    reads = [Path(p) for p in (labels, condition_on) if p is not None and p not in SHIPPED]  # (a shipped direction is named, not a file here)
+    cli.check_not_read(out, reads)  # before the checks below, which would advise --overwrite
+    cli.check_not_read(out.with_suffix(".json"), reads, what="--out's sidecar")
     check_new_file(out, overwrite)  # these are checked now, not after the labelling
     check_new_file(out.with_suffix(".json"), overwrite, remedy="it would be replaced by the direction's sidecar; pass --overwrite to replace it")
-    reads = [Path(p) for p in (labels, condition_on) if p is not None and p not in SHIPPED]  # (a shipped direction is named, not a file here)
-    cli.check_not_read(out, reads)
-    cli.check_not_read(out.with_suffix(".json"), reads, what="--out's sidecar")
     if save_labels is not None:
         check_new_file(save_labels, overwrite)
     G, dev = load(network, device)

@@ -64,8 +64,8 @@ def encoder_train(
         raise typer.BadParameter("--resume continues OUT and --overwrite starts afresh over it: give one")
     if image_loss != "none":
         loss_terms(image_loss, "--image-loss")  # its terms, a usage error; the weights they need, after
+    check_not_read(out, [network])  # first: the advice below would be --overwrite
     check_new_file(out, resume or overwrite, remedy="pass --resume to continue it, --overwrite to start afresh, or choose another --out")
-    check_not_read(out, [network])
     if image_loss != "none":
         check_image_loss(image_loss)
     G, dev = load(network, device)
@@ -160,10 +160,11 @@ class stop_between_steps:
         import signal
         import threading
 
+        from .fileio import stopping_signals
+
         self._old = None
         if threading.current_thread() is threading.main_thread():
-            asked = [signal.SIGINT, signal.SIGTERM] + [signal.SIGHUP] * (hasattr(signal, "SIGHUP") and signal.getsignal(getattr(signal, "SIGHUP", 0)) is not signal.SIG_IGN)
-            self._old = {sig: signal.signal(sig, self._asked) for sig in asked}
+            self._old = {sig: signal.signal(sig, self._asked) for sig in stopping_signals()}
         return self
 
     def __exit__(self, *exc) -> None:
@@ -196,8 +197,8 @@ def encoder_fit(
         opts = FaceEncoderFitOptions(samples=samples, rank=rank, seed=seed)  # checked before minutes of rendering
     except InputError as e:  # a rank above the features' count: the command line's mistake
         raise typer.BadParameter(str(e)) from None
-    check_new_file(out, overwrite)
     check_not_read(out, [network])
+    check_new_file(out, overwrite)
     G, _ = load(network, device)
     with StepProgress("rendering", samples) as bar:
         encoder, report = fit_face_encoder(G, opts, callback=bar.update)

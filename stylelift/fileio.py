@@ -105,12 +105,16 @@ def temporary_name(path: Path, tag: str) -> Path:
     return tmp
 
 
+# a full disk, quota or file size limit: the errors of writes that name no file
+FULL_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG") if hasattr(errno, name))
+
+
 def raise_about(e: OSError, names: dict[Path, Path]) -> None:
     """Raise `e`, naming the file the user asked for where it names one of its temporary `names`
     (or, a full disk naming no file, the first of them)."""
     named = Path(os.fsdecode(e.filename)).absolute() if e.filename is not None else None
     real = next((path for tmp, path in names.items() if tmp.absolute() == named), None)  # writers may name it either way
-    if real is None and e.filename is None and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # a full disk names no file: say which one
+    if real is None and e.filename is None and e.errno in FULL_ERRNOS:  # a full disk names no file: say which one
         real = next(iter(names.values()))
     if real is not None:
         raise type(e)(e.errno, e.strerror, str(real)) from None
@@ -231,6 +235,16 @@ def check_name_lengths(paths: list[Path]) -> None:
             raise InputError(f"the output name {shown} is longer than the file system takes ({limit} {NAME_UNIT}); rename the photo")
 
 
+def stopping_signals() -> list:
+    """The signals that stop a run and that stylelift handles: SIGINT, SIGTERM and SIGHUP where the
+    system has them (Windows has no SIGHUP), less those ignored (SIGHUP under nohup, SIGINT in a
+    background job: they stay ignored) or handled outside Python (left alone)."""
+    import signal
+
+    found = [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    return [sig for sig in found if signal.getsignal(sig) not in (signal.SIG_IGN, None)]
+
+
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
     """Ctrl-C, SIGTERM and SIGHUP wait until the block is over (then act as they would have): for
@@ -243,13 +257,11 @@ def signals_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    replaced: dict = {}  # signal -> its handler, put back at the end (one set outside Python, None, is left alone)
+    replaced: dict = {}  # signal -> its handler, put back at the end
     try:
-        for sig in [getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)]:
-            handler = signal.getsignal(sig)
-            if handler not in (signal.SIG_IGN, None):
-                replaced[sig] = handler
-                signal.signal(sig, lambda signum, frame: caught.append(signum))
+        for sig in stopping_signals():
+            replaced[sig] = signal.getsignal(sig)
+            signal.signal(sig, lambda signum, frame: caught.append(signum))
         yield
     finally:
         for sig, handler in replaced.items():  # all put back before any is acted on

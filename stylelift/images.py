@@ -17,7 +17,7 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import InputError, MissingFileError, VideoError, describe, first_line, is_real, is_whole
-from .fileio import as_path, atomic_path, special_file
+from .fileio import FULL_ERRNOS, as_path, atomic_path, special_file
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -345,4 +345,4 @@ def _write_mp4(tmp: Path, first: np.ndarray, rest: Iterable[np.ndarray], fps: fl
 
 # what ffmpeg's log says (in the system's words) when the file system refused its writes; its last
 # line is another ("Nothing was written into output file ...")
-FFMPEG_WRITE_ERRNOS = [getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EIO") if hasattr(errno, name)]
+FFMPEG_WRITE_ERRNOS = sorted(FULL_ERRNOS | {errno.EROFS, errno.EACCES, errno.EIO})

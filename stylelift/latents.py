@@ -92,9 +92,9 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
     noises = {} if latents.noises is None else latents.noises
     if not isinstance(noises, dict):
         raise InputError(f"noises must be a dict of noise layer index -> map, got {type(noises).__name__}")
-    for k, v in noises.items():
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
-            raise InputError(f"noise maps are keyed by layer index (a whole number >= 0), got {k!r:.20}")
+    for k, v in noises.items():  # (what load_latents takes: at most MAX_NOISE_MAPS, numbered below it)
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k < MAX_NOISE_MAPS:
+            raise InputError(f"noise maps are keyed by layer index (a whole number from 0 to {MAX_NOISE_MAPS - 1}), got {k!r:.20}")
         arrays[f"noise_{k}"] = _host_array(v, f"noise map {k}")
         shape = arrays[f"noise_{k}"].shape
         if len(shape) == 4 and shape[0] > 1:  # a batch projection's maps: one set per latent
@@ -105,6 +105,8 @@ def save_latents(path: str | os.PathLike, latents: LatentFile) -> None:
         if not np.isfinite(arrays[f"noise_{k}"]).all():
             raise InputError(f"noise map {k} holds NaN or infinite values")
     arrays["meta"] = np.array(to_json(latents.meta))  # numpy and torch numbers as numbers, NaN as null
+    if len(arrays["meta"].item()) > MAX_META_CHARS:  # what load_latents reads back
+        raise InputError(f"meta is {len(arrays['meta'].item()):,} characters as JSON, more than a latent file's record holds ({MAX_META_CHARS:,})")
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     with atomic_path(path) as tmp:
@@ -115,7 +117,7 @@ DEFLATE_MAX_RATIO = 1032  # deflate never expands data more than this
 INFLATE_LIMIT = (64, 1 << 28)  # compressed arrays may inflate more than 64x only up to 256 MB in all (zero noise maps: 1000x)
 MAX_NOISE_SIDE = 4096  # noise maps are one map per layer, r x r (r at most 1024 in NVIDIA's networks)
 MAX_NOISE_MAPS = 64  # noise maps in a file, numbered below this (a 1024 px StyleGAN2 has 17)
-MAX_META_BYTES = 1 << 20  # a meta record (options, the photo's alignment) is a few KB
+MAX_META_CHARS = 1 << 20  # a meta record (options, the photo's alignment) is a few thousand characters
 
 
 def _check_claimed_size(data, key: str, name: str, names: set[str], inflating: list[int]) -> tuple[int, ...]:
@@ -133,8 +135,8 @@ def _check_claimed_size(data, key: str, name: str, names: set[str], inflating: l
         raise InputError(f"{name}: '{key}' holds Python objects, not numbers (stylelift never unpickles them)")
     count = int(np.prod(shape, dtype=object))
     claimed = count * dtype.itemsize
-    if key == "meta" and claimed > MAX_META_BYTES:  # parsed as JSON: 20 million {} in a 466 KB file took 2.5 GB
-        raise InputError(f"{name}: its 'meta' is {claimed:,} bytes, where a latent file's record is a few KB (at most {MAX_META_BYTES:,}); save the file without it")
+    if key == "meta" and (chars := claimed // (4 if dtype.kind == "U" else 1)) > MAX_META_CHARS:  # parsed as JSON: 20 million {} in a 466 KB file took 2.5 GB
+        raise InputError(f"{name}: its 'meta' is {chars:,} characters, where a latent file's record is a few thousand (at most {MAX_META_CHARS:,}); save the file without it")
     holds = info.file_size if info.compress_type == zipfile.ZIP_STORED else min(info.file_size, info.compress_size * DEFLATE_MAX_RATIO)
     if claimed > holds:
         raise InputError(f"{name}: '{key}' claims {claimed:,} bytes of data but holds {holds:,}; the file is damaged")

@@ -622,9 +622,20 @@ def test_a_full_stdout_is_named_in_one_line(net, tmp_path):
         assert p.returncode == 1 and p.stderr.endswith("error: stdout: No space left on device\n"), p.stderr
 
 
-def test_an_os_error_outside_a_command_that_is_no_write_error_is_not_blamed_on_stdout(monkeypatch, capsys):
-    import errno
+@pytest.fixture
+def signals_kept():
+    """The process's signal handlers as they were, after a test that calls cli.run() (which leaves
+    handlers that end the process at once: a later test's signal would end pytest)."""
     import signal
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def test_an_os_error_outside_a_command_that_is_no_write_error_is_not_blamed_on_stdout(monkeypatch, capsys, signals_kept):
+    import errno
 
     from stylelift import cli
 
@@ -633,22 +644,16 @@ def test_an_os_error_outside_a_command_that_is_no_write_error_is_not_blamed_on_s
             raise error
         return app
 
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:  # (run() leaves handlers that end the process at once: the later tests' signals would end pytest)
-        monkeypatch.setattr(cli, "app", fails(OSError(errno.ENOMEM, "Cannot allocate memory")))  # torch failing to import in an option's callback
-        with pytest.raises(OSError, match="Cannot allocate memory"):
-            cli.run()
-        monkeypatch.setattr(cli, "app", fails(OSError(errno.ENOSPC, "No space left on device")))  # --help on a full disk
-        with pytest.raises(SystemExit) as e:
-            cli.run()
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    monkeypatch.setattr(cli, "app", fails(OSError(errno.ENOMEM, "Cannot allocate memory")))  # torch failing to import in an option's callback
+    with pytest.raises(OSError, match="Cannot allocate memory"):
+        cli.run()
+    monkeypatch.setattr(cli, "app", fails(OSError(errno.ENOSPC, "No space left on device")))  # --help on a full disk
+    with pytest.raises(SystemExit) as e:
+        cli.run()
     assert e.value.code == 1 and capsys.readouterr().err == "error: stdout: No space left on device\n"
 
 
-def test_ctrl_c_while_the_command_line_is_imported_or_read_is_one_line(monkeypatch, capsys):
-    import signal
+def test_ctrl_c_while_the_command_line_is_imported_or_read_is_one_line(monkeypatch, capsys, signals_kept):
     import sys
 
     import stylelift.__main__ as entry
@@ -669,14 +674,9 @@ def test_ctrl_c_while_the_command_line_is_imported_or_read_is_one_line(monkeypat
     def app():  # while typer reads the options (was exit 130 without a word)
         raise KeyboardInterrupt
 
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:  # (run() leaves handlers that end the process at once)
-        monkeypatch.setattr(cli, "app", app)
-        with pytest.raises(SystemExit) as e:
-            cli.run()
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    monkeypatch.setattr(cli, "app", app)
+    with pytest.raises(SystemExit) as e:
+        cli.run()
     assert e.value.code == 130 and capsys.readouterr().err == "interrupted\n"
 
 
@@ -895,13 +895,17 @@ def test_a_folder_of_photos_leaves_out_hidden_files_and_folders_named_like_image
     assert expand_photos([str(tmp_path / "._IMG_1.jpg")])[0] == [tmp_path / "._IMG_1.jpg"]  # named, it is taken (and fails as not an image)
 
 
-def test_convert_and_the_encoder_commands_never_write_over_the_network_they_read(tmp_path, net):
+def test_convert_and_the_encoder_commands_never_write_over_the_network_they_read(tmp_path, net, monkeypatch):
     before = net.read_bytes()
     os.link(net, tmp_path / "same.pt")
     for args in (["convert", net, net], ["convert", net, tmp_path / "same.pt"],
                  ["encoder", "train", "--network", net, "--out", net, "--steps", "1"], ["encoder", "fit", "--network", net, "--out", tmp_path / "same.pt"]):
-        r = invoke(*args, "--overwrite")  # --overwrite replaced the network with its conversion, or an encoder
-        assert r.exit_code == 1 and "which this command reads; give another" in r.output, (args, r.output)
+        for extra in (["--overwrite"], []):  # --overwrite replaced the network with its conversion, or an encoder; without it, it was the advice
+            r = invoke(*args, *extra)
+            assert r.exit_code == 1 and "which this command reads; give another" in r.output, (args, r.output)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    r = invoke("convert", "~/tiny.pt", net, "--overwrite")  # the loaders read ~/ as the home folder
+    assert r.exit_code == 1 and "which this command reads; give another" in r.output, r.output
     assert net.read_bytes() == before
 
 
@@ -920,3 +924,6 @@ def test_a_closed_stdout_or_stderr_neither_passes_for_success_nor_stops_the_work
     project = [*command, "project", str(tmp_path / "p.png"), "--no-align", "--steps", "2", "--no-video", "--loss", "mse", "--network", str(net), "--outdir", str(tmp_path / "out")]
     p = subprocess.run(project, preexec_fn=closed(2), stdout=subprocess.PIPE, timeout=300)  # its progress raised AttributeError on sys.stderr None
     assert p.returncode == 0 and p.stdout.decode().startswith("p.png: done") and (tmp_path / "out" / "p.npz").exists()
+    Image.new("RGB", (16, 16), (50, 100, 200)).save(tmp_path / "q.png")
+    p = subprocess.run([*project[:4], str(tmp_path / "q.png"), *project[4:]], preexec_fn=closed(1), stderr=subprocess.PIPE, timeout=300)
+    assert p.returncode == 1 and p.stderr.decode().endswith("error: stdout: Bad file descriptor\n") and (tmp_path / "out" / "q.npz").exists()  # the work is done, then the failure said

@@ -1,8 +1,11 @@
 import http.server
+import io
 import re
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from functools import partial
 
 import pytest
@@ -12,7 +15,7 @@ from PIL import Image
 from conftest import tiny_generator
 from stylelift import load_generator, network_id, save_generator
 from stylelift.errors import CheckpointError
-from stylelift.models.download import DownloadError, cached_download
+from stylelift.models.download import DownloadError, cached_download, cached_path
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -39,6 +42,17 @@ class Handler(http.server.SimpleHTTPRequestHandler):
                 self.send_header("Location", target)
                 self.end_headers()
                 return
+        if self.path.startswith("/reason"):  # a status line whose words repeat the request, token and all
+            self.send_response(403, f"denied for {self.path}")
+            self.end_headers()
+            return
+        if self.path.startswith("/gzip"):  # a file stored compressed, sent as such whatever was asked
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"\x1f\x8b\x08\x00")
+            return
         if self.path.startswith("/endless"):  # no Content-Length: the body ends when the server hangs up
             self.send_response(200)
             self.end_headers()
@@ -190,7 +204,7 @@ def test_a_checksum_is_checked_on_the_cached_copy_too(server, tmp_path):
 def test_a_page_that_is_not_a_network_is_not_kept(server, tmp_path):
     root, url = server
     (root / "ffhq.pkl").write_text("<html>please log in</html>")
-    with pytest.raises(Exception, match="did not give a network file") as e:
+    with pytest.raises(Exception, match=r"did not give a network file \(ffhq.pkl is not a network file") as e:  # (named by the cache's hashed name)
         load_generator(f"{url}/ffhq.pkl?token=secret")
     assert "secret" not in str(e.value)
     assert not any((tmp_path / "cache" / "downloads").iterdir())
@@ -408,7 +422,7 @@ def test_a_file_bigger_than_the_free_space_is_refused_before_it_is_fetched(serve
     (root / "f.bin").write_bytes(b"x" * 3_000_000)
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 2_000_000, 2_000_000))
-    with pytest.raises(DownloadError, match=r"it is 3 MB and the cache folder .* has 2 MB free \(set STYLELIFT_CACHE"):
+    with pytest.raises(DownloadError, match=r"it is 2.9 MB and the cache folder .* has 1.9 MB free \(set STYLELIFT_CACHE"):
         cached_download(f"{url}/f.bin")
     assert not any((tmp_path / "cache" / "downloads").iterdir())
 
@@ -423,6 +437,38 @@ def test_redirects_are_followed_over_http_only(server, tmp_path):
     with pytest.raises(DownloadError, match=f"^cannot download {url}/to-file.pt: the server redirects it to file:///etc/passwd, and only http and https are followed$"):
         cached_download(f"{url}/to-file.pt")  # urllib's own refusal would show the target's query
     assert [p.name.split("-", 1)[1] for p in (tmp_path / "cache" / "downloads").iterdir()] == ["moved.pt"]
+
+
+def test_what_servers_proxies_and_the_cache_say_is_named_plainly(server, tmp_path, monkeypatch):
+    from stylelift.models import download
+
+    root, url = server
+    with pytest.raises(DownloadError) as e:
+        cached_download(f"{url}/reason.pt?token=secret")  # the server's words were printed: its token with them
+    assert str(e.value) == f"cannot download {url}/reason.pt: HTTP 403 Forbidden"
+    with pytest.raises(DownloadError, match=r"the server sends it compressed \(Content-Encoding: gzip\), which stylelift does not undo"):
+        cached_download(f"{url}/gzip.pt")  # was kept compressed, then "gzip.pt is not a network file" under the cache's name
+    save_generator(tiny_generator(), root / "net.pt")
+    assert network_id(load_generator(url.replace("http://", "HTTP://") + "/net.pt")) == network_id(load_generator(root / "net.pt"))  # was "no network file HTTP://..."
+    cached_path(f"{url}/dir.pt").mkdir(parents=True)
+    with pytest.raises(DownloadError, match=r"a folder takes its place in the cache \(.*dir.pt\); remove it"):  # named the temporary .part file
+        cached_download(f"{url}/dir.pt")
+    cached_download(f"{url}/net.pt")
+    monkeypatch.setattr(download, "file_sha256", lambda path: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    pin = "0" * 64
+    with pytest.raises(DownloadError, match=rf"cannot read the cached copy of {url}/net.pt, .*net.pt: Input/output error"):  # said nothing but "Input/output error"
+        cached_download(f"{url}/net.pt", sha256=pin)
+    monkeypatch.undo()
+    monkeypatch.setenv("STYLELIFT_CACHE", str(tmp_path / "cache"))
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")  # a proxy that is not there: the server was blamed
+    with pytest.raises(DownloadError, match=r"Connection refused \(through the proxy http://127.0.0.1:1 that \$http_proxy names\)"):
+        cached_download(f"{url}/other.pt")
+    redirects = download._HttpOnlyRedirects()
+    request = urllib.request.Request("https://example.org/net.pt")
+    with pytest.raises(urllib.error.URLError, match="redirects it from https to plain http"):
+        redirects.http_error_302(request, io.BytesIO(), 302, "Found", {"location": "http://example.org/net.pt"})
 
 
 def test_a_damaged_download_names_its_url_and_is_not_kept(server, tmp_path):
@@ -456,8 +502,8 @@ def test_a_whole_download_of_an_unsupported_version_is_kept(server, tmp_path):
     data = torch.load(root / "good.pt", weights_only=True)
     data["version"] = 99  # from a newer stylelift: whole, and not readable by this one
     torch.save(data, root / "new.pt")
-    for _ in range(2):
-        with pytest.raises(UnsupportedNetworkError, match=f"^{url}/new.pt \\(downloaded\\): new.pt has stylelift format version 99; this stylelift reads 1; kept in the cache as .*new.pt$"):
+    for came in ("downloaded", "cached copy"):  # (the second was called downloaded too)
+        with pytest.raises(UnsupportedNetworkError, match=f"^{url}/new.pt \\({came}\\): new.pt has stylelift format version 99; this stylelift reads 1; kept in the cache as .*new.pt$"):
             load_generator(f"{url}/new.pt")
     assert Handler.hits == ["/new.pt"]  # the second try read the kept copy
 

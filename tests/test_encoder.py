@@ -648,3 +648,15 @@ def test_encoder_run_takes_a_face_index_and_says_which_face(tmp_path):
     assert r.exit_code == 1 and "two.npz exists; pass --overwrite" in " ".join(r.output.split()), r.output
     r = CliRunner().invoke(app, [*run, "--face-index", "1", "--no-align"])
     assert r.exit_code == 2 and "it needs --align" in " ".join(r.output.replace("│", " ").split()), r.output
+
+
+def test_training_s_signal_handling_works_where_there_is_no_sighup(monkeypatch):
+    import signal
+
+    from stylelift.cli_encoder import stop_between_steps
+    from stylelift.fileio import signals_deferred, stopping_signals
+
+    monkeypatch.delattr(signal, "SIGHUP")  # Windows: the list of signals to stop on raised AttributeError
+    assert signal.SIGINT in stopping_signals() and len(stopping_signals()) == 2
+    with stop_between_steps() as stop, signals_deferred():
+        assert not stop()

@@ -268,13 +268,31 @@ def test_one_string_handed_to_a_copying_call_again_and_again_is_refused():
     text = b"X" + struct.pack("<I", 100_000) + b"a" * 100_000
     latin1 = b"X\x06\x00\x00\x00latin1"
     assert len(safe_pickle.loads(memo_reuse(b"c_codecs\nencode\n", text, latin1, 2))) == 2  # twice what it holds: as much as a real file copies
-    with pytest.raises(CheckpointError, match=r"data given to _codecs.encode again and again \(each call would copy it: 300,000 bytes from a pickle of"):
+    with pytest.raises(CheckpointError, match=r"data given to _codecs.encode again and again \(each would copy it: 300,000 bytes from a pickle of"):
         safe_pickle.loads(memo_reuse(b"c_codecs\nencode\n", text, latin1, 3))  # was 1 MB a call, 2.2 GB from a 1 MB file
     blob = pf.legacy_storage_bytes(torch.zeros(20_000)._typed_storage())
     storage = b"B" + struct.pack("<I", len(blob)) + blob
     assert len(safe_pickle.loads(memo_reuse(b"ctorch.storage\n_load_from_bytes\n", storage, b"", 2))) == 2
     with pytest.raises(CheckpointError, match="data given to torch.storage._load_from_bytes again and again"):
         safe_pickle.loads(memo_reuse(b"ctorch.storage\n_load_from_bytes\n", storage, b"", 3))  # each call decoded the blob again (1 s a call at 1 MB)
+
+    dtype = b"cnumpy\ndtype\nX\x02\x00\x00\x00u1\x85R"
+    text = b"X" + struct.pack("<I", 100_000) + b"a" * 100_000  # a str: made bytes (a copy) for each array
+
+    def arrays(calls: int, build: bool) -> bytes:
+        body = b"\x80\x02" + dtype + b"q\x010" + text + b"q\x020]("
+        for _ in range(calls):
+            if build:  # _reconstruct(ndarray, (0,), b'b'), then BUILD with (1, shape, dtype, False, data)
+                body += b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+                body += b"(K\x01J" + struct.pack("<i", 100_000) + b"\x85h\x01\x89h\x02tb"
+            else:  # _frombuffer(data, dtype, shape, 'C')
+                body += b"cnumpy.core.numeric\n_frombuffer\n(h\x02h\x01J" + struct.pack("<i", 100_000) + b"\x85X\x01\x00\x00\x00CtR"
+        return body + b"e."
+
+    for build in (False, True):
+        assert len(safe_pickle.loads(arrays(2, build))) == 2
+        with pytest.raises(CheckpointError, match="again and again"):  # uncounted: 1.5 GB from a 1 MB file
+            safe_pickle.loads(arrays(3, build))
 
 
 # ----------------------------------------------------------------------------------------------

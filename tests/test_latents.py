@@ -102,7 +102,7 @@ def test_an_array_claiming_more_data_than_it_holds_is_refused_before_allocating(
     with zipfile.ZipFile(tmp_path / "hugemeta.npz", "w") as z:
         z.writestr("w.npy", _npy(np.zeros([1, 2, 3], np.float32)))
         z.writestr("meta.npy", f.getvalue() + b"{}")
-    with pytest.raises(InputError, match="its 'meta' is 400,000,000,000 bytes, where a latent file's record is a few KB"):
+    with pytest.raises(InputError, match="its 'meta' is 100,000,000,000 characters, where a latent file's record is a few thousand"):
         load_latents(tmp_path / "hugemeta.npz")
 
     f = io.BytesIO()
@@ -285,10 +285,10 @@ def test_arrays_are_counted_at_the_size_they_take_once_read_as_float32(tmp_path,
         load_latents(tmp_path / "i8.npz")
 
 
-def test_a_meta_record_is_kept_to_a_megabyte_and_noise_maps_to_what_networks_have(tmp_path):
+def test_a_meta_record_is_kept_to_a_million_characters_and_noise_maps_to_what_networks_have(tmp_path):
     w = np.zeros([1, 6, 16], np.float32)
     np.savez_compressed(tmp_path / "bomb.npz", w=w, meta=np.array("[" * 10 + "{}," * 400_000 + "{}" + "]" * 10))  # 1.2 MB of JSON in a few KB
-    with pytest.raises(InputError, match=r"bomb.npz: its 'meta' is [\d,]+ bytes, where a latent file's record is a few KB"):
+    with pytest.raises(InputError, match=r"bomb.npz: its 'meta' is 1,200,022 characters, where a latent file's record is a few thousand"):
         load_latents(tmp_path / "bomb.npz")
     np.savez(tmp_path / "many.npz", w=w, **{f"noise_{k}": np.zeros([1, 1, 1], np.float32) for k in range(65)})
     with pytest.raises(InputError, match=r"many.npz: 'noise_64' numbers a noise map beyond any network's"):
@@ -296,6 +296,9 @@ def test_a_meta_record_is_kept_to_a_megabyte_and_noise_maps_to_what_networks_hav
     np.savez(tmp_path / "many.npz", w=w, **{f"noise_{'0' * z}{k}": np.zeros([1, 1, 1], np.float32) for k in range(10) for z in range(7)})
     with pytest.raises(InputError, match=r"many.npz holds 70 noise maps, more than any network has"):
         load_latents(tmp_path / "many.npz")
+    for bad, why in (({"x": "a" * (1 << 20)}, "meta is 1,048,585 characters as JSON"), ({"noises": {64: np.zeros([4, 4])}}, r"from 0 to 63\), got 64")):  # written, then refused
+        with pytest.raises(InputError, match=why):
+            save_latents(tmp_path / "s.npz", LatentFile(w=w, **({"meta": bad} if "x" in bad else bad)))
     np.savez(tmp_path / "big.npz", w=w, noise_0=np.full([1, 4, 4], 1e300))
     import warnings
 

@@ -360,6 +360,22 @@ def test_a_cache_folder_that_cannot_be_written_costs_a_conversion_not_the_run(mo
 
 
 @needs_wheel
+def test_a_folder_in_the_cache_file_s_place_costs_a_conversion_and_killed_writes_are_cleared(mobile, monkeypatch, tmp_path, caplog):
+    import os
+
+    monkeypatch.setenv("STYLELIFT_CACHE", str(tmp_path / "cache"))
+    path = wheel.cache_file(wheel.source_digest(wheel.wheel_files()))
+    assert path.name.endswith(f"-v{wheel.CACHE_VERSION}.pt")  # two stylelift versions sharing a cache converted over each other's file
+    path.mkdir(parents=True)
+    killed = path.parent / f".{wheel.SOURCE_NAME}-0123456789abcdef-v1.tmp-99999.pt"  # a run killed outright while writing
+    killed.write_bytes(b"half")
+    os.utime(killed, (0, 0))
+    G = load_mobilestylegan()  # the folder was the run's end: "is a folder; name the file to write"
+    assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), mobile.state_dict().values()))
+    assert "could not cache the converted network" in caplog.text and not killed.exists()
+
+
+@needs_wheel
 def test_no_home_folder_for_the_cache_costs_a_conversion_not_the_run(mobile, monkeypatch, caplog):
     from stylelift.errors import InputError
     from stylelift.models import download

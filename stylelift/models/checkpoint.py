@@ -209,23 +209,26 @@ def load_generator(
         G.source_format = "builtin"
         return G.to(device)
     if is_url(url := key.strip()):  # a URL pasted with a space or newline around it
-        from .download import cached_download, forget, shown, split_pin
+        from .download import cached_download, cached_path, forget, shown, split_pin
 
         url, sha256 = split_pin(url)
+        came = "cached copy" if cached_path(url).is_file() else "downloaded"
         path = cached_download(url, sha256=sha256, progress=download_progress)
+        name = path.name.split("-", 1)[-1]  # the URL's file name, without the cache's hash
         try:
             sniff_format(path)
         except CheckpointError as e:  # not a pickle or torch file at all (a login page saved as ffhq.pkl): do not keep it
             forget(url)
-            raise CheckpointError(f"{shown(url)} did not give a network file ({e}); removed it from the cache") from None
-        name = path.name.split("-", 1)[-1]  # the URL's file name, without the cache's hash
+            raise CheckpointError(f"{shown(url)} did not give a network file ({str(e).replace(path.name, name)}); removed it from the cache") from None
+        except OSError as e:  # the cached copy cannot be read (a bad sector, a dropped network mount)
+            raise CheckpointError(f"{shown(url)}: cannot read its cached copy {path}: {e.strerror or e}") from None
         try:
             G = build_generator(read_network(path), name=name)
         except UnsupportedNetworkError as e:  # whole, and of a kind or version refused as it is: kept, not fetched again each try
-            raise type(e)(f"{shown(url)} (downloaded): {str(e).replace(path.name, name)}; kept in the cache as {path}") from None
+            raise type(e)(f"{shown(url)} ({came}): {str(e).replace(path.name, name)}; kept in the cache as {path}") from None
         except CheckpointError as e:  # damaged on the server or on the way: the next try downloads it again
             forget(url)
-            raise type(e)(f"{shown(url)} (downloaded): {str(e).replace(path.name, name)}; removed it from the cache") from None
+            raise type(e)(f"{shown(url)} ({came}): {str(e).replace(path.name, name)}; removed it from the cache") from None
         return G.to(device)
     else:
         try:

@@ -64,7 +64,7 @@ def shown(url: str) -> str:
 
 
 def is_url(key: str) -> bool:
-    return key.startswith(("http://", "https://"))
+    return key.lower().startswith(("http://", "https://"))  # (HTTP://, as some tools write it)
 
 
 def split_pin(url: str) -> tuple[str, Optional[str]]:
@@ -104,8 +104,14 @@ def cached_path(url: str) -> Path:
 
 
 def _reason(e: BaseException) -> str:
-    if isinstance(e, urllib.error.HTTPError):
-        text = f"HTTP {e.code} {e.reason}"
+    if isinstance(e, urllib.error.HTTPError):  # the code's standard words, not the server's (which may repeat the URL asked for, token and all)
+        if 300 <= e.code < 400:  # urllib's redirect loop or too many redirects
+            text = f"HTTP {e.code}: a redirect loop, or more redirects than urllib follows"
+        else:
+            try:
+                text = f"HTTP {e.code} {http.HTTPStatus(e.code).phrase}"
+            except ValueError:  # a code of no standard
+                text = f"HTTP {e.code}"
     else:
         reason = getattr(e, "reason", None) or e
         text = str(reason) or type(e).__name__
@@ -129,8 +135,11 @@ class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
         target = headers.get("location") or headers.get("uri")
         if target is not None:
             newurl = urllib.parse.urljoin(req.full_url, target)
-            if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+            if scheme not in ("http", "https"):
                 raise urllib.error.URLError(f"the server redirects it to {shown(newurl)[:120]}, and only http and https are followed")  # named with the URL asked for
+            if scheme == "http" and urllib.parse.urlsplit(req.full_url).scheme.lower() == "https":  # the file would come unencrypted, open to change on the way
+                raise urllib.error.URLError(f"the server redirects it from https to plain http ({shown(newurl)[:120]}); download it yourself if you trust that")
         return super().http_error_302(req, io.BytesIO(), code, msg, headers)
 
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
@@ -328,7 +337,7 @@ def _check_room(url: str, folder: Path, total: Optional[int], max_bytes: int) ->
         raise DownloadError(f"cannot download {shown(url)}: the server says it is {said}, above stylelift's limit of {_size(max_bytes, total)} for a network file (download it yourself and give its path)")
     free = shutil.disk_usage(folder).free
     if total > free:
-        raise DownloadError(f"cannot download {shown(url)}: it is {total / 2**20:.0f} MB and the cache folder {folder} has {free / 2**20:.0f} MB free (set STYLELIFT_CACHE to a folder with room)")
+        raise DownloadError(f"cannot download {shown(url)}: it is {_size(total, free)} and the cache folder {folder} has {_size(free, total)} free (set STYLELIFT_CACHE to a folder with room)")
 
 
 def _copy_body(url, response, out, digest, total, *, watchdog: _Watchdog, max_bytes: int, progress) -> int:
@@ -373,9 +382,14 @@ def cached_download(
     """
     url = url.strip()
     dest = cached_path(url)
+    if dest.is_dir():  # the rename at the end would fail, naming the temporary file
+        raise DownloadError(f"cannot download {shown(url)}: a folder takes its place in the cache ({dest}); remove it")
     if dest.is_file():
-        if not sha256 or file_sha256(dest) == sha256.lower():
-            return dest
+        try:
+            if not sha256 or file_sha256(dest) == sha256.lower():
+                return dest
+        except OSError as e:  # a bad sector, a dropped network mount
+            raise DownloadError(f"cannot read the cached copy of {shown(url)}, {dest}: {e.strerror or _reason(e)}") from None
         log.info("the cached copy of %s does not match its sha256; downloading it again", shown(url))  # kept until a matching one replaces it
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -389,6 +403,8 @@ def cached_download(
     opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
+            if (encoding := response.headers.get("Content-Encoding", "identity").strip().lower()) not in ("", "identity"):  # asked for none; S3 sends a file stored gzipped as such
+                raise DownloadError(f"cannot download {shown(url)}: the server sends it compressed (Content-Encoding: {encoding[:40]}), which stylelift does not undo; download it yourself")
             total = _content_length(response.headers.get("Content-Length"))
             _check_room(url, dest.parent, total, max_bytes)
             done = _copy_body(url, response, out, digest, total, watchdog=watchdog, max_bytes=max_bytes, progress=progress)
@@ -401,11 +417,23 @@ def cached_download(
             raise DownloadError(f"download of {shown(url)} has sha256 {digest.hexdigest()}, expected {sha256}")
         os.replace(tmp, dest)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:  # one the watchdog caused comes after it set `stalled`
-        raise (_stalled(url, watchdog) if watchdog.stalled else DownloadError(f"cannot download {shown(url)}: {_reason(e)}")) from None
+        raise (_stalled(url, watchdog) if watchdog.stalled else DownloadError(f"cannot download {shown(url)}: {_reason(e)}{_through_proxy(url, e)}")) from None
     finally:
         watchdog.close()
         tmp.unlink(missing_ok=True)
     return dest
+
+
+def _through_proxy(url: str, e: BaseException) -> str:
+    """Where a connection failed on the way (not an answer of the server's), the proxy urllib went
+    through, as its environment variable names it: a dead proxy reads as a dead server otherwise."""
+    if isinstance(e, urllib.error.HTTPError) or not isinstance(e, (urllib.error.URLError, OSError, ValueError)):
+        return ""
+    parts = urllib.parse.urlsplit(url)
+    proxy = urllib.request.getproxies().get(parts.scheme.lower())
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return ""
+    return f" (through the proxy {shown(proxy)[:120]} that ${parts.scheme.lower()}_proxy names)"
 
 
 def forget(url: str) -> None:

@@ -7,9 +7,11 @@ the sha256 of the source files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import logging
+import time
 from pathlib import Path
 from typing import Optional, Union
 
@@ -84,8 +86,23 @@ def convert_mobilestylegan(files: dict[str, Path]) -> MobileStyleGAN:
     return G
 
 
+STALE_TEMPORARY = 3600  # seconds after which a cache file's temporary is a killed run's (a write takes a second or two)
+
+
+def cache_file(digest: str) -> Path:
+    """Where the conversion of the source files with this digest is cached: named by its format's
+    version too, so two stylelift versions sharing a cache keep a file each."""
+    from .download import cache_dir
+
+    return cache_dir() / "mobilestylegan" / f"{SOURCE_NAME}-{digest[:16]}-v{CACHE_VERSION}.pt"
+
+
 def _save_cache(G: MobileStyleGAN, path: Path, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    for tmp in path.parent.glob(f".{SOURCE_NAME}-*.tmp-*.pt"):  # a run killed outright (the OOM killer) while writing left it
+        with contextlib.suppress(OSError):
+            if time.time() - tmp.stat().st_mtime > STALE_TEMPORARY:
+                tmp.unlink()
     data = {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
@@ -118,12 +135,10 @@ def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyle
     `cache_dir()/mobilestylegan/`, named by the sha256 of the source files; later calls load that.
     Raises NetworkNotFoundError (saying which pip command to run) when the wheel is missing.
     """
-    from .download import cache_dir
-
     files = wheel_files()
     digest = source_digest(files)
     try:
-        path = cache_dir() / "mobilestylegan" / f"{SOURCE_NAME}-{digest[:16]}.pt"
+        path = cache_file(digest)
     except InputError as e:  # no home folder: this run converts, uncached
         log.warning("%s; converting the bundled network without caching it", e)
         path = None
@@ -135,7 +150,7 @@ def load_mobilestylegan(device: Union[str, torch.device] = "cpu") -> MobileStyle
         try:
             if path is not None:
                 _save_cache(G, path, meta)
-        except OSError as e:  # a read-only or full cache folder: this run has its network; the next converts again
+        except (OSError, InputError) as e:  # a read-only or full cache folder, a folder in the file's place: this run has its network; the next converts again
             log.warning("could not cache the converted network at %s (%s); it is converted again next time", path, error_message(e))
     G.eval().requires_grad_(False)
     G.source = SOURCE_NAME

@@ -518,7 +518,8 @@ _NUMBERS = {"INT", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT", "BYTEARRAY8"} 
 # may pass through both (protocol 2: _load_from_bytes(_codecs.encode(text))), so together they copy
 # at most twice what the pickle holds; a file that hands one string to them again and again (7
 # bytes a call) would make a copy of it each time, a memory bomb, or decode it each time, a CPU one
-_COPYING = {("_codecs", "encode"), ("torch.storage", "_load_from_bytes")}
+_COPYING = {("_codecs", "encode"), ("torch.storage", "_load_from_bytes"), ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+_FILLED_FROM_DATA = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}  # BUILD gives their data (a str copied when made bytes)
 MAX_COPIED = 2  # the bytes `_COPYING` calls may take in all, as a multiple of the pickle's size
 _EMPTY = {"EMPTY_LIST": "list", "EMPTY_TUPLE": "tuple", "EMPTY_DICT": "dict", "EMPTY_SET": "set"}
 _FROM_MARK = {"LIST": "list", "TUPLE": "tuple", "DICT": "dict", "FROZENSET": "frozenset"}
@@ -766,6 +767,8 @@ class _Scanner:
             target = self._top()
             if target.kind != "obj" or target.value not in self.allow.buildable:
                 raise refusal(self.source, f"BUILD/__setstate__ on {target.describe()}")
+            if target.value in _FILLED_FROM_DATA and state.kind == "tuple" and 0 < state.count <= len(state.items):
+                self._copies(state.items[state.count - 1], "a numpy array's state")  # (version,) shape, dtype, fortran, data
             self._grow(target, [state])
         elif name == "INST":
             raise refusal(self.source, f"{arg[0]}.{arg[1]}")
@@ -821,13 +824,17 @@ class _Scanner:
                 self._check_hashable(inner, "a set member")
         tag = _Tag("obj", func.value)
         if func.value in _COPYING:
-            data = items[1].items[0] if items[1].kind == "tuple" and items[1].items else None
-            tag.nbytes = data.nbytes if data is not None else 0
-            self.copied += tag.nbytes
-            if self.copied > MAX_COPIED * self.span:
-                raise self._limit(f"data given to {'.'.join(func.value)} again and again (each call would copy it: {self.copied:,} bytes from a pickle of {self.span:,})")
+            tag.nbytes = self._copies(items[1].items[0] if items[1].kind == "tuple" and items[1].items else None, ".".join(func.value))
         self._grow(tag, items[1:])
         self._push(tag)
+
+    def _copies(self, data: Optional[_Tag], what: str) -> int:
+        """Count the bytes of `data` (a tag) that `what` would copy; returns them."""
+        n = data.nbytes if data is not None else 0
+        self.copied += n
+        if self.copied > MAX_COPIED * self.span:
+            raise self._limit(f"data given to {what} again and again (each would copy it: {self.copied:,} bytes from a pickle of {self.span:,})")
+        return n
 
     def _fill(self, name: str) -> None:
         items = self._pop_mark() if name in ("APPENDS", "SETITEMS", "ADDITEMS") else self._pop(1 if name == "APPEND" else 2)
