@@ -210,7 +210,13 @@ def check_new_file(path: Path, overwrite: bool, *, remedy: str = "pass --overwri
 def check_not_read(out: Path, reads: Sequence, option: str = "--out", *, what: str = "") -> None:
     """Refuse, whatever --overwrite says, an output (`what`, else `option`) that is one of the files
     the command reads (by any name: a link, another case on macOS); `reads` may hold None and names of no file."""
-    if (out_id := file_id(out)) is not None and (read := next((r for r in reads if r is not None and file_id(Path(r).expanduser()) == out_id), None)):  # (~/net.pt as the loaders read it)
+    def read_as(r) -> Path:  # ~/net.pt as the loaders read it (~name of no such user: as written, as they fall back to)
+        try:
+            return Path(r).expanduser()
+        except RuntimeError:
+            return Path(r)
+
+    if (out_id := file_id(out)) is not None and (read := next((r for r in reads if r is not None and file_id(read_as(r)) == out_id), None)):
         fail(f"{what or option} {printable(out)} is {printable(read)}, which this command reads; give another {option}")
 
 

@@ -29,3 +29,14 @@ def G():
 
 # Tiny networks run fastest on one thread, and two threads fight when the machine is busy.
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def sigint_raises():
+    """SIGINT handled as Python does by default, for tests that send it: a CI script's background
+    job (`pytest &`) starts with it ignored, and stylelift leaves an ignored signal ignored."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -906,6 +906,8 @@ def test_convert_and_the_encoder_commands_never_write_over_the_network_they_read
     monkeypatch.setenv("HOME", str(tmp_path))
     r = invoke("convert", "~/tiny.pt", net, "--overwrite")  # the loaders read ~/ as the home folder
     assert r.exit_code == 1 and "which this command reads; give another" in r.output, r.output
+    r = invoke("convert", "~no_such_user_here/tiny.pt", net, "--overwrite")  # expanduser's RuntimeError was a traceback
+    assert r.exit_code == 1 and "no network file ~no_such_user_here/tiny.pt" in r.output, r.output
     assert net.read_bytes() == before
 
 

@@ -1,3 +1,4 @@
+import hashlib
 import http.server
 import io
 import re
@@ -465,6 +466,13 @@ def test_what_servers_proxies_and_the_cache_say_is_named_plainly(server, tmp_pat
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")  # a proxy that is not there: the server was blamed
     with pytest.raises(DownloadError, match=r"Connection refused \(through the proxy http://127.0.0.1:1 that \$http_proxy names\)"):
         cached_download(f"{url}/other.pt")
+    proxied = download._through_proxy(f"{url}/x.pt", urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
+    assert proxied == " (through the proxy http://127.0.0.1:1 that $http_proxy names)"
+    for not_the_proxy in (urllib.error.URLError("the server redirects it to ftp://h/x"), OSError(27, "File too large"), urllib.error.HTTPError(url, 404, "x", {}, None)):
+        assert download._through_proxy(f"{url}/x.pt", not_the_proxy) == ""  # refused by stylelift, a write to the cache, the server's answer
+    monkeypatch.setenv("no_proxy", url.removeprefix("http://"))  # host:port, as urllib matches it: connected directly
+    assert download._through_proxy(f"{url}/x.pt", urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))) == ""
+    assert download._reason(urllib.error.HTTPError(url, 304, "Not Modified (of /x?token=s)", {}, None)) == "HTTP 304 Not Modified"  # not a redirect loop
     redirects = download._HttpOnlyRedirects()
     request = urllib.request.Request("https://example.org/net.pt")
     with pytest.raises(urllib.error.URLError, match="redirects it from https to plain http"):
@@ -506,6 +514,11 @@ def test_a_whole_download_of_an_unsupported_version_is_kept(server, tmp_path):
         with pytest.raises(UnsupportedNetworkError, match=f"^{url}/new.pt \\({came}\\): new.pt has stylelift format version 99; this stylelift reads 1; kept in the cache as .*new.pt$"):
             load_generator(f"{url}/new.pt")
     assert Handler.hits == ["/new.pt"]  # the second try read the kept copy
+    data["version"] = 98
+    torch.save(data, root / "new.pt")
+    pin = hashlib.sha256((root / "new.pt").read_bytes()).hexdigest()
+    with pytest.raises(UnsupportedNetworkError, match=rf"^{url}/new.pt \(downloaded\): new.pt has stylelift format version 98"):  # the kept copy failed the pin: fetched again
+        load_generator(f"{url}/new.pt#sha256={pin}")
 
 
 def test_killed_downloads_are_cleared_and_kept_files_follow_the_umask(server, tmp_path):

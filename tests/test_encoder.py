@@ -460,7 +460,7 @@ def test_outputs_never_replace_a_photo_of_the_run_and_earlier_outputs_are_not_ph
     assert r.output.splitlines()[-1] == "me.png: already done (use --overwrite to redo)" and "me_proj" not in r.output.replace("NAME_proj", "")
 
 
-def test_encoder_train_gives_one_encoder_per_command_and_stops_between_steps(tmp_path, monkeypatch):
+def test_encoder_train_gives_one_encoder_per_command_and_stops_between_steps(tmp_path, monkeypatch, sigint_raises):
     import os
     import signal
 
@@ -650,7 +650,7 @@ def test_encoder_run_takes_a_face_index_and_says_which_face(tmp_path):
     assert r.exit_code == 2 and "it needs --align" in " ".join(r.output.replace("│", " ").split()), r.output
 
 
-def test_training_s_signal_handling_works_where_there_is_no_sighup(monkeypatch):
+def test_training_s_signal_handling_works_where_there_is_no_sighup(monkeypatch, sigint_raises):
     import signal
 
     from stylelift.cli_encoder import stop_between_steps

@@ -211,7 +211,7 @@ def test_progress_lines_on_a_full_stderr_cost_the_lines_not_the_run():
         full.close()
 
 
-def test_a_set_signalled_while_it_is_renamed_into_place_is_renamed_whole(tmp_path, monkeypatch):
+def test_a_set_signalled_while_it_is_renamed_into_place_is_renamed_whole(tmp_path, monkeypatch, sigint_raises):
     """Ctrl-C between the renames of project's set left the new NAME.npz beside the old pictures."""
     import signal
 

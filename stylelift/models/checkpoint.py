@@ -22,7 +22,7 @@ import torch
 
 from ..devices import usable_device
 from ..errors import CheckpointError, InputError, MissingFileError, UnsupportedNetworkError, describe, first_line
-from ..fileio import special_file, to_json
+from ..fileio import file_stamp, special_file, to_json
 from .base import MappedGenerator, check_generator, rng_untouched
 from .download import is_url
 from .raw import RawNetwork
@@ -212,8 +212,9 @@ def load_generator(
         from .download import cached_download, cached_path, forget, shown, split_pin
 
         url, sha256 = split_pin(url)
-        came = "cached copy" if cached_path(url).is_file() else "downloaded"
+        before = file_stamp(cached_path(url))
         path = cached_download(url, sha256=sha256, progress=download_progress)
+        came = "cached copy" if before and file_stamp(path) == before else "downloaded"  # (a copy that failed its pin is downloaded again)
         name = path.name.split("-", 1)[-1]  # the URL's file name, without the cache's hash
         try:
             sniff_format(path)

@@ -99,13 +99,14 @@ def cached_path(url: str) -> Path:
         raise DownloadError(f"{shown(url)} is not a valid URL (it holds a space, a control character or a non-ASCII character; write them %-encoded, a space as %20)")
     name = os.path.basename(parts.path)
     name = re.sub(r"[^A-Za-z0-9._-]", "_", urllib.parse.unquote(name))[-MAX_NAME:].lstrip(".") or "download"
-    key = hashlib.sha256(url.partition("#")[0].encode()).hexdigest()[:16]  # a fragment is not sent: one file
+    sent = parts.scheme.lower() + url.partition("#")[0][len(parts.scheme):]  # a fragment is not sent, and HTTP:// is http://: one file
+    key = hashlib.sha256(sent.encode()).hexdigest()[:16]
     return cache_dir() / "downloads" / f"{key}-{name}"
 
 
 def _reason(e: BaseException) -> str:
     if isinstance(e, urllib.error.HTTPError):  # the code's standard words, not the server's (which may repeat the URL asked for, token and all)
-        if 300 <= e.code < 400:  # urllib's redirect loop or too many redirects
+        if 300 <= e.code < 400 and "infinite loop" in str(e.reason):  # urllib's words for a redirect loop or too many redirects
             text = f"HTTP {e.code}: a redirect loop, or more redirects than urllib follows"
         else:
             try:
@@ -121,6 +122,7 @@ def _reason(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
+COMPRESSIONS = {"gzip", "x-gzip", "deflate", "br", "zstd", "compress", "x-compress"}  # Content-Encodings that would be stored undone
 MAX_BYTES = 4 << 30  # generous: a StyleGAN2 network at 1024 px is a few hundred MB
 MIN_SPEED = 1024  # bytes per second, averaged over `timeout` seconds, below which a download has stalled
 STALE_PART = 3600  # seconds after which an untouched .part file that no download holds is a killed download's
@@ -403,7 +405,7 @@ def cached_download(
     opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
-            if (encoding := response.headers.get("Content-Encoding", "identity").strip().lower()) not in ("", "identity"):  # asked for none; S3 sends a file stored gzipped as such
+            if (encoding := response.headers.get("Content-Encoding", "").strip().lower()) in COMPRESSIONS:  # asked for none; S3 sends a file stored gzipped as such
                 raise DownloadError(f"cannot download {shown(url)}: the server sends it compressed (Content-Encoding: {encoding[:40]}), which stylelift does not undo; download it yourself")
             total = _content_length(response.headers.get("Content-Length"))
             _check_room(url, dest.parent, total, max_bytes)
@@ -425,13 +427,14 @@ def cached_download(
 
 
 def _through_proxy(url: str, e: BaseException) -> str:
-    """Where a connection failed on the way (not an answer of the server's), the proxy urllib went
-    through, as its environment variable names it: a dead proxy reads as a dead server otherwise."""
-    if isinstance(e, urllib.error.HTTPError) or not isinstance(e, (urllib.error.URLError, OSError, ValueError)):
+    """Where a connection could not be made (not an answer of the server's, a refused redirect or a
+    write to the cache), the proxy urllib went through, as its environment variable names it: a
+    dead proxy reads as a dead server otherwise. (Judged by the URL asked for, not a redirect's.)"""
+    if isinstance(e, urllib.error.HTTPError) or not (isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError)):
         return ""
     parts = urllib.parse.urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme.lower())
-    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+    if not proxy or urllib.request.proxy_bypass(parts.netloc):  # host:port, as urllib asks it
         return ""
     return f" (through the proxy {shown(proxy)[:120]} that ${parts.scheme.lower()}_proxy names)"
 
