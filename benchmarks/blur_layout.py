@@ -18,6 +18,8 @@ So stylelift's modulated conv stays channels-last on the CPU and NCHW on a GPU (
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import statistics
 import time

@@ -7,7 +7,7 @@ at -3), share whose predicted gender differs anywhere along the way from that of
 rises monotonically end to end and crosses 0.5, and the mean age change. The age shares come with
 their 95% (Wilson) interval: on 100 faces a share of 90% is known to about +-6 points.
 
-    python benchmarks/direction_effect.py [--faces 100] [--strengths -3:3:7] [--age PATH] [--gender PATH] [--layers 0-7]
+    python benchmarks/direction_effect.py [--faces 100] [--strengths=-3:3:7] [--age PATH] [--gender PATH] [--layers 0-7]
                                           [--sheet flips.png] [--random K]
 
 `--sheet` writes the faces whose predicted gender changed under the age edit, one row each with
@@ -24,6 +24,8 @@ age direction. Their share of flips is the classifier's floor for an edit of tha
 """
 
 from __future__ import annotations
+
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
 
 import argparse
 import time
@@ -45,7 +47,7 @@ def main() -> None:
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--faces", type=int, default=100)
     ap.add_argument("--first-seed", type=int, default=100_000, help="seeds not used when learning the directions")
-    ap.add_argument("--strengths", default="-3:3:7")
+    ap.add_argument("--strengths", default="-3:3:7", help="LO:HI:N (write --strengths=-3:3:7: argparse takes a value starting with - for an option)")
     ap.add_argument("--trunc", type=float, default=0.7)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--age", default="age", help="direction file (default: the shipped one)")
@@ -58,6 +60,8 @@ def main() -> None:
                     help="also K random directions of each kind (isotropic, and shaped like w's spread), orthogonal to the age and gender normals, "
                          "applied as the age one: how often the gender call changes under an edit about neither")
     args = ap.parse_args()
+    if args.random and args.only:  # (before the evaluation, not after it)
+        ap.error("--random compares with both directions: leave out --only")
     lo, hi, n = args.strengths.split(":")
     strengths = np.linspace(float(lo), float(hi), int(n))
 
@@ -133,8 +137,6 @@ def main() -> None:
             print(f"  mean |age change| -3 -> +3:         {np.abs(a[:, -1] - a[:, 0]).mean():.1f} years")
             print(f"  mean P(male) per strength:         {np.round(m.mean(0), 2).tolist()}")
     if args.random:
-        if args.only:
-            raise SystemExit("--random compares with both shipped directions: leave out --only")
         print(f"\nrandom unit directions orthogonal to the age and gender normals, applied as the age one (layers {age_spec}):")
         for kind, seed, vector in random_directions(G, [age_vector, gender_vector], args.random):
             ages, males, change, _ = measure(vector, age_layers)

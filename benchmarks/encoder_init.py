@@ -11,11 +11,13 @@ from latents that far along the line from w_avg to the true ones (an encoder who
 (1 - f)^2 of w_avg's), to see what an encoder must reach to pay off. A run stops when it reaches
 the PSNR (the schedule is still the one of `--steps` steps).
 
-    python benchmarks/encoder_init.py [--encoder encoder.pt] [--network mobile-ffhq] [--images 20] [--psnr 25] [--steps 300]
+    python benchmarks/encoder_init.py [--encoder encoder|FILE.pt|none] [--network mobile-ffhq] [--images 20] [--psnr 25] [--steps 300]
                                       [--nvidia-noise] [--oracle 0.5,0.75] [--first 10]
 """
 
 from __future__ import annotations
+
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
 
 import argparse
 import statistics
@@ -40,7 +42,7 @@ class Reached(Exception):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--encoder", default=None, help="encoder file, or 'encoder' for the shipped one")
+    ap.add_argument("--encoder", default="encoder", help="encoder file, 'encoder' for the shipped one (the default), or none to compare only the other starts")
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--first", type=int, default=0, help="project only images FIRST.. (the earlier ones as in a run with fewer --images)")
@@ -51,6 +53,10 @@ def main() -> None:
     ap.add_argument("--nvidia-noise", action="store_true", help="also project from w_avg with NVIDIA's early noise on w")
     ap.add_argument("--oracle", default="", help="also start this far from w_avg towards the true latents, e.g. 0.5,0.75")
     args = ap.parse_args()
+    if not 0 <= args.first < args.images:
+        ap.error(f"--first {args.first} leaves no image of --images {args.images} to project")
+    if args.encoder == "none":
+        args.encoder = None
 
     G = load_generator(args.network, device=args.device)
     sampling = EncoderTrainOptions(mixing_prob=0.0, truncation=(0.7, 0.7), render_resolution=G.img_resolution)

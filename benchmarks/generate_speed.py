@@ -16,6 +16,8 @@ both give the same image.
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import os
 import statistics

@@ -22,6 +22,8 @@ Needs the random-face wheel: pip install --no-deps random-face==2021.7.21.1
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import os
 import statistics
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
                 fwd, fwd_bwd, ov_ms = ms["forward"], ms.get("forward+backward", float("nan")), ms.get("openvino")
                 rows.append((name, out_res or G.img_resolution, batch, fwd, fwd_bwd, ov_ms))
                 print(f"{name:14s} {out_res or G.img_resolution:5d}px batch {batch}: forward {fwd:7.0f} ms, "
-                      f"forward+backward {fwd_bwd:7.0f} ms, OpenVINO {ov_ms or float('nan'):7.0f} ms", file=sys.stderr)
+                      f"forward+backward {fwd_bwd:7.0f} ms" + (f", OpenVINO {ov_ms:7.0f} ms" if ov_ms else ""), file=sys.stderr)
     load_after = os.getloadavg()[0]
     print(f"\nCPU, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}; "
           f"load average {load_before:.1f} before, {load_after:.1f} after (cores: {os.cpu_count()}); "

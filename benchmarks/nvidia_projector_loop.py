@@ -25,6 +25,8 @@ which ones did (both, on an H200 with torch 2.11).
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import io
 import pickle
@@ -102,6 +104,8 @@ def main() -> None:
     ap.add_argument("--short", type=int, default=5)
     ap.add_argument("--long", type=int, default=25)
     args = ap.parse_args()
+    if args.long <= args.short:
+        ap.error(f"--long {args.long} must be more steps than --short {args.short} (a step's time is their difference over it)")
 
     sys.path.insert(0, str(args.nvidia_repo.resolve()))
     import dnnlib

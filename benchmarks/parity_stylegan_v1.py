@@ -27,6 +27,8 @@ generator file (its `sync_op` module is replaced by a stand-in).
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import copy
 import importlib.util

@@ -12,6 +12,8 @@ Every row also gives the PSNR at the working resolution after 1/5, 2/5, ... of t
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import time
 from pathlib import Path

@@ -18,6 +18,8 @@ leaves the allocator as it is, to see what that setting is worth.
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import statistics
 import time

@@ -13,6 +13,8 @@ ramp-up numbers were measured so); by default the best state is scored, as proje
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import argparse
 import time
 

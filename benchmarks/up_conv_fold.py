@@ -18,6 +18,8 @@ H200 went from 0.108 to 0.092 s, on one machine start).
 
 from __future__ import annotations
 
+import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+
 import torch
 from blur_layout import layer_benchmark_args, seconds  # run as a script: benchmarks/ is on sys.path
 

@@ -18,6 +18,8 @@ share grows with the steps.
 
 from __future__ import annotations
 
+import stylelift  # first, before torch: it sets the CPU thread settings torch reads when it loads
+
 import argparse
 from pathlib import Path
 
@@ -25,7 +27,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-import stylelift
 from stylelift.editing import apply_direction, interpolation_path, mix_styles, parse_layers, pca_directions, resolve_direction, style_ranges, w_std_along
 from stylelift.editing.interpolation import between, path_steps
 from stylelift.generation import item_noises, iter_render_ws, latents_for_items, render_ws
