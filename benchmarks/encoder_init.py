@@ -42,7 +42,7 @@ class Reached(Exception):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--encoder", default="encoder", help="encoder file, 'encoder' for the shipped one (the default), or none to compare only the other starts")
+    ap.add_argument("--encoder", default=None, help="encoder file, 'encoder' for the shipped one (the default with the bundled network), or none to compare only the other starts")
     ap.add_argument("--network", default="mobile-ffhq")
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--first", type=int, default=0, help="project only images FIRST.. (the earlier ones as in a run with fewer --images)")
@@ -55,6 +55,8 @@ def main() -> None:
     args = ap.parse_args()
     if not 0 <= args.first < args.images:
         ap.error(f"--first {args.first} leaves no image of --images {args.images} to project")
+    if args.encoder is None:  # the shipped encoder is the bundled network's alone
+        args.encoder = "encoder" if args.network == "mobile-ffhq" else "none"
     if args.encoder == "none":
         args.encoder = None
 

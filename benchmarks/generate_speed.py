@@ -16,22 +16,23 @@ both give the same image.
 
 from __future__ import annotations
 
-import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout's stylelift, whatever else is installed
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import stylelift  # noqa: E402,F401  (before torch: it sets the CPU thread settings torch reads when it loads)
 
 import argparse
 import os
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
 from typing import Callable
 
 import torch
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 from stylelift.models.stylegan2 import Generator, StyleGAN2Config  # noqa: E402
 

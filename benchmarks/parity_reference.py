@@ -31,7 +31,14 @@ and the table (`parity.md`, `parity.json`) under --out.
 
 from __future__ import annotations
 
-import stylelift  # noqa: F401  (first, before torch: it sets the CPU thread settings torch reads when it loads)
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # this checkout's stylelift, whatever else is installed
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import stylelift  # noqa: E402,F401  (before torch: it sets the CPU thread settings torch reads when it loads)
 
 import argparse
 import contextlib
@@ -39,20 +46,14 @@ import copy
 import json
 import math
 import pickle
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 from PIL import Image
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 
 from stylelift.generation import generate_from_seeds  # noqa: E402
 from stylelift.models.stylegan2 import Generator, StyleGAN2Config  # noqa: E402

@@ -39,4 +39,4 @@ def sigint_raises():
 
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
-    signal.signal(signal.SIGINT, previous)
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)  # (None: set outside Python)

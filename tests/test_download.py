@@ -49,7 +49,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             return
         if self.path.startswith("/gzip"):  # a file stored compressed, sent as such whatever was asked
             self.send_response(200)
-            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Encoding", "gzip, identity" if "both" in self.path else "gzip")
             self.send_header("Content-Length", "4")
             self.end_headers()
             self.wfile.write(b"\x1f\x8b\x08\x00")
@@ -449,6 +449,8 @@ def test_what_servers_proxies_and_the_cache_say_is_named_plainly(server, tmp_pat
     assert str(e.value) == f"cannot download {url}/reason.pt: HTTP 403 Forbidden"
     with pytest.raises(DownloadError, match=r"the server sends it compressed \(Content-Encoding: gzip\), which stylelift does not undo"):
         cached_download(f"{url}/gzip.pt")  # was kept compressed, then "gzip.pt is not a network file" under the cache's name
+    with pytest.raises(DownloadError, match=r"Content-Encoding: gzip, identity"):  # a list of codings: one is a compression
+        cached_download(f"{url}/gzip-both.pt")
     save_generator(tiny_generator(), root / "net.pt")
     assert network_id(load_generator(url.replace("http://", "HTTP://") + "/net.pt")) == network_id(load_generator(root / "net.pt"))  # was "no network file HTTP://..."
     cached_path(f"{url}/dir.pt").mkdir(parents=True)
@@ -468,6 +470,7 @@ def test_what_servers_proxies_and_the_cache_say_is_named_plainly(server, tmp_pat
         cached_download(f"{url}/other.pt")
     proxied = download._through_proxy(f"{url}/x.pt", urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")))
     assert proxied == " (through the proxy http://127.0.0.1:1 that $http_proxy names)"
+    assert download._through_proxy(f"{url}/x.pt", ConnectionResetError(104, "Connection reset by peer")) == proxied  # a proxy that takes the connection, then drops it
     for not_the_proxy in (urllib.error.URLError("the server redirects it to ftp://h/x"), OSError(27, "File too large"), urllib.error.HTTPError(url, 404, "x", {}, None)):
         assert download._through_proxy(f"{url}/x.pt", not_the_proxy) == ""  # refused by stylelift, a write to the cache, the server's answer
     monkeypatch.setenv("no_proxy", url.removeprefix("http://"))  # host:port, as urllib matches it: connected directly

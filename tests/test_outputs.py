@@ -181,6 +181,7 @@ def test_a_closing_terminal_or_a_kill_mid_write_keeps_the_earlier_file_and_leave
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
     monkeypatch.setattr(Image.Image, "save", save_then_signalled)
     try:
+        signal.signal(getattr(signal, signame), signal.SIG_DFL)  # as a terminal's (under nohup SIGHUP starts ignored, and stays so)
         r = invoke("mix", "--rows", "1", "--cols", "2", "--network", net, "--out", out)
     finally:
         for s, handler in saved.items():

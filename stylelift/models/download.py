@@ -122,7 +122,6 @@ def _reason(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-COMPRESSIONS = {"gzip", "x-gzip", "deflate", "br", "zstd", "compress", "x-compress"}  # Content-Encodings that would be stored undone
 MAX_BYTES = 4 << 30  # generous: a StyleGAN2 network at 1024 px is a few hundred MB
 MIN_SPEED = 1024  # bytes per second, averaged over `timeout` seconds, below which a download has stalled
 STALE_PART = 3600  # seconds after which an untouched .part file that no download holds is a killed download's
@@ -405,7 +404,8 @@ def cached_download(
     opener = urllib.request.build_opener(_HttpOnlyRedirects, _WatchedHTTP(watchdog), _WatchedHTTPS(watchdog))
     try:
         with os.fdopen(fd, "wb") as out, opener.open(url, timeout=timeout) as response:
-            if (encoding := response.headers.get("Content-Encoding", "").strip().lower()) in COMPRESSIONS:  # asked for none; S3 sends a file stored gzipped as such
+            encoding = response.headers.get("Content-Encoding", "").strip().lower()
+            if any(part.strip() not in ("", "identity", "none") for part in encoding.split(",")):  # asked for none; S3 sends a file stored gzipped as such
                 raise DownloadError(f"cannot download {shown(url)}: the server sends it compressed (Content-Encoding: {encoding[:40]}), which stylelift does not undo; download it yourself")
             total = _content_length(response.headers.get("Content-Length"))
             _check_room(url, dest.parent, total, max_bytes)
@@ -430,7 +430,8 @@ def _through_proxy(url: str, e: BaseException) -> str:
     """Where a connection could not be made (not an answer of the server's, a refused redirect or a
     write to the cache), the proxy urllib went through, as its environment variable names it: a
     dead proxy reads as a dead server otherwise. (Judged by the URL asked for, not a redirect's.)"""
-    if isinstance(e, urllib.error.HTTPError) or not (isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError)):
+    made = isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError)  # (urllib wraps what fails while connecting)
+    if isinstance(e, urllib.error.HTTPError) or not (made or isinstance(e, ConnectionError)):  # ConnectionError: dropped while answering
         return ""
     parts = urllib.parse.urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme.lower())
