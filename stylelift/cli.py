@@ -144,37 +144,47 @@ def stdout_is_gone() -> bool:
         return False
 
 
+def _reported(fn: Callable, *args, **kwargs):
+    """`fn`'s result, its expected errors said in one line (see `user_errors`)."""
+    try:
+        return fn(*args, **kwargs)
+    except BrokenPipeError as e:
+        if not stdout_is_gone():  # another pipe (a subprocess's): a real error
+            fail(error_message(e))
+        # whoever read stdout stopped (`stylelift info X | head -3`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
+        raise typer.Exit(1) from None
+    except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
+        stop_if_interrupted(e)
+        fail(error_message(e))
+    except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's GPU out-of-memory error is one
+        stop_if_interrupted(e)
+        if not is_out_of_memory(e):
+            raise
+        fail("out of memory: ask for fewer images, frames or samples at once (--batch-size)")
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn expected errors into one red line on stderr and exit code 1 (130 on Ctrl-C)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        previous = {}  # put back when the command is over (the CLI run in-process, as by CliRunner, leaves none of its own)
         if threading.current_thread() is threading.main_thread():
             # SIGTERM (kill, a batch scheduler) and SIGHUP (a closing terminal, a dropped ssh) unwind
             # like Ctrl-C, so the temporary files of half-done writes are removed and existing outputs
             # stay as they were (a SIGHUP that nohup ignores stays ignored)
             for sig in stopping_signals():
                 if sig != signal.SIGINT:  # (Python's own: KeyboardInterrupt)
-                    signal.signal(sig, _terminated)
+                    previous[sig] = signal.signal(sig, _terminated)
         try:
-            return fn(*args, **kwargs)
-        except BrokenPipeError as e:
-            if not stdout_is_gone():  # another pipe (a subprocess's): a real error
-                fail(error_message(e))
-            # whoever read stdout stopped (`stylelift info X | head -3`): stop quietly, as Unix tools do
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush of stdout fails no more
-            raise typer.Exit(1) from None
-        except (StyleliftError, OSError) as e:  # OSError: missing files, a file where a folder should be, full disk, ...
-            stop_if_interrupted(e)
-            fail(error_message(e))
-        except (MemoryError, RuntimeError) as e:  # RuntimeError: torch's GPU out-of-memory error is one
-            stop_if_interrupted(e)
-            if not is_out_of_memory(e):
-                raise
-            fail("out of memory: ask for fewer images, frames or samples at once (--batch-size)")
-        except KeyboardInterrupt:
-            typer.secho("interrupted", fg=typer.colors.YELLOW, err=True)
-            raise typer.Exit(130)
+            return _reported(fn, *args, **kwargs)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 

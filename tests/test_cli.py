@@ -929,3 +929,18 @@ def test_a_closed_stdout_or_stderr_neither_passes_for_success_nor_stops_the_work
     Image.new("RGB", (16, 16), (50, 100, 200)).save(tmp_path / "q.png")
     p = subprocess.run([*project[:4], str(tmp_path / "q.png"), *project[4:]], preexec_fn=closed(1), stderr=subprocess.PIPE, timeout=300)
     assert p.returncode == 1 and p.stderr.decode().endswith("error: stdout: Bad file descriptor\n") and (tmp_path / "out" / "q.npz").exists()  # the work is done, then the failure said
+
+
+def test_a_command_run_in_process_leaves_the_signal_handlers_as_it_found_them(net, tmp_path):
+    import signal
+
+    def mine(signum, frame):  # an application's own, around an in-process run of the CLI
+        pass
+
+    before = {sig: signal.signal(sig, mine) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        assert invoke("info", net).exit_code == 0 and invoke("info", tmp_path / "missing.pt").exit_code == 1
+        assert all(signal.getsignal(sig) is mine for sig in before)  # they stayed stylelift's, raising SystemExit
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
