@@ -477,9 +477,8 @@ def generate(
     paths = [outdir / n for n in names]
     if folder := next((p for p in paths + [grid_path] if p is not None and p.is_dir()), None):  # before any rendering
         fail(f"{folder} is a folder, not a file; move it or give another --outdir")
-    read = file_id(latents) if latents is not None else None  # (the file is read by now: it exists)
-    if read is not None and (clash := next((p for p in paths + [grid_path] if p is not None and file_id(p) == read), None)):
-        fail(f"{clash} is the latent file --latents names (an .npz by another name); give another --outdir")
+    for path in paths + [grid_path] * (grid_path is not None):
+        check_not_read(path, [latents], "--outdir", what="the image")
     generation.write_images(images, paths, grid_path=grid_path)  # each image is written as it is rendered
     say(f"wrote {len(names)} image{'s' * (len(names) != 1)}{' and grid.png' if grid_path is not None else ''} to {outdir}/")
 

@@ -1359,7 +1359,7 @@ def test_an_output_named_like_a_file_the_command_reads_is_refused_before_any_wor
     assert r.exit_code == 0, r.output
     (tmp_path / "grid.png").write_bytes(before)
     r = invoke("generate", "--latents", "grid.png", "--outdir", ".", "--network", net)
-    assert r.exit_code == 1 and "grid.png is the latent file --latents names" in r.output, r.output
+    assert r.exit_code == 1 and "the image grid.png is grid.png, which this command reads; give another --outdir" in r.output, r.output
     assert (tmp_path / "lat.png").read_bytes() == (tmp_path / "grid.png").read_bytes() == before
 
 

@@ -430,8 +430,8 @@ def _through_proxy(url: str, e: BaseException) -> str:
     """Where a connection could not be made (not an answer of the server's, a refused redirect or a
     write to the cache), the proxy urllib went through, as its environment variable names it: a
     dead proxy reads as a dead server otherwise. (Judged by the URL asked for, not a redirect's.)"""
-    made = isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError)  # (urllib wraps what fails while connecting)
-    if isinstance(e, urllib.error.HTTPError) or not (made or isinstance(e, ConnectionError)):  # ConnectionError: dropped while answering
+    connecting = isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError)  # urllib wraps what fails while connecting (an HTTPError's reason is the server's words)
+    if not (connecting or isinstance(e, ConnectionError)):  # ConnectionError: dropped while answering
         return ""
     parts = urllib.parse.urlsplit(url)
     proxy = urllib.request.getproxies().get(parts.scheme.lower())
